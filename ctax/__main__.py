@@ -1,0 +1,3 @@
+from ctax.cli import main
+
+main()

@@ -1,0 +1,68 @@
+"""Sends committed work to the queue: waiting creatives (many ids per message) and outbox jobs.
+
+A background thread wakes when a request commits work (nudge) and once a second regardless, so work left by
+a crash or a broker outage is sent as soon as the broker answers again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from celery import Celery
+from sqlalchemy.orm import Session, sessionmaker
+
+from ctax.taxonomy import creatives, outbox
+from ctax.taxonomy.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Dispatcher:
+    def __init__(self, settings: Settings, factory: sessionmaker[Session]) -> None:
+        self.settings = settings
+        self.factory = factory
+        self.producer = Celery("ctax-api", broker=settings.celery_broker_url, set_as_current=False)
+        self.producer.conf.update(
+            task_serializer="json",
+            broker_connection_timeout=5,
+            broker_connection_retry_on_startup=True,
+            task_publish_retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
+        )
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def send(self, task: str, args: list[object], queue: str) -> None:
+        self.producer.send_task(task, args=args, queue=queue)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="ctax-dispatcher", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def nudge(self) -> None:
+        self._wake.set()
+
+    def flush(self) -> int:
+        sent = creatives.dispatch(self.factory, self.send, self.settings)
+        sent += outbox.flush(self.factory, self.send)
+        return sent
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            woken = self._wake.wait(timeout=1.0)
+            self._wake.clear()
+            if woken:
+                # Let concurrent requests commit too, so they leave in one message.
+                self._stop.wait(self.settings.dispatch_interval_s)
+            try:
+                while self.flush() and not self._stop.is_set():
+                    pass
+            except Exception:  # broker or database down: keep the work, try again on the next tick
+                log.warning("dispatch failed; will retry", exc_info=True)

@@ -1,0 +1,52 @@
+"""API keys (admin)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from ctax.api.deps import Admin, SessionDep
+from ctax.taxonomy import keys as service
+from ctax.taxonomy.db.models import ApiKey
+
+router = APIRouter(prefix="/v1/api-keys", tags=["api keys"])
+
+
+class KeyIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    role: service.Role
+
+
+def key_view(row: ApiKey) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "name": row.name,
+        "role": row.role,
+        "prefix": row.prefix,
+        "created_at": row.created_at,
+        "last_used_at": row.last_used_at,
+        "revoked_at": row.revoked_at,
+    }
+
+
+@router.post("", status_code=201)
+def create_key(body: KeyIn, _: Admin, session: SessionDep) -> dict[str, Any]:
+    """The key is in this answer only; it is stored hashed."""
+    row, key = service.create_key(session, body.name, body.role)
+    session.commit()
+    return {**key_view(row), "key": key}
+
+
+@router.get("")
+def list_keys(_: Admin, session: SessionDep) -> dict[str, Any]:
+    return {"items": [key_view(row) for row in session.scalars(select(ApiKey).order_by(ApiKey.id))]}
+
+
+@router.delete("/{key_id}")
+def revoke_key(key_id: int, _: Admin, session: SessionDep) -> dict[str, Any]:
+    row = service.revoke(session, key_id)
+    session.commit()
+    return key_view(row)

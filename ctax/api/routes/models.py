@@ -1,0 +1,87 @@
+"""Model versions: list, inspect, promote, roll back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+from sqlalchemy import select
+
+from ctax.api.deps import Admin, DispatcherDep, Reviewer, SessionDep
+from ctax.taxonomy.db.models import ModelVersion
+from ctax.taxonomy.outbox import ACTIVATE_VERSION, enqueue
+from ctax.taxonomy.training import registry
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+
+
+class PromoteIn(BaseModel):
+    force: bool = False
+
+
+def version_view(version: ModelVersion) -> dict[str, Any]:
+    metrics = dict(version.metrics or {})
+    calibration = metrics.pop("calibration", None) or {}
+    return {
+        "id": version.id,
+        "kind": version.kind,
+        "status": version.status,
+        "created_at": version.created_at,
+        "promoted_at": version.promoted_at,
+        "index_ready": version.index_ready,
+        "training_run_id": version.training_run_id,
+        "metrics": metrics,
+        "comparison": version.comparison,
+        "error": version.error,
+        "thresholds": {
+            "new_label": (version.thresholds or {}).get("new_label"),
+            "wrong_label": (version.thresholds or {}).get("wrong_label"),
+            "per_label_wrong": len((version.thresholds or {}).get("per_label_wrong") or {}),
+            "margin": (version.thresholds or {}).get("margin"),
+            "exemplar_weight": (version.thresholds or {}).get("exemplar_weight"),
+            "source": (version.thresholds or {}).get("source"),
+        },
+        "calibration": {
+            name: {k: v for k, v in (calibration.get(name) or {}).items() if not isinstance(v, dict)}
+            for name in ("new_label", "wrong_label", "low_confidence")
+            if calibration.get(name)
+        }
+        | {"n_validation": calibration.get("n_validation")},
+        "config": version.config,
+        "model_card": f"{version.artefact_dir}/MODEL_CARD.md",
+    }
+
+
+@router.get("")
+def list_models(_: Reviewer, session: SessionDep) -> dict[str, Any]:
+    rows = session.scalars(select(ModelVersion).order_by(ModelVersion.seq.desc()))
+    return {"items": [version_view(v) for v in rows]}
+
+
+@router.get("/{version_id}")
+def get_model(version_id: str, _: Reviewer, session: SessionDep) -> dict[str, Any]:
+    return version_view(registry.get_version(session, version_id))
+
+
+def _promote(session: Any, version: ModelVersion, force: bool, dispatcher: Any) -> dict[str, Any]:
+    registry.check_promotable(session, version, force)
+    previous = registry.mark_active(session, version)
+    enqueue(session, ACTIVATE_VERSION, version.id)
+    session.commit()
+    dispatcher.nudge()
+    return {**version_view(version), "previous": previous.id if previous else None}
+
+
+@router.post("/{version_id}/promote")
+def promote(
+    version_id: str, _: Admin, session: SessionDep, dispatcher: DispatcherDep, body: PromoteIn | None = None
+) -> dict[str, Any]:
+    """Make a candidate (or an earlier version) active; refused when it scored worse, unless forced."""
+    return _promote(session, registry.get_version(session, version_id), bool(body and body.force), dispatcher)
+
+
+@router.post("/rollback")
+def rollback(_: Admin, session: SessionDep, dispatcher: DispatcherDep) -> dict[str, Any]:
+    """Re-activate the version that was active before the current one."""
+    return _promote(session, registry.rollback_target(session), True, dispatcher)

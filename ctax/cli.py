@@ -1,0 +1,279 @@
+"""The `ctax` command line: the outermost layer. It may start the API and the worker by import string."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ctax.taxonomy.config import INDEX_QUEUE, LABEL_GPU_QUEUE, TRAIN_QUEUE, Settings
+
+app = typer.Typer(help="ctax: label ad creatives with taxonomy paths.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema (Alembic).", no_args_is_help=True)
+labels_app = typer.Typer(help="The taxonomy.", no_args_is_help=True)
+creatives_app = typer.Typer(help="Creatives and labelled data.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+models_app = typer.Typer(help="Model versions.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(labels_app, name="labels")
+app.add_typer(creatives_app, name="creatives")
+app.add_typer(keys_app, name="keys")
+app.add_typer(models_app, name="models")
+console = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    settings = Settings()
+    settings.ensure_dirs()
+    return settings
+
+
+def _factory(settings: Settings):  # type: ignore[no-untyped-def]
+    from ctax.taxonomy.db.session import make_engine, make_session_factory
+
+    return make_session_factory(make_engine(settings.sqlalchemy_url))
+
+
+def _flush(settings: Settings, factory: Any) -> None:
+    """Send the jobs this command queued (the API's dispatcher would too, if it is running)."""
+    from ctax.api.dispatch import Dispatcher
+
+    try:
+        Dispatcher(settings, factory).flush()
+    except Exception as exc:  # the outbox keeps them; the API sends them when the broker answers
+        console.print(f"[yellow]queued jobs stay in the outbox for now: {exc}[/yellow]")
+
+
+def _fail(exc: Exception) -> None:
+    from ctax.taxonomy.errors import CtaxError
+
+    message = exc.message if isinstance(exc, CtaxError) else str(exc)
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(2)
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Create or migrate the schema."""
+    from ctax.taxonomy.db.migrate import upgrade
+
+    settings = _settings()
+    upgrade(settings.sqlalchemy_url, revision)
+    console.print(f"database at {settings.sqlalchemy_url.split('@')[-1]} is at {revision}")
+
+
+@app.command()
+def api(host: str | None = None, port: int | None = None, workers: int = 1) -> None:
+    """Serve the REST API (uvicorn)."""
+    import uvicorn
+
+    settings = _settings()
+    uvicorn.run(
+        "ctax.api.app:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        log_level="info",
+    )
+
+
+ROLES = {"label": ["ctax.label", INDEX_QUEUE], "gpu": [LABEL_GPU_QUEUE, INDEX_QUEUE], "train": [TRAIN_QUEUE]}
+
+
+@app.command()
+def worker(
+    role: Annotated[str, typer.Option(help="label (CPU labelling + index), gpu, or train")] = "label",
+    queues: Annotated[str | None, typer.Option(help="comma-separated queues, overriding the role")] = None,
+    loglevel: str = "info",
+) -> None:
+    """Run a Celery worker: one process (--pool=solo), models loaded once, on the settings' device.
+
+    GPU hosts run one `ctax worker --role gpu` per GPU (CUDA_VISIBLE_DEVICES=N) with CTAX_DEVICE=cuda."""
+    from ctax.worker.app import create_celery
+
+    if role not in ROLES:
+        _fail(ValueError(f"role must be one of {', '.join(ROLES)}"))
+    settings = _settings()
+    names = queues.split(",") if queues else list(ROLES[role])
+    if role == "label" and settings.label_queue not in names and not queues:
+        names[0] = settings.label_queue
+    owns_index = INDEX_QUEUE in names or any(q.startswith("ctax.label") for q in names)
+    celery = create_celery(settings, names, owns_index=owns_index)
+    celery.worker_main(
+        [
+            "worker",
+            "--pool=solo",
+            f"--queues={','.join(names)}",
+            f"--loglevel={loglevel}",
+            "--hostname",
+            f"ctax-{role}-{os.getpid()}@%h",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
+
+
+@app.command()
+def run(host: str | None = None, port: int | None = None) -> None:
+    """Migrate, then run the API, a labelling worker and a training worker until interrupted."""
+    settings = _settings()
+    from ctax.taxonomy.db.migrate import upgrade
+
+    upgrade(settings.sqlalchemy_url)
+    exe = [sys.executable, "-m", "ctax"]
+    procs = [
+        subprocess.Popen([*exe, "worker", "--role", "label"]),
+        subprocess.Popen([*exe, "worker", "--role", "train"]),
+        subprocess.Popen([*exe, "api", "--host", host or settings.host, "--port", str(port or settings.port)]),
+    ]
+    console.print(
+        f"ctax running: API on http://{host or settings.host}:{port or settings.port} "
+        f"(docs at /docs, review page at /review); data in {settings.data_dir}. Ctrl-C stops."
+    )
+
+    def stop(*_: Any) -> None:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while all(proc.poll() is None for proc in procs):
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop()
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    failed = [proc.args for proc in procs if proc.returncode not in (0, -signal.SIGTERM, None)]
+    if failed:
+        console.print(f"[red]stopped because a process exited: {failed}[/red]")
+        raise typer.Exit(1)
+
+
+@labels_app.command("import")
+def labels_import(path: Path, format: Annotated[str, typer.Option(help="auto, iab_tsv or lines")] = "auto") -> None:
+    """Import a taxonomy file (IAB Ad Product Taxonomy TSV, or one label path per line)."""
+    from ctax.taxonomy import catalog
+    from ctax.taxonomy.db.session import transaction
+    from ctax.taxonomy.labels import parse_taxonomy_file
+
+    settings = _settings()
+    factory = _factory(settings)
+    try:
+        result = parse_taxonomy_file(path.read_bytes(), format)  # type: ignore[arg-type]
+        with transaction(factory) as session:
+            summary = catalog.import_labels(session, result)
+    except Exception as exc:
+        _fail(exc)
+    for warning in summary.warnings:
+        console.print(f"[yellow]line {warning['line']}:[/yellow] {warning['message']}")
+    console.print(
+        f"created {summary.created}, re-activated {summary.reactivated}, unchanged {summary.unchanged}, "
+        f"IAB ids set {summary.iab_ids_set}"
+    )
+    _flush(settings, factory)
+
+
+@creatives_app.command("import")
+def creatives_import(
+    path: Path, create_labels: Annotated[bool, typer.Option(help="add unknown label paths")] = False
+) -> None:
+    """Import labelled creatives from JSONL ({"id", "texts" or "text", "label", optional "image"})."""
+    from ctax.taxonomy.blobs import BlobStore
+    from ctax.taxonomy.db.session import transaction
+    from ctax.taxonomy.importing import import_labelled
+
+    settings = _settings()
+    factory = _factory(settings)
+    try:
+        with transaction(factory) as session:
+            report = import_labelled(session, BlobStore(settings.blob_dir), settings, path, create_labels=create_labels)
+    except Exception as exc:
+        _fail(exc)
+    console.print(
+        f"imported {report.imported}, already present {report.skipped}, labels created {report.labels_created}"
+    )
+    _flush(settings, factory)
+
+
+@keys_app.command("create")
+def keys_create(name: str, role: str) -> None:
+    """Create an API key (printed once)."""
+    from ctax.taxonomy.db.session import transaction
+    from ctax.taxonomy.keys import create_key
+
+    settings = _settings()
+    try:
+        with transaction(_factory(settings)) as session:
+            _, key = create_key(session, name, role)
+    except Exception as exc:
+        _fail(exc)
+    typer.echo(key)
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Model versions with their metrics."""
+    from sqlalchemy import select
+
+    from ctax.taxonomy.db.models import ModelVersion
+
+    settings = _settings()
+    table = Table("version", "status", "top1", "novelty AUROC", "wrong-label AUROC", "created")
+    with _factory(settings)() as session:
+        for v in session.scalars(select(ModelVersion).order_by(ModelVersion.seq)):
+            m = v.metrics or {}
+            table.add_row(
+                v.id,
+                v.status,
+                *(
+                    f"{m[k]:.3f}" if isinstance(m.get(k), float) else "-"
+                    for k in ("top1", "novelty_auroc", "wrong_label_auroc")
+                ),
+                f"{v.created_at:%Y-%m-%d %H:%M}",
+            )
+    Console().print(table)
+
+
+@models_app.command("promote")
+def models_promote(version_id: str, force: bool = False) -> None:
+    """Make a version active (refused when worse, unless --force)."""
+    from ctax.taxonomy.db.session import transaction
+    from ctax.taxonomy.outbox import ACTIVATE_VERSION, enqueue
+    from ctax.taxonomy.training import registry
+
+    settings = _settings()
+    factory = _factory(settings)
+    try:
+        with transaction(factory) as session:
+            version = registry.get_version(session, version_id)
+            registry.check_promotable(session, version, force)
+            registry.mark_active(session, version)
+            enqueue(session, ACTIVATE_VERSION, version.id)
+    except Exception as exc:
+        _fail(exc)
+    console.print(f"{version_id} is active; the worker swaps the index to it now")
+    _flush(settings, factory)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""Alembic environment: the URL comes from the caller (ctax.taxonomy.db.migrate) or CTAX_ settings."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from ctax.taxonomy.db.models import Base
+from ctax.taxonomy.db.session import make_engine
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def _url() -> str:
+    url = config.get_main_option("sqlalchemy.url")
+    if url:
+        return url
+    from ctax.taxonomy.config import Settings
+
+    return Settings().sqlalchemy_url
+
+
+def run_migrations_offline() -> None:
+    context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True, render_as_batch=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    engine = make_engine(_url())
+    with engine.connect() as connection:
+        # render_as_batch: SQLite cannot ALTER most constraints in place; batch mode rebuilds the table.
+        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True,
+                          compare_type=True)
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

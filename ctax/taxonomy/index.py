@@ -1,0 +1,217 @@
+"""LabelIndex: label vectors and labelled exemplars in Qdrant, one pair of collections per model version.
+
+Collections are named `{prefix}_labels_{version}` / `{prefix}_exemplars_{version}`; the aliases
+`{prefix}_labels` / `{prefix}_exemplars` point at the active version's pair and are swapped in one
+`update_collection_aliases` call, so a promotion is atomic for readers of the alias and a rollback is one call.
+The labelling pipeline queries the versioned collections by name: a batch is encoded by one version's
+encoders, so it must be compared with that same version's vectors even while an alias swap happens.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from qdrant_client import QdrantClient, models
+
+from ctax.taxonomy.errors import IndexLocked, NotFound
+
+
+def open_qdrant(url: str | None, path: Path | None, api_key: str | None = None) -> QdrantClient:
+    """A server client when a URL is given; otherwise embedded local mode, which one process may open."""
+    if url:
+        return QdrantClient(url=url, api_key=api_key, timeout=30)
+    if path is None:
+        return QdrantClient(location=":memory:")
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        return QdrantClient(path=str(path))
+    except RuntimeError as exc:
+        if "already accessed" in str(exc):
+            raise IndexLocked(
+                f"the embedded vector index at {path} is open in another process (the worker owns it). "
+                "Send the work to the worker, or set CTAX_QDRANT_URL to a Qdrant server so every process "
+                "can open the index."
+            ) from exc
+        raise
+
+
+def _point_id(creative_id: str) -> str:
+    return str(uuid.UUID(hex=creative_id))
+
+
+def _creative_id(point_id: Any) -> str:
+    return uuid.UUID(str(point_id)).hex
+
+
+@dataclass(frozen=True)
+class LabelHit:
+    label_id: int
+    score: float
+
+
+@dataclass(frozen=True)
+class ExemplarHit:
+    creative_id: str
+    label_id: int
+    score: float
+
+
+class LabelIndex:
+    def __init__(self, client: QdrantClient, prefix: str = "ctax") -> None:
+        self.client = client
+        self.prefix = prefix
+
+    # -- names -------------------------------------------------------------------------------------------
+    def labels_collection(self, version: str) -> str:
+        return f"{self.prefix}_labels_{version}"
+
+    def exemplars_collection(self, version: str) -> str:
+        return f"{self.prefix}_exemplars_{version}"
+
+    @property
+    def labels_alias(self) -> str:
+        return f"{self.prefix}_labels"
+
+    @property
+    def exemplars_alias(self) -> str:
+        return f"{self.prefix}_exemplars"
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+    def ensure_version(self, version: str, dim: int) -> None:
+        for name in (self.labels_collection(version), self.exemplars_collection(version)):
+            if not self.client.collection_exists(name):
+                self.client.create_collection(
+                    name, vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE)
+                )
+                self.client.create_payload_index(name, "label_id", models.PayloadSchemaType.INTEGER)
+
+    def has_version(self, version: str) -> bool:
+        return self.client.collection_exists(self.labels_collection(version)) and self.client.collection_exists(
+            self.exemplars_collection(version)
+        )
+
+    def drop_version(self, version: str) -> None:
+        for name in (self.labels_collection(version), self.exemplars_collection(version)):
+            if self.client.collection_exists(name):
+                self.client.delete_collection(name)
+
+    def activate(self, version: str) -> None:
+        """Point both aliases at this version in one request."""
+        if not self.has_version(version):
+            raise NotFound(f"model version {version} has no collections in the index")
+        operations: list[Any] = []
+        current = {alias.alias_name for alias in self.client.get_aliases().aliases}
+        for alias, collection in (
+            (self.labels_alias, self.labels_collection(version)),
+            (self.exemplars_alias, self.exemplars_collection(version)),
+        ):
+            if alias in current:
+                operations.append(models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias)))
+            operations.append(
+                models.CreateAliasOperation(
+                    create_alias=models.CreateAlias(collection_name=collection, alias_name=alias)
+                )
+            )
+        self.client.update_collection_aliases(change_aliases_operations=operations)
+
+    def active_version(self) -> str | None:
+        for alias in self.client.get_aliases().aliases:
+            if alias.alias_name == self.labels_alias:
+                return alias.collection_name.removeprefix(f"{self.prefix}_labels_")
+        return None
+
+    # -- labels ------------------------------------------------------------------------------------------
+    def upsert_labels(
+        self, version: str, ids: Sequence[int], vectors: np.ndarray, payloads: Sequence[dict[str, Any]]
+    ) -> None:
+        if not ids:
+            return
+        points = [
+            models.PointStruct(id=int(label_id), vector=vector.tolist(), payload={"label_id": int(label_id), **p})
+            for label_id, vector, p in zip(ids, vectors, payloads, strict=True)
+        ]
+        self.client.upsert(self.labels_collection(version), points=points, wait=True)
+
+    def delete_labels(self, version: str, ids: Iterable[int]) -> None:
+        ids = [int(i) for i in ids]
+        if ids:
+            self.client.delete(self.labels_collection(version), points_selector=models.PointIdsList(points=ids))
+
+    def label_payloads(self, version: str) -> dict[int, dict[str, Any]]:
+        return {int(point.id): dict(point.payload or {}) for point in self._scroll(self.labels_collection(version))}
+
+    def label_vectors(self, version: str) -> tuple[list[int], np.ndarray]:
+        points = list(self._scroll(self.labels_collection(version), with_vectors=True))
+        ids = [int(point.id) for point in points]
+        vectors = np.asarray([point.vector for point in points], dtype=np.float32)
+        return ids, vectors
+
+    def nearest(
+        self, version: str, vectors: np.ndarray, limit: int, only: Sequence[Sequence[int] | None] | None = None
+    ) -> list[list[LabelHit]]:
+        """The nearest labels of each vector; `only[i]`, when given, restricts row i to those label ids."""
+        requests = []
+        for row, vector in enumerate(vectors):
+            ids = only[row] if only is not None else None
+            query_filter = models.Filter(must=[models.HasIdCondition(has_id=list(ids))]) if ids else None
+            requests.append(models.QueryRequest(query=vector.tolist(), limit=limit, filter=query_filter))
+        if not requests:
+            return []
+        responses = self.client.query_batch_points(self.labels_collection(version), requests=requests)
+        return [[LabelHit(int(p.id), float(p.score)) for p in response.points] for response in responses]
+
+    # -- exemplars ---------------------------------------------------------------------------------------
+    def upsert_exemplars(
+        self, version: str, creative_ids: Sequence[str], label_ids: Sequence[int], vectors: np.ndarray
+    ) -> None:
+        if not creative_ids:
+            return
+        points = [
+            models.PointStruct(id=_point_id(cid), vector=vector.tolist(), payload={"label_id": int(lid)})
+            for cid, lid, vector in zip(creative_ids, label_ids, vectors, strict=True)
+        ]
+        for start in range(0, len(points), 512):
+            self.client.upsert(self.exemplars_collection(version), points=points[start : start + 512], wait=True)
+
+    def delete_exemplars(self, version: str, creative_ids: Iterable[str]) -> None:
+        ids = [_point_id(cid) for cid in creative_ids]
+        if ids:
+            self.client.delete(self.exemplars_collection(version), points_selector=models.PointIdsList(points=ids))
+
+    def exemplar_labels(self, version: str) -> dict[str, int]:
+        return {
+            _creative_id(point.id): int((point.payload or {})["label_id"])
+            for point in self._scroll(self.exemplars_collection(version))
+        }
+
+    def count_exemplars(self, version: str) -> int:
+        return int(self.client.count(self.exemplars_collection(version), exact=True).count)
+
+    def nearest_exemplars(self, version: str, vectors: np.ndarray, limit: int) -> list[list[ExemplarHit]]:
+        if len(vectors) == 0:
+            return []
+        requests = [models.QueryRequest(query=vector.tolist(), limit=limit, with_payload=True) for vector in vectors]
+        responses = self.client.query_batch_points(self.exemplars_collection(version), requests=requests)
+        return [
+            [
+                ExemplarHit(_creative_id(p.id), int((p.payload or {})["label_id"]), float(p.score))
+                for p in response.points
+            ]
+            for response in responses
+        ]
+
+    # -- helpers -----------------------------------------------------------------------------------------
+    def _scroll(self, collection: str, with_vectors: bool = False) -> Iterable[Any]:
+        offset = None
+        while True:
+            points, offset = self.client.scroll(
+                collection, limit=1024, offset=offset, with_payload=True, with_vectors=with_vectors
+            )
+            yield from points
+            if offset is None:
+                return

@@ -1,0 +1,101 @@
+"""Keeping a model version's collections in step with the database: labels and labelled exemplars.
+
+Both syncs are diffs, so they are idempotent and one run covers any number of changes.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from tqdm import tqdm
+
+from ctax.taxonomy.blobs import BlobStore
+from ctax.taxonomy.db.models import Label
+from ctax.taxonomy.embedding.ocr import OcrReader
+from ctax.taxonomy.embedding.space import CreativeContent, SharedSpace
+from ctax.taxonomy.images import decode_rgb
+from ctax.taxonomy.index import LabelIndex
+from ctax.taxonomy.labels import LabelPath
+from ctax.taxonomy.training.data import LabelledCreative, current_annotations
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SyncReport:
+    upserted: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+
+
+def sync_labels(session: Session, space: SharedSpace, index: LabelIndex) -> SyncReport:
+    version = space.version
+    index.ensure_version(version, space.dim)
+    active = {label.id: label for label in session.scalars(select(Label).where(Label.status == "active"))}
+    stored = index.label_payloads(version)
+    wanted = {lid: (label.path, space.phrase(LabelPath.parse(label.path))) for lid, label in active.items()}
+    changed = [
+        lid
+        for lid, (path, phrase) in wanted.items()
+        if stored.get(lid, {}).get("phrase") != phrase or stored.get(lid, {}).get("path") != path
+    ]
+    gone = [lid for lid in stored if lid not in active]
+    if changed:
+        vectors = space.text.encode([wanted[lid][1] for lid in changed])
+        payloads = [{"path": wanted[lid][0], "phrase": wanted[lid][1], "depth": active[lid].depth} for lid in changed]
+        index.upsert_labels(version, changed, vectors, payloads)
+    index.delete_labels(version, gone)
+    report = SyncReport(len(changed), len(gone), len(wanted) - len(changed))
+    log.info("labels of %s synced: %s", version, report)
+    return report
+
+
+def content_of(item: LabelledCreative, blobs: BlobStore, space: SharedSpace, ocr: OcrReader | None) -> CreativeContent:
+    image = None
+    if item.image_sha256 and space.image_ready:
+        image = decode_rgb(blobs.get(item.image_sha256))
+    ocr_text = item.ocr_text
+    if not item.texts and not ocr_text and item.image_sha256 and ocr is not None:
+        ocr_text = ocr.read(image or decode_rgb(blobs.get(item.image_sha256)))
+    return CreativeContent(texts=item.texts, image=image, ocr_text=ocr_text)
+
+
+def sync_exemplars(
+    session: Session,
+    space: SharedSpace,
+    index: LabelIndex,
+    blobs: BlobStore,
+    ocr: OcrReader | None = None,
+    batch_size: int = 64,
+) -> SyncReport:
+    version = space.version
+    index.ensure_version(version, space.dim)
+    wanted = {item.creative_id: item for item in current_annotations(session)}
+    stored = index.exemplar_labels(version)
+    changed = [cid for cid, item in wanted.items() if stored.get(cid) != item.label_id]
+    gone = [cid for cid in stored if cid not in wanted]
+    index.delete_exemplars(version, gone)
+    for start in tqdm(
+        range(0, len(changed), batch_size),
+        desc=f"exemplars {version}",
+        unit="batch",
+        disable=len(changed) < 4 * batch_size,
+    ):
+        chunk = [wanted[cid] for cid in changed[start : start + batch_size]]
+        encoded = space.encode([content_of(item, blobs, space, ocr) for item in chunk])
+        keep = [(item, e.vector) for item, e in zip(chunk, encoded, strict=True) if e.vector is not None]
+        if keep:
+            import numpy as np
+
+            index.upsert_exemplars(
+                version,
+                [item.creative_id for item, _ in keep],
+                [item.label_id for item, _ in keep],
+                np.stack([v for _, v in keep]),
+            )
+    report = SyncReport(len(changed), len(gone), len(wanted) - len(changed))
+    log.info("exemplars of %s synced: %s", version, report)
+    return report

@@ -1,0 +1,153 @@
+"""Labelling a batch of creatives: OCR where needed, encode in one pass per tower, query the index, decide.
+
+The worker runs this for every batch, and `ctax eval` runs it too, so the figures it reports are the service's.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image
+
+from ctax.taxonomy.embedding.ocr import OcrReader
+from ctax.taxonomy.embedding.space import CreativeContent, SharedSpace
+from ctax.taxonomy.index import LabelIndex
+from ctax.taxonomy.labels import Taxonomy
+from ctax.taxonomy.trigger import Decision, Evidence, Thresholds, Trigger
+
+log = logging.getLogger(__name__)
+
+# Labels fetched per creative: enough for the top-k, the margin and the ancestor rule without asking for all.
+LABEL_CANDIDATES = 30
+
+
+@dataclass
+class LabelRequest:
+    creative_id: str
+    texts: Sequence[str] = ()
+    image: Image.Image | None = None
+    ocr_text: str | None = None
+    asserted_label_id: int | None = None
+
+
+@dataclass
+class LabelOutcome:
+    creative_id: str
+    decision: Decision | None
+    prediction: dict[str, Any] = field(default_factory=dict)
+    ocr_text: str | None = None
+    error: str | None = None
+
+
+class Labeller:
+    def __init__(
+        self,
+        space: SharedSpace,
+        index: LabelIndex,
+        taxonomy: Taxonomy,
+        thresholds: Thresholds,
+        *,
+        top_k: int = 5,
+        exemplar_k: int = 10,
+        ocr: OcrReader | None = None,
+    ) -> None:
+        self.space = space
+        self.index = index
+        self.taxonomy = taxonomy
+        self.trigger = Trigger(taxonomy, thresholds, top_k=top_k)
+        self.exemplar_k = exemplar_k
+        self.ocr = ocr
+
+    @property
+    def version(self) -> str:
+        return self.space.version
+
+    def _ocr_text(self, request: LabelRequest) -> str | None:
+        if request.ocr_text is not None or any(t.strip() for t in request.texts) or request.image is None:
+            return request.ocr_text
+        if self.ocr is None:
+            return None
+        return self.ocr.read(request.image)
+
+    def label(self, requests: Sequence[LabelRequest]) -> list[LabelOutcome]:
+        ocr_texts = [self._ocr_text(request) for request in requests]
+        contents = [CreativeContent(r.texts, r.image, o) for r, o in zip(requests, ocr_texts, strict=True)]
+        encoded = self.space.encode(contents)
+        rows = [i for i, item in enumerate(encoded) if item.vector is not None]
+        outcomes: list[LabelOutcome | None] = [None] * len(requests)
+        for i, item in enumerate(encoded):
+            if item.vector is None:
+                why = ", ".join(f"{k}: {v}" for k, v in item.modalities.items())
+                outcomes[i] = LabelOutcome(
+                    requests[i].creative_id, None, ocr_text=ocr_texts[i], error=f"no usable content to label ({why})"
+                )
+        if rows:
+            import numpy as np
+
+            vectors = np.stack([encoded[i].vector for i in rows])  # type: ignore[misc]
+            version = self.version
+            label_hits = self.index.nearest(version, vectors, LABEL_CANDIDATES)
+            asserted_rows = [i for i in rows if requests[i].asserted_label_id in self.taxonomy]
+            asserted_hits: dict[int, dict[int, float]] = {}
+            if asserted_rows:
+                # The asserted label (and its descendants, for the lineage rule) may rank below the candidates.
+                only = [self._lineage_below(requests[i].asserted_label_id) for i in asserted_rows]  # type: ignore[arg-type]
+                position = {i: n for n, i in enumerate(rows)}
+                hits = self.index.nearest(version, vectors[[position[i] for i in asserted_rows]], 64, only=only)
+                asserted_hits = {
+                    i: {h.label_id: h.score for h in row} for i, row in zip(asserted_rows, hits, strict=True)
+                }
+            exemplar_hits = self.index.nearest_exemplars(version, vectors, self.exemplar_k)
+            for n, i in enumerate(rows):
+                scores = {hit.label_id: hit.score for hit in label_hits[n]}
+                scores.update(asserted_hits.get(i, {}))
+                evidence = Evidence(
+                    label_scores=scores,
+                    exemplars=[(hit.label_id, hit.score) for hit in exemplar_hits[n]],
+                    asserted_label_id=requests[i].asserted_label_id,
+                )
+                decision = self.trigger.decide(evidence)
+                outcomes[i] = LabelOutcome(
+                    requests[i].creative_id,
+                    decision,
+                    self._prediction(decision, encoded[i].modalities, encoded[i].used),
+                    ocr_text=ocr_texts[i],
+                )
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    def _lineage_below(self, label_id: int) -> list[int]:
+        out, frontier = [label_id], [label_id]
+        while frontier:
+            children = [c for lid in frontier for c in self.taxonomy.children.get(lid, [])]
+            out += children
+            frontier = children
+        return out
+
+    def _prediction(self, decision: Decision, modalities: dict[str, str], used: list[str]) -> dict[str, Any]:
+        name = self.trigger._name
+        return {
+            "model_version": self.version,
+            "top_k": [
+                {
+                    "label_id": r.label_id,
+                    "path": name(r.label_id),
+                    "score": round(r.score, 5),
+                    "similarity": round(r.similarity, 5),
+                    "exemplar_share": round(r.exemplar_share, 5),
+                }
+                for r in decision.ranked
+            ],
+            "decided_label": (
+                {"label_id": decision.decided_label_id, "path": name(decision.decided_label_id)}
+                if decision.decided_label_id is not None
+                else None
+            ),
+            "flag": decision.flag,
+            "scores": {k: (round(v, 5) if isinstance(v, float) else v) for k, v in decision.scores.items()},
+            "reasons": decision.reasons,
+            "modalities": modalities,
+            "modalities_used": used,
+        }

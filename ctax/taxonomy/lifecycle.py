@@ -1,0 +1,138 @@
+"""A model version's life on the process that owns the index: bootstrap, build, calibrate, activate."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy.orm import Session, sessionmaker
+
+from ctax.taxonomy.blobs import BlobStore
+from ctax.taxonomy.calibration import Held, Reference, calibrate
+from ctax.taxonomy.catalog import active_taxonomy
+from ctax.taxonomy.config import Settings
+from ctax.taxonomy.db.models import ModelVersion
+from ctax.taxonomy.db.session import transaction
+from ctax.taxonomy.embedding.ocr import OcrReader
+from ctax.taxonomy.embedding.space import SharedSpace
+from ctax.taxonomy.index import LabelIndex
+from ctax.taxonomy.indexing import sync_exemplars, sync_labels
+from ctax.taxonomy.training import registry
+from ctax.taxonomy.training.data import current_annotations
+
+log = logging.getLogger(__name__)
+
+CALIBRATION_SAMPLE = 2000
+
+LoadSpace = Callable[[str, Path], SharedSpace]
+
+
+def bootstrap(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    index: LabelIndex,
+    load_space: LoadSpace,
+    blobs: BlobStore,
+    ocr: OcrReader | None,
+) -> str:
+    """Make sure a version is active; the first start creates one from the pretrained encoders."""
+    with transaction(factory) as session:
+        active = registry.active_version(session)
+        if active is not None:
+            version_id, directory = active.id, Path(active.artefact_dir)
+        else:
+            version = registry.new_version(session, settings, "pretrained")
+            config = registry.pretrained_config(settings, version.id)
+            config.write(Path(version.artefact_dir))
+            version.config = config.to_json()
+            version_id, directory = version.id, Path(version.artefact_dir)
+            log.info("bootstrapping model version %s from pretrained encoders", version_id)
+    space = load_space(version_id, directory)
+    if not index.has_version(version_id) or index.active_version() != version_id:
+        build(factory, space, index, blobs, ocr)
+        recalibrate_pretrained(factory, space, index, settings)
+        with transaction(factory) as session:
+            version = registry.get_version(session, version_id)
+            registry.mark_active(session, version)
+            version.index_ready = True
+        index.activate(version_id)
+    return version_id
+
+
+def build(
+    factory: sessionmaker[Session], space: SharedSpace, index: LabelIndex, blobs: BlobStore, ocr: OcrReader | None
+) -> None:
+    with transaction(factory) as session:
+        sync_labels(session, space, index)
+        sync_exemplars(session, space, index, blobs, ocr)
+
+
+def held_from_index(
+    index: LabelIndex, version: str, creative_labels: dict[str, int], seed: int
+) -> tuple[Held, Reference]:
+    """Validation from the exemplars themselves: each is scored against the others (never itself)."""
+    label_ids, label_vectors = index.label_vectors(version)
+    points = list(index._scroll(index.exemplars_collection(version), with_vectors=True))
+    from ctax.taxonomy.index import _creative_id
+
+    exemplar_ids = [_creative_id(p.id) for p in points]
+    exemplar_labels = np.array([int(p.payload["label_id"]) for p in points], dtype=np.int64)
+    vectors = np.asarray([p.vector for p in points], dtype=np.float32).reshape(len(points), -1)
+    ref = Reference(label_ids, label_vectors, exemplar_ids, exemplar_labels, vectors)
+    rng = np.random.default_rng(seed)
+    rows = [n for n, cid in enumerate(exemplar_ids) if creative_labels.get(cid) == exemplar_labels[n]]
+    if len(rows) > CALIBRATION_SAMPLE:
+        rows = sorted(rng.choice(rows, CALIBRATION_SAMPLE, replace=False).tolist())
+    held = Held(
+        [exemplar_ids[n] for n in rows],
+        [int(exemplar_labels[n]) for n in rows],
+        vectors[rows] if rows else np.zeros((0, ref.label_vectors.shape[1]), np.float32),
+    )
+    return held, ref
+
+
+def recalibrate_pretrained(
+    factory: sessionmaker[Session], space: SharedSpace, index: LabelIndex, settings: Settings
+) -> None:
+    """The pretrained version's thresholds come from whatever labelled data exists (defaults when none)."""
+    with transaction(factory) as session:
+        version = registry.get_version(session, space.version)
+        if version.kind != "pretrained":
+            return
+        taxonomy = active_taxonomy(session)
+        labels = {item.creative_id: item.label_id for item in current_annotations(session)}
+    held, ref = held_from_index(index, space.version, labels, settings.train_seed)
+    thresholds, report = calibrate(
+        taxonomy, held, ref, top_k=settings.top_k, exemplar_k=settings.exemplar_k, seed=settings.train_seed
+    )
+    with transaction(factory) as session:
+        version = registry.get_version(session, space.version)
+        version.thresholds = thresholds.to_json()
+        version.metrics = {"calibration": report, **_headline(report)}
+        registry.write_json(Path(version.artefact_dir), "thresholds.json", version.thresholds)
+        registry.write_model_card(version)
+    log.info("calibrated %s on %s labelled creatives", space.version, report.get("n_validation"))
+
+
+def _headline(report: dict) -> dict[str, float]:
+    out: dict[str, float] = {}
+    if report.get("n_validation"):
+        out["top1"] = float(report.get("top1", 0.0))
+        if report.get("new_label", {}).get("auroc") is not None:
+            out["novelty_auroc"] = float(report["new_label"]["auroc"])
+        if report.get("wrong_label", {}).get("auroc") is not None:
+            out["wrong_label_auroc"] = float(report["wrong_label"]["auroc"])
+    return out
+
+
+def activate(
+    factory: sessionmaker[Session], space: SharedSpace, index: LabelIndex, blobs: BlobStore, ocr: OcrReader | None
+) -> None:
+    """Bring a promoted version's collections up to date, then swap the aliases to it."""
+    build(factory, space, index, blobs, ocr)
+    with transaction(factory) as session:
+        version: ModelVersion = registry.get_version(session, space.version)
+        version.index_ready = True
+    index.activate(space.version)

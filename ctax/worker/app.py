@@ -1,0 +1,47 @@
+"""The Celery application, built from settings (never at import)."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from ctax.taxonomy.config import INDEX_QUEUE, LABEL_QUEUE, TRAIN_QUEUE, Settings
+from ctax.taxonomy.outbox import LABEL_CREATIVES
+
+TASK_MODULES = ["ctax.worker.tasks.label", "ctax.worker.tasks.index", "ctax.worker.tasks.training"]
+
+
+def create_celery(settings: Settings, queues: list[str] | None = None, owns_index: bool = False) -> Celery:
+    app = Celery("ctax", broker=settings.celery_broker_url, include=TASK_MODULES, set_as_current=True)
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        # A task is acknowledged after it ran, and given back if the worker process dies while running it.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue=LABEL_QUEUE,
+        task_routes={
+            LABEL_CREATIVES: {"queue": settings.label_queue},
+            "ctax.index.*": {"queue": INDEX_QUEUE},
+            "ctax.training.*": {"queue": TRAIN_QUEUE},
+        },
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        ctax_settings=settings,
+        ctax_queues=queues or [LABEL_QUEUE, INDEX_QUEUE],
+        ctax_owns_index=owns_index,
+    )
+    if settings.celery_broker_url.startswith("redis"):
+        # Longer than any task runs, so Redis does not hand a running task to a second worker.
+        app.conf.broker_transport_options = {"visibility_timeout": 4 * 3600}
+    import ctax.worker.signals  # noqa: F401  (connects the process hooks)
+
+    return app
+
+
+def send_function(app: Celery):  # type: ignore[no-untyped-def]
+    def send(task: str, args: list[object], queue: str) -> None:
+        app.send_task(task, args=args, queue=queue)
+
+    return send

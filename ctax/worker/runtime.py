@@ -1,0 +1,178 @@
+"""What one worker process holds: settings, database, blobs, the index (if it owns it) and loaded models.
+
+Built once per process after fork (signals.py), never at import. Models are cached per version, so a batch
+labelled during a promotion uses one version's encoders and collections throughout, and names that version.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from ctax.taxonomy.blobs import BlobStore
+from ctax.taxonomy.catalog import active_taxonomy
+from ctax.taxonomy.config import Settings
+from ctax.taxonomy.db.models import Label, ModelVersion, WorkerHeartbeat, utcnow
+from ctax.taxonomy.db.session import make_engine, make_session_factory, transaction
+from ctax.taxonomy.embedding.device import resolve_device
+from ctax.taxonomy.embedding.ocr import OcrReader
+from ctax.taxonomy.embedding.space import SharedSpace
+from ctax.taxonomy.index import LabelIndex, open_qdrant
+from ctax.taxonomy.labelling import Labeller
+from ctax.taxonomy.lifecycle import bootstrap
+from ctax.taxonomy.training import registry
+from ctax.taxonomy.trigger import Thresholds
+
+log = logging.getLogger(__name__)
+
+MODELS_KEPT = 2  # the active version and one candidate or predecessor
+
+
+class Runtime:
+    def __init__(self, settings: Settings, queues: list[str], owns_index: bool) -> None:
+        self.settings = settings
+        self.queues = queues
+        self.owns_index = owns_index
+        self.name = f"{socket.gethostname()}:{os.getpid()}:{'+'.join(queues)}"
+        self.engine = make_engine(settings.sqlalchemy_url)
+        self.factory: sessionmaker[Session] = make_session_factory(self.engine)
+        self.blobs = BlobStore(settings.blob_dir)
+        self.device = resolve_device(settings.device)
+        self._index: LabelIndex | None = None
+        self._spaces: OrderedDict[str, SharedSpace] = OrderedDict()
+        self._labellers: dict[tuple[str, Any], Labeller] = {}
+        self._ocr: OcrReader | None = None
+        self._lock = threading.RLock()
+        self.ready = False
+        self.info: dict[str, Any] = {}
+        self._stop = threading.Event()
+
+    # -- parts ---------------------------------------------------------------------------------------------
+    @property
+    def index(self) -> LabelIndex:
+        if self._index is None:
+            path = None if self.settings.qdrant_url else self.settings.qdrant_path
+            self._index = LabelIndex(
+                open_qdrant(self.settings.qdrant_url, path, self.settings.qdrant_api_key),
+                self.settings.collection_prefix,
+            )
+        return self._index
+
+    @property
+    def ocr(self) -> OcrReader | None:
+        if not self.settings.ocr_enabled:
+            return None
+        if self._ocr is None:
+            self._ocr = OcrReader()
+        return self._ocr
+
+    def space(self, version_id: str, directory: Path) -> SharedSpace:
+        with self._lock:
+            if version_id in self._spaces:
+                self._spaces.move_to_end(version_id)
+                return self._spaces[version_id]
+            space = SharedSpace.load(directory, self.device)
+            self._spaces[version_id] = space
+            while len(self._spaces) > MODELS_KEPT:
+                dropped, _ = self._spaces.popitem(last=False)
+                self._labellers = {k: v for k, v in self._labellers.items() if k[0] != dropped}
+            return space
+
+    # -- start-up ------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Load what this worker needs before it takes work, and report it."""
+        self.settings.ensure_dirs()
+        self._beat()
+        threading.Thread(target=self._heartbeat_loop, name="ctax-heartbeat", daemon=True).start()
+        if self.owns_index:
+            version_id = bootstrap(self.factory, self.settings, self.index, self.space, self.blobs, self.ocr)
+            labeller = self.labeller()
+            self.info = {
+                "model_version": version_id,
+                "image_tower": labeller.space.image_status,
+                "ocr": "ready" if self.ocr is not None else "disabled",
+                "text_tower": labeller.space.config.text_model,
+            }
+            if not labeller.space.image_ready:
+                log.warning("image tower: %s", labeller.space.image_status)
+        self.ready = True
+        self._beat()
+        log.info("worker %s ready on %s: %s", self.name, self.device, self.info)
+
+    def stop(self) -> None:
+        self._stop.set()
+        with transaction(self.factory) as session:
+            row = session.get(WorkerHeartbeat, self.name)
+            if row is not None:
+                session.delete(row)
+
+    def _heartbeat_loop(self) -> None:
+        while not self._stop.wait(self.settings.worker_heartbeat_s):
+            try:
+                self._beat()
+            except Exception:  # a missed beat must not kill the worker; the next one retries
+                log.exception("heartbeat failed")
+
+    def _beat(self) -> None:
+        with transaction(self.factory) as session:
+            row = session.get(WorkerHeartbeat, self.name)
+            if row is None:
+                row = WorkerHeartbeat(name=self.name, pid=os.getpid(), queues=self.queues, device=self.device)
+                session.add(row)
+            row.ready = self.ready
+            row.info = self.info
+            row.last_seen_at = utcnow()
+
+    # -- labelling -----------------------------------------------------------------------------------------
+    def labeller(self, version: ModelVersion | None = None) -> Labeller:
+        """A labeller for the active version (or the one given) and the current taxonomy."""
+        with transaction(self.factory) as session:
+            version = version or registry.active_version(session)
+            if version is None:
+                raise RuntimeError("no active model version yet")
+            stamp = session.execute(select(func.count(Label.id), func.max(Label.updated_at))).one()
+            key = (version.id, (tuple(stamp), repr(version.thresholds)))
+            cached = self._labellers.get(key)
+            if cached is not None:
+                return cached
+            taxonomy = active_taxonomy(session)
+            thresholds = Thresholds.from_json(version.thresholds)
+            version_id, directory = version.id, Path(version.artefact_dir)
+        space = self.space(version_id, directory)
+        labeller = Labeller(
+            space,
+            self.index,
+            taxonomy,
+            thresholds,
+            top_k=self.settings.top_k,
+            exemplar_k=self.settings.exemplar_k,
+            ocr=self.ocr,
+        )
+        with self._lock:
+            self._labellers = {k: v for k, v in self._labellers.items() if k[0] != version_id}
+            self._labellers[key] = labeller
+        return labeller
+
+
+_runtime: Runtime | None = None
+
+
+def init_runtime(settings: Settings, queues: list[str], owns_index: bool) -> Runtime:
+    global _runtime
+    _runtime = Runtime(settings, queues, owns_index)
+    _runtime.start()
+    return _runtime
+
+
+def current() -> Runtime:
+    if _runtime is None:
+        raise RuntimeError("worker runtime not initialised (the worker_process_init/worker_ready signal sets it)")
+    return _runtime

@@ -1,0 +1,27 @@
+"""Process hooks: models load once per worker process, after fork, on the device the settings name."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import current_app
+from celery.signals import worker_process_init, worker_process_shutdown
+
+from ctax.worker.runtime import current, init_runtime
+
+log = logging.getLogger(__name__)
+
+
+@worker_process_init.connect
+def _load_models(**_: Any) -> None:
+    conf = current_app.conf
+    init_runtime(conf.ctax_settings, list(conf.ctax_queues), bool(conf.ctax_owns_index))
+
+
+@worker_process_shutdown.connect
+def _unregister(**_: Any) -> None:
+    try:
+        current().stop()
+    except Exception:  # shutting down: nothing left to report to
+        log.debug("heartbeat removal failed", exc_info=True)

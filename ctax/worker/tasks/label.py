@@ -1,0 +1,120 @@
+"""Labelling tasks: take creative ids, label whatever of them is still waiting, in batches."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import shared_task
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
+
+from ctax.taxonomy import creatives
+from ctax.taxonomy.db.models import Creative, utcnow
+from ctax.taxonomy.db.session import transaction
+from ctax.taxonomy.images import decode_rgb
+from ctax.taxonomy.labelling import LabelOutcome, LabelRequest
+from ctax.taxonomy.outbox import LABEL_CREATIVES
+from ctax.taxonomy.review import flag_for_review
+from ctax.worker.runtime import Runtime, current
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(name=LABEL_CREATIVES, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def label_creatives(ids: list[str]) -> dict[str, int]:
+    return run(current(), ids)
+
+
+def run(rt: Runtime, ids: list[str]) -> dict[str, int]:
+    """Idempotent: ids already labelled, failed or held by a live worker are skipped."""
+    settings = rt.settings
+    with transaction(rt.factory) as session:
+        claimed = creatives.claim(session, ids, rt.name, settings.lease_s)
+    counts = {"claimed": len(claimed), "labelled": 0, "failed": 0, "requeued": 0}
+    if not claimed:
+        return counts
+    try:
+        labeller = rt.labeller()
+    except Exception as exc:  # no active version yet (first start still building): hand the work back
+        _fail_all(rt, claimed, f"labeller not ready: {exc}", counts)
+        return counts
+    size = settings.label_batch_size
+    for start in range(0, len(claimed), size):
+        chunk = claimed[start : start + size]
+        with transaction(rt.factory) as session:
+            rows = list(session.scalars(select(Creative).where(Creative.id.in_(chunk))))
+        requests, broken = [], []
+        for row in rows:
+            try:
+                image = decode_rgb(rt.blobs.get(row.image_sha256)) if row.image_sha256 else None
+            except Exception as exc:  # a stored image that no longer decodes will not decode on retry either
+                broken.append((row.id, f"stored image cannot be read: {exc}"))
+                continue
+            requests.append(LabelRequest(row.id, row.texts or [], image, row.ocr_text, row.asserted_label_id))
+        try:
+            outcomes = labeller.label(requests) if requests else []
+        except Exception as exc:
+            log.exception("labelling a batch of %d failed", len(requests))
+            _fail_all(rt, [r.creative_id for r in requests], f"labelling failed: {exc!r}", counts)
+            outcomes = []
+        try:
+            _store(rt, labeller.version, outcomes, broken, counts)
+        except OperationalError as exc:
+            log.exception("storing results failed")
+            _fail_all(rt, [o.creative_id for o in outcomes], f"storing results failed: {exc!r}", counts)
+    return counts
+
+
+def _store(
+    rt: Runtime, version: str, outcomes: list[LabelOutcome], broken: list[tuple[str, str]], counts: dict[str, int]
+) -> None:
+    with transaction(rt.factory) as session:
+        asserted = dict(
+            session.execute(
+                select(Creative.id, Creative.asserted_label_id).where(
+                    Creative.id.in_([o.creative_id for o in outcomes])
+                )
+            ).all()
+        )
+        for outcome in outcomes:
+            if outcome.decision is None:
+                status = creatives.fail(
+                    session,
+                    outcome.creative_id,
+                    rt.name,
+                    outcome.error or "unknown error",
+                    retryable=False,
+                    max_attempts=rt.settings.max_attempts,
+                )
+                counts["failed"] += status == "failed"
+                continue
+            decision = outcome.decision
+            values: dict[str, Any] = {
+                "status": "labelled",
+                "prediction": outcome.prediction,
+                "flag": decision.flag,
+                "decided_label_id": decision.decided_label_id,
+                "model_version_id": version,
+                "labelled_at": utcnow(),
+                "error": None,
+            }
+            if outcome.ocr_text is not None:
+                values["ocr_text"] = outcome.ocr_text
+            if creatives.finish(session, outcome.creative_id, rt.name, values):
+                flag_for_review(session, outcome.creative_id, decision, version, asserted.get(outcome.creative_id))
+                counts["labelled"] += 1
+        for creative_id, reason in broken:
+            creatives.fail(
+                session, creative_id, rt.name, reason, retryable=False, max_attempts=rt.settings.max_attempts
+            )
+            counts["failed"] += 1
+
+
+def _fail_all(rt: Runtime, ids: list[str], reason: str, counts: dict[str, int]) -> None:
+    with transaction(rt.factory) as session:
+        for creative_id in ids:
+            status = creatives.fail(
+                session, creative_id, rt.name, reason, retryable=True, max_attempts=rt.settings.max_attempts
+            )
+            counts["requeued" if status == "queued" else "failed"] += 1
