@@ -77,7 +77,8 @@ def create_app(settings: Settings | None = None, *, start_dispatcher: bool = Tru
     @app.middleware("http")
     async def _limit_body(request: Request, call_next):  # type: ignore[no-untyped-def]
         length = request.headers.get("content-length")
-        limit = settings.max_image_bytes * 2 + settings.max_text_chars * 8
+        # Headroom above the specific limits, so they answer first with the precise reason.
+        limit = settings.max_image_bytes * 2 + settings.max_text_chars * 8 + 1024 * 1024
         if request.url.path.endswith("/batch"):
             limit *= settings.max_batch_items
         if length and length.isdigit() and int(length) > limit:

@@ -1,0 +1,169 @@
+"""Posting creatives: accepted at once, idempotent, and every kind of bad input refused with nothing stored."""
+
+from __future__ import annotations
+
+import base64
+import io
+import zlib
+
+import pytest
+from PIL import Image
+from sqlalchemy import func, select
+
+from ctax.taxonomy.db.models import Creative
+from tests.conftest import headers, png_bytes
+
+
+def _count(factory) -> int:
+    with factory() as session:
+        return session.scalar(select(func.count(Creative.id)))
+
+
+def test_multipart_json_and_batch_are_accepted_with_202(client, keys, factory, pitt_labels) -> None:
+    h = headers(keys["poster"])
+    image = client.post("/v1/creatives", headers=h, files={"image": ("ad.png", png_bytes("SALE"), "image/png")},
+                        data={"asserted_label": "Product/Vehicles/Cars", "external_id": "ad-1",
+                              "metadata": '{"campaign": 7}'})
+    assert image.status_code == 202, image.text
+    assert image.json()["status"] == "queued"
+    text = client.post("/v1/creatives", headers=h, json={"ocr_text": "Fresh coffee every morning",
+                                                          "metadata": {"market": "UK"}})
+    assert text.status_code == 202
+    both = client.post("/v1/creatives", headers=h, json={
+        "image_base64": base64.b64encode(png_bytes("Cola", fmt="JPEG")).decode(), "texts": ["Cola", "Ice cold"]})
+    assert both.status_code == 202
+    batch = client.post("/v1/creatives/batch", headers=h, json={"items": [
+        {"ocr_text": f"Buy shoes number {n}"} for n in range(5)]})
+    assert batch.status_code == 202 and len(batch.json()["items"]) == 5
+
+    got = client.get(f"/v1/creatives/{image.json()['id']}", headers=h).json()
+    assert got["asserted_label"]["path"] == "Product/Vehicles/Cars"
+    assert got["image"]["mime"] == "image/png" and got["metadata"] == {"campaign": 7}
+    assert client.get(got["image"]["url"], headers=h).content == png_bytes("SALE")
+    assert client.get(f"/v1/creatives/{both.json()['id']}", headers=h).json()["texts"] == ["Cola", "Ice cold"]
+    assert _count(factory) == 8
+
+
+def test_idempotency_key_returns_the_same_creative(client, keys, factory) -> None:
+    h = {**headers(keys["poster"]), "Idempotency-Key": "order-42"}
+    first = client.post("/v1/creatives", headers=h, json={"ocr_text": "Cheap flights to Rome"})
+    second = client.post("/v1/creatives", headers=h, json={"ocr_text": "Cheap flights to Rome"})
+    assert first.status_code == second.status_code == 202
+    assert first.json()["id"] == second.json()["id"] and second.json()["created"] is False
+    assert second.headers["Idempotent-Replayed"] == "true"
+    clash = client.post("/v1/creatives", headers=h, json={"ocr_text": "Something else"})
+    assert clash.status_code == 409
+    other_key = client.post("/v1/creatives", headers={**headers(keys["admin"]), "Idempotency-Key": "order-42"},
+                            json={"ocr_text": "Cheap flights to Rome"})
+    assert other_key.json()["id"] != first.json()["id"]  # keys are scoped to the API key that sent them
+    assert _count(factory) == 2
+
+
+def _bomb() -> bytes:
+    """A PNG whose header claims 30000 x 30000 pixels (900 MP) in a few kilobytes."""
+    small = io.BytesIO()
+    Image.new("L", (1, 1)).save(small, "PNG")
+    data = bytearray(small.getvalue())
+    ihdr = data.index(b"IHDR")
+    data[ihdr + 4: ihdr + 12] = (30000).to_bytes(4, "big") + (30000).to_bytes(4, "big")
+    crc = zlib.crc32(bytes(data[ihdr: ihdr + 17])) & 0xFFFFFFFF
+    data[ihdr + 17: ihdr + 21] = crc.to_bytes(4, "big")
+    return bytes(data)
+
+
+BAD_IMAGES = {
+    "corrupt": (b"\x89PNG\r\n\x1a\nthis is not really a png", 415, "readable"),
+    "truncated": (png_bytes("cut", size=(400, 400))[:300], 422, "truncated"),
+    "bomb": (_bomb(), 413, "pixels"),
+    "gif": (None, 415, "GIF"),
+    "empty": (b"", 422, "empty"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_IMAGES))
+def test_bad_images_are_refused_and_nothing_is_stored(client, keys, factory, settings, case: str) -> None:
+    data, status, words = BAD_IMAGES[case]
+    if data is None:
+        buffer = io.BytesIO()
+        Image.new("RGB", (10, 10)).save(buffer, "GIF")
+        data = buffer.getvalue()
+    response = client.post("/v1/creatives", headers=headers(keys["poster"]),
+                           files={"image": ("x.png", data, "image/png")}, data={"ocr_text": "hello there"})
+    assert response.status_code == status, response.text
+    assert words.lower() in response.json()["message"].lower()
+    assert _count(factory) == 0
+    assert not any(settings.blob_dir.rglob("*")) or all(p.is_dir() for p in settings.blob_dir.rglob("*"))
+
+
+def test_oversized_image_and_text_are_refused(keys, tmp_path) -> None:
+    from fastapi.testclient import TestClient
+
+    from ctax.api.app import create_app
+    from ctax.taxonomy.db.migrate import upgrade
+    from ctax.taxonomy.db.session import make_engine, make_session_factory, transaction
+    from ctax.taxonomy.keys import create_key
+    from tests.conftest import make_settings
+
+    small = make_settings(tmp_path / "small", max_image_bytes=2048, max_text_chars=50)
+    small.ensure_dirs()
+    upgrade(small.sqlalchemy_url)
+    small_factory = make_session_factory(make_engine(small.sqlalchemy_url))
+    with transaction(small_factory) as session:
+        _, key = create_key(session, "p", "poster")
+    with TestClient(create_app(small)) as small_client:
+        big = small_client.post("/v1/creatives", headers=headers(key),
+                                files={"image": ("a.png", png_bytes("x", size=(900, 900)), "image/png")})
+        assert big.status_code == 413 and "2048" in big.json()["message"]
+        long_text = small_client.post("/v1/creatives", headers=headers(key), json={"ocr_text": "word " * 40})
+        assert long_text.status_code == 413 and "50" in long_text.json()["message"]
+    assert _count(small_factory) == 0
+
+
+@pytest.mark.parametrize("body,status,words", [
+    ({}, 422, "empty creative"),
+    ({"ocr_text": "   "}, 422, "empty creative"),
+    ({"ocr_text": "\x00\x01\x02binary"}, 422, "NUL"),
+    ({"ocr_text": "%%%%%%%%%%%%%%%%%%%%%%%%%$$$$$$$$$$$$$"}, 422, "letters"),
+    ({"ocr_text": 12345}, 422, "ocr_text"),
+    ({"ocr_text": "Great pizza", "asserted_label": "Product/Nope"}, 422, "unknown label"),
+    ({"ocr_text": "Great pizza", "metadata": ["not", "an", "object"]}, 422, "metadata"),
+    ({"image_base64": "!!!not base64!!!"}, 422, "base64"),
+])
+def test_bad_json_fields_are_refused(client, keys, factory, pitt_labels, body, status, words) -> None:
+    response = client.post("/v1/creatives", headers=headers(keys["poster"]), json=body)
+    assert response.status_code == status, response.text
+    assert words.lower() in response.json()["message"].lower()
+    assert _count(factory) == 0
+
+
+def test_invalid_json_and_content_type(client, keys, factory) -> None:
+    h = {**headers(keys["poster"]), "Content-Type": "application/json"}
+    broken = client.post("/v1/creatives", headers=h, content=b'{"ocr_text": "unterminated')
+    assert broken.status_code == 422 and "JSON" in broken.json()["message"]
+    wrong = client.post("/v1/creatives", headers={**headers(keys["poster"]), "Content-Type": "text/plain"},
+                        content=b"hello")
+    assert wrong.status_code == 415
+    assert _count(factory) == 0
+
+
+def test_a_batch_with_one_bad_item_stores_none(client, keys, factory) -> None:
+    response = client.post("/v1/creatives/batch", headers=headers(keys["poster"]), json={"items": [
+        {"ocr_text": "Good item"}, {"ocr_text": ""}, {"ocr_text": "Another good item"}]})
+    assert response.status_code == 422 and "items[1]" in response.json()["message"]
+    assert _count(factory) == 0
+    assert client.post("/v1/creatives/batch", headers=headers(keys["poster"]),
+                       json={"items": []}).status_code == 422
+
+
+def test_auth_is_required_and_roles_checked(client, keys) -> None:
+    assert client.post("/v1/creatives", json={"ocr_text": "x y z"}).status_code == 401
+    assert client.get("/v1/creatives/abc", headers=headers(keys["poster"])).status_code == 404
+    assert client.post("/v1/training/runs", headers=headers(keys["reviewer"])).status_code == 403
+    assert client.post("/v1/api-keys", headers=headers(keys["reviewer"]),
+                       json={"name": "x", "role": "admin"}).status_code == 403
+    made = client.post("/v1/api-keys", headers=headers(keys["admin"]), json={"name": "ci", "role": "poster"})
+    assert made.status_code == 201
+    new_key = made.json()["key"]
+    assert client.get("/v1/labels", headers=headers(new_key)).status_code == 200
+    client.delete(f"/v1/api-keys/{made.json()['id']}", headers=headers(keys["admin"]))
+    assert client.get("/v1/labels", headers=headers(new_key)).status_code == 401

@@ -1,0 +1,191 @@
+"""Shared fixtures. Everything is real: migrated databases, the SQLite/Redis brokers, Qdrant local mode, the
+MiniLM text tower, tiny open_clip towers saved and reloaded through the product's own loading path, and, for
+tests/e2e, the API and worker started as processes."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+for _name in [name for name in os.environ if name.startswith("CTAX_")]:
+    del os.environ[_name]  # tests choose their settings explicitly
+
+import io  # noqa: E402
+import uuid  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+from PIL import Image, ImageDraw, ImageFont  # noqa: E402
+from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
+
+from ctax.taxonomy.config import Settings  # noqa: E402
+from ctax.taxonomy.db.migrate import upgrade  # noqa: E402
+from ctax.taxonomy.db.session import make_engine, make_session_factory, transaction  # noqa: E402
+from tests.support import PG_ADMIN_URL, REDIS_URL, SHARED_DATA, ServiceProcesses, drop_pg_database  # noqa: E402
+
+FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Random weights of the tiny open_clip architecture, saved as a checkpoint file: loaded later through
+    `pretrained=<path>`, exactly as a real CLIP checkpoint would be."""
+    import open_clip
+    import torch
+
+    from ctax.taxonomy.embedding.image import register_model_configs
+
+    register_model_configs()
+    torch.manual_seed(0)
+    model = open_clip.create_model("ctax-tiny-vit")
+    path = tmp_path_factory.mktemp("clip") / "ctax-tiny-vit.pt"
+    torch.save(model.state_dict(), path)
+    return path
+
+
+def make_settings(data_dir: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "data_dir": data_dir,
+        "image_arch": "ctax-tiny-vit",
+        "image_pretrained": None,
+        "image_enabled": False,
+        "label_batch_size": 16,
+        "lease_s": 60.0,
+        "requeue_after_s": 30.0,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path / "var")
+
+
+@pytest.fixture
+def factory(settings: Settings) -> Iterator[sessionmaker[Session]]:
+    settings.ensure_dirs()
+    upgrade(settings.sqlalchemy_url)
+    engine = make_engine(settings.sqlalchemy_url)
+    yield make_session_factory(engine)
+    engine.dispose()
+
+
+@pytest.fixture
+def keys(factory: sessionmaker[Session]) -> dict[str, str]:
+    """One API key per role, as the headers a client sends."""
+    from ctax.taxonomy.keys import create_key
+
+    out = {}
+    with transaction(factory) as session:
+        for role in ("poster", "reviewer", "admin"):
+            _, out[role] = create_key(session, f"test {role}", role)
+    return out
+
+
+def headers(key: str) -> dict[str, str]:
+    return {"X-API-Key": key}
+
+
+@pytest.fixture
+def client(settings: Settings, factory: sessionmaker[Session]) -> Iterator[object]:
+    from fastapi.testclient import TestClient
+
+    from ctax.api.app import create_app
+
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def pitt_labels(factory: sessionmaker[Session], shared_data: Path) -> dict[str, int]:
+    """The Pitt taxonomy imported; label path -> id."""
+    from sqlalchemy import select
+
+    from ctax.taxonomy import catalog
+    from ctax.taxonomy.db.models import Label
+    from ctax.taxonomy.labels import parse_taxonomy_file
+
+    with transaction(factory) as session:
+        catalog.import_labels(session, parse_taxonomy_file((shared_data / "pitt_ads_taxonomy.txt").read_bytes()))
+        return {label.path: label.id for label in session.scalars(select(Label))}
+
+
+def png_bytes(text: str = "", size: tuple[int, int] = (320, 120), colour: tuple[int, int, int] = (30, 60, 160),
+              fmt: str = "PNG") -> bytes:
+    image = Image.new("RGB", size, colour)
+    if text:
+        ImageDraw.Draw(image).text((12, size[1] // 2 - 14), text, font=ImageFont.truetype(FONT, 24),
+                                   fill=(255, 255, 255))
+    buffer = io.BytesIO()
+    image.save(buffer, fmt)
+    return buffer.getvalue()
+
+
+# -- the production profile ------------------------------------------------------------------------------------
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test."""
+    import psycopg
+
+    name = f"ctax_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    drop_pg_database(name)
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    client.flushdb()
+    yield REDIS_URL
+    client.flushdb()
+
+
+# -- the whole service as processes -----------------------------------------------------------------------------
+
+@pytest.fixture(params=["embedded", "production"])
+def profile(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def service_env(profile: str, tmp_path: Path, tiny_clip_checkpoint: Path,
+                request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    env = {
+        "CTAX_DATA_DIR": str(tmp_path / "var"),
+        "CTAX_BOOTSTRAP_ADMIN_KEY": "test-admin-key-0123456789",
+        "CTAX_IMAGE_ARCH": "ctax-tiny-vit",
+        "CTAX_IMAGE_PRETRAINED": str(tiny_clip_checkpoint),
+        "CTAX_LEASE_S": "20",
+        "CTAX_REQUEUE_AFTER_S": "10",
+        "CTAX_LABEL_BATCH_SIZE": "16",
+        "CTAX_WORKER_HEARTBEAT_S": "1",
+    }
+    if profile == "production":
+        env["CTAX_DATABASE_URL"] = request.getfixturevalue("postgres_url")
+        env["CTAX_BROKER_URL"] = request.getfixturevalue("redis_url")
+    yield env
+
+
+@pytest.fixture
+def service(service_env: dict[str, str], tmp_path: Path) -> Iterator[ServiceProcesses]:
+    """The API and a labelling worker, as real processes on a free port; logs are printed if a test fails."""
+    processes = ServiceProcesses(service_env, tmp_path / "logs")
+    processes.start()
+    try:
+        yield processes
+    finally:
+        processes.stop()

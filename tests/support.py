@@ -1,0 +1,132 @@
+"""Test helpers that are not fixtures: locating the shared data, running the service as processes."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+PG_ADMIN_URL = os.environ.get("CTAX_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("CTAX_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+
+
+def _find_shared_data() -> Path:
+    candidates = [os.environ.get("CTAX_SHARED_DATA"), ROOT.parent / "shared" / "data", Path("/work/shared/data")]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "pitt_ads_dev.jsonl").is_file():
+            return Path(candidate)
+    raise RuntimeError(
+        "the shared data (pitt_ads_dev.jsonl, the IAB and Pitt taxonomies) was not found next to the checkout "
+        "(../shared/data) nor at /work/shared/data; set CTAX_SHARED_DATA to its folder"
+    )
+
+
+SHARED_DATA = _find_shared_data()
+
+
+def drop_pg_database(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ServiceProcesses:
+    """`ctax db upgrade`, then `ctax worker` and `ctax api` as child processes, as `make run` starts them."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path, roles: tuple[str, ...] = ("label",)) -> None:
+        self.env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+        self.log_dir = log_dir
+        self.roles = roles
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.admin_key = env["CTAX_BOOTSTRAP_ADMIN_KEY"]
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def _spawn(self, name: str, *args: str) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = (self.log_dir / f"{name}.log").open("ab")
+        self.procs[name] = subprocess.Popen([sys.executable, "-m", "ctax", *args], env=self.env, stdout=log,
+                                            stderr=subprocess.STDOUT, cwd=ROOT)
+
+    def start(self, timeout: float = 240.0) -> None:
+        subprocess.run([sys.executable, "-m", "ctax", "db", "upgrade"], env=self.env, check=True, cwd=ROOT,
+                       capture_output=True)
+        for role in self.roles:
+            self.start_worker(role)
+        self._spawn("api", "api", "--port", str(self.port))
+        self.wait_ready(timeout)
+
+    def start_worker(self, role: str = "label") -> None:
+        self._spawn(f"worker-{role}", "worker", "--role", role, "--loglevel", "info")
+
+    def kill_worker(self, role: str = "label") -> None:
+        proc = self.procs.pop(f"worker-{role}")
+        proc.kill()
+        proc.wait(timeout=30)
+
+    def wait_ready(self, timeout: float = 240.0) -> None:
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            for name, proc in self.procs.items():
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.logs()}")
+            try:
+                last = httpx.get(f"{self.url}/readyz", timeout=5)
+                if last.status_code == 200:
+                    return
+            except httpx.HTTPError as exc:
+                last = exc
+            time.sleep(0.5)
+        raise TimeoutError(f"service not ready after {timeout}s: {getattr(last, 'text', last)}\n{self.logs()}")
+
+    def client(self, key: str | None = None) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers={"X-API-Key": key or self.admin_key}, timeout=60)
+
+    def wait_for(self, creative_ids: list[str], statuses: tuple[str, ...] = ("labelled", "failed"),
+                  timeout: float = 180.0) -> dict[str, dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        done: dict[str, dict[str, Any]] = {}
+        with self.client() as http:
+            while time.monotonic() < deadline:
+                for creative_id in creative_ids:
+                    if creative_id not in done:
+                        body = http.get(f"/v1/creatives/{creative_id}").json()
+                        if body.get("status") in statuses:
+                            done[creative_id] = body
+                if len(done) == len(creative_ids):
+                    return done
+                time.sleep(0.3)
+        raise TimeoutError(f"{len(creative_ids) - len(done)} creatives not done after {timeout}s\n{self.logs()}")
+
+    def logs(self, tail: int = 60) -> str:
+        out = []
+        for path in sorted(self.log_dir.glob("*.log")):
+            lines = path.read_text(errors="replace").splitlines()[-tail:]
+            out.append(f"--- {path.name} ---\n" + "\n".join(lines))
+        return "\n".join(out)
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
