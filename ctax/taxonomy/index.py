@@ -63,8 +63,11 @@ class ExemplarHit:
 
 class LabelIndex:
     def __init__(self, client: QdrantClient, prefix: str = "ctax") -> None:
+        from qdrant_client.local.qdrant_local import QdrantLocal
+
         self.client = client
         self.prefix = prefix
+        self.is_server = not isinstance(getattr(client, "_client", None), QdrantLocal)
 
     # -- names -------------------------------------------------------------------------------------------
     def labels_collection(self, version: str) -> str:
@@ -88,7 +91,8 @@ class LabelIndex:
                 self.client.create_collection(
                     name, vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE)
                 )
-                self.client.create_payload_index(name, "label_id", models.PayloadSchemaType.INTEGER)
+                if self.is_server:  # local mode ignores payload indexes (and warns)
+                    self.client.create_payload_index(name, "label_id", models.PayloadSchemaType.INTEGER)
 
     def has_version(self, version: str) -> bool:
         return self.client.collection_exists(self.labels_collection(version)) and self.client.collection_exists(

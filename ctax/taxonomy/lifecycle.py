@@ -79,7 +79,8 @@ def held_from_index(
 
     exemplar_ids = [_creative_id(p.id) for p in points]
     exemplar_labels = np.array([int(p.payload["label_id"]) for p in points], dtype=np.int64)
-    vectors = np.asarray([p.vector for p in points], dtype=np.float32).reshape(len(points), -1)
+    dim = label_vectors.shape[1] if label_vectors.size else 1
+    vectors = np.asarray([p.vector for p in points], dtype=np.float32).reshape(len(points), dim)
     ref = Reference(label_ids, label_vectors, exemplar_ids, exemplar_labels, vectors)
     rng = np.random.default_rng(seed)
     rows = [n for n, cid in enumerate(exemplar_ids) if creative_labels.get(cid) == exemplar_labels[n]]

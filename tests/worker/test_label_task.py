@@ -1,0 +1,129 @@
+"""The labelling task in a real worker runtime: batching, modalities, failures, leases, idempotency."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select, update
+
+from ctax.taxonomy.blobs import BlobStore
+from ctax.taxonomy.creatives import CreativeSubmission, create_creative, retry
+from ctax.taxonomy.db.models import Creative, ReviewItem, utcnow
+from ctax.taxonomy.db.session import transaction
+from ctax.worker.runtime import Runtime
+from ctax.worker.tasks.label import run
+from tests.conftest import make_settings, png_bytes
+
+
+def submit(rt: Runtime, *subs: CreativeSubmission) -> list[str]:
+    with transaction(rt.factory) as session:
+        return [create_creative(session, rt.blobs, rt.settings, sub, None)[0].id for sub in subs]
+
+
+def load(rt: Runtime, ids: list[str]) -> dict[str, Creative]:
+    with rt.factory() as session:
+        return {c.id: c for c in session.scalars(select(Creative).where(Creative.id.in_(ids)))}
+
+
+def test_waiting_creatives_are_encoded_in_one_forward_pass_per_batch(runtime: Runtime) -> None:
+    texts = ["Buy the new Honda Civic", "Adopt a shelter dog today", "Ice cold cola for summer",
+             "Stop smoking now", "Luxury perfume for her"] * 7  # 35 creatives, batch size 16
+    ids = submit(runtime, *[CreativeSubmission(texts=[t]) for t in texts])
+    transformer = runtime.labeller().space.text.model[0]
+    batches: list[int] = []
+    handle = transformer.register_forward_hook(lambda _m, args, _o: batches.append(len(args[0]["input_ids"])))
+    try:
+        counts = run(runtime, ids)
+    finally:
+        handle.remove()
+    assert counts == {"claimed": 35, "labelled": 35, "failed": 0, "requeued": 0}
+    assert batches == [16, 16, 3]  # one pass per batch of waiting creatives, not one per creative
+    rows = load(runtime, ids)
+    car = rows[ids[0]].prediction
+    assert car["model_version"] == "v1-pretrained" and car["modalities_used"] == ["text"]
+    assert car["top_k"][0]["path"].startswith("Product/Vehicles")
+    assert rows[ids[1]].prediction["top_k"][0]["path"].startswith("PSA/Animal Rights")
+
+
+def test_labelling_is_idempotent_and_respects_live_claims(runtime: Runtime) -> None:
+    [first, second] = submit(runtime, CreativeSubmission(texts=["Fresh bread daily"]),
+                             CreativeSubmission(texts=["Cheap car insurance"]))
+    assert run(runtime, [first])["labelled"] == 1
+    assert run(runtime, [first])["claimed"] == 0  # a redelivered message changes nothing
+    with transaction(runtime.factory) as session:
+        session.execute(update(Creative).where(Creative.id == second).values(
+            status="processing", claimed_by="other-worker", claimed_at=utcnow()))
+    assert run(runtime, [second])["claimed"] == 0  # another live worker holds it
+    with transaction(runtime.factory) as session:
+        session.execute(update(Creative).where(Creative.id == second).values(
+            claimed_at=utcnow() - dt.timedelta(seconds=runtime.settings.lease_s + 1)))
+    assert run(runtime, [second])["labelled"] == 1  # its lease ran out: the dead worker's work is taken over
+    assert load(runtime, [second])[second].status == "labelled"
+
+
+def test_flags_create_review_items_with_reasons(runtime: Runtime, pitt_labels) -> None:
+    [wrong] = submit(runtime, CreativeSubmission(texts=["Buy the new Honda Civic sedan, a great family car"],
+                                                 asserted_label="PSA/Animal Rights"))
+    run(runtime, [wrong])
+    creative = load(runtime, [wrong])[wrong]
+    assert creative.flag == "wrong_label", creative.prediction
+    assert any("PSA/Animal Rights" in reason for reason in creative.prediction["reasons"])
+    with runtime.factory() as session:
+        item = session.scalar(select(ReviewItem).where(ReviewItem.creative_id == wrong))
+        assert item.flag == "wrong_label" and item.asserted_label_id == pitt_labels["PSA/Animal Rights"]
+        assert item.priority > 0 and item.priority_reason
+
+
+def test_image_without_text_is_read_by_ocr(runtime: Runtime) -> None:
+    [image_id] = submit(runtime, CreativeSubmission(image=png_bytes("Adopt a dog today", size=(520, 180))))
+    run(runtime, [image_id])
+    creative = load(runtime, [image_id])[image_id]
+    assert creative.status == "labelled", creative.error
+    assert "dog" in creative.ocr_text.lower()
+    modalities = creative.prediction["modalities"]
+    assert modalities["ocr"] == "used" and modalities["text"] == "not supplied"
+    assert modalities["image"] == "disabled"  # image tower switched off in these settings
+
+
+def test_unloadable_image_weights_are_reported_and_ocr_still_labels(tmp_path, pitt_labels) -> None:
+    from ctax.taxonomy.config import LABEL_QUEUE
+    from ctax.taxonomy.db.migrate import upgrade
+
+    settings = make_settings(tmp_path / "broken", image_enabled=True, image_arch="ctax-tiny-vit",
+                             image_pretrained=str(tmp_path / "no-such-checkpoint.pt"))
+    settings.ensure_dirs()
+    upgrade(settings.sqlalchemy_url)
+    from ctax.taxonomy import catalog
+    from ctax.taxonomy.labels import parse_path_lines
+
+    rt = Runtime(settings, [LABEL_QUEUE], owns_index=True)
+    with transaction(rt.factory) as session:
+        catalog.import_labels(session, parse_path_lines("PSA/Animal Rights\nProduct/Vehicles/Cars\n"))
+    rt.start()
+    try:
+        assert rt.info["image_tower"].startswith("unavailable")
+        [image_id] = submit(rt, CreativeSubmission(image=png_bytes("Adopt a dog today", size=(520, 180))))
+        run(rt, [image_id])
+        creative = load(rt, [image_id])[image_id]
+        assert creative.status == "labelled"
+        assert creative.prediction["modalities"]["image"].startswith("unavailable")
+        assert "no-such-checkpoint" in creative.prediction["modalities"]["image"]
+        assert creative.prediction["modalities_used"] == ["ocr"]
+    finally:
+        rt.stop()
+        rt.index.client.close()
+
+
+def test_broken_stored_image_fails_with_its_reason_and_can_be_retried(runtime: Runtime) -> None:
+    [creative_id] = submit(runtime, CreativeSubmission(image=png_bytes("x"), texts=["Shoes on sale"]))
+    creative = load(runtime, [creative_id])[creative_id]
+    blob = BlobStore(runtime.settings.blob_dir)._path(creative.image_sha256)
+    original = blob.read_bytes()
+    blob.write_bytes(b"damaged on disk")
+    run(runtime, [creative_id])
+    failed = load(runtime, [creative_id])[creative_id]
+    assert failed.status == "failed" and "stored image cannot be read" in failed.error
+    blob.write_bytes(original)
+    with transaction(runtime.factory) as session:
+        retry(session, session.get(Creative, creative_id))
+    assert run(runtime, [creative_id])["labelled"] == 1
