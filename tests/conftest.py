@@ -173,6 +173,7 @@ def service_env(profile: str, tmp_path: Path, tiny_clip_checkpoint: Path,
         "CTAX_REQUEUE_AFTER_S": "10",
         "CTAX_LABEL_BATCH_SIZE": "16",
         "CTAX_WORKER_HEARTBEAT_S": "1",
+        "CTAX_WORKER_STALE_S": "6",
     }
     if profile == "production":
         env["CTAX_DATABASE_URL"] = request.getfixturevalue("postgres_url")
@@ -189,3 +190,44 @@ def service(service_env: dict[str, str], tmp_path: Path) -> Iterator[ServiceProc
         yield processes
     finally:
         processes.stop()
+
+
+# -- the review queue --------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def flag_creative(factory: sessionmaker[Session], pitt_labels: dict[str, int], tmp_path: Path):
+    """Flags a creative exactly as the labelling worker does (Trigger.decide, then review.flag_for_review), from
+    label similarities given by path; returns the review item id (None when the trigger does not flag it)."""
+    from ctax.taxonomy.catalog import active_taxonomy
+    from ctax.taxonomy.db.models import Creative, ModelVersion
+    from ctax.taxonomy.review import flag_for_review
+    from ctax.taxonomy.trigger import Evidence, Thresholds, Trigger
+
+    with transaction(factory) as session:
+        if session.get(ModelVersion, "v1-pretrained") is None:
+            session.add(ModelVersion(id="v1-pretrained", seq=1, kind="pretrained", status="active",
+                                     artefact_dir=str(tmp_path / "v1")))
+
+    def flag(text: str, scores: dict[str, float], asserted: str | None = None,
+             external_id: str | None = None) -> int | None:
+        with transaction(factory) as session:
+            taxonomy = active_taxonomy(session)
+            asserted_id = pitt_labels[asserted] if asserted else None
+            decision = Trigger(taxonomy, Thresholds()).decide(
+                Evidence({pitt_labels[p]: s for p, s in scores.items()}, asserted_label_id=asserted_id))
+            creative = Creative(status="labelled", texts=[text], asserted_label_id=asserted_id,
+                                external_id=external_id, flag=decision.flag, model_version_id="v1-pretrained",
+                                decided_label_id=decision.decided_label_id)
+            creative.prediction = {
+                "top_k": [{"label_id": r.label_id, "path": str(taxonomy.path(r.label_id)), "score": r.score,
+                           "similarity": r.similarity, "exemplar_share": r.exemplar_share} for r in decision.ranked],
+                "flag": decision.flag, "scores": decision.scores, "reasons": decision.reasons,
+                "modalities_used": ["text"],
+            }
+            session.add(creative)
+            session.flush()
+            item = flag_for_review(session, creative.id, decision, "v1-pretrained", asserted_id)
+            session.flush()
+            return item.id if item is not None else None
+
+    return flag

@@ -12,9 +12,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ctax.api import metrics
+from ctax.api import metrics, web
 from ctax.api.dispatch import Dispatcher
-from ctax.api.routes import creatives, health, keys, labels, models, training
+from ctax.api.routes import creatives, export, health, keys, labels, models, proposals, review, training
 from ctax.taxonomy.blobs import BlobStore
 from ctax.taxonomy.config import Settings
 from ctax.taxonomy.db.session import make_engine, make_session_factory, transaction
@@ -89,6 +89,6 @@ def create_app(settings: Settings | None = None, *, start_dispatcher: bool = Tru
         return await call_next(request)
 
     metrics.install(app)
-    for module in (health, creatives, labels, keys, models, training):
+    for module in (health, creatives, labels, keys, models, training, review, proposals, export, web):
         app.include_router(module.router)
     return app

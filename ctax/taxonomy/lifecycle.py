@@ -70,16 +70,16 @@ def build(
 
 
 def held_from_index(
-    index: LabelIndex, version: str, creative_labels: dict[str, int], seed: int
+    index: LabelIndex, version: str, creative_labels: dict[str, int], seed: int, dim: int
 ) -> tuple[Held, Reference]:
     """Validation from the exemplars themselves: each is scored against the others (never itself)."""
     label_ids, label_vectors = index.label_vectors(version)
+    label_vectors = label_vectors.reshape(len(label_ids), dim)
     points = list(index._scroll(index.exemplars_collection(version), with_vectors=True))
     from ctax.taxonomy.index import _creative_id
 
     exemplar_ids = [_creative_id(p.id) for p in points]
     exemplar_labels = np.array([int(p.payload["label_id"]) for p in points], dtype=np.int64)
-    dim = label_vectors.shape[1] if label_vectors.size else 1
     vectors = np.asarray([p.vector for p in points], dtype=np.float32).reshape(len(points), dim)
     ref = Reference(label_ids, label_vectors, exemplar_ids, exemplar_labels, vectors)
     rng = np.random.default_rng(seed)
@@ -89,7 +89,7 @@ def held_from_index(
     held = Held(
         [exemplar_ids[n] for n in rows],
         [int(exemplar_labels[n]) for n in rows],
-        vectors[rows] if rows else np.zeros((0, ref.label_vectors.shape[1]), np.float32),
+        vectors[rows] if rows else np.zeros((0, dim), np.float32),
     )
     return held, ref
 
@@ -104,7 +104,7 @@ def recalibrate_pretrained(
             return
         taxonomy = active_taxonomy(session)
         labels = {item.creative_id: item.label_id for item in current_annotations(session)}
-    held, ref = held_from_index(index, space.version, labels, settings.train_seed)
+    held, ref = held_from_index(index, space.version, labels, settings.train_seed, space.dim)
     thresholds, report = calibrate(
         taxonomy, held, ref, top_k=settings.top_k, exemplar_k=settings.exemplar_k, seed=settings.train_seed
     )

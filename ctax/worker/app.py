@@ -7,7 +7,12 @@ from celery import Celery
 from ctax.taxonomy.config import INDEX_QUEUE, LABEL_QUEUE, TRAIN_QUEUE, Settings
 from ctax.taxonomy.outbox import LABEL_CREATIVES
 
-TASK_MODULES = ["ctax.worker.tasks.label", "ctax.worker.tasks.index", "ctax.worker.tasks.training"]
+TASK_MODULES = [
+    "ctax.worker.tasks.label",
+    "ctax.worker.tasks.index",
+    "ctax.worker.tasks.training",
+    "ctax.worker.tasks.discovery",
+]
 
 
 def create_celery(settings: Settings, queues: list[str] | None = None, owns_index: bool = False) -> Celery:

@@ -26,6 +26,7 @@ from ctax.taxonomy.embedding.device import resolve_device
 from ctax.taxonomy.embedding.ocr import OcrReader
 from ctax.taxonomy.embedding.space import SharedSpace
 from ctax.taxonomy.index import LabelIndex, open_qdrant
+from ctax.taxonomy.indexing import sync_labels
 from ctax.taxonomy.labelling import Labeller
 from ctax.taxonomy.lifecycle import bootstrap
 from ctax.taxonomy.training import registry
@@ -147,6 +148,11 @@ class Runtime:
             thresholds = Thresholds.from_json(version.thresholds)
             version_id, directory = version.id, Path(version.artefact_dir)
         space = self.space(version_id, directory)
+        if self.owns_index:
+            # The taxonomy changed since this labeller was built: embed what changed before labelling with it,
+            # so a label created a moment ago (by an admin or a reviewer) is already a candidate.
+            with transaction(self.factory) as session:
+                sync_labels(session, space, self.index)
         labeller = Labeller(
             space,
             self.index,

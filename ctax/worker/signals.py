@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from celery import current_app
@@ -16,7 +17,13 @@ log = logging.getLogger(__name__)
 @worker_process_init.connect
 def _load_models(**_: Any) -> None:
     conf = current_app.conf
-    init_runtime(conf.ctax_settings, list(conf.ctax_queues), bool(conf.ctax_owns_index))
+    try:
+        init_runtime(conf.ctax_settings, list(conf.ctax_queues), bool(conf.ctax_owns_index))
+    except BaseException:
+        # Celery logs and swallows a signal handler's exception; a worker that cannot label must not look alive.
+        log.critical("worker start-up failed; exiting", exc_info=True)
+        logging.shutdown()
+        os._exit(3)
 
 
 @worker_process_shutdown.connect

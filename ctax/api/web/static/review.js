@@ -1,0 +1,931 @@
+/* ctax review page: vanilla JS, no build step. Every call sends the API key kept in localStorage. */
+(() => {
+  "use strict";
+
+  const KEY = "ctax.review.key";
+  const FILTERS = "ctax.review.filters";
+  const REJECT_REASONS = ["Not an ad", "Unreadable or empty", "Duplicate", "Offensive or unsafe"];
+  const FLAG_SHORT = { new_label: "Fits no label", wrong_label: "Wrong label", low_confidence: "Unsure" };
+
+  const $ = (sel, root = document) => root.querySelector(sel);
+  const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
+  const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+
+  const state = {
+    key: localStorage.getItem(KEY),
+    me: null,
+    view: "queue",
+    labels: [],
+    byPath: new Map(),
+    tree: [],
+    expanded: new Set(),
+    item: null,
+    loading: false,
+    upcoming: [],
+    skipped: new Set(JSON.parse(sessionStorage.getItem("ctax.review.skipped") || "[]")),
+    selected: new Set(),
+    lastDecided: null,
+    proposals: [],
+    proposalIndex: 0,
+    excluded: new Map(),
+    modal: null,
+    images: new Map(),
+  };
+
+  // ---------------------------------------------------------------------------------------------- api
+  class ApiError extends Error {
+    constructor(status, body) {
+      super((body && body.message) || `HTTP ${status}`);
+      this.status = status;
+      this.body = body;
+    }
+  }
+
+  async function api(method, path, body) {
+    const init = { method, headers: { "X-API-Key": state.key || "" } };
+    if (body !== undefined) {
+      init.headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    const response = await fetch(path, init);
+    const text = await response.text();
+    const data = text ? JSON.parse(text) : null;
+    if (response.status === 401) {
+      signOut("Your key is no longer accepted; sign in again.");
+      throw new ApiError(401, data);
+    }
+    if (!response.ok) throw new ApiError(response.status, data);
+    return data;
+  }
+
+  async function imageUrl(creative) {
+    if (!creative.image_url) return null;
+    if (state.images.has(creative.id)) return state.images.get(creative.id);
+    const promise = fetch(creative.image_url, { headers: { "X-API-Key": state.key } })
+      .then((r) => (r.ok ? r.blob() : null))
+      .then((blob) => (blob ? URL.createObjectURL(blob) : null))
+      .catch(() => null);
+    state.images.set(creative.id, promise);
+    if (state.images.size > 80) {
+      const [oldest] = state.images.keys();
+      Promise.resolve(state.images.get(oldest)).then((url) => url && URL.revokeObjectURL(url));
+      state.images.delete(oldest);
+    }
+    return promise;
+  }
+
+  // ------------------------------------------------------------------------------------------- toasts
+  function toast(html, kind = "", ms = 3500) {
+    const el = document.createElement("div");
+    el.className = `toast ${kind}`;
+    el.innerHTML = html;
+    $("#toasts").appendChild(el);
+    setTimeout(() => el.remove(), ms);
+  }
+  const fail = (err) => toast(esc(err.message || String(err)), "error", 6000);
+
+  // ------------------------------------------------------------------------------------------ sign-in
+  function signOut(message) {
+    localStorage.removeItem(KEY);
+    state.key = null;
+    $("#app").hidden = true;
+    $("#signin").hidden = false;
+    $("#signin-error").textContent = message || "";
+    $("#signin-key").value = "";
+    $("#signin-key").focus();
+  }
+
+  async function signIn(key) {
+    state.key = key;
+    try {
+      state.me = await api("GET", "/v1/review/stats");
+    } catch (err) {
+      state.key = null;
+      const msg = err.status === 403
+        ? "This key cannot review (it needs the reviewer or admin role)."
+        : err.status === 401 ? "That key is not valid." : err.message;
+      $("#signin-error").textContent = msg;
+      return false;
+    }
+    localStorage.setItem(KEY, key);
+    document.activeElement?.blur();  // the shortcuts listen on the page, not in the key field
+    $("#signin").hidden = true;
+    $("#app").hidden = false;
+    $("#who").textContent = `${state.me.reviewer} · ${state.me.role}`;
+    renderStats();
+    await loadLabels();
+    restoreFilters();
+    switchView("queue");
+    return true;
+  }
+
+  // ------------------------------------------------------------------------------------------- labels
+  async function loadLabels() {
+    const [list, tree] = await Promise.all([api("GET", "/v1/labels?limit=5000"), api("GET", "/v1/labels/tree")]);
+    state.labels = list.items;
+    state.byPath = new Map(list.items.map((l) => [l.path, l]));
+    state.tree = tree.roots;
+    $("#label-paths").innerHTML = list.items.map((l) => `<option value="${esc(l.path)}">`).join("");
+    $("#tree-count").textContent = `${list.total} labels`;
+    if (!state.expanded.size) state.tree.forEach((root) => state.expanded.add(root.id));
+    renderTree();
+  }
+
+  function splitPath(path) {
+    const names = [];
+    let cur = "";
+    for (let i = 0; i < path.length; i++) {
+      const c = path[i];
+      if (c === "\\" && i + 1 < path.length) { cur += path[++i]; continue; }
+      if (c === "/") { names.push(cur); cur = ""; continue; }
+      cur += c;
+    }
+    names.push(cur);
+    return names;
+  }
+
+  function pathHtml(path) {
+    // Leaf first: when space runs out the ancestry is cut, never the name that matters.
+    if (!path) return `<span class="muted">—</span>`;
+    const names = splitPath(path);
+    const leaf = names.pop();
+    const up = names.length ? `<span class="up"> · ${esc(names.join(" / "))}</span>` : "";
+    return `<span class="path" title="${esc(path)}"><span class="leaf">${esc(leaf)}</span>${up}</span>`;
+  }
+
+  function searchLabels(query, limit = 50) {
+    const terms = query.toLowerCase().split(/\s+/).filter(Boolean);
+    if (!terms.length) return state.labels.slice(0, limit);
+    const scored = [];
+    for (const label of state.labels) {
+      const hay = label.path.toLowerCase();
+      if (!terms.every((t) => hay.includes(t))) continue;
+      const leaf = label.name.toLowerCase();
+      let score = 0;
+      for (const t of terms) score += leaf.startsWith(t) ? 3 : leaf.includes(t) ? 2 : 1;
+      scored.push([score - label.depth * 0.01, label]);
+    }
+    scored.sort((a, b) => b[0] - a[0]);
+    return scored.slice(0, limit).map(([, l]) => l);
+  }
+
+  // ------------------------------------------------------------------------------------------- filters
+  function filters() {
+    const f = {
+      flag: $("#f-flag").value || null,
+      label: $("#f-label").value.trim() || null,
+      q: $("#f-q").value.trim() || null,
+      order: $("#f-order").value,
+    };
+    localStorage.setItem(FILTERS, JSON.stringify(f));
+    return f;
+  }
+
+  function restoreFilters() {
+    const saved = JSON.parse(localStorage.getItem(FILTERS) || "{}");
+    $("#f-flag").value = saved.flag || "";
+    $("#f-label").value = saved.label || "";
+    $("#f-q").value = saved.q || "";
+    $("#f-order").value = saved.order || "priority";
+  }
+
+  function queryString(f, extra = {}) {
+    const params = new URLSearchParams();
+    for (const [k, v] of Object.entries({ ...f, ...extra })) if (v !== null && v !== undefined && v !== "") params.set(k, v);
+    return params.toString();
+  }
+
+  // ------------------------------------------------------------------------------------------- queue
+  async function refreshStats() {
+    try {
+      state.me = await api("GET", "/v1/review/stats");
+      renderStats();
+    } catch (err) { /* the next action reports it */ }
+  }
+
+  function renderStats() {
+    $("#count-open").textContent = state.me ? state.me.open : "–";
+    $("#stat-mine").textContent = `${state.me ? state.me.decided_by_me_24h : 0} decided today`;
+  }
+
+  async function nextItem() {
+    if (state.loading) return;
+    state.loading = true;
+    renderSkeleton();
+    try {
+      const body = { ...filters(), exclude: [...state.skipped] };
+      if (!body.flag) delete body.flag;
+      const result = await api("POST", "/v1/review/next", body);
+      state.item = result.item;
+      $("#left-sub").textContent = `${result.remaining} available`;
+      renderItem();
+    } catch (err) {
+      state.item = null;
+      renderItem();
+      fail(err);
+    } finally {
+      state.loading = false;
+    }
+    loadUpcoming();
+    refreshStats();
+  }
+
+  async function openItem(id) {
+    try {
+      if (state.item && state.item.id !== id) await releaseCurrent();
+      state.item = await api("POST", `/v1/review/${id}/claim`);
+      renderItem();
+      renderQueue();
+    } catch (err) { fail(err); }
+  }
+
+  async function releaseCurrent() {
+    if (!state.item || state.item.status !== "open") return;
+    try { await api("DELETE", `/v1/review/${state.item.id}/claim`); } catch (err) { /* it expires anyway */ }
+  }
+
+  async function loadUpcoming() {
+    try {
+      const qs = queryString(filters(), { available: "true", limit: 40 });
+      const page = await api("GET", `/v1/review?${qs}`);
+      state.upcoming = page.items;
+      renderQueue();
+      page.items.slice(0, 3).forEach((it) => imageUrl(it.creative));
+    } catch (err) { fail(err); }
+  }
+
+  function firstText(item) {
+    const c = item.creative;
+    return (c.texts && c.texts[0]) || c.ocr_text || (c.image_url ? "(image)" : "(empty)");
+  }
+
+  function renderQueue() {
+    const list = $("#queue");
+    const items = state.upcoming;
+    if (!items.length) {
+      list.innerHTML = `<li class="q-empty">Nothing else waiting with these filters.</li>`;
+    } else {
+      list.innerHTML = items.map((it) => `
+        <li class="q-item ${state.item && state.item.id === it.id ? "current" : ""} ${it.claim && !it.claim.mine ? "claimed" : ""}"
+            data-id="${it.id}" title="${esc(it.priority_reason || "")}">
+          <input type="checkbox" data-select="${it.id}" ${state.selected.has(it.id) ? "checked" : ""} aria-label="Select item ${it.id}">
+          <div>
+            <div class="q-title"><span class="chip-dot dot-${esc(it.flag)}"></span><span class="q-text">${esc(firstText(it))}</span></div>
+            <div class="q-why">${esc(it.priority_reason || FLAG_SHORT[it.flag] || it.flag)}</div>
+          </div>
+        </li>`).join("");
+    }
+    renderBulkbar();
+  }
+
+  function renderBulkbar() {
+    const n = state.selected.size;
+    $("#bulkbar").hidden = n === 0;
+    $("#bulk-count").textContent = `${n} selected`;
+  }
+
+  function renderSkeleton() {
+    if (state.view !== "queue") return;
+    $("#main").innerHTML = `
+      <div class="item">
+        <div class="item-head"><div class="skeleton" style="width:220px;height:24px"></div></div>
+        <div class="skeleton" style="height:36px"></div>
+        <div class="item-body"><div class="card creative"><div class="texts"><div class="skeleton" style="height:18px;margin-bottom:10px"></div><div class="skeleton" style="height:18px;width:70%"></div></div></div>
+        <div class="side"><div class="skeleton" style="height:200px"></div></div></div>
+      </div>`;
+  }
+
+  function age(iso) {
+    const s = Math.max(0, (Date.now() - new Date(iso).getTime()) / 1000);
+    if (s < 90) return "just now";
+    if (s < 5400) return `${Math.round(s / 60)} min ago`;
+    if (s < 129600) return `${Math.round(s / 3600)} h ago`;
+    return `${Math.round(s / 86400)} days ago`;
+  }
+
+  function renderItem() {
+    if (state.view !== "queue") return;
+    const main = $("#main");
+    const it = state.item;
+    if (!it) {
+      main.innerHTML = `
+        <div class="empty">
+          <h2>The queue is clear</h2>
+          <p>No flagged creatives match these filters${state.skipped.size ? ` (you skipped ${state.skipped.size})` : ""}.</p>
+          <p>${state.skipped.size ? `<button class="btn" id="unskip">Show skipped again</button>` : ""}
+             <button class="btn" id="go-proposals">Review proposals <kbd>P</kbd></button></p>
+        </div>`;
+      $("#unskip")?.addEventListener("click", () => { state.skipped.clear(); saveSkipped(); nextItem(); });
+      $("#go-proposals")?.addEventListener("click", () => switchView("proposals"));
+      renderKeys();
+      return;
+    }
+    const c = it.creative;
+    const suggestedId = it.suggested_label && it.suggested_label.id;
+    const maxScore = Math.max(0.0001, ...it.top_k.map((r) => r.score));
+    const topk = it.top_k.map((r, n) => `
+      <li data-pick="${n}" class="${r.label_id === suggestedId ? "suggested" : ""}" title="similarity ${r.similarity?.toFixed?.(3)} · exemplar share ${(r.exemplar_share * 100).toFixed(0)}%">
+        <span class="n">${n + 1}</span>
+        <span class="cell">${pathHtml(r.path)}${r.label_id === suggestedId ? `<span class="tag">suggested</span>` : ""}</span>
+        <span class="bar"><i style="width:${Math.max(4, (100 * r.score) / maxScore).toFixed(0)}%"></i></span>
+        <span class="score">${r.score.toFixed(3)}</span>
+      </li>`).join("");
+    const suggestedInTop = it.top_k.some((r) => r.label_id === suggestedId);
+    const texts = (c.texts || []).map((t) => `<li>${esc(t)}</li>`).join("");
+    main.innerHTML = `
+      <article class="item" data-item="${it.id}">
+        <div class="item-head">
+          <span class="chip flag-${esc(it.flag)}"><span class="chip-dot dot-${esc(it.flag)}"></span>${esc(FLAG_SHORT[it.flag] || it.flag)}</span>
+          <h1>${esc(it.flag_title)}</h1>
+          ${it.status === "decided" ? `<span class="chip chip-ok">decided</span>` : ""}
+          ${it.proposal_id ? `<span class="chip chip-label">in proposal #${it.proposal_id}</span>` : ""}
+          <div class="item-meta">
+            <span>#${it.id}</span>
+            <span>flagged ${esc(age(it.created_at))}</span>
+            ${it.claim && it.claim.mine ? `<span title="Your claim expires ${esc(it.claim.expires_at)}">held by you</span>` : ""}
+          </div>
+        </div>
+        <div class="why-first"><b>Why it comes first:</b><span>${esc(it.priority_reason || "flagged by the model")}</span></div>
+        <div class="item-body">
+          <div class="card creative">
+            ${c.image_url ? `<div class="media" id="media"><span class="placeholder">loading image…</span></div>` : ""}
+            <div class="texts">
+              ${texts ? `<p class="section-label">Supplied text</p><ul>${texts}</ul>` : ""}
+              ${c.ocr_text ? `<p class="section-label">Text read from the image (OCR)</p><div class="ocr">${esc(c.ocr_text)}</div>` : ""}
+              ${!texts && !c.ocr_text ? `<p class="muted">No text: judge by the image.</p>` : ""}
+              <p class="meta">${c.external_id ? `${esc(c.external_id)} · ` : ""}used: ${esc((c.modalities_used || []).join(", ") || "–")}</p>
+            </div>
+          </div>
+          <div class="side">
+            <div class="card panel">
+              <p class="section-label">Top labels · press a number to apply</p>
+              <ol class="topk">${topk || `<li class="muted">no labels scored</li>`}</ol>
+              ${suggestedId && !suggestedInTop ? `<p class="small muted">Suggested: ${pathHtml(it.suggested_label.path)}</p>` : ""}
+            </div>
+            <div class="card panel">
+              <p class="section-label">Why the model flagged it</p>
+              <ul class="reasons">${(it.reasons || []).map((r) => `<li>${esc(r)}</li>`).join("") || "<li>flagged</li>"}</ul>
+              <div class="asserted">
+                <span>Asserted by the poster:</span>
+                ${it.asserted_label ? `<span class="chip chip-label">${esc(it.asserted_label.path)}</span>` : `<span class="muted">none</span>`}
+              </div>
+            </div>
+          </div>
+        </div>
+        <div class="actions">
+          <button class="btn btn-primary" data-act="confirm" ${suggestedId ? "" : "disabled"} title="Apply the suggested label"><span class="btn-text">Confirm${it.suggested_label ? ` “${esc(splitPath(it.suggested_label.path).pop())}”` : ""}</span><kbd>⏎</kbd></button>
+          <button class="btn" data-act="search" title="Search every label">Label…<kbd>/</kbd></button>
+          <button class="btn" data-act="new">New label…<kbd>N</kbd></button>
+          <button class="btn btn-danger-ghost" data-act="reject">Reject…<kbd>X</kbd></button>
+          <span class="spacer"></span>
+          <button class="btn btn-ghost" data-act="undo" ${state.lastDecided ? "" : "disabled"}>Undo<kbd>U</kbd></button>
+          <button class="btn btn-ghost" data-act="skip">Skip<kbd>S</kbd></button>
+        </div>
+      </article>`;
+    if (c.image_url) {
+      imageUrl(c).then((url) => {
+        const media = $("#media");
+        if (!media || !state.item || state.item.id !== it.id) return;
+        media.innerHTML = url ? `<img alt="creative ${esc(c.id)}" src="${url}">` : `<span class="placeholder">image unavailable</span>`;
+      });
+    }
+    highlightTree(it);
+    renderQueue();
+    renderKeys();
+  }
+
+  // ------------------------------------------------------------------------------------------ decisions
+  async function decide(action, label, note) {
+    const it = state.item;
+    if (!it || state.loading) return;
+    state.loading = true;
+    try {
+      const body = { action, version: it.version };
+      if (label !== undefined && label !== null) body.label = label;
+      if (note) body.note = note;
+      const result = await api("POST", `/v1/review/${it.id}/decision`, body);
+      state.lastDecided = it.id;
+      state.selected.delete(it.id);
+      const what = action === "reject" ? "Rejected" : `${action === "new_label" ? "Created and applied" : "Labelled"} ${esc(result.decision.label?.path || "")}`;
+      toast(`${what} <span class="muted">· #${it.id}</span> &nbsp;<kbd>U</kbd> undo`);
+      if (result.label_created) await loadLabels();
+    } catch (err) {
+      state.loading = false;
+      fail(err);
+      if (err.status === 409) nextItem();
+      return;
+    }
+    state.loading = false;
+    closeModal();
+    nextItem();
+  }
+
+  async function undo() {
+    const id = state.lastDecided;
+    if (!id) return toast("Nothing to undo yet.");
+    try {
+      await releaseCurrent();
+      state.item = await api("POST", `/v1/review/${id}/reopen`);
+      state.lastDecided = null;
+      toast(`Reopened #${id}: decide it again.`);
+      renderItem();
+      loadUpcoming();
+      refreshStats();
+    } catch (err) { fail(err); }
+  }
+
+  function skip() {
+    if (!state.item) return;
+    state.skipped.add(state.item.id);
+    saveSkipped();
+    releaseCurrent().then(nextItem);
+  }
+
+  function saveSkipped() {
+    sessionStorage.setItem("ctax.review.skipped", JSON.stringify([...state.skipped]));
+  }
+
+  function pick(n) {
+    const it = state.item;
+    if (!it || !it.top_k[n]) return;
+    const chosen = it.top_k[n];
+    if (it.suggested_label && chosen.label_id === it.suggested_label.id) decide("confirm");
+    else decide("relabel", chosen.path);
+  }
+
+  async function bulk(action, label, note) {
+    const ids = [...state.selected];
+    if (!ids.length) return;
+    try {
+      const body = { ids, action };
+      if (label) body.label = label;
+      if (note) body.note = note;
+      const result = await api("POST", "/v1/review/bulk", body);
+      toast(`${result.decided} items decided (${esc(action)}).`);
+      state.selected.clear();
+      closeModal();
+      if (state.item && ids.includes(state.item.id)) nextItem(); else loadUpcoming();
+      refreshStats();
+    } catch (err) {
+      fail(err);
+      if (err.status === 409 && err.body?.detail?.conflicts) {
+        err.body.detail.conflicts.forEach((c) => state.selected.delete(c.id));
+        toast("Items others hold or already decided were unselected; try again.");
+        loadUpcoming();
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------- modals
+  function openModal(kind, html, onKey) {
+    state.modal = { kind, onKey };
+    $("#modal").innerHTML = html;
+    $("#overlay").hidden = false;
+    const first = $("#modal input");
+    if (first) { first.focus(); first.select(); }
+  }
+
+  function closeModal() {
+    if (!state.modal) return;
+    state.modal = null;
+    $("#overlay").hidden = true;
+    $("#modal").innerHTML = "";
+  }
+
+  function labelPalette({ title, initial = "", onPick }) {
+    let options = [];
+    let active = 0;
+    openModal("search", `
+      <div class="modal-head">${esc(title)}</div>
+      <div class="modal-body">
+        <input class="big" id="palette-q" placeholder="Type to search every label…" value="${esc(initial)}" autocomplete="off">
+        <ul class="options" id="palette-list" role="listbox"></ul>
+      </div>
+      <div class="modal-foot"><span class="muted small" style="margin-right:auto">↑ ↓ to move · ⏎ to apply · Esc to close</span></div>`);
+    const render = () => {
+      options = searchLabels($("#palette-q").value, 60);
+      active = Math.min(active, Math.max(0, options.length - 1));
+      $("#palette-list").innerHTML = options.map((l, n) => `
+        <li role="option" data-n="${n}" class="${n === active ? "active" : ""}">${pathHtml(l.path)}${l.iab_id ? `<span class="iab">IAB ${esc(l.iab_id)}</span>` : ""}<span class="hint">${n === active ? "⏎" : ""}</span></li>`).join("")
+        || `<li class="muted">No label matches. Press <kbd>N</kbd> after closing to create one.</li>`;
+      $(`#palette-list li.active`)?.scrollIntoView({ block: "nearest" });
+    };
+    $("#palette-q").addEventListener("input", () => { active = 0; render(); });
+    $("#palette-list").addEventListener("click", (e) => {
+      const li = e.target.closest("li[data-n]");
+      if (li) onPick(options[Number(li.dataset.n)]);
+    });
+    state.modal.onKey = (e) => {
+      if (e.key === "ArrowDown") { active = Math.min(active + 1, options.length - 1); render(); return true; }
+      if (e.key === "ArrowUp") { active = Math.max(active - 1, 0); render(); return true; }
+      if (e.key === "Enter") { if (options[active]) onPick(options[active]); return true; }
+      return false;
+    };
+    render();
+  }
+
+  function defaultParent(it) {
+    const source = it?.suggested_label?.path || it?.top_k?.[0]?.path;
+    if (!source) return "";
+    const names = splitPath(source);
+    const parentNames = names.length > 1 ? names.slice(0, -1) : names;
+    return parentNames.map((n) => n.replace(/\\/g, "\\\\").replace(/\//g, "\\/")).join("/");
+  }
+
+  function newLabelDialog({ parent = "", name = "", onSubmit }) {
+    openModal("new", `
+      <div class="modal-head">New label</div>
+      <div class="modal-body">
+        <label class="field-label" for="new-name">Name</label>
+        <input class="big" id="new-name" placeholder="e.g. Dog Adoption" value="${esc(name)}" autocomplete="off">
+        <label class="field-label" for="new-parent">Under</label>
+        <input class="big" id="new-parent" list="label-paths" value="${esc(parent)}" placeholder="an existing label" autocomplete="off">
+        <div class="preview" id="new-preview"></div>
+        <div class="error" id="new-error" role="alert"></div>
+      </div>
+      <div class="modal-foot">
+        <button class="btn btn-ghost" data-close>Cancel <kbd>Esc</kbd></button>
+        <button class="btn btn-primary" id="new-submit">Create and apply <kbd>⏎</kbd></button>
+      </div>`);
+    const path = () => {
+      const p = $("#new-parent").value.trim().replace(/\/+$/, "");
+      const n = $("#new-name").value.trim().replace(/\\/g, "\\\\").replace(/\//g, "\\/");
+      return p && n ? `${p}/${n}` : "";
+    };
+    const preview = () => {
+      const p = $("#new-parent").value.trim();
+      const known = state.byPath.has(p);
+      $("#new-preview").innerHTML = path()
+        ? `Creates <code>${esc(path())}</code>${p && !known ? ` · <span style="color:var(--danger)">parent not found</span>` : ""}`
+        : "Type a name and choose its parent.";
+    };
+    $("#new-name").addEventListener("input", preview);
+    $("#new-parent").addEventListener("input", preview);
+    const submit = async () => {
+      if (!path()) { $("#new-error").textContent = "Both a name and a parent are needed."; return; }
+      try { await onSubmit(path()); } catch (err) { $("#new-error").textContent = err.message; }
+    };
+    $("#new-submit").addEventListener("click", submit);
+    state.modal.onKey = (e) => { if (e.key === "Enter") { submit(); return true; } return false; };
+    preview();
+  }
+
+  function rejectDialog(onSubmit) {
+    openModal("reject", `
+      <div class="modal-head">Reject: not a creative we label</div>
+      <div class="modal-body">
+        <label class="field-label" for="reject-note">Reason</label>
+        <input class="big" id="reject-note" placeholder="Why? (required)" autocomplete="off">
+        <div class="quick">${REJECT_REASONS.map((r, n) => `<button class="btn btn-sm" data-reason="${esc(r)}">${esc(r)}<kbd>Alt+${n + 1}</kbd></button>`).join("")}</div>
+        <div class="error" id="reject-error" role="alert"></div>
+      </div>
+      <div class="modal-foot">
+        <button class="btn btn-ghost" data-close>Cancel <kbd>Esc</kbd></button>
+        <button class="btn btn-danger" id="reject-submit">Reject <kbd>⏎</kbd></button>
+      </div>`);
+    const submit = () => {
+      const note = $("#reject-note").value.trim();
+      if (!note) { $("#reject-error").textContent = "A reason is required."; return; }
+      onSubmit(note);
+    };
+    $$("[data-reason]").forEach((b) => b.addEventListener("click", () => { $("#reject-note").value = b.dataset.reason; submit(); }));
+    $("#reject-submit").addEventListener("click", submit);
+    state.modal.onKey = (e) => {
+      if (e.key === "Enter") { submit(); return true; }
+      if (e.altKey && /^[1-9]$/.test(e.key) && REJECT_REASONS[Number(e.key) - 1]) {
+        $("#reject-note").value = REJECT_REASONS[Number(e.key) - 1];
+        submit();
+        return true;
+      }
+      return false;
+    };
+  }
+
+  function helpDialog() {
+    const rows = [
+      ["⏎ or C", "Confirm the suggested label"], ["1 – 9", "Apply that label from the top list"],
+      ["/ or L", "Search any label"], ["N", "New label (created under an existing parent)"],
+      ["X", "Reject, with a reason"], ["S or →", "Skip to the next item"], ["U", "Undo your last decision"],
+      ["Space", "Select the current item for a bulk decision"],
+      ["Q / P", "Queue / proposals"], ["J / K", "Next / previous proposal"], ["A / R", "Accept / reject proposal"],
+      ["D", "Run discovery now (proposals view)"], ["?", "This help"], ["Esc", "Close a dialog"],
+    ];
+    openModal("help", `
+      <div class="modal-head">Keyboard shortcuts</div>
+      <div class="modal-body"><table class="shortcuts">${rows.map(([k, v]) => `<tr><td>${k.split(" ").map((p) => (p.length <= 6 && p !== "or" && p !== "/" && p !== "–" ? `<kbd>${esc(p)}</kbd>` : esc(p))).join(" ")}</td><td>${esc(v)}</td></tr>`).join("")}</table></div>
+      <div class="modal-foot"><button class="btn" data-close>Close <kbd>Esc</kbd></button></div>`);
+  }
+
+  // ---------------------------------------------------------------------------------------------- tree
+  function renderTree() {
+    const filter = $("#tree-filter").value.trim().toLowerCase();
+    const visible = (node) => !filter || node.path.toLowerCase().includes(filter) || node.children.some(visible);
+    const html = (nodes) => nodes.filter(visible).map((node) => {
+      const open = filter || state.expanded.has(node.id);
+      const hasKids = node.children.length > 0;
+      const hit = filter && node.name.toLowerCase().includes(filter);
+      return `
+        <div role="treeitem" aria-expanded="${hasKids ? !!open : ""}">
+          <div class="node ${hit ? "hit" : ""}" data-node="${node.id}" data-path="${esc(node.path)}" title="${esc(node.path)}">
+            <button class="twisty" data-toggle="${node.id}" tabindex="-1">${hasKids ? (open ? "▾" : "▸") : ""}</button>
+            <span class="node-name">${esc(node.name)}</span>${node.iab_id ? `<span class="iab">${esc(node.iab_id)}</span>` : ""}
+            <button class="node-add" data-add="${esc(node.path)}" title="New label under ${esc(node.name)}" tabindex="-1">+</button>
+          </div>
+          ${hasKids && open ? `<div class="children" role="group">${html(node.children)}</div>` : ""}
+        </div>`;
+    }).join("");
+    $("#tree").innerHTML = html(state.tree) || `<p class="q-empty">No label matches.</p>`;
+    if (state.item) highlightTree(state.item);
+  }
+
+  function highlightTree(it) {
+    $$(".node.suggested").forEach((n) => n.classList.remove("suggested"));
+    const id = it?.suggested_label?.id;
+    if (id) $(`.node[data-node="${id}"]`)?.classList.add("suggested");
+  }
+
+  // ----------------------------------------------------------------------------------------- proposals
+  async function loadProposals() {
+    try {
+      const page = await api("GET", "/v1/proposals?sample=24");
+      state.proposals = page.items;
+      state.proposalIndex = Math.min(state.proposalIndex, Math.max(0, page.items.length - 1));
+      $("#count-proposals").textContent = page.total;
+      state.discoveryPending = page.discovery_pending;
+      if (state.view === "proposals") renderProposals();
+    } catch (err) { fail(err); }
+  }
+
+  function renderProposals() {
+    const main = $("#main");
+    const list = state.proposals;
+    const current = list[state.proposalIndex];
+    const toolbar = `
+      <div class="prop-toolbar">
+        <h1>New-label proposals</h1>
+        <span class="muted small">${state.discoveryPending ? "discovery queued…" : "clusters of creatives that fit no label"}</span>
+        <button class="btn" id="discover">Run discovery <kbd>D</kbd></button>
+      </div>`;
+    if (!list.length) {
+      main.innerHTML = `<div class="proposals">${toolbar}<div class="empty"><h2>No open proposals</h2><p>Discovery clusters creatives flagged “fits no label”. It runs by itself as they accumulate, or now with <kbd>D</kbd>.</p></div></div>`;
+    } else {
+      main.innerHTML = `<div class="proposals">${toolbar}${list.map((p, n) => proposalCard(p, n === state.proposalIndex)).join("")}</div>`;
+    }
+    $("#discover").addEventListener("click", runDiscovery);
+    $$(".prop-card").forEach((card) => card.addEventListener("click", (e) => {
+      const n = Number(card.dataset.n);
+      if (n !== state.proposalIndex && !e.target.closest("input,button,label")) { state.proposalIndex = n; renderProposals(); }
+    }));
+    if (current) {
+      $$(`.member img[data-creative]`).forEach((img) => {
+        imageUrl({ id: img.dataset.creative, image_url: img.dataset.src }).then((url) => { if (url) img.src = url; });
+      });
+      $("#p-accept")?.addEventListener("click", () => acceptProposal(current));
+      $("#p-reject")?.addEventListener("click", () => rejectProposal(current));
+      $$("[data-member]").forEach((box) => box.addEventListener("change", () => {
+        const ex = state.excluded.get(current.id) || new Set();
+        if (box.checked) ex.delete(box.dataset.member); else ex.add(box.dataset.member);
+        state.excluded.set(current.id, ex);
+        box.closest(".member").classList.toggle("excluded", !box.checked);
+      }));
+      $(".prop-card.current")?.scrollIntoView({ block: "nearest" });
+    }
+    // The left pane lists proposals too, for orientation.
+    $("#left-title").textContent = "Proposals";
+    $("#left-sub").textContent = `${list.length} open`;
+    $("#queue").innerHTML = list.map((p, n) => `
+      <li class="q-item ${n === state.proposalIndex ? "current" : ""}" data-proposal="${n}">
+        <span class="chip-dot dot-new_label" style="margin-top:6px"></span>
+        <div><div class="q-text">${esc(p.suggested_name)}</div><div class="q-why">${p.size} creatives · under ${esc(p.suggested_parent?.path || "?")}</div></div>
+      </li>`).join("") || `<li class="q-empty">No open proposals.</li>`;
+    renderKeys();
+  }
+
+  function proposalCard(p, current) {
+    const head = `
+      <div class="prop-title">
+        <span class="chip flag-new_label">${p.size} creatives</span>
+        <h2>${esc(p.suggested_name)}</h2>
+        <span class="muted">under ${pathHtml(p.suggested_parent?.path)}</span>
+        <span class="muted small" style="margin-left:auto">cohesion ${p.cohesion != null ? p.cohesion.toFixed(2) : "–"} · #${p.id}</span>
+      </div>
+      <div class="terms">${p.terms.map((t) => `<span class="chip chip-label">${esc(t)}</span>`).join("")}</div>`;
+    if (!current) return `<div class="card prop-card" data-n="${state.proposals.indexOf(p)}">${head}</div>`;
+    const ex = state.excluded.get(p.id) || new Set();
+    const members = p.members.map((m) => `
+      <label class="member ${ex.has(m.creative_id) ? "excluded" : ""}">
+        <input type="checkbox" data-member="${esc(m.creative_id)}" ${ex.has(m.creative_id) ? "" : "checked"}>
+        <div>${m.image_url ? `<img alt="" data-creative="${esc(m.creative_id)}" data-src="${esc(m.image_url)}">` : ""}
+          <div class="snip">${esc((m.texts && m.texts.join(" · ")) || m.ocr_text || "(image)")}</div></div>
+      </label>`).join("");
+    return `
+      <div class="card prop-card current" data-n="${state.proposals.indexOf(p)}">
+        ${head}
+        <div class="prop-edit">
+          <label>Name<input id="p-name" value="${esc(p.suggested_name)}" autocomplete="off"></label>
+          <label>Under<input id="p-parent" list="label-paths" value="${esc(p.suggested_parent?.path || "")}" autocomplete="off"></label>
+          <button class="btn btn-danger-ghost" id="p-reject">Reject <kbd>R</kbd></button>
+          <button class="btn btn-primary" id="p-accept">Accept and label <kbd>A</kbd></button>
+        </div>
+        <p class="section-label">Members${p.size > p.members.length ? ` (first ${p.members.length} of ${p.size})` : ""} · untick the ones that do not belong</p>
+        <div class="members">${members}</div>
+      </div>`;
+  }
+
+  async function acceptProposal(p) {
+    const ex = state.excluded.get(p.id) || new Set();
+    const body = { name: $("#p-name")?.value.trim() || p.suggested_name, parent: $("#p-parent")?.value.trim() || undefined };
+    if (ex.size) body.members = p.members.map((m) => m.creative_id).filter((id) => !ex.has(id));
+    try {
+      const result = await api("POST", `/v1/proposals/${p.id}/accept`, body);
+      toast(`Created ${esc(result.label.path)} and labelled ${result.labelled} creatives.`);
+      await loadLabels();
+      await loadProposals();
+      refreshStats();
+    } catch (err) { fail(err); }
+  }
+
+  async function rejectProposal(p) {
+    try {
+      await api("POST", `/v1/proposals/${p.id}/reject`);
+      toast(`Proposal “${esc(p.suggested_name)}” rejected; its creatives stay in the queue.`);
+      await loadProposals();
+    } catch (err) { fail(err); }
+  }
+
+  async function runDiscovery() {
+    try {
+      await api("POST", "/v1/proposals/discover", {});
+      toast("Discovery queued: proposals refresh in a few seconds.");
+      state.discoveryPending = true;
+      renderProposals();
+      setTimeout(loadProposals, 4000);
+      setTimeout(loadProposals, 12000);
+    } catch (err) { fail(err); }
+  }
+
+  // ---------------------------------------------------------------------------------------------- views
+  function switchView(view) {
+    state.view = view;
+    $$(".tab").forEach((t) => t.classList.toggle("active", t.dataset.view === view));
+    $("#filters").style.visibility = view === "queue" ? "visible" : "hidden";
+    if (view === "queue") {
+      $("#left-title").textContent = "Up next";
+      if (state.item) { renderItem(); loadUpcoming(); } else nextItem();
+    } else {
+      renderProposalsLoading();
+      loadProposals();
+    }
+    renderKeys();
+  }
+
+  function renderProposalsLoading() {
+    $("#main").innerHTML = `<div class="proposals"><div class="skeleton" style="height:34px"></div><div class="skeleton" style="height:120px"></div></div>`;
+  }
+
+  function renderKeys() {
+    const hints = state.view === "queue"
+      ? [["⏎", "confirm"], ["1–9", "pick"], ["/", "search"], ["N", "new label"], ["X", "reject"], ["S", "skip"], ["U", "undo"], ["Space", "select"], ["P", "proposals"], ["?", "help"]]
+      : [["J/K", "next/previous"], ["A", "accept"], ["R", "reject"], ["D", "discover"], ["Q", "queue"], ["?", "help"]];
+    $("#keys").innerHTML = hints.map(([k, v]) => `<span><kbd>${esc(k)}</kbd>${esc(v)}</span>`).join("");
+  }
+
+  // -------------------------------------------------------------------------------------------- keyboard
+  function onKey(e) {
+    if ($("#app").hidden) return;
+    if (state.modal) {
+      if (e.key === "Escape") { e.preventDefault(); closeModal(); return; }
+      if (state.modal.onKey && state.modal.onKey(e)) { e.preventDefault(); }
+      return;
+    }
+    const typing = e.target.matches("input, select, textarea");
+    if (typing) {
+      if (e.key === "Escape") e.target.blur();
+      if (e.key === "Enter" && e.target.closest("#filters")) { e.preventDefault(); e.target.blur(); releaseCurrent().then(() => { state.item = null; nextItem(); }); }
+      return;
+    }
+    if (e.ctrlKey || e.metaKey || e.altKey) return;
+    const k = e.key;
+    const handled = () => e.preventDefault();
+    if (k === "?") { handled(); return helpDialog(); }
+    if (k === "q" || k === "Q") { handled(); return switchView("queue"); }
+    if (k === "p" || k === "P") { handled(); return switchView("proposals"); }
+    if (state.view === "proposals") {
+      const current = state.proposals[state.proposalIndex];
+      if (k === "j" || k === "ArrowDown") { handled(); state.proposalIndex = Math.min(state.proposalIndex + 1, state.proposals.length - 1); return renderProposals(); }
+      if (k === "k" || k === "ArrowUp") { handled(); state.proposalIndex = Math.max(state.proposalIndex - 1, 0); return renderProposals(); }
+      if ((k === "a" || k === "A") && current) { handled(); return acceptProposal(current); }
+      if ((k === "r" || k === "R") && current) { handled(); return rejectProposal(current); }
+      if (k === "d" || k === "D") { handled(); return runDiscovery(); }
+      if ((k === "e" || k === "E") && current) { handled(); $("#p-name")?.focus(); return; }
+      return;
+    }
+    const it = state.item;
+    if (k === "Enter" || k === "c" || k === "C") { handled(); if (it?.suggested_label) decide("confirm"); return; }
+    if (/^[1-9]$/.test(k)) { handled(); return pick(Number(k) - 1); }
+    if (k === "/" || k === "l" || k === "L") {
+      handled();
+      if (!it) return;
+      return labelPalette({ title: "Apply another label", onPick: (label) => decide("relabel", label.path) });
+    }
+    if (k === "n" || k === "N") {
+      handled();
+      if (!it) return;
+      return newLabelDialog({ parent: defaultParent(it), onSubmit: (path) => decideOrThrow("new_label", path) });
+    }
+    if (k === "x" || k === "X") { handled(); if (it) rejectDialog((note) => decide("reject", null, note)); return; }
+    if (k === "s" || k === "S" || k === "ArrowRight") { handled(); return skip(); }
+    if (k === "u" || k === "U") { handled(); return undo(); }
+    if (k === " " && it) {
+      handled();
+      if (state.selected.has(it.id)) state.selected.delete(it.id); else state.selected.add(it.id);
+      renderQueue();
+      toast(`${state.selected.size} selected for a bulk decision.`, "", 1800);
+    }
+  }
+
+  async function decideOrThrow(action, label) {
+    // The new-label dialog shows the API's refusal (parent missing, duplicate) in place instead of closing.
+    const it = state.item;
+    const result = await api("POST", `/v1/review/${it.id}/decision`, { action, label, version: it.version });
+    state.lastDecided = it.id;
+    toast(`Created and applied ${esc(result.decision.label?.path || label)} <kbd>U</kbd> undo`);
+    closeModal();
+    await loadLabels();
+    nextItem();
+  }
+
+  // --------------------------------------------------------------------------------------------- wiring
+  function wire() {
+    $("#signin-form").addEventListener("submit", (e) => { e.preventDefault(); signIn($("#signin-key").value.trim()); });
+    $("#signout").addEventListener("click", () => { releaseCurrent(); signOut(""); });
+    $("#help-btn").addEventListener("click", helpDialog);
+    $$(".tab").forEach((t) => t.addEventListener("click", () => switchView(t.dataset.view)));
+    $("#filters").addEventListener("change", () => releaseCurrent().then(() => { state.item = null; nextItem(); }));
+    $("#filters").addEventListener("submit", (e) => e.preventDefault());
+    $("#tree-filter").addEventListener("input", renderTree);
+    $("#overlay").addEventListener("click", (e) => { if (e.target.id === "overlay" || e.target.closest("[data-close]")) closeModal(); });
+    $("#main").addEventListener("click", (e) => {
+      const act = e.target.closest("[data-act]")?.dataset.act;
+      const pickRow = e.target.closest("[data-pick]");
+      const it = state.item;
+      if (pickRow) return pick(Number(pickRow.dataset.pick));
+      if (!act) return;
+      if (act === "confirm") return decide("confirm");
+      if (act === "search") return labelPalette({ title: "Apply another label", onPick: (l) => decide("relabel", l.path) });
+      if (act === "new") return newLabelDialog({ parent: defaultParent(it), onSubmit: (p) => decideOrThrow("new_label", p) });
+      if (act === "reject") return rejectDialog((note) => decide("reject", null, note));
+      if (act === "skip") return skip();
+      if (act === "undo") return undo();
+    });
+    $("#queue").addEventListener("click", (e) => {
+      const box = e.target.closest("[data-select]");
+      if (box) {
+        const id = Number(box.dataset.select);
+        if (box.checked) state.selected.add(id); else state.selected.delete(id);
+        return renderBulkbar();
+      }
+      const row = e.target.closest("[data-id]");
+      if (row) return openItem(Number(row.dataset.id));
+      const prop = e.target.closest("[data-proposal]");
+      if (prop) { state.proposalIndex = Number(prop.dataset.proposal); renderProposals(); }
+    });
+    $("#bulkbar").addEventListener("click", (e) => {
+      const what = e.target.closest("[data-bulk]")?.dataset.bulk;
+      if (what === "clear") { state.selected.clear(); return renderQueue(); }
+      if (what === "confirm") return bulk("confirm");
+      if (what === "relabel") return labelPalette({ title: `Relabel ${state.selected.size} items`, onPick: (l) => bulk("relabel", l.path) });
+      if (what === "reject") return rejectDialog((note) => bulk("reject", null, note));
+    });
+    $("#tree").addEventListener("click", (e) => {
+      const toggle = e.target.closest("[data-toggle]");
+      const add = e.target.closest("[data-add]");
+      if (toggle) {
+        const id = Number(toggle.dataset.toggle);
+        if (state.expanded.has(id)) state.expanded.delete(id); else state.expanded.add(id);
+        return renderTree();
+      }
+      if (add && state.item) {
+        return newLabelDialog({ parent: add.dataset.add, onSubmit: (p) => decideOrThrow("new_label", p) });
+      }
+      const node = e.target.closest("[data-node]");
+      if (node && state.item && state.view === "queue") {
+        labelPalette({ title: "Apply this label?", initial: node.dataset.path, onPick: (l) => decide("relabel", l.path) });
+      }
+    });
+    document.addEventListener("keydown", onKey);
+    window.addEventListener("beforeunload", () => {
+      // Hand the item back so the next reviewer need not wait for the claim to expire.
+      if (state.item && state.item.status === "open" && state.key) {
+        fetch(`/v1/review/${state.item.id}/claim`, { method: "DELETE", headers: { "X-API-Key": state.key }, keepalive: true });
+      }
+    });
+  }
+
+  wire();
+  if (state.key) {
+    signIn(state.key).then((ok) => { if (!ok) signOut("Sign in again."); });
+  } else {
+    signOut("");
+  }
+})();

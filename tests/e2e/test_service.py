@@ -1,0 +1,95 @@
+"""The whole service as processes, on both profiles: HTTP -> queue -> worker process -> index -> DB -> HTTP."""
+
+from __future__ import annotations
+
+import base64
+import time
+
+import httpx
+import pytest
+
+from tests.conftest import png_bytes
+from tests.support import ServiceProcesses
+
+pytestmark = pytest.mark.e2e
+
+
+def _import_pitt(http: httpx.Client, shared_data) -> None:
+    response = http.post("/v1/labels/import", files={"file": ("pitt.txt", (shared_data / "pitt_ads_taxonomy.txt")
+                                                             .read_bytes())})
+    assert response.status_code == 200, response.text
+
+
+def test_post_label_and_read_back(service: ServiceProcesses, shared_data, profile: str) -> None:
+    with service.client() as http:
+        _import_pitt(http, shared_data)
+        poster = http.post("/v1/api-keys", json={"name": "poster", "role": "poster"}).json()["key"]
+    with service.client(poster) as http:
+        text = http.post("/v1/creatives", json={"ocr_text": "Buy the new Honda Civic sedan, a great family car",
+                                                "asserted_label": "PSA/Animal Rights", "external_id": "civic-1"})
+        image = http.post("/v1/creatives", files={"image": ("ad.png", png_bytes("Adopt a dog today",
+                                                                                  size=(520, 180)), "image/png")})
+        both = http.post("/v1/creatives", json={
+            "image_base64": base64.b64encode(png_bytes("COLA", size=(200, 200))).decode(),
+            "ocr_text": "Ice cold cola, the taste of summer"})
+        batch = http.post("/v1/creatives/batch", json={"items": [
+            {"ocr_text": "Stop smoking today, your lungs will thank you"},
+            {"ocr_text": "The best burgers in town, open late"},
+        ]}, headers={"Idempotency-Key": "batch-1"})
+        replay = http.post("/v1/creatives/batch", json={"items": [
+            {"ocr_text": "Stop smoking today, your lungs will thank you"},
+            {"ocr_text": "The best burgers in town, open late"},
+        ]}, headers={"Idempotency-Key": "batch-1"})
+        assert {r.status_code for r in (text, image, both, batch, replay)} == {202}
+        assert [i["id"] for i in replay.json()["items"]] == [i["id"] for i in batch.json()["items"]]
+        ids = [text.json()["id"], image.json()["id"], both.json()["id"], *[i["id"] for i in batch.json()["items"]]]
+    results = service.wait_for(ids)
+    assert all(r["status"] == "labelled" for r in results.values()), results
+
+    civic = results[ids[0]]
+    assert civic["model_version"] == "v1-pretrained"
+    assert civic["top_k"][0]["path"].startswith("Product/Vehicles")
+    assert civic["flag"] == "wrong_label" and civic["review"]["flag"] == "wrong_label"
+    assert civic["reasons"] and civic["scores"]["wrong_label_gap"] > civic["scores"]["wrong_label_threshold"]
+
+    dog = results[ids[1]]
+    assert "dog" in dog["ocr_text"].lower() and dog["modalities_used"] == ["ocr"]
+    assert dog["top_k"][0]["path"].startswith("PSA/Animal Rights")
+    # The pretrained version has no trained image projection: results say so instead of guessing.
+    assert "no trained projection" in dog["modalities"]["image"]
+    assert results[ids[2]]["modalities"]["text"] == "used"
+    assert results[ids[3]]["top_k"][0]["path"].startswith("PSA/Health")
+
+
+def test_worker_killed_mid_batch_loses_nothing(service: ServiceProcesses, shared_data) -> None:
+    with service.client() as http:
+        _import_pitt(http, shared_data)
+        items = [{"ocr_text": f"Fresh cookies and sweets number {n}, baked every morning"} for n in range(120)]
+        ids = [i["id"] for i in http.post("/v1/creatives/batch", json={"items": items}).json()["items"]]
+        # Wait until the worker is in the middle of the work, then kill it without warning.
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            statuses = [http.get(f"/v1/creatives/{i}").json()["status"] for i in ids[::10]]
+            if "processing" in statuses or "labelled" in statuses:
+                break
+            time.sleep(0.05)
+        service.kill_worker("label")
+        midway = [http.get(f"/v1/creatives/{i}").json()["status"] for i in ids]
+        assert "labelled" not in midway or midway.count("labelled") < len(ids), "killed too late to prove anything"
+        service.start_worker("label")
+    results = service.wait_for(ids, statuses=("labelled",), timeout=300)
+    assert len(results) == len(ids)
+    assert {r["top_k"][0]["path"].split("/")[0] for r in results.values()} == {"Product"}
+
+
+def test_readiness_follows_the_worker(service: ServiceProcesses) -> None:
+    assert httpx.get(f"{service.url}/readyz").status_code == 200
+    assert httpx.get(f"{service.url}/healthz").json() == {"status": "ok"}
+    metrics = httpx.get(f"{service.url}/metrics").text
+    assert "ctax_http_requests_total" in metrics
+    service.kill_worker("label")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and httpx.get(f"{service.url}/readyz").status_code == 200:
+        time.sleep(1)
+    not_ready = httpx.get(f"{service.url}/readyz")
+    assert not_ready.status_code == 503 and "no live worker" in not_ready.json()["problems"][0]

@@ -1,0 +1,78 @@
+"""Two reviewers at the same moment, on PostgreSQL (row locks, READ COMMITTED): one wins, nothing applies twice."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from ctax.taxonomy import review
+from ctax.taxonomy.config import Settings
+from ctax.taxonomy.db.models import Annotation, ApiKey, ReviewDecision, ReviewItem
+from ctax.taxonomy.db.session import transaction
+from ctax.taxonomy.errors import Conflict
+from ctax.taxonomy.keys import create_key
+from tests.conftest import make_settings
+
+pytestmark = pytest.mark.postgres
+RACERS = 6
+
+
+@pytest.fixture
+def settings(tmp_path: Path, postgres_url: str) -> Settings:
+    return make_settings(tmp_path / "var", database_url=postgres_url)
+
+
+@pytest.fixture
+def reviewers(factory) -> list[int]:
+    with transaction(factory) as session:
+        return [create_key(session, f"reviewer {n}", "reviewer")[0].id for n in range(RACERS)]
+
+
+def _race(factory, reviewers: list[int], act) -> list[str]:
+    """Every reviewer acts at once; returns what each got."""
+    barrier = threading.Barrier(len(reviewers))
+    results: list[str] = []
+    lock = threading.Lock()
+
+    def run(key_id: int) -> None:
+        barrier.wait()
+        try:
+            with transaction(factory) as session:
+                act(session, session.get(ApiKey, key_id))
+            outcome = "ok"
+        except Conflict:
+            outcome = "conflict"
+        with lock:
+            results.append(outcome)
+
+    threads = [threading.Thread(target=run, args=(key_id,)) for key_id in reviewers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return results
+
+
+def test_concurrent_claims_give_the_item_to_one_reviewer(factory, reviewers, flag_creative) -> None:
+    item_id = flag_creative("The new sedan", {"Product/Vehicles/Cars": 0.6, "Service/Travel/Vacations and Travel": 0.3},
+                            asserted="Service/Travel/Vacations and Travel")
+    results = _race(factory, reviewers, lambda session, key: review.claim(session, item_id, key, 600))
+    assert sorted(results) == ["conflict"] * (RACERS - 1) + ["ok"]
+    with factory() as session:
+        assert session.get(ReviewItem, item_id).claimed_by in reviewers
+
+
+def test_concurrent_decisions_apply_exactly_once(factory, reviewers, flag_creative) -> None:
+    item_id = flag_creative("The new sedan", {"Product/Vehicles/Cars": 0.6, "Service/Travel/Vacations and Travel": 0.3},
+                            asserted="Service/Travel/Vacations and Travel")
+    request = review.DecisionRequest("relabel", "Product/Vehicles/Cars")
+    results = _race(factory, reviewers, lambda session, key: review.decide(session, item_id, key, request))
+    assert sorted(results) == ["conflict"] * (RACERS - 1) + ["ok"]
+    with factory() as session:
+        assert session.scalar(select(func.count(ReviewDecision.id))) == 1
+        assert session.scalar(select(func.count(Annotation.id))) == 1
+        item = session.get(ReviewItem, item_id)
+        assert item.status == "decided" and item.version == 2
