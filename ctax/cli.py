@@ -23,11 +23,13 @@ labels_app = typer.Typer(help="The taxonomy.", no_args_is_help=True)
 creatives_app = typer.Typer(help="Creatives and labelled data.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 models_app = typer.Typer(help="Model versions.", no_args_is_help=True)
+proposals_app = typer.Typer(help="New-label proposals (discovery).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(labels_app, name="labels")
 app.add_typer(creatives_app, name="creatives")
 app.add_typer(keys_app, name="keys")
 app.add_typer(models_app, name="models")
+app.add_typer(proposals_app, name="proposals")
 console = Console(stderr=True)
 
 
@@ -211,6 +213,76 @@ def creatives_import(
     _flush(settings, factory)
 
 
+@creatives_app.command("export")
+def creatives_export(
+    path: Path,
+    format: Annotated[str, typer.Option(help="jsonl (the import format) or csv")] = "jsonl",
+    source: Annotated[str | None, typer.Option(help="only annotations from import, review or proposal")] = None,
+    images: Annotated[bool, typer.Option(help="jsonl: copy images to images/ beside the file")] = False,
+) -> None:
+    """Export labelled data: the latest annotation of each creative, with label paths and IAB ids."""
+    from ctax.taxonomy import export
+    from ctax.taxonomy.blobs import BlobStore
+
+    if format not in ("jsonl", "csv"):
+        _fail(ValueError("format must be jsonl or csv"))
+    settings = _settings()
+    blobs = BlobStore(settings.blob_dir)
+    count = 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _factory(settings)() as session, path.open("w", encoding="utf-8") as out:
+        if format == "csv":
+            out.write(export.csv_header())
+        for row in export.labelled_rows(session, source):
+            if format == "csv":
+                out.write(export.csv_line(row))
+            else:
+                name = export.image_name(row) if images else None
+                if name is not None:
+                    (path.parent / name).parent.mkdir(parents=True, exist_ok=True)
+                    (path.parent / name).write_bytes(blobs.get(row.image_sha256 or ""))
+                out.write(export.jsonl_line(row, image=name))
+            count += 1
+    console.print(f"exported {count} labelled creatives to {path}")
+
+
+@proposals_app.command("discover")
+def proposals_discover(min_cluster_size: int = 5) -> None:
+    """Ask the labelling worker to cluster the open new_label items into proposals now."""
+    from ctax.taxonomy.db.session import transaction
+    from ctax.taxonomy.outbox import DISCOVER, enqueue
+
+    settings = _settings()
+    factory = _factory(settings)
+    with transaction(factory) as session:
+        enqueue(session, DISCOVER, {"reason": "requested (cli)", "min_cluster_size": min_cluster_size})
+    console.print("discovery queued; proposals appear in the review page and GET /v1/proposals")
+    _flush(settings, factory)
+
+
+@proposals_app.command("list")
+def proposals_list(status: str = "open") -> None:
+    """Proposals with their suggested path, size and terms."""
+    from ctax.taxonomy import catalog, proposals
+
+    settings = _settings()
+    table = Table("id", "status", "suggested path", "size", "cohesion", "terms")
+    with _factory(settings)() as session:
+        rows = proposals.list_proposals(session, status)
+        parents = catalog.labels_by_ids(session, [r.suggested_parent_id for r in rows if r.suggested_parent_id])
+        for row in rows:
+            parent = parents.get(row.suggested_parent_id or -1)
+            table.add_row(
+                str(row.id),
+                row.status,
+                f"{parent.path}/{row.suggested_name}" if parent else row.suggested_name,
+                str(len(row.member_ids)),
+                f"{row.cohesion:.2f}" if row.cohesion is not None else "-",
+                ", ".join(row.terms[:5]),
+            )
+    Console().print(table)
+
+
 @keys_app.command("create")
 def keys_create(name: str, role: str) -> None:
     """Create an API key (printed once)."""
@@ -269,6 +341,75 @@ def models_promote(version_id: str, force: bool = False) -> None:
         _fail(exc)
     console.print(f"{version_id} is active; the worker swaps the index to it now")
     _flush(settings, factory)
+
+
+@app.command()
+def train(epochs: Annotated[int | None, typer.Option(help="text-tower epochs")] = None,
+          image_epochs: Annotated[int | None, typer.Option(help="image-tower epochs")] = None,
+          wait: Annotated[bool, typer.Option(help="follow the run's progress until it ends")] = True) -> None:
+    """Start a training run on the worker's training queue (like POST /v1/training/runs)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ctax.taxonomy.db.models import TrainingRun
+    from ctax.taxonomy.db.session import transaction
+    from ctax.taxonomy.outbox import TRAIN, enqueue
+
+    settings = _settings()
+    factory = _factory(settings)
+    params = {k: v for k, v in {"epochs": epochs, "image_epochs": image_epochs}.items() if v is not None}
+    with transaction(factory) as session:
+        run = TrainingRun(status="queued", params=params)
+        session.add(run)
+        session.flush()
+        enqueue(session, TRAIN, run.id)
+        run_id = run.id
+    _flush(settings, factory)
+    console.print(f"training run {run_id} queued (needs a worker: `ctax worker --role train`)")
+    if not wait:
+        return
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                  TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task("waiting for a training worker", total=1.0)
+        while True:
+            with factory() as session:
+                run = session.get(TrainingRun, run_id)
+                assert run is not None
+                bar.update(task, completed=run.progress, description=(run.stage or run.status)[:70])
+                if run.status in ("succeeded", "failed"):
+                    break
+            time.sleep(1)
+    if run.status == "failed":
+        _fail(RuntimeError(f"training run {run_id} failed: {run.error}"))
+    console.print(f"candidate {run.candidate_version_id}: {json.dumps(run.metrics, default=str)}")
+    console.print(f"promote it with `ctax models promote {run.candidate_version_id}`")
+
+
+@app.command("eval")
+def evaluate(taxonomy: Annotated[Path, typer.Option(help="IAB TSV or one path per line")],
+             train: Annotated[Path, typer.Option(help="labelled JSONL to train on")],
+             test: Annotated[Path, typer.Option(help="labelled JSONL to evaluate on")],
+             json_out: Annotated[Path, typer.Option("--json", help="where to write the metrics")],
+             holdout_labels: Annotated[int, typer.Option(help="leaf labels hidden from taxonomy and training")] = 0,
+             wrong_label_rate: Annotated[float, typer.Option(help="share of test rows with a wrong asserted label")]
+             = 0.2,
+             seed: int = 13,
+             no_train: Annotated[bool, typer.Option(help="evaluate the pretrained encoders")] = False,
+             epochs: Annotated[int | None, typer.Option(help="text-tower epochs")] = None,
+             work_dir: Annotated[Path | None, typer.Option(help="keep the throwaway service here")] = None) -> None:
+    """Run the evaluation contract: train (unless --no-train), then label every test row as the service would."""
+    from ctax.evaluation import EvalOptions, run_eval
+
+    if not 0 <= wrong_label_rate <= 1:
+        _fail(ValueError("--wrong-label-rate must be between 0 and 1"))
+    result = run_eval(EvalOptions(taxonomy, train, test, holdout_labels, wrong_label_rate, seed, no_train, epochs,
+                                  work_dir))
+    json_out.write_text(json.dumps(result, indent=2, default=str))
+    table = Table("metric", "value")
+    for key in ("top1", "top5", "tier1_accuracy", "novelty_auroc", "novelty_precision", "novelty_recall",
+                "wrong_label_auroc", "wrong_label_precision", "wrong_label_recall", "n_train", "n_test", "seconds"):
+        value = result.get(key)
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    Console().print(table)
 
 
 def main() -> None:

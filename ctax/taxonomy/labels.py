@@ -90,15 +90,22 @@ class LabelPath:
 
     def phrase(self, template: str = "{path}") -> str:
         """The text the text tower encodes for this label. Placeholders: {path} (names joined by "/"),
-        {leaf}, {parent} (the parent's name, or the leaf at the root), {ancestors} (names above the leaf,
-        joined by " > "), {tier1}. A template that fails to format is a configuration error, raised early."""
-        return template.format(
-            path="/".join(self.names),
-            leaf=self.leaf,
-            parent=self.names[-2] if len(self.names) > 1 else self.leaf,
-            ancestors=" > ".join(self.names[:-1]) or self.leaf,
-            tier1=self.names[0],
-        ).strip()
+        {pretty_path} (joined by " > "), {leaf}, {parent} and {ancestors} (the leaf itself at the root),
+        {root} (alias {tier1}). An unknown placeholder raises InvalidInput."""
+        values = {
+            "path": "/".join(self.names),
+            "pretty_path": " > ".join(self.names),
+            "leaf": self.leaf,
+            "parent": self.names[-2] if len(self.names) > 1 else self.leaf,
+            "ancestors": " > ".join(self.names[:-1]) or self.leaf,
+            "root": self.names[0],
+            "tier1": self.names[0],
+        }
+        try:
+            return template.format(**values).strip()
+        except (KeyError, IndexError, ValueError) as exc:
+            raise InvalidInput(f"label template {template!r} is invalid ({exc}); placeholders: "
+                               + ", ".join("{" + k + "}" for k in values)) from exc
 
     def is_ancestor_of(self, other: LabelPath) -> bool:
         return len(self.names) < len(other.names) and other.names[: len(self.names)] == self.names

@@ -51,3 +51,5 @@ def flush(factory: sessionmaker[Session], send: Callable[[str, list[Any], str], 
             job.sent_at = utcnow()
             sent += 1
     return sent
+BUILD_VERSION = "ctax.index.build"
+DEFAULT_QUEUES[BUILD_VERSION] = INDEX_QUEUE

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from ctax.taxonomy import catalog, review
+from ctax.taxonomy import catalog, review_decisions
 from ctax.taxonomy.db.models import ApiKey, Label, Proposal, ReviewItem, utcnow
 from ctax.taxonomy.discovery import ProposalDraft
 from ctax.taxonomy.errors import Conflict, InvalidInput, NotFound
@@ -160,7 +160,7 @@ def open_members(session: Session, proposal: Proposal) -> list[ReviewItem]:
 class AcceptOutcome:
     proposal: Proposal
     label: Label
-    labelled: list[review.DecisionOutcome]
+    labelled: list[review_decisions.DecisionOutcome]
     skipped: list[dict[str, Any]]
     replayed: bool = False
 
@@ -219,18 +219,19 @@ def accept(
     if not chosen:
         raise InvalidInput("members is empty: keep at least one member, or reject the proposal", field="members")
     _decided(session, proposal_id, "accepted", key, now)
-    label = review.create_reviewed_label(session, str(path), source="proposal")
+    label = review_decisions.create_reviewed_label(session, str(path), source="proposal")
     bulk_id = uuid.uuid4().hex
-    labelled: list[review.DecisionOutcome] = []
+    labelled: list[review_decisions.DecisionOutcome] = []
     skipped: list[dict[str, Any]] = []
-    request = review.DecisionRequest("new_label", str(path), note=f"accepted proposal {proposal_id}")
+    request = review_decisions.DecisionRequest("new_label", str(path), note=f"accepted proposal {proposal_id}")
     for item in open_members(session, proposal):
         if item.creative_id not in chosen:
             continue
         try:
-            labelled.append(
-                review.decide(session, item.id, key, request, now=now, bulk_id=bulk_id, label=label, source="proposal")
+            outcome = review_decisions.decide(
+                session, item.id, key, request, now=now, bulk_id=bulk_id, label=label, source="proposal"
             )
+            labelled.append(outcome)
         except Conflict as exc:
             skipped.append({"id": item.id, "creative_id": item.creative_id, "reason": exc.message})
     _unlink(session, [proposal_id])

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ctax.taxonomy.blobs import BlobStore
 from ctax.taxonomy.catalog import active_taxonomy
-from ctax.taxonomy.config import Settings
+from ctax.taxonomy.config import TRAIN_QUEUE, Settings
 from ctax.taxonomy.db.models import Label, ModelVersion, WorkerHeartbeat, utcnow
 from ctax.taxonomy.db.session import make_engine, make_session_factory, transaction
 from ctax.taxonomy.embedding.device import resolve_device
@@ -93,6 +93,10 @@ class Runtime:
         self.settings.ensure_dirs()
         self._beat()
         threading.Thread(target=self._heartbeat_loop, name="ctax-heartbeat", daemon=True).start()
+        if TRAIN_QUEUE in self.queues:
+            from ctax.worker.tasks.training import fail_interrupted
+
+            fail_interrupted(self)
         if self.owns_index:
             version_id = bootstrap(self.factory, self.settings, self.index, self.space, self.blobs, self.ocr)
             labeller = self.labeller()

@@ -9,7 +9,8 @@ from celery import shared_task
 
 from ctax.taxonomy import lifecycle
 from ctax.taxonomy.db.session import transaction
-from ctax.taxonomy.outbox import ACTIVATE_VERSION, SYNC_INDEX
+from ctax.taxonomy.embedding.space import CorruptArtefact
+from ctax.taxonomy.outbox import ACTIVATE_VERSION, BUILD_VERSION, SYNC_INDEX
 from ctax.taxonomy.training import registry
 from ctax.worker.runtime import current
 
@@ -35,7 +36,53 @@ def activate_version(version_id: str) -> None:
             log.info("not activating %s: it is %s now", version_id, version.status)
             return
         directory = Path(version.artefact_dir)
-    space = rt.space(version_id, directory)
+    try:
+        registry.validate_artefact(directory)
+        space = rt.space(version_id, directory)
+    except CorruptArtefact as exc:
+        # Never serve a broken version: put the previous one back and say why.
+        log.error("version %s cannot be loaded (%s); rolling back", version_id, exc)
+        with transaction(rt.factory) as session:
+            broken = registry.get_version(session, version_id)
+            previous = registry.rollback_target(session)
+            broken.status, broken.error = "failed", f"cannot be loaded: {exc.message}"[:4000]
+            registry.mark_active(session, previous)
+            previous_id, previous_dir = previous.id, Path(previous.artefact_dir)
+        space = rt.space(previous_id, previous_dir)
+        lifecycle.activate(rt.factory, space, rt.index, rt.blobs, rt.ocr)
+        return
     lifecycle.activate(rt.factory, space, rt.index, rt.blobs, rt.ocr)
     rt.info["model_version"] = version_id
     log.info("version %s active in the index", version_id)
+
+
+@shared_task(name=BUILD_VERSION, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def build_version(version_id: str) -> None:
+    """A candidate's own collections. Loading it here is also the check that its artefact is sound: a version
+    that does not load is marked failed and can never be promoted."""
+    rt = current()
+    with transaction(rt.factory) as session:
+        version = registry.get_version(session, version_id)
+        if version.status not in ("candidate", "active"):
+            return
+        directory = Path(version.artefact_dir)
+    try:
+        registry.validate_artefact(directory)
+        space = rt.space(version_id, directory)
+        lifecycle.build(rt.factory, space, rt.index, rt.blobs, rt.ocr)
+    except Exception as exc:
+        log.exception("building %s failed", version_id)
+        with transaction(rt.factory) as session:
+            version = registry.get_version(session, version_id)
+            version.status, version.error = "failed", f"index build failed: {exc}"[:4000]
+        return
+    with transaction(rt.factory) as session:
+        version = registry.get_version(session, version_id)
+        version.index_ready = True
+        auto = rt.settings.auto_promote and version.status == "candidate" and (version.comparison or {}).get(
+            "better", True)
+        if auto:
+            registry.mark_active(session, version)
+    if auto:
+        lifecycle.activate(rt.factory, space, rt.index, rt.blobs, rt.ocr)
+        log.info("auto-promoted %s", version_id)
