@@ -78,6 +78,13 @@ class Settings(BaseSettings):
     worker_heartbeat_s: float = Field(default=5.0, gt=0)
     worker_stale_s: float = Field(default=30.0, gt=0)
 
+    @field_validator("image_pretrained", "image_projection", "text_model", "database_url", "qdrant_url",
+                     "broker_url", "bootstrap_admin_key", mode="before")
+    @classmethod
+    def _none(cls, value: object) -> object:
+        """An environment variable cannot be unset by assignment: "" or "none" mean no value."""
+        return None if isinstance(value, str) and value.strip().lower() in ("", "none", "null") else value
+
     @field_validator("data_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:

@@ -1,0 +1,203 @@
+"""Training, calibration, candidate build, promotion and rollback on small data, and every way a run can fail
+without touching what is serving."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+import ctax.worker.runtime as runtime_module
+from ctax.api.app import create_app
+from ctax.taxonomy import catalog
+from ctax.taxonomy.config import INDEX_QUEUE, LABEL_QUEUE, TRAIN_QUEUE
+from ctax.taxonomy.creatives import CreativeSubmission, create_creative
+from ctax.taxonomy.db.models import Annotation, Creative, ModelVersion, TrainingRun
+from ctax.taxonomy.db.session import transaction
+from ctax.taxonomy.labels import LabelPath
+from ctax.taxonomy.training.registry import is_better
+from ctax.worker.runtime import Runtime
+from ctax.worker.tasks.index import activate_version, build_version
+from ctax.worker.tasks.label import run as label_run
+from ctax.worker.tasks.training import fail_interrupted, train
+from tests.conftest import headers
+
+LABELS = ["Product/Vehicles/Cars", "PSA/Animal Rights", "Product/Food and Drink/Soft Drinks",
+          "PSA/Health/Smoking and Alcohol Abuse"]
+
+
+def seed_examples(rt: Runtime, shared_data: Path, labels: list[str], per_label: int) -> None:
+    rows = [json.loads(line) for line in (shared_data / "pitt_ads_dev.jsonl").open()]
+    ids = {str(LabelPath.parse(p)): i for p, i in _paths(rt).items()}
+    taken: dict[str, int] = {}
+    with transaction(rt.factory) as session:
+        for row in rows:
+            if row["label"] in labels and taken.get(row["label"], 0) < per_label:
+                taken[row["label"]] = taken.get(row["label"], 0) + 1
+                creative = Creative(source="import", status="labelled", texts=row["texts"], external_id=row["id"])
+                session.add(creative)
+                session.add(Annotation(creative=creative, label_id=ids[row["label"]], source="import"))
+
+
+def _paths(rt: Runtime) -> dict[str, int]:
+    with rt.factory() as session:
+        taxonomy = catalog.active_taxonomy(session)
+        return {str(taxonomy.path(i)): i for i in taxonomy.nodes}
+
+
+@pytest.fixture
+def trainer(settings, factory, pitt_labels):
+    rt = Runtime(settings.model_copy(update={"train_epochs": 1, "train_batch_size": 16}),
+                 [LABEL_QUEUE, INDEX_QUEUE, TRAIN_QUEUE], owns_index=True)
+    runtime_module._runtime = rt
+    yield rt
+    runtime_module._runtime = None
+    rt.stop()
+    if rt._index is not None:
+        rt._index.client.close()
+
+
+def new_run(rt: Runtime, **params: object) -> int:
+    with transaction(rt.factory) as session:
+        run = TrainingRun(status="queued", params=params)
+        session.add(run)
+        session.flush()
+        return run.id
+
+
+def get(rt: Runtime, model, key):  # type: ignore[no-untyped-def]
+    with rt.factory() as session:
+        return session.get(model, key)
+
+
+def label_one(rt: Runtime, text: str) -> Creative:
+    with transaction(rt.factory) as session:
+        creative, _ = create_creative(session, rt.blobs, rt.settings, CreativeSubmission(texts=[text]), None)
+    label_run(rt, [creative.id])
+    return get(rt, Creative, creative.id)
+
+
+def test_train_calibrate_compare_promote_and_roll_back(trainer: Runtime, shared_data: Path) -> None:
+    seed_examples(trainer, shared_data, LABELS, 12)
+    trainer.start()
+    assert label_one(trainer, "I should buy this car because it is fast").model_version_id == "v1-pretrained"
+
+    run_id = new_run(trainer, seed=3)
+    version_id = train(run_id)
+    run = get(trainer, TrainingRun, run_id)
+    assert run.status == "succeeded" and run.progress == 1.0 and version_id == "v2-trained"
+    version = get(trainer, ModelVersion, version_id)
+    assert version.status == "candidate" and not version.index_ready
+    assert {"top1", "novelty_auroc", "wrong_label_auroc"} <= set(version.metrics)
+    assert version.thresholds["source"].startswith("calibrated on")
+    assert version.comparison["against"] == "v1-pretrained" and "better" in version.comparison
+    directory = Path(version.artefact_dir)
+    for name in ("config.json", "thresholds.json", "metrics.json", "labels.json", "MODEL_CARD.md", "text"):
+        assert (directory / name).exists(), name
+    assert "v2-trained" in (directory / "MODEL_CARD.md").read_text()
+
+    build_version(version_id)
+    assert get(trainer, ModelVersion, version_id).index_ready
+    with transaction(trainer.factory) as session:  # as if the candidate had scored worse than the active one
+        session.get(ModelVersion, version_id).comparison = {"better": False, "reasons": ["top1 drops"]}
+    with TestClient(create_app(trainer.settings, start_dispatcher=False)) as client:
+        admin = headers(_admin_key(trainer))
+        refused = client.post(f"/v1/models/{version_id}/promote", headers=admin)
+        assert refused.status_code == 409 and "worse" in refused.json()["message"]
+        listed = client.get("/v1/models", headers=admin).json()["items"]
+        assert listed[0]["id"] == version_id and listed[0]["calibration"]["new_label"]["threshold"] is not None
+        promoted = client.post(f"/v1/models/{version_id}/promote", headers=admin, json={"force": True})
+        assert promoted.status_code == 200 and promoted.json()["previous"] == "v1-pretrained"
+        activate_version(version_id)
+        assert trainer.index.active_version() == version_id
+        creative = label_one(trainer, "I should adopt a shelter dog because animals deserve love")
+        assert creative.model_version_id == version_id and creative.prediction["model_version"] == version_id
+
+        back = client.post("/v1/models/rollback", headers=admin)
+        assert back.status_code == 200 and back.json()["id"] == "v1-pretrained"
+        activate_version("v1-pretrained")
+        assert trainer.index.active_version() == "v1-pretrained"
+        assert label_one(trainer, "Drink cola").model_version_id == "v1-pretrained"
+
+
+def _admin_key(rt: Runtime) -> str:
+    from ctax.taxonomy.keys import create_key
+
+    with transaction(rt.factory) as session:
+        return create_key(session, "admin", "admin")[1]
+
+
+def test_too_little_data_fails_clearly_and_changes_nothing(trainer: Runtime, shared_data: Path) -> None:
+    seed_examples(trainer, shared_data, LABELS, 1)
+    trainer.start()
+    run_id = new_run(trainer)
+    assert train(run_id) is None
+    run = get(trainer, TrainingRun, run_id)
+    assert run.status == "failed" and "too little labelled data" in run.error
+    with trainer.factory() as session:
+        versions = {v.id: v.status for v in session.scalars(select(ModelVersion))}
+    assert versions == {"v1-pretrained": "active"}
+    assert train(run_id) is None and get(trainer, TrainingRun, run_id).status == "failed"  # redelivery: no rerun
+
+
+def test_label_set_changed_during_training_fails_the_run(trainer: Runtime, shared_data: Path) -> None:
+    seed_examples(trainer, shared_data, LABELS, 6)
+    trainer.start()
+    run_id = new_run(trainer)
+    outcome: dict[str, object] = {}
+    worker = threading.Thread(target=lambda: outcome.setdefault("version", train(run_id)))
+    worker.start()
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and "text tower" not in (get(trainer, TrainingRun, run_id).stage or ""):
+        time.sleep(0.2)
+    with transaction(trainer.factory) as session:
+        catalog.create_label(session, LabelPath.parse("Product/Vehicles/Trucks"))
+    worker.join(timeout=600)
+    run = get(trainer, TrainingRun, run_id)
+    assert run.status == "failed" and "label set changed" in run.error
+    assert get(trainer, ModelVersion, run.candidate_version_id).status == "failed"
+    with trainer.factory() as session:
+        assert session.scalar(select(ModelVersion).where(ModelVersion.status == "active")).id == "v1-pretrained"
+
+
+def test_a_run_killed_halfway_is_reported_and_never_promoted(trainer: Runtime) -> None:
+    trainer.start()
+    run_id = new_run(trainer)
+    with transaction(trainer.factory) as session:  # what a SIGKILLed training worker leaves behind
+        session.get(TrainingRun, run_id).status = "running"
+    fail_interrupted(trainer)  # what the next training worker does when it starts
+    run = get(trainer, TrainingRun, run_id)
+    assert run.status == "failed" and "interrupted" in run.error
+    assert train(run_id) is None  # a redelivered message does not restart it
+
+
+def test_corrupt_candidate_is_failed_and_cannot_be_promoted(trainer: Runtime, shared_data: Path) -> None:
+    trainer.start()
+    with transaction(trainer.factory) as session:
+        from ctax.taxonomy.training import registry
+
+        version = registry.new_version(session, trainer.settings, "trained")
+        version.status = "candidate"
+        version_id, directory = version.id, Path(version.artefact_dir)
+    (directory / "config.json").write_text("{ this is not json")
+    build_version(version_id)
+    broken = get(trainer, ModelVersion, version_id)
+    assert broken.status == "failed" and "config.json" in broken.error and not broken.index_ready
+    with TestClient(create_app(trainer.settings, start_dispatcher=False)) as client:
+        response = client.post(f"/v1/models/{version_id}/promote", headers=headers(_admin_key(trainer)),
+                               json={"force": True})
+    assert response.status_code == 409
+    assert label_one(trainer, "Cola").model_version_id == "v1-pretrained"
+
+
+def test_better_means_no_metric_drops() -> None:
+    base = {"top1": 0.8, "novelty_auroc": 0.8, "wrong_label_auroc": 0.9}
+    assert is_better({"top1": 0.85, "novelty_auroc": 0.8, "wrong_label_auroc": 0.9}, base)[0]
+    worse, reasons = is_better({"top1": 0.95, "novelty_auroc": 0.7, "wrong_label_auroc": 0.95}, base)
+    assert not worse and "novelty_auroc drops" in reasons[0]
+    assert not is_better(base, base)[0]
