@@ -63,12 +63,17 @@ class ServiceProcesses:
                                             stderr=subprocess.STDOUT, cwd=ROOT)
 
     def start(self, timeout: float = 240.0) -> None:
-        subprocess.run([sys.executable, "-m", "ctax", "db", "upgrade"], env=self.env, check=True, cwd=ROOT,
-                       capture_output=True)
-        for role in self.roles:
-            self.start_worker(role)
-        self._spawn("api", "api", "--port", str(self.port))
-        self.wait_ready(timeout)
+        """Start everything and wait until ready; on any failure stop what was started (no orphans)."""
+        try:
+            subprocess.run([sys.executable, "-m", "ctax", "db", "upgrade"], env=self.env, check=True, cwd=ROOT,
+                           capture_output=True)
+            for role in self.roles:
+                self.start_worker(role)
+            self._spawn("api", "api", "--port", str(self.port))
+            self.wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
 
     def start_worker(self, role: str = "label") -> None:
         self._spawn(f"worker-{role}", "worker", "--role", role, "--loglevel", "info")

