@@ -74,3 +74,27 @@ def test_export_csv_carries_iab_ids_where_known(client, keys, factory, settings,
     assert row["label"] == iab_path and row["iab_id"] == "1037" and row["tier1"] == "Business and Industrial"
     assert row["iab_path_ids"].endswith(">1037") and row["texts"] == 'Fighter jets, "made", here'
     assert client.get("/v1/export?format=xml", headers=headers(keys["admin"])).status_code == 422
+
+
+def test_cli_export_writes_reimportable_jsonl_with_images(factory, settings, tmp_path, pitt_labels, monkeypatch
+                                                          ) -> None:
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from ctax.cli import app
+    from tests.conftest import png_bytes
+
+    picture = tmp_path / "seed" / "car.png"
+    picture.parent.mkdir()
+    picture.write_bytes(png_bytes("CAR"))
+    source = tmp_path / "seed" / "rows.jsonl"
+    source.write_text(json.dumps({"id": "ad-7", "texts": ["A red car"], "label": CARS, "image": "car.png"}) + "\n")
+    with transaction(factory) as session:
+        import_labelled(session, BlobStore(settings.blob_dir), settings, source)
+    monkeypatch.setenv("CTAX_DATA_DIR", str(settings.data_dir))
+    out = tmp_path / "export" / "labelled.jsonl"
+    result = CliRunner().invoke(app, ["creatives", "export", str(out), "--images"])
+    assert result.exit_code == 0, result.output
+    [row] = read_rows(out)
+    assert row.external_id == "ad-7" and str(row.label) == CARS and row.image is not None
+    assert Image.open(row.image).size == (320, 120)

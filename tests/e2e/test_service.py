@@ -93,3 +93,20 @@ def test_readiness_follows_the_worker(service: ServiceProcesses) -> None:
         time.sleep(1)
     not_ready = httpx.get(f"{service.url}/readyz")
     assert not_ready.status_code == 503 and "no live worker" in not_ready.json()["problems"][0]
+
+
+@pytest.mark.parametrize("profile", ["embedded"], indirect=True)
+def test_gpu_role_consumes_its_own_queue(service_env, tmp_path, shared_data) -> None:
+    """GPU hosts run `ctax worker --role gpu` on their own queue; the labelling code is the same (CPU here)."""
+    env = {**service_env, "CTAX_LABEL_QUEUE": "ctax.label.gpu", "CTAX_DEVICE": "cpu"}
+    service = ServiceProcesses(env, tmp_path / "gpu-logs", roles=("gpu",))
+    service.start()
+    try:
+        with service.client() as http:
+            _import_pitt(http, shared_data)
+            creative_id = http.post("/v1/creatives", json={"ocr_text": "Adopt a shelter dog today"}).json()["id"]
+        [result] = service.wait_for([creative_id]).values()
+        assert result["status"] == "labelled" and result["top_k"][0]["path"].startswith("PSA/Animal Rights")
+        assert "ctax.label.gpu" in (tmp_path / "gpu-logs" / "worker-gpu.log").read_text()
+    finally:
+        service.stop()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from ctax.taxonomy import review
+from ctax.taxonomy import review, review_decisions
 from ctax.taxonomy.config import Settings
 from ctax.taxonomy.db.models import Annotation, ApiKey, ReviewDecision, ReviewItem
 from ctax.taxonomy.db.session import transaction
@@ -68,11 +68,24 @@ def test_concurrent_claims_give_the_item_to_one_reviewer(factory, reviewers, fla
 def test_concurrent_decisions_apply_exactly_once(factory, reviewers, flag_creative) -> None:
     item_id = flag_creative("The new sedan", {"Product/Vehicles/Cars": 0.6, "Service/Travel/Vacations and Travel": 0.3},
                             asserted="Service/Travel/Vacations and Travel")
-    request = review.DecisionRequest("relabel", "Product/Vehicles/Cars")
-    results = _race(factory, reviewers, lambda session, key: review.decide(session, item_id, key, request))
+    request = review_decisions.DecisionRequest("relabel", "Product/Vehicles/Cars")
+    results = _race(factory, reviewers, lambda session, key: review_decisions.decide(session, item_id, key, request))
     assert sorted(results) == ["conflict"] * (RACERS - 1) + ["ok"]
     with factory() as session:
         assert session.scalar(select(func.count(ReviewDecision.id))) == 1
         assert session.scalar(select(func.count(Annotation.id))) == 1
         item = session.get(ReviewItem, item_id)
         assert item.status == "decided" and item.version == 2
+
+
+def test_queue_filters_run_on_postgresql(factory, flag_creative, pitt_labels) -> None:
+    """JSON texts, label subtrees and ages are queried differently by each backend."""
+    sedan = flag_creative("The new sedan", {"Product/Vehicles/Cars": 0.6, "Service/Travel/Vacations and Travel": 0.3},
+                          asserted="Service/Travel/Vacations and Travel")
+    flag_creative("Adopt a dog", {"Product/Pets/Pet Food": 0.05})
+    with factory() as session:
+        by_text, _ = review.list_items(session, review.QueueFilter(text="SEDAN"))
+        by_label, _ = review.list_items(session, review.QueueFilter(label_id=pitt_labels["Product/Vehicles"]))
+        recent, total = review.list_items(session, review.QueueFilter(max_age_s=3600, order="-score"))
+    assert [i.id for i in by_text] == [sedan] and [i.id for i in by_label] == [sedan]
+    assert total == 2 and recent[0].id == sedan
