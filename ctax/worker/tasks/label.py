@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from celery import shared_task
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import OperationalError
 
 from ctax.taxonomy import creatives
@@ -66,48 +65,44 @@ def run(rt: Runtime, ids: list[str]) -> dict[str, int]:
     return counts
 
 
-def _store(
-    rt: Runtime, version: str, outcomes: list[LabelOutcome], broken: list[tuple[str, str]], counts: dict[str, int]
-) -> None:
+def _store(rt: Runtime, version: str, outcomes: list[LabelOutcome], broken: list[tuple[str, str]],
+           counts: dict[str, int]) -> None:
+    """One transaction per batch; results land only where this worker still holds the claim."""
     with transaction(rt.factory) as session:
-        asserted = dict(
-            session.execute(
-                select(Creative.id, Creative.asserted_label_id).where(
-                    Creative.id.in_([o.creative_id for o in outcomes])
-                )
-            ).all()
-        )
+        labelled = [o for o in outcomes if o.decision is not None]
+        asserted = dict(session.execute(
+            select(Creative.id, Creative.asserted_label_id).where(Creative.id.in_([o.creative_id for o in labelled]))
+        ).all()) if labelled else {}
+        now = utcnow()
+        rows = [{
+            "b_id": o.creative_id, "status": "labelled", "prediction": o.prediction, "flag": o.decision.flag,
+            "decided_label_id": o.decision.decided_label_id, "model_version_id": version, "labelled_at": now,
+            "error": None, "ocr_text": o.ocr_text, "claimed_at": None, "claimed_by": None, "updated_at": now,
+        } for o in labelled if o.decision is not None]
+        if rows:
+            # executemany: one statement for the batch instead of one round trip per creative
+            session.connection().execute(
+                update(Creative.__table__)
+                .where(Creative.__table__.c.id == bindparam("b_id"), Creative.__table__.c.claimed_by == rt.name,
+                       Creative.__table__.c.status == "processing"),
+                rows,
+            )
+            stored = set(session.scalars(select(Creative.id).where(
+                Creative.id.in_([r["b_id"] for r in rows]), Creative.status == "labelled",
+                Creative.model_version_id == version, Creative.labelled_at == now)))
+            counts["labelled"] += len(stored)
+            for outcome in labelled:
+                if outcome.creative_id in stored and outcome.decision is not None and outcome.decision.flag != "none":
+                    flag_for_review(session, outcome.creative_id, outcome.decision, version,
+                                    asserted.get(outcome.creative_id))
         for outcome in outcomes:
             if outcome.decision is None:
-                status = creatives.fail(
-                    session,
-                    outcome.creative_id,
-                    rt.name,
-                    outcome.error or "unknown error",
-                    retryable=False,
-                    max_attempts=rt.settings.max_attempts,
-                )
+                status = creatives.fail(session, outcome.creative_id, rt.name, outcome.error or "unknown error",
+                                        retryable=False, max_attempts=rt.settings.max_attempts)
                 counts["failed"] += status == "failed"
-                continue
-            decision = outcome.decision
-            values: dict[str, Any] = {
-                "status": "labelled",
-                "prediction": outcome.prediction,
-                "flag": decision.flag,
-                "decided_label_id": decision.decided_label_id,
-                "model_version_id": version,
-                "labelled_at": utcnow(),
-                "error": None,
-            }
-            if outcome.ocr_text is not None:
-                values["ocr_text"] = outcome.ocr_text
-            if creatives.finish(session, outcome.creative_id, rt.name, values):
-                flag_for_review(session, outcome.creative_id, decision, version, asserted.get(outcome.creative_id))
-                counts["labelled"] += 1
         for creative_id, reason in broken:
-            creatives.fail(
-                session, creative_id, rt.name, reason, retryable=False, max_attempts=rt.settings.max_attempts
-            )
+            creatives.fail(session, creative_id, rt.name, reason, retryable=False,
+                           max_attempts=rt.settings.max_attempts)
             counts["failed"] += 1
 
 
