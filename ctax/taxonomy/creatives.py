@@ -67,9 +67,10 @@ def validate_submission(sub: CreativeSubmission, settings: Settings) -> Creative
         raise PayloadTooLarge(f"texts total more than {settings.max_text_chars} characters", field="ocr_text")
     if sub.image is None and not texts:
         raise InvalidInput("empty creative: send an image, some text, or both", field="image")
-    if sub.external_id is not None:
-        if not isinstance(sub.external_id, str) or not sub.external_id.strip() or len(sub.external_id) > 200:
-            raise InvalidInput("external_id must be a non-empty string of at most 200 characters", field="external_id")
+    if sub.external_id is not None and (
+        not isinstance(sub.external_id, str) or not sub.external_id.strip() or len(sub.external_id) > 200
+    ):
+        raise InvalidInput("external_id must be a non-empty string of at most 200 characters", field="external_id")
     if not isinstance(sub.metadata, dict):
         raise InvalidInput("metadata must be a JSON object", field="metadata")
     try:

@@ -25,7 +25,7 @@ def _world(seed: int = 0, n_labels: int = 6, per_label: int = 40, noise: float =
     root = centres.mean(axis=0)
     label_vectors = np.vstack([centres, root / np.linalg.norm(root)]).astype(np.float32)
     ex = [sample(i, per_label) for i in range(n_labels)]
-    ref = Reference(list(range(n_labels)) + [100], label_vectors,
+    ref = Reference([*list(range(n_labels)), 100], label_vectors,
                     [f"{i:016x}{j:016x}" for i in range(n_labels) for j in range(per_label)],
                     np.repeat(np.arange(n_labels), per_label), np.vstack(ex))
     val = [sample(i, 20) for i in range(n_labels)]

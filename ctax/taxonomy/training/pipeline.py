@@ -85,7 +85,7 @@ def split(examples: Sequence[LabelledCreative], fraction: float, seed: int) -> t
     train, validation = [], []
     for items in by_label.values():
         items = sorted(items, key=lambda e: hashlib.sha256(f"{seed}:{e.creative_id}".encode()).hexdigest())
-        take = int(round(len(items) * fraction)) if len(items) >= 3 else 0
+        take = round(len(items) * fraction) if len(items) >= 3 else 0
         validation += items[:take]
         train += items[take:]
     return train, validation
