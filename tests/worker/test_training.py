@@ -201,3 +201,30 @@ def test_better_means_no_metric_drops() -> None:
     worse, reasons = is_better({"top1": 0.95, "novelty_auroc": 0.7, "wrong_label_auroc": 0.95}, base)
     assert not worse and "novelty_auroc drops" in reasons[0]
     assert not is_better(base, base)[0]
+
+
+@pytest.mark.parametrize("better,promoted", [(True, True), (False, False)])
+def test_auto_promotion_takes_only_better_candidates(settings, factory, pitt_labels, better, promoted) -> None:
+    from ctax.taxonomy.embedding.space import SpaceConfig
+    from ctax.taxonomy.training import registry
+
+    rt = Runtime(settings.model_copy(update={"auto_promote": True}), [LABEL_QUEUE, INDEX_QUEUE], owns_index=True)
+    runtime_module._runtime = rt
+    try:
+        rt.start()
+        with transaction(rt.factory) as session:
+            active = registry.active_version(session)
+            version = registry.new_version(session, rt.settings, "trained")
+            config = SpaceConfig.read(Path(active.artefact_dir))
+            config.version = version.id
+            config.write(Path(version.artefact_dir))
+            version.status, version.comparison = "candidate", {"better": better, "reasons": []}
+            version_id = version.id
+        build_version(version_id)
+        with rt.factory() as session:
+            assert session.get(ModelVersion, version_id).status == ("active" if promoted else "candidate")
+        assert rt.index.active_version() == (version_id if promoted else "v1-pretrained")
+    finally:
+        runtime_module._runtime = None
+        rt.stop()
+        rt.index.client.close()
