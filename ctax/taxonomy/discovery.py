@@ -1,18 +1,21 @@
 """New-label discovery: creatives that fit no label are clustered in the shared space, and each dense cluster
 becomes a proposed taxonomy node with a suggested parent and name. Pure: vectors and texts in, drafts out.
 
-- Clusters: scikit-learn's HDBSCAN on the unit vectors (Euclidean distance on unit vectors orders pairs as cosine
-  does), so the number of clusters is found, not chosen, and stray creatives stay noise.
+- Clusters: scikit-learn's HDBSCAN, so the number of clusters is found, not chosen, and stray creatives stay
+  noise; on the unit vectors reduced by UMAP (cosine) to 5 dimensions when umap-learn is installed and there are
+  enough points, else on the unit vectors themselves (Euclidean distance on unit vectors orders pairs as cosine
+  does). Members far from their cluster's centre in the full space are then pruned (prune_outliers).
 - Parent: the internal label P (one with children, at most `max_parent_depth` deep) maximising the members' mean
   best similarity to P or one of its children, i.e. where the new node would sit among the siblings it most
   resembles.
-- Name: the words whose TF-IDF weight is highest in the cluster's texts relative to the rest of the corpus
-  (the other flagged creatives and a background sample), so words every ad uses ("buy", "because") drop out.
-  Single words: overlapping bigrams ("adopt rescue", "rescue dog") name a cluster worse than its two top words.
+- Name: the two words most over-represented in the cluster's texts relative to the rest of the corpus (the other
+  flagged creatives and a background sample; see salient_terms), so words every ad uses ("buy", "because") drop
+  out. Single words: overlapping bigrams ("adopt rescue", "rescue dog") name a cluster worse than two top words.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,16 +24,23 @@ import numpy as np
 
 from ctax.taxonomy.labels import Taxonomy
 
+log = logging.getLogger(__name__)
 _WORD = r"(?u)\b[^\W\d_][^\W\d_]+\b"
 
 
 @dataclass(frozen=True)
 class DiscoveryParams:
+    """Defaults measured on the Pitt ads (docs/benchmarks.md, "New-label discovery"): 5 recovers the most missing
+    labels across seeds, at the price of several proposals per label (accept the others `into` the first)."""
+
     min_cluster_size: int = 5
     min_samples: int | None = None
     max_parent_depth: int | None = None  # default: one above the deepest leaves
     n_terms: int = 8
-    umap_components: int | None = None  # reduce with UMAP first (needs umap-learn); None clusters the raw space
+    # UMAP to 5 dimensions first doubles the held-out ads recovered; it needs umap-learn and enough points to
+    # learn a manifold from, and without either the raw space is clustered.
+    umap_components: int | None = 5
+    umap_min_points: int = 50
 
 
 @dataclass(frozen=True)
@@ -67,16 +77,8 @@ def cluster(vectors: np.ndarray, params: DiscoveryParams, seed: int = 0) -> np.n
     from sklearn.cluster import HDBSCAN
 
     points = unit(vectors)
-    if params.umap_components and n > params.umap_components + 2:
-        import umap  # optional: pip install umap-learn
-
-        points = umap.UMAP(
-            n_components=params.umap_components,
-            n_neighbors=min(15, n - 1),
-            min_dist=0.0,
-            metric="cosine",
-            random_state=seed,
-        ).fit_transform(points)
+    if params.umap_components and n >= max(params.umap_min_points, params.umap_components + 2):
+        points = _reduce(points, params.umap_components, seed)
     model = HDBSCAN(
         min_cluster_size=params.min_cluster_size,
         min_samples=params.min_samples,
@@ -84,6 +86,27 @@ def cluster(vectors: np.ndarray, params: DiscoveryParams, seed: int = 0) -> np.n
         copy=True,
     )
     return np.asarray(model.fit_predict(points), dtype=np.int64)
+
+
+def umap_available() -> bool:
+    try:
+        import umap  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _reduce(points: np.ndarray, components: int, seed: int) -> np.ndarray:
+    if not umap_available():
+        log.warning("umap-learn is not installed: clustering the raw space (install it for better proposals)")
+        return points
+    import umap
+
+    reducer = umap.UMAP(
+        n_components=components, n_neighbors=min(15, len(points) - 1), min_dist=0.0, metric="cosine",
+        random_state=seed, n_jobs=1,  # a seed makes UMAP single-threaded anyway; saying so silences its warning
+    )
+    return np.asarray(reducer.fit_transform(points), dtype=np.float32)
 
 
 def prune_outliers(points: np.ndarray, rows: np.ndarray, floor: float = 0.15) -> np.ndarray:
@@ -99,41 +122,51 @@ def prune_outliers(points: np.ndarray, rows: np.ndarray, floor: float = 0.15) ->
 
 
 def salient_terms(groups: Sequence[Sequence[str]], background: Sequence[str], n_terms: int) -> list[list[str]]:
-    """For each group of documents, the terms most over-represented in it against all other documents."""
+    """For each group of documents, the words most over-represented in it against all other documents.
+
+    A word's score is its share of the group's documents times the log of how much likelier it is inside the group
+    than outside (a smoothed lift): 'levis' in 40% of a cluster and 0.5% of the corpus beats 'buy' in 80% of the
+    cluster and 30% of the corpus. Words sharing a stem-like prefix with a better word ('levi', 'levis') are
+    dropped, so the two words that name a cluster say two things.
+    """
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     documents = [doc for group in groups for doc in group] + list(background)
     if not any(doc.strip() for doc in documents):
         return [[] for _ in groups]
+    # Binary presence, no idf: document frequencies are what the lift compares.
     vectorizer = TfidfVectorizer(
-        stop_words="english",
-        ngram_range=(1, 1),
-        min_df=2 if len(documents) >= 20 else 1,
-        sublinear_tf=True,
-        token_pattern=_WORD,
-        lowercase=True,
+        stop_words="english", binary=True, use_idf=False, norm=None, token_pattern=_WORD, lowercase=True
     )
     try:
-        matrix = vectorizer.fit_transform(documents)
+        present = vectorizer.fit_transform(documents) > 0
     except ValueError:  # nothing but stop words
         return [[] for _ in groups]
     vocabulary = np.asarray(vectorizer.get_feature_names_out())
-    total = np.asarray(matrix.sum(axis=0)).ravel()
+    total = np.asarray(present.sum(axis=0)).ravel()
     out: list[list[str]] = []
     start = 0
     for group in groups:
-        rows = matrix[start : start + len(group)]
+        inside = np.asarray(present[start : start + len(group)].sum(axis=0)).ravel()
         start += len(group)
-        inside = np.asarray(rows.sum(axis=0)).ravel()
-        share = np.asarray((rows > 0).sum(axis=0)).ravel() / max(len(group), 1)
-        rest = max(len(documents) - len(group), 1)
-        # Mean weight inside minus mean weight outside, scaled by how many members use the term, so a word
-        # one member repeats does not name the cluster.
-        score = (inside / max(len(group), 1) - (total - inside) / rest) * share
-        order = np.argsort(-score)
-        chosen = [str(vocabulary[j]) for j in order[:n_terms] if score[j] > 0]
+        share_in = inside / max(len(group), 1)
+        share_out = (total - inside + 1) / (len(documents) - len(group) + 2)
+        score = share_in * np.log(np.maximum(share_in, 1e-9) / share_out)
+        chosen: list[str] = []
+        for j in np.argsort(-score):
+            if score[j] <= 0 or len(chosen) >= n_terms:
+                break
+            word = str(vocabulary[j])
+            if not any(_same_stem(word, other) for other in chosen):
+                chosen.append(word)
         out.append(chosen)
     return out
+
+
+def _same_stem(a: str, b: str, length: int = 4) -> bool:
+    short, long = sorted((a, b), key=len)
+    return long.startswith(short) or (len(short) >= length and long[:length] == short[:length] and
+                                      abs(len(a) - len(b)) <= 3)
 
 
 def suggest_name(terms: Sequence[str], taken: Sequence[str] = ()) -> str:

@@ -186,31 +186,24 @@ def accept(
     *,
     name: str | None = None,
     parent: str | int | None = None,
+    into: str | int | None = None,
     members: Sequence[str] | None = None,
     now: dt.datetime | None = None,
 ) -> AcceptOutcome:
-    """Create the label (optionally renamed or moved) and label the members the reviewer kept; members left out
-    stay in the queue. Members decided meanwhile, or held by another reviewer, are skipped and reported."""
+    """Create the label (optionally renamed or moved), or with `into` use an existing one (discovery often splits
+    one missing label into several proposals, e.g. by brand), and label the members the reviewer kept; members left
+    out stay in the queue. Members decided meanwhile, or held by another reviewer, are skipped and reported."""
     now = now or utcnow()
     proposal = get_proposal(session, proposal_id)
     if proposal.status == "accepted" and proposal.decided_by == key.id and proposal.created_label_id is not None:
         label = catalog.get_label(session, proposal.created_label_id)
-        if name is None or label.name == name.strip():
+        if (name is None or label.name == name.strip()) and (into is None or _same(label, into)):
             return AcceptOutcome(proposal, label, [], [], replayed=True)
     if proposal.status != "open":
         raise Conflict(f"proposal {proposal_id} is already {proposal.status}; nothing was changed",
                        proposal_id=proposal_id, status=proposal.status)
-    parent_ref = parent if parent not in (None, "") else proposal.suggested_parent_id
-    if parent_ref is None:
-        raise InvalidInput("this proposal has no suggested parent: send parent (a label path or id)", field="parent")
-    parent_label = catalog.resolve_active(session, parent_ref, "parent")
-    leaf = (name if name is not None else proposal.suggested_name).strip()
-    if not leaf:
-        raise InvalidInput("name is empty", field="name")
-    try:
-        path = LabelPath.parse(parent_label.path).child(leaf)
-    except InvalidInput as exc:
-        raise InvalidInput(f"name: {exc.message}", field="name") from exc
+    existing = catalog.resolve_active(session, into, "into") if into not in (None, "") else None
+    path = LabelPath.parse(existing.path) if existing is not None else _new_path(session, proposal, name, parent)
     chosen = set(proposal.member_ids if members is None else members)
     strangers = chosen - set(proposal.member_ids)
     if strangers:
@@ -219,11 +212,12 @@ def accept(
     if not chosen:
         raise InvalidInput("members is empty: keep at least one member, or reject the proposal", field="members")
     _decided(session, proposal_id, "accepted", key, now)
-    label = review_decisions.create_reviewed_label(session, str(path), source="proposal")
+    label = existing or review_decisions.create_reviewed_label(session, str(path), source="proposal")
     bulk_id = uuid.uuid4().hex
     labelled: list[review_decisions.DecisionOutcome] = []
     skipped: list[dict[str, Any]] = []
-    request = review_decisions.DecisionRequest("new_label", str(path), note=f"accepted proposal {proposal_id}")
+    action = "relabel" if existing is not None else "new_label"
+    request = review_decisions.DecisionRequest(action, str(path), note=f"accepted proposal {proposal_id}")
     for item in open_members(session, proposal):
         if item.creative_id not in chosen:
             continue
@@ -242,6 +236,29 @@ def accept(
         .execution_options(synchronize_session=False)
     )
     return AcceptOutcome(get_proposal(session, proposal_id), label, labelled, skipped)
+
+
+def _same(label: Label, reference: str | int) -> bool:
+    if isinstance(reference, int) or str(reference).isdigit():
+        return int(reference) == label.id
+    try:
+        return str(LabelPath.parse(str(reference))) == label.path
+    except InvalidInput:
+        return False
+
+
+def _new_path(session: Session, proposal: Proposal, name: str | None, parent: str | int | None) -> LabelPath:
+    parent_ref = parent if parent not in (None, "") else proposal.suggested_parent_id
+    if parent_ref is None:
+        raise InvalidInput("this proposal has no suggested parent: send parent (a label path or id)", field="parent")
+    parent_label = catalog.resolve_active(session, parent_ref, "parent")
+    leaf = (name if name is not None else proposal.suggested_name).strip()
+    if not leaf:
+        raise InvalidInput("name is empty", field="name")
+    try:
+        return LabelPath.parse(parent_label.path).child(leaf)
+    except InvalidInput as exc:
+        raise InvalidInput(f"name: {exc.message}", field="name") from exc
 
 
 def reject(session: Session, proposal_id: int, key: ApiKey, now: dt.datetime | None = None) -> Proposal:

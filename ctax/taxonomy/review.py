@@ -1,5 +1,5 @@
 """The review queue: flagged creatives become review items, ordered so the most instructive come first; reviewers
-claim them, and decide them (review_decisions.py), and every decision becomes labelled data.
+claim them and decide them (review_decisions.py), and every decision becomes labelled data.
 
 Concurrency. Every change to an item's state is one conditional UPDATE (status, claim and `version` in its WHERE
 clause), so of two reviewers racing for an item exactly one wins and the other gets a 409 naming who won. The

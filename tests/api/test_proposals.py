@@ -154,3 +154,24 @@ def test_enough_new_label_flags_request_discovery_by_themselves(factory, flag_cr
     assert jobs() == 1
     flag_creative("And another", FAR)
     assert jobs() == 1  # the count starts again from the last request
+
+
+def test_a_second_proposal_of_the_same_missing_label_is_accepted_into_it(client, keys, factory,
+                                                                         dogs_and_rivers) -> None:
+    h = headers(keys["reviewer"])
+    dogs = _proposal(client, keys["reviewer"], "Dog and Rescue")
+    rivers = _proposal(client, keys["reviewer"], "River and Cruise")
+    client.post(f"/v1/proposals/{dogs['id']}/accept", headers=h, json={"name": "Pet Adoption"})
+    unknown = client.post(f"/v1/proposals/{rivers['id']}/accept", headers=h, json={"into": "Product/Pets/Nope"})
+    assert unknown.status_code == 422 and "unknown label" in unknown.json()["message"]
+    merged = client.post(f"/v1/proposals/{rivers['id']}/accept", headers=h, json={"into": "Product/Pets/Pet Adoption"})
+    assert merged.status_code == 200 and merged.json()["labelled"] == 3
+    with factory() as session:
+        label = session.scalar(select(Label).where(Label.path == "Product/Pets/Pet Adoption"))
+        assert session.scalar(select(func.count(Label.id)).where(Label.source == "proposal")) == 1
+        truth = {i.creative_id: i.label_id for i in current_annotations(session)}
+        assert all(truth[c] == label.id for c in dogs_and_rivers["rivers"])
+        assert session.get(Proposal, rivers["id"]).created_label_id == label.id
+        actions = {d.action for d in session.scalars(select(ReviewDecision).where(
+            ReviewDecision.creative_id.in_(dogs_and_rivers["rivers"])))}
+        assert actions == {"relabel"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from ctax.taxonomy.discovery import DiscoveryParams, LabelVectors, propose, salient_terms, suggest_name, unit
 from ctax.taxonomy.labels import LabelPath, Taxonomy, TaxonomyNode
@@ -74,3 +75,22 @@ def test_names_avoid_a_sibling_that_exists() -> None:
     assert suggest_name(["dog"]) == "Dog"
     assert suggest_name(["pizza", "delivery", "hot"], taken=["Pizza and Delivery"]) == "Pizza and Delivery and Hot"
     assert suggest_name([]) == "New label"
+
+
+def test_with_enough_points_clusters_are_found_after_umap() -> None:
+    """The service's default path: UMAP to 5 dimensions, then HDBSCAN (umap-learn is an optional dependency)."""
+    pytest.importorskip("umap")
+    rng, axes = _space(dim=48, seed=3)
+    labels = LabelVectors([n + 1 for n in range(len(PATHS))], axes, _taxonomy())
+    centres = unit(rng.normal(size=(3, 48)))
+    groups = [_around(rng, centres[g], 40, spread=0.12) for g in range(3)]
+    vectors = np.vstack([*groups, unit(rng.normal(size=(10, 48)))])
+    ids = [f"g{g}-{n}" for g in range(3) for n in range(40)] + [f"x{n}" for n in range(10)]
+    texts = [f"group{g} word{g} text" for g in range(3) for _ in range(40)] + ["stray"] * 10
+
+    drafts = propose(ids, vectors, texts, labels, params=DiscoveryParams())
+
+    assert len(drafts) == 3
+    for draft in drafts:
+        groups = {member.split("-")[0] for member in draft.member_ids}
+        assert len(groups) == 1 and groups != {"x0"} and len(draft.member_ids) >= 30

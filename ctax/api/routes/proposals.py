@@ -27,6 +27,9 @@ class DiscoverIn(BaseModel):
 class AcceptIn(BaseModel):
     name: str | None = Field(None, max_length=200, description="the new label's name; default the suggested one")
     parent: str | int | None = Field(None, description="the parent's path or id; default the suggested parent")
+    into: str | int | None = Field(
+        None, description="an existing label (path or id) to label the members with instead of creating one"
+    )
     members: list[str] | None = Field(None, description="creative ids to label; default every member")
 
 
@@ -126,9 +129,12 @@ def get_proposal(proposal_id: int, _: Reviewer, session: SessionDep) -> dict[str
 @router.post("/{proposal_id}/accept")
 def accept(proposal_id: int, key: Reviewer, session: SessionDep, dispatcher: DispatcherDep,
            body: AcceptIn | None = None) -> dict[str, Any]:
-    """Create the label under the (suggested or given) parent and label the members you kept."""
+    """Create the label under the (suggested or given) parent, or use an existing one (`into`), and label the
+    members you kept."""
     body = body or AcceptIn()
-    outcome = proposals.accept(session, proposal_id, key, name=body.name, parent=body.parent, members=body.members)
+    outcome = proposals.accept(
+        session, proposal_id, key, name=body.name, parent=body.parent, into=body.into, members=body.members
+    )
     commit(session, dispatcher)
     labels = _labels_of(session, [outcome.proposal])
     labels[outcome.label.id] = outcome.label

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from ctax.api.deps import DispatcherDep, Reviewer, SessionDep, SettingsDep
 from ctax.api.dispatch import Dispatcher
-from ctax.taxonomy import catalog, review
+from ctax.taxonomy import catalog, review, review_decisions
 from ctax.taxonomy.db.models import ApiKey, Label, ReviewDecision, ReviewItem, utcnow
 from ctax.taxonomy.errors import Conflict, InvalidInput
 
@@ -234,7 +234,7 @@ def audit_trail(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
     """Every decision: who, when, what, and the state it replaced."""
-    rows, total = review.decisions(session, reviewer_key_id=reviewer_key_id, item_id=item_id, limit=limit,
+    rows, total = review_decisions.decisions(session, reviewer_key_id=reviewer_key_id, item_id=item_id, limit=limit,
                                    offset=offset)
     labels = catalog.labels_by_ids(session, [r.label_id for r in rows if r.label_id is not None])
     return {"items": [decision_view(r, labels) for r in rows], "total": total, "limit": limit, "offset": offset}
@@ -253,8 +253,8 @@ def claim_next(key: Reviewer, session: SessionDep, settings: SettingsDep, body: 
 @router.post("/bulk")
 def decide_bulk(key: Reviewer, body: BulkIn, session: SessionDep, dispatcher: DispatcherDep) -> dict[str, Any]:
     """Decide a selection at once: all of it, or (409 listing the items that cannot be decided) none of it."""
-    request = review.DecisionRequest(body.action, body.label, body.note)
-    outcome = review.decide_bulk(session, body.ids, key, request)
+    request = review_decisions.DecisionRequest(body.action, body.label, body.note)
+    outcome = review_decisions.decide_bulk(session, body.ids, key, request)
     commit(session, dispatcher)
     labels = catalog.labels_by_ids(session, [o.decision.label_id for o in outcome.outcomes if o.decision.label_id])
     return {
@@ -295,8 +295,8 @@ def decide(
 ) -> dict[str, Any]:
     """confirm (the suggested label), relabel (an existing label), new_label (a new path under an existing
     parent, created and embedded at once) or reject (with a reason in note)."""
-    outcome = review.decide(session, item_id, key, review.DecisionRequest(body.action, body.label, body.note,
-                                                                          body.version))
+    request = review_decisions.DecisionRequest(body.action, body.label, body.note, body.version)
+    outcome = review_decisions.decide(session, item_id, key, request)
     commit(session, dispatcher)
     if outcome.replayed:
         response.headers["Idempotent-Replayed"] = "true"
@@ -314,6 +314,6 @@ def reopen(item_id: int, key: Reviewer, session: SessionDep, settings: SettingsD
            dispatcher: DispatcherDep) -> dict[str, Any]:
     """Undo the item's last decision (yours; admins may undo anyone's): it stops counting and the item is yours
     to decide again. The audit trail keeps both."""
-    item = review.reopen(session, item_id, key, settings.claim_ttl_s)
+    item = review_decisions.reopen(session, item_id, key, settings.claim_ttl_s)
     commit(session, dispatcher)
     return _views(session, [item], key)[0]

@@ -116,6 +116,7 @@
     await loadLabels();
     restoreFilters();
     switchView("queue");
+    loadProposals();
     return true;
   }
 
@@ -326,14 +327,14 @@
     const topk = it.top_k.map((r, n) => `
       <li data-pick="${n}" class="${r.label_id === suggestedId ? "suggested" : ""}" title="similarity ${r.similarity?.toFixed?.(3)} · exemplar share ${(r.exemplar_share * 100).toFixed(0)}%">
         <span class="n">${n + 1}</span>
-        <span class="cell">${pathHtml(r.path)}${r.label_id === suggestedId ? `<span class="tag">suggested</span>` : ""}</span>
+        <span class="cell">${pathHtml(r.path)}</span>
         <span class="bar"><i style="width:${Math.max(4, (100 * r.score) / maxScore).toFixed(0)}%"></i></span>
         <span class="score">${r.score.toFixed(3)}</span>
       </li>`).join("");
     const suggestedInTop = it.top_k.some((r) => r.label_id === suggestedId);
     const texts = (c.texts || []).map((t) => `<li>${esc(t)}</li>`).join("");
     main.innerHTML = `
-      <article class="item" data-item="${it.id}">
+      <article class="item" data-item="${it.id}" data-suggested="${esc(it.suggested_label?.path || "")}">
         <div class="item-head">
           <span class="chip flag-${esc(it.flag)}"><span class="chip-dot dot-${esc(it.flag)}"></span>${esc(FLAG_SHORT[it.flag] || it.flag)}</span>
           <h1>${esc(it.flag_title)}</h1>
@@ -358,7 +359,7 @@
           </div>
           <div class="side">
             <div class="card panel">
-              <p class="section-label">Top labels · press a number to apply</p>
+              <p class="section-label">Top labels <span class="legend">(shaded: suggested)</span></p>
               <ol class="topk">${topk || `<li class="muted">no labels scored</li>`}</ol>
               ${suggestedId && !suggestedInTop ? `<p class="small muted">Suggested: ${pathHtml(it.suggested_label.path)}</p>` : ""}
             </div>
@@ -603,16 +604,17 @@
 
   function helpDialog() {
     const rows = [
-      ["⏎ or C", "Confirm the suggested label"], ["1 – 9", "Apply that label from the top list"],
-      ["/ or L", "Search any label"], ["N", "New label (created under an existing parent)"],
-      ["X", "Reject, with a reason"], ["S or →", "Skip to the next item"], ["U", "Undo your last decision"],
-      ["Space", "Select the current item for a bulk decision"],
-      ["Q / P", "Queue / proposals"], ["J / K", "Next / previous proposal"], ["A / R", "Accept / reject proposal"],
-      ["D", "Run discovery now (proposals view)"], ["?", "This help"], ["Esc", "Close a dialog"],
+      [["⏎", "C"], "Confirm the suggested label"], [["1", "…", "9"], "Apply that label from the top list"],
+      [["/", "L"], "Search any label"], [["N"], "New label (created under an existing parent)"],
+      [["X"], "Reject, with a reason"], [["S", "→"], "Skip to the next item"], [["U"], "Undo your last decision"],
+      [["Space"], "Select the current item for a bulk decision"],
+      [["Q", "P"], "Queue / proposals"], [["J", "K"], "Next / previous proposal"], [["A", "R"], "Accept / reject proposal"],
+      [["D"], "Run discovery now (proposals view)"], [["?"], "This help"], [["Esc"], "Close a dialog"],
     ];
+    const keys = (ks) => ks.map((k) => (k === "…" ? "…" : `<kbd>${esc(k)}</kbd>`)).join(" ");
     openModal("help", `
       <div class="modal-head">Keyboard shortcuts</div>
-      <div class="modal-body"><table class="shortcuts">${rows.map(([k, v]) => `<tr><td>${k.split(" ").map((p) => (p.length <= 6 && p !== "or" && p !== "/" && p !== "–" ? `<kbd>${esc(p)}</kbd>` : esc(p))).join(" ")}</td><td>${esc(v)}</td></tr>`).join("")}</table></div>
+      <div class="modal-body"><table class="shortcuts">${rows.map(([k, v]) => `<tr><td>${keys(k)}</td><td>${esc(v)}</td></tr>`).join("")}</table></div>
       <div class="modal-foot"><button class="btn" data-close>Close <kbd>Esc</kbd></button></div>`);
   }
 
@@ -639,9 +641,21 @@
   }
 
   function highlightTree(it) {
-    $$(".node.suggested").forEach((n) => n.classList.remove("suggested"));
+    // The suggested label is shown in its place in the tree, its branch opened, so its siblings are in view.
     const id = it?.suggested_label?.id;
-    if (id) $(`.node[data-node="${id}"]`)?.classList.add("suggested");
+    const path = it?.suggested_label?.path;
+    if (path && !$("#tree-filter").value) {
+      const names = splitPath(path);
+      let opened = false;
+      for (let n = 1; n < names.length; n++) {
+        const ancestor = state.byPath.get(names.slice(0, n).map((x) => x.replace(/\\/g, "\\\\").replace(/\//g, "\\/")).join("/"));
+        if (ancestor && !state.expanded.has(ancestor.id)) { state.expanded.add(ancestor.id); opened = true; }
+      }
+      if (opened) { renderTree(); return; }
+    }
+    $$(".node.suggested").forEach((n) => n.classList.remove("suggested"));
+    const node = id ? $(`.node[data-node="${id}"]`) : null;
+    if (node) { node.classList.add("suggested"); node.scrollIntoView({ block: "nearest" }); }
   }
 
   // ----------------------------------------------------------------------------------------- proposals
@@ -681,6 +695,8 @@
         imageUrl({ id: img.dataset.creative, image_url: img.dataset.src }).then((url) => { if (url) img.src = url; });
       });
       $("#p-accept")?.addEventListener("click", () => acceptProposal(current));
+      ["#p-name", "#p-parent"].forEach((sel) => $(sel)?.addEventListener("input", () => renderAcceptButton(current)));
+      renderAcceptButton(current);
       $("#p-reject")?.addEventListener("click", () => rejectProposal(current));
       $$("[data-member]").forEach((box) => box.addEventListener("change", () => {
         const ex = state.excluded.get(current.id) || new Set();
@@ -732,13 +748,30 @@
       </div>`;
   }
 
+  function proposalTarget(p) {
+    const name = ($("#p-name")?.value.trim() || p.suggested_name).replace(/\\/g, "\\\\").replace(/\//g, "\\/");
+    const parent = $("#p-parent")?.value.trim().replace(/\/+$/, "") || p.suggested_parent?.path || "";
+    const path = parent ? `${parent}/${name}` : name;
+    return { name, parent, path, exists: state.byPath.has(path) };
+  }
+
+  function renderAcceptButton(p) {
+    const button = $("#p-accept");
+    if (!button) return;
+    const target = proposalTarget(p);
+    button.innerHTML = `${target.exists ? "Add to existing label" : "Accept and label"} <kbd>A</kbd>`;
+    button.title = target.exists ? `${target.path} exists: its members get that label` : `Creates ${target.path}`;
+  }
+
   async function acceptProposal(p) {
     const ex = state.excluded.get(p.id) || new Set();
-    const body = { name: $("#p-name")?.value.trim() || p.suggested_name, parent: $("#p-parent")?.value.trim() || undefined };
+    const target = proposalTarget(p);
+    // A label that exists already (an earlier proposal of the same missing label) is used, not duplicated.
+    const body = target.exists ? { into: target.path } : { name: $("#p-name")?.value.trim() || p.suggested_name, parent: target.parent || undefined };
     if (ex.size) body.members = p.members.map((m) => m.creative_id).filter((id) => !ex.has(id));
     try {
       const result = await api("POST", `/v1/proposals/${p.id}/accept`, body);
-      toast(`Created ${esc(result.label.path)} and labelled ${result.labelled} creatives.`);
+      toast(`${target.exists ? "Added to" : "Created"} ${esc(result.label.path)}: ${result.labelled} creatives labelled.`);
       await loadLabels();
       await loadProposals();
       refreshStats();
