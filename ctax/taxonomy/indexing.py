@@ -9,7 +9,7 @@ import logging
 from dataclasses import dataclass
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 from tqdm import tqdm
 
 from ctax.taxonomy.blobs import BlobStore
@@ -31,12 +31,16 @@ class SyncReport:
     unchanged: int = 0
 
 
-def sync_labels(session: Session, space: SharedSpace, index: LabelIndex) -> SyncReport:
+def sync_labels(factory: sessionmaker[Session], space: SharedSpace, index: LabelIndex) -> SyncReport:
+    """Reads the labels in a short transaction; encoding and index writes happen outside it, so the database
+    is never locked while a model runs."""
     version = space.version
     index.ensure_version(version, space.dim)
-    active = {label.id: label for label in session.scalars(select(Label).where(Label.status == "active"))}
+    with factory() as session:
+        active = {row.id: (row.path, row.depth) for row in session.execute(
+            select(Label.id, Label.path, Label.depth).where(Label.status == "active"))}
     stored = index.label_payloads(version)
-    wanted = {lid: (label.path, space.phrase(LabelPath.parse(label.path))) for lid, label in active.items()}
+    wanted = {lid: (path, space.phrase(LabelPath.parse(path))) for lid, (path, _) in active.items()}
     changed = [
         lid
         for lid, (path, phrase) in wanted.items()
@@ -45,7 +49,7 @@ def sync_labels(session: Session, space: SharedSpace, index: LabelIndex) -> Sync
     gone = [lid for lid in stored if lid not in active]
     if changed:
         vectors = space.text.encode([wanted[lid][1] for lid in changed])
-        payloads = [{"path": wanted[lid][0], "phrase": wanted[lid][1], "depth": active[lid].depth} for lid in changed]
+        payloads = [{"path": wanted[lid][0], "phrase": wanted[lid][1], "depth": active[lid][1]} for lid in changed]
         index.upsert_labels(version, changed, vectors, payloads)
     index.delete_labels(version, gone)
     report = SyncReport(len(changed), len(gone), len(wanted) - len(changed))
@@ -64,7 +68,7 @@ def content_of(item: LabelledCreative, blobs: BlobStore, space: SharedSpace, ocr
 
 
 def sync_exemplars(
-    session: Session,
+    factory: sessionmaker[Session],
     space: SharedSpace,
     index: LabelIndex,
     blobs: BlobStore,
@@ -73,7 +77,8 @@ def sync_exemplars(
 ) -> SyncReport:
     version = space.version
     index.ensure_version(version, space.dim)
-    wanted = {item.creative_id: item for item in current_annotations(session)}
+    with factory() as session:
+        wanted = {item.creative_id: item for item in current_annotations(session)}
     stored = index.exemplar_labels(version)
     changed = [cid for cid, item in wanted.items() if stored.get(cid) != item.label_id]
     gone = [cid for cid in stored if cid not in wanted]

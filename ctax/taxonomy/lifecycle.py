@@ -64,9 +64,8 @@ def bootstrap(
 def build(
     factory: sessionmaker[Session], space: SharedSpace, index: LabelIndex, blobs: BlobStore, ocr: OcrReader | None
 ) -> None:
-    with transaction(factory) as session:
-        sync_labels(session, space, index)
-        sync_exemplars(session, space, index, blobs, ocr)
+    sync_labels(factory, space, index)
+    sync_exemplars(factory, space, index, blobs, ocr)
 
 
 def held_from_index(

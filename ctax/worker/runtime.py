@@ -155,8 +155,7 @@ class Runtime:
         if self.owns_index:
             # The taxonomy changed since this labeller was built: embed what changed before labelling with it,
             # so a label created a moment ago (by an admin or a reviewer) is already a candidate.
-            with transaction(self.factory) as session:
-                sync_labels(session, space, self.index)
+            sync_labels(self.factory, space, self.index)
         labeller = Labeller(
             space,
             self.index,

@@ -25,8 +25,7 @@ def test_rename_describe_retire_and_add_reembed_what_changed(runtime: Runtime, p
         catalog.retire_label(session, session.get(Label, pitt_labels["PSA/Animal Rights"]))
         catalog.create_label(session, LabelPath.parse("Product/Automotive/Motorbikes"))
         session.get(Label, pitt_labels["PSA"]).description = "public service announcements"
-    with transaction(runtime.factory) as session:
-        report = sync_labels(session, space, runtime.index)
+    report = sync_labels(runtime.factory, space, runtime.index)
     assert (report.upserted, report.deleted) == (3, 1)  # Automotive, its Cars, the new Motorbikes; Animal Rights
     payloads = runtime.index.label_payloads(version)
     assert payloads[pitt_labels["Product/Vehicles/Cars"]]["path"] == "Product/Automotive/Cars"
@@ -35,8 +34,7 @@ def test_rename_describe_retire_and_add_reembed_what_changed(runtime: Runtime, p
     after = dict(zip(after_ids, after_vectors, strict=True))
     assert not np.allclose(after[pitt_labels["Product/Vehicles"]], before[pitt_labels["Product/Vehicles"]])
     assert np.allclose(after[pitt_labels["PSA"]], before[pitt_labels["PSA"]])  # untouched labels keep their vector
-    with transaction(runtime.factory) as session:
-        assert sync_labels(session, space, runtime.index).upserted == 0  # idempotent
+    assert sync_labels(runtime.factory, space, runtime.index).upserted == 0  # idempotent
 
     # The labeller sees the new taxonomy at once: the new label is a candidate without any task running.
     ranked = runtime.labeller().label([_request("a fast motorbike for the open road")])[0].prediction["top_k"]
@@ -55,17 +53,14 @@ def test_exemplars_follow_the_latest_annotation(runtime: Runtime, pitt_labels) -
         creative = Creative(source="import", status="labelled", texts=["Adopt a dog"])
         session.add(creative)
         session.add(Annotation(creative=creative, label_id=pitt_labels["PSA/Animal Rights"], source="import"))
-    with transaction(runtime.factory) as session:
-        assert sync_exemplars(session, space, runtime.index, runtime.blobs).upserted == 1
+    assert sync_exemplars(runtime.factory, space, runtime.index, runtime.blobs).upserted == 1
     assert runtime.index.exemplar_labels(space.version) == {creative.id: pitt_labels["PSA/Animal Rights"]}
     with transaction(runtime.factory) as session:  # a reviewer relabels it
         session.add(Annotation(creative_id=creative.id, label_id=pitt_labels["Product/Pets/Pet Food"],
                                source="review"))
-    with transaction(runtime.factory) as session:
-        sync_exemplars(session, space, runtime.index, runtime.blobs)
+    sync_exemplars(runtime.factory, space, runtime.index, runtime.blobs)
     assert runtime.index.exemplar_labels(space.version) == {creative.id: pitt_labels["Product/Pets/Pet Food"]}
     with transaction(runtime.factory) as session:  # then rejects it: no longer an example of anything
         session.add(Annotation(creative_id=creative.id, label_id=None, kind="reject", source="review"))
-    with transaction(runtime.factory) as session:
-        assert sync_exemplars(session, space, runtime.index, runtime.blobs).deleted == 1
+    assert sync_exemplars(runtime.factory, space, runtime.index, runtime.blobs).deleted == 1
     assert runtime.index.exemplar_labels(space.version) == {}

@@ -110,7 +110,7 @@ class TextTrainingRecipe:
     max_seq_length: int = 64
     texts_per_epoch: int = 1
     targets: HierarchyTargets = field(default_factory=HierarchyTargets)
-    graded_labels_per_text: int = 4
+    graded_labels_per_text: int = 2
 
 
 DEFAULT_RECIPE = TextTrainingRecipe()
@@ -266,19 +266,18 @@ def build_training_datasets(
 
 
 def _graded_labels(truth: str, tree: _Tree, pool: Sequence[str], count: int, rng: random.Random) -> list[str]:
-    # The own label always, then one label per relation tier so that every batch holds the whole ordering
-    # (own > parent > sibling > other) instead of mostly easy unrelated pairs.
-    chosen = [truth]
+    # The own label, then labels drawn from the relation tiers (parent, sibling, unrelated) in a random order:
+    # CoSENT ranks every pair of the batch against every other, so a batch of such rows holds the whole
+    # ordering own > parent > sibling > other without paying for every tier on every text.
     chain = tree.ancestors(truth)
-    if chain:
-        chosen.append(chain[0])
     siblings = tree.siblings(truth)
-    if siblings:
-        chosen.append(rng.choice(siblings))
     others = [label for label in pool if label != truth and label not in chain and label not in siblings]
-    while len(chosen) < count and others:
-        chosen.append(others.pop(rng.randrange(len(others))))
-    return chosen[: max(count, 1)]
+    tiers = [tier for tier in ([chain[0]] if chain else [], siblings, others) if tier]
+    rng.shuffle(tiers)
+    chosen = [truth]
+    for tier in tiers[: max(count - 1, 0)]:
+        chosen.append(rng.choice(tier))
+    return chosen
 
 
 def _make_losses(model: Any, recipe: TextTrainingRecipe, names: Sequence[str]) -> dict[str, Any]:

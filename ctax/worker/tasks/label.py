@@ -7,6 +7,7 @@ import logging
 from celery import shared_task
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm.exc import StaleDataError
 
 from ctax.taxonomy import creatives
 from ctax.taxonomy.db.models import Creative, utcnow
@@ -58,11 +59,29 @@ def run(rt: Runtime, ids: list[str]) -> dict[str, int]:
             _fail_all(rt, [r.creative_id for r in requests], f"labelling failed: {exc!r}", counts)
             outcomes = []
         try:
-            _store(rt, labeller.version, outcomes, broken, counts)
+            _store_retrying(rt, labeller.version, outcomes, broken, counts)
         except OperationalError as exc:
             log.exception("storing results failed")
             _fail_all(rt, [o.creative_id for o in outcomes], f"storing results failed: {exc!r}", counts)
     return counts
+
+
+def _store_retrying(rt: Runtime, version: str, outcomes: list[LabelOutcome], broken: list[tuple[str, str]],
+                    counts: dict[str, int], attempts: int = 3) -> None:
+    """A reviewer deciding an item while its creative is re-flagged bumps the item's version under us
+    (StaleDataError); the whole transaction rolled back, so storing again from scratch is safe."""
+    for attempt in range(attempts):
+        trial = dict.fromkeys(counts, 0)
+        try:
+            _store(rt, version, outcomes, broken, trial)
+        except StaleDataError:
+            if attempt == attempts - 1:
+                raise
+            log.info("review item changed while storing results; retrying")
+            continue
+        for key, value in trial.items():
+            counts[key] += value
+        return
 
 
 def _store(rt: Runtime, version: str, outcomes: list[LabelOutcome], broken: list[tuple[str, str]],
