@@ -50,7 +50,7 @@ def priority_of(decision: Decision) -> tuple[float, str]:
         fit, threshold = scores.get("fit"), scores.get("new_label_threshold")
         distance = (threshold - fit) if fit is not None and threshold is not None else 0.0
         parts.append(
-            (1.0 + distance, f"fits no label (fit {fit:.2f} < {threshold:.2f})" if fit is not None else "fits no label")
+            (1.0 + distance, f"fits no label (fit {fit:.3f} < {threshold:.3f})" if fit is not None else "fits no label")
         )
     margin = scores.get("margin")
     if margin is not None:
