@@ -5,8 +5,8 @@ Scores
 - exemplar share v(l): the share of the creative's nearest labelled exemplars (weighted by similarity) whose
   label is l or a descendant of l (a child's creatives are its parent's creatives too).
 - combined c(l) = s(l) + exemplar_weight * v(l); labels are ranked by c.
-- fit = max s(l) + exemplar_fit_weight * max exemplar similarity; a creative "fits" the taxonomy when fit is
-  at least the `new_label` threshold; novelty = -fit, so higher means newer.
+- fit = (1 - w) max s(l) + w * mean similarity of the nearest exemplars (w = exemplar_fit_weight); a creative
+  "fits" the taxonomy when fit is at least the `new_label` threshold; novelty = -fit, so higher means newer.
 - wrong-label gap = c(top label) - c(asserted label, or its best descendant); flagged when above the
   asserted label's threshold.
 Thresholds and weights belong to a model version and are calibrated on held-out data (calibration.py).
@@ -112,9 +112,16 @@ class Trigger:
         return combined, shares
 
     def fit(self, evidence: Evidence) -> float:
+        """(1 - w) * best label similarity + w * mean similarity of the nearest exemplars (w: exemplar_fit_weight).
+
+        The mean over the neighbours, not the best one, measured best for novelty (docs/text_training_study.md):
+        a new kind of creative may sit near one stray exemplar, rarely near ten."""
         best_label = max((s for lid, s in evidence.label_scores.items() if lid in self.taxonomy), default=-1.0)
-        best_exemplar = max((s for _, s in evidence.exemplars), default=0.0)
-        return best_label + self.thresholds.exemplar_fit_weight * best_exemplar
+        weight = self.thresholds.exemplar_fit_weight
+        if not evidence.exemplars or weight <= 0:
+            return best_label
+        mean_exemplar = sum(s for _, s in evidence.exemplars) / len(evidence.exemplars)
+        return (1 - weight) * best_label + weight * mean_exemplar
 
     def wrong_gap(self, combined: Mapping[int, float], top: int, asserted: int) -> float | None:
         """How far the asserted label trails the top label; None when it lies on the top label's lineage."""
