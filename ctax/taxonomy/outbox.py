@@ -17,9 +17,9 @@ LABEL_CREATIVES = "ctax.label.creatives"
 SYNC_INDEX = "ctax.index.sync"
 ACTIVATE_VERSION = "ctax.index.activate"
 TRAIN = "ctax.training.run"
-DISCOVER = "ctax.index.discover"
+DISCOVER = "ctax.discovery.run"
 
-DEFAULT_QUEUES = {SYNC_INDEX: INDEX_QUEUE, ACTIVATE_VERSION: INDEX_QUEUE, DISCOVER: INDEX_QUEUE, TRAIN: TRAIN_QUEUE}
+DEFAULT_QUEUES = {SYNC_INDEX: INDEX_QUEUE, ACTIVATE_VERSION: INDEX_QUEUE, DISCOVER: TRAIN_QUEUE, TRAIN: TRAIN_QUEUE}
 
 
 def enqueue(session: Session, task: str, *args: object, queue: str | None = None) -> OutboxJob:

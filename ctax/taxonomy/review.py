@@ -30,6 +30,8 @@ REOPEN = "reopen"
 Order = Literal["priority", "newest", "oldest", "score", "-score"]
 # Discovery runs by itself once this many creatives were flagged new_label since it last ran.
 AUTO_DISCOVER_EVERY = 20
+# A flood of new_label flags (a new campaign, a broken model) must not queue discovery after discovery.
+AUTO_DISCOVER_MIN_INTERVAL = dt.timedelta(minutes=10)
 
 
 # -- flagging (called by the labelling worker) ---------------------------------------------------------------
@@ -102,6 +104,8 @@ def flag_for_review(
 def maybe_request_discovery(session: Session, every: int = AUTO_DISCOVER_EVERY) -> OutboxJob | None:
     """Queue discovery once `every` creatives were flagged new_label since the last request (sent or not)."""
     last = session.scalar(select(func.max(OutboxJob.created_at)).where(OutboxJob.task == DISCOVER))
+    if last is not None and utcnow() - last < AUTO_DISCOVER_MIN_INTERVAL:
+        return None
     query = select(func.count(ReviewItem.id)).where(ReviewItem.flag == "new_label", ReviewItem.status == "open")
     if last is not None:
         query = query.where(ReviewItem.created_at > last)

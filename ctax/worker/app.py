@@ -30,6 +30,8 @@ def create_celery(settings: Settings, queues: list[str] | None = None, owns_inde
             LABEL_CREATIVES: {"queue": settings.label_queue},
             "ctax.index.*": {"queue": INDEX_QUEUE},
             "ctax.training.*": {"queue": TRAIN_QUEUE},
+            # Long jobs share the training worker, so they never hold up labelling.
+            "ctax.discovery.*": {"queue": TRAIN_QUEUE},
         },
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,

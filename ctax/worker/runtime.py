@@ -28,6 +28,7 @@ from ctax.taxonomy.embedding.space import SharedSpace
 from ctax.taxonomy.index import LabelIndex, open_qdrant
 from ctax.taxonomy.indexing import sync_labels
 from ctax.taxonomy.labelling import Labeller
+from ctax.taxonomy.labels import Taxonomy
 from ctax.taxonomy.lifecycle import bootstrap
 from ctax.taxonomy.training import registry
 from ctax.taxonomy.trigger import Thresholds
@@ -137,6 +138,16 @@ class Runtime:
             row.last_seen_at = utcnow()
 
     # -- labelling -----------------------------------------------------------------------------------------
+    def active_space(self) -> tuple[SharedSpace, Taxonomy]:
+        """The active version's encoders and the current taxonomy, without touching the index (any worker)."""
+        with transaction(self.factory) as session:
+            version = registry.active_version(session)
+            if version is None:
+                raise RuntimeError("no active model version yet")
+            taxonomy = active_taxonomy(session)
+            version_id, directory = version.id, Path(version.artefact_dir)
+        return self.space(version_id, directory), taxonomy
+
     def labeller(self, version: ModelVersion | None = None) -> Labeller:
         """A labeller for the active version (or the one given) and the current taxonomy."""
         with transaction(self.factory) as session:

@@ -141,7 +141,8 @@ def test_discovery_can_be_requested(client, keys, factory) -> None:
 
 
 def test_enough_new_label_flags_request_discovery_by_themselves(factory, flag_creative) -> None:
-    from ctax.taxonomy.review import AUTO_DISCOVER_EVERY
+    from ctax.taxonomy.db.session import transaction
+    from ctax.taxonomy.review import AUTO_DISCOVER_EVERY, AUTO_DISCOVER_MIN_INTERVAL
 
     def jobs() -> int:
         with factory() as session:
@@ -152,8 +153,14 @@ def test_enough_new_label_flags_request_discovery_by_themselves(factory, flag_cr
     assert jobs() == 0
     flag_creative("One more new thing", FAR)
     assert jobs() == 1
-    flag_creative("And another", FAR)
-    assert jobs() == 1  # the count starts again from the last request
+    for n in range(AUTO_DISCOVER_EVERY):
+        flag_creative(f"And another {n}", FAR)
+    assert jobs() == 1  # a flood of flags asks at most once per AUTO_DISCOVER_MIN_INTERVAL
+    with transaction(factory) as session:  # ...which has passed since the last request
+        last = session.scalar(select(OutboxJob).where(OutboxJob.task == DISCOVER))
+        last.created_at -= AUTO_DISCOVER_MIN_INTERVAL
+    flag_creative("Yet another", FAR)
+    assert jobs() == 2
 
 
 def test_a_second_proposal_of_the_same_missing_label_is_accepted_into_it(client, keys, factory,

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import select
 
-from ctax.taxonomy.config import INDEX_QUEUE, LABEL_QUEUE
+from ctax.taxonomy.config import INDEX_QUEUE, LABEL_QUEUE, TRAIN_QUEUE
 from ctax.taxonomy.db.models import Label, Proposal, ReviewItem
 from ctax.worker.runtime import Runtime
 from ctax.worker.tasks import discovery
@@ -46,7 +46,11 @@ def test_discovery_turns_clusters_of_new_label_creatives_into_proposals(runtime,
     for text in DOGS + SOLAR + STRAYS:
         flag_creative(text, FAR)
 
-    counts = discovery.run(runtime, {"min_cluster_size": 3})
+    # Discovery runs on the training worker: it must not need the index, which the labelling worker holds
+    # (local mode would refuse a second process with IndexLocked).
+    trainer = Runtime(runtime.settings, [TRAIN_QUEUE], owns_index=False)
+    counts = discovery.run(trainer, {"min_cluster_size": 3})
+    assert trainer._index is None
     version = runtime.labeller().version
 
     assert counts["items"] == 15 and counts["proposals"] == 2
@@ -66,5 +70,5 @@ def test_discovery_turns_clusters_of_new_label_creatives_into_proposals(runtime,
         linked = {i.creative_id for i in session.scalars(select(ReviewItem).where(ReviewItem.proposal_id == dogs.id))}
         assert linked == set(dogs.member_ids)
 
-    again = discovery.run(runtime, {"min_cluster_size": 3})
+    again = discovery.run(trainer, {"min_cluster_size": 3})
     assert again["updated"] == 2 and again["created"] == 0  # stable proposals across runs

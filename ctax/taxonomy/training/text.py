@@ -96,8 +96,13 @@ SamplerKind = Literal["shuffle", "no_duplicates"]
 class TextTrainingRecipe:
     """How to fine-tune; the defaults are the recipe the study chose.
 
-    ``passes_texts``: each epoch visits every creative once with the next of its texts (cycling), so an epoch
-    costs one pair per creative whatever the number of texts; ``0`` uses every text of every creative each epoch.
+    ``texts_per_epoch``: each epoch visits every creative with that many of its texts, cycling through them
+    across epochs, so an epoch costs the same whatever the number of texts; ``0`` uses every text each epoch.
+    ``negatives``: hard negatives added to every (text, label phrase) pair for MultipleNegativesRankingLoss:
+    ``sibling`` (another child of the label's parent, else the closest relative), ``parent`` (the label's parent:
+    the leaf must beat it, or parents take top-1), ``random`` (any other leaf).
+    ``targets`` / ``graded_labels_per_text``: the graded cosine targets and how many labels each text is paired
+    with for the CoSENT / cosine losses.
     """
 
     loss: LossKind = "mnrl"
@@ -123,24 +128,31 @@ class _Tree:
 
     def __init__(self, labels: Sequence[str], parent_of: Mapping[str, str | None]) -> None:
         self.labels = list(labels)
-        self.parent_of = {label: parent_of.get(label) for label in self.labels}
+        self.known = set(self.labels)
+        self.parent_of = dict(parent_of)
         self.children: dict[str | None, list[str]] = defaultdict(list)
         for label in self.labels:
-            self.children[self.parent_of[label]].append(label)
+            self.children[self.nearest_known_parent(label)].append(label)
+
+    def nearest_known_parent(self, label: str) -> str | None:
+        chain = self.ancestors(label)
+        return chain[0] if chain else None
 
     def ancestors(self, label: str) -> list[str]:
+        """The ancestors that have a phrase, nearest first (a parent without one is skipped, not a dead end)."""
         chain: list[str] = []
         seen = {label}
         parent = self.parent_of.get(label)
         # A cycle in a hand-edited tree must not hang training.
         while parent is not None and parent not in seen:
-            chain.append(parent)
+            if parent in self.known:
+                chain.append(parent)
             seen.add(parent)
             parent = self.parent_of.get(parent)
         return chain
 
     def siblings(self, label: str) -> list[str]:
-        return [other for other in self.children[self.parent_of.get(label)] if other != label]
+        return [other for other in self.children[self.nearest_known_parent(label)] if other != label]
 
     def target(self, truth: str, label: str, targets: HierarchyTargets) -> float:
         if label == truth:

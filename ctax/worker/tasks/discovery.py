@@ -40,8 +40,8 @@ def run(rt: Runtime, options: dict[str, Any]) -> dict[str, int]:
         min_cluster_size=int(options.get("min_cluster_size") or defaults.min_cluster_size),
         min_samples=int(options["min_samples"]) if options.get("min_samples") else None,
     )
-    labeller = rt.labeller()
-    space = labeller.space
+    # Runs on the training worker, which never opens the index: the label vectors come from the space itself.
+    space, taxonomy = rt.active_space()
     with transaction(rt.factory) as session:
         rows = session.execute(
             select(Creative.id, Creative.texts, Creative.ocr_text, Creative.image_sha256)
@@ -79,9 +79,8 @@ def run(rt: Runtime, options: dict[str, Any]) -> dict[str, int]:
                 ids.append(row.id)
                 texts.append(_text_of(row.texts, row.ocr_text))
                 vectors.append(encoded.vector)
-    label_ids, label_vectors = rt.index.label_vectors(space.version)
-    keep = [n for n, lid in enumerate(label_ids) if lid in labeller.taxonomy]
-    labels = LabelVectors([label_ids[n] for n in keep], label_vectors[keep], labeller.taxonomy)
+    label_ids = sorted(taxonomy.nodes)
+    labels = LabelVectors(label_ids, space.encode_labels([taxonomy.path(i) for i in label_ids]), taxonomy)
     matrix = np.stack(vectors) if vectors else np.zeros((0, space.dim), np.float32)
     drafts = propose(ids, matrix, texts, labels, background, params)
     with transaction(rt.factory) as session:
