@@ -43,7 +43,12 @@ class Settings(BaseSettings):
     image_enabled: bool = True
     ocr_enabled: bool = True
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    label_template: str = Field(default="{path}", description="How a label path is phrased for the text tower.")
+    # Both templates were chosen by measurement (docs/text_training_study.md): the pretrained encoder reads a
+    # sentence best, while the fine-tuned one learns the leaf-plus-path form that keeps siblings apart.
+    label_template: str = Field(default="an ad for {leaf}, under {parent}",
+                                description="How the pretrained version phrases a label path for the text tower.")
+    train_label_template: str = Field(default="{leaf} ({pretty_path})",
+                                      description="How training phrases label paths; trained versions keep it.")
 
     # Labelling.
     top_k: int = Field(default=5, ge=1, le=50)
@@ -65,7 +70,7 @@ class Settings(BaseSettings):
     # Review and training.
     claim_ttl_s: float = Field(default=900.0, gt=0)
     auto_promote: bool = False
-    train_epochs: int = Field(default=2, ge=1)
+    train_epochs: int = Field(default=3, ge=1)
     train_batch_size: int = Field(default=64, ge=2)
     train_image_epochs: int = Field(default=30, ge=1)
     train_seed: int = 13

@@ -99,7 +99,9 @@ def test_train_calibrate_compare_promote_and_roll_back(trainer: Runtime, shared_
     directory = Path(version.artefact_dir)
     for name in ("config.json", "thresholds.json", "metrics.json", "labels.json", "MODEL_CARD.md", "text"):
         assert (directory / name).exists(), name
-    assert "v2-trained" in (directory / "MODEL_CARD.md").read_text()
+    card = (directory / "MODEL_CARD.md").read_text()
+    assert "# Model card: v2-trained" in card and "- `new_label` threshold" in card
+    assert "## Compared with the active version (v1-pretrained)" in card and "{'" not in card
 
     build_version(version_id)
     assert get(trainer, ModelVersion, version_id).index_ready

@@ -206,7 +206,7 @@ def run_training(factory: sessionmaker[Session], settings: Settings, blobs: Blob
         version_id, directory = version.id, Path(version.artefact_dir)
         session.get(TrainingRun, run_id).candidate_version_id = version_id  # type: ignore[union-attr]
     try:
-        template = settings.label_template
+        template = settings.train_label_template
         phrases = {str(path): path.phrase(template) for path in snap.paths.values()}
         parents = {str(path): (str(path.parent) if path.parent else None) for path in snap.paths.values()}
         examples = [(list(e.texts) or [e.ocr_text or ""], str(snap.paths[e.label_id])) for e in train

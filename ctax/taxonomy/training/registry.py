@@ -132,6 +132,37 @@ def write_json(directory: Path, name: str, data: Any) -> None:
     (directory / name).write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
+def _cell(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _calibration_lines(calibration: Any) -> list[str]:
+    """The calibration report in words: which thresholds were chosen and what they gave on held-out data."""
+    if not isinstance(calibration, Mapping):
+        return []
+    lines = ["", "## Calibration", ""]
+    novelty = calibration.get("new_label") or {}
+    if novelty:
+        lines.append(f"- `new_label` threshold {_cell(novelty.get('threshold'))}: precision "
+                     f"{_cell(novelty.get('precision'))}, recall {_cell(novelty.get('recall'))}, AUROC "
+                     f"{_cell(novelty.get('auroc'))} ({novelty.get('method', '')}); exemplar fit weight "
+                     f"{novelty.get('exemplar_fit_weight')}")
+    wrong = calibration.get("wrong_label") or {}
+    if wrong:
+        lines.append(f"- `wrong_label` threshold {_cell(wrong.get('threshold'))} ({wrong.get('per_label', 0)} "
+                     f"per-label): precision {_cell(wrong.get('precision'))}, recall {_cell(wrong.get('recall'))}, "
+                     f"AUROC {_cell(wrong.get('auroc'))} ({wrong.get('method', '')})")
+    low = calibration.get("low_confidence") or {}
+    if low:
+        lines.append(f"- `low_confidence` margin {_cell(low.get('margin'))}: flags {_cell(low.get('flagged_share'))} "
+                     f"of creatives, error rate {_cell(low.get('error_rate_flagged'))} among them against "
+                     f"{_cell(low.get('error_rate_unflagged'))} elsewhere")
+    weight = calibration.get("exemplar_weight") or {}
+    if weight:
+        lines.append(f"- exemplar weight in the ranking: {weight.get('chosen')}")
+    return lines if len(lines) > 3 else []
+
+
 def write_model_card(version: ModelVersion, extra: Mapping[str, Any] | None = None) -> Path:
     directory = Path(version.artefact_dir)
     config = version.config or {}
@@ -149,23 +180,22 @@ def write_model_card(version: ModelVersion, extra: Mapping[str, Any] | None = No
         "",
     ]
     metrics = version.metrics or {}
-    if metrics:
+    scalars = {k: v for k, v in metrics.items() if not isinstance(v, Mapping | list)}
+    if scalars:
         lines += ["| metric | value |", "|---|---|"]
-        lines += [
-            f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in sorted(metrics.items())
-        ]
+        lines += [f"| {k} | {_cell(v)} |" for k, v in sorted(scalars.items())]
     else:
         lines.append("No labelled held-out data was available; thresholds are the documented defaults.")
+    lines += _calibration_lines(metrics.get("calibration"))
     lines += ["", "## Thresholds", "", "```json", json.dumps(version.thresholds or {}, indent=2)[:4000], "```"]
-    if version.comparison:
-        lines += [
-            "",
-            "## Compared with the active version",
-            "",
-            "```json",
-            json.dumps(version.comparison, indent=2, default=str),
-            "```",
-        ]
+    comparison = version.comparison or {}
+    if comparison.get("candidate") and comparison.get("active"):
+        verdict = "better" if comparison.get("better") else "not better"
+        lines += ["", f"## Compared with the active version ({comparison.get('against')}): {verdict}", "",
+                  f"| metric | this version | {comparison.get('against')} |", "|---|---|---|"]
+        lines += [f"| {k} | {_cell(v)} | {_cell(comparison['active'].get(k))} |"
+                  for k, v in comparison["candidate"].items()]
+        lines += ["", *[f"- {reason}" for reason in comparison.get("reasons") or []]]
     for title, body in (extra or {}).items():
         lines += ["", f"## {title}", "", str(body)]
     path = directory / "MODEL_CARD.md"

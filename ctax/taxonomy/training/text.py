@@ -22,53 +22,6 @@ if TYPE_CHECKING:
 
 ProgressFn = Callable[[float, str], None]
 
-PATH_SEPARATOR = "/"
-
-# The template the study recommends; see docs/text_training_study.md for the comparison.
-DEFAULT_LABEL_TEMPLATE = "{leaf} ({pretty_path})"
-
-#: Placeholders understood by :func:`phrase_label`.
-TEMPLATE_PLACEHOLDERS: Mapping[str, str] = {
-    "path": "the segments joined with '/', e.g. 'Product/Vehicles/Cars'",
-    "pretty_path": "the segments joined with ' > ', e.g. 'Product > Vehicles > Cars'",
-    "leaf": "the last segment, e.g. 'Cars'",
-    "parent": "the segment above the leaf, e.g. 'Vehicles'; the leaf itself for a top-level label",
-    "root": "the first segment, e.g. 'Product'",
-    "ancestors": "the segments above the leaf joined with ' > ', e.g. 'Product > Vehicles'; "
-    "the leaf itself for a top-level label",
-}
-
-
-def phrase_label(path: Sequence[str], template: str = DEFAULT_LABEL_TEMPLATE) -> str:
-    """The string the text tower encodes for a label path, given as its segments.
-
-    Placeholders (``str.format`` style): ``{path}``, ``{pretty_path}``, ``{leaf}``, ``{parent}``, ``{root}``,
-    ``{ancestors}``; see :data:`TEMPLATE_PLACEHOLDERS`. ``{parent}`` and ``{ancestors}`` fall back to the leaf
-    for a top-level label so that one template serves every level of the tree.
-
-    >>> phrase_label(["Product", "Vehicles", "Cars"], "an ad for {leaf}, under {parent}")
-    'an ad for Cars, under Vehicles'
-    >>> phrase_label(["PSA"], "{leaf} ({pretty_path})")
-    'PSA (PSA)'
-    """
-    segments = [segment.strip() for segment in path if segment.strip()]
-    if not segments:
-        raise ValueError("a label path needs at least one non-empty segment")
-    leaf = segments[-1]
-    values = {
-        "path": PATH_SEPARATOR.join(segments),
-        "pretty_path": " > ".join(segments),
-        "leaf": leaf,
-        "parent": segments[-2] if len(segments) > 1 else leaf,
-        "root": segments[0],
-        "ancestors": " > ".join(segments[:-1]) if len(segments) > 1 else leaf,
-    }
-    try:
-        return template.format(**values)
-    except (KeyError, IndexError) as exc:
-        known = ", ".join("{" + name + "}" for name in TEMPLATE_PLACEHOLDERS)
-        raise ValueError(f"label template {template!r} uses an unknown placeholder {exc}; known: {known}") from exc
-
 
 @dataclass(frozen=True)
 class HierarchyTargets:
@@ -106,7 +59,7 @@ class TextTrainingRecipe:
     """
 
     loss: LossKind = "mnrl"
-    negatives: tuple[NegativeKind, ...] = ("sibling",)
+    negatives: tuple[NegativeKind, ...] = ("sibling", "parent")
     sampler: SamplerKind = "shuffle"
     learning_rate: float = 1e-4
     warmup_ratio: float = 0.1
@@ -352,7 +305,7 @@ def train_text_tower(
     """Fine-tune a sentence-transformers text tower on (creative texts, label path) examples; return ``out_dir``.
 
     ``examples``: the texts of one creative with its label path (a leaf or a parent). ``label_phrases``: every
-    label path (leaves and parents) to the string the tower encodes for it, e.g. via :func:`phrase_label`.
+    label path (leaves and parents) to the string the tower encodes for it, e.g. via ``LabelPath.phrase``.
     ``parent_of``: each label path's parent path, ``None`` at the top. Raises ValueError when the examples are too
     few to train on (see :func:`check_trainable`) or name a label without a phrase.
     """
