@@ -306,20 +306,24 @@ def models_list() -> None:
     from ctax.taxonomy.db.models import ModelVersion
 
     settings = _settings()
-    table = Table("version", "status", "top1", "novelty AUROC", "wrong-label AUROC", "created")
+    headline = ("top1", "novelty_auroc", "wrong_label_auroc")
+    table = Table("version", "status", "top-1", "novelty AUROC", "wrong-label AUROC", "created",
+                  caption="own held-out split; 'vs' rows: the same split, measured when the candidate was trained")
+    table.columns[0].no_wrap = True
+
+    def cells(metrics: dict[str, object]) -> list[str]:
+        return [f"{metrics[k]:.3f}" if isinstance(metrics.get(k), float) else "-" for k in headline]
+
     with _factory(settings)() as session:
         for v in session.scalars(select(ModelVersion).order_by(ModelVersion.seq)):
-            m = v.metrics or {}
-            table.add_row(
-                v.id,
-                v.status,
-                *(
-                    f"{m[k]:.3f}" if isinstance(m.get(k), float) else "-"
-                    for k in ("top1", "novelty_auroc", "wrong_label_auroc")
-                ),
-                f"{v.created_at:%Y-%m-%d %H:%M}",
-            )
-    Console().print(table)
+            table.add_row(v.id, v.status, *cells(v.metrics or {}), f"{v.created_at:%m-%d %H:%M}")
+            comparison = v.comparison or {}
+            if comparison.get("candidate") and comparison.get("active"):
+                verdict = "better" if comparison.get("better") else "not better"
+                table.add_row(f"  vs {comparison.get('against')}", verdict, *(
+                    f"{c} / {a}" for c, a in zip(cells(comparison["candidate"]), cells(comparison["active"]),
+                                                 strict=True)), "", style="dim")
+    Console(width=max(Console().width, 100)).print(table)
 
 
 @models_app.command("promote")
@@ -343,6 +347,27 @@ def models_promote(version_id: str, force: bool = False) -> None:
     _flush(settings, factory)
 
 
+@models_app.command("rollback")
+def models_rollback() -> None:
+    """Re-activate the version that was active before the current one (like POST /v1/models/rollback)."""
+    from ctax.taxonomy.db.session import transaction
+    from ctax.taxonomy.outbox import ACTIVATE_VERSION, enqueue
+    from ctax.taxonomy.training import registry
+
+    settings = _settings()
+    factory = _factory(settings)
+    try:
+        with transaction(factory) as session:
+            target = registry.rollback_target(session)
+            registry.mark_active(session, target)
+            enqueue(session, ACTIVATE_VERSION, target.id)
+            target_id = target.id
+    except Exception as exc:
+        _fail(exc)
+    console.print(f"{target_id} is active again; the worker swaps the index back now")
+    _flush(settings, factory)
+
+
 @app.command()
 def train(epochs: Annotated[int | None, typer.Option(help="text-tower epochs")] = None,
           image_epochs: Annotated[int | None, typer.Option(help="image-tower epochs")] = None,
@@ -350,7 +375,7 @@ def train(epochs: Annotated[int | None, typer.Option(help="text-tower epochs")] 
     """Start a training run on the worker's training queue (like POST /v1/training/runs)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ctax.taxonomy.db.models import TrainingRun
+    from ctax.taxonomy.db.models import ModelVersion, TrainingRun
     from ctax.taxonomy.db.session import transaction
     from ctax.taxonomy.outbox import TRAIN, enqueue
 
@@ -378,6 +403,15 @@ def train(epochs: Annotated[int | None, typer.Option(help="text-tower epochs")] 
                 if run.status in ("succeeded", "failed"):
                     break
             time.sleep(1)
+        if run.status == "succeeded":
+            # Promotion needs the candidate's index collections, which the labelling worker builds next.
+            bar.update(task, description=f"the labelling worker builds {run.candidate_version_id}'s index")
+            while True:
+                with factory() as session:
+                    version = session.get(ModelVersion, run.candidate_version_id)
+                    if version is None or version.index_ready or version.status == "failed":
+                        break
+                time.sleep(1)
     if run.status == "failed":
         _fail(RuntimeError(f"training run {run_id} failed: {run.error}"))
     console.print(f"candidate {run.candidate_version_id}: {json.dumps(run.metrics, default=str)}")

@@ -163,7 +163,9 @@ class LabelIndex:
         for row, vector in enumerate(vectors):
             ids = only[row] if only is not None else None
             query_filter = models.Filter(must=[models.HasIdCondition(has_id=list(ids))]) if ids else None
-            requests.append(models.QueryRequest(query=vector.tolist(), limit=limit, filter=query_filter))
+            requests.append(
+                models.QueryRequest(query=vector.tolist(), limit=limit, filter=query_filter, with_payload=False)
+            )
         if not requests:
             return []
         responses = self.client.query_batch_points(self.labels_collection(version), requests=requests)

@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
+from typer.testing import CliRunner
 
 import ctax.worker.runtime as runtime_module
 from ctax.api.app import create_app
+from ctax.cli import app
 from ctax.taxonomy import catalog
 from ctax.taxonomy.config import INDEX_QUEUE, LABEL_QUEUE, TRAIN_QUEUE
 from ctax.taxonomy.creatives import CreativeSubmission, create_creative
@@ -82,7 +84,7 @@ def label_one(rt: Runtime, text: str) -> Creative:
     return get(rt, Creative, creative.id)
 
 
-def test_train_calibrate_compare_promote_and_roll_back(trainer: Runtime, shared_data: Path) -> None:
+def test_train_calibrate_compare_promote_and_roll_back(trainer: Runtime, shared_data: Path, monkeypatch) -> None:
     seed_examples(trainer, shared_data, LABELS, 12)
     trainer.start()
     assert label_one(trainer, "I should buy this car because it is fast").model_version_id == "v1-pretrained"
@@ -105,6 +107,9 @@ def test_train_calibrate_compare_promote_and_roll_back(trainer: Runtime, shared_
 
     build_version(version_id)
     assert get(trainer, ModelVersion, version_id).index_ready
+    monkeypatch.setenv("CTAX_DATA_DIR", str(trainer.settings.data_dir))
+    listed = CliRunner().invoke(app, ["models", "list"])
+    assert listed.exit_code == 0 and "vs v1-pretrained" in listed.output and "candidate" in listed.output
     with transaction(trainer.factory) as session:  # as if the candidate had scored worse than the active one
         session.get(ModelVersion, version_id).comparison = {"better": False, "reasons": ["top1 drops"]}
     with TestClient(create_app(trainer.settings, start_dispatcher=False)) as client:
@@ -125,6 +130,14 @@ def test_train_calibrate_compare_promote_and_roll_back(trainer: Runtime, shared_
         activate_version("v1-pretrained")
         assert trainer.index.active_version() == "v1-pretrained"
         assert label_one(trainer, "Drink cola").model_version_id == "v1-pretrained"
+
+    # The same two calls from the command line.
+    assert CliRunner().invoke(app, ["models", "promote", version_id, "--force"]).exit_code == 0
+    assert get(trainer, ModelVersion, version_id).status == "active"
+    back = CliRunner().invoke(app, ["models", "rollback"])
+    assert back.exit_code == 0 and "v1-pretrained is active again" in back.output, back.output
+    assert get(trainer, ModelVersion, "v1-pretrained").status == "active"
+    assert get(trainer, ModelVersion, version_id).status == "retired"
 
 
 def _admin_key(rt: Runtime) -> str:
