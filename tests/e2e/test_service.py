@@ -27,7 +27,7 @@ def test_post_label_and_read_back(service: ServiceProcesses, shared_data, profil
     with service.client(poster) as http:
         text = http.post("/v1/creatives", json={"ocr_text": "Buy the new Honda Civic sedan, a great family car",
                                                 "asserted_label": "PSA/Animal Rights", "external_id": "civic-1"})
-        image = http.post("/v1/creatives", files={"image": ("ad.png", png_bytes("Adopt a dog today",
+        image = http.post("/v1/creatives", files={"image": ("ad.png", png_bytes("Stop animal cruelty",
                                                                                   size=(520, 180)), "image/png")})
         both = http.post("/v1/creatives", json={
             "image_base64": base64.b64encode(png_bytes("COLA", size=(200, 200))).decode(),
@@ -53,7 +53,7 @@ def test_post_label_and_read_back(service: ServiceProcesses, shared_data, profil
     assert civic["reasons"] and civic["scores"]["wrong_label_gap"] > civic["scores"]["wrong_label_threshold"]
 
     dog = results[ids[1]]
-    assert "dog" in dog["ocr_text"].lower() and dog["modalities_used"] == ["ocr"]
+    assert "animal" in dog["ocr_text"].lower() and dog["modalities_used"] == ["ocr"]
     assert dog["top_k"][0]["path"].startswith("PSA/Animal Rights")
     # The pretrained version has no trained image projection: results say so instead of guessing.
     assert "no trained projection" in dog["modalities"]["image"]
@@ -104,7 +104,7 @@ def test_gpu_role_consumes_its_own_queue(service_env, tmp_path, shared_data) -> 
     try:
         with service.client() as http:
             _import_pitt(http, shared_data)
-            creative_id = http.post("/v1/creatives", json={"ocr_text": "Adopt a shelter dog today"}).json()["id"]
+            creative_id = http.post("/v1/creatives", json={"ocr_text": "Stop animal cruelty today"}).json()["id"]
         [result] = service.wait_for([creative_id]).values()
         assert result["status"] == "labelled" and result["top_k"][0]["path"].startswith("PSA/Animal Rights")
         assert "ctax.label.gpu" in (tmp_path / "gpu-logs" / "worker-gpu.log").read_text()

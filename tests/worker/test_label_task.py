@@ -26,7 +26,7 @@ def load(rt: Runtime, ids: list[str]) -> dict[str, Creative]:
 
 
 def test_waiting_creatives_are_encoded_in_one_forward_pass_per_batch(runtime: Runtime) -> None:
-    texts = ["Buy the new Honda Civic", "Adopt a shelter dog today", "Ice cold cola for summer",
+    texts = ["Buy the new Honda Civic", "Stop animal cruelty today", "Ice cold cola for summer",
              "Stop smoking now", "Luxury perfume for her"] * 7  # 35 creatives, batch size 16
     ids = submit(runtime, *[CreativeSubmission(texts=[t]) for t in texts])
     transformer = runtime.labeller().space.text.model[0]
