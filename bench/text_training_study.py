@@ -275,6 +275,13 @@ STUDY_BASE: dict[str, Any] = {
 }
 
 
+# The figures every table of the study shows, in order.
+METRIC_COLUMNS = (
+    "val_top1", "top1", "leaf_top1", "top5", "tier1", "parent_top1", "parent_over_other_branches",
+    "novelty_auroc", "wrong_auroc", "novelty_precision", "novelty_recall",
+)
+
+
 def study_runs(quick: bool) -> list[RunSpec]:
     if quick:
         return [
@@ -595,21 +602,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         vec = encode_split(pretrained, split, [], work / "emb" / "pretrained.npz", with_train=True)
         results["logistic"] = logistic_reference(split, vec)
         save()
-    cols = [
-        "name",
-        "template",
-        "val_top1",
-        "top1",
-        "leaf_top1",
-        "top5",
-        "tier1",
-        "parent_top1",
-        "parent_over_other_branches",
-        "novelty_auroc",
-        "wrong_auroc",
-        "novelty_precision",
-        "novelty_recall",
-    ]
+    cols = ["name", "template", *METRIC_COLUMNS]
     base_rows = [{"name": name, **baseline[name]} for name in templates]
     print_table(console, "Pretrained nearest label, by template", base_rows, cols)
     print_table(
@@ -665,22 +658,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             **nearest_label_metrics(split, vec),
         }
         save()
-    run_cols = [
-        "name",
-        "epochs",
-        "val_top1",
-        "top1",
-        "leaf_top1",
-        "top5",
-        "tier1",
-        "parent_top1",
-        "parent_over_other_branches",
-        "novelty_auroc",
-        "wrong_auroc",
-        "novelty_precision",
-        "novelty_recall",
-        "train_seconds",
-    ]
+    run_cols = ["name", "epochs", *METRIC_COLUMNS, "train_seconds"]
     for name, run in runs.items():
         # Metrics added to the study after a run was cached are recomputed from its cached embeddings.
         if "parent_over_other_branches" not in run:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -326,9 +327,8 @@ def models_list() -> None:
     Console(width=max(Console().width, 100)).print(table)
 
 
-@models_app.command("promote")
-def models_promote(version_id: str, force: bool = False) -> None:
-    """Make a version active (refused when worse, unless --force)."""
+def _make_active(choose: Callable[[Any], Any], message: str) -> None:
+    """The database half of a promotion or rollback; the labelling worker swaps the index when it runs the job."""
     from ctax.taxonomy.db.session import transaction
     from ctax.taxonomy.outbox import ACTIVATE_VERSION, enqueue
     from ctax.taxonomy.training import registry
@@ -337,35 +337,35 @@ def models_promote(version_id: str, force: bool = False) -> None:
     factory = _factory(settings)
     try:
         with transaction(factory) as session:
-            version = registry.get_version(session, version_id)
-            registry.check_promotable(session, version, force)
+            version = choose(session)
             registry.mark_active(session, version)
             enqueue(session, ACTIVATE_VERSION, version.id)
+            version_id = version.id
     except Exception as exc:
         _fail(exc)
-    console.print(f"{version_id} is active; the worker swaps the index to it now")
+    console.print(message.format(version=version_id))
     _flush(settings, factory)
+
+
+@models_app.command("promote")
+def models_promote(version_id: str, force: bool = False) -> None:
+    """Make a version active (refused when worse, unless --force)."""
+    from ctax.taxonomy.training import registry
+
+    def choose(session: Any) -> Any:
+        version = registry.get_version(session, version_id)
+        registry.check_promotable(session, version, force)
+        return version
+
+    _make_active(choose, "{version} is active; the worker swaps the index to it now")
 
 
 @models_app.command("rollback")
 def models_rollback() -> None:
     """Re-activate the version that was active before the current one (like POST /v1/models/rollback)."""
-    from ctax.taxonomy.db.session import transaction
-    from ctax.taxonomy.outbox import ACTIVATE_VERSION, enqueue
     from ctax.taxonomy.training import registry
 
-    settings = _settings()
-    factory = _factory(settings)
-    try:
-        with transaction(factory) as session:
-            target = registry.rollback_target(session)
-            registry.mark_active(session, target)
-            enqueue(session, ACTIVATE_VERSION, target.id)
-            target_id = target.id
-    except Exception as exc:
-        _fail(exc)
-    console.print(f"{target_id} is active again; the worker swaps the index back now")
-    _flush(settings, factory)
+    _make_active(registry.rollback_target, "{version} is active again; the worker swaps the index back now")
 
 
 @app.command()
