@@ -327,10 +327,8 @@ def models_list() -> None:
     Console(width=max(Console().width, 100)).print(table)
 
 
-def _make_active(choose: Callable[[Any], Any], message: str) -> None:
-    """The database half of a promotion or rollback; the labelling worker swaps the index when it runs the job."""
+def _make_active(choose: Callable[[Any], Any], force: bool, message: str) -> None:
     from ctax.taxonomy.db.session import transaction
-    from ctax.taxonomy.outbox import ACTIVATE_VERSION, enqueue
     from ctax.taxonomy.training import registry
 
     settings = _settings()
@@ -338,8 +336,7 @@ def _make_active(choose: Callable[[Any], Any], message: str) -> None:
     try:
         with transaction(factory) as session:
             version = choose(session)
-            registry.mark_active(session, version)
-            enqueue(session, ACTIVATE_VERSION, version.id)
+            registry.promote(session, version, force)
             version_id = version.id
     except Exception as exc:
         _fail(exc)
@@ -352,12 +349,8 @@ def models_promote(version_id: str, force: bool = False) -> None:
     """Make a version active (refused when worse, unless --force)."""
     from ctax.taxonomy.training import registry
 
-    def choose(session: Any) -> Any:
-        version = registry.get_version(session, version_id)
-        registry.check_promotable(session, version, force)
-        return version
-
-    _make_active(choose, "{version} is active; the worker swaps the index to it now")
+    _make_active(lambda session: registry.get_version(session, version_id), force,
+                 "{version} is active; the worker swaps the index to it now")
 
 
 @models_app.command("rollback")
@@ -365,7 +358,7 @@ def models_rollback() -> None:
     """Re-activate the version that was active before the current one (like POST /v1/models/rollback)."""
     from ctax.taxonomy.training import registry
 
-    _make_active(registry.rollback_target, "{version} is active again; the worker swaps the index back now")
+    _make_active(registry.rollback_target, True, "{version} is active again; the worker swaps the index back now")
 
 
 @app.command()

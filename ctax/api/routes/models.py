@@ -10,7 +10,6 @@ from sqlalchemy import select
 
 from ctax.api.deps import Admin, DispatcherDep, Reviewer, SessionDep
 from ctax.taxonomy.db.models import ModelVersion
-from ctax.taxonomy.outbox import ACTIVATE_VERSION, enqueue
 from ctax.taxonomy.training import registry
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
@@ -65,9 +64,7 @@ def get_model(version_id: str, _: Reviewer, session: SessionDep) -> dict[str, An
 
 
 def _promote(session: Any, version: ModelVersion, force: bool, dispatcher: Any) -> dict[str, Any]:
-    registry.check_promotable(session, version, force)
-    previous = registry.mark_active(session, version)
-    enqueue(session, ACTIVATE_VERSION, version.id)
+    previous = registry.promote(session, version, force)
     session.commit()
     dispatcher.nudge()
     return {**version_view(version), "previous": previous.id if previous else None}

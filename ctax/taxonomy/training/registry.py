@@ -117,6 +117,17 @@ def mark_active(session: Session, version: ModelVersion) -> ModelVersion | None:
     return previous
 
 
+def promote(session: Session, version: ModelVersion, force: bool = False) -> ModelVersion | None:
+    """Check, make active and queue the index swap, in the caller's transaction; returns the previous version.
+    The API and the command line both promote (and roll back) through here."""
+    from ctax.taxonomy.outbox import ACTIVATE_VERSION, enqueue
+
+    check_promotable(session, version, force)
+    previous = mark_active(session, version)
+    enqueue(session, ACTIVATE_VERSION, version.id)
+    return previous
+
+
 def rollback_target(session: Session) -> ModelVersion:
     current = active_version(session)
     query = select(ModelVersion).where(ModelVersion.status == "retired", ModelVersion.promoted_at.is_not(None))
