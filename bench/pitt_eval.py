@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -55,6 +56,7 @@ def main() -> None:
                       f"--test {test.name} --holdout-labels {args.holdout_labels} --wrong-label-rate "
                       f"{args.wrong_label_rate} --seed {args.seed}{' --no-train' if name == 'pretrained' else ''}")
         started = time.perf_counter()
+        shutil.rmtree(OUT / f"eval-{name}", ignore_errors=True)  # a fresh service each run: nothing carried over
         results[name] = run_eval(EvalOptions(SHARED_DATA / "pitt_ads_taxonomy.txt", train, test,
                                              args.holdout_labels, args.wrong_label_rate, args.seed,
                                              no_train=name == "pretrained", epochs=args.epochs,

@@ -428,8 +428,12 @@ def evaluate(taxonomy: Annotated[Path, typer.Option(help="IAB TSV or one path pe
 
     if not 0 <= wrong_label_rate <= 1:
         _fail(ValueError("--wrong-label-rate must be between 0 and 1"))
-    result = run_eval(EvalOptions(taxonomy, train, test, holdout_labels, wrong_label_rate, seed, no_train, epochs,
-                                  work_dir))
+    try:
+        result = run_eval(EvalOptions(taxonomy, train, test, holdout_labels, wrong_label_rate, seed, no_train, epochs,
+                                      work_dir))
+    except ValueError as exc:  # a work folder in use, too few rows to hold labels out
+        _fail(exc)
+        return
     json_out.write_text(json.dumps(result, indent=2, default=str))
     table = Table("metric", "value")
     for key in ("top1", "top5", "tier1_accuracy", "novelty_auroc", "novelty_precision", "novelty_recall",

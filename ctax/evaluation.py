@@ -76,6 +76,11 @@ def _write_rows(rows: list[Row], path: Path) -> None:
 def run_eval(options: EvalOptions, base: Settings | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     work = options.work_dir or Path(tempfile.mkdtemp(prefix="ctax-eval-"))
+    if work.exists() and any(work.iterdir()):
+        # A folder kept from an earlier evaluation still holds its labels and training rows: the held-out labels
+        # of this run would be in its taxonomy and its training data, and the metrics would be meaningless.
+        raise ValueError(f"work folder {work} is not empty (an earlier evaluation's service?); "
+                         "give an empty or new folder")
     overrides = {"data_dir": work / "var", "database_url": None, "qdrant_url": None, "broker_url": None}
     settings = (base or Settings()).model_copy(update=overrides)
     settings = Settings(**{**settings.model_dump(), **overrides})
