@@ -211,7 +211,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--modes", default="text,image")
     parser.add_argument("--n-text", type=int, default=2000)
-    parser.add_argument("--n-image", type=int, default=240)
+    parser.add_argument("--n-image", type=int, default=640)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seed", type=int, default=7)
