@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -56,7 +56,7 @@ def _flush(settings: Settings, factory: Any) -> None:
         console.print(f"[yellow]queued jobs stay in the outbox for now: {exc}[/yellow]")
 
 
-def _fail(exc: Exception) -> None:
+def _fail(exc: Exception) -> NoReturn:
     from ctax.taxonomy.errors import CtaxError
 
     message = exc.message if isinstance(exc, CtaxError) else str(exc)
@@ -433,7 +433,6 @@ def evaluate(taxonomy: Annotated[Path, typer.Option(help="IAB TSV or one path pe
                                       work_dir))
     except ValueError as exc:  # a work folder in use, too few rows to hold labels out
         _fail(exc)
-        return
     json_out.write_text(json.dumps(result, indent=2, default=str))
     table = Table("metric", "value")
     for key in ("top1", "top5", "tier1_accuracy", "novelty_auroc", "novelty_precision", "novelty_recall",
