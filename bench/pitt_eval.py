@@ -27,10 +27,10 @@ METRICS = ("top1", "top5", "tier1_accuracy", "novelty_auroc", "novelty_precision
            "wrong_label_auroc", "wrong_label_precision", "wrong_label_recall")
 
 
-def split(seed: int, test_fraction: float = 0.3) -> tuple[Path, Path]:
+def split(seed: int, test_fraction: float = 0.3, out: Path = OUT) -> tuple[Path, Path]:
     """By ad id, through a seeded hash: an ad's texts never straddle the split."""
-    OUT.mkdir(exist_ok=True)
-    train, test = OUT / "pitt_train.jsonl", OUT / "pitt_test.jsonl"
+    out.mkdir(parents=True, exist_ok=True)
+    train, test = out / "pitt_train.jsonl", out / "pitt_test.jsonl"
     with (SHARED_DATA / "pitt_ads_dev.jsonl").open() as source, train.open("w") as tr, test.open("w") as te:
         for line in source:
             ad_id = json.loads(line)["id"]

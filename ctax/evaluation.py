@@ -193,7 +193,11 @@ def score(posted: list[dict[str, Any]], rows: dict[str, Creative], ids: dict[Lab
         top1 += bool(ranked) and ranked[0] == truth
         top5 += truth in ranked[:5]
         tier1 += bool(ranked) and paths_by_id[ranked[0]].names[0] == p["label"].names[0]
-    fits = np.array([(rows[p["id"]].prediction or {}).get("scores", {}).get("fit") or -1.0 for p in posted])
+    raw_fits = [(rows[p["id"]].prediction or {}).get("scores", {}).get("fit") for p in posted]
+    # A creative left without a fit (nothing usable to label) counts as the least fitting of all; the learned
+    # novelty score is a logit, so no fixed floor such as -1 would do.
+    floor = min((f for f in raw_fits if f is not None), default=0.0) - 1.0
+    fits = np.array([floor if f is None else f for f in raw_fits])
     novel = np.array([p["novel"] for p in posted])
     flagged_new = np.array([rows[p["id"]].flag == "new_label" for p in posted])
     novelty_precision, novelty_recall = _precision_recall(flagged_new, novel)

@@ -1,6 +1,9 @@
 """Calibrating a version's trigger thresholds on held-out labelled creatives.
 
 - exemplar_weight: the blend of label similarity and exemplar votes that maximises top-1 on validation.
+- novelty scorer: a logistic regression over several similarities (novelty.py), fitted on the same
+  leave-one-label-out simulation, replaces the blend where it scores a higher AUROC under cross-validation
+  by label.
 - new_label: the fit below which a creative is "new"; set so that 95% of known-label validation creatives pass.
   Its precision and recall are estimated by leave-one-label-out: each validation creative is scored again
   with its own label (and that label's exemplars) removed, which is what a creative of a missing label looks
@@ -21,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ctax.taxonomy.labels import Taxonomy
+from ctax.taxonomy.novelty import fit_novelty_model, novelty_features
 from ctax.taxonomy.trigger import Evidence, Thresholds, Trigger
 
 KNOWN_PASS_RATE = 0.95
@@ -141,6 +145,16 @@ def calibrate(
         by_fit[a] = auroc([-f for f in novel], [-f for f in known]) or 0.0
     best_fit_weight = max(by_fit, key=lambda a: (round(by_fit[a], 4), -a))
     thresholds = replace(base, exemplar_weight=best_weight, exemplar_fit_weight=best_fit_weight)
+
+    # 2b. A learned novelty score over several similarities, kept only when it beats the blend across labels.
+    known_features = np.array([novelty_features(ev.label_scores, ev.exemplars, taxonomy) for ev in evidence])
+    novel_features = np.array([novelty_features(ev.label_scores, ev.exemplars, taxonomy) for ev in novel_evidence])
+    learned = fit_novelty_model(known_features, novel_features, truth)
+    novelty_scorer = {"blend_auroc": by_fit[best_fit_weight], "learned_cv_auroc": learned[1] if learned else None,
+                      "chosen": "blend"}
+    if learned is not None and learned[1] > by_fit[best_fit_weight]:
+        thresholds = replace(thresholds, novelty_model=learned[0].to_json())
+        novelty_scorer["chosen"] = "learned"
     trigger = Trigger(taxonomy, thresholds, top_k)
 
     # 3. new_label threshold.
@@ -158,6 +172,7 @@ def calibrate(
         "auroc": auroc(-novel_fit, -known_fit),
         "exemplar_fit_weight": best_fit_weight,
         "by_fit_weight": by_fit,
+        "scorer": novelty_scorer,
         "method": f"leave-one-label-out on validation; precision at {NOVEL_RATE:.0%} novel traffic",
     }
 

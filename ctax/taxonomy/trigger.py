@@ -5,7 +5,8 @@ Scores
 - exemplar share v(l): the share of the creative's nearest labelled exemplars (weighted by similarity) whose
   label is l or a descendant of l (a child's creatives are its parent's creatives too).
 - combined c(l) = s(l) + exemplar_weight * v(l); labels are ranked by c.
-- fit = (1 - w) max s(l) + w * mean similarity of the nearest exemplars (w = exemplar_fit_weight); a creative
+- fit = (1 - w) max s(l) + w * mean similarity of the nearest exemplars (w = exemplar_fit_weight), or, where
+  calibration found it better, minus the logit of the version's learned novelty model (novelty.py); a creative
   "fits" the taxonomy when fit is at least the `new_label` threshold; novelty = -fit, so higher means newer.
 - wrong-label gap = c(top label) - c(asserted label, or its best descendant); flagged when above the
   asserted label's threshold.
@@ -19,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from ctax.taxonomy.labels import Taxonomy
+from ctax.taxonomy.novelty import NoveltyModel, novelty_features
 
 Flag = Literal["none", "new_label", "wrong_label", "low_confidence"]
 FLAGS: tuple[Flag, ...] = ("none", "new_label", "wrong_label", "low_confidence")
@@ -34,6 +36,7 @@ class Thresholds:
     margin: float = 0.01
     exemplar_weight: float = 0.0
     exemplar_fit_weight: float = 0.0
+    novelty_model: Mapping[str, Any] | None = None
     source: str = "defaults"
 
     def wrong_threshold(self, label_id: int) -> float:
@@ -86,6 +89,7 @@ class Trigger:
         self.taxonomy = taxonomy
         self.thresholds = thresholds
         self.top_k = top_k
+        self.novelty_model = NoveltyModel.from_json(thresholds.novelty_model)
 
     def _name(self, label_id: int | None) -> str:
         if label_id is None or label_id not in self.taxonomy:
@@ -117,7 +121,10 @@ class Trigger:
         """(1 - w) * best label similarity + w * mean similarity of the nearest exemplars (w: exemplar_fit_weight).
 
         The mean over the neighbours, not the best one, measured best for novelty (docs/text_training_study.md):
-        a new kind of creative may sit near one stray exemplar, rarely near ten."""
+        a new kind of creative may sit near one stray exemplar, rarely near ten. With a learned novelty model
+        the fit is minus its logit instead."""
+        if self.novelty_model is not None:
+            return -self.novelty_model.logit(novelty_features(evidence.label_scores, evidence.exemplars, self.taxonomy))
         best_label = max((s for lid, s in evidence.label_scores.items() if lid in self.taxonomy), default=-1.0)
         weight = self.thresholds.exemplar_fit_weight
         if not evidence.exemplars or weight <= 0:
@@ -161,7 +168,8 @@ class Trigger:
 
         if fit < t.new_label:
             reasons.append(
-                f"fits no existing label: best fit {fit:.3f} is below the new-label threshold {t.new_label:.3f}"
+                f"fits no existing label: {'learned ' if self.novelty_model else ''}fit {fit:.3f} is below the "
+                f"new-label threshold {t.new_label:.3f}"
                 f" (nearest: {self._name(top)})"
             )
             return Decision(ranked, None, "new_label", scores, reasons)

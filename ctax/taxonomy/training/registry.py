@@ -158,6 +158,11 @@ def _calibration_lines(calibration: Any) -> list[str]:
                      f"{_cell(novelty.get('precision'))}, recall {_cell(novelty.get('recall'))}, AUROC "
                      f"{_cell(novelty.get('auroc'))} ({novelty.get('method', '')}); exemplar fit weight "
                      f"{novelty.get('exemplar_fit_weight')}")
+        scorer = novelty.get("scorer") or {}
+        if scorer:
+            lines.append(f"- novelty score: {scorer.get('chosen')} (AUROC of the exemplar blend "
+                         f"{_cell(scorer.get('blend_auroc'))}, of the learned score under cross-validation by "
+                         f"label {_cell(scorer.get('learned_cv_auroc'))})")
     wrong = calibration.get("wrong_label") or {}
     if wrong:
         lines.append(f"- `wrong_label` threshold {_cell(wrong.get('threshold'))} ({wrong.get('per_label', 0)} "

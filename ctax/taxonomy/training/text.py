@@ -43,6 +43,11 @@ FLAT_TARGETS = HierarchyTargets(same=0.9, parent=0.1, ancestor=0.1, sibling=0.1,
 LossKind = Literal["mnrl", "cosent", "cosine", "mnrl+cosent"]
 NegativeKind = Literal["sibling", "parent", "random"]
 SamplerKind = Literal["shuffle", "no_duplicates"]
+OpenSetKind = Literal["none", "background"]
+
+# The phrase the tower learns for "none of the labels offered": with ``open_set="background"`` creatives whose
+# label is left out of a pass are pulled to it, so it settles between a creative's own label and the rest.
+BACKGROUND_PHRASE = "none of these labels"
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,12 @@ class TextTrainingRecipe:
     the leaf must beat it, or parents take top-1), ``random`` (any other leaf).
     ``targets`` / ``graded_labels_per_text``: the graded cosine targets and how many labels each text is paired
     with for the CoSENT / cosine losses.
+    ``open_set``: ``background`` trains for labels the taxonomy lacks (outlier exposure): each pass is cut into
+    chunks, each chunk leaves a different ``leave_out`` share of the leaf labels out (their phrases appear in
+    none of its rows), and the chunk's creatives of a left-out label take :data:`BACKGROUND_PHRASE` as their
+    positive, with their sibling and parent as hard negatives. Every other row has the background phrase in its
+    batch as a negative. The background phrase's similarity then works as a per-creative threshold: above the
+    best label's, the creative fits no label offered.
     """
 
     loss: LossKind = "mnrl"
@@ -69,6 +80,8 @@ class TextTrainingRecipe:
     texts_per_epoch: int = 1
     targets: HierarchyTargets = field(default_factory=HierarchyTargets)
     graded_labels_per_text: int = 2
+    open_set: OpenSetKind = "none"
+    leave_out: float = 0.15
 
 
 DEFAULT_RECIPE = TextTrainingRecipe()
@@ -206,15 +219,23 @@ def build_training_datasets(
     graded_rows: dict[str, list[Any]] = defaultdict(list)
     uses_pairs = recipe.loss in ("mnrl", "mnrl+cosent")
     uses_graded = recipe.loss in ("cosent", "cosine", "mnrl+cosent")
+    open_set = uses_pairs and recipe.open_set == "background"
+    chunked_rows: dict[str, dict[str, list[str]]] = {}
     for epoch in range(epochs):
-        for text, truth in _epoch_texts(cleaned, epoch, recipe.texts_per_epoch):
-            if uses_pairs:
-                negatives = [_negative_for(kind, truth, tree, pool, rng) for kind in recipe.negatives]
-                if all(negative is not None for negative in negatives):
-                    pair_rows["anchor"].append(text)
-                    pair_rows["positive"].append(label_phrases[truth])
-                    for i, negative in enumerate(negatives):
-                        pair_rows[f"negative_{i + 1}"].append(label_phrases[str(negative)])
+        epoch_pairs = _epoch_texts(cleaned, epoch, recipe.texts_per_epoch)
+        if open_set:
+            for chunk, (left_out, rows) in enumerate(_leave_out_chunks(epoch_pairs, pool, recipe.leave_out, rng)):
+                # The left-out labels' phrases must not appear in the chunk at all: as a hard negative of a
+                # sibling's row they would be an in-batch negative for their own creatives' background rows.
+                chunk_tree = _Tree([label for label in label_phrases if label not in left_out], parent_of)
+                chunk_pool = [label for label in pool if label not in left_out]
+                target = chunked_rows.setdefault(f"pairs-e{epoch}-c{chunk}", defaultdict(list))
+                for text, truth in rows:
+                    positive = BACKGROUND_PHRASE if truth in left_out else label_phrases[truth]
+                    _add_pair_row(target, text, positive, truth, chunk_tree, chunk_pool, label_phrases, recipe, rng)
+        for text, truth in epoch_pairs:
+            if uses_pairs and not open_set:
+                _add_pair_row(pair_rows, text, label_phrases[truth], truth, tree, pool, label_phrases, recipe, rng)
             if uses_graded:
                 for label in _graded_labels(truth, tree, pool, recipe.graded_labels_per_text, rng):
                     graded_rows["sentence1"].append(text)
@@ -223,11 +244,43 @@ def build_training_datasets(
     datasets: dict[str, Dataset] = {}
     if pair_rows:
         datasets["pairs"] = Dataset.from_dict(dict(pair_rows))
+    for name, rows in chunked_rows.items():
+        if rows:
+            datasets[name] = Dataset.from_dict(dict(rows))
     if graded_rows:
         datasets["graded"] = Dataset.from_dict(dict(graded_rows))
     if not datasets:
         raise ValueError("no training rows could be built from the examples")
     return datasets
+
+
+def _add_pair_row(rows: dict[str, list[str]], text: str, positive: str, truth: str, tree: _Tree,
+                  pool: Sequence[str], label_phrases: Mapping[str, str], recipe: TextTrainingRecipe,
+                  rng: random.Random) -> None:
+    negatives = [_negative_for(kind, truth, tree, pool, rng) for kind in recipe.negatives]
+    if all(negative is not None for negative in negatives):
+        rows["anchor"].append(text)
+        rows["positive"].append(positive)
+        for i, negative in enumerate(negatives):
+            rows[f"negative_{i + 1}"].append(label_phrases[str(negative)])
+
+
+def _leave_out_chunks(pairs: Sequence[tuple[str, str]], leaves: Sequence[str], share: float,
+                      rng: random.Random) -> list[tuple[set[str], list[tuple[str, str]]]]:
+    """One pass's rows cut into chunks, each with its own set of left-out leaves; every leaf is left out once.
+
+    About ``share`` of the leaves is left out per chunk, never more than half of them, so a left-out creative
+    has known labels to be pushed away from."""
+    known = set(leaves)
+    present = sorted({truth for _, truth in pairs if truth in known})
+    if share <= 0 or len(present) < 2:
+        return [(set(), list(pairs))]
+    chunks = max(2, min(round(1 / share), len(present)))
+    rng.shuffle(present)
+    shuffled = list(pairs)
+    rng.shuffle(shuffled)
+    return [({leaf for n, leaf in enumerate(present) if n % chunks == chunk}, shuffled[chunk::chunks])
+            for chunk in range(chunks)]
 
 
 def _graded_labels(truth: str, tree: _Tree, pool: Sequence[str], count: int, rng: random.Random) -> list[str]:
@@ -254,7 +307,7 @@ def _make_losses(model: Any, recipe: TextTrainingRecipe, names: Sequence[str]) -
 
     losses: dict[str, Any] = {}
     for name in names:
-        if name == "pairs":
+        if name.startswith("pairs"):
             losses[name] = MultipleNegativesRankingLoss(model, scale=recipe.scale)
         elif recipe.loss == "cosine":
             losses[name] = CosineSimilarityLoss(model)

@@ -1,0 +1,130 @@
+"""Novelty as a learned score: how unlike every known label a creative is, from the trigger's own evidence.
+
+No single similarity separates creatives of a missing label well when the missing label has close known
+relatives (docs/benchmarks.md): the best label similarity, the nearest exemplars and how peaked the label
+ranking is each see part of it. Calibration fits a logistic regression over these features on validation
+creatives scored twice, once as they are and once with their own label and its exemplars removed (what a
+creative of a missing label looks like), and keeps it only where it beats the fixed blend under
+cross-validation by label. Serving applies the stored coefficients: a dot product, no model to load.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ctax.taxonomy.labels import Taxonomy
+
+FEATURES = (
+    "best_label",  # highest label similarity
+    "label_margin",  # best minus second-best label similarity
+    "top5_label_mean",  # mean similarity of the 5 best labels
+    "label_entropy",  # entropy of the label similarities' softmax: a flat ranking matches nothing in particular
+    "exemplar_mean",  # mean similarity of the nearest labelled exemplars
+    "exemplar_best",  # similarity of the nearest one
+    "exemplar_agreement",  # share of the nearest exemplars filed under the best label
+    "parent_minus_leaf",  # best parent minus best leaf: a creative nearer a parent than any leaf is suspect
+)
+ENTROPY_TEMPERATURE = 0.05
+
+
+def novelty_features(
+    label_scores: Mapping[int, float], exemplars: Sequence[tuple[int, float]], taxonomy: Taxonomy
+) -> np.ndarray:
+    """The FEATURES of one creative; label_scores and exemplars as in the trigger's Evidence."""
+    items = [(lid, s) for lid, s in label_scores.items() if lid in taxonomy]
+    if not items:
+        return np.zeros(len(FEATURES))
+    ids = [lid for lid, _ in items]
+    sims = np.array([s for _, s in items], dtype=np.float64)
+    order = np.argsort(-sims)
+    best = float(sims[order[0]])
+    second = float(sims[order[1]]) if len(sims) > 1 else best
+    logits = (sims - best) / ENTROPY_TEMPERATURE
+    weights = np.exp(logits)
+    probabilities = weights / weights.sum()
+    entropy = float(-(probabilities * np.log(probabilities + 1e-12)).sum())
+    leaf = [s for lid, s in items if not taxonomy.children.get(lid)]
+    parent = [s for lid, s in items if taxonomy.children.get(lid)]
+    # Parents outside the candidates the index returned rank below all of them: the lowest candidate bounds them.
+    best_parent = max(parent) if parent else float(sims.min())
+    best_leaf = max(leaf) if leaf else best
+    known = [(lid, s) for lid, s in exemplars if lid in taxonomy]
+    if known:
+        ex_sims = np.array([s for _, s in known])
+        top = ids[int(order[0])]
+        agreement = float(np.mean([lid == top or top in taxonomy.ancestors(lid) for lid, _ in known]))
+        exemplar_mean, exemplar_best = float(ex_sims.mean()), float(ex_sims.max())
+    else:
+        agreement, exemplar_mean, exemplar_best = 0.0, 0.0, 0.0
+    return np.array([best, best - second, float(sims[order[:5]].mean()), entropy, exemplar_mean, exemplar_best,
+                     agreement, best_parent - best_leaf])
+
+
+@dataclass(frozen=True)
+class NoveltyModel:
+    """A standardised logistic regression over FEATURES; ``logit`` > 0 leans towards "new label"."""
+
+    mean: tuple[float, ...]
+    scale: tuple[float, ...]
+    coef: tuple[float, ...]
+    intercept: float
+
+    def logit(self, features: np.ndarray) -> float:
+        z = (np.asarray(features, dtype=np.float64) - np.array(self.mean)) / np.array(self.scale)
+        return float(z @ np.array(self.coef) + self.intercept)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"features": list(FEATURES), "mean": list(self.mean), "scale": list(self.scale),
+                "coef": list(self.coef), "intercept": self.intercept}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> NoveltyModel | None:
+        if not data:
+            return None
+        if list(data.get("features", [])) != list(FEATURES):
+            # Stored by a version of this code with other features: the coefficients would be misread.
+            return None
+        return cls(tuple(map(float, data["mean"])), tuple(map(float, data["scale"])),
+                   tuple(map(float, data["coef"])), float(data["intercept"]))
+
+
+MIN_ROWS = 40
+MIN_LABELS = 3
+FOLDS = 5
+
+
+def fit_novelty_model(
+    known: np.ndarray, novel: np.ndarray, labels: Sequence[int]
+) -> tuple[NoveltyModel, float] | None:
+    """Fit on known (label present) and simulated-novel feature rows of the same validation creatives.
+
+    Returns the model fitted on all rows and its AUROC under cross-validation grouped by label (a label's
+    creatives never on both sides of a fold), or None when the data is too small to judge it."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import GroupKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    groups = np.r_[labels, labels]
+    if len(known) < MIN_ROWS or len(set(labels)) < MIN_LABELS:
+        return None
+    x = np.r_[known, novel]
+    y = np.r_[np.zeros(len(known)), np.ones(len(novel))]
+
+    def pipeline() -> Any:
+        return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000))
+
+    folds = GroupKFold(n_splits=min(FOLDS, len(set(labels))))
+    predicted = cross_val_predict(pipeline(), x, y, groups=groups, cv=folds, method="decision_function")
+    cv_auroc = float(roc_auc_score(y, predicted))
+    fitted = pipeline().fit(x, y)
+    scaler, regression = fitted[0], fitted[-1]
+    scale = np.where(scaler.scale_ > 0, scaler.scale_, 1.0)
+    model = NoveltyModel(tuple(map(float, scaler.mean_)), tuple(map(float, scale)),
+                         tuple(map(float, regression.coef_[0])), float(regression.intercept_[0]))
+    return model, cv_auroc

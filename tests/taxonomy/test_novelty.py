@@ -1,0 +1,130 @@
+"""The learned novelty score: its features, its stored form, and when calibration picks it."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from ctax.taxonomy.calibration import Held, Reference, auroc, build_evidence, calibrate
+from ctax.taxonomy.labels import LabelPath, Taxonomy, TaxonomyNode
+from ctax.taxonomy.novelty import FEATURES, NoveltyModel, fit_novelty_model, novelty_features
+from ctax.taxonomy.trigger import Thresholds, Trigger
+
+
+def _tree() -> Taxonomy:
+    return Taxonomy([
+        TaxonomyNode(1, LabelPath.parse("A"), None),
+        TaxonomyNode(2, LabelPath.parse("A/x"), 1),
+        TaxonomyNode(3, LabelPath.parse("A/y"), 1),
+        TaxonomyNode(4, LabelPath.parse("B"), None),
+        TaxonomyNode(5, LabelPath.parse("B/z"), 4),
+    ])
+
+
+def test_features_are_computed_from_the_evidence() -> None:
+    taxonomy = _tree()
+    scores = {2: 0.8, 3: 0.5, 1: 0.6, 5: 0.1, 99: 0.99}  # 99 is not in the taxonomy: ignored
+    exemplars = [(2, 0.7), (2, 0.5), (5, 0.3), (99, 0.9)]
+    features = dict(zip(FEATURES, novelty_features(scores, exemplars, taxonomy), strict=True))
+    assert features["best_label"] == pytest.approx(0.8)
+    assert features["label_margin"] == pytest.approx(0.8 - 0.6)
+    assert features["top5_label_mean"] == pytest.approx((0.8 + 0.6 + 0.5 + 0.1) / 4)
+    weights = np.exp((np.array([0.8, 0.5, 0.6, 0.1]) - 0.8) / 0.05)
+    p = weights / weights.sum()
+    assert features["label_entropy"] == pytest.approx(float(-(p * np.log(p)).sum()), rel=1e-6)
+    assert features["exemplar_mean"] == pytest.approx(0.5)
+    assert features["exemplar_best"] == pytest.approx(0.7)
+    assert features["exemplar_agreement"] == pytest.approx(2 / 3)
+    assert features["parent_minus_leaf"] == pytest.approx(0.6 - 0.8)
+    # An exemplar of a child counts as agreeing with its parent when the parent ranks first.
+    parent_first = dict(zip(FEATURES, novelty_features({1: 0.9, 2: 0.5}, [(2, 0.4), (3, 0.4)], taxonomy),
+                            strict=True))
+    assert parent_first["exemplar_agreement"] == 1.0 and parent_first["parent_minus_leaf"] == pytest.approx(0.4)
+    assert not novelty_features({}, [], taxonomy).any()
+
+
+def test_model_round_trips_through_json_and_refuses_other_features() -> None:
+    model = NoveltyModel(tuple(0.1 * i for i in range(len(FEATURES))), (1.0,) * len(FEATURES),
+                         tuple(float(i) for i in range(len(FEATURES))), -0.5)
+    again = NoveltyModel.from_json(model.to_json())
+    assert again == model
+    x = np.arange(len(FEATURES), dtype=float)
+    expected = sum((x[i] - 0.1 * i) * i for i in range(len(FEATURES))) - 0.5
+    assert model.logit(x) == pytest.approx(expected)
+    assert NoveltyModel.from_json({**model.to_json(), "features": ["best_label"]}) is None
+    assert NoveltyModel.from_json(None) is None
+
+
+def test_fit_separates_and_refuses_too_little_data() -> None:
+    rng = np.random.default_rng(0)
+    known = rng.normal(size=(200, len(FEATURES)))
+    novel = known + np.r_[2.0, np.zeros(len(FEATURES) - 1)]  # shifted along the first feature
+    labels = list(rng.integers(0, 8, size=200))
+    fitted = fit_novelty_model(known, novel, labels)
+    assert fitted is not None
+    model, cv_auroc = fitted
+    assert cv_auroc > 0.85
+    assert model.coef[0] > 0 and all(abs(c) < abs(model.coef[0]) for c in model.coef[1:])
+    assert fit_novelty_model(known[:10], novel[:10], labels[:10]) is None
+    assert fit_novelty_model(known, novel, [0, 1] * 100) is None  # two labels cannot be cross-validated by label
+
+
+def _sibling_pairs(seed: int = 0, pairs: int = 5, per_label: int = 30):
+    """Labels in pairs of near-identical siblings: with its own label gone, a creative still sits close to the
+    sibling's phrase, so the best label similarity barely moves; the ranking's shape is what changes."""
+    rng = np.random.default_rng(seed)
+    dim = 32
+    nodes, label_vectors, label_ids = [], [], []
+    for p in range(pairs):
+        parent = 1000 + p
+        nodes.append(TaxonomyNode(parent, LabelPath.parse(f"P{p}"), None))
+        base = rng.normal(size=dim)
+        for s in range(2):
+            lid = 2 * p + s
+            nodes.append(TaxonomyNode(lid, LabelPath.parse(f"P{p}/L{s}"), parent))
+            v = base + 0.25 * rng.normal(size=dim)
+            label_vectors.append(v / np.linalg.norm(v))
+            label_ids.append(lid)
+    label_vectors_arr = np.array(label_vectors, dtype=np.float32)
+
+    def sample(label: int, n: int) -> np.ndarray:
+        v = label_vectors_arr[label] + 0.9 * rng.normal(size=(n, dim)) / np.sqrt(dim)
+        return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+    n_labels = 2 * pairs
+    exemplars = np.vstack([sample(i, per_label) for i in range(n_labels)])
+    ref = Reference(label_ids, label_vectors_arr, [f"e{i}-{j}" for i in range(n_labels) for j in range(per_label)],
+                    np.repeat(np.arange(n_labels), per_label), exemplars)
+    held = Held([f"v{i}-{j}" for i in range(n_labels) for j in range(20)], list(np.repeat(np.arange(n_labels), 20)),
+                np.vstack([sample(i, 20) for i in range(n_labels)]))
+    return Taxonomy(nodes), held, ref, sample
+
+
+def test_calibration_picks_the_learned_score_where_it_separates_better_and_the_trigger_uses_it() -> None:
+    taxonomy, held, ref, sample = _sibling_pairs()
+    thresholds, report = calibrate(taxonomy, held, ref, seed=1)
+    scorer = report["new_label"]["scorer"]
+    assert scorer["chosen"] == "learned", scorer
+    assert scorer["learned_cv_auroc"] > scorer["blend_auroc"] + 0.05
+    assert thresholds.novelty_model is not None
+    assert 0.93 <= report["new_label"]["known_pass_rate"] <= 0.97
+
+    # The stored thresholds survive JSON, and the trigger's fit is minus the model's logit.
+    stored = Thresholds.from_json(thresholds.to_json())
+    trigger = Trigger(taxonomy, stored)
+    assert trigger.novelty_model is not None
+    [evidence] = build_evidence(Held(["q"], [3], sample(3, 1)), ref, 10)
+    expected = -trigger.novelty_model.logit(novelty_features(evidence.label_scores, evidence.exemplars, taxonomy))
+    assert math.isclose(trigger.fit(evidence), expected)
+
+    # Fresh creatives of a label missing from the index are told apart from known ones better than the blend does.
+    fresh = Held([f"n{i}" for i in range(100)], list(np.repeat(np.arange(10), 10)),
+                 np.vstack([sample(i, 10) for i in range(10)]))
+    known = build_evidence(fresh, ref, 10)
+    novel = build_evidence(fresh, ref, 10, drop_own_label=True)
+    blend = Trigger(taxonomy, Thresholds(exemplar_fit_weight=thresholds.exemplar_fit_weight))
+    learned_auroc = auroc([-trigger.fit(e) for e in novel], [-trigger.fit(e) for e in known])
+    blend_auroc = auroc([-blend.fit(e) for e in novel], [-blend.fit(e) for e in known])
+    assert learned_auroc is not None and blend_auroc is not None and learned_auroc > blend_auroc + 0.05
