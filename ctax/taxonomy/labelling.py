@@ -16,12 +16,13 @@ from ctax.taxonomy.embedding.ocr import OcrReader
 from ctax.taxonomy.embedding.space import CreativeContent, SharedSpace
 from ctax.taxonomy.index import LabelIndex
 from ctax.taxonomy.labels import Taxonomy
+from ctax.taxonomy.novelty import LABEL_CANDIDATES
 from ctax.taxonomy.trigger import Decision, Evidence, Thresholds, Trigger
 
 log = logging.getLogger(__name__)
 
-# Labels fetched per creative: enough for the top-k, the margin and the ancestor rule without asking for all.
-LABEL_CANDIDATES = 30
+# Labels fetched per creative (enough for the top-k, the margin, the ancestor rule and the novelty features)
+# without asking for all: LABEL_CANDIDATES, defined beside the features that depend on it.
 
 
 @dataclass

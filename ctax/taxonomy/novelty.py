@@ -29,13 +29,17 @@ FEATURES = (
     "parent_minus_leaf",  # best parent minus best leaf: a creative nearer a parent than any leaf is suspect
 )
 ENTROPY_TEMPERATURE = 0.05
+# The labels the labeller fetches per creative. Features read only this many best labels, so that calibration
+# (which scores every label) and serving (which also adds the asserted label's lineage) see the same ones.
+LABEL_CANDIDATES = 30
 
 
 def novelty_features(
     label_scores: Mapping[int, float], exemplars: Sequence[tuple[int, float]], taxonomy: Taxonomy
 ) -> np.ndarray:
     """The FEATURES of one creative; label_scores and exemplars as in the trigger's Evidence."""
-    items = [(lid, s) for lid, s in label_scores.items() if lid in taxonomy]
+    items = sorted(((lid, s) for lid, s in label_scores.items() if lid in taxonomy), key=lambda item: -item[1])
+    items = items[:LABEL_CANDIDATES]
     if not items:
         return np.zeros(len(FEATURES))
     ids = [lid for lid, _ in items]

@@ -9,7 +9,7 @@ import pytest
 
 from ctax.taxonomy.calibration import Held, Reference, auroc, build_evidence, calibrate
 from ctax.taxonomy.labels import LabelPath, Taxonomy, TaxonomyNode
-from ctax.taxonomy.novelty import FEATURES, NoveltyModel, fit_novelty_model, novelty_features
+from ctax.taxonomy.novelty import FEATURES, LABEL_CANDIDATES, NoveltyModel, fit_novelty_model, novelty_features
 from ctax.taxonomy.trigger import Thresholds, Trigger
 
 
@@ -128,3 +128,19 @@ def test_calibration_picks_the_learned_score_where_it_separates_better_and_the_t
     learned_auroc = auroc([-trigger.fit(e) for e in novel], [-trigger.fit(e) for e in known])
     blend_auroc = auroc([-blend.fit(e) for e in novel], [-blend.fit(e) for e in known])
     assert learned_auroc is not None and blend_auroc is not None and learned_auroc > blend_auroc + 0.05
+
+
+def test_features_read_only_the_labels_the_labeller_fetches() -> None:
+    # Calibration scores every label; serving fetches LABEL_CANDIDATES and adds the asserted label's lineage.
+    # Both must give the same features, so labels ranked below the candidates do not count.
+    nodes = [TaxonomyNode(1000, LabelPath.parse("P"), None)]
+    nodes += [TaxonomyNode(i, LabelPath.parse(f"P/L{i}"), 1000) for i in range(LABEL_CANDIDATES + 10)]
+    taxonomy = Taxonomy(nodes)
+    every = {i: 0.9 - 0.01 * i for i in range(LABEL_CANDIDATES + 10)}
+    every[1000] = 0.1  # the parent ranks last
+    fetched = {i: s for i, s in every.items() if i < LABEL_CANDIDATES}
+    exemplars = [(0, 0.8), (3, 0.6)]
+    assert np.allclose(novelty_features(every, exemplars, taxonomy), novelty_features(fetched, exemplars, taxonomy))
+    with_lineage = {**fetched, 1000: 0.1, LABEL_CANDIDATES + 5: every[LABEL_CANDIDATES + 5]}
+    assert np.allclose(novelty_features(with_lineage, exemplars, taxonomy),
+                       novelty_features(fetched, exemplars, taxonomy))
