@@ -90,8 +90,10 @@ class NoveltyModel:
         if not data:
             return None
         if list(data.get("features", [])) != list(FEATURES):
-            # Stored by a version of this code with other features: the coefficients would be misread.
-            return None
+            # Stored by code with other features: the coefficients would be misread, and falling back to the
+            # blend would compare cosines with a threshold calibrated on logits. Neither may pass silently.
+            raise ValueError(f"the novelty model stored with this version reads features {data.get('features')}, "
+                             f"this code computes {list(FEATURES)}: recalibrate the version")
         return cls(tuple(map(float, data["mean"])), tuple(map(float, data["scale"])),
                    tuple(map(float, data["coef"])), float(data["intercept"]))
 

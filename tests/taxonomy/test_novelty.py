@@ -53,7 +53,8 @@ def test_model_round_trips_through_json_and_refuses_other_features() -> None:
     x = np.arange(len(FEATURES), dtype=float)
     expected = sum((x[i] - 0.1 * i) * i for i in range(len(FEATURES))) - 0.5
     assert model.logit(x) == pytest.approx(expected)
-    assert NoveltyModel.from_json({**model.to_json(), "features": ["best_label"]}) is None
+    with pytest.raises(ValueError, match="recalibrate"):
+        NoveltyModel.from_json({**model.to_json(), "features": ["best_label"]})
     assert NoveltyModel.from_json(None) is None
 
 
