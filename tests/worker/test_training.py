@@ -118,6 +118,8 @@ def test_train_calibrate_compare_promote_and_roll_back(trainer: Runtime, shared_
         assert refused.status_code == 409 and "worse" in refused.json()["message"]
         listed = client.get("/v1/models", headers=admin).json()["items"]
         assert listed[0]["id"] == version_id and listed[0]["calibration"]["new_label"]["threshold"] is not None
+        scorer = listed[0]["calibration"]["novelty_scorer"]
+        assert scorer["chosen"] == listed[0]["thresholds"]["novelty_score"] in ("learned", "blend")
         promoted = client.post(f"/v1/models/{version_id}/promote", headers=admin, json={"force": True})
         assert promoted.status_code == 200 and promoted.json()["previous"] == "v1-pretrained"
         activate_version(version_id)

@@ -39,6 +39,8 @@ def version_view(version: ModelVersion) -> dict[str, Any]:
             "per_label_wrong": len((version.thresholds or {}).get("per_label_wrong") or {}),
             "margin": (version.thresholds or {}).get("margin"),
             "exemplar_weight": (version.thresholds or {}).get("exemplar_weight"),
+            # Which novelty score the fit is: the learned one's coefficients are in the version's thresholds.
+            "novelty_score": "learned" if (version.thresholds or {}).get("novelty_model") else "blend",
             "source": (version.thresholds or {}).get("source"),
         },
         "calibration": {
@@ -46,7 +48,8 @@ def version_view(version: ModelVersion) -> dict[str, Any]:
             for name in ("new_label", "wrong_label", "low_confidence")
             if calibration.get(name)
         }
-        | {"n_validation": calibration.get("n_validation")},
+        | {"n_validation": calibration.get("n_validation"),
+           "novelty_scorer": (calibration.get("new_label") or {}).get("scorer")},
         "config": version.config,
         "model_card": f"{version.artefact_dir}/MODEL_CARD.md",
     }
