@@ -144,14 +144,34 @@ def postgres_url() -> Iterator[str]:
     drop_pg_database(name)
 
 
+# Redis databases a test may claim. Two suites on one machine (a CI run beside a developer's) must not share
+# one: each would flush the other's queues and its workers would take the other's tasks.
+REDIS_TEST_DBS = range(8, 16)
+
+
 @pytest.fixture
 def redis_url() -> Iterator[str]:
     import redis
 
-    client = redis.Redis.from_url(REDIS_URL)
+    if "CTAX_TEST_REDIS_URL" in os.environ:  # chosen by whoever runs the suite: theirs alone
+        claimed, url = None, REDIS_URL
+    else:
+        server = REDIS_URL.rsplit("/", 1)[0]
+        registry = redis.Redis.from_url(f"{server}/0")
+        token = uuid.uuid4().hex
+        claimed = next((db for db in REDIS_TEST_DBS
+                        if registry.set(f"ctax-test:claim:{db}", token, nx=True, ex=3600)), None)
+        if claimed is None:
+            pytest.fail(f"every Redis test database ({list(REDIS_TEST_DBS)}) is claimed by another test run")
+        url = f"{server}/{claimed}"
+    client = redis.Redis.from_url(url)
     client.flushdb()
-    yield REDIS_URL
-    client.flushdb()
+    try:
+        yield url
+    finally:
+        client.flushdb()
+        if claimed is not None and registry.get(f"ctax-test:claim:{claimed}") == token.encode():
+            registry.delete(f"ctax-test:claim:{claimed}")
 
 
 # -- the whole service as processes -----------------------------------------------------------------------------

@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     train_batch_size: int = Field(default=64, ge=2)
     train_image_epochs: int = Field(default=30, ge=1)
     train_seed: int = 13
+    train_open_set: Literal["none", "background", "parent"] = Field(
+        default="none", description="Also train for labels the taxonomy lacks by leaving some out per pass "
+        "(TextTrainingRecipe.open_set); measured in docs/benchmarks.md and not better so far.")
     validation_fraction: float = Field(default=0.15, gt=0, lt=0.5)
 
     # API.

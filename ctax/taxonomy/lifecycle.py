@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ from ctax.taxonomy.embedding.space import SharedSpace
 from ctax.taxonomy.index import LabelIndex
 from ctax.taxonomy.indexing import sync_exemplars, sync_labels
 from ctax.taxonomy.training import registry
-from ctax.taxonomy.training.data import current_annotations
+from ctax.taxonomy.training.data import LabelledCreative, current_annotations
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +69,13 @@ def build(
 
 
 def held_from_index(
-    index: LabelIndex, version: str, creative_labels: dict[str, int], seed: int, dim: int
+    index: LabelIndex, version: str, annotations: Sequence[LabelledCreative], seed: int, dim: int
 ) -> tuple[Held, Reference]:
-    """Validation from the exemplars themselves: each is scored against the others (never itself)."""
+    """Validation from the exemplars themselves: each is scored against the others (never itself).
+
+    The sample (at most CALIBRATION_SAMPLE) and its order are drawn by the creatives' content
+    (LabelledCreative.draw_key), so that the same data calibrates the same way in every database."""
+    by_id = {item.creative_id: item for item in annotations}
     label_ids, label_vectors = index.label_vectors(version)
     label_vectors = label_vectors.reshape(len(label_ids), dim)
     points = list(index._scroll(index.exemplars_collection(version), with_vectors=True))
@@ -81,10 +85,10 @@ def held_from_index(
     exemplar_labels = np.array([int(p.payload["label_id"]) for p in points], dtype=np.int64)
     vectors = np.asarray([p.vector for p in points], dtype=np.float32).reshape(len(points), dim)
     ref = Reference(label_ids, label_vectors, exemplar_ids, exemplar_labels, vectors)
-    rng = np.random.default_rng(seed)
-    rows = [n for n, cid in enumerate(exemplar_ids) if creative_labels.get(cid) == exemplar_labels[n]]
-    if len(rows) > CALIBRATION_SAMPLE:
-        rows = sorted(rng.choice(rows, CALIBRATION_SAMPLE, replace=False).tolist())
+    rows = [n for n, cid in enumerate(exemplar_ids)
+            if cid in by_id and by_id[cid].label_id == exemplar_labels[n]]
+    # In content order too, not the index's (by random id): calibration's simulated assertions draw row by row.
+    rows = sorted(rows, key=lambda n: by_id[exemplar_ids[n]].draw_key(seed))[:CALIBRATION_SAMPLE]
     held = Held(
         [exemplar_ids[n] for n in rows],
         [int(exemplar_labels[n]) for n in rows],
@@ -102,8 +106,8 @@ def recalibrate_pretrained(
         if version.kind != "pretrained":
             return
         taxonomy = active_taxonomy(session)
-        labels = {item.creative_id: item.label_id for item in current_annotations(session)}
-    held, ref = held_from_index(index, space.version, labels, settings.train_seed, space.dim)
+        annotations = current_annotations(session)
+    held, ref = held_from_index(index, space.version, annotations, settings.train_seed, space.dim)
     thresholds, report = calibrate(
         taxonomy, held, ref, top_k=settings.top_k, exemplar_k=settings.exemplar_k, seed=settings.train_seed
     )

@@ -62,6 +62,31 @@ def test_open_set_rows_leave_each_leaf_out_once_per_pass_and_never_name_it_in_it
         assert all(1 <= len(group) <= 3 for group in left_out_by_chunk)
 
 
+def test_parent_open_set_rows_train_a_left_out_leaf_towards_its_parent_and_away_from_known_siblings() -> None:
+    recipe = TextTrainingRecipe(open_set="parent", leave_out=0.34)
+    datasets = build_training_datasets(EXAMPLES, PHRASES, PARENTS, epochs=1, seed=7, recipe=recipe)
+    assert sorted(datasets) == [f"pairs-e0-c{c}" for c in range(3)]
+    left_out_seen: list[str] = []
+    for dataset in datasets.values():
+        rows = list(dataset)
+        left_out = {_truth(row["anchor"]) for row in rows if row["positive"] != PHRASES[_truth(row["anchor"])]}
+        left_out_seen.extend(left_out)
+        named = {LABEL_OF_PHRASE[row[column]] for row in rows for column in ("positive", "negative_1", "negative_2")}
+        assert not named & left_out
+        for row in rows:
+            truth = _truth(row["anchor"])
+            first, second = LABEL_OF_PHRASE[row["negative_1"]], LABEL_OF_PHRASE[row["negative_2"]]
+            if truth in left_out:
+                # The parent is the positive; a known sibling must lose to it, and the parent is no negative.
+                assert row["positive"] == PHRASES[PARENTS[truth]]
+                assert PARENTS[first] == PARENTS[truth] and first not in left_out
+                assert "/" in second and second != truth and second not in left_out
+            else:
+                assert row["positive"] == PHRASES[truth]
+                assert second == PARENTS[truth]
+    assert sorted(left_out_seen) == sorted(LEAVES)
+
+
 def test_too_few_examples_are_refused() -> None:
     with pytest.raises(ValueError, match="at least 2 labels"):
         check_trainable([(["one"], "A/x"), (["two"], "A/x"), (["three"], "A/y")], PHRASES)

@@ -104,6 +104,8 @@ def test_train_calibrate_compare_promote_and_roll_back(trainer: Runtime, shared_
     card = (directory / "MODEL_CARD.md").read_text()
     assert "# Model card: v2-trained" in card and "- `new_label` threshold" in card
     assert "## Compared with the active version (v1-pretrained)" in card and "{'" not in card
+    assert "open-set training none" in card  # the recipe a version was trained with is on its card
+    assert "for labels it never saw they are optimistic" in card
 
     build_version(version_id)
     assert get(trainer, ModelVersion, version_id).index_ready

@@ -6,7 +6,6 @@ worker that owns the index builds the candidate's collections afterwards, and on
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 from collections import defaultdict
@@ -78,13 +77,13 @@ def check_enough(examples: Sequence[LabelledCreative]) -> dict[int, int]:
 
 def split(examples: Sequence[LabelledCreative], fraction: float, seed: int) -> tuple[list[LabelledCreative],
                                                                                   list[LabelledCreative]]:
-    """Validation per label (stratified), chosen by a seeded hash of the creative id so reruns agree."""
+    """Validation per label (stratified), chosen by a seeded hash of the content so reruns agree."""
     by_label: dict[int, list[LabelledCreative]] = defaultdict(list)
     for example in examples:
         by_label[example.label_id].append(example)
     train, validation = [], []
-    for items in by_label.values():
-        items = sorted(items, key=lambda e: hashlib.sha256(f"{seed}:{e.creative_id}".encode()).hexdigest())
+    for _, items in sorted(by_label.items()):
+        items = sorted(items, key=lambda e: e.draw_key(seed))
         take = round(len(items) * fraction) if len(items) >= 3 else 0
         validation += items[:take]
         train += items[take:]
@@ -176,7 +175,7 @@ def train_image(space: SharedSpace, text_dir: Path, out_dir: Path, snap: Snapsho
 def run_training(factory: sessionmaker[Session], settings: Settings, blobs: BlobStore, run_id: int,
                  load_space: Callable[[Path], SharedSpace], device: str = "cpu") -> str:
     """Train, calibrate, evaluate against the active version and write a candidate. Returns its version id."""
-    from ctax.taxonomy.training.text import train_text_tower
+    from ctax.taxonomy.training.text import TextTrainingRecipe, train_text_tower
 
     def progress(fraction: float, stage: str) -> None:
         with transaction(factory) as session:
@@ -218,7 +217,7 @@ def run_training(factory: sessionmaker[Session], settings: Settings, blobs: Blob
 
         train_text_tower(settings.resolved_text_model(), examples, phrases, parents, directory / "text",
                          epochs=epochs, batch_size=settings.train_batch_size, seed=seed, device=device,
-                         on_progress=text_progress)
+                         on_progress=text_progress, recipe=TextTrainingRecipe(open_set=settings.train_open_set))
         config = SpaceConfig(version=version_id, kind="trained", text_model="text", label_template=template)
         config.write(directory)
         image_config = None
@@ -262,6 +261,7 @@ def run_training(factory: sessionmaker[Session], settings: Settings, blobs: Blob
             registry.write_json(directory, "metrics.json", version.metrics)
             registry.write_json(directory, "labels.json", {str(i): str(p) for i, p in snap.paths.items()})
             registry.write_model_card(version, {"Training": f"run {run_id}; {epochs} text epochs; seed {seed}; "
+                                                f"open-set training {settings.train_open_set}; "
                                                 f"{len(train)} training and {len(validation)} held-out creatives"})
             run = session.get(TrainingRun, run_id)
             run.metrics = {**headline(report), "comparison": comparison}  # type: ignore[union-attr]

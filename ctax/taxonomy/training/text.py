@@ -43,7 +43,7 @@ FLAT_TARGETS = HierarchyTargets(same=0.9, parent=0.1, ancestor=0.1, sibling=0.1,
 LossKind = Literal["mnrl", "cosent", "cosine", "mnrl+cosent"]
 NegativeKind = Literal["sibling", "parent", "random"]
 SamplerKind = Literal["shuffle", "no_duplicates"]
-OpenSetKind = Literal["none", "background"]
+OpenSetKind = Literal["none", "background", "parent"]
 
 # The phrase the tower learns for "none of the labels offered": with ``open_set="background"`` creatives whose
 # label is left out of a pass are pulled to it, so it settles between a creative's own label and the rest.
@@ -67,6 +67,11 @@ class TextTrainingRecipe:
     positive, with their sibling and parent as hard negatives. Every other row has the background phrase in its
     batch as a negative. The background phrase's similarity then works as a per-creative threshold: above the
     best label's, the creative fits no label offered.
+    ``parent`` leaves labels out the same way, but a left-out label's creatives take their nearest known parent
+    as the positive (a known sibling and a random other leaf as hard negatives), while every other creative keeps
+    its parent as a hard negative: the tower learns that a parent wins only when none of its children fits, so
+    "best parent above best leaf" marks a missing child and says where it belongs. Left-out labels without a
+    known parent sit their chunk out.
     """
 
     loss: LossKind = "mnrl"
@@ -219,7 +224,7 @@ def build_training_datasets(
     graded_rows: dict[str, list[Any]] = defaultdict(list)
     uses_pairs = recipe.loss in ("mnrl", "mnrl+cosent")
     uses_graded = recipe.loss in ("cosent", "cosine", "mnrl+cosent")
-    open_set = uses_pairs and recipe.open_set == "background"
+    open_set = uses_pairs and recipe.open_set != "none"
     chunked_rows: dict[str, dict[str, list[str]]] = {}
     for epoch in range(epochs):
         epoch_pairs = _epoch_texts(cleaned, epoch, recipe.texts_per_epoch)
@@ -231,11 +236,20 @@ def build_training_datasets(
                 chunk_pool = [label for label in pool if label not in left_out]
                 target = chunked_rows.setdefault(f"pairs-e{epoch}-c{chunk}", defaultdict(list))
                 for text, truth in rows:
-                    positive = BACKGROUND_PHRASE if truth in left_out else label_phrases[truth]
-                    _add_pair_row(target, text, positive, truth, chunk_tree, chunk_pool, label_phrases, recipe, rng)
+                    if truth not in left_out:
+                        _add_pair_row(target, text, label_phrases[truth], truth, chunk_tree, chunk_pool,
+                                      label_phrases, recipe.negatives, rng)
+                    elif recipe.open_set == "background":
+                        _add_pair_row(target, text, BACKGROUND_PHRASE, truth, chunk_tree, chunk_pool,
+                                      label_phrases, recipe.negatives, rng)
+                    elif (parent := chunk_tree.nearest_known_parent(truth)) is not None:
+                        # The parent is the positive here, so it cannot also be the hard negative.
+                        _add_pair_row(target, text, label_phrases[parent], truth, chunk_tree, chunk_pool,
+                                      label_phrases, ("sibling", "random"), rng)
         for text, truth in epoch_pairs:
             if uses_pairs and not open_set:
-                _add_pair_row(pair_rows, text, label_phrases[truth], truth, tree, pool, label_phrases, recipe, rng)
+                _add_pair_row(pair_rows, text, label_phrases[truth], truth, tree, pool, label_phrases,
+                              recipe.negatives, rng)
             if uses_graded:
                 for label in _graded_labels(truth, tree, pool, recipe.graded_labels_per_text, rng):
                     graded_rows["sentence1"].append(text)
@@ -255,9 +269,9 @@ def build_training_datasets(
 
 
 def _add_pair_row(rows: dict[str, list[str]], text: str, positive: str, truth: str, tree: _Tree,
-                  pool: Sequence[str], label_phrases: Mapping[str, str], recipe: TextTrainingRecipe,
+                  pool: Sequence[str], label_phrases: Mapping[str, str], kinds: Sequence[NegativeKind],
                   rng: random.Random) -> None:
-    negatives = [_negative_for(kind, truth, tree, pool, rng) for kind in recipe.negatives]
+    negatives = [_negative_for(kind, truth, tree, pool, rng) for kind in kinds]
     if all(negative is not None for negative in negatives):
         rows["anchor"].append(text)
         rows["positive"].append(positive)
