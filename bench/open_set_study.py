@@ -4,6 +4,7 @@
     python -m bench.open_set_study --recipe background --seed 1 --threads 1
     python -m bench.open_set_study --recipe parent --recipe mnrl+cosent-flat --recipe default --seed 13
     python -m bench.open_set_study --oracle --seed 13 --seed 1     # the ceiling: a classifier that knows them
+    python -m bench.open_set_study --transfer --seed 13 --seed 1   # a novelty scorer fitted on unseen labels
 
 Same split and held-out labels as `bench.pitt_eval` (70/30 by ad id, 6 leaf labels with >= 20 ads held out of the
 taxonomy and of TRAIN), but the text tower is trained directly by `train_text_tower` on all of TRAIN (no
@@ -33,7 +34,8 @@ from ctax.evaluation import choose_holdout
 from ctax.taxonomy.config import Settings
 from ctax.taxonomy.embedding.text import TextEncoder
 from ctax.taxonomy.importing import read_rows
-from ctax.taxonomy.labels import parse_taxonomy_file
+from ctax.taxonomy.labels import LabelPath, Taxonomy, TaxonomyNode, parse_taxonomy_file
+from ctax.taxonomy.novelty import FEATURES, novelty_features
 from ctax.taxonomy.training.text import BACKGROUND_PHRASE, FLAT_TARGETS, TextTrainingRecipe, train_text_tower
 from tests.support import SHARED_DATA
 
@@ -114,7 +116,8 @@ def run(recipe_name: str, seed: int, epochs: int, threads: int, validation: bool
     has_children = {path.parent for path in paths if path.parent is not None}
     is_parent = np.array([path in has_children for path in paths])
     best_leaf, best_parent = sims[:, ~is_parent].max(1), sims[:, is_parent].max(1)
-    knn = -np.sort(-(x_test @ x_train.T), axis=1)[:, :10].mean(1)
+    ex_sims = x_test @ x_train.T
+    knn = -np.sort(-ex_sims, axis=1)[:, :10].mean(1)
     margin = x_test @ background - best  # above 0: nearer "none of these labels" than any label
     scores = {
         "best label": -best,
@@ -141,7 +144,59 @@ def run(recipe_name: str, seed: int, epochs: int, threads: int, validation: bool
                                         "novel": float((margin[novel] > 0).mean())},
     }
     (OUT / f"{tag}.json").write_text(json.dumps(result, indent=2))
+    train_labels = np.array([paths.index(row.label) for row in train_rows])
+    np.savez(OUT / f"{tag}-features.npz", features=novelty_feature_rows(sims, ex_sims, train_labels, paths),
+             novel=novel, truth=truth, blend=scores["blend w=0.25 k=10 (service)"])
     return result
+
+
+def novelty_feature_rows(sims: np.ndarray, ex_sims: np.ndarray, train_labels: np.ndarray,
+                         paths: list[LabelPath]) -> np.ndarray:
+    """The learned novelty score's FEATURES of each TEST row, computed by the service's own function."""
+    index = {path: n for n, path in enumerate(paths)}
+    taxonomy = Taxonomy([TaxonomyNode(n, path, index.get(path.parent) if path.parent else None)
+                         for n, path in enumerate(paths)])
+    top = np.argsort(-ex_sims, axis=1)[:, :10]
+    return np.stack([novelty_features(dict(enumerate(sims[i].tolist())),
+                                      [(int(train_labels[j]), float(ex_sims[i, j])) for j in top[i]], taxonomy)
+                     for i in range(len(sims))])
+
+
+def transfer(fit_seed: int, apply_seed: int, recipe_name: str, epochs: int) -> dict[str, object]:
+    """Does a novelty scorer fitted on labels one tower never saw carry to another tower and other labels?
+
+    The question behind calibrating novelty on a shadow training run with labels truly held out: fit the learned
+    score (novelty.FEATURES, the service's pipeline) on seed A's TEST (known against really held-out labels),
+    apply it unchanged to seed B's tower and TEST, and compare with B's blend."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    fit = np.load(OUT / f"{recipe_name}-s{fit_seed}-e{epochs}-features.npz")
+    apply = np.load(OUT / f"{recipe_name}-s{apply_seed}-e{epochs}-features.npz")
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000))
+    model.fit(fit["features"], fit["novel"])
+    learned = model.decision_function(apply["features"])
+    novel, truth = apply["novel"], apply["truth"]
+    fit_held = set(fit["truth"][fit["novel"]])
+    per_class = {}
+    for label in sorted(set(truth[novel])):
+        mask = (truth == label) | ~novel
+        per_class[str(label)] = {"learned": float(roc_auc_score(novel[mask], learned[mask])),
+                                 "blend": float(roc_auc_score(novel[mask], apply["blend"][mask])),
+                                 "also held out when fitting": label in fit_held}
+    unseen = ~np.isin(truth, list(fit_held)) | ~novel  # B's held-out labels that A's fit never saw as novel
+    # A ceiling for these features: the same model fitted on B's own TEST and scored there (in-sample).
+    ceiling = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000))
+    ceiling.fit(apply["features"], novel)
+    return {"fitted_on_seed": fit_seed, "applied_to_seed": apply_seed, "recipe": recipe_name,
+            "learned_auroc": float(roc_auc_score(novel, learned)),
+            "blend_auroc": float(roc_auc_score(novel, apply["blend"])),
+            "in_sample_ceiling_auroc": float(roc_auc_score(novel, ceiling.decision_function(apply["features"]))),
+            "learned_auroc_labels_new_to_the_fit": float(roc_auc_score(novel[unseen], learned[unseen])),
+            "blend_auroc_labels_new_to_the_fit": float(roc_auc_score(novel[unseen], apply["blend"][unseen])),
+            "coefficients": dict(zip(FEATURES, map(float, model[-1].coef_[0]), strict=True)),
+            "per_class": per_class}
 
 
 def oracle(seed: int, threads: int) -> dict[str, object]:
@@ -177,10 +232,20 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--validation", action="store_true", help="train without a 15%% validation split of TRAIN")
+    parser.add_argument("--transfer", action="store_true",
+                        help="fit the learned novelty score on one seed's real held-out labels, apply it to the other")
     parser.add_argument("--oracle", action="store_true",
                         help="only print the ceiling: a classifier that knows the held-out labels")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
+    if args.transfer:
+        seeds = args.seed or [13, 1]
+        for name in args.recipe or ["default"]:
+            for seed in seeds:
+                run(name, seed, args.epochs, args.threads)
+            for fit_seed, apply_seed in ((seeds[0], seeds[1]), (seeds[1], seeds[0])):
+                console.print_json(data=transfer(fit_seed, apply_seed, name, args.epochs))
+        return
     if args.oracle:
         for seed in args.seed or [13]:
             console.print_json(data=oracle(seed, args.threads))
