@@ -35,7 +35,7 @@ from ctax.taxonomy.config import Settings
 from ctax.taxonomy.embedding.text import TextEncoder
 from ctax.taxonomy.importing import read_rows
 from ctax.taxonomy.labels import LabelPath, Taxonomy, TaxonomyNode, parse_taxonomy_file
-from ctax.taxonomy.novelty import FEATURES, novelty_features
+from ctax.taxonomy.novelty import FEATURES, novelty_features, novelty_pipeline
 from ctax.taxonomy.training.text import BACKGROUND_PHRASE, FLAT_TARGETS, TextTrainingRecipe, train_text_tower
 from tests.support import SHARED_DATA
 
@@ -168,14 +168,9 @@ def transfer(fit_seed: int, apply_seed: int, recipe_name: str, epochs: int) -> d
     The question behind calibrating novelty on a shadow training run with labels truly held out: fit the learned
     score (novelty.FEATURES, the service's pipeline) on seed A's TEST (known against really held-out labels),
     apply it unchanged to seed B's tower and TEST, and compare with B's blend."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     fit = np.load(OUT / f"{recipe_name}-s{fit_seed}-e{epochs}-features.npz")
     apply = np.load(OUT / f"{recipe_name}-s{apply_seed}-e{epochs}-features.npz")
-    model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000))
-    model.fit(fit["features"], fit["novel"])
+    model = novelty_pipeline().fit(fit["features"], fit["novel"])
     learned = model.decision_function(apply["features"])
     novel, truth = apply["novel"], apply["truth"]
     fit_held = set(fit["truth"][fit["novel"]])
@@ -187,8 +182,7 @@ def transfer(fit_seed: int, apply_seed: int, recipe_name: str, epochs: int) -> d
                                  "also held out when fitting": label in fit_held}
     unseen = ~np.isin(truth, list(fit_held)) | ~novel  # B's held-out labels that A's fit never saw as novel
     # A ceiling for these features: the same model fitted on B's own TEST and scored there (in-sample).
-    ceiling = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000))
-    ceiling.fit(apply["features"], novel)
+    ceiling = novelty_pipeline().fit(apply["features"], novel)
     return {"fitted_on_seed": fit_seed, "applied_to_seed": apply_seed, "recipe": recipe_name,
             "learned_auroc": float(roc_auc_score(novel, learned)),
             "blend_auroc": float(roc_auc_score(novel, apply["blend"])),

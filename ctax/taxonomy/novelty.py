@@ -42,11 +42,9 @@ def novelty_features(
     items = items[:LABEL_CANDIDATES]
     if not items:
         return np.zeros(len(FEATURES))
-    ids = [lid for lid, _ in items]
-    sims = np.array([s for _, s in items], dtype=np.float64)
-    order = np.argsort(-sims)
-    best = float(sims[order[0]])
-    second = float(sims[order[1]]) if len(sims) > 1 else best
+    sims = np.array([s for _, s in items], dtype=np.float64)  # best first
+    best = float(sims[0])
+    second = float(sims[1]) if len(sims) > 1 else best
     logits = (sims - best) / ENTROPY_TEMPERATURE
     weights = np.exp(logits)
     probabilities = weights / weights.sum()
@@ -59,12 +57,12 @@ def novelty_features(
     known = [(lid, s) for lid, s in exemplars if lid in taxonomy]
     if known:
         ex_sims = np.array([s for _, s in known])
-        top = ids[int(order[0])]
+        top = items[0][0]
         agreement = float(np.mean([lid == top or top in taxonomy.ancestors(lid) for lid, _ in known]))
         exemplar_mean, exemplar_best = float(ex_sims.mean()), float(ex_sims.max())
     else:
         agreement, exemplar_mean, exemplar_best = 0.0, 0.0, 0.0
-    return np.array([best, best - second, float(sims[order[:5]].mean()), entropy, exemplar_mean, exemplar_best,
+    return np.array([best, best - second, float(sims[:5].mean()), entropy, exemplar_mean, exemplar_best,
                      agreement, best_parent - best_leaf])
 
 
@@ -98,6 +96,15 @@ class NoveltyModel:
                    tuple(map(float, data["coef"])), float(data["intercept"]))
 
 
+def novelty_pipeline() -> Any:
+    """The unfitted scikit-learn model behind NoveltyModel (standardise, then logistic regression)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000))
+
+
 MIN_ROWS = 40
 MIN_LABELS = 3
 FOLDS = 5
@@ -110,11 +117,8 @@ def fit_novelty_model(
 
     Returns the model fitted on all rows and its AUROC under cross-validation grouped by label (a label's
     creatives never on both sides of a fold), or None when the data is too small to judge it."""
-    from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import GroupKFold, cross_val_predict
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
     groups = np.r_[labels, labels]
     if len(known) < MIN_ROWS or len(set(labels)) < MIN_LABELS:
@@ -122,13 +126,10 @@ def fit_novelty_model(
     x = np.r_[known, novel]
     y = np.r_[np.zeros(len(known)), np.ones(len(novel))]
 
-    def pipeline() -> Any:
-        return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000))
-
     folds = GroupKFold(n_splits=min(FOLDS, len(set(labels))))
-    predicted = cross_val_predict(pipeline(), x, y, groups=groups, cv=folds, method="decision_function")
+    predicted = cross_val_predict(novelty_pipeline(), x, y, groups=groups, cv=folds, method="decision_function")
     cv_auroc = float(roc_auc_score(y, predicted))
-    fitted = pipeline().fit(x, y)
+    fitted = novelty_pipeline().fit(x, y)
     scaler, regression = fitted[0], fitted[-1]
     scale = np.where(scaler.scale_ > 0, scaler.scale_, 1.0)
     model = NoveltyModel(tuple(map(float, scaler.mean_)), tuple(map(float, scale)),
