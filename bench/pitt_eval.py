@@ -67,6 +67,12 @@ def main() -> None:
     for metric in (*METRICS, "n_train", "n_test", "train_seconds", "seconds"):
         table.add_row(metric, *(f"{r[metric]:.4f}" if isinstance(r.get(metric), float) else str(r.get(metric))
                                 for r in results.values()))
+    # Before the novelty sweep re-decided the stream with all of it in the traffic window.
+    for metric in ("novelty_auroc", "novelty_precision", "novelty_recall"):
+        table.add_row(f"{metric} at arrival", *(f"{v:.4f}" if isinstance(v := (r.get("at_arrival") or {}).get(metric),
+                                                                          float) else str(v)
+                                                for r in results.values()))
+    table.add_row("raised by the sweep", *(str((r.get("novelty_sweep") or {}).get("raised")) for r in results.values()))
     console.print(table)
     console.print(f"held-out labels: {', '.join(next(iter(results.values()))['held_out_labels'])}")
 

@@ -13,7 +13,7 @@ import random
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from ctax.taxonomy.embedding.space import SharedSpace
 from ctax.taxonomy.importing import Row, import_labelled, read_rows
 from ctax.taxonomy.labels import ImportResult, LabelPath, parse_taxonomy_file
 from ctax.taxonomy.lifecycle import activate, build
+from ctax.taxonomy.novelty_sweep import sweep
 from ctax.taxonomy.training import registry
 from ctax.taxonomy.training.pipeline import run_training
 
@@ -130,7 +131,7 @@ def run_eval(options: EvalOptions, base: Settings | None = None) -> dict[str, An
             version = registry.get_version(session, version_id)
             version.index_ready = True
             registry.mark_active(session, version)
-        activate(rt.factory, space, rt.index, rt.blobs, rt.ocr)
+        activate(rt.factory, space, rt.index, rt.blobs, rt.ocr, settings.novelty_traffic_window)
         train_seconds = time.perf_counter() - t0
 
     # Post every test row as a creative; a fraction of the known ones carries a wrong asserted label.
@@ -160,6 +161,9 @@ def run_eval(options: EvalOptions, base: Settings | None = None) -> dict[str, An
         for start in range(0, len(posted), size):
             label_batch(rt, [p["id"] for p in posted[start : start + size]])
             bar.advance(task, min(size, len(posted) - start))
+    # The verdicts as each creative arrived, then after the novelty sweep the service runs as traffic accumulates
+    # (novelty_sweep.py), run once here over the whole test stream: the headline figures are the final verdicts.
+    swept = asdict(sweep(rt.factory, rt.labeller())) if settings.novelty_traffic_window > 0 else {}
     with rt.factory() as session:
         rows = {c.id: c for c in session.scalars(select(Creative).where(Creative.id.in_([p["id"] for p in posted])))}
         active = registry.active_version(session)
@@ -168,7 +172,10 @@ def run_eval(options: EvalOptions, base: Settings | None = None) -> dict[str, An
     rt.stop()
     rt.index.client.close()
     metrics = score(posted, rows, ids)
+    first = score(posted, rows, ids, at_arrival=True)
+    at_arrival = {key: first[key] for key in ("novelty_auroc", "novelty_precision", "novelty_recall", "flags")}
     return {**metrics, "n_train": len(train_kept), "n_test": len(test_rows),
+            "at_arrival": at_arrival, "novelty_sweep": swept,
             "held_out_labels": [str(p) for p in held_out], "seconds": round(time.perf_counter() - started, 1),
             "train_seconds": round(train_seconds, 1), "model_version": version_name, "trained": not options.no_train,
             "wrong_label_rate": options.wrong_label_rate, "seed": options.seed,
@@ -183,7 +190,20 @@ def _precision_recall(flagged: np.ndarray, positive: np.ndarray) -> tuple[float 
     return precision, recall
 
 
-def score(posted: list[dict[str, Any]], rows: dict[str, Creative], ids: dict[LabelPath, int]) -> dict[str, Any]:
+def _fit(creative: Creative, at_arrival: bool) -> float | None:
+    scores = (creative.prediction or {}).get("scores", {})
+    return scores.get("fit_at_arrival", scores.get("fit")) if at_arrival else scores.get("fit")
+
+
+def _flag(creative: Creative, at_arrival: bool) -> str | None:
+    if at_arrival and (creative.prediction or {}).get("raised_by_sweep"):
+        return (creative.prediction or {}).get("flag_at_arrival")
+    return creative.flag
+
+
+def score(posted: list[dict[str, Any]], rows: dict[str, Creative], ids: dict[LabelPath, int],
+          at_arrival: bool = False) -> dict[str, Any]:
+    """The contract's metrics of the stored verdicts; at_arrival: of the verdicts before any novelty sweep."""
     known = [p for p in posted if not p["novel"]]
     paths_by_id = {v: k for k, v in ids.items()}
     top1 = top5 = tier1 = 0
@@ -193,13 +213,13 @@ def score(posted: list[dict[str, Any]], rows: dict[str, Creative], ids: dict[Lab
         top1 += bool(ranked) and ranked[0] == truth
         top5 += truth in ranked[:5]
         tier1 += bool(ranked) and paths_by_id[ranked[0]].names[0] == p["label"].names[0]
-    raw_fits = [(rows[p["id"]].prediction or {}).get("scores", {}).get("fit") for p in posted]
+    raw_fits = [_fit(rows[p["id"]], at_arrival) for p in posted]
     # A creative left without a fit (nothing usable to label) counts as the least fitting of all; the learned
     # novelty score is a logit, so no fixed floor such as -1 would do.
     floor = min((f for f in raw_fits if f is not None), default=0.0) - 1.0
     fits = np.array([floor if f is None else f for f in raw_fits])
     novel = np.array([p["novel"] for p in posted])
-    flagged_new = np.array([rows[p["id"]].flag == "new_label" for p in posted])
+    flagged_new = np.array([_flag(rows[p["id"]], at_arrival) == "new_label" for p in posted])
     novelty_precision, novelty_recall = _precision_recall(flagged_new, novel)
     gaps, wrong, flagged_wrong = [], [], []
     for p in known:
@@ -214,7 +234,7 @@ def score(posted: list[dict[str, Any]], rows: dict[str, Creative], ids: dict[Lab
     gaps_arr = np.where(np.isfinite(gaps_arr), gaps_arr, (gaps_arr[np.isfinite(gaps_arr)].max(initial=0) + 1))
     wrong_arr = np.array(wrong, dtype=bool)
     wrong_precision, wrong_recall = _precision_recall(np.array(flagged_wrong, dtype=bool), wrong_arr)
-    flags = Counter(rows[p["id"]].flag for p in posted)
+    flags = Counter(_flag(rows[p["id"]], at_arrival) for p in posted)
     n = max(len(known), 1)
     return {
         "top1": top1 / n, "top5": top5 / n, "tier1_accuracy": tier1 / n,

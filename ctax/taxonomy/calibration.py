@@ -3,7 +3,7 @@
 - exemplar_weight: the blend of label similarity and exemplar votes that maximises top-1 on validation.
 - novelty scorer: a logistic regression over several similarities (novelty.py), fitted on the same
   leave-one-label-out simulation, replaces the blend where it scores a higher AUROC under cross-validation
-  by label.
+  by label. Where the service keeps recent traffic, the validation creatives play that traffic for each other.
 - new_label: the fit below which a creative is "new"; set so that 95% of known-label validation creatives pass.
   Its precision and recall are estimated by leave-one-label-out: each validation creative is scored again
   with its own label (and that label's exemplars) removed, which is what a creative of a missing label looks
@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ctax.taxonomy.labels import Taxonomy
-from ctax.taxonomy.novelty import fit_novelty_model, novelty_features
+from ctax.taxonomy.novelty import FEATURES, TRAFFIC_K, fit_novelty_model, novelty_features
 from ctax.taxonomy.trigger import Evidence, Thresholds, Trigger
 
 KNOWN_PASS_RATE = 0.95
@@ -65,8 +65,27 @@ def auroc(positives: Sequence[float], negatives: Sequence[float]) -> float | Non
     return float(roc_auc_score(y, np.r_[positives, negatives]))
 
 
+def simulated_traffic(held: Held) -> list[list[float]]:
+    """What a full traffic window shows each held creative: similarities to the other held creatives, best first
+    (as many as the labeller fetches). The held creatives stand in for the traffic; the novelty sweep, which
+    re-decides creatives once the window has filled, sees the window the same way (novelty_sweep.py)."""
+    if len(held.creative_ids) == 0:
+        return []
+    norms = np.linalg.norm(held.vectors, axis=1, keepdims=True)
+    unit = held.vectors / np.where(norms == 0, 1.0, norms)
+    sims = unit @ unit.T
+    np.fill_diagonal(sims, -np.inf)
+    limit = min(2 * TRAFFIC_K, len(sims) - 1)
+    out = []
+    for row in sims:
+        top = np.argpartition(-row, limit - 1)[:limit] if limit > 0 else np.zeros(0, dtype=np.int64)
+        out.append(sorted(row[top].tolist(), reverse=True))
+    return out
+
+
 def build_evidence(
-    held: Held, ref: Reference, exemplar_k: int, *, drop_own_label: bool = False, taxonomy: Taxonomy | None = None
+    held: Held, ref: Reference, exemplar_k: int, *, drop_own_label: bool = False, taxonomy: Taxonomy | None = None,
+    traffic: Sequence[Sequence[float]] | None = None,
 ) -> list[Evidence]:
     label_sims = held.vectors @ ref.label_vectors.T if len(ref.label_ids) else np.zeros((len(held.label_ids), 0))
     has_exemplars = len(ref.exemplar_ids) > 0
@@ -88,7 +107,7 @@ def build_evidence(
             exemplars = [(int(ref.exemplar_labels[j]), float(sims[j])) for j in top if np.isfinite(sims[j])]
         if drop_own_label:
             scores.pop(true_label, None)
-        evidence.append(Evidence(scores, exemplars))
+        evidence.append(Evidence(scores, exemplars, traffic=traffic[row] if traffic is not None else ()))
     return evidence
 
 
@@ -110,13 +129,17 @@ def _best_f1_threshold(scores: np.ndarray, positive: np.ndarray, weights: np.nda
 
 
 def calibrate(
-    taxonomy: Taxonomy, held: Held, ref: Reference, *, top_k: int = 5, exemplar_k: int = 10, seed: int = 13
+    taxonomy: Taxonomy, held: Held, ref: Reference, *, top_k: int = 5, exemplar_k: int = 10, seed: int = 13,
+    traffic_window: int = 0,
 ) -> tuple[Thresholds, dict[str, Any]]:
+    """traffic_window: how many recent creatives the service keeps as novelty evidence (0: none, and the
+    learned novelty score does without the traffic feature)."""
     if len(held.label_ids) == 0:
         return Thresholds(source="defaults (no labelled validation data)"), {"n_validation": 0}
     rng = np.random.default_rng(seed)
-    evidence = build_evidence(held, ref, exemplar_k)
-    novel_evidence = build_evidence(held, ref, exemplar_k, drop_own_label=True)
+    traffic = simulated_traffic(held) if traffic_window > 0 else None
+    evidence = build_evidence(held, ref, exemplar_k, traffic=traffic)
+    novel_evidence = build_evidence(held, ref, exemplar_k, drop_own_label=True, traffic=traffic)
     truth = held.label_ids
     report: dict[str, Any] = {"n_validation": len(truth), "n_exemplars": len(ref.exemplar_ids)}
 
@@ -147,11 +170,13 @@ def calibrate(
     thresholds = replace(base, exemplar_weight=best_weight, exemplar_fit_weight=best_fit_weight)
 
     # 2b. A learned novelty score over several similarities, kept only when it beats the blend across labels.
-    known_features = np.array([novelty_features(ev.label_scores, ev.exemplars, taxonomy) for ev in evidence])
-    novel_features = np.array([novelty_features(ev.label_scores, ev.exemplars, taxonomy) for ev in novel_evidence])
-    learned = fit_novelty_model(known_features, novel_features, truth)
+    def features_of(rows: list[Evidence]) -> np.ndarray:
+        return np.array([novelty_features(ev.label_scores, ev.exemplars, taxonomy, ev.traffic) for ev in rows])
+
+    used = FEATURES if traffic is not None else tuple(f for f in FEATURES if f != "traffic_minus_exemplar")
+    learned = fit_novelty_model(features_of(evidence), features_of(novel_evidence), truth, used)
     novelty_scorer = {"blend_auroc": by_fit[best_fit_weight], "learned_cv_auroc": learned[1] if learned else None,
-                      "chosen": "blend"}
+                      "chosen": "blend", "features": list(used)}
     if learned is not None and learned[1] > by_fit[best_fit_weight]:
         thresholds = replace(thresholds, novelty_model=learned[0].to_json())
         novelty_scorer["chosen"] = "learned"

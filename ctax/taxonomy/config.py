@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     # Labelling.
     top_k: int = Field(default=5, ge=1, le=50)
     exemplar_k: int = Field(default=10, ge=1, le=100)
+    novelty_traffic_window: int = Field(
+        default=5000, ge=0, le=1_000_000,
+        description="Recently labelled creatives kept per version as novelty evidence (0: none kept).")
+    novelty_sweep_every: int = Field(
+        default=1000, ge=0,
+        description="Re-decide the traffic window after this many creatives a worker labelled (0: never).")
     label_batch_size: int = Field(default=64, ge=1, le=4096, description="Creatives encoded in one forward pass.")
     label_queue: str = Field(default=LABEL_QUEUE, description="Queue the API sends labelling work to.")
     dispatch_interval_s: float = Field(default=0.05, gt=0, description="How long the dispatcher gathers.")

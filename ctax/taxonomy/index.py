@@ -1,4 +1,5 @@
-"""LabelIndex: label vectors and labelled exemplars in Qdrant, one pair of collections per model version.
+"""LabelIndex: label vectors and labelled exemplars in Qdrant, one pair of collections per model version,
+plus a window of the creatives each version labelled recently (its traffic, a novelty signal: trigger.py).
 
 Collections are named `{prefix}_labels_{version}` / `{prefix}_exemplars_{version}`; the aliases
 `{prefix}_labels` / `{prefix}_exemplars` point at the active version's pair and are swapped in one
@@ -9,6 +10,7 @@ encoders, so it must be compared with that same version's vectors even while an 
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -61,6 +63,12 @@ class LabelHit:
 
 
 @dataclass(frozen=True)
+class TrafficHit:
+    creative_id: str
+    score: float
+
+
+@dataclass(frozen=True)
 class ExemplarHit:
     creative_id: str
     label_id: int
@@ -83,6 +91,9 @@ class LabelIndex:
 
     def exemplars_collection(self, version: str) -> str:
         return f"{self.prefix}_exemplars_{version}"
+
+    def traffic_collection(self, version: str) -> str:
+        return f"{self.prefix}_traffic_{version}"
 
     @property
     def labels_alias(self) -> str:
@@ -109,7 +120,8 @@ class LabelIndex:
         )
 
     def drop_version(self, version: str) -> None:
-        for name in (self.labels_collection(version), self.exemplars_collection(version)):
+        for name in (self.labels_collection(version), self.exemplars_collection(version),
+                     self.traffic_collection(version)):
             self._tables.pop(name, None)
             if self.client.collection_exists(name):
                 self.client.delete_collection(name)
@@ -235,6 +247,84 @@ class LabelIndex:
             for response in responses
         ]
 
+    # -- traffic -----------------------------------------------------------------------------------------
+    def record_traffic(self, version: str, creative_ids: Sequence[str], vectors: np.ndarray, window: int) -> None:
+        """Remember creatives this version just labelled, keeping about the `window` most recent (a few more
+        between prunes, so that pruning is not a scroll per batch)."""
+        if not creative_ids or window <= 0:
+            return
+        name = self.traffic_collection(version)
+        if not self.client.collection_exists(name):  # versions built before traffic was kept get it lazily
+            self._tables.pop(name, None)
+            self.client.create_collection(
+                name, vectors_config=models.VectorParams(size=int(vectors.shape[1]), distance=models.Distance.COSINE)
+            )
+            if self.is_server:
+                self.client.create_payload_index(name, "seen", models.PayloadSchemaType.FLOAT)
+        seen = time.time()
+        # Later rows of a batch arrived later: the order breaks ties in the window.
+        points = [
+            models.PointStruct(id=_point_id(cid), vector=vector.tolist(), payload={"seen": seen + n * 1e-6})
+            for n, (cid, vector) in enumerate(zip(creative_ids, vectors, strict=True))
+        ]
+        for start in range(0, len(points), 512):
+            self.client.upsert(name, points=points[start : start + 512], wait=True)
+        if (table := self._tables.get(name)) is not None:
+            table.upsert([point.id for point in points], [0] * len(points), vectors)
+        if self.client.count(name, exact=True).count > window + max(window // 10, 1):
+            self.prune_traffic(version, window)
+
+    def prune_traffic(self, version: str, window: int) -> int:
+        """Forget all but the `window` most recently labelled creatives; returns how many were forgotten."""
+        name = self.traffic_collection(version)
+        if not self.client.collection_exists(name):
+            return 0
+        points = sorted(self._scroll(name), key=lambda point: float((point.payload or {}).get("seen", 0.0)))
+        stale = [_normal_point_id(point.id) for point in points[: max(len(points) - window, 0)]]
+        if stale:
+            for start in range(0, len(stale), 1024):
+                self.client.delete(name, points_selector=models.PointIdsList(points=stale[start : start + 1024]))
+            if (table := self._tables.get(name)) is not None:
+                table.delete(stale)
+        return len(stale)
+
+    def traffic_vectors(self, version: str) -> tuple[list[str], np.ndarray]:
+        """The creatives in the version's traffic window and their vectors, oldest first."""
+        name = self.traffic_collection(version)
+        if not self.client.collection_exists(name):
+            return [], np.zeros((0, 0), dtype=np.float32)
+        points = sorted(self._scroll(name, with_vectors=True),
+                        key=lambda point: float((point.payload or {}).get("seen", 0.0)))
+        return ([_creative_id(point.id) for point in points],
+                np.asarray([point.vector for point in points], dtype=np.float32))
+
+    def count_traffic(self, version: str) -> int:
+        name = self.traffic_collection(version)
+        return int(self.client.count(name, exact=True).count) if self.client.collection_exists(name) else 0
+
+    def nearest_traffic(
+        self, version: str, vectors: np.ndarray, limit: int, exclude: Sequence[str] = ()
+    ) -> list[list[TrafficHit]]:
+        """The recently labelled creatives nearest each vector, best first; row i never returns exclude[i] (a
+        creative labelled again is not its own neighbour)."""
+        name = self.traffic_collection(version)
+        if len(vectors) == 0 or not self.client.collection_exists(name):
+            return [[] for _ in range(len(vectors))]
+        skip = [_point_id(cid) for cid in exclude] if exclude else [None] * len(vectors)
+        if not self.is_server:
+            rows = self._table(name).nearest(vectors, limit + 1)
+            return [[TrafficHit(_creative_id(point), score) for point, _, score in row if point != own][:limit]
+                    for row, own in zip(rows, skip, strict=True)]
+        requests = [
+            models.QueryRequest(
+                query=vector.tolist(), limit=limit, with_payload=False,
+                filter=models.Filter(must_not=[models.HasIdCondition(has_id=[own])]) if own else None,
+            )
+            for vector, own in zip(vectors, skip, strict=True)
+        ]
+        responses = self.client.query_batch_points(name, requests=requests)
+        return [[TrafficHit(_creative_id(p.id), float(p.score)) for p in response.points] for response in responses]
+
     # -- helpers -----------------------------------------------------------------------------------------
     def _table(self, collection: str) -> VectorTable:
         """The in-memory mirror of a local-mode collection, read from Qdrant the first time it is searched;
@@ -247,7 +337,9 @@ class LabelIndex:
             if points:
                 table.upsert(
                     [_normal_point_id(point.id) for point in points],
-                    [int((point.payload or {}).get("label_id", point.id)) for point in points],
+                    # Traffic points carry no label: 0 stands in.
+                    [int((point.payload or {}).get("label_id", point.id if isinstance(point.id, int) else 0))
+                     for point in points],
                     np.asarray([point.vector for point in points], dtype=np.float32),
                 )
             self._tables[collection] = table

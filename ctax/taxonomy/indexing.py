@@ -1,4 +1,5 @@
-"""Keeping a model version's collections in step with the database: labels and labelled exemplars.
+"""Keeping a model version's collections in step with the database: labels and labelled exemplars, and the
+recent traffic a version inherits when it is activated.
 
 Both syncs are diffs, so they are idempotent and one run covers any number of changes.
 """
@@ -13,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tqdm import tqdm
 
 from ctax.taxonomy.blobs import BlobStore
-from ctax.taxonomy.db.models import Label
+from ctax.taxonomy.db.models import Creative, Label
 from ctax.taxonomy.embedding.ocr import OcrReader
 from ctax.taxonomy.embedding.space import CreativeContent, SharedSpace
 from ctax.taxonomy.images import decode_rgb
@@ -104,3 +105,48 @@ def sync_exemplars(
     report = SyncReport(len(changed), len(gone), len(wanted) - len(changed))
     log.info("exemplars of %s synced: %s", version, report)
     return report
+
+
+def inherit_traffic(
+    factory: sessionmaker[Session],
+    space: SharedSpace,
+    index: LabelIndex,
+    blobs: BlobStore,
+    window: int,
+    batch_size: int = 64,
+) -> int:
+    """A version about to be activated takes over the active version's recent traffic, re-encoded by its own
+    towers in the order it arrived, so that novelty keeps its traffic evidence across a promotion or rollback.
+    Returns how many creatives it inherited."""
+    version, active = space.version, index.active_version()
+    if window <= 0 or active is None or active == version:
+        return 0
+    ids = index.traffic_vectors(active)[0][-window:]
+    inherited = 0
+    for start in tqdm(range(0, len(ids), batch_size), desc=f"traffic {version}", unit="batch",
+                      disable=len(ids) < 4 * batch_size):
+        chunk = ids[start : start + batch_size]
+        with factory() as session:
+            rows = {c.id: c for c in session.scalars(select(Creative).where(Creative.id.in_(chunk)))}
+        contents, kept = [], []
+        for cid in chunk:
+            row = rows.get(cid)
+            if row is None:  # deleted since
+                continue
+            image = None
+            if row.image_sha256 and space.image_ready:
+                try:
+                    image = decode_rgb(blobs.get(row.image_sha256))
+                except Exception:  # its text still counts; the label task reports unreadable images
+                    image = None
+            contents.append(CreativeContent(texts=row.texts or [], image=image, ocr_text=row.ocr_text))
+            kept.append(cid)
+        encoded = space.encode(contents) if contents else []
+        usable = [(cid, e.vector) for cid, e in zip(kept, encoded, strict=True) if e.vector is not None]
+        if usable:
+            import numpy as np
+
+            index.record_traffic(version, [cid for cid, _ in usable], np.stack([v for _, v in usable]), window)
+            inherited += len(usable)
+    log.info("%s inherited %d creatives of traffic from %s", version, inherited, active)
+    return inherited

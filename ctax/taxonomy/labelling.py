@@ -10,13 +10,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
 from ctax.taxonomy.embedding.ocr import OcrReader
 from ctax.taxonomy.embedding.space import CreativeContent, SharedSpace
+from ctax.taxonomy.embedding.text import normalise
 from ctax.taxonomy.index import LabelIndex
 from ctax.taxonomy.labels import Taxonomy
-from ctax.taxonomy.novelty import LABEL_CANDIDATES
+from ctax.taxonomy.novelty import LABEL_CANDIDATES, TRAFFIC_K
 from ctax.taxonomy.trigger import Decision, Evidence, Thresholds, Trigger
 
 log = logging.getLogger(__name__)
@@ -54,6 +56,7 @@ class Labeller:
         top_k: int = 5,
         exemplar_k: int = 10,
         ocr: OcrReader | None = None,
+        traffic_window: int = 0,
     ) -> None:
         self.space = space
         self.index = index
@@ -61,6 +64,7 @@ class Labeller:
         self.trigger = Trigger(taxonomy, thresholds, top_k=top_k)
         self.exemplar_k = exemplar_k
         self.ocr = ocr
+        self.traffic_window = traffic_window
 
     @property
     def version(self) -> str:
@@ -86,38 +90,69 @@ class Labeller:
                     requests[i].creative_id, None, ocr_text=ocr_texts[i], error=f"no usable content to label ({why})"
                 )
         if rows:
-            import numpy as np
-
             vectors = np.stack([encoded[i].vector for i in rows])  # type: ignore[misc]
-            version = self.version
-            label_hits = self.index.nearest(version, vectors, LABEL_CANDIDATES)
-            asserted_rows = [i for i in rows if requests[i].asserted_label_id in self.taxonomy]
-            asserted_hits: dict[int, dict[int, float]] = {}
-            if asserted_rows:
-                # The asserted label (and its descendants, for the lineage rule) may rank below the candidates.
-                only = [self._lineage_below(requests[i].asserted_label_id) for i in asserted_rows]  # type: ignore[arg-type]
-                position = {i: n for n, i in enumerate(rows)}
-                hits = self.index.nearest(version, vectors[[position[i] for i in asserted_rows]], 64, only=only)
-                asserted_hits = {
-                    i: {h.label_id: h.score for h in row} for i, row in zip(asserted_rows, hits, strict=True)
-                }
-            exemplar_hits = self.index.nearest_exemplars(version, vectors, self.exemplar_k)
-            for n, i in enumerate(rows):
-                scores = {hit.label_id: hit.score for hit in label_hits[n]}
-                scores.update(asserted_hits.get(i, {}))
-                evidence = Evidence(
-                    label_scores=scores,
-                    exemplars=[(hit.label_id, hit.score) for hit in exemplar_hits[n]],
-                    asserted_label_id=requests[i].asserted_label_id,
-                )
-                decision = self.trigger.decide(evidence)
+            ids = [requests[i].creative_id for i in rows]
+            decisions = self.decide(vectors, [requests[i].asserted_label_id for i in rows],
+                                    self._traffic(self.version, vectors, ids))
+            for i, decision in zip(rows, decisions, strict=True):
                 outcomes[i] = LabelOutcome(
                     requests[i].creative_id,
                     decision,
-                    self._prediction(decision, encoded[i].modalities, encoded[i].used),
+                    self.prediction(decision, encoded[i].modalities, encoded[i].used),
                     ocr_text=ocr_texts[i],
                 )
+            if self.traffic_window > 0:
+                self.index.record_traffic(self.version, ids, vectors, self.traffic_window)
         return [outcome for outcome in outcomes if outcome is not None]
+
+    def decide(
+        self, vectors: np.ndarray, asserted: Sequence[int | None], traffic: Sequence[Sequence[float]]
+    ) -> list[Decision]:
+        """The trigger's decision for creatives already encoded by this version (asserted label and traffic
+        similarities per row): label candidates, the asserted label's lineage and exemplars from the index."""
+        version = self.version
+        label_hits = self.index.nearest(version, vectors, LABEL_CANDIDATES)
+        asserted_rows = [n for n, label_id in enumerate(asserted) if label_id in self.taxonomy]
+        asserted_hits: dict[int, dict[int, float]] = {}
+        if asserted_rows:
+            # The asserted label (and its descendants, for the lineage rule) may rank below the candidates.
+            only = [self._lineage_below(asserted[n]) for n in asserted_rows]  # type: ignore[arg-type]
+            hits = self.index.nearest(version, vectors[asserted_rows], 64, only=only)
+            asserted_hits = {n: {h.label_id: h.score for h in row} for n, row in zip(asserted_rows, hits, strict=True)}
+        exemplar_hits = self.index.nearest_exemplars(version, vectors, self.exemplar_k)
+        decisions = []
+        for n in range(len(vectors)):
+            scores = {hit.label_id: hit.score for hit in label_hits[n]}
+            scores.update(asserted_hits.get(n, {}))
+            evidence = Evidence(
+                label_scores=scores,
+                exemplars=[(hit.label_id, hit.score) for hit in exemplar_hits[n]],
+                asserted_label_id=asserted[n],
+                traffic=traffic[n],
+            )
+            decisions.append(self.trigger.decide(evidence))
+        return decisions
+
+    def full_window_traffic(self, vectors: np.ndarray, creative_ids: Sequence[str]) -> list[list[float]]:
+        """Each creative's similarities to the whole traffic window (itself aside), arrivals after it included:
+        what the novelty sweep re-decides with."""
+        hits = self.index.nearest_traffic(self.version, vectors, 2 * TRAFFIC_K, exclude=creative_ids)
+        return [[hit.score for hit in row] for row in hits]
+
+    def _traffic(self, version: str, vectors: np.ndarray, creative_ids: Sequence[str]) -> list[list[float]]:
+        """Similarities of each creative to the recent creatives before it: those already in the version's
+        traffic window and the earlier ones of this batch, as if the batch had been labelled one by one."""
+        if self.traffic_window <= 0:
+            return [[] for _ in creative_ids]
+        # Copies are dropped later (novelty.DUPLICATE_SIMILARITY): fetch enough to leave TRAFFIC_K after them.
+        hits = self.index.nearest_traffic(version, vectors, 2 * TRAFFIC_K, exclude=creative_ids)
+        unit = normalise(np.asarray(vectors, dtype=np.float32))
+        within = unit @ unit.T
+        out = []
+        for n, row in enumerate(hits):
+            earlier = [float(within[n, m]) for m in range(n) if creative_ids[m] != creative_ids[n]]
+            out.append(sorted([hit.score for hit in row] + earlier, reverse=True)[: 2 * TRAFFIC_K])
+        return out
 
     def _lineage_below(self, label_id: int) -> list[int]:
         out, frontier = [label_id], [label_id]
@@ -127,7 +162,7 @@ class Labeller:
             frontier = children
         return out
 
-    def _prediction(self, decision: Decision, modalities: dict[str, str], used: list[str]) -> dict[str, Any]:
+    def prediction(self, decision: Decision, modalities: dict[str, str], used: list[str]) -> dict[str, Any]:
         name = self.trigger._name
         return {
             "model_version": self.version,

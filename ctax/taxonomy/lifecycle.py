@@ -18,7 +18,7 @@ from ctax.taxonomy.db.session import transaction
 from ctax.taxonomy.embedding.ocr import OcrReader
 from ctax.taxonomy.embedding.space import SharedSpace
 from ctax.taxonomy.index import LabelIndex
-from ctax.taxonomy.indexing import sync_exemplars, sync_labels
+from ctax.taxonomy.indexing import inherit_traffic, sync_exemplars, sync_labels
 from ctax.taxonomy.training import registry
 from ctax.taxonomy.training.data import LabelledCreative, current_annotations
 
@@ -109,7 +109,8 @@ def recalibrate_pretrained(
         annotations = current_annotations(session)
     held, ref = held_from_index(index, space.version, annotations, settings.train_seed, space.dim)
     thresholds, report = calibrate(
-        taxonomy, held, ref, top_k=settings.top_k, exemplar_k=settings.exemplar_k, seed=settings.train_seed
+        taxonomy, held, ref, top_k=settings.top_k, exemplar_k=settings.exemplar_k, seed=settings.train_seed,
+        traffic_window=settings.novelty_traffic_window,
     )
     with transaction(factory) as session:
         version = registry.get_version(session, space.version)
@@ -132,10 +133,13 @@ def _headline(report: dict) -> dict[str, float]:
 
 
 def activate(
-    factory: sessionmaker[Session], space: SharedSpace, index: LabelIndex, blobs: BlobStore, ocr: OcrReader | None
+    factory: sessionmaker[Session], space: SharedSpace, index: LabelIndex, blobs: BlobStore, ocr: OcrReader | None,
+    traffic_window: int = 0,
 ) -> None:
-    """Bring a promoted version's collections up to date, then swap the aliases to it."""
+    """Bring a promoted version's collections up to date, hand it the active version's recent traffic, then swap
+    the aliases to it."""
     build(factory, space, index, blobs, ocr)
+    inherit_traffic(factory, space, index, blobs, traffic_window)
     with transaction(factory) as session:
         version: ModelVersion = registry.get_version(session, space.version)
         version.index_ready = True

@@ -27,17 +27,34 @@ FEATURES = (
     "exemplar_best",  # similarity of the nearest one
     "exemplar_agreement",  # share of the nearest exemplars filed under the best label
     "parent_minus_leaf",  # best parent minus best leaf: a creative nearer a parent than any leaf is suspect
+    # Mean similarity of the TRAFFIC_K nearest recently labelled creatives minus that of the nearest exemplars:
+    # a kind of creative the traffic has many of and the labelled data has none of is what a missing label is.
+    "traffic_minus_exemplar",
 )
+TRAFFIC_K = 10
+# Recent creatives at least this similar to one being labelled are copies of it (the same ad posted again, resized
+# or re-cut by a campaign), not evidence of a kind of creative the labelled data lacks.
+DUPLICATE_SIMILARITY = 0.98
 ENTROPY_TEMPERATURE = 0.05
 # The labels the labeller fetches per creative. Features read only this many best labels, so that calibration
 # (which scores every label) and serving (which also adds the asserted label's lineage) see the same ones.
 LABEL_CANDIDATES = 30
 
 
+def traffic_mean(traffic: Sequence[float]) -> float:
+    """Mean similarity of the TRAFFIC_K nearest recent creatives, copies left out; slots the traffic cannot fill
+    count as 0, so a quiet window reads as "nothing like it lately", not as novelty."""
+    near = sorted((s for s in traffic if s < DUPLICATE_SIMILARITY), reverse=True)[:TRAFFIC_K]
+    return float(sum(near) / TRAFFIC_K)
+
+
 def novelty_features(
-    label_scores: Mapping[int, float], exemplars: Sequence[tuple[int, float]], taxonomy: Taxonomy
+    label_scores: Mapping[int, float],
+    exemplars: Sequence[tuple[int, float]],
+    taxonomy: Taxonomy,
+    traffic: Sequence[float] = (),
 ) -> np.ndarray:
-    """The FEATURES of one creative; label_scores and exemplars as in the trigger's Evidence."""
+    """The FEATURES of one creative; label_scores, exemplars and traffic as in the trigger's Evidence."""
     items = sorted(((lid, s) for lid, s in label_scores.items() if lid in taxonomy), key=lambda item: -item[1])
     items = items[:LABEL_CANDIDATES]
     if not items:
@@ -63,37 +80,44 @@ def novelty_features(
     else:
         agreement, exemplar_mean, exemplar_best = 0.0, 0.0, 0.0
     return np.array([best, best - second, float(sims[:5].mean()), entropy, exemplar_mean, exemplar_best,
-                     agreement, best_parent - best_leaf])
+                     agreement, best_parent - best_leaf, traffic_mean(traffic) - exemplar_mean])
 
 
 @dataclass(frozen=True)
 class NoveltyModel:
-    """A standardised logistic regression over FEATURES; ``logit`` > 0 leans towards "new label"."""
+    """A standardised logistic regression over some of FEATURES (named in ``features``, so a model stored before
+    a feature was added keeps reading the ones it was fitted on); ``logit`` > 0 leans towards "new label"."""
 
     mean: tuple[float, ...]
     scale: tuple[float, ...]
     coef: tuple[float, ...]
     intercept: float
+    features: tuple[str, ...] = FEATURES
 
     def logit(self, features: np.ndarray) -> float:
-        z = (np.asarray(features, dtype=np.float64) - np.array(self.mean)) / np.array(self.scale)
+        """`features`: all of FEATURES, in order, as novelty_features computes them."""
+        picked = np.asarray(features, dtype=np.float64)[[FEATURES.index(name) for name in self.features]]
+        z = (picked - np.array(self.mean)) / np.array(self.scale)
         return float(z @ np.array(self.coef) + self.intercept)
 
     def to_json(self) -> dict[str, Any]:
-        return {"features": list(FEATURES), "mean": list(self.mean), "scale": list(self.scale),
+        return {"features": list(self.features), "mean": list(self.mean), "scale": list(self.scale),
                 "coef": list(self.coef), "intercept": self.intercept}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | None) -> NoveltyModel | None:
         if not data:
             return None
-        if list(data.get("features", [])) != list(FEATURES):
+        names = tuple(data.get("features", []))
+        unknown = [name for name in names if name not in FEATURES]
+        sizes = {len(names), *(len(data.get(key) or []) for key in ("mean", "scale", "coef"))}
+        if not names or unknown or len(sizes) != 1:
             # Stored by code with other features: the coefficients would be misread, and falling back to the
             # blend would compare cosines with a threshold calibrated on logits. Neither may pass silently.
-            raise ValueError(f"the novelty model stored with this version reads features {data.get('features')}, "
+            raise ValueError(f"the novelty model stored with this version reads features {list(names)}, "
                              f"this code computes {list(FEATURES)}: recalibrate the version")
         return cls(tuple(map(float, data["mean"])), tuple(map(float, data["scale"])),
-                   tuple(map(float, data["coef"])), float(data["intercept"]))
+                   tuple(map(float, data["coef"])), float(data["intercept"]), names)
 
 
 def novelty_pipeline() -> Any:
@@ -111,9 +135,10 @@ FOLDS = 5
 
 
 def fit_novelty_model(
-    known: np.ndarray, novel: np.ndarray, labels: Sequence[int]
+    known: np.ndarray, novel: np.ndarray, labels: Sequence[int], features: Sequence[str] = FEATURES
 ) -> tuple[NoveltyModel, float] | None:
-    """Fit on known (label present) and simulated-novel feature rows of the same validation creatives.
+    """Fit on known (label present) and simulated-novel feature rows (all of FEATURES) of the same validation
+    creatives, reading only `features` (the traffic feature is left out where no traffic is kept).
 
     Returns the model fitted on all rows and its AUROC under cross-validation grouped by label (a label's
     creatives never on both sides of a fold), or None when the data is too small to judge it."""
@@ -123,7 +148,8 @@ def fit_novelty_model(
     groups = np.r_[labels, labels]
     if len(known) < MIN_ROWS or len(set(labels)) < MIN_LABELS:
         return None
-    x = np.r_[known, novel]
+    columns = [FEATURES.index(name) for name in features]
+    x = np.r_[known, novel][:, columns]
     y = np.r_[np.zeros(len(known)), np.ones(len(novel))]
 
     folds = GroupKFold(n_splits=min(FOLDS, len(set(labels))))
@@ -133,5 +159,5 @@ def fit_novelty_model(
     scaler, regression = fitted[0], fitted[-1]
     scale = np.where(scaler.scale_ > 0, scaler.scale_, 1.0)
     model = NoveltyModel(tuple(map(float, scaler.mean_)), tuple(map(float, scale)),
-                         tuple(map(float, regression.coef_[0])), float(regression.intercept_[0]))
+                         tuple(map(float, regression.coef_[0])), float(regression.intercept_[0]), tuple(features))
     return model, cv_auroc

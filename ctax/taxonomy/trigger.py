@@ -6,7 +6,8 @@ Scores
   label is l or a descendant of l (a child's creatives are its parent's creatives too).
 - combined c(l) = s(l) + exemplar_weight * v(l); labels are ranked by c.
 - fit = (1 - w) max s(l) + w * mean similarity of the nearest exemplars (w = exemplar_fit_weight), or, where
-  calibration found it better, minus the logit of the version's learned novelty model (novelty.py); a creative
+  calibration found it better, minus the logit of the version's learned novelty model (novelty.py), which also
+  weighs how much nearer the creatives labelled recently (traffic) are than any labelled exemplar; a creative
   "fits" the taxonomy when fit is at least the `new_label` threshold; novelty = -fit, so higher means newer.
 - wrong-label gap = c(top label) - c(asserted label, or its best descendant); flagged when above the
   asserted label's threshold.
@@ -20,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from ctax.taxonomy.labels import Taxonomy
-from ctax.taxonomy.novelty import NoveltyModel, novelty_features
+from ctax.taxonomy.novelty import DUPLICATE_SIMILARITY, NoveltyModel, novelty_features
 
 Flag = Literal["none", "new_label", "wrong_label", "low_confidence"]
 FLAGS: tuple[Flag, ...] = ("none", "new_label", "wrong_label", "low_confidence")
@@ -61,6 +62,7 @@ class Evidence:
     label_scores: Mapping[int, float]
     exemplars: Sequence[tuple[int, float]] = ()  # (label_id, similarity) of the nearest labelled exemplars
     asserted_label_id: int | None = None
+    traffic: Sequence[float] = ()  # similarities of the nearest creatives labelled recently, best first
 
 
 @dataclass(frozen=True)
@@ -124,13 +126,22 @@ class Trigger:
         a new kind of creative may sit near one stray exemplar, rarely near ten. With a learned novelty model
         the fit is minus its logit instead."""
         if self.novelty_model is not None:
-            return -self.novelty_model.logit(novelty_features(evidence.label_scores, evidence.exemplars, self.taxonomy))
+            return -self.novelty_model.logit(
+                novelty_features(evidence.label_scores, evidence.exemplars, self.taxonomy, evidence.traffic)
+            )
         best_label = max((s for lid, s in evidence.label_scores.items() if lid in self.taxonomy), default=-1.0)
         weight = self.thresholds.exemplar_fit_weight
         if not evidence.exemplars or weight <= 0:
             return best_label
         mean_exemplar = sum(s for _, s in evidence.exemplars) / len(evidence.exemplars)
         return (1 - weight) * best_label + weight * mean_exemplar
+
+    @staticmethod
+    def recent_like_it(evidence: Evidence) -> int:
+        """How many recent creatives (copies aside) are nearer to this one than every labelled exemplar: the
+        reviewer's hint that a kind of creative is arriving that the labelled data does not have."""
+        nearest_exemplar = max((s for _, s in evidence.exemplars), default=-1.0)
+        return sum(1 for s in evidence.traffic if nearest_exemplar < s < DUPLICATE_SIMILARITY)
 
     def wrong_gap(self, combined: Mapping[int, float], top: int, asserted: int) -> float | None:
         """How far the asserted label trails the top label; None when it lies on the top label's lineage."""
@@ -166,12 +177,17 @@ class Trigger:
         }
         reasons: list[str] = []
 
+        if self.novelty_model is not None and "traffic_minus_exemplar" in self.novelty_model.features:
+            scores["recent_like_it"] = self.recent_like_it(evidence)
         if fit < t.new_label:
             reasons.append(
                 f"fits no existing label: {'learned ' if self.novelty_model else ''}fit {fit:.3f} is below the "
                 f"new-label threshold {t.new_label:.3f}"
                 f" (nearest: {self._name(top)})"
             )
+            if scores.get("recent_like_it"):
+                reasons.append(f"{scores['recent_like_it']} recently labelled creatives are nearer to it than its "
+                               f"nearest labelled exemplar")
             return Decision(ranked, None, "new_label", scores, reasons)
 
         decided: int | None = top

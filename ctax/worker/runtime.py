@@ -54,6 +54,7 @@ class Runtime:
         self._ocr: OcrReader | None = None
         self._lock = threading.RLock()
         self.ready = False
+        self.labelled_since_sweep = 0  # creatives this process labelled since its last novelty sweep
         self.info: dict[str, Any] = {}
         self._stop = threading.Event()
 
@@ -175,6 +176,7 @@ class Runtime:
             top_k=self.settings.top_k,
             exemplar_k=self.settings.exemplar_k,
             ocr=self.ocr,
+            traffic_window=self.settings.novelty_traffic_window,
         )
         with self._lock:
             self._labellers = {k: v for k, v in self._labellers.items() if k[0] != version_id}

@@ -135,3 +135,40 @@ def test_local_mode_search_of_empty_and_dropped_collections(tmp_path) -> None:
     index.drop_version("v1")
     index.ensure_version("v1", 3)  # recreated empty: nothing of the dropped collection survives in memory
     assert index.nearest("v1", np.stack([unit(1, 0, 0)]), 5) == [[]]
+
+
+def test_traffic_window_keeps_the_most_recent_creatives_and_never_returns_the_query_itself(tmp_path) -> None:
+    rng = np.random.default_rng(1)
+    dim, path = 8, tmp_path / "qdrant"
+    index = LabelIndex(open_qdrant(None, path), "t")
+    index.ensure_version("v1", dim)
+    query = rng.normal(size=(1, dim)).astype(np.float32)
+    assert index.nearest_traffic("v1", query, 5) == [[]]  # nothing labelled yet
+    ids = [f"{i:032x}" for i in range(30)]
+    vectors = rng.normal(size=(30, dim)).astype(np.float32)
+    for start in range(0, 30, 10):  # three batches, oldest first
+        index.record_traffic("v1", ids[start : start + 10], vectors[start : start + 10], window=100)
+    assert index.count_traffic("v1") == 30
+
+    hits = index.nearest_traffic("v1", vectors[:2], 30, exclude=ids[:2])
+    assert [len(row) for row in hits] == [29, 29]
+    assert ids[0] not in {h.creative_id for h in hits[0]} and ids[1] not in {h.creative_id for h in hits[1]}
+    expected = sorted((float(vectors[0] @ v / np.linalg.norm(vectors[0]) / np.linalg.norm(v)) for v in vectors[1:]),
+                      reverse=True)
+    assert np.allclose([h.score for h in hits[0]], expected, atol=1e-5)
+
+    # Over the window (plus its slack) the oldest are forgotten, in arrival order.
+    index.record_traffic("v1", [f"{i:032x}" for i in range(30, 40)], vectors[:10] * -1, window=25)
+    assert index.count_traffic("v1") == 25
+    kept = {h.creative_id for h in index.nearest_traffic("v1", query, 100)[0]}
+    assert kept == {f"{i:032x}" for i in range(15, 40)}
+    index.client.close()
+
+    again = LabelIndex(open_qdrant(None, path), "t")  # read back from disk into a fresh in-memory table
+    assert {h.creative_id for h in again.nearest_traffic("v1", query, 100)[0]} == kept
+    assert again.prune_traffic("v1", 5) == 20 and again.count_traffic("v1") == 5
+    assert {h.creative_id for h in again.nearest_traffic("v1", query, 100)[0]} == {f"{i:032x}" for i in range(35, 40)}
+    again.drop_version("v1")
+    assert again.count_traffic("v1") == 0
+    again.record_traffic("v1", ids[:1], vectors[:1], window=0)  # a window of 0 keeps nothing
+    assert again.count_traffic("v1") == 0

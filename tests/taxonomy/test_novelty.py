@@ -7,10 +7,19 @@ import math
 import numpy as np
 import pytest
 
-from ctax.taxonomy.calibration import Held, Reference, auroc, build_evidence, calibrate
+from ctax.taxonomy.calibration import Held, Reference, auroc, build_evidence, calibrate, simulated_traffic
 from ctax.taxonomy.labels import LabelPath, Taxonomy, TaxonomyNode
-from ctax.taxonomy.novelty import FEATURES, LABEL_CANDIDATES, NoveltyModel, fit_novelty_model, novelty_features
-from ctax.taxonomy.trigger import Thresholds, Trigger
+from ctax.taxonomy.novelty import (
+    DUPLICATE_SIMILARITY,
+    FEATURES,
+    LABEL_CANDIDATES,
+    TRAFFIC_K,
+    NoveltyModel,
+    fit_novelty_model,
+    novelty_features,
+    traffic_mean,
+)
+from ctax.taxonomy.trigger import Evidence, Thresholds, Trigger
 
 
 def _tree() -> Taxonomy:
@@ -145,3 +154,62 @@ def test_features_read_only_the_labels_the_labeller_fetches() -> None:
     with_lineage = {**fetched, 1000: 0.1, LABEL_CANDIDATES + 5: every[LABEL_CANDIDATES + 5]}
     assert np.allclose(novelty_features(with_lineage, exemplars, taxonomy),
                        novelty_features(fetched, exemplars, taxonomy))
+
+
+def test_traffic_feature_compares_recent_creatives_with_exemplars_and_ignores_copies() -> None:
+    taxonomy = _tree()
+    scores, exemplars = {2: 0.8, 3: 0.5}, [(2, 0.4)] * 10
+
+    def traffic_feature(traffic: list[float]) -> float:
+        return float(novelty_features(scores, exemplars, taxonomy, traffic)[FEATURES.index("traffic_minus_exemplar")])
+
+    assert traffic_feature([]) == pytest.approx(-0.4)  # a quiet window: nothing like it lately
+    assert traffic_feature([0.7] * 12) == pytest.approx(0.7 - 0.4)  # only the TRAFFIC_K nearest count
+    assert traffic_feature([0.7] * 3) == pytest.approx(0.21 - 0.4)  # unfilled slots count as 0
+    # The same ad posted again (similarity >= DUPLICATE_SIMILARITY) is not a crowd of new creatives.
+    assert traffic_feature([0.995] * 8 + [0.7] * 3) == pytest.approx(traffic_feature([0.7] * 3))
+    assert traffic_mean([0.5] * 10) == pytest.approx(0.5) and TRAFFIC_K == 10
+    assert DUPLICATE_SIMILARITY < 1.0
+
+
+def test_a_model_stored_before_the_traffic_feature_keeps_reading_its_own_features() -> None:
+    old = list(FEATURES[:8])
+    stored = {"features": old, "mean": [0.5] * 8, "scale": [2.0] * 8, "coef": [float(i) for i in range(8)],
+              "intercept": 0.25}
+    model = NoveltyModel.from_json(stored)
+    assert model is not None and model.features == tuple(old) and model.to_json()["features"] == old
+    x = np.arange(len(FEATURES), dtype=float)  # all features, as the trigger computes them now
+    assert model.logit(x) == pytest.approx(sum((x[i] - 0.5) / 2.0 * i for i in range(8)) + 0.25)
+    with pytest.raises(ValueError, match="recalibrate"):
+        NoveltyModel.from_json({**stored, "features": [*old[:7], "shoe_size"]})
+    with pytest.raises(ValueError, match="recalibrate"):
+        NoveltyModel.from_json({**stored, "coef": [1.0] * 9})
+
+
+def test_the_trigger_says_how_many_recent_creatives_resemble_a_new_one() -> None:
+    taxonomy = _tree()
+    only_traffic = {"features": ["traffic_minus_exemplar"], "mean": [0.0], "scale": [1.0], "coef": [10.0],
+                    "intercept": 0.0}
+    trigger = Trigger(taxonomy, Thresholds(new_label=0.0, novelty_model=only_traffic))
+    evidence = Evidence({2: 0.3, 3: 0.2}, [(2, 0.35)] * 10, traffic=[0.999, 0.8, 0.7, 0.6, 0.5] + [0.3] * 10)
+    decision = trigger.decide(evidence)
+    assert trigger.recent_like_it(evidence) == 4  # above the nearest exemplar (0.35), copies aside
+    assert decision.flag == "new_label" and decision.scores["recent_like_it"] == 4
+    assert any("4 recently labelled creatives are nearer" in reason for reason in decision.reasons)
+    quiet = trigger.decide(Evidence({2: 0.3, 3: 0.2}, [(2, 0.35)] * 10))
+    assert quiet.flag != "new_label" and quiet.scores["recent_like_it"] == 0
+
+
+def test_calibration_lets_the_validation_creatives_play_the_traffic_window() -> None:
+    taxonomy, held, ref, _ = _sibling_pairs()
+    traffic = simulated_traffic(held)
+    unit = held.vectors / np.linalg.norm(held.vectors, axis=1, keepdims=True)
+    for row in (0, 57, len(held.creative_ids) - 1):
+        others = np.delete(unit @ unit[row], row)  # never itself
+        assert np.allclose(traffic[row], np.sort(others)[::-1][: 2 * TRAFFIC_K], atol=1e-5)
+    _, with_traffic = calibrate(taxonomy, held, ref, seed=1, traffic_window=5000)
+    thresholds, without = calibrate(taxonomy, held, ref, seed=1, traffic_window=0)
+    assert "traffic_minus_exemplar" in with_traffic["new_label"]["scorer"]["features"]
+    assert "traffic_minus_exemplar" not in without["new_label"]["scorer"]["features"]
+    assert thresholds.novelty_model is not None
+    assert "traffic_minus_exemplar" not in thresholds.novelty_model["features"]

@@ -126,13 +126,17 @@ def test_train_calibrate_compare_promote_and_roll_back(trainer: Runtime, shared_
         assert promoted.status_code == 200 and promoted.json()["previous"] == "v1-pretrained"
         activate_version(version_id)
         assert trainer.index.active_version() == version_id
+        # The new version took over the creative labelled before the swap as its recent traffic, re-encoded.
+        assert trainer.index.count_traffic(version_id) == 1
         creative = label_one(trainer, "I should adopt a shelter dog because animals deserve love")
         assert creative.model_version_id == version_id and creative.prediction["model_version"] == version_id
+        assert trainer.index.count_traffic(version_id) == 2
 
         back = client.post("/v1/models/rollback", headers=admin)
         assert back.status_code == 200 and back.json()["id"] == "v1-pretrained"
         activate_version("v1-pretrained")
         assert trainer.index.active_version() == "v1-pretrained"
+        assert trainer.index.count_traffic("v1-pretrained") == 2  # including what v2 labelled meanwhile
         assert label_one(trainer, "Drink cola").model_version_id == "v1-pretrained"
 
     # The same two calls from the command line.

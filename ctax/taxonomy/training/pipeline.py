@@ -118,7 +118,7 @@ def evaluate_space(space: SharedSpace, snap: Snapshot, train: Sequence[LabelledC
                     np.array([e.label_id for e in ex_items], dtype=np.int64), ex_vectors)
     held = Held([e.creative_id for e in val_items], [e.label_id for e in val_items], val_vectors)
     return calibrate(snap.taxonomy, held, ref, top_k=settings.top_k, exemplar_k=settings.exemplar_k,
-                     seed=settings.train_seed)
+                     seed=settings.train_seed, traffic_window=settings.novelty_traffic_window)
 
 
 def headline(report: dict[str, Any]) -> dict[str, float]:

@@ -167,6 +167,11 @@ def _calibration_lines(calibration: Any, trained: bool) -> list[str]:
             lines.append(f"- novelty score: {scorer.get('chosen')} (AUROC of the exemplar blend "
                          f"{_cell(scorer.get('blend_auroc'))}, of the learned score under cross-validation by "
                          f"label {_cell(scorer.get('learned_cv_auroc'))})")
+            if "traffic_minus_exemplar" in (scorer.get("features") or []):
+                lines.append("- the learned score weighs recent traffic (creatives like this one that arrived "
+                             "lately against labelled ones like it); these figures let the validation creatives "
+                             "play a full traffic window, which a creative arriving early does not have (the "
+                             "novelty sweep re-decides it later)")
     wrong = calibration.get("wrong_label") or {}
     if wrong:
         lines.append(f"- `wrong_label` threshold {_cell(wrong.get('threshold'))} ({wrong.get('per_label', 0)} "

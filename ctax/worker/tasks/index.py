@@ -49,9 +49,9 @@ def activate_version(version_id: str) -> None:
             registry.mark_active(session, previous)
             previous_id, previous_dir = previous.id, Path(previous.artefact_dir)
         space = rt.space(previous_id, previous_dir)
-        lifecycle.activate(rt.factory, space, rt.index, rt.blobs, rt.ocr)
+        lifecycle.activate(rt.factory, space, rt.index, rt.blobs, rt.ocr, rt.settings.novelty_traffic_window)
         return
-    lifecycle.activate(rt.factory, space, rt.index, rt.blobs, rt.ocr)
+    lifecycle.activate(rt.factory, space, rt.index, rt.blobs, rt.ocr, rt.settings.novelty_traffic_window)
     rt.info["model_version"] = version_id
     log.info("version %s active in the index", version_id)
 
@@ -84,5 +84,5 @@ def build_version(version_id: str) -> None:
         if auto:
             registry.mark_active(session, version)
     if auto:
-        lifecycle.activate(rt.factory, space, rt.index, rt.blobs, rt.ocr)
+        lifecycle.activate(rt.factory, space, rt.index, rt.blobs, rt.ocr, rt.settings.novelty_traffic_window)
         log.info("auto-promoted %s", version_id)

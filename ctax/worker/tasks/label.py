@@ -6,14 +6,15 @@ import logging
 
 from celery import shared_task
 from sqlalchemy import bindparam, select, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm.exc import StaleDataError
 
 from ctax.taxonomy import creatives
 from ctax.taxonomy.db.models import Creative, utcnow
 from ctax.taxonomy.db.session import transaction
 from ctax.taxonomy.images import decode_rgb
-from ctax.taxonomy.labelling import LabelOutcome, LabelRequest
+from ctax.taxonomy.labelling import Labeller, LabelOutcome, LabelRequest
+from ctax.taxonomy.novelty_sweep import sweep
 from ctax.taxonomy.outbox import LABEL_CREATIVES
 from ctax.taxonomy.review import flag_for_review
 from ctax.worker.runtime import Runtime, current
@@ -63,7 +64,22 @@ def run(rt: Runtime, ids: list[str]) -> dict[str, int]:
         except OperationalError as exc:
             log.exception("storing results failed")
             _fail_all(rt, [o.creative_id for o in outcomes], f"storing results failed: {exc!r}", counts)
+    _maybe_sweep(rt, labeller, counts)
     return counts
+
+
+def _maybe_sweep(rt: Runtime, labeller: Labeller, counts: dict[str, int]) -> None:
+    """Re-decide the traffic window once every `novelty_sweep_every` creatives this process labelled."""
+    every = rt.settings.novelty_sweep_every
+    rt.labelled_since_sweep += counts["labelled"]
+    if every <= 0 or rt.settings.novelty_traffic_window <= 0 or rt.labelled_since_sweep < every:
+        return
+    rt.labelled_since_sweep = 0
+    try:
+        counts["raised_by_sweep"] = sweep(rt.factory, labeller).raised
+    except (OperationalError, IntegrityError, StaleDataError):
+        # Another worker's sweep or a reviewer got there first; the labels stand and the next sweep covers it.
+        log.exception("novelty sweep failed")
 
 
 def _store_retrying(rt: Runtime, version: str, outcomes: list[LabelOutcome], broken: list[tuple[str, str]],

@@ -1,0 +1,94 @@
+"""Recent traffic as novelty evidence, and the sweep that re-decides creatives once more traffic has arrived."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from ctax.taxonomy.creatives import CreativeSubmission
+from ctax.taxonomy.db.models import ReviewItem
+from ctax.taxonomy.db.session import transaction
+from ctax.taxonomy.novelty_sweep import sweep
+from ctax.taxonomy.training import registry
+from ctax.worker.runtime import Runtime
+from ctax.worker.tasks.label import run
+from tests.worker.test_label_task import load, submit
+
+ROCKETS = [
+    "Book your seat on a rocket to orbit with StarVoyage space tourism",
+    "StarVoyage: weightless views of Earth from a private spacecraft",
+    "Your first orbital flight, rocket launch tickets on sale now",
+    "Float above the planet on a StarVoyage spaceflight holiday",
+    "Space tourism for everyone: rocket trips to low Earth orbit",
+    "See the curve of the Earth from the StarVoyage capsule window",
+]
+# Only the traffic feature speaks: fit = -10 * (mean similarity of recent creatives - of nearest exemplars).
+TRAFFIC_ONLY = {"features": ["traffic_minus_exemplar"], "mean": [0.0], "scale": [1.0], "coef": [10.0],
+                "intercept": 0.0}
+
+
+def set_thresholds(rt: Runtime, **changes: Any) -> None:
+    with transaction(rt.factory) as session:
+        version = registry.active_version(session)
+        assert version is not None
+        version.thresholds = {**(version.thresholds or {}), **changes}
+
+
+def test_a_creative_whose_kind_keeps_arriving_is_raised_to_new_label_by_the_sweep(runtime: Runtime) -> None:
+    set_thresholds(runtime, novelty_model=TRAFFIC_ONLY, new_label=-100.0)
+    car, *rockets = submit(runtime, CreativeSubmission(texts=["Buy the new Honda Civic, a great family car"]),
+                           *[CreativeSubmission(texts=[t]) for t in ROCKETS])
+    for cid in [car, *rockets]:  # one at a time, so that the order of arrival is known
+        run(runtime, [cid])
+    rows = load(runtime, [car, *rockets])
+    fits = {cid: rows[cid].prediction["scores"]["fit"] for cid in [car, *rockets]}
+    # Each rocket ad saw the ones labelled before it as traffic: the later, the less it fits.
+    assert fits[rockets[0]] > max(fits[cid] for cid in rockets[2:])
+    assert rows[rockets[-1]].prediction["scores"]["recent_like_it"] >= 1
+    arrival_flags = {cid: rows[cid].flag for cid in rockets}
+    assert set(arrival_flags.values()) <= {"none", "low_confidence"}
+
+    # The first rocket ad was labelled before any like it; just below its fit at arrival is "new" from now on.
+    first_fit = fits[rockets[0]]
+    set_thresholds(runtime, new_label=first_fit - 1e-6)
+    report = sweep(runtime.factory, runtime.labeller())
+    assert report.window == 7 and report.swept == 7
+    rows = load(runtime, [car, *rockets])
+    first = rows[rockets[0]]
+    assert first.flag == "new_label" and first.decided_label_id is None
+    assert first.prediction["raised_by_sweep"] and first.prediction["flag_at_arrival"] == arrival_flags[rockets[0]]
+    assert first.prediction["scores"]["fit_at_arrival"] == first_fit
+    assert first.prediction["scores"]["fit"] < first_fit  # now every later rocket ad is traffic too
+    assert any("novelty sweep" in reason for reason in first.prediction["reasons"])
+    with runtime.factory() as session:
+        item = session.scalar(select(ReviewItem).where(ReviewItem.creative_id == rockets[0]))
+        assert item is not None and item.flag == "new_label" and item.status == "open"
+    assert report.raised == sum(rows[cid].flag == "new_label" for cid in [car, *rockets])
+
+    # A second sweep finds nothing more to raise and keeps the fit each creative had at arrival.
+    again = sweep(runtime.factory, runtime.labeller())
+    assert again.raised == 0
+    assert load(runtime, [rockets[0]])[rockets[0]].prediction["scores"]["fit_at_arrival"] == first_fit
+
+
+def test_reviewed_creatives_are_left_alone_and_the_worker_sweeps_on_its_own(runtime: Runtime) -> None:
+    set_thresholds(runtime, novelty_model=TRAFFIC_ONLY, new_label=-100.0)
+    ids = submit(runtime, *[CreativeSubmission(texts=[t]) for t in ROCKETS])
+    run(runtime, ids)  # one batch: each sees those of the batch encoded before it as traffic
+    arrival = {cid: row.prediction["scores"]["fit"] for cid, row in load(runtime, ids).items()}
+    with transaction(runtime.factory) as session:  # a reviewer already confirmed the first one's label
+        session.add(ReviewItem(creative_id=ids[0], status="decided", flag="low_confidence"))
+    set_thresholds(runtime, new_label=max(arrival.values()) + 1.0)  # every rocket ad is "new" from now on
+
+    runtime.settings = runtime.settings.model_copy(update={"novelty_sweep_every": 2})
+    runtime.labelled_since_sweep = 0  # the six above were counted under the default of 1000
+    [late] = submit(runtime, CreativeSubmission(texts=["Rocket holidays: orbit the Earth this summer"]))
+    counts = run(runtime, [late])  # one more creative: not yet 2 since the last sweep
+    assert "raised_by_sweep" not in counts
+    [later] = submit(runtime, CreativeSubmission(texts=["Spaceflight tickets for tourists, launch in May"]))
+    counts = run(runtime, [later])
+    assert counts["raised_by_sweep"] == len(ids) - 1  # the reviewed one is not raised; the new two already are
+    rows = load(runtime, ids)
+    assert rows[ids[0]].flag != "new_label" and "fit_at_arrival" not in rows[ids[0]].prediction["scores"]
+    assert all(rows[cid].flag == "new_label" for cid in ids[1:])
