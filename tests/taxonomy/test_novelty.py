@@ -213,3 +213,19 @@ def test_calibration_lets_the_validation_creatives_play_the_traffic_window() -> 
     assert "traffic_minus_exemplar" not in without["new_label"]["scorer"]["features"]
     assert thresholds.novelty_model is not None
     assert "traffic_minus_exemplar" not in thresholds.novelty_model["features"]
+
+
+def test_the_model_card_says_when_the_novelty_score_leans_on_recent_traffic(tmp_path) -> None:
+    from ctax.taxonomy.db.models import ModelVersion
+    from ctax.taxonomy.training.registry import write_model_card
+
+    def card(features: list[str]) -> str:
+        scorer = {"chosen": "learned", "blend_auroc": 0.9, "learned_cv_auroc": 0.95, "features": features}
+        version = ModelVersion(id="v7-trained", kind="trained", status="candidate", artefact_dir=str(tmp_path),
+                               config={}, metrics={"top1": 0.9, "calibration": {"new_label": {
+                                   "threshold": 0.1, "precision": 0.7, "recall": 0.9, "auroc": 0.95,
+                                   "scorer": scorer}}})
+        return write_model_card(version).read_text()
+
+    assert "recent traffic" in card(list(FEATURES)) and "novelty sweep" in card(list(FEATURES))
+    assert "recent traffic" not in card([f for f in FEATURES if f != "traffic_minus_exemplar"])

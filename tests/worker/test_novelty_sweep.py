@@ -77,6 +77,8 @@ def test_reviewed_creatives_are_left_alone_and_the_worker_sweeps_on_its_own(runt
     ids = submit(runtime, *[CreativeSubmission(texts=[t]) for t in ROCKETS])
     run(runtime, ids)  # one batch: each sees those of the batch encoded before it as traffic
     arrival = {cid: row.prediction["scores"]["fit"] for cid, row in load(runtime, ids).items()}
+    like_it = sorted(row.prediction["scores"]["recent_like_it"] for row in load(runtime, ids).values())
+    assert like_it == list(range(len(ids)))  # the n-th of the batch had the n - 1 before it as traffic
     with transaction(runtime.factory) as session:  # a reviewer already confirmed the first one's label
         session.add(ReviewItem(creative_id=ids[0], status="decided", flag="low_confidence"))
     set_thresholds(runtime, new_label=max(arrival.values()) + 1.0)  # every rocket ad is "new" from now on
