@@ -107,7 +107,8 @@ def build_evidence(
             exemplars = [(int(ref.exemplar_labels[j]), float(sims[j])) for j in top if np.isfinite(sims[j])]
         if drop_own_label:
             scores.pop(true_label, None)
-        evidence.append(Evidence(scores, exemplars, traffic=traffic[row] if traffic is not None else ()))
+        evidence.append(Evidence(scores, exemplars, traffic=traffic[row] if traffic is not None else (),
+                                 traffic_window=len(held.creative_ids) - 1 if traffic is not None else 0))
     return evidence
 
 
@@ -178,7 +179,9 @@ def calibrate(
     novelty_scorer = {"blend_auroc": by_fit[best_fit_weight], "learned_cv_auroc": learned[1] if learned else None,
                       "chosen": "blend", "features": list(used)}
     if learned is not None and learned[1] > by_fit[best_fit_weight]:
-        thresholds = replace(thresholds, novelty_model=learned[0].to_json())
+        # Serving scales the traffic neighbourhood by its window's size against this one (novelty.traffic_k).
+        reference = len(held.creative_ids) - 1 if traffic is not None else 0
+        thresholds = replace(thresholds, novelty_model=learned[0].to_json(), traffic_reference=reference)
         novelty_scorer["chosen"] = "learned"
     trigger = Trigger(taxonomy, thresholds, top_k)
 

@@ -18,7 +18,7 @@ from ctax.taxonomy.embedding.space import CreativeContent, SharedSpace
 from ctax.taxonomy.embedding.text import normalise
 from ctax.taxonomy.index import LabelIndex
 from ctax.taxonomy.labels import Taxonomy
-from ctax.taxonomy.novelty import LABEL_CANDIDATES, TRAFFIC_K
+from ctax.taxonomy.novelty import LABEL_CANDIDATES, traffic_k
 from ctax.taxonomy.trigger import Decision, Evidence, Thresholds, Trigger
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ class Labeller:
             vectors = np.stack([encoded[i].vector for i in rows])  # type: ignore[misc]
             ids = [requests[i].creative_id for i in rows]
             decisions = self.decide(vectors, [requests[i].asserted_label_id for i in rows],
-                                    self._traffic(self.version, vectors, ids))
+                                    *self._traffic(self.version, vectors, ids))
             for i, decision in zip(rows, decisions, strict=True):
                 outcomes[i] = LabelOutcome(
                     requests[i].creative_id,
@@ -106,10 +106,12 @@ class Labeller:
         return [outcome for outcome in outcomes if outcome is not None]
 
     def decide(
-        self, vectors: np.ndarray, asserted: Sequence[int | None], traffic: Sequence[Sequence[float]]
+        self, vectors: np.ndarray, asserted: Sequence[int | None], traffic: Sequence[Sequence[float]],
+        windows: Sequence[int],
     ) -> list[Decision]:
-        """The trigger's decision for creatives already encoded by this version (asserted label and traffic
-        similarities per row): label candidates, the asserted label's lineage and exemplars from the index."""
+        """The trigger's decision for creatives already encoded by this version (per row: asserted label, traffic
+        similarities and the size of the window they came from): label candidates, the asserted label's lineage
+        and exemplars from the index."""
         version = self.version
         label_hits = self.index.nearest(version, vectors, LABEL_CANDIDATES)
         asserted_rows = [n for n, label_id in enumerate(asserted) if label_id in self.taxonomy]
@@ -129,30 +131,41 @@ class Labeller:
                 exemplars=[(hit.label_id, hit.score) for hit in exemplar_hits[n]],
                 asserted_label_id=asserted[n],
                 traffic=traffic[n],
+                traffic_window=windows[n],
             )
             decisions.append(self.trigger.decide(evidence))
         return decisions
 
-    def full_window_traffic(self, vectors: np.ndarray, creative_ids: Sequence[str]) -> list[list[float]]:
-        """Each creative's similarities to the whole traffic window (itself aside), arrivals after it included:
-        what the novelty sweep re-decides with."""
-        hits = self.index.nearest_traffic(self.version, vectors, 2 * TRAFFIC_K, exclude=creative_ids)
-        return [[hit.score for hit in row] for row in hits]
+    def _fetch(self, window: int) -> int:
+        # Copies are dropped later (novelty.DUPLICATE_SIMILARITY): fetch enough to leave traffic_k after them.
+        return 2 * traffic_k(window, self.trigger.thresholds.traffic_reference)
 
-    def _traffic(self, version: str, vectors: np.ndarray, creative_ids: Sequence[str]) -> list[list[float]]:
-        """Similarities of each creative to the recent creatives before it: those already in the version's
-        traffic window and the earlier ones of this batch, as if the batch had been labelled one by one."""
+    def full_window_traffic(
+        self, vectors: np.ndarray, creative_ids: Sequence[str]
+    ) -> tuple[list[list[float]], list[int]]:
+        """Each creative's similarities to the whole traffic window (itself aside), arrivals after it included,
+        and the window's size: what the novelty sweep re-decides with."""
+        window = max(self.index.count_traffic(self.version) - 1, 0)
+        hits = self.index.nearest_traffic(self.version, vectors, self._fetch(window), exclude=creative_ids)
+        return [[hit.score for hit in row] for row in hits], [window] * len(creative_ids)
+
+    def _traffic(
+        self, version: str, vectors: np.ndarray, creative_ids: Sequence[str]
+    ) -> tuple[list[list[float]], list[int]]:
+        """Similarities of each creative to the recent creatives before it, and how many those were: the
+        version's traffic window and the earlier ones of this batch, as if the batch had been labelled one by one."""
         if self.traffic_window <= 0:
-            return [[] for _ in creative_ids]
-        # Copies are dropped later (novelty.DUPLICATE_SIMILARITY): fetch enough to leave TRAFFIC_K after them.
-        hits = self.index.nearest_traffic(version, vectors, 2 * TRAFFIC_K, exclude=creative_ids)
+            return [[] for _ in creative_ids], [0] * len(creative_ids)
+        stored = self.index.count_traffic(version)
+        limit = self._fetch(stored + len(creative_ids))
+        hits = self.index.nearest_traffic(version, vectors, limit, exclude=creative_ids)
         unit = normalise(np.asarray(vectors, dtype=np.float32))
         within = unit @ unit.T
         out = []
         for n, row in enumerate(hits):
             earlier = [float(within[n, m]) for m in range(n) if creative_ids[m] != creative_ids[n]]
-            out.append(sorted([hit.score for hit in row] + earlier, reverse=True)[: 2 * TRAFFIC_K])
-        return out
+            out.append(sorted([hit.score for hit in row] + earlier, reverse=True)[:limit])
+        return out, [stored + n for n in range(len(creative_ids))]
 
     def _lineage_below(self, label_id: int) -> list[int]:
         out, frontier = [label_id], [label_id]

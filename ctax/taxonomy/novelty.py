@@ -27,11 +27,12 @@ FEATURES = (
     "exemplar_best",  # similarity of the nearest one
     "exemplar_agreement",  # share of the nearest exemplars filed under the best label
     "parent_minus_leaf",  # best parent minus best leaf: a creative nearer a parent than any leaf is suspect
-    # Mean similarity of the TRAFFIC_K nearest recently labelled creatives minus that of the nearest exemplars:
+    # Mean similarity of the nearest recently labelled creatives (traffic_k) minus that of the nearest exemplars:
     # a kind of creative the traffic has many of and the labelled data has none of is what a missing label is.
     "traffic_minus_exemplar",
 )
 TRAFFIC_K = 10
+MAX_TRAFFIC_K = 100
 # Recent creatives at least this similar to one being labelled are copies of it (the same ad posted again, resized
 # or re-cut by a campaign), not evidence of a kind of creative the labelled data lacks.
 DUPLICATE_SIMILARITY = 0.98
@@ -41,11 +42,22 @@ ENTROPY_TEMPERATURE = 0.05
 LABEL_CANDIDATES = 30
 
 
-def traffic_mean(traffic: Sequence[float]) -> float:
-    """Mean similarity of the TRAFFIC_K nearest recent creatives, copies left out; slots the traffic cannot fill
-    count as 0, so a quiet window reads as "nothing like it lately", not as novelty."""
-    near = sorted((s for s in traffic if s < DUPLICATE_SIMILARITY), reverse=True)[:TRAFFIC_K]
-    return float(sum(near) / TRAFFIC_K)
+def traffic_k(window: int, reference: int) -> int:
+    """How many nearest recent creatives to average in a window of `window` creatives, for a score calibrated on a
+    window of `reference`: TRAFFIC_K there, proportionally more in a bigger window and fewer in a smaller one.
+    A label with share p of the traffic has p * window creatives in it, so the k nearest cover the same share of
+    them at any size, and the feature means what calibration measured (a fixed k reads a big window as crowded
+    for every creative). reference 0: TRAFFIC_K."""
+    if reference <= 0:
+        return TRAFFIC_K
+    return int(min(max(round(TRAFFIC_K * window / reference), 1), MAX_TRAFFIC_K))
+
+
+def traffic_mean(traffic: Sequence[float], k: int = TRAFFIC_K) -> float:
+    """Mean similarity of the k nearest recent creatives, copies left out; slots the traffic cannot fill count
+    as 0, so a quiet window reads as "nothing like it lately", not as novelty."""
+    near = sorted((s for s in traffic if s < DUPLICATE_SIMILARITY), reverse=True)[:k]
+    return float(sum(near) / k)
 
 
 def novelty_features(
@@ -53,8 +65,10 @@ def novelty_features(
     exemplars: Sequence[tuple[int, float]],
     taxonomy: Taxonomy,
     traffic: Sequence[float] = (),
+    k: int = TRAFFIC_K,
 ) -> np.ndarray:
-    """The FEATURES of one creative; label_scores, exemplars and traffic as in the trigger's Evidence."""
+    """The FEATURES of one creative; label_scores, exemplars and traffic as in the trigger's Evidence, k as
+    traffic_k gives it."""
     items = sorted(((lid, s) for lid, s in label_scores.items() if lid in taxonomy), key=lambda item: -item[1])
     items = items[:LABEL_CANDIDATES]
     if not items:
@@ -80,7 +94,7 @@ def novelty_features(
     else:
         agreement, exemplar_mean, exemplar_best = 0.0, 0.0, 0.0
     return np.array([best, best - second, float(sims[:5].mean()), entropy, exemplar_mean, exemplar_best,
-                     agreement, best_parent - best_leaf, traffic_mean(traffic) - exemplar_mean])
+                     agreement, best_parent - best_leaf, traffic_mean(traffic, k) - exemplar_mean])
 
 
 @dataclass(frozen=True)

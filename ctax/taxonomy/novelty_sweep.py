@@ -52,9 +52,9 @@ def sweep(factory: Callable[[], Session], labeller: Labeller, batch_size: int = 
             if not keep:
                 continue
             kept_ids = [chunk_ids[n] for n in keep]
-            traffic = labeller.full_window_traffic(chunk_vectors[keep], kept_ids)
+            traffic, windows = labeller.full_window_traffic(chunk_vectors[keep], kept_ids)
             decisions = labeller.decide(chunk_vectors[keep], [rows[cid].asserted_label_id for cid in kept_ids],
-                                        traffic)
+                                        traffic, windows)
             for cid, decision in zip(kept_ids, decisions, strict=True):
                 row = rows[cid]
                 old: dict[str, Any] = dict(row.prediction or {})

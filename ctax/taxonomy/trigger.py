@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from ctax.taxonomy.labels import Taxonomy
-from ctax.taxonomy.novelty import DUPLICATE_SIMILARITY, NoveltyModel, novelty_features
+from ctax.taxonomy.novelty import DUPLICATE_SIMILARITY, NoveltyModel, novelty_features, traffic_k
 
 Flag = Literal["none", "new_label", "wrong_label", "low_confidence"]
 FLAGS: tuple[Flag, ...] = ("none", "new_label", "wrong_label", "low_confidence")
@@ -38,6 +38,8 @@ class Thresholds:
     exemplar_weight: float = 0.0
     exemplar_fit_weight: float = 0.0
     novelty_model: Mapping[str, Any] | None = None
+    # The traffic window calibration simulated (validation creatives less one); see novelty.traffic_k.
+    traffic_reference: int = 0
     source: str = "defaults"
 
     def wrong_threshold(self, label_id: int) -> float:
@@ -63,6 +65,7 @@ class Evidence:
     exemplars: Sequence[tuple[int, float]] = ()  # (label_id, similarity) of the nearest labelled exemplars
     asserted_label_id: int | None = None
     traffic: Sequence[float] = ()  # similarities of the nearest creatives labelled recently, best first
+    traffic_window: int = 0  # how many recent creatives those were the nearest of
 
 
 @dataclass(frozen=True)
@@ -126,8 +129,9 @@ class Trigger:
         a new kind of creative may sit near one stray exemplar, rarely near ten. With a learned novelty model
         the fit is minus its logit instead."""
         if self.novelty_model is not None:
+            k = traffic_k(evidence.traffic_window, self.thresholds.traffic_reference)
             return -self.novelty_model.logit(
-                novelty_features(evidence.label_scores, evidence.exemplars, self.taxonomy, evidence.traffic)
+                novelty_features(evidence.label_scores, evidence.exemplars, self.taxonomy, evidence.traffic, k)
             )
         best_label = max((s for lid, s in evidence.label_scores.items() if lid in self.taxonomy), default=-1.0)
         weight = self.thresholds.exemplar_fit_weight

@@ -13,10 +13,12 @@ from ctax.taxonomy.novelty import (
     DUPLICATE_SIMILARITY,
     FEATURES,
     LABEL_CANDIDATES,
+    MAX_TRAFFIC_K,
     TRAFFIC_K,
     NoveltyModel,
     fit_novelty_model,
     novelty_features,
+    traffic_k,
     traffic_mean,
 )
 from ctax.taxonomy.trigger import Evidence, Thresholds, Trigger
@@ -229,3 +231,22 @@ def test_the_model_card_says_when_the_novelty_score_leans_on_recent_traffic(tmp_
 
     assert "recent traffic" in card(list(FEATURES)) and "novelty sweep" in card(list(FEATURES))
     assert "recent traffic" not in card([f for f in FEATURES if f != "traffic_minus_exemplar"])
+
+
+def test_the_traffic_neighbourhood_grows_with_the_window_calibration_compares_it_with() -> None:
+    assert traffic_k(716, 716) == TRAFFIC_K and traffic_k(5000, 0) == TRAFFIC_K  # no reference: fixed
+    assert traffic_k(1432, 716) == 2 * TRAFFIC_K and traffic_k(100, 716) == 1 and traffic_k(0, 716) == 1
+    assert traffic_k(10**6, 716) == MAX_TRAFFIC_K
+    taxonomy = _tree()
+    only_traffic = {"features": ["traffic_minus_exemplar"], "mean": [0.0], "scale": [1.0], "coef": [1.0],
+                    "intercept": 0.0}
+    trigger = Trigger(taxonomy, Thresholds(novelty_model=only_traffic, traffic_reference=100))
+    traffic = [0.9] * 10 + [0.5] * 10
+    exemplars = [(2, 0.4)] * 10
+    # Calibrated on a window of 100: in one of 100 the 10 nearest count, in one of 200 the 20 nearest.
+    assert trigger.fit(Evidence({2: 0.5}, exemplars, traffic=traffic, traffic_window=100)) == pytest.approx(-0.5)
+    assert trigger.fit(Evidence({2: 0.5}, exemplars, traffic=traffic, traffic_window=200)) == pytest.approx(-0.3)
+    taxonomy, held, ref, _ = _sibling_pairs()
+    thresholds, report = calibrate(taxonomy, held, ref, seed=1, traffic_window=5000)
+    assert report["new_label"]["scorer"]["chosen"] == "learned"
+    assert thresholds.traffic_reference == len(held.creative_ids) - 1
