@@ -271,7 +271,7 @@ class LabelIndex:
             self.client.upsert(name, points=points[start : start + 512], wait=True)
         if (table := self._tables.get(name)) is not None:
             table.upsert([point.id for point in points], [0] * len(points), vectors)
-        if self.client.count(name, exact=True).count > window + max(window // 10, 1):
+        if self.count_traffic(version) > window + max(window // 10, 1):
             self.prune_traffic(version, window)
 
     def prune_traffic(self, version: str, window: int) -> int:
@@ -299,8 +299,13 @@ class LabelIndex:
                 np.asarray([point.vector for point in points], dtype=np.float32))
 
     def count_traffic(self, version: str) -> int:
+        """Asked on every labelled batch: in local mode the in-memory table answers, not a count over Qdrant."""
         name = self.traffic_collection(version)
-        return int(self.client.count(name, exact=True).count) if self.client.collection_exists(name) else 0
+        if not self.client.collection_exists(name):
+            return 0
+        if not self.is_server:
+            return len(self._table(name))
+        return int(self.client.count(name, exact=True).count)
 
     def nearest_traffic(
         self, version: str, vectors: np.ndarray, limit: int, exclude: Sequence[str] = ()
