@@ -4,7 +4,7 @@ Protocol (the evaluation contract's split): 70/30 by ad id with the seed; 6 leaf
 seed among leaves with >= 20 ads), removed from the taxonomy and from TRAIN. TRAIN less 15% validation becomes the
 labelled exemplars; the validation part calibrates the trigger (calibration.calibrate). Every TEST ad is labelled
 by the service's Labeller against an in-memory Qdrant LabelIndex; the ads it flags new_label are clustered by
-ctax.taxonomy.discovery.propose exactly as the discovery task does, with 2000 TRAIN texts as the background corpus.
+ctax.review.discovery.propose exactly as the discovery task does, with 2000 TRAIN texts as the background corpus.
 
 Figures: a held-out class is *recovered* when some proposal's members are mostly (> 50%) of that class; its
 *coverage* is the share of its TEST ads inside such proposals. Also: how many proposals are mostly known-label
@@ -31,13 +31,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ctax.taxonomy.calibration import Held, Reference, calibrate
-from ctax.taxonomy.discovery import DiscoveryParams, LabelVectors, propose, umap_available
-from ctax.taxonomy.embedding.space import SharedSpace, SpaceConfig
-from ctax.taxonomy.embedding.text import TextEncoder
-from ctax.taxonomy.index import LabelIndex, open_qdrant
-from ctax.taxonomy.labelling import Labeller, LabelRequest
-from ctax.taxonomy.labels import LabelPath, Taxonomy, TaxonomyNode
+from ctax.embedding.config import SpaceConfig
+from ctax.embedding.space import SharedSpace
+from ctax.embedding.text import TextEncoder
+from ctax.index.connect import open_qdrant
+from ctax.index.qdrant import LabelIndex
+from ctax.labelling.calibration import Held, Reference, calibrate
+from ctax.labelling.labeller import Labeller, LabelRequest
+from ctax.review.discovery import DiscoveryParams, LabelVectors, propose, umap_available
+from ctax.taxonomy.paths import LabelPath
+from ctax.taxonomy.tree import Taxonomy, TaxonomyNode
 
 DATA = Path("/work/shared/data/pitt_ads_dev.jsonl")
 TAXONOMY = Path("/work/shared/data/pitt_ads_taxonomy.txt")

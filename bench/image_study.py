@@ -124,9 +124,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
     from PIL import Image
 
-    from ctax.taxonomy.embedding.image import ImageEncoder
-    from ctax.taxonomy.embedding.text import TextEncoder, normalise
-    from ctax.taxonomy.training.image import hierarchy_targets, train_image_tower
+    from ctax.embedding.image import ImageEncoder
+    from ctax.embedding.text import TextEncoder
+    from ctax.training.image import hierarchy_targets, train_image_tower
+    from ctax.vectors import normalise
 
     # The machine's two cores are shared with other jobs; one thread keeps timings comparable between runs.
     torch.set_num_threads(1)

@@ -20,7 +20,8 @@ from qdrant_client import models
 from rich.console import Console
 from rich.table import Table
 
-from ctax.taxonomy.index import LabelIndex, open_qdrant
+from ctax.index.connect import open_qdrant
+from ctax.index.qdrant import LabelIndex
 
 console = Console()
 

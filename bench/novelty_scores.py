@@ -21,8 +21,8 @@ from rich.console import Console
 from rich.table import Table
 from sklearn.metrics import roc_auc_score
 
-from ctax.taxonomy.embedding.text import TextEncoder
-from ctax.taxonomy.labels import LabelPath
+from ctax.embedding.text import TextEncoder
+from ctax.taxonomy.paths import LabelPath
 
 OUT = Path(__file__).resolve().parent / "out"
 console = Console()

@@ -30,13 +30,15 @@ from rich.table import Table
 from sklearn.metrics import roc_auc_score
 
 from bench.pitt_eval import split
-from ctax.evaluation import choose_holdout
-from ctax.taxonomy.config import Settings
-from ctax.taxonomy.embedding.text import TextEncoder
-from ctax.taxonomy.importing import read_rows
-from ctax.taxonomy.labels import LabelPath, Taxonomy, TaxonomyNode, parse_taxonomy_file
-from ctax.taxonomy.novelty import FEATURES, novelty_features, novelty_pipeline
-from ctax.taxonomy.training.text import BACKGROUND_PHRASE, FLAT_TARGETS, TextTrainingRecipe, train_text_tower
+from ctax.config import Settings
+from ctax.dataset.importing import read_rows
+from ctax.embedding.text import TextEncoder
+from ctax.evaluation.run import choose_holdout
+from ctax.labelling.novelty import FEATURES, novelty_features, novelty_pipeline
+from ctax.taxonomy.importers import parse_taxonomy_file
+from ctax.taxonomy.paths import LabelPath
+from ctax.taxonomy.tree import Taxonomy, TaxonomyNode
+from ctax.training.text import BACKGROUND_PHRASE, FLAT_TARGETS, TextTrainingRecipe, train_text_tower
 from tests.support import SHARED_DATA
 
 console = Console()

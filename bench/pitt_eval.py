@@ -18,7 +18,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from ctax.evaluation import EvalOptions, run_eval
+from ctax.evaluation.run import EvalOptions, run_eval
 from tests.support import SHARED_DATA
 
 console = Console()

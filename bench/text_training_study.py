@@ -208,7 +208,7 @@ def encode_split(encoder: Any, split: Split, phrases: Sequence[str], cache: Path
 
 
 def label_phrases(split: Split, template: str) -> dict[str, str]:
-    from ctax.taxonomy.labels import LabelPath
+    from ctax.taxonomy.paths import LabelPath
 
     return {label: LabelPath.parse(label).phrase(template) for label in split.candidates}
 
@@ -316,7 +316,7 @@ def study_runs(quick: bool) -> list[RunSpec]:
 
 
 def recipe_from(spec: RunSpec) -> Any:
-    from ctax.taxonomy.training.text import FLAT_TARGETS, HierarchyTargets, TextTrainingRecipe
+    from ctax.training.text import FLAT_TARGETS, HierarchyTargets, TextTrainingRecipe
 
     kwargs = {**STUDY_BASE, **spec.recipe}
     kwargs["targets"] = FLAT_TARGETS if kwargs["targets"] == "flat" else HierarchyTargets()
@@ -535,8 +535,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     from tqdm import tqdm
     from transformers.utils import logging as hf_logging
 
-    from ctax.taxonomy.embedding.text import TextEncoder
-    from ctax.taxonomy.training.text import train_text_tower
+    from ctax.embedding.text import TextEncoder
+    from ctax.training.text import train_text_tower
 
     torch.set_num_threads(args.threads)
     hf_logging.set_verbosity_error()

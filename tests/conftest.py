@@ -19,11 +19,10 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
-from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
 
-from ctax.taxonomy.config import Settings  # noqa: E402
-from ctax.taxonomy.db.migrate import upgrade  # noqa: E402
-from ctax.taxonomy.db.session import make_engine, make_session_factory, transaction  # noqa: E402
+from ctax.config import Settings  # noqa: E402
+from ctax.store.migrate import upgrade  # noqa: E402
+from ctax.store.session import Database  # noqa: E402
 from tests.support import PG_ADMIN_URL, REDIS_URL, SHARED_DATA, ServiceProcesses, drop_pg_database  # noqa: E402
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
@@ -41,7 +40,7 @@ def tiny_clip_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import open_clip
     import torch
 
-    from ctax.taxonomy.embedding.image import register_model_configs
+    from ctax.embedding.image import register_model_configs
 
     register_model_configs()
     torch.manual_seed(0)
@@ -71,21 +70,21 @@ def settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def factory(settings: Settings) -> Iterator[sessionmaker[Session]]:
+def db(settings: Settings) -> Iterator[Database]:
     settings.ensure_dirs()
     upgrade(settings.sqlalchemy_url)
-    engine = make_engine(settings.sqlalchemy_url)
-    yield make_session_factory(engine)
-    engine.dispose()
+    database = Database(settings.sqlalchemy_url)
+    yield database
+    database.dispose()
 
 
 @pytest.fixture
-def keys(factory: sessionmaker[Session]) -> dict[str, str]:
+def keys(db: Database) -> dict[str, str]:
     """One API key per role, as the headers a client sends."""
-    from ctax.taxonomy.keys import create_key
+    from ctax.store.keys import create_key
 
     out = {}
-    with transaction(factory) as session:
+    with db.write() as session:
         for role in ("poster", "reviewer", "admin"):
             _, out[role] = create_key(session, f"test {role}", role)
     return out
@@ -96,7 +95,7 @@ def headers(key: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def client(settings: Settings, factory: sessionmaker[Session]) -> Iterator[object]:
+def client(settings: Settings, db: Database) -> Iterator[object]:
     from fastapi.testclient import TestClient
 
     from ctax.api.app import create_app
@@ -106,15 +105,15 @@ def client(settings: Settings, factory: sessionmaker[Session]) -> Iterator[objec
 
 
 @pytest.fixture
-def pitt_labels(factory: sessionmaker[Session], shared_data: Path) -> dict[str, int]:
+def pitt_labels(db: Database, shared_data: Path) -> dict[str, int]:
     """The Pitt taxonomy imported; label path -> id."""
     from sqlalchemy import select
 
+    from ctax.store.models import Label
     from ctax.taxonomy import catalog
-    from ctax.taxonomy.db.models import Label
-    from ctax.taxonomy.labels import parse_taxonomy_file
+    from ctax.taxonomy.importers import parse_taxonomy_file
 
-    with transaction(factory) as session:
+    with db.write() as session:
         catalog.import_labels(session, parse_taxonomy_file((shared_data / "pitt_ads_taxonomy.txt").read_bytes()))
         return {label.path: label.id for label in session.scalars(select(Label))}
 
@@ -215,22 +214,22 @@ def service(service_env: dict[str, str], tmp_path: Path) -> Iterator[ServiceProc
 # -- the review queue --------------------------------------------------------------------------------------------
 
 @pytest.fixture
-def flag_creative(factory: sessionmaker[Session], pitt_labels: dict[str, int], tmp_path: Path):
+def flag_creative(db: Database, pitt_labels: dict[str, int], tmp_path: Path):
     """Flags a creative exactly as the labelling worker does (Trigger.decide, then review.flag_for_review), from
     label similarities given by path; returns the review item id (None when the trigger does not flag it)."""
+    from ctax.labelling.flagging import flag_for_review
+    from ctax.labelling.trigger import Evidence, Thresholds, Trigger
+    from ctax.store.models import Creative, ModelVersion
     from ctax.taxonomy.catalog import active_taxonomy
-    from ctax.taxonomy.db.models import Creative, ModelVersion
-    from ctax.taxonomy.review import flag_for_review
-    from ctax.taxonomy.trigger import Evidence, Thresholds, Trigger
 
-    with transaction(factory) as session:
+    with db.write() as session:
         if session.get(ModelVersion, "v1-pretrained") is None:
             session.add(ModelVersion(id="v1-pretrained", seq=1, kind="pretrained", status="active",
                                      artefact_dir=str(tmp_path / "v1")))
 
     def flag(text: str, scores: dict[str, float], asserted: str | None = None,
              external_id: str | None = None) -> int | None:
-        with transaction(factory) as session:
+        with db.write() as session:
             taxonomy = active_taxonomy(session)
             asserted_id = pitt_labels[asserted] if asserted else None
             # The scenarios below were written for a new_label threshold of 0.25; pinned so defaults can move.

@@ -7,9 +7,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
-from ctax.taxonomy.db.migrate import downgrade, upgrade
-from ctax.taxonomy.db.models import Base
-from ctax.taxonomy.db.session import make_engine
+from ctax.store.migrate import downgrade, upgrade
+from ctax.store.models import Base
+from ctax.store.session import make_engine
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])

@@ -1,4 +1,4 @@
-"""The FastAPI application factory. The API never opens the vector index and never imports torch:
+"""The FastAPI application db. The API never opens the vector index and never imports torch:
 everything it needs from the index goes through a task."""
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ctax.api import metrics, web
 from ctax.api.dispatch import Dispatcher
 from ctax.api.routes import creatives, export, health, keys, labels, models, proposals, review, training
-from ctax.taxonomy.blobs import BlobStore
-from ctax.taxonomy.config import Settings
-from ctax.taxonomy.db.session import make_engine, make_session_factory, transaction
-from ctax.taxonomy.errors import CtaxError
-from ctax.taxonomy.keys import ensure_key
+from ctax.config import Settings
+from ctax.errors import CtaxError
+from ctax.store.blobs import BlobStore
+from ctax.store.keys import ensure_key
+from ctax.store.session import Database
 
 log = logging.getLogger(__name__)
 
@@ -40,19 +40,17 @@ def create_app(settings: Settings | None = None, *, start_dispatcher: bool = Tru
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.ensure_dirs()
-        engine = make_engine(settings.sqlalchemy_url)
-        app.state.engine = engine
-        app.state.session_factory = make_session_factory(engine)
+        app.state.db = Database(settings.sqlalchemy_url)
         app.state.blobs = BlobStore(settings.blob_dir)
-        app.state.dispatcher = Dispatcher(settings, app.state.session_factory)
+        app.state.dispatcher = Dispatcher(settings, app.state.db)
         if settings.bootstrap_admin_key:
-            with transaction(app.state.session_factory) as session:
+            with app.state.db.write() as session:
                 ensure_key(session, "bootstrap admin", "admin", settings.bootstrap_admin_key)
         if start_dispatcher:
             app.state.dispatcher.start()
         yield
         app.state.dispatcher.stop()
-        engine.dispose()
+        app.state.db.dispose()
 
     app = FastAPI(
         title="ctax",

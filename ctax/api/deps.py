@@ -10,10 +10,10 @@ from fastapi import Depends, Header, Request
 from sqlalchemy.orm import Session
 
 from ctax.api.dispatch import Dispatcher
-from ctax.taxonomy.blobs import BlobStore
-from ctax.taxonomy.config import Settings
-from ctax.taxonomy.db.models import ApiKey, utcnow
-from ctax.taxonomy.keys import Role, authenticate, require
+from ctax.config import Settings
+from ctax.store.blobs import BlobStore
+from ctax.store.keys import Role, authenticate, require
+from ctax.store.models import ApiKey, utcnow
 
 
 def get_settings(request: Request) -> Settings:
@@ -22,7 +22,7 @@ def get_settings(request: Request) -> Settings:
 
 def get_session(request: Request) -> Iterator[Session]:
     """Routes commit explicitly (before they hand work to the dispatcher); anything left is rolled back."""
-    session = request.app.state.session_factory()
+    session = request.app.state.db._sessions()
     try:
         yield session
     finally:

@@ -10,18 +10,19 @@ import logging
 import threading
 
 from celery import Celery
-from sqlalchemy.orm import Session, sessionmaker
 
-from ctax.taxonomy import creatives, outbox
-from ctax.taxonomy.config import Settings
+from ctax.config import Settings
+from ctax.creatives import intake as creatives
+from ctax.store import outbox
+from ctax.store.session import Database
 
 log = logging.getLogger(__name__)
 
 
 class Dispatcher:
-    def __init__(self, settings: Settings, factory: sessionmaker[Session]) -> None:
+    def __init__(self, settings: Settings, db: Database) -> None:
         self.settings = settings
-        self.factory = factory
+        self.db = db
         self.producer = Celery("ctax-api", broker=settings.celery_broker_url, set_as_current=False)
         self.producer.conf.update(
             task_serializer="json",
@@ -50,8 +51,8 @@ class Dispatcher:
         self._wake.set()
 
     def flush(self) -> int:
-        sent = creatives.dispatch(self.factory, self.send, self.settings)
-        sent += outbox.flush(self.factory, self.send)
+        sent = creatives.dispatch(self.db, self.send, self.settings)
+        sent += outbox.flush(self.db, self.send)
         return sent
 
     def _loop(self) -> None:

@@ -11,7 +11,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
-from ctax.taxonomy.db.models import Creative, ReviewItem
+from ctax.store.models import Creative, ReviewItem
 
 
 class _DatabaseCollector(Collector):
@@ -19,12 +19,12 @@ class _DatabaseCollector(Collector):
         self.app = app
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        factory = getattr(self.app.state, "session_factory", None)
-        if factory is None:
+        db = getattr(self.app.state, "db", None)
+        if db is None:
             return
         creatives = GaugeMetricFamily("ctax_creatives", "Creatives by status", labels=["status"])
         review = GaugeMetricFamily("ctax_review_items", "Review items by status and flag", labels=["status", "flag"])
-        with factory() as session:
+        with db.read() as session:
             for status, count in session.execute(select(Creative.status, func.count()).group_by(Creative.status)):
                 creatives.add_metric([status], count)
             for status, flag, count in session.execute(

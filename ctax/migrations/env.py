@@ -1,11 +1,11 @@
-"""Alembic environment: the URL comes from the caller (ctax.taxonomy.db.migrate) or CTAX_ settings."""
+"""Alembic environment: the URL comes from the caller (ctax.store.migrate) or CTAX_ settings."""
 
 from __future__ import annotations
 
 from alembic import context
 
-from ctax.taxonomy.db.models import Base
-from ctax.taxonomy.db.session import make_engine
+from ctax.store.models import Base
+from ctax.store.session import make_engine
 
 config = context.config
 target_metadata = Base.metadata
@@ -15,7 +15,7 @@ def _url() -> str:
     url = config.get_main_option("sqlalchemy.url")
     if url:
         return url
-    from ctax.taxonomy.config import Settings
+    from ctax.config import Settings
 
     return Settings().sqlalchemy_url
 

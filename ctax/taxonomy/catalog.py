@@ -9,10 +9,12 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ctax.taxonomy.db.models import Label, utcnow
-from ctax.taxonomy.errors import Conflict, InvalidInput, NotFound
-from ctax.taxonomy.labels import ImportResult, LabelPath, Taxonomy, TaxonomyNode
-from ctax.taxonomy.outbox import request_index_sync
+from ctax.errors import Conflict, InvalidInput, NotFound
+from ctax.store.models import Label, utcnow
+from ctax.store.outbox import request_index_sync
+from ctax.taxonomy.importers import ImportResult
+from ctax.taxonomy.paths import LabelPath
+from ctax.taxonomy.tree import Taxonomy, TaxonomyNode
 
 
 @dataclass

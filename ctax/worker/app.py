@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from celery import Celery
 
-from ctax.taxonomy.config import INDEX_QUEUE, LABEL_QUEUE, TRAIN_QUEUE, Settings
-from ctax.taxonomy.outbox import LABEL_CREATIVES
+from ctax.config import Settings
+from ctax.jobs import INDEX_QUEUE, LABEL_CREATIVES, LABEL_QUEUE, TRAIN_QUEUE
 
 TASK_MODULES = [
     "ctax.worker.tasks.label",

@@ -15,23 +15,24 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, sessionmaker
 
-from ctax.taxonomy.blobs import BlobStore
+from ctax.config import Settings
+from ctax.embedding.device import resolve_device
+from ctax.embedding.ocr import OcrReader
+from ctax.embedding.space import SharedSpace
+from ctax.index.connect import open_qdrant
+from ctax.index.qdrant import LabelIndex
+from ctax.jobs import TRAIN_QUEUE
+from ctax.labelling.labeller import Labeller
+from ctax.labelling.trigger import Thresholds
+from ctax.store.blobs import BlobStore
+from ctax.store.models import Label, ModelVersion, WorkerHeartbeat, utcnow
+from ctax.store.session import Database
 from ctax.taxonomy.catalog import active_taxonomy
-from ctax.taxonomy.config import TRAIN_QUEUE, Settings
-from ctax.taxonomy.db.models import Label, ModelVersion, WorkerHeartbeat, utcnow
-from ctax.taxonomy.db.session import make_engine, make_session_factory, transaction
-from ctax.taxonomy.embedding.device import resolve_device
-from ctax.taxonomy.embedding.ocr import OcrReader
-from ctax.taxonomy.embedding.space import SharedSpace
-from ctax.taxonomy.index import LabelIndex, open_qdrant
-from ctax.taxonomy.indexing import sync_labels
-from ctax.taxonomy.labelling import Labeller
-from ctax.taxonomy.labels import Taxonomy
-from ctax.taxonomy.lifecycle import bootstrap
-from ctax.taxonomy.training import registry
-from ctax.taxonomy.trigger import Thresholds
+from ctax.taxonomy.tree import Taxonomy
+from ctax.versions import registry
+from ctax.versions.lifecycle import bootstrap
+from ctax.versions.sync import sync_labels
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +45,7 @@ class Runtime:
         self.queues = queues
         self.owns_index = owns_index
         self.name = f"{socket.gethostname()}:{os.getpid()}:{'+'.join(queues)}"
-        self.engine = make_engine(settings.sqlalchemy_url)
-        self.factory: sessionmaker[Session] = make_session_factory(self.engine)
+        self.db = Database(settings.sqlalchemy_url)
         self.blobs = BlobStore(settings.blob_dir)
         self.device = resolve_device(settings.device)
         self._index: LabelIndex | None = None
@@ -100,7 +100,7 @@ class Runtime:
 
             fail_interrupted(self)
         if self.owns_index:
-            version_id = bootstrap(self.factory, self.settings, self.index, self.space, self.blobs, self.ocr)
+            version_id = bootstrap(self.db, self.settings, self.index, self.space, self.blobs, self.ocr)
             labeller = self.labeller()
             self.info = {
                 "model_version": version_id,
@@ -116,7 +116,7 @@ class Runtime:
 
     def stop(self) -> None:
         self._stop.set()
-        with transaction(self.factory) as session:
+        with self.db.write() as session:
             row = session.get(WorkerHeartbeat, self.name)
             if row is not None:
                 session.delete(row)
@@ -129,7 +129,7 @@ class Runtime:
                 log.exception("heartbeat failed")
 
     def _beat(self) -> None:
-        with transaction(self.factory) as session:
+        with self.db.write() as session:
             row = session.get(WorkerHeartbeat, self.name)
             if row is None:
                 row = WorkerHeartbeat(name=self.name, pid=os.getpid(), queues=self.queues, device=self.device)
@@ -141,7 +141,7 @@ class Runtime:
     # -- labelling -----------------------------------------------------------------------------------------
     def active_space(self) -> tuple[SharedSpace, Taxonomy]:
         """The active version's encoders and the current taxonomy, without touching the index (any worker)."""
-        with transaction(self.factory) as session:
+        with self.db.write() as session:
             version = registry.active_version(session)
             if version is None:
                 raise RuntimeError("no active model version yet")
@@ -151,7 +151,7 @@ class Runtime:
 
     def labeller(self, version: ModelVersion | None = None) -> Labeller:
         """A labeller for the active version (or the one given) and the current taxonomy."""
-        with transaction(self.factory) as session:
+        with self.db.write() as session:
             version = version or registry.active_version(session)
             if version is None:
                 raise RuntimeError("no active model version yet")
@@ -167,7 +167,7 @@ class Runtime:
         if self.owns_index:
             # The taxonomy changed since this labeller was built: embed what changed before labelling with it,
             # so a label created a moment ago (by an admin or a reviewer) is already a candidate.
-            sync_labels(self.factory, space, self.index)
+            sync_labels(self.db, space, self.index)
         labeller = Labeller(
             space,
             self.index,

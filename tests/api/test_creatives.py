@@ -10,16 +10,17 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
-from ctax.taxonomy.db.models import Creative
+from ctax.store.models import Creative
+from ctax.store.session import Database
 from tests.conftest import headers, png_bytes
 
 
-def _count(factory) -> int:
-    with factory() as session:
+def _count(db) -> int:
+    with db.read() as session:
         return session.scalar(select(func.count(Creative.id)))
 
 
-def test_multipart_json_and_batch_are_accepted_with_202(client, keys, factory, pitt_labels) -> None:
+def test_multipart_json_and_batch_are_accepted_with_202(client, keys, db, pitt_labels) -> None:
     h = headers(keys["poster"])
     image = client.post("/v1/creatives", headers=h, files={"image": ("ad.png", png_bytes("SALE"), "image/png")},
                         data={"asserted_label": "Product/Vehicles/Cars", "external_id": "ad-1",
@@ -41,10 +42,10 @@ def test_multipart_json_and_batch_are_accepted_with_202(client, keys, factory, p
     assert got["image"]["mime"] == "image/png" and got["metadata"] == {"campaign": 7}
     assert client.get(got["image"]["url"], headers=h).content == png_bytes("SALE")
     assert client.get(f"/v1/creatives/{both.json()['id']}", headers=h).json()["texts"] == ["Cola", "Ice cold"]
-    assert _count(factory) == 8
+    assert _count(db) == 8
 
 
-def test_idempotency_key_returns_the_same_creative(client, keys, factory) -> None:
+def test_idempotency_key_returns_the_same_creative(client, keys, db) -> None:
     h = {**headers(keys["poster"]), "Idempotency-Key": "order-42"}
     first = client.post("/v1/creatives", headers=h, json={"ocr_text": "Cheap flights to Rome"})
     second = client.post("/v1/creatives", headers=h, json={"ocr_text": "Cheap flights to Rome"})
@@ -56,7 +57,7 @@ def test_idempotency_key_returns_the_same_creative(client, keys, factory) -> Non
     other_key = client.post("/v1/creatives", headers={**headers(keys["admin"]), "Idempotency-Key": "order-42"},
                             json={"ocr_text": "Cheap flights to Rome"})
     assert other_key.json()["id"] != first.json()["id"]  # keys are scoped to the API key that sent them
-    assert _count(factory) == 2
+    assert _count(db) == 2
 
 
 def _bomb() -> bytes:
@@ -81,7 +82,7 @@ BAD_IMAGES = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_IMAGES))
-def test_bad_images_are_refused_and_nothing_is_stored(client, keys, factory, settings, case: str) -> None:
+def test_bad_images_are_refused_and_nothing_is_stored(client, keys, db, settings, case: str) -> None:
     data, status, words = BAD_IMAGES[case]
     if data is None:
         buffer = io.BytesIO()
@@ -91,7 +92,7 @@ def test_bad_images_are_refused_and_nothing_is_stored(client, keys, factory, set
                            files={"image": ("x.png", data, "image/png")}, data={"ocr_text": "hello there"})
     assert response.status_code == status, response.text
     assert words.lower() in response.json()["message"].lower()
-    assert _count(factory) == 0
+    assert _count(db) == 0
     assert not any(settings.blob_dir.rglob("*")) or all(p.is_dir() for p in settings.blob_dir.rglob("*"))
 
 
@@ -99,16 +100,15 @@ def test_oversized_image_and_text_are_refused(keys, tmp_path) -> None:
     from fastapi.testclient import TestClient
 
     from ctax.api.app import create_app
-    from ctax.taxonomy.db.migrate import upgrade
-    from ctax.taxonomy.db.session import make_engine, make_session_factory, transaction
-    from ctax.taxonomy.keys import create_key
+    from ctax.store.keys import create_key
+    from ctax.store.migrate import upgrade
     from tests.conftest import make_settings
 
     small = make_settings(tmp_path / "small", max_image_bytes=2048, max_text_chars=50)
     small.ensure_dirs()
     upgrade(small.sqlalchemy_url)
-    small_factory = make_session_factory(make_engine(small.sqlalchemy_url))
-    with transaction(small_factory) as session:
+    small_db = Database(small.sqlalchemy_url)
+    with small_db.write() as session:
         _, key = create_key(session, "p", "poster")
     with TestClient(create_app(small)) as small_client:
         big = small_client.post("/v1/creatives", headers=headers(key),
@@ -116,7 +116,7 @@ def test_oversized_image_and_text_are_refused(keys, tmp_path) -> None:
         assert big.status_code == 413 and "2048" in big.json()["message"]
         long_text = small_client.post("/v1/creatives", headers=headers(key), json={"ocr_text": "word " * 40})
         assert long_text.status_code == 413 and "50" in long_text.json()["message"]
-    assert _count(small_factory) == 0
+    assert _count(small_db) == 0
 
 
 @pytest.mark.parametrize("body,status,words", [
@@ -129,28 +129,28 @@ def test_oversized_image_and_text_are_refused(keys, tmp_path) -> None:
     ({"ocr_text": "Great pizza", "metadata": ["not", "an", "object"]}, 422, "metadata"),
     ({"image_base64": "!!!not base64!!!"}, 422, "base64"),
 ])
-def test_bad_json_fields_are_refused(client, keys, factory, pitt_labels, body, status, words) -> None:
+def test_bad_json_fields_are_refused(client, keys, db, pitt_labels, body, status, words) -> None:
     response = client.post("/v1/creatives", headers=headers(keys["poster"]), json=body)
     assert response.status_code == status, response.text
     assert words.lower() in response.json()["message"].lower()
-    assert _count(factory) == 0
+    assert _count(db) == 0
 
 
-def test_invalid_json_and_content_type(client, keys, factory) -> None:
+def test_invalid_json_and_content_type(client, keys, db) -> None:
     h = {**headers(keys["poster"]), "Content-Type": "application/json"}
     broken = client.post("/v1/creatives", headers=h, content=b'{"ocr_text": "unterminated')
     assert broken.status_code == 422 and "JSON" in broken.json()["message"]
     wrong = client.post("/v1/creatives", headers={**headers(keys["poster"]), "Content-Type": "text/plain"},
                         content=b"hello")
     assert wrong.status_code == 415
-    assert _count(factory) == 0
+    assert _count(db) == 0
 
 
-def test_a_batch_with_one_bad_item_stores_none(client, keys, factory) -> None:
+def test_a_batch_with_one_bad_item_stores_none(client, keys, db) -> None:
     response = client.post("/v1/creatives/batch", headers=headers(keys["poster"]), json={"items": [
         {"ocr_text": "Good item"}, {"ocr_text": ""}, {"ocr_text": "Another good item"}]})
     assert response.status_code == 422 and "items[1]" in response.json()["message"]
-    assert _count(factory) == 0
+    assert _count(db) == 0
     assert client.post("/v1/creatives/batch", headers=headers(keys["poster"]),
                        json={"items": []}).status_code == 422
 

@@ -7,18 +7,17 @@ import io
 import json
 from pathlib import Path
 
+from ctax.dataset.importing import import_labelled, read_rows
+from ctax.store.blobs import BlobStore
 from ctax.taxonomy import catalog
-from ctax.taxonomy.blobs import BlobStore
-from ctax.taxonomy.db.session import transaction
-from ctax.taxonomy.importing import import_labelled, read_rows
-from ctax.taxonomy.labels import parse_taxonomy_file
+from ctax.taxonomy.importers import parse_taxonomy_file
 from tests.conftest import headers
 
 CARS = "Product/Vehicles/Cars"
 TRAVEL = "Service/Travel/Vacations and Travel"
 
 
-def _seed(factory, settings, tmp_path: Path, flag_creative) -> dict[str, int]:
+def _seed(db, settings, tmp_path: Path, flag_creative) -> dict[str, int]:
     rows = [
         {"id": "ad-1", "texts": ["Fast sedan", "Leather seats"], "label": CARS},
         {"id": "ad-2", "texts": ["Beach holidays"], "label": TRAVEL},
@@ -26,7 +25,7 @@ def _seed(factory, settings, tmp_path: Path, flag_creative) -> dict[str, int]:
     ]
     source = tmp_path / "seed.jsonl"
     source.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    with transaction(factory) as session:
+    with db.write() as session:
         import_labelled(session, BlobStore(settings.blob_dir), settings, source)
     return {
         "wrong": flag_creative("A convertible for the road", {CARS: 0.6, TRAVEL: 0.3}, asserted=TRAVEL,
@@ -35,9 +34,9 @@ def _seed(factory, settings, tmp_path: Path, flag_creative) -> dict[str, int]:
     }
 
 
-def test_export_jsonl_is_what_training_uses_and_imports_back(client, keys, factory, settings, tmp_path,
+def test_export_jsonl_is_what_training_uses_and_imports_back(client, keys, db, settings, tmp_path,
                                                              flag_creative, pitt_labels) -> None:
-    items = _seed(factory, settings, tmp_path, flag_creative)
+    items = _seed(db, settings, tmp_path, flag_creative)
     r = headers(keys["reviewer"])
     client.post(f"/v1/review/{items['wrong']}/decision", headers=r, json={"action": "confirm"})
     client.post(f"/v1/review/{items['junk']}/decision", headers=r, json={"action": "reject", "note": "not an ad"})
@@ -59,14 +58,14 @@ def test_export_jsonl_is_what_training_uses_and_imports_back(client, keys, facto
     assert [json.loads(line)["id"] for line in only_review] == ["ad-9"]
 
 
-def test_export_csv_carries_iab_ids_where_known(client, keys, factory, settings, tmp_path, shared_data) -> None:
-    with transaction(factory) as session:
+def test_export_csv_carries_iab_ids_where_known(client, keys, db, settings, tmp_path, shared_data) -> None:
+    with db.write() as session:
         catalog.import_labels(session, parse_taxonomy_file((shared_data / "iab_ad_product_taxonomy_2.0.tsv")
                                                            .read_bytes()))
     iab_path = "Business and Industrial/Industrials/Aerospace and Defense"
     source = tmp_path / "iab.jsonl"
     source.write_text(json.dumps({"id": "jet", "texts": ["Fighter jets, \"made\", here"], "label": iab_path}) + "\n")
-    with transaction(factory) as session:
+    with db.write() as session:
         import_labelled(session, BlobStore(settings.blob_dir), settings, source)
     response = client.get("/v1/export?format=csv", headers=headers(keys["admin"]))
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
@@ -76,7 +75,7 @@ def test_export_csv_carries_iab_ids_where_known(client, keys, factory, settings,
     assert client.get("/v1/export?format=xml", headers=headers(keys["admin"])).status_code == 422
 
 
-def test_cli_export_writes_reimportable_jsonl_with_images(factory, settings, tmp_path, pitt_labels, monkeypatch
+def test_cli_export_writes_reimportable_jsonl_with_images(db, settings, tmp_path, pitt_labels, monkeypatch
                                                           ) -> None:
     from PIL import Image
     from typer.testing import CliRunner
@@ -89,7 +88,7 @@ def test_cli_export_writes_reimportable_jsonl_with_images(factory, settings, tmp
     picture.write_bytes(png_bytes("CAR"))
     source = tmp_path / "seed" / "rows.jsonl"
     source.write_text(json.dumps({"id": "ad-7", "texts": ["A red car"], "label": CARS, "image": "car.png"}) + "\n")
-    with transaction(factory) as session:
+    with db.write() as session:
         import_labelled(session, BlobStore(settings.blob_dir), settings, source)
     monkeypatch.setenv("CTAX_DATA_DIR", str(settings.data_dir))
     out = tmp_path / "export" / "labelled.jsonl"

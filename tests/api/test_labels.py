@@ -6,8 +6,8 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from ctax.taxonomy.db.models import Label, OutboxJob
-from ctax.taxonomy.outbox import SYNC_INDEX
+from ctax.jobs import SYNC_INDEX
+from ctax.store.models import Label, OutboxJob
 from tests.conftest import headers
 
 
@@ -16,7 +16,7 @@ def _import(client, key: str, content: bytes, name: str = "taxonomy.txt", fmt: s
                        data={"format": fmt})
 
 
-def test_import_iab_keeps_ids_and_reports_its_flaws(client, keys, factory, shared_data: Path) -> None:
+def test_import_iab_keeps_ids_and_reports_its_flaws(client, keys, db, shared_data: Path) -> None:
     response = _import(client, keys["admin"], (shared_data / "iab_ad_product_taxonomy_2.0.tsv").read_bytes(),
                        "iab.tsv")
     assert response.status_code == 200, response.text
@@ -25,7 +25,7 @@ def test_import_iab_keeps_ids_and_reports_its_flaws(client, keys, factory, share
     messages = {w["line"]: w["message"] for w in body["warnings"]}
     assert "own ID 1000" in messages[2] and "own ID 1037" in messages[39]
     assert "trimmed" in messages[122]  # "Video Games "
-    with factory() as session:
+    with db.read() as session:
         by_iab = {label.iab_id: label for label in session.scalars(select(Label))}
         assert by_iab["1037"].path == "Business and Industrial/Industrials/Aerospace and Defense"
         assert by_iab["1037"].parent.path == "Business and Industrial/Industrials"  # not itself
@@ -50,9 +50,9 @@ def test_import_pitt_paths_creates_parents(client, keys, shared_data: Path) -> N
     assert [c["name"] for c in vehicles["children"]] == ["Cars"]
 
 
-def test_malformed_file_is_refused_naming_the_line_and_changes_nothing(client, keys, factory) -> None:
+def test_malformed_file_is_refused_naming_the_line_and_changes_nothing(client, keys, db) -> None:
     assert _import(client, keys["admin"], b"Product/Cars\nService/Banks\n").status_code == 200
-    with factory() as session:
+    with db.read() as session:
         before = session.scalar(select(func.count(Label.id)))
     bad_tsv = (b"Unique ID\tParent ID\tName\tTier 1\tTier 2\tTier 3\n"
                b"1\t\tA\tA\t\t\n2\t1\tB\tA\tB\t\n3\t1\tC\tA\n")
@@ -66,17 +66,17 @@ def test_malformed_file_is_refused_naming_the_line_and_changes_nothing(client, k
     binary = _import(client, keys["admin"], b"\xff\xfe\x00garbage\x00")
     assert binary.status_code == 422 and "UTF-8" in binary.json()["message"]
     assert _import(client, keys["admin"], b"\n# only a comment\n").status_code == 422
-    with factory() as session:
+    with db.read() as session:
         assert session.scalar(select(func.count(Label.id))) == before
         assert session.scalar(select(Label).where(Label.path == "Product/Toys")) is None
 
 
-def test_edits_rename_subtrees_retire_and_queue_a_resync(client, keys, factory) -> None:
+def test_edits_rename_subtrees_retire_and_queue_a_resync(client, keys, db) -> None:
     _import(client, keys["admin"], b"Service/Vehicles/Maintenance/Honda\nService/Vehicles/Rental\n")
     labels = client.get("/v1/labels", headers=headers(keys["poster"])).json()["items"]
     by_path = {label["path"]: label for label in labels}
     vehicles = by_path["Service/Vehicles"]
-    with factory() as session:
+    with db.read() as session:
         session.query(OutboxJob).delete()
         session.commit()
 
@@ -86,7 +86,7 @@ def test_edits_rename_subtrees_retire_and_queue_a_resync(client, keys, factory) 
     honda = client.get(f"/v1/labels/{by_path['Service/Vehicles/Maintenance/Honda']['id']}",
                        headers=headers(keys["poster"])).json()
     assert honda["path"] == "Service/Automotive/Maintenance/Honda"
-    with factory() as session:
+    with db.read() as session:
         assert session.scalar(select(func.count(OutboxJob.id)).where(OutboxJob.task == SYNC_INDEX)) >= 1
 
     retired = client.patch(f"/v1/labels/{by_path['Service/Vehicles/Maintenance']['id']}",

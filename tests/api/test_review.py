@@ -7,9 +7,9 @@ import datetime as dt
 import pytest
 from sqlalchemy import func, select, update
 
-from ctax.taxonomy.db.models import Annotation, Label, OutboxJob, ReviewDecision, ReviewItem
-from ctax.taxonomy.outbox import SYNC_INDEX
-from ctax.taxonomy.training.data import current_annotations
+from ctax.dataset.labelled import current_annotations
+from ctax.jobs import SYNC_INDEX
+from ctax.store.models import Annotation, Label, OutboxJob, ReviewDecision, ReviewItem
 from tests.conftest import headers
 
 CARS = "Product/Vehicles/Cars"
@@ -39,7 +39,7 @@ def _ids(body: dict) -> list[int]:
     return [item["id"] for item in body["items"]]
 
 
-def test_queue_lists_flagged_items_with_filters_and_pagination(client, keys, factory, queue) -> None:
+def test_queue_lists_flagged_items_with_filters_and_pagination(client, keys, db, queue) -> None:
     h = headers(keys["reviewer"])
     everything = client.get("/v1/review", headers=h).json()
     assert everything["total"] == 5
@@ -61,7 +61,7 @@ def test_queue_lists_flagged_items_with_filters_and_pagination(client, keys, fac
     assert set(_ids(high)) == {queue["wrong_mild"], queue["unsure"]}
     assert _ids(client.get("/v1/review", params={"q": "sedan"}, headers=h).json()) == [queue["wrong"]]
 
-    with factory.begin() as session:
+    with db.write() as session:
         session.execute(update(ReviewItem).where(ReviewItem.id == queue["wrong"])
                         .values(created_at=dt.datetime.now(dt.UTC) - dt.timedelta(days=2)))
     assert _ids(client.get("/v1/review?min_age_s=86400", headers=h).json()) == [queue["wrong"]]
@@ -81,11 +81,10 @@ def test_queue_lists_flagged_items_with_filters_and_pagination(client, keys, fac
     assert client.get("/v1/review", headers=headers(keys["poster"])).status_code == 403
 
 
-def test_claims_are_exclusive_and_expire(client, keys, factory, queue) -> None:
-    from ctax.taxonomy.db.session import transaction
-    from ctax.taxonomy.keys import create_key
+def test_claims_are_exclusive_and_expire(client, keys, db, queue) -> None:
+    from ctax.store.keys import create_key
 
-    with transaction(factory) as session:
+    with db.write() as session:
         _, other = create_key(session, "second reviewer", "reviewer")
     me, them = headers(keys["reviewer"]), headers(other)
     item = queue["wrong"]
@@ -101,7 +100,7 @@ def test_claims_are_exclusive_and_expire(client, keys, factory, queue) -> None:
     assert item not in _ids(listing)  # hidden from others while held
     assert client.get(f"/v1/review/{item}", headers=them).json()["claim"]["by"] == "test reviewer"
 
-    with factory.begin() as session:  # the claim lapses
+    with db.write() as session:  # the claim lapses
         session.execute(update(ReviewItem).where(ReviewItem.id == item)
                         .values(claim_expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)))
     assert client.post(f"/v1/review/{item}/claim", headers=them).status_code == 200
@@ -111,11 +110,10 @@ def test_claims_are_exclusive_and_expire(client, keys, factory, queue) -> None:
     assert client.post(f"/v1/review/{item}/decision", headers=me, json={"action": "confirm"}).status_code == 200
 
 
-def test_next_hands_each_reviewer_a_different_item_in_priority_order(client, keys, factory, queue) -> None:
-    from ctax.taxonomy.db.session import transaction
-    from ctax.taxonomy.keys import create_key
+def test_next_hands_each_reviewer_a_different_item_in_priority_order(client, keys, db, queue) -> None:
+    from ctax.store.keys import create_key
 
-    with transaction(factory) as session:
+    with db.write() as session:
         _, other = create_key(session, "second reviewer", "reviewer")
     mine = client.post("/v1/review/next", headers=headers(keys["reviewer"]), json={}).json()
     theirs = client.post("/v1/review/next", headers=headers(other), json={}).json()
@@ -130,9 +128,9 @@ def test_next_hands_each_reviewer_a_different_item_in_priority_order(client, key
     assert nothing["item"] is None and nothing["remaining"] == 0
 
 
-def test_decisions_become_labelled_data_with_an_audit_trail(client, keys, factory, queue, pitt_labels) -> None:
+def test_decisions_become_labelled_data_with_an_audit_trail(client, keys, db, queue, pitt_labels) -> None:
     h = headers(keys["reviewer"])
-    with factory.begin() as session:
+    with db.write() as session:
         session.query(OutboxJob).delete()
     confirm = client.post(f"/v1/review/{queue['wrong']}/decision", headers=h, json={"action": "confirm"})
     assert confirm.status_code == 200, confirm.text
@@ -150,7 +148,7 @@ def test_decisions_become_labelled_data_with_an_audit_trail(client, keys, factor
                          json={"action": "reject", "note": "not an ad"})
     assert reject.status_code == 200
 
-    with factory() as session:
+    with db.read() as session:
         created = session.scalar(select(Label).where(Label.path == "Product/Pets/Dog Adoption"))
         assert created is not None and created.source == "review" and created.status == "active"
         rows = {d.review_item_id: d for d in session.scalars(select(ReviewDecision))}
@@ -178,19 +176,19 @@ def test_decisions_become_labelled_data_with_an_audit_trail(client, keys, factor
     assert stats["decided_by_me_24h"] == 4 and stats["open"] == 1
 
 
-def test_a_relabel_supersedes_an_imported_label_for_training(client, keys, factory, queue, pitt_labels) -> None:
-    with factory.begin() as session:
+def test_a_relabel_supersedes_an_imported_label_for_training(client, keys, db, queue, pitt_labels) -> None:
+    with db.write() as session:
         creative_id = session.get(ReviewItem, queue["wrong"]).creative_id
         session.add(Annotation(creative_id=creative_id, label_id=pitt_labels[TRAVEL], source="import"))
     client.post(f"/v1/review/{queue['wrong']}/decision", headers=headers(keys["reviewer"]),
                 json={"action": "relabel", "label": str(pitt_labels[CARS])})
-    with factory() as session:
+    with db.read() as session:
         assert {i.creative_id: i.label_id for i in current_annotations(session)}[creative_id] == pitt_labels[CARS]
         decision = session.scalar(select(ReviewDecision))
         assert decision.previous["creative"]["annotation"]["label_id"] == pitt_labels[TRAVEL]
 
 
-def test_retries_are_answered_and_stale_decisions_refused(client, keys, factory, queue, flag_creative) -> None:
+def test_retries_are_answered_and_stale_decisions_refused(client, keys, db, queue, flag_creative) -> None:
     h = headers(keys["reviewer"])
     item = client.get(f"/v1/review/{queue['unsure']}", headers=h).json()
     body = {"action": "relabel", "label": SODA, "version": item["version"]}
@@ -206,31 +204,30 @@ def test_retries_are_answered_and_stale_decisions_refused(client, keys, factory,
 
     # The model re-flags an open item while a reviewer looks at it: the reviewer's view is stale.
     seen = client.get(f"/v1/review/{queue['wrong']}", headers=h).json()
-    with factory() as session:
+    with db.read() as session:
         creative_id = session.get(ReviewItem, queue["wrong"]).creative_id
         text = "The new sedan, 300 horsepower"
-    from ctax.taxonomy.db.models import Creative
+    from ctax.store.models import Creative
 
-    with factory.begin() as session:
+    with db.write() as session:
         session.query(Creative).filter(Creative.id == creative_id).update({"texts": [text]})
-    refreshed = _reflag(factory, creative_id)
+    refreshed = _reflag(db, creative_id)
     assert refreshed > seen["version"]
     late = client.post(f"/v1/review/{queue['wrong']}/decision", headers=h,
                        json={"action": "confirm", "version": seen["version"]})
     assert late.status_code == 409 and "changed since you loaded it" in late.json()["message"]
-    with factory() as session:
+    with db.read() as session:
         assert session.scalar(select(func.count(ReviewDecision.id))) == 1
         assert session.scalar(select(func.count(Annotation.id))) == 1
 
 
-def _reflag(factory, creative_id: str) -> int:
+def _reflag(db, creative_id: str) -> int:
     """The worker labels the creative again (a retry) and the trigger still flags it, with a new suggestion."""
+    from ctax.labelling.flagging import flag_for_review
+    from ctax.labelling.trigger import Evidence, Thresholds, Trigger
     from ctax.taxonomy.catalog import active_taxonomy
-    from ctax.taxonomy.db.session import transaction
-    from ctax.taxonomy.review import flag_for_review
-    from ctax.taxonomy.trigger import Evidence, Thresholds, Trigger
 
-    with transaction(factory) as session:
+    with db.write() as session:
         taxonomy = active_taxonomy(session)
         ids = {str(taxonomy.path(i)): i for i in taxonomy.nodes}
         decision = Trigger(taxonomy, Thresholds()).decide(
@@ -254,11 +251,11 @@ def _reflag(factory, creative_id: str) -> int:
     ({"action": "approve"}, "action"),
     ({"action": "confirm", "note": "x" * 3000}, "note has 3000 characters"),
 ])
-def test_bad_decisions_are_refused_and_change_nothing(client, keys, factory, queue, body, words) -> None:
+def test_bad_decisions_are_refused_and_change_nothing(client, keys, db, queue, body, words) -> None:
     response = client.post(f"/v1/review/{queue['wrong']}/decision", headers=headers(keys["reviewer"]), json=body)
     assert response.status_code == 422, response.text
     assert words.lower() in response.json()["message"].lower()
-    with factory() as session:
+    with db.read() as session:
         assert session.scalar(select(func.count(ReviewDecision.id))) == 0
         assert session.scalar(select(func.count(Annotation.id))) == 0
         assert session.get(ReviewItem, queue["wrong"]).status == "open"
@@ -279,11 +276,10 @@ def test_unknown_items_and_roles(client, keys, queue) -> None:
     assert client.get("/v1/review", headers={}).status_code == 401
 
 
-def test_bulk_decisions_are_all_or_nothing_and_retry_safely(client, keys, factory, queue) -> None:
-    from ctax.taxonomy.db.session import transaction
-    from ctax.taxonomy.keys import create_key
+def test_bulk_decisions_are_all_or_nothing_and_retry_safely(client, keys, db, queue) -> None:
+    from ctax.store.keys import create_key
 
-    with transaction(factory) as session:
+    with db.write() as session:
         _, other = create_key(session, "second reviewer", "reviewer")
     h = headers(keys["reviewer"])
     client.post(f"/v1/review/{queue['wrong_mild']}/claim", headers=headers(other))
@@ -291,7 +287,7 @@ def test_bulk_decisions_are_all_or_nothing_and_retry_safely(client, keys, factor
     refused = client.post("/v1/review/bulk", headers=h, json={"ids": selection, "action": "relabel", "label": CARS})
     assert refused.status_code == 409
     assert [c["id"] for c in refused.json()["detail"]["conflicts"]] == [queue["wrong_mild"]]
-    with factory() as session:
+    with db.read() as session:
         assert session.scalar(select(func.count(ReviewDecision.id))) == 0
 
     chosen = [queue["wrong"], queue["unsure"]]
@@ -303,7 +299,7 @@ def test_bulk_decisions_are_all_or_nothing_and_retry_safely(client, keys, factor
     created = client.post("/v1/review/bulk", headers=h, json={
         "ids": [queue["novel_far"], queue["novel_near"]], "action": "new_label", "label": "Product/Pets/Dogs"})
     assert created.status_code == 200 and created.json()["label_created"]["path"] == "Product/Pets/Dogs"
-    with factory() as session:
+    with db.read() as session:
         decisions = list(session.scalars(select(ReviewDecision)))
         assert len(decisions) == 4
         assert len({d.bulk_id for d in decisions}) == 2
@@ -311,11 +307,10 @@ def test_bulk_decisions_are_all_or_nothing_and_retry_safely(client, keys, factor
     assert client.post("/v1/review/bulk", headers=h, json={"ids": [], "action": "confirm"}).status_code == 422
 
 
-def test_undo_reopens_an_item_and_the_decision_stops_counting(client, keys, factory, queue, pitt_labels) -> None:
-    from ctax.taxonomy.db.session import transaction
-    from ctax.taxonomy.keys import create_key
+def test_undo_reopens_an_item_and_the_decision_stops_counting(client, keys, db, queue, pitt_labels) -> None:
+    from ctax.store.keys import create_key
 
-    with transaction(factory) as session:
+    with db.write() as session:
         _, other = create_key(session, "second reviewer", "reviewer")
     h = headers(keys["reviewer"])
     client.post(f"/v1/review/{queue['unsure']}/decision", headers=h, json={"action": "relabel", "label": SODA})
@@ -323,7 +318,7 @@ def test_undo_reopens_an_item_and_the_decision_stops_counting(client, keys, fact
     reopened = client.post(f"/v1/review/{queue['unsure']}/reopen", headers=h)
     assert reopened.status_code == 200
     assert reopened.json()["status"] == "open" and reopened.json()["claim"]["mine"] is True
-    with factory() as session:
+    with db.read() as session:
         assert current_annotations(session) == []
         actions = [d.action for d in session.scalars(select(ReviewDecision).order_by(ReviewDecision.id))]
         assert actions == ["relabel", "reopen"]

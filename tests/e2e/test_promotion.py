@@ -9,11 +9,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ctax.taxonomy.config import Settings
-from ctax.taxonomy.db.session import make_engine, make_session_factory, transaction
-from ctax.taxonomy.embedding.space import SpaceConfig
-from ctax.taxonomy.outbox import BUILD_VERSION, enqueue
-from ctax.taxonomy.training import registry
+from ctax.config import Settings
+from ctax.embedding.config import SpaceConfig
+from ctax.jobs import BUILD_VERSION
+from ctax.store.outbox import enqueue
+from ctax.store.session import Database
+from ctax.versions import registry
 from tests.support import ServiceProcesses
 
 pytestmark = pytest.mark.e2e
@@ -22,8 +23,8 @@ pytestmark = pytest.mark.e2e
 def _candidate(service_env: dict[str, str]) -> str:
     """A second version of the same encoders: a sound artefact, as a training run would leave it."""
     settings = Settings(_env_file=None, **{k[5:].lower(): v for k, v in service_env.items() if k.startswith("CTAX_")})
-    factory = make_session_factory(make_engine(settings.sqlalchemy_url))
-    with transaction(factory) as session:
+    db = Database(settings.sqlalchemy_url)
+    with db.write() as session:
         active = registry.active_version(session)
         version = registry.new_version(session, settings, "trained")
         config = SpaceConfig.read(Path(active.artefact_dir))

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from ctax.taxonomy import proposals
-from ctax.taxonomy.db.models import Label, Proposal, ReviewDecision, ReviewItem
-from ctax.taxonomy.db.session import make_engine, make_session_factory, transaction
-from ctax.taxonomy.discovery import ProposalDraft
-from ctax.taxonomy.training.data import current_annotations
+from ctax.dataset.labelled import current_annotations
+from ctax.review import proposals
+from ctax.review.discovery import ProposalDraft
+from ctax.store.models import Label, Proposal, ReviewDecision, ReviewItem
+from ctax.store.session import Database
 from tests.conftest import png_bytes
 from tests.support import SHARED_DATA, ServiceProcesses
 
@@ -101,7 +101,7 @@ def _after(page: Any, previous: int) -> int:
 
 
 def _database(service: ServiceProcesses):  # type: ignore[no-untyped-def]
-    return make_session_factory(make_engine(f"sqlite:///{Path(service.env['CTAX_DATA_DIR']) / 'ctax.db'}"))
+    return Database(f"sqlite:///{Path(service.env['CTAX_DATA_DIR']) / 'ctax.db'}")
 
 
 def test_a_reviewer_works_the_queue_with_the_keyboard(service: ServiceProcesses, browser: Any) -> None:
@@ -155,8 +155,8 @@ def test_a_reviewer_works_the_queue_with_the_keyboard(service: ServiceProcesses,
     _after(page, fifth)
     assert sixth != fifth and not errors, errors
 
-    factory = _database(service)
-    with factory() as session:
+    db = _database(service)
+    with db.read() as session:
         decisions = list(session.scalars(select(ReviewDecision).order_by(ReviewDecision.id)))
         paths = {label.id: label.path for label in session.scalars(select(Label))}
         last = {d.review_item_id: d for d in decisions if d.action != "reopen"}
@@ -175,12 +175,12 @@ def test_a_reviewer_works_the_queue_with_the_keyboard(service: ServiceProcesses,
         assert items[fifth].creative_id not in truth and items[fifth].status == "decided"
         assert len(truth) == 4
 
-    _accept_a_proposal_with_the_keyboard(page, factory, created.id)
+    _accept_a_proposal_with_the_keyboard(page, db, created.id)
     _the_new_label_is_used_at_once(service)
 
 
-def _accept_a_proposal_with_the_keyboard(page: Any, factory: Any, parent_id: int) -> None:
-    with transaction(factory) as session:
+def _accept_a_proposal_with_the_keyboard(page: Any, db: Any, parent_id: int) -> None:
+    with db.write() as session:
         open_items = list(session.scalars(select(ReviewItem).where(ReviewItem.status == "open")))
         assert len(open_items) >= 2
         members = [item.creative_id for item in open_items[:2]]
@@ -192,7 +192,7 @@ def _accept_a_proposal_with_the_keyboard(page: Any, factory: Any, parent_id: int
     page.wait_for_selector(".prop-card.current")
     page.keyboard.press("a")
     page.wait_for_function("document.querySelectorAll('.prop-card').length === 0", timeout=20_000)
-    with factory() as session:
+    with db.read() as session:
         proposal = session.scalar(select(Proposal))
         assert proposal.status == "accepted"
         label = session.get(Label, proposal.created_label_id)

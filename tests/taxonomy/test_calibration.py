@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ctax.taxonomy.calibration import Held, Reference, auroc, build_evidence, calibrate
-from ctax.taxonomy.labels import LabelPath, Taxonomy, TaxonomyNode
-from ctax.taxonomy.trigger import Trigger
+from ctax.labelling.calibration import Held, Reference, auroc, build_evidence, calibrate
+from ctax.labelling.trigger import Trigger
+from ctax.taxonomy.paths import LabelPath
+from ctax.taxonomy.tree import Taxonomy, TaxonomyNode
 
 
 def _world(seed: int = 0, n_labels: int = 6, per_label: int = 40, noise: float = 0.35):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ctax.taxonomy.discovery import DiscoveryParams, LabelVectors, propose, salient_terms, suggest_name, unit
-from ctax.taxonomy.labels import LabelPath, Taxonomy, TaxonomyNode
+from ctax.review.discovery import DiscoveryParams, LabelVectors, propose, salient_terms, suggest_name, unit
+from ctax.taxonomy.paths import LabelPath
+from ctax.taxonomy.tree import Taxonomy, TaxonomyNode
 
 PATHS = ["Product", "Product/Pets", "Product/Pets/Pet Food", "Product/Food", "Product/Food/Snacks", "Service",
          "Service/Travel", "Service/Travel/Cruises"]

@@ -9,8 +9,9 @@ import uuid
 import numpy as np
 import pytest
 
-from ctax.taxonomy.errors import IndexLocked, NotFound
-from ctax.taxonomy.index import LabelIndex, open_qdrant
+from ctax.errors import IndexLocked, NotFound
+from ctax.index.connect import open_qdrant
+from ctax.index.qdrant import LabelIndex
 
 
 def unit(*values: float) -> np.ndarray:
@@ -57,8 +58,8 @@ def test_a_second_process_cannot_open_the_embedded_index(tmp_path) -> None:
     code = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from ctax.taxonomy.errors import IndexLocked\n"
-        "from ctax.taxonomy.index import open_qdrant\n"
+        "from ctax.errors import IndexLocked\n"
+        "from ctax.index.connect import open_qdrant\n"
         "try:\n"
         f"    open_qdrant(None, Path({str(path)!r}))\n"
         "except IndexLocked as exc:\n"

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from ctax.taxonomy.errors import InvalidInput
-from ctax.taxonomy.labels import LabelPath, parse_iab_tsv, parse_path_lines, parse_taxonomy_file
+from ctax.errors import InvalidInput
+from ctax.taxonomy.importers import parse_iab_tsv, parse_path_lines, parse_taxonomy_file
+from ctax.taxonomy.paths import LabelPath
 
 HEADER = "Unique ID\tParent ID\tName\tTier 1\tTier 2\tTier 3\n"
 

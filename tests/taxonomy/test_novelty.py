@@ -7,9 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from ctax.taxonomy.calibration import Held, Reference, auroc, build_evidence, calibrate, simulated_traffic
-from ctax.taxonomy.labels import LabelPath, Taxonomy, TaxonomyNode
-from ctax.taxonomy.novelty import (
+from ctax.labelling.calibration import Held, Reference, auroc, build_evidence, calibrate, simulated_traffic
+from ctax.labelling.novelty import (
     DUPLICATE_SIMILARITY,
     FEATURES,
     LABEL_CANDIDATES,
@@ -21,7 +20,9 @@ from ctax.taxonomy.novelty import (
     traffic_k,
     traffic_mean,
 )
-from ctax.taxonomy.trigger import Evidence, Thresholds, Trigger
+from ctax.labelling.trigger import Evidence, Thresholds, Trigger
+from ctax.taxonomy.paths import LabelPath
+from ctax.taxonomy.tree import Taxonomy, TaxonomyNode
 
 
 def _tree() -> Taxonomy:
@@ -218,8 +219,8 @@ def test_calibration_lets_the_validation_creatives_play_the_traffic_window() -> 
 
 
 def test_the_model_card_says_when_the_novelty_score_leans_on_recent_traffic(tmp_path) -> None:
-    from ctax.taxonomy.db.models import ModelVersion
-    from ctax.taxonomy.training.registry import write_model_card
+    from ctax.store.models import ModelVersion
+    from ctax.versions.card import write_model_card
 
     def card(features: list[str]) -> str:
         scorer = {"chosen": "learned", "blend_auroc": 0.9, "learned_cv_auroc": 0.95, "features": features}

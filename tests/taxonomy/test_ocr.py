@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ctax.taxonomy.embedding.ocr import OcrReader, respace
-from ctax.taxonomy.images import decode_rgb
+from ctax.creatives.images import decode_rgb
+from ctax.embedding.ocr import OcrReader, respace
 from tests.conftest import png_bytes
 
 

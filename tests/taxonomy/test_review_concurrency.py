@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from ctax.taxonomy import review, review_decisions
-from ctax.taxonomy.config import Settings
-from ctax.taxonomy.db.models import Annotation, ApiKey, ReviewDecision, ReviewItem
-from ctax.taxonomy.db.session import transaction
-from ctax.taxonomy.errors import Conflict
-from ctax.taxonomy.keys import create_key
+from ctax.config import Settings
+from ctax.errors import Conflict
+from ctax.review import decisions as review_decisions
+from ctax.review import queue as review
+from ctax.store.keys import create_key
+from ctax.store.models import Annotation, ApiKey, ReviewDecision, ReviewItem
 from tests.conftest import make_settings
 
 pytestmark = pytest.mark.postgres
@@ -26,12 +26,12 @@ def settings(tmp_path: Path, postgres_url: str) -> Settings:
 
 
 @pytest.fixture
-def reviewers(factory) -> list[int]:
-    with transaction(factory) as session:
+def reviewers(db) -> list[int]:
+    with db.write() as session:
         return [create_key(session, f"reviewer {n}", "reviewer")[0].id for n in range(RACERS)]
 
 
-def _race(factory, reviewers: list[int], act) -> list[str]:
+def _race(db, reviewers: list[int], act) -> list[str]:
     """Every reviewer acts at once; returns what each got."""
     barrier = threading.Barrier(len(reviewers))
     results: list[str] = []
@@ -40,7 +40,7 @@ def _race(factory, reviewers: list[int], act) -> list[str]:
     def run(key_id: int) -> None:
         barrier.wait()
         try:
-            with transaction(factory) as session:
+            with db.write() as session:
                 act(session, session.get(ApiKey, key_id))
             outcome = "ok"
         except Conflict:
@@ -56,34 +56,34 @@ def _race(factory, reviewers: list[int], act) -> list[str]:
     return results
 
 
-def test_concurrent_claims_give_the_item_to_one_reviewer(factory, reviewers, flag_creative) -> None:
+def test_concurrent_claims_give_the_item_to_one_reviewer(db, reviewers, flag_creative) -> None:
     item_id = flag_creative("The new sedan", {"Product/Vehicles/Cars": 0.6, "Service/Travel/Vacations and Travel": 0.3},
                             asserted="Service/Travel/Vacations and Travel")
-    results = _race(factory, reviewers, lambda session, key: review.claim(session, item_id, key, 600))
+    results = _race(db, reviewers, lambda session, key: review.claim(session, item_id, key, 600))
     assert sorted(results) == ["conflict"] * (RACERS - 1) + ["ok"]
-    with factory() as session:
+    with db.read() as session:
         assert session.get(ReviewItem, item_id).claimed_by in reviewers
 
 
-def test_concurrent_decisions_apply_exactly_once(factory, reviewers, flag_creative) -> None:
+def test_concurrent_decisions_apply_exactly_once(db, reviewers, flag_creative) -> None:
     item_id = flag_creative("The new sedan", {"Product/Vehicles/Cars": 0.6, "Service/Travel/Vacations and Travel": 0.3},
                             asserted="Service/Travel/Vacations and Travel")
     request = review_decisions.DecisionRequest("relabel", "Product/Vehicles/Cars")
-    results = _race(factory, reviewers, lambda session, key: review_decisions.decide(session, item_id, key, request))
+    results = _race(db, reviewers, lambda session, key: review_decisions.decide(session, item_id, key, request))
     assert sorted(results) == ["conflict"] * (RACERS - 1) + ["ok"]
-    with factory() as session:
+    with db.read() as session:
         assert session.scalar(select(func.count(ReviewDecision.id))) == 1
         assert session.scalar(select(func.count(Annotation.id))) == 1
         item = session.get(ReviewItem, item_id)
         assert item.status == "decided" and item.version == 2
 
 
-def test_queue_filters_run_on_postgresql(factory, flag_creative, pitt_labels) -> None:
+def test_queue_filters_run_on_postgresql(db, flag_creative, pitt_labels) -> None:
     """JSON texts, label subtrees and ages are queried differently by each backend."""
     sedan = flag_creative("The new sedan", {"Product/Vehicles/Cars": 0.6, "Service/Travel/Vacations and Travel": 0.3},
                           asserted="Service/Travel/Vacations and Travel")
     flag_creative("Adopt a dog", {"Product/Pets/Pet Food": 0.05})
-    with factory() as session:
+    with db.read() as session:
         by_text, _ = review.list_items(session, review.QueueFilter(text="SEDAN"))
         by_label, _ = review.list_items(session, review.QueueFilter(label_id=pitt_labels["Product/Vehicles"]))
         recent, total = review.list_items(session, review.QueueFilter(max_age_s=3600, order="-score"))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import uuid
 
-from ctax.taxonomy.training.data import LabelledCreative
-from ctax.taxonomy.training.pipeline import split
+from ctax.dataset.labelled import LabelledCreative
+from ctax.training.pipeline import split
 
 
 def _creatives(ids: list[str]) -> list[LabelledCreative]:
@@ -42,8 +42,9 @@ def test_identical_creatives_are_still_ordered_by_id() -> None:
 def test_calibration_sample_is_the_same_creatives_in_the_same_order_in_two_imports(tmp_path, monkeypatch) -> None:
     import numpy as np
 
-    from ctax.taxonomy import lifecycle
-    from ctax.taxonomy.index import LabelIndex, open_qdrant
+    from ctax.index.connect import open_qdrant
+    from ctax.index.qdrant import LabelIndex
+    from ctax.versions import lifecycle
 
     monkeypatch.setattr(lifecycle, "CALIBRATION_SAMPLE", 30)
     rng = np.random.default_rng(0)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from ctax.taxonomy.labels import LabelPath, Taxonomy, TaxonomyNode
-from ctax.taxonomy.trigger import Evidence, Thresholds, Trigger
+from ctax.labelling.trigger import Evidence, Thresholds, Trigger
+from ctax.taxonomy.paths import LabelPath
+from ctax.taxonomy.tree import Taxonomy, TaxonomyNode
 
 PATHS = {
     1: "Product", 2: "Product/Vehicles", 3: "Product/Vehicles/Cars", 4: "Product/Vehicles/Motorbikes",

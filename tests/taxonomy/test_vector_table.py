@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ctax.taxonomy.vector_table import VectorTable
+from ctax.index.table import VectorTable
 
 
 def test_upsert_replaces_and_the_last_write_of_a_point_wins() -> None:

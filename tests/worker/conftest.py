@@ -4,12 +4,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from ctax.taxonomy.config import LABEL_QUEUE
+from ctax.jobs import LABEL_QUEUE
 from ctax.worker.runtime import Runtime
 
 
 @pytest.fixture
-def runtime(settings, factory, pitt_labels) -> Iterator[Runtime]:
+def runtime(settings, db, pitt_labels) -> Iterator[Runtime]:
     """A labelling worker's runtime in this process: real MiniLM, Qdrant local mode, the Pitt taxonomy."""
     rt = Runtime(settings, [LABEL_QUEUE], owns_index=True)
     rt.start()

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import select
 
-from ctax.taxonomy.config import INDEX_QUEUE, LABEL_QUEUE, TRAIN_QUEUE
-from ctax.taxonomy.db.models import Label, Proposal, ReviewItem
+from ctax.jobs import INDEX_QUEUE, LABEL_QUEUE, TRAIN_QUEUE
+from ctax.store.models import Label, Proposal, ReviewItem
 from ctax.worker.runtime import Runtime
 from ctax.worker.tasks import discovery
 
@@ -34,14 +34,14 @@ STRAYS = ["Learn to play the violin", "Knitting patterns for winter scarves", "Q
 
 
 @pytest.fixture
-def runtime(settings, factory, pitt_labels) -> Iterator[Runtime]:
+def runtime(settings, db, pitt_labels) -> Iterator[Runtime]:
     rt = Runtime(settings, [LABEL_QUEUE, INDEX_QUEUE], owns_index=True)
     rt.start()
     yield rt
     rt.stop()
 
 
-def test_discovery_turns_clusters_of_new_label_creatives_into_proposals(runtime, factory, flag_creative,
+def test_discovery_turns_clusters_of_new_label_creatives_into_proposals(runtime, db, flag_creative,
                                                                         pitt_labels) -> None:
     for text in DOGS + SOLAR + STRAYS:
         flag_creative(text, FAR)
@@ -54,7 +54,7 @@ def test_discovery_turns_clusters_of_new_label_creatives_into_proposals(runtime,
     version = runtime.labeller().version
 
     assert counts["items"] == 15 and counts["proposals"] == 2
-    with factory() as session:
+    with db.read() as session:
         rows = list(session.scalars(select(Proposal).order_by(Proposal.id)))
         texts = {i.creative_id: i.creative.texts[0] for i in session.scalars(select(ReviewItem))}
         groups = [{texts[c] for c in row.member_ids} for row in rows]

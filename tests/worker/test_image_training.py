@@ -7,11 +7,10 @@ import io
 import json
 from pathlib import Path
 
-from ctax.taxonomy.config import INDEX_QUEUE, LABEL_QUEUE, TRAIN_QUEUE
-from ctax.taxonomy.creatives import CreativeSubmission, create_creative
-from ctax.taxonomy.db.models import Annotation, Creative, ModelVersion, TrainingRun
-from ctax.taxonomy.db.session import transaction
-from ctax.taxonomy.training import registry
+from ctax.creatives.intake import CreativeSubmission, create_creative
+from ctax.jobs import INDEX_QUEUE, LABEL_QUEUE, TRAIN_QUEUE
+from ctax.store.models import Annotation, Creative, ModelVersion, TrainingRun
+from ctax.versions import registry
 from ctax.worker import runtime as runtime_module
 from ctax.worker.runtime import Runtime
 from ctax.worker.tasks.index import activate_version, build_version
@@ -30,9 +29,9 @@ def png(image) -> bytes:  # type: ignore[no-untyped-def]
 
 def test_a_trained_version_labels_images_with_its_image_tower(tmp_path, tiny_clip_checkpoint, shared_data) -> None:
     from bench.render_ads import render_ad
+    from ctax.store.migrate import upgrade
     from ctax.taxonomy import catalog
-    from ctax.taxonomy.db.migrate import upgrade
-    from ctax.taxonomy.labels import parse_path_lines
+    from ctax.taxonomy.importers import parse_path_lines
 
     settings = make_settings(tmp_path / "var", image_enabled=True, image_pretrained=str(tiny_clip_checkpoint),
                              train_epochs=1, train_image_epochs=15, train_batch_size=16, ocr_enabled=False)
@@ -42,7 +41,7 @@ def test_a_trained_version_labels_images_with_its_image_tower(tmp_path, tiny_cli
     runtime_module._runtime = rt
     rows = [json.loads(line) for line in (shared_data / "pitt_ads_dev.jsonl").open()]
     try:
-        with transaction(rt.factory) as session:
+        with rt.db.write() as session:
             catalog.import_labels(session, parse_path_lines("\n".join(LABELS)))
             ids = {label: catalog.find_label(session, label).id for label in LABELS}
             for label in LABELS:
@@ -55,20 +54,21 @@ def test_a_trained_version_labels_images_with_its_image_tower(tmp_path, tiny_cli
         rt.start()
         assert "no trained projection" in rt.info["image_tower"]  # pretrained: the tower loads, nothing maps it
 
-        with transaction(rt.factory) as session:
+        with rt.db.write() as session:
             run = TrainingRun(status="queued", params={})
             session.add(run)
             session.flush()
             run_id = run.id
         version_id = train(run_id)
-        assert version_id, rt.factory().get(TrainingRun, run_id).error
-        with rt.factory() as session:
+        with rt.db.read() as session:
+            assert version_id, session.get(TrainingRun, run_id).error
+        with rt.db.read() as session:
             version = session.get(ModelVersion, version_id)
             assert version.config["image"]["saved"] == "image"
             assert version.config["image"]["pretrained"] == str(tiny_clip_checkpoint)
             assert (Path(version.artefact_dir) / "image").is_dir()
         build_version(version_id)
-        with transaction(rt.factory) as session:
+        with rt.db.write() as session:
             registry.mark_active(session, session.get(ModelVersion, version_id))
         activate_version(version_id)
 
@@ -77,10 +77,10 @@ def test_a_trained_version_labels_images_with_its_image_tower(tmp_path, tiny_cli
         fresh = [r for r in rows if r["label"] == LABELS[1]][20:26]
         for n, row in enumerate(fresh):
             image = png(render_ad(row["texts"], LABELS[1], seed=100 + n, size=32, legible=False))
-            with transaction(rt.factory) as session:
+            with rt.db.write() as session:
                 creative, _ = create_creative(session, rt.blobs, settings, CreativeSubmission(image=image), None)
             label_run(rt, [creative.id])
-            with rt.factory() as session:
+            with rt.db.read() as session:
                 labelled = session.get(Creative, creative.id)
             assert labelled.prediction["modalities"]["image"] == "used"
             assert labelled.prediction["modalities_used"] == ["image"]

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ctax.store.models import Annotation, Creative, Label
 from ctax.taxonomy import catalog
-from ctax.taxonomy.db.models import Annotation, Creative, Label
-from ctax.taxonomy.db.session import transaction
-from ctax.taxonomy.indexing import sync_exemplars, sync_labels
-from ctax.taxonomy.labels import LabelPath
+from ctax.taxonomy.paths import LabelPath
+from ctax.versions.sync import sync_exemplars, sync_labels
 from ctax.worker.runtime import Runtime
 
 
@@ -19,13 +18,13 @@ def test_rename_describe_retire_and_add_reembed_what_changed(runtime: Runtime, p
     before = dict(zip(before_ids, before_vectors, strict=True))
     assert len(before) == 65
 
-    with transaction(runtime.factory) as session:
+    with runtime.db.write() as session:
         vehicles = session.get(Label, pitt_labels["Product/Vehicles"])
         catalog.rename_label(session, vehicles, "Automotive")
         catalog.retire_label(session, session.get(Label, pitt_labels["PSA/Animal Rights"]))
         catalog.create_label(session, LabelPath.parse("Product/Automotive/Motorbikes"))
         session.get(Label, pitt_labels["PSA"]).description = "public service announcements"
-    report = sync_labels(runtime.factory, space, runtime.index)
+    report = sync_labels(runtime.db, space, runtime.index)
     assert (report.upserted, report.deleted) == (3, 1)  # Automotive, its Cars, the new Motorbikes; Animal Rights
     payloads = runtime.index.label_payloads(version)
     assert payloads[pitt_labels["Product/Vehicles/Cars"]]["path"] == "Product/Automotive/Cars"
@@ -34,7 +33,7 @@ def test_rename_describe_retire_and_add_reembed_what_changed(runtime: Runtime, p
     after = dict(zip(after_ids, after_vectors, strict=True))
     assert not np.allclose(after[pitt_labels["Product/Vehicles"]], before[pitt_labels["Product/Vehicles"]])
     assert np.allclose(after[pitt_labels["PSA"]], before[pitt_labels["PSA"]])  # untouched labels keep their vector
-    assert sync_labels(runtime.factory, space, runtime.index).upserted == 0  # idempotent
+    assert sync_labels(runtime.db, space, runtime.index).upserted == 0  # idempotent
 
     # The labeller sees the new taxonomy at once: the new label is a candidate without any task running.
     ranked = runtime.labeller().label([_request("a fast motorbike for the open road")])[0].prediction["top_k"]
@@ -42,25 +41,25 @@ def test_rename_describe_retire_and_add_reembed_what_changed(runtime: Runtime, p
 
 
 def _request(text: str):  # type: ignore[no-untyped-def]
-    from ctax.taxonomy.labelling import LabelRequest
+    from ctax.labelling.labeller import LabelRequest
 
     return LabelRequest("0" * 32, [text])
 
 
 def test_exemplars_follow_the_latest_annotation(runtime: Runtime, pitt_labels) -> None:
     space = runtime.labeller().space
-    with transaction(runtime.factory) as session:
+    with runtime.db.write() as session:
         creative = Creative(source="import", status="labelled", texts=["Adopt a dog"])
         session.add(creative)
         session.add(Annotation(creative=creative, label_id=pitt_labels["PSA/Animal Rights"], source="import"))
-    assert sync_exemplars(runtime.factory, space, runtime.index, runtime.blobs).upserted == 1
+    assert sync_exemplars(runtime.db, space, runtime.index, runtime.blobs).upserted == 1
     assert runtime.index.exemplar_labels(space.version) == {creative.id: pitt_labels["PSA/Animal Rights"]}
-    with transaction(runtime.factory) as session:  # a reviewer relabels it
+    with runtime.db.write() as session:  # a reviewer relabels it
         session.add(Annotation(creative_id=creative.id, label_id=pitt_labels["Product/Pets/Pet Food"],
                                source="review"))
-    sync_exemplars(runtime.factory, space, runtime.index, runtime.blobs)
+    sync_exemplars(runtime.db, space, runtime.index, runtime.blobs)
     assert runtime.index.exemplar_labels(space.version) == {creative.id: pitt_labels["Product/Pets/Pet Food"]}
-    with transaction(runtime.factory) as session:  # then rejects it: no longer an example of anything
+    with runtime.db.write() as session:  # then rejects it: no longer an example of anything
         session.add(Annotation(creative_id=creative.id, label_id=None, kind="reject", source="review"))
-    assert sync_exemplars(runtime.factory, space, runtime.index, runtime.blobs).deleted == 1
+    assert sync_exemplars(runtime.db, space, runtime.index, runtime.blobs).deleted == 1
     assert runtime.index.exemplar_labels(space.version) == {}

@@ -6,22 +6,21 @@ import datetime as dt
 
 from sqlalchemy import select, update
 
-from ctax.taxonomy.blobs import BlobStore
-from ctax.taxonomy.creatives import CreativeSubmission, create_creative, retry
-from ctax.taxonomy.db.models import Creative, ReviewItem, utcnow
-from ctax.taxonomy.db.session import transaction
+from ctax.creatives.intake import CreativeSubmission, create_creative, retry
+from ctax.store.blobs import BlobStore
+from ctax.store.models import Creative, ReviewItem, utcnow
 from ctax.worker.runtime import Runtime
 from ctax.worker.tasks.label import run
 from tests.conftest import make_settings, png_bytes
 
 
 def submit(rt: Runtime, *subs: CreativeSubmission) -> list[str]:
-    with transaction(rt.factory) as session:
+    with rt.db.write() as session:
         return [create_creative(session, rt.blobs, rt.settings, sub, None)[0].id for sub in subs]
 
 
 def load(rt: Runtime, ids: list[str]) -> dict[str, Creative]:
-    with rt.factory() as session:
+    with rt.db.read() as session:
         return {c.id: c for c in session.scalars(select(Creative).where(Creative.id.in_(ids)))}
 
 
@@ -50,11 +49,11 @@ def test_labelling_is_idempotent_and_respects_live_claims(runtime: Runtime) -> N
                              CreativeSubmission(texts=["Cheap car insurance"]))
     assert run(runtime, [first])["labelled"] == 1
     assert run(runtime, [first])["claimed"] == 0  # a redelivered message changes nothing
-    with transaction(runtime.factory) as session:
+    with runtime.db.write() as session:
         session.execute(update(Creative).where(Creative.id == second).values(
             status="processing", claimed_by="other-worker", claimed_at=utcnow()))
     assert run(runtime, [second])["claimed"] == 0  # another live worker holds it
-    with transaction(runtime.factory) as session:
+    with runtime.db.write() as session:
         session.execute(update(Creative).where(Creative.id == second).values(
             claimed_at=utcnow() - dt.timedelta(seconds=runtime.settings.lease_s + 1)))
     assert run(runtime, [second])["labelled"] == 1  # its lease ran out: the dead worker's work is taken over
@@ -68,7 +67,7 @@ def test_flags_create_review_items_with_reasons(runtime: Runtime, pitt_labels) -
     creative = load(runtime, [wrong])[wrong]
     assert creative.flag == "wrong_label", creative.prediction
     assert any("PSA/Animal Rights" in reason for reason in creative.prediction["reasons"])
-    with runtime.factory() as session:
+    with runtime.db.read() as session:
         item = session.scalar(select(ReviewItem).where(ReviewItem.creative_id == wrong))
         assert item.flag == "wrong_label" and item.asserted_label_id == pitt_labels["PSA/Animal Rights"]
         assert item.priority > 0 and item.priority_reason
@@ -86,18 +85,18 @@ def test_image_without_text_is_read_by_ocr(runtime: Runtime) -> None:
 
 
 def test_unloadable_image_weights_are_reported_and_ocr_still_labels(tmp_path, pitt_labels) -> None:
-    from ctax.taxonomy.config import LABEL_QUEUE
-    from ctax.taxonomy.db.migrate import upgrade
+    from ctax.jobs import LABEL_QUEUE
+    from ctax.store.migrate import upgrade
 
     settings = make_settings(tmp_path / "broken", image_enabled=True, image_arch="ctax-tiny-vit",
                              image_pretrained=str(tmp_path / "no-such-checkpoint.pt"))
     settings.ensure_dirs()
     upgrade(settings.sqlalchemy_url)
     from ctax.taxonomy import catalog
-    from ctax.taxonomy.labels import parse_path_lines
+    from ctax.taxonomy.importers import parse_path_lines
 
     rt = Runtime(settings, [LABEL_QUEUE], owns_index=True)
-    with transaction(rt.factory) as session:
+    with rt.db.write() as session:
         catalog.import_labels(session, parse_path_lines("PSA/Animal Rights\nProduct/Vehicles/Cars\n"))
     rt.start()
     try:
@@ -124,6 +123,6 @@ def test_broken_stored_image_fails_with_its_reason_and_can_be_retried(runtime: R
     failed = load(runtime, [creative_id])[creative_id]
     assert failed.status == "failed" and "stored image cannot be read" in failed.error
     blob.write_bytes(original)
-    with transaction(runtime.factory) as session:
+    with runtime.db.write() as session:
         retry(session, session.get(Creative, creative_id))
     assert run(runtime, [creative_id])["labelled"] == 1

@@ -6,11 +6,10 @@ from typing import Any
 
 from sqlalchemy import select
 
-from ctax.taxonomy.creatives import CreativeSubmission
-from ctax.taxonomy.db.models import ReviewItem
-from ctax.taxonomy.db.session import transaction
-from ctax.taxonomy.novelty_sweep import sweep
-from ctax.taxonomy.training import registry
+from ctax.creatives.intake import CreativeSubmission
+from ctax.labelling.sweep import sweep
+from ctax.store.models import ReviewItem
+from ctax.versions import registry
 from ctax.worker.runtime import Runtime
 from ctax.worker.tasks.label import run
 from tests.worker.test_label_task import load, submit
@@ -29,7 +28,7 @@ TRAFFIC_ONLY = {"features": ["traffic_minus_exemplar"], "mean": [0.0], "scale": 
 
 
 def set_thresholds(rt: Runtime, **changes: Any) -> None:
-    with transaction(rt.factory) as session:
+    with rt.db.write() as session:
         version = registry.active_version(session)
         assert version is not None
         version.thresholds = {**(version.thresholds or {}), **changes}
@@ -52,7 +51,7 @@ def test_a_creative_whose_kind_keeps_arriving_is_raised_to_new_label_by_the_swee
     # The first rocket ad was labelled before any like it; just below its fit at arrival is "new" from now on.
     first_fit = fits[rockets[0]]
     set_thresholds(runtime, new_label=first_fit - 1e-6)
-    report = sweep(runtime.factory, runtime.labeller())
+    report = sweep(runtime.db, runtime.labeller())
     assert report.window == 7 and report.swept == 7
     rows = load(runtime, [car, *rockets])
     first = rows[rockets[0]]
@@ -61,13 +60,13 @@ def test_a_creative_whose_kind_keeps_arriving_is_raised_to_new_label_by_the_swee
     assert first.prediction["scores"]["fit_at_arrival"] == first_fit
     assert first.prediction["scores"]["fit"] < first_fit  # now every later rocket ad is traffic too
     assert any("novelty sweep" in reason for reason in first.prediction["reasons"])
-    with runtime.factory() as session:
+    with runtime.db.read() as session:
         item = session.scalar(select(ReviewItem).where(ReviewItem.creative_id == rockets[0]))
         assert item is not None and item.flag == "new_label" and item.status == "open"
     assert report.raised == sum(rows[cid].flag == "new_label" for cid in [car, *rockets])
 
     # A second sweep finds nothing more to raise and keeps the fit each creative had at arrival.
-    again = sweep(runtime.factory, runtime.labeller())
+    again = sweep(runtime.db, runtime.labeller())
     assert again.raised == 0
     assert load(runtime, [rockets[0]])[rockets[0]].prediction["scores"]["fit_at_arrival"] == first_fit
 
@@ -79,7 +78,7 @@ def test_reviewed_creatives_are_left_alone_and_the_worker_sweeps_on_its_own(runt
     arrival = {cid: row.prediction["scores"]["fit"] for cid, row in load(runtime, ids).items()}
     like_it = sorted(row.prediction["scores"]["recent_like_it"] for row in load(runtime, ids).values())
     assert like_it == list(range(len(ids)))  # the n-th of the batch had the n - 1 before it as traffic
-    with transaction(runtime.factory) as session:  # a reviewer already confirmed the first one's label
+    with runtime.db.write() as session:  # a reviewer already confirmed the first one's label
         session.add(ReviewItem(creative_id=ids[0], status="decided", flag="low_confidence"))
     set_thresholds(runtime, new_label=max(arrival.values()) + 1.0)  # every rocket ad is "new" from now on
 

@@ -16,13 +16,12 @@ from typer.testing import CliRunner
 import ctax.worker.runtime as runtime_module
 from ctax.api.app import create_app
 from ctax.cli import app
+from ctax.creatives.intake import CreativeSubmission, create_creative
+from ctax.jobs import INDEX_QUEUE, LABEL_QUEUE, TRAIN_QUEUE
+from ctax.store.models import Annotation, Creative, ModelVersion, TrainingRun
 from ctax.taxonomy import catalog
-from ctax.taxonomy.config import INDEX_QUEUE, LABEL_QUEUE, TRAIN_QUEUE
-from ctax.taxonomy.creatives import CreativeSubmission, create_creative
-from ctax.taxonomy.db.models import Annotation, Creative, ModelVersion, TrainingRun
-from ctax.taxonomy.db.session import transaction
-from ctax.taxonomy.labels import LabelPath
-from ctax.taxonomy.training.registry import is_better
+from ctax.taxonomy.paths import LabelPath
+from ctax.versions.registry import is_better
 from ctax.worker.runtime import Runtime
 from ctax.worker.tasks.index import activate_version, build_version
 from ctax.worker.tasks.label import run as label_run
@@ -37,7 +36,7 @@ def seed_examples(rt: Runtime, shared_data: Path, labels: list[str], per_label: 
     rows = [json.loads(line) for line in (shared_data / "pitt_ads_dev.jsonl").open()]
     ids = {str(LabelPath.parse(p)): i for p, i in _paths(rt).items()}
     taken: dict[str, int] = {}
-    with transaction(rt.factory) as session:
+    with rt.db.write() as session:
         for row in rows:
             if row["label"] in labels and taken.get(row["label"], 0) < per_label:
                 taken[row["label"]] = taken.get(row["label"], 0) + 1
@@ -47,13 +46,13 @@ def seed_examples(rt: Runtime, shared_data: Path, labels: list[str], per_label: 
 
 
 def _paths(rt: Runtime) -> dict[str, int]:
-    with rt.factory() as session:
+    with rt.db.read() as session:
         taxonomy = catalog.active_taxonomy(session)
         return {str(taxonomy.path(i)): i for i in taxonomy.nodes}
 
 
 @pytest.fixture
-def trainer(settings, factory, pitt_labels):
+def trainer(settings, db, pitt_labels):
     rt = Runtime(settings.model_copy(update={"train_epochs": 1, "train_batch_size": 16}),
                  [LABEL_QUEUE, INDEX_QUEUE, TRAIN_QUEUE], owns_index=True)
     runtime_module._runtime = rt
@@ -65,7 +64,7 @@ def trainer(settings, factory, pitt_labels):
 
 
 def new_run(rt: Runtime, **params: object) -> int:
-    with transaction(rt.factory) as session:
+    with rt.db.write() as session:
         run = TrainingRun(status="queued", params=params)
         session.add(run)
         session.flush()
@@ -73,12 +72,12 @@ def new_run(rt: Runtime, **params: object) -> int:
 
 
 def get(rt: Runtime, model, key):  # type: ignore[no-untyped-def]
-    with rt.factory() as session:
+    with rt.db.read() as session:
         return session.get(model, key)
 
 
 def label_one(rt: Runtime, text: str) -> Creative:
-    with transaction(rt.factory) as session:
+    with rt.db.write() as session:
         creative, _ = create_creative(session, rt.blobs, rt.settings, CreativeSubmission(texts=[text]), None)
     label_run(rt, [creative.id])
     return get(rt, Creative, creative.id)
@@ -112,7 +111,7 @@ def test_train_calibrate_compare_promote_and_roll_back(trainer: Runtime, shared_
     monkeypatch.setenv("CTAX_DATA_DIR", str(trainer.settings.data_dir))
     listed = CliRunner().invoke(app, ["models", "list"])
     assert listed.exit_code == 0 and "vs v1-pretrained" in listed.output and "candidate" in listed.output
-    with transaction(trainer.factory) as session:  # as if the candidate had scored worse than the active one
+    with trainer.db.write() as session:  # as if the candidate had scored worse than the active one
         session.get(ModelVersion, version_id).comparison = {"better": False, "reasons": ["top1 drops"]}
     with TestClient(create_app(trainer.settings, start_dispatcher=False)) as client:
         admin = headers(_admin_key(trainer))
@@ -149,9 +148,9 @@ def test_train_calibrate_compare_promote_and_roll_back(trainer: Runtime, shared_
 
 
 def _admin_key(rt: Runtime) -> str:
-    from ctax.taxonomy.keys import create_key
+    from ctax.store.keys import create_key
 
-    with transaction(rt.factory) as session:
+    with rt.db.write() as session:
         return create_key(session, "admin", "admin")[1]
 
 
@@ -162,7 +161,7 @@ def test_too_little_data_fails_clearly_and_changes_nothing(trainer: Runtime, sha
     assert train(run_id) is None
     run = get(trainer, TrainingRun, run_id)
     assert run.status == "failed" and "too little labelled data" in run.error
-    with trainer.factory() as session:
+    with trainer.db.read() as session:
         versions = {v.id: v.status for v in session.scalars(select(ModelVersion))}
     assert versions == {"v1-pretrained": "active"}
     assert train(run_id) is None and get(trainer, TrainingRun, run_id).status == "failed"  # redelivery: no rerun
@@ -178,20 +177,20 @@ def test_label_set_changed_during_training_fails_the_run(trainer: Runtime, share
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and "text tower" not in (get(trainer, TrainingRun, run_id).stage or ""):
         time.sleep(0.2)
-    with transaction(trainer.factory) as session:
+    with trainer.db.write() as session:
         catalog.create_label(session, LabelPath.parse("Product/Vehicles/Trucks"))
     worker.join(timeout=600)
     run = get(trainer, TrainingRun, run_id)
     assert run.status == "failed" and "label set changed" in run.error
     assert get(trainer, ModelVersion, run.candidate_version_id).status == "failed"
-    with trainer.factory() as session:
+    with trainer.db.read() as session:
         assert session.scalar(select(ModelVersion).where(ModelVersion.status == "active")).id == "v1-pretrained"
 
 
 def test_a_run_killed_halfway_is_reported_and_never_promoted(trainer: Runtime) -> None:
     trainer.start()
     run_id = new_run(trainer)
-    with transaction(trainer.factory) as session:  # what a SIGKILLed training worker leaves behind
+    with trainer.db.write() as session:  # what a SIGKILLed training worker leaves behind
         session.get(TrainingRun, run_id).status = "running"
     fail_interrupted(trainer)  # what the next training worker does when it starts
     run = get(trainer, TrainingRun, run_id)
@@ -201,8 +200,8 @@ def test_a_run_killed_halfway_is_reported_and_never_promoted(trainer: Runtime) -
 
 def test_corrupt_candidate_is_failed_and_cannot_be_promoted(trainer: Runtime, shared_data: Path) -> None:
     trainer.start()
-    with transaction(trainer.factory) as session:
-        from ctax.taxonomy.training import registry
+    with trainer.db.write() as session:
+        from ctax.versions import registry
 
         version = registry.new_version(session, trainer.settings, "trained")
         version.status = "candidate"
@@ -227,15 +226,15 @@ def test_better_means_no_metric_drops() -> None:
 
 
 @pytest.mark.parametrize("better,promoted", [(True, True), (False, False)])
-def test_auto_promotion_takes_only_better_candidates(settings, factory, pitt_labels, better, promoted) -> None:
-    from ctax.taxonomy.embedding.space import SpaceConfig
-    from ctax.taxonomy.training import registry
+def test_auto_promotion_takes_only_better_candidates(settings, db, pitt_labels, better, promoted) -> None:
+    from ctax.embedding.config import SpaceConfig
+    from ctax.versions import registry
 
     rt = Runtime(settings.model_copy(update={"auto_promote": True}), [LABEL_QUEUE, INDEX_QUEUE], owns_index=True)
     runtime_module._runtime = rt
     try:
         rt.start()
-        with transaction(rt.factory) as session:
+        with rt.db.write() as session:
             active = registry.active_version(session)
             version = registry.new_version(session, rt.settings, "trained")
             config = SpaceConfig.read(Path(active.artefact_dir))
@@ -244,7 +243,7 @@ def test_auto_promotion_takes_only_better_candidates(settings, factory, pitt_lab
             version.status, version.comparison = "candidate", {"better": better, "reasons": []}
             version_id = version.id
         build_version(version_id)
-        with rt.factory() as session:
+        with rt.db.read() as session:
             assert session.get(ModelVersion, version_id).status == ("active" if promoted else "candidate")
         assert rt.index.active_version() == (version_id if promoted else "v1-pretrained")
     finally:

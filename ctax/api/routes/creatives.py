@@ -16,11 +16,11 @@ from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
 from ctax.api.deps import BlobsDep, DispatcherDep, Poster, SessionDep, SettingsDep
-from ctax.taxonomy import creatives as service
-from ctax.taxonomy.blobs import BlobStore
-from ctax.taxonomy.config import Settings
-from ctax.taxonomy.db.models import ApiKey, Creative, ReviewItem
-from ctax.taxonomy.errors import InvalidInput, NotFound, PayloadTooLarge, UnsupportedMediaType
+from ctax.config import Settings
+from ctax.creatives import intake as service
+from ctax.errors import InvalidInput, NotFound, PayloadTooLarge, UnsupportedMediaType
+from ctax.store.blobs import BlobStore
+from ctax.store.models import ApiKey, Creative, ReviewItem
 
 router = APIRouter(prefix="/v1/creatives", tags=["creatives"])
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from ctax.api.deps import Admin, SessionDep
-from ctax.taxonomy import export
+from ctax.dataset import export
 
 router = APIRouter(prefix="/v1/export", tags=["export"])
 
@@ -26,13 +26,13 @@ def export_labelled(
 ) -> StreamingResponse:
     """The latest annotation of every labelled creative, with its label path and IAB ids where known. JSONL rows
     are in the import format (`ctax creatives import` reads them back); rejected creatives are left out."""
-    factory = request.app.state.session_factory
+    db = request.app.state.db
     # The key check's transaction would hold SQLite's write lock (BEGIN IMMEDIATE) until the stream ends.
     session.rollback()
 
     def stream() -> Iterator[str]:
         # Its own session: the response streams after the request's dependencies have closed theirs.
-        with factory() as session:
+        with db.read() as session:
             yield from export.lines(session, format, source)
 
     filename = f"ctax-labelled.{format}"

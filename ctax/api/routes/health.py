@@ -10,9 +10,9 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select, text
 
 from ctax.api.deps import SessionDep, SettingsDep
-from ctax.taxonomy.config import LABEL_GPU_QUEUE, LABEL_QUEUE
-from ctax.taxonomy.db.models import WorkerHeartbeat, utcnow
-from ctax.taxonomy.training.registry import active_version
+from ctax.jobs import LABEL_GPU_QUEUE, LABEL_QUEUE
+from ctax.store.models import WorkerHeartbeat, utcnow
+from ctax.versions.registry import active_version
 
 router = APIRouter(tags=["health"])
 

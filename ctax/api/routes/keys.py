@@ -9,8 +9,8 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from ctax.api.deps import Admin, SessionDep
-from ctax.taxonomy import keys as service
-from ctax.taxonomy.db.models import ApiKey
+from ctax.store import keys as service
+from ctax.store.models import ApiKey
 
 router = APIRouter(prefix="/v1/api-keys", tags=["api keys"])
 

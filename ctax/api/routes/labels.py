@@ -9,10 +9,11 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, or_, select
 
 from ctax.api.deps import Admin, DispatcherDep, Poster, SessionDep
+from ctax.errors import InvalidInput, PayloadTooLarge
+from ctax.store.models import Label
 from ctax.taxonomy import catalog
-from ctax.taxonomy.db.models import Label
-from ctax.taxonomy.errors import InvalidInput, PayloadTooLarge
-from ctax.taxonomy.labels import LabelPath, parse_taxonomy_file
+from ctax.taxonomy.importers import parse_taxonomy_file
+from ctax.taxonomy.paths import LabelPath
 
 router = APIRouter(prefix="/v1/labels", tags=["labels"])
 

@@ -9,8 +9,8 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from ctax.api.deps import Admin, DispatcherDep, Reviewer, SessionDep
-from ctax.taxonomy.db.models import ModelVersion
-from ctax.taxonomy.training import registry
+from ctax.store.models import ModelVersion
+from ctax.versions import registry
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 

@@ -11,10 +11,12 @@ from sqlalchemy.orm import Session
 
 from ctax.api.deps import DispatcherDep, Reviewer, SessionDep
 from ctax.api.routes.review import commit, decision_view
-from ctax.taxonomy import catalog, proposals
-from ctax.taxonomy.db.models import Creative, Label, OutboxJob, Proposal, ReviewItem
-from ctax.taxonomy.discovery import DiscoveryParams
-from ctax.taxonomy.outbox import DISCOVER, enqueue
+from ctax.jobs import DISCOVER
+from ctax.review import proposals
+from ctax.review.discovery import DiscoveryParams
+from ctax.store.models import Creative, Label, OutboxJob, Proposal, ReviewItem
+from ctax.store.outbox import enqueue
+from ctax.taxonomy import catalog
 
 router = APIRouter(prefix="/v1/proposals", tags=["proposals"])
 

@@ -13,9 +13,11 @@ from sqlalchemy.orm import Session
 
 from ctax.api.deps import DispatcherDep, Reviewer, SessionDep, SettingsDep
 from ctax.api.dispatch import Dispatcher
-from ctax.taxonomy import catalog, review, review_decisions
-from ctax.taxonomy.db.models import ApiKey, Label, ReviewDecision, ReviewItem, utcnow
-from ctax.taxonomy.errors import Conflict, InvalidInput
+from ctax.errors import Conflict, InvalidInput
+from ctax.review import decisions as review_decisions
+from ctax.review import queue as review
+from ctax.store.models import ApiKey, Label, ReviewDecision, ReviewItem, utcnow
+from ctax.taxonomy import catalog
 
 router = APIRouter(prefix="/v1/review", tags=["review"])
 

@@ -9,9 +9,10 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from ctax.api.deps import Admin, DispatcherDep, SessionDep
-from ctax.taxonomy.db.models import TrainingRun
-from ctax.taxonomy.errors import NotFound
-from ctax.taxonomy.outbox import TRAIN, enqueue
+from ctax.errors import NotFound
+from ctax.jobs import TRAIN
+from ctax.store.models import TrainingRun
+from ctax.store.outbox import enqueue
 
 router = APIRouter(prefix="/v1/training/runs", tags=["training"])
 

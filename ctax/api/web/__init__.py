@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from ctax.taxonomy.errors import NotFound
+from ctax.errors import NotFound
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"

@@ -10,13 +10,12 @@ import numpy as np
 from celery import shared_task
 from sqlalchemy import select
 
-from ctax.taxonomy import proposals
-from ctax.taxonomy.db.models import Creative, ReviewItem
-from ctax.taxonomy.db.session import transaction
-from ctax.taxonomy.discovery import DiscoveryParams, LabelVectors, propose
-from ctax.taxonomy.embedding.space import CreativeContent
-from ctax.taxonomy.images import decode_rgb
-from ctax.taxonomy.outbox import DISCOVER
+from ctax.creatives.images import decode_rgb
+from ctax.embedding.space import CreativeContent
+from ctax.jobs import DISCOVER
+from ctax.review import proposals
+from ctax.review.discovery import DiscoveryParams, LabelVectors, propose
+from ctax.store.models import Creative, ReviewItem
 from ctax.worker.runtime import Runtime, current
 
 log = logging.getLogger(__name__)
@@ -42,7 +41,7 @@ def run(rt: Runtime, options: dict[str, Any]) -> dict[str, int]:
     )
     # Runs on the training worker, which never opens the index: the label vectors come from the space itself.
     space, taxonomy = rt.active_space()
-    with transaction(rt.factory) as session:
+    with rt.db.write() as session:
         rows = session.execute(
             select(Creative.id, Creative.texts, Creative.ocr_text, Creative.image_sha256)
             .join(ReviewItem, ReviewItem.creative_id == Creative.id)
@@ -83,7 +82,7 @@ def run(rt: Runtime, options: dict[str, Any]) -> dict[str, int]:
     labels = LabelVectors(label_ids, space.encode_labels([taxonomy.path(i) for i in label_ids]), taxonomy)
     matrix = np.stack(vectors) if vectors else np.zeros((0, space.dim), np.float32)
     drafts = propose(ids, matrix, texts, labels, background, params)
-    with transaction(rt.factory) as session:
+    with rt.db.write() as session:
         report = proposals.store_drafts(session, drafts, space.version)
         proposals.boost_dense(session, drafts)
     counts = {

@@ -9,14 +9,13 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm.exc import StaleDataError
 
-from ctax.taxonomy import creatives
-from ctax.taxonomy.db.models import Creative, utcnow
-from ctax.taxonomy.db.session import transaction
-from ctax.taxonomy.images import decode_rgb
-from ctax.taxonomy.labelling import Labeller, LabelOutcome, LabelRequest
-from ctax.taxonomy.novelty_sweep import sweep
-from ctax.taxonomy.outbox import LABEL_CREATIVES
-from ctax.taxonomy.review import flag_for_review
+from ctax.creatives import intake as creatives
+from ctax.creatives.images import decode_rgb
+from ctax.jobs import LABEL_CREATIVES
+from ctax.labelling.flagging import flag_for_review
+from ctax.labelling.labeller import Labeller, LabelOutcome, LabelRequest
+from ctax.labelling.sweep import sweep
+from ctax.store.models import Creative, utcnow
 from ctax.worker.runtime import Runtime, current
 
 log = logging.getLogger(__name__)
@@ -30,7 +29,7 @@ def label_creatives(ids: list[str]) -> dict[str, int]:
 def run(rt: Runtime, ids: list[str]) -> dict[str, int]:
     """Idempotent: ids already labelled, failed or held by a live worker are skipped."""
     settings = rt.settings
-    with transaction(rt.factory) as session:
+    with rt.db.write() as session:
         claimed = creatives.claim(session, ids, rt.name, settings.lease_s)
     counts = {"claimed": len(claimed), "labelled": 0, "failed": 0, "requeued": 0}
     if not claimed:
@@ -43,7 +42,7 @@ def run(rt: Runtime, ids: list[str]) -> dict[str, int]:
     size = settings.label_batch_size
     for start in range(0, len(claimed), size):
         chunk = claimed[start : start + size]
-        with transaction(rt.factory) as session:
+        with rt.db.write() as session:
             rows = list(session.scalars(select(Creative).where(Creative.id.in_(chunk))))
         requests, broken = [], []
         for row in rows:
@@ -76,7 +75,7 @@ def _maybe_sweep(rt: Runtime, labeller: Labeller, counts: dict[str, int]) -> Non
         return
     rt.labelled_since_sweep = 0
     try:
-        counts["raised_by_sweep"] = sweep(rt.factory, labeller).raised
+        counts["raised_by_sweep"] = sweep(rt.db, labeller).raised
     except (OperationalError, IntegrityError, StaleDataError):
         # Another worker's sweep or a reviewer got there first; the labels stand and the next sweep covers it.
         log.exception("novelty sweep failed")
@@ -103,7 +102,7 @@ def _store_retrying(rt: Runtime, version: str, outcomes: list[LabelOutcome], bro
 def _store(rt: Runtime, version: str, outcomes: list[LabelOutcome], broken: list[tuple[str, str]],
            counts: dict[str, int]) -> None:
     """One transaction per batch; results land only where this worker still holds the claim."""
-    with transaction(rt.factory) as session:
+    with rt.db.write() as session:
         labelled = [o for o in outcomes if o.decision is not None]
         asserted = dict(session.execute(
             select(Creative.id, Creative.asserted_label_id).where(Creative.id.in_([o.creative_id for o in labelled]))
@@ -142,7 +141,7 @@ def _store(rt: Runtime, version: str, outcomes: list[LabelOutcome], broken: list
 
 
 def _fail_all(rt: Runtime, ids: list[str], reason: str, counts: dict[str, int]) -> None:
-    with transaction(rt.factory) as session:
+    with rt.db.write() as session:
         for creative_id in ids:
             status = creatives.fail(
                 session, creative_id, rt.name, reason, retryable=True, max_attempts=rt.settings.max_attempts

@@ -8,12 +8,11 @@ from pathlib import Path
 from celery import shared_task
 from sqlalchemy import select
 
-from ctax.taxonomy.db.models import TrainingRun, utcnow
-from ctax.taxonomy.db.session import transaction
-from ctax.taxonomy.embedding.space import SharedSpace
-from ctax.taxonomy.errors import CtaxError
-from ctax.taxonomy.outbox import TRAIN
-from ctax.taxonomy.training.pipeline import run_training
+from ctax.embedding.space import SharedSpace
+from ctax.errors import CtaxError
+from ctax.jobs import TRAIN
+from ctax.store.models import TrainingRun, utcnow
+from ctax.training.pipeline import run_training
 from ctax.worker.runtime import Runtime, current
 
 log = logging.getLogger(__name__)
@@ -21,7 +20,7 @@ log = logging.getLogger(__name__)
 
 def fail_interrupted(rt: Runtime) -> None:
     """Runs left `running` by a worker that died cannot resume: say so instead of leaving them hanging."""
-    with transaction(rt.factory) as session:
+    with rt.db.write() as session:
         for run in session.scalars(select(TrainingRun).where(TrainingRun.status == "running")):
             run.status = "failed"
             run.error = "interrupted: the training worker stopped while this run was in progress; start a new run"
@@ -31,7 +30,7 @@ def fail_interrupted(rt: Runtime) -> None:
 @shared_task(name=TRAIN, acks_late=True, reject_on_worker_lost=False, ignore_result=True)
 def train(run_id: int) -> str | None:
     rt = current()
-    with transaction(rt.factory) as session:
+    with rt.db.write() as session:
         run = session.get(TrainingRun, run_id)
         if run is None or run.status != "queued":  # a redelivered message must not train twice
             log.info("training run %s is %s; nothing to do", run_id, run.status if run else "missing")
@@ -40,16 +39,16 @@ def train(run_id: int) -> str | None:
         run.started_at = run.heartbeat_at = utcnow()
         run.stage = "starting"
     try:
-        version_id = run_training(rt.factory, rt.settings, rt.blobs, run_id,
+        version_id = run_training(rt.db, rt.settings, rt.blobs, run_id,
                                   lambda directory: SharedSpace.load(Path(directory), rt.device), rt.device)
     except Exception as exc:
         log.exception("training run %s failed", run_id)
         message = exc.message if isinstance(exc, CtaxError) else f"{type(exc).__name__}: {exc}"
-        with transaction(rt.factory) as session:
+        with rt.db.write() as session:
             run = session.get(TrainingRun, run_id)
             run.status, run.error, run.finished_at = "failed", message[:4000], utcnow()  # type: ignore[union-attr]
         return None
-    with transaction(rt.factory) as session:
+    with rt.db.write() as session:
         run = session.get(TrainingRun, run_id)
         run.status, run.finished_at, run.progress = "succeeded", utcnow(), 1.0  # type: ignore[union-attr]
     return version_id

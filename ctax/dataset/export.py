@@ -1,0 +1,161 @@
+"""Exporting labelled data: what training uses (the latest annotation of each creative, on an active label),
+as JSONL in the import format (`ctax creatives import` reads it back) or as CSV for spreadsheets."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from ctax.store.models import Annotation, Creative, Label
+from ctax.taxonomy.paths import LabelPath
+
+ExportFormat = Literal["jsonl", "csv"]
+CSV_COLUMNS = (
+    "id",
+    "creative_id",
+    "label",
+    "label_id",
+    "iab_id",
+    "iab_path_ids",
+    "tier1",
+    "source",
+    "annotated_at",
+    "texts",
+    "ocr_text",
+    "image_sha256",
+)
+
+
+@dataclass(frozen=True)
+class ExportRow:
+    creative_id: str
+    external_id: str | None
+    texts: list[str]
+    ocr_text: str | None
+    image_sha256: str | None
+    image_mime: str | None
+    label_id: int
+    label_path: str
+    iab_id: str | None
+    iab_path_ids: list[str]
+    source: str
+    annotated_at: str
+
+    @property
+    def id(self) -> str:
+        return self.external_id or self.creative_id
+
+    def import_texts(self) -> list[str]:
+        """The import format has one list of texts; OCR text stands in when nothing was supplied."""
+        return list(self.texts) or ([self.ocr_text] if self.ocr_text else [])
+
+
+def labelled_rows(session: Session, source: str | None = None, batch: int = 1000) -> Iterator[ExportRow]:
+    latest = (
+        select(Annotation.creative_id, func.max(Annotation.id).label("annotation_id"))
+        .group_by(Annotation.creative_id)
+        .subquery()
+    )
+    labels = {label.id: label for label in session.scalars(select(Label))}
+    query = (
+        select(Creative, Annotation)
+        .join(latest, latest.c.creative_id == Creative.id)
+        .join(Annotation, Annotation.id == latest.c.annotation_id)
+        .join(Label, Label.id == Annotation.label_id)
+        .where(Annotation.kind == "label", Label.status == "active")
+        .order_by(Creative.id)
+    )
+    if source:
+        query = query.where(Annotation.source == source)
+    for creative, annotation in session.execute(query.execution_options(yield_per=batch)):
+        label = labels[annotation.label_id]
+        chain = []
+        node: Label | None = label
+        while node is not None:
+            chain.append(node)
+            node = labels.get(node.parent_id) if node.parent_id is not None else None
+        yield ExportRow(
+            creative_id=creative.id,
+            external_id=creative.external_id,
+            texts=list(creative.texts or []),
+            ocr_text=creative.ocr_text,
+            image_sha256=creative.image_sha256,
+            image_mime=creative.image_mime,
+            label_id=label.id,
+            label_path=label.path,
+            iab_id=label.iab_id,
+            iab_path_ids=[n.iab_id for n in reversed(chain) if n.iab_id],
+            source=annotation.source,
+            annotated_at=annotation.created_at.isoformat(),
+        )
+
+
+def jsonl_line(row: ExportRow, image: str | None = None) -> str:
+    body: dict[str, Any] = {
+        "id": row.id,
+        "texts": row.import_texts(),
+        "label": row.label_path,
+        "label_id": row.label_id,
+        "iab_id": row.iab_id,
+        "source": row.source,
+        "creative_id": row.creative_id,
+        "annotated_at": row.annotated_at,
+    }
+    if image is not None:
+        body["image"] = image
+    elif row.image_sha256:
+        body["image_sha256"] = row.image_sha256
+    return json.dumps(body, ensure_ascii=False) + "\n"
+
+
+def csv_header() -> str:
+    return _csv_line(list(CSV_COLUMNS))
+
+
+def csv_line(row: ExportRow) -> str:
+    return _csv_line(
+        [
+            row.id,
+            row.creative_id,
+            row.label_path,
+            str(row.label_id),
+            row.iab_id or "",
+            ">".join(row.iab_path_ids),
+            LabelPath.parse(row.label_path).names[0],
+            row.source,
+            row.annotated_at,
+            " | ".join(row.texts),
+            row.ocr_text or "",
+            row.image_sha256 or "",
+        ]
+    )
+
+
+def _csv_line(values: list[str]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(values)
+    return buffer.getvalue()
+
+
+def image_name(row: ExportRow) -> str | None:
+    if not row.image_sha256:
+        return None
+    extension = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}.get(row.image_mime or "", "bin")
+    return f"images/{row.image_sha256}.{extension}"
+
+
+def lines(session: Session, fmt: ExportFormat, source: str | None = None) -> Iterator[str]:
+    if fmt == "csv":
+        yield csv_header()
+        for row in labelled_rows(session, source):
+            yield csv_line(row)
+    else:
+        for row in labelled_rows(session, source):
+            yield jsonl_line(row)

@@ -1,0 +1,133 @@
+"""The shared embedding space of one model version: text tower, optional image tower, fusion, label phrasing."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ctax.embedding.config import CorruptArtefact, SpaceConfig
+from ctax.embedding.fusion import FusionWeights, fuse
+from ctax.embedding.text import TextEncoder
+from ctax.taxonomy.paths import LabelPath
+
+log = logging.getLogger(__name__)
+
+@dataclass
+class CreativeContent:
+    texts: Sequence[str] = ()
+    image: Image.Image | None = None
+    ocr_text: str | None = None
+
+
+@dataclass
+class Encoded:
+    vector: np.ndarray | None
+    modalities: dict[str, str]
+
+    @property
+    def used(self) -> list[str]:
+        return [name for name, state in self.modalities.items() if state == "used"]
+
+
+class SharedSpace:
+    def __init__(self, config: SpaceConfig, text: TextEncoder, image: Any | None, image_status: str) -> None:
+        self.config = config
+        self.text = text
+        self.image = image
+        self.image_status = image_status
+        self.fusion = FusionWeights.from_json(config.fusion)
+
+    @property
+    def version(self) -> str:
+        return self.config.version
+
+    @property
+    def dim(self) -> int:
+        return self.text.dim
+
+    @classmethod
+    def load(cls, directory: Path, device: str = "cpu") -> SharedSpace:
+        config = SpaceConfig.read(directory)
+        text_path = directory / config.text_model
+        text_source = str(text_path) if text_path.exists() else config.text_model
+        try:
+            text = TextEncoder.load(text_source, device)
+        except Exception as exc:  # a broken text tower makes the version unusable: say which and why
+            raise CorruptArtefact(f"text tower of {config.version} cannot be loaded from {text_source}: {exc}") from exc
+        image, status = cls._load_image(config, directory, text.dim, device)
+        return cls(config, text, image, status)
+
+    @staticmethod
+    def _load_image(config: SpaceConfig, directory: Path, dim: int, device: str) -> tuple[Any | None, str]:
+        if config.image is None:
+            return None, "disabled"
+        from ctax.embedding.image import ImageEncoder, ImageTowerUnavailable
+
+        image_config = config.image
+        try:
+            if image_config.saved:
+                encoder = ImageEncoder.from_saved(directory / image_config.saved, device=device)
+                return encoder, "ready"
+            encoder = ImageEncoder.load(image_config.arch, image_config.pretrained, dim=dim, device=device)
+        except ImageTowerUnavailable as exc:
+            log.warning("image tower unavailable for %s: %s; images are labelled through OCR", config.version, exc)
+            return None, f"unavailable: {exc}"
+        if image_config.projection == "random":
+            log.warning("image tower of %s uses an untrained projection (benchmark mode)", config.version)
+            return encoder, "ready (untrained projection: benchmark mode)"
+        # The pretrained tower loaded, but nothing maps it into this text space until a version is trained.
+        return None, "unavailable: no trained projection into the shared space yet (train a version with images)"
+
+    @property
+    def image_ready(self) -> bool:
+        return self.image is not None
+
+    def phrase(self, path: LabelPath) -> str:
+        return path.phrase(self.config.label_template)
+
+    def encode_labels(self, paths: Sequence[LabelPath], batch_size: int = 128) -> np.ndarray:
+        return self.text.encode([self.phrase(path) for path in paths], batch_size=batch_size)
+
+    def encode(self, contents: Sequence[CreativeContent], batch_size: int = 64) -> list[Encoded]:
+        """Encode a batch: one forward pass per tower over all creatives that have that modality."""
+        text_rows = [i for i, c in enumerate(contents) if any(t.strip() for t in c.texts)]
+        ocr_rows = [i for i, c in enumerate(contents) if i not in set(text_rows) and (c.ocr_text or "").strip()]
+        image_rows = [i for i, c in enumerate(contents) if c.image is not None and self.image is not None]
+
+        text_vectors = (
+            self.text.encode_groups(
+                [[t for t in contents[i].texts if t.strip()] for i in text_rows], batch_size=batch_size
+            )
+            if text_rows
+            else None
+        )
+        ocr_vectors = self.text.encode([contents[i].ocr_text or "" for i in ocr_rows], batch_size) if ocr_rows else None
+        image_vectors = self.image.encode([contents[i].image for i in image_rows]) if image_rows else None
+
+        text_at = {row: n for n, row in enumerate(text_rows)}
+        ocr_at = {row: n for n, row in enumerate(ocr_rows)}
+        image_at = {row: n for n, row in enumerate(image_rows)}
+        out: list[Encoded] = []
+        for i, content in enumerate(contents):
+            parts = {
+                "text": text_vectors[text_at[i]] if i in text_at and text_vectors is not None else None,
+                "ocr": ocr_vectors[ocr_at[i]] if i in ocr_at and ocr_vectors is not None else None,
+                "image": image_vectors[image_at[i]] if i in image_at and image_vectors is not None else None,
+            }
+            modalities = {
+                "text": "used" if parts["text"] is not None else "not supplied",
+                "ocr": "used"
+                if parts["ocr"] is not None
+                else ("not needed" if parts["text"] is not None or content.image is None else "no text found"),
+                "image": "not supplied"
+                if content.image is None
+                else ("used" if parts["image"] is not None else self.image_status),
+            }
+            out.append(Encoded(fuse(parts, self.fusion), modalities))
+        return out

@@ -1,0 +1,185 @@
+"""`ctax eval`: the evaluation contract of DESIGN.md, run through the service's own code.
+
+Part of the command-line layer (it drives the worker's labelling code directly, as `ctax run` would drive
+it through the queue): a throwaway embedded service in a work directory, the taxonomy less N held-out leaves,
+training rows less theirs, the same training run the worker runs, then every test row posted as a creative
+(validated like the API does) and labelled by the worker's task code.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import tempfile
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import Progress
+from sqlalchemy import select
+
+from ctax.config import Settings
+from ctax.creatives.intake import CreativeSubmission, create_creative
+from ctax.dataset.importing import Row, import_labelled, read_rows
+from ctax.embedding.space import SharedSpace
+from ctax.evaluation.scoring import score
+from ctax.jobs import LABEL_QUEUE, TRAIN_QUEUE
+from ctax.labelling.sweep import sweep
+from ctax.store.migrate import upgrade
+from ctax.store.models import Creative, Label, TrainingRun
+from ctax.taxonomy import catalog
+from ctax.taxonomy.importers import ImportResult, parse_taxonomy_file
+from ctax.taxonomy.paths import LabelPath
+from ctax.training.pipeline import run_training
+from ctax.versions import registry
+from ctax.versions.lifecycle import activate, build
+
+console = Console(stderr=True)
+MIN_ROWS_TO_HOLD_OUT = 20
+
+
+@dataclass
+class EvalOptions:
+    taxonomy: Path
+    train: Path
+    test: Path
+    holdout_labels: int = 0
+    wrong_label_rate: float = 0.2
+    seed: int = 13
+    no_train: bool = False
+    epochs: int | None = None
+    work_dir: Path | None = None
+
+
+def choose_holdout(paths: set[LabelPath], rows: list[Row], n: int, seed: int) -> list[LabelPath]:
+    if n <= 0:
+        return []
+    counts = Counter(row.label for row in rows)
+    parents = {ancestor for path in paths for ancestor in path.ancestors()}
+    leaves = sorted(p for p in paths if p not in parents and counts[p] >= MIN_ROWS_TO_HOLD_OUT)
+    if len(leaves) < n:
+        raise ValueError(f"only {len(leaves)} leaf labels have {MIN_ROWS_TO_HOLD_OUT}+ rows; cannot hold out {n}")
+    return sorted(random.Random(seed).sample(leaves, n))
+
+
+def _write_rows(rows: list[Row], path: Path) -> None:
+    with path.open("w") as handle:
+        for row in rows:
+            data: dict[str, Any] = {"id": row.external_id, "texts": row.texts, "label": str(row.label)}
+            if row.image is not None:
+                data["image"] = str(row.image.resolve())
+            handle.write(json.dumps(data) + "\n")
+
+
+def run_eval(options: EvalOptions, base: Settings | None = None) -> dict[str, Any]:
+    started = time.perf_counter()
+    work = options.work_dir or Path(tempfile.mkdtemp(prefix="ctax-eval-"))
+    if work.exists() and any(work.iterdir()):
+        # A folder kept from an earlier evaluation still holds its labels and training rows: the held-out labels
+        # of this run would be in its taxonomy and its training data, and the metrics would be meaningless.
+        raise ValueError(f"work folder {work} is not empty (an earlier evaluation's service?); "
+                         "give an empty or new folder")
+    overrides = {"data_dir": work / "var", "database_url": None, "qdrant_url": None, "broker_url": None}
+    settings = (base or Settings()).model_copy(update=overrides)
+    settings = Settings(**{**settings.model_dump(), **overrides})
+    settings.ensure_dirs()
+    upgrade(settings.sqlalchemy_url)
+
+    parsed = parse_taxonomy_file(options.taxonomy.read_bytes())
+    train_rows, test_rows = read_rows(options.train), read_rows(options.test)
+    held_out = choose_holdout({item.path for item in parsed.labels}, train_rows + test_rows,
+                              options.holdout_labels, options.seed)
+    hidden = set(held_out)
+    kept = ImportResult([item for item in parsed.labels if item.path not in hidden], parsed.warnings)
+    train_kept = [row for row in train_rows if row.label not in hidden]
+    console.print(f"holding out {len(held_out)} labels: {', '.join(map(str, held_out)) or '-'}")
+
+    # Import the taxonomy and the training data the way an operator would, through the worker's runtime.
+    from ctax.worker.runtime import Runtime
+    from ctax.worker.tasks.label import run as label_batch
+
+    rt = Runtime(settings, [LABEL_QUEUE, TRAIN_QUEUE], owns_index=True)
+    with rt.db.write() as session:
+        catalog.import_labels(session, kept)
+        filtered = work / "train.jsonl"
+        _write_rows(train_kept, filtered)
+        import_labelled(session, rt.blobs, settings, filtered)
+    rt.start()  # bootstraps the pretrained version: exemplars indexed, thresholds calibrated on the train rows
+
+    train_seconds = 0.0
+    if not options.no_train:
+        t0 = time.perf_counter()
+        with rt.db.write() as session:
+            params: dict[str, Any] = {"seed": options.seed}
+            if options.epochs:
+                params["epochs"] = options.epochs
+            run = TrainingRun(status="running", params=params)
+            session.add(run)
+            session.flush()
+            run_id = run.id
+        version_id = run_training(rt.db, settings, rt.blobs, run_id,
+                                  lambda d: SharedSpace.load(Path(d), rt.device), rt.device)
+        with rt.db.write() as session:
+            version = registry.get_version(session, version_id)
+            directory = Path(version.artefact_dir)
+        space = rt.space(version_id, directory)
+        build(rt.db, space, rt.index, rt.blobs, rt.ocr)
+        with rt.db.write() as session:
+            version = registry.get_version(session, version_id)
+            version.index_ready = True
+            registry.mark_active(session, version)
+        activate(rt.db, space, rt.index, rt.blobs, rt.ocr, settings.novelty_traffic_window)
+        train_seconds = time.perf_counter() - t0
+
+    # Post every test row as a creative; a fraction of the known ones carries a wrong asserted label.
+    rng = random.Random(options.seed + 1)
+    with rt.db.read() as session:
+        ids = {LabelPath.parse(label.path): label.id for label in session.scalars(
+            select(Label).where(Label.status == "active"))}
+        taxonomy = catalog.active_taxonomy(session)
+    leaves = [path for path in ids if taxonomy.is_leaf(ids[path])]
+    posted: list[dict[str, Any]] = []
+    with rt.db.write() as session:
+        for row in test_rows:
+            novel = row.label in hidden
+            asserted: LabelPath | None = None
+            wrong = False
+            if not novel and row.label in ids:
+                wrong = rng.random() < options.wrong_label_rate
+                asserted = rng.choice([p for p in leaves if p != row.label and not p.is_ancestor_of(row.label)
+                                       and not row.label.is_ancestor_of(p)]) if wrong else row.label
+            sub = CreativeSubmission(texts=row.texts, image=row.image.read_bytes() if row.image else None,
+                                     asserted_label=str(asserted) if asserted else None, external_id=row.external_id)
+            creative, _ = create_creative(session, rt.blobs, settings, sub, None)
+            posted.append({"id": creative.id, "label": row.label, "novel": novel, "wrong": wrong})
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task("labelling test creatives", total=len(posted))
+        size = settings.label_batch_size
+        for start in range(0, len(posted), size):
+            label_batch(rt, [p["id"] for p in posted[start : start + size]])
+            bar.advance(task, min(size, len(posted) - start))
+    # The verdicts as each creative arrived, then after the novelty sweep the service runs as traffic accumulates
+    # (novelty_sweep.py), run once here over the whole test stream: the headline figures are the final verdicts.
+    swept = asdict(sweep(rt.db, rt.labeller())) if settings.novelty_traffic_window > 0 else {}
+    with rt.db.read() as session:
+        rows = {c.id: c for c in session.scalars(select(Creative).where(Creative.id.in_([p["id"] for p in posted])))}
+        active = registry.active_version(session)
+        thresholds = active.thresholds if active else {}
+        version_name = active.id if active else None
+    rt.stop()
+    rt.index.client.close()
+    metrics = score(posted, rows, ids)
+    first = score(posted, rows, ids, at_arrival=True)
+    at_arrival = {key: first[key] for key in ("novelty_auroc", "novelty_precision", "novelty_recall", "flags")}
+    return {**metrics, "n_train": len(train_kept), "n_test": len(test_rows),
+            "at_arrival": at_arrival, "novelty_sweep": swept,
+            "held_out_labels": [str(p) for p in held_out], "seconds": round(time.perf_counter() - started, 1),
+            "train_seconds": round(train_seconds, 1), "model_version": version_name, "trained": not options.no_train,
+            "wrong_label_rate": options.wrong_label_rate, "seed": options.seed,
+            "thresholds": {k: v for k, v in (thresholds or {}).items() if k != "per_label_wrong"},
+            "work_dir": str(work)}
+
+

@@ -1,0 +1,308 @@
+"""LabelIndex: label vectors and labelled exemplars in Qdrant, one pair of collections per model version,
+plus a window of the creatives each version labelled recently (its traffic, a novelty signal: trigger.py).
+
+Collections are named `{prefix}_labels_{version}` / `{prefix}_exemplars_{version}`; the aliases
+`{prefix}_labels` / `{prefix}_exemplars` point at the active version's pair and are swapped in one
+`update_collection_aliases` call, so a promotion is atomic for readers of the alias and a rollback is one call.
+The labelling pipeline queries the versioned collections by name: a batch is encoded by one version's
+encoders, so it must be compared with that same version's vectors even while an alias swap happens.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+from qdrant_client import QdrantClient, models
+
+from ctax.errors import NotFound
+from ctax.index.points import ExemplarHit, LabelHit, TrafficHit, creative_id_of, normal_point_id, point_id
+from ctax.index.table import VectorTable
+
+
+class LabelIndex:
+    def __init__(self, client: QdrantClient, prefix: str = "ctax") -> None:
+        from qdrant_client.local.qdrant_local import QdrantLocal
+
+        self.client = client
+        self.prefix = prefix
+        self.is_server = not isinstance(getattr(client, "_client", None), QdrantLocal)
+        # Local mode only: collections mirrored in memory for fast exact search (see vector_table.py).
+        self._tables: dict[str, VectorTable] = {}
+
+    # -- names -------------------------------------------------------------------------------------------
+    def labels_collection(self, version: str) -> str:
+        return f"{self.prefix}_labels_{version}"
+
+    def exemplars_collection(self, version: str) -> str:
+        return f"{self.prefix}_exemplars_{version}"
+
+    def traffic_collection(self, version: str) -> str:
+        return f"{self.prefix}_traffic_{version}"
+
+    @property
+    def labels_alias(self) -> str:
+        return f"{self.prefix}_labels"
+
+    @property
+    def exemplars_alias(self) -> str:
+        return f"{self.prefix}_exemplars"
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+    def ensure_version(self, version: str, dim: int) -> None:
+        for name in (self.labels_collection(version), self.exemplars_collection(version)):
+            if not self.client.collection_exists(name):
+                self._tables.pop(name, None)
+                self.client.create_collection(
+                    name, vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE)
+                )
+                if self.is_server:  # local mode ignores payload indexes (and warns)
+                    self.client.create_payload_index(name, "label_id", models.PayloadSchemaType.INTEGER)
+
+    def has_version(self, version: str) -> bool:
+        return self.client.collection_exists(self.labels_collection(version)) and self.client.collection_exists(
+            self.exemplars_collection(version)
+        )
+
+    def drop_version(self, version: str) -> None:
+        for name in (self.labels_collection(version), self.exemplars_collection(version),
+                     self.traffic_collection(version)):
+            self._tables.pop(name, None)
+            if self.client.collection_exists(name):
+                self.client.delete_collection(name)
+
+    def activate(self, version: str) -> None:
+        """Point both aliases at this version in one request."""
+        if not self.has_version(version):
+            raise NotFound(f"model version {version} has no collections in the index")
+        operations: list[Any] = []
+        current = {alias.alias_name for alias in self.client.get_aliases().aliases}
+        for alias, collection in (
+            (self.labels_alias, self.labels_collection(version)),
+            (self.exemplars_alias, self.exemplars_collection(version)),
+        ):
+            if alias in current:
+                operations.append(models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias)))
+            operations.append(
+                models.CreateAliasOperation(
+                    create_alias=models.CreateAlias(collection_name=collection, alias_name=alias)
+                )
+            )
+        self.client.update_collection_aliases(change_aliases_operations=operations)
+
+    def active_version(self) -> str | None:
+        for alias in self.client.get_aliases().aliases:
+            if alias.alias_name == self.labels_alias:
+                return alias.collection_name.removeprefix(f"{self.prefix}_labels_")
+        return None
+
+    # -- labels ------------------------------------------------------------------------------------------
+    def upsert_labels(
+        self, version: str, ids: Sequence[int], vectors: np.ndarray, payloads: Sequence[dict[str, Any]]
+    ) -> None:
+        if not ids:
+            return
+        points = [
+            models.PointStruct(id=int(label_id), vector=vector.tolist(), payload={"label_id": int(label_id), **p})
+            for label_id, vector, p in zip(ids, vectors, payloads, strict=True)
+        ]
+        self.client.upsert(self.labels_collection(version), points=points, wait=True)
+        if (table := self._tables.get(self.labels_collection(version))) is not None:
+            table.upsert([int(i) for i in ids], [int(i) for i in ids], vectors)
+
+    def delete_labels(self, version: str, ids: Iterable[int]) -> None:
+        ids = [int(i) for i in ids]
+        if ids:
+            self.client.delete(self.labels_collection(version), points_selector=models.PointIdsList(points=ids))
+            if (table := self._tables.get(self.labels_collection(version))) is not None:
+                table.delete(ids)
+
+    def label_payloads(self, version: str) -> dict[int, dict[str, Any]]:
+        return {int(point.id): dict(point.payload or {}) for point in self._scroll(self.labels_collection(version))}
+
+    def label_vectors(self, version: str) -> tuple[list[int], np.ndarray]:
+        points = list(self._scroll(self.labels_collection(version), with_vectors=True))
+        ids = [int(point.id) for point in points]
+        vectors = np.asarray([point.vector for point in points], dtype=np.float32)
+        return ids, vectors
+
+    def nearest(
+        self, version: str, vectors: np.ndarray, limit: int, only: Sequence[Sequence[int] | None] | None = None
+    ) -> list[list[LabelHit]]:
+        """The nearest labels of each vector; `only[i]`, when given, restricts row i to those label ids."""
+        if not self.is_server:
+            hits = self._table(self.labels_collection(version)).nearest(vectors, limit, only)
+            return [[LabelHit(int(point), score) for point, _, score in row] for row in hits]
+        requests = []
+        for row, vector in enumerate(vectors):
+            ids = only[row] if only is not None else None
+            query_filter = models.Filter(must=[models.HasIdCondition(has_id=list(ids))]) if ids else None
+            requests.append(
+                models.QueryRequest(query=vector.tolist(), limit=limit, filter=query_filter, with_payload=False)
+            )
+        if not requests:
+            return []
+        responses = self.client.query_batch_points(self.labels_collection(version), requests=requests)
+        return [[LabelHit(int(p.id), float(p.score)) for p in response.points] for response in responses]
+
+    # -- exemplars ---------------------------------------------------------------------------------------
+    def upsert_exemplars(
+        self, version: str, creative_ids: Sequence[str], label_ids: Sequence[int], vectors: np.ndarray
+    ) -> None:
+        if not creative_ids:
+            return
+        points = [
+            models.PointStruct(id=point_id(cid), vector=vector.tolist(), payload={"label_id": int(lid)})
+            for cid, lid, vector in zip(creative_ids, label_ids, vectors, strict=True)
+        ]
+        for start in range(0, len(points), 512):
+            self.client.upsert(self.exemplars_collection(version), points=points[start : start + 512], wait=True)
+        if (table := self._tables.get(self.exemplars_collection(version))) is not None:
+            table.upsert([point.id for point in points], [int(lid) for lid in label_ids], vectors)
+
+    def delete_exemplars(self, version: str, creative_ids: Iterable[str]) -> None:
+        ids = [point_id(cid) for cid in creative_ids]
+        if ids:
+            self.client.delete(self.exemplars_collection(version), points_selector=models.PointIdsList(points=ids))
+            if (table := self._tables.get(self.exemplars_collection(version))) is not None:
+                table.delete(ids)
+
+    def exemplar_labels(self, version: str) -> dict[str, int]:
+        return {
+            creative_id_of(point.id): int((point.payload or {})["label_id"])
+            for point in self._scroll(self.exemplars_collection(version))
+        }
+
+    def count_exemplars(self, version: str) -> int:
+        return int(self.client.count(self.exemplars_collection(version), exact=True).count)
+
+    def nearest_exemplars(self, version: str, vectors: np.ndarray, limit: int) -> list[list[ExemplarHit]]:
+        if len(vectors) == 0:
+            return []
+        if not self.is_server:
+            hits = self._table(self.exemplars_collection(version)).nearest(vectors, limit)
+            return [[ExemplarHit(creative_id_of(point), label, score) for point, label, score in row] for row in hits]
+        requests = [models.QueryRequest(query=vector.tolist(), limit=limit, with_payload=True) for vector in vectors]
+        responses = self.client.query_batch_points(self.exemplars_collection(version), requests=requests)
+        return [
+            [
+                ExemplarHit(creative_id_of(p.id), int((p.payload or {})["label_id"]), float(p.score))
+                for p in response.points
+            ]
+            for response in responses
+        ]
+
+    # -- traffic -----------------------------------------------------------------------------------------
+    def record_traffic(self, version: str, creative_ids: Sequence[str], vectors: np.ndarray, window: int) -> None:
+        """Remember creatives this version just labelled, keeping about the `window` most recent (a few more
+        between prunes, so that pruning is not a scroll per batch)."""
+        if not creative_ids or window <= 0:
+            return
+        name = self.traffic_collection(version)
+        if not self.client.collection_exists(name):  # versions built before traffic was kept get it lazily
+            self._tables.pop(name, None)
+            self.client.create_collection(
+                name, vectors_config=models.VectorParams(size=int(vectors.shape[1]), distance=models.Distance.COSINE)
+            )
+            if self.is_server:
+                self.client.create_payload_index(name, "seen", models.PayloadSchemaType.FLOAT)
+        seen = time.time()
+        # Later rows of a batch arrived later: the order breaks ties in the window.
+        points = [
+            models.PointStruct(id=point_id(cid), vector=vector.tolist(), payload={"seen": seen + n * 1e-6})
+            for n, (cid, vector) in enumerate(zip(creative_ids, vectors, strict=True))
+        ]
+        for start in range(0, len(points), 512):
+            self.client.upsert(name, points=points[start : start + 512], wait=True)
+        if (table := self._tables.get(name)) is not None:
+            table.upsert([point.id for point in points], [0] * len(points), vectors)
+        if self.count_traffic(version) > window + max(window // 10, 1):
+            self.prune_traffic(version, window)
+
+    def prune_traffic(self, version: str, window: int) -> int:
+        """Forget all but the `window` most recently labelled creatives; returns how many were forgotten."""
+        name = self.traffic_collection(version)
+        if not self.client.collection_exists(name):
+            return 0
+        points = sorted(self._scroll(name), key=lambda point: float((point.payload or {}).get("seen", 0.0)))
+        stale = [normal_point_id(point.id) for point in points[: max(len(points) - window, 0)]]
+        if stale:
+            for start in range(0, len(stale), 1024):
+                self.client.delete(name, points_selector=models.PointIdsList(points=stale[start : start + 1024]))
+            if (table := self._tables.get(name)) is not None:
+                table.delete(stale)
+        return len(stale)
+
+    def traffic_vectors(self, version: str) -> tuple[list[str], np.ndarray]:
+        """The creatives in the version's traffic window and their vectors, oldest first."""
+        name = self.traffic_collection(version)
+        if not self.client.collection_exists(name):
+            return [], np.zeros((0, 0), dtype=np.float32)
+        points = sorted(self._scroll(name, with_vectors=True),
+                        key=lambda point: float((point.payload or {}).get("seen", 0.0)))
+        return ([creative_id_of(point.id) for point in points],
+                np.asarray([point.vector for point in points], dtype=np.float32))
+
+    def count_traffic(self, version: str) -> int:
+        """Asked on every labelled batch: in local mode the in-memory table answers, not a count over Qdrant."""
+        name = self.traffic_collection(version)
+        if not self.client.collection_exists(name):
+            return 0
+        if not self.is_server:
+            return len(self._table(name))
+        return int(self.client.count(name, exact=True).count)
+
+    def nearest_traffic(
+        self, version: str, vectors: np.ndarray, limit: int, exclude: Sequence[str] = ()
+    ) -> list[list[TrafficHit]]:
+        """The recently labelled creatives nearest each vector, best first; row i never returns exclude[i] (a
+        creative labelled again is not its own neighbour)."""
+        name = self.traffic_collection(version)
+        if len(vectors) == 0 or not self.client.collection_exists(name):
+            return [[] for _ in range(len(vectors))]
+        skip = [point_id(cid) for cid in exclude] if exclude else [None] * len(vectors)
+        if not self.is_server:
+            rows = self._table(name).nearest(vectors, limit + 1)
+            return [[TrafficHit(creative_id_of(point), score) for point, _, score in row if point != own][:limit]
+                    for row, own in zip(rows, skip, strict=True)]
+        requests = [
+            models.QueryRequest(
+                query=vector.tolist(), limit=limit, with_payload=False,
+                filter=models.Filter(must_not=[models.HasIdCondition(has_id=[own])]) if own else None,
+            )
+            for vector, own in zip(vectors, skip, strict=True)
+        ]
+        responses = self.client.query_batch_points(name, requests=requests)
+        return [[TrafficHit(creative_id_of(p.id), float(p.score)) for p in response.points] for response in responses]
+
+    # -- helpers -----------------------------------------------------------------------------------------
+    def _table(self, collection: str) -> VectorTable:
+        """The in-memory mirror of a local-mode collection, read from Qdrant the first time it is searched;
+        every later write goes through this object, which keeps it in step."""
+        table = self._tables.get(collection)
+        if table is None:
+            params = self.client.get_collection(collection).config.params.vectors
+            table = VectorTable(int(params.size))  # type: ignore[union-attr]
+            points = list(self._scroll(collection, with_vectors=True))
+            if points:
+                table.upsert(
+                    [normal_point_id(point.id) for point in points],
+                    # Traffic points carry no label: 0 stands in.
+                    [int((point.payload or {}).get("label_id", point.id if isinstance(point.id, int) else 0))
+                     for point in points],
+                    np.asarray([point.vector for point in points], dtype=np.float32),
+                )
+            self._tables[collection] = table
+        return table
+
+    def _scroll(self, collection: str, with_vectors: bool = False) -> Iterable[Any]:
+        offset = None
+        while True:
+            points, offset = self.client.scroll(
+                collection, limit=1024, offset=offset, with_payload=True, with_vectors=with_vectors
+            )
+            yield from points
+            if offset is None:
+                return

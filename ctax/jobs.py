@@ -1,0 +1,28 @@
+"""Background jobs by name, and the queues they run on: the contract between whoever enqueues work (the API, the
+command line, the outbox) and the worker that registers the tasks. Names only, so both sides import it cheaply."""
+
+from __future__ import annotations
+
+# Queues. The labelling worker consumes LABEL_QUEUE (or LABEL_GPU_QUEUE) and INDEX_QUEUE: it owns the index.
+LABEL_QUEUE = "ctax.label"
+LABEL_GPU_QUEUE = "ctax.label.gpu"
+INDEX_QUEUE = "ctax.index"
+TRAIN_QUEUE = "ctax.train"
+
+# Tasks.
+LABEL_CREATIVES = "ctax.label.creatives"
+SYNC_INDEX = "ctax.index.sync"
+ACTIVATE_VERSION = "ctax.index.activate"
+BUILD_VERSION = "ctax.index.build"
+TRAIN = "ctax.training.run"
+DISCOVER = "ctax.discovery.run"
+
+# Where a task goes unless the sender names a queue (labelling goes to the queue the settings name).
+DEFAULT_QUEUES = {
+    SYNC_INDEX: INDEX_QUEUE,
+    ACTIVATE_VERSION: INDEX_QUEUE,
+    BUILD_VERSION: INDEX_QUEUE,
+    # Long jobs share the training worker, so they never hold up labelling.
+    DISCOVER: TRAIN_QUEUE,
+    TRAIN: TRAIN_QUEUE,
+}

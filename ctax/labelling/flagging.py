@@ -1,0 +1,99 @@
+"""Flagged creatives become review items: the labelling worker (and the novelty sweep) call flag_for_review with
+the trigger's decision; its priority is what the review queue orders by."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from ctax.jobs import DISCOVER
+from ctax.labelling.trigger import Decision
+from ctax.store.models import OutboxJob, ReviewItem, utcnow
+from ctax.store.outbox import enqueue
+
+# Discovery runs by itself once this many creatives were flagged new_label since it last ran.
+AUTO_DISCOVER_EVERY = 20
+
+
+# A flood of new_label flags (a new campaign, a broken model) must not queue discovery after discovery.
+AUTO_DISCOVER_MIN_INTERVAL = dt.timedelta(minutes=10)
+
+
+def priority_of(decision: Decision) -> tuple[float, str]:
+    """Active learning: a decision teaches the model most where the model is least sure.
+
+    - new_label: far from every label; reviewers' names for these grow the taxonomy.
+    - a small margin between the top two rival labels: the boundary is unclear there.
+    - a wrong-label gap far above its threshold: either the poster or the model is badly wrong.
+    - disagreement between the nearest label and the nearest labelled exemplars.
+    Density (many similar unreviewed creatives) is added by discovery, which has the vectors.
+    """
+    scores = decision.scores
+    parts: list[tuple[float, str]] = []
+    if decision.flag == "new_label":
+        fit, threshold = scores.get("fit"), scores.get("new_label_threshold")
+        distance = (threshold - fit) if fit is not None and threshold is not None else 0.0
+        parts.append(
+            (1.0 + distance, f"fits no label (fit {fit:.3f} < {threshold:.3f})" if fit is not None else "fits no label")
+        )
+    margin = scores.get("margin")
+    if margin is not None:
+        parts.append((max(0.0, 0.5 - margin), f"top two labels differ by only {margin:.3f}"))
+    gap, gap_threshold = scores.get("wrong_label_gap"), scores.get("wrong_label_threshold")
+    if decision.flag == "wrong_label" and gap is not None and gap_threshold is not None:
+        parts.append((0.5 + gap - gap_threshold, f"asserted label trails by {gap:.2f}"))
+    if decision.ranked:
+        top = decision.ranked[0]
+        if top.exemplar_share < 0.5 and top.exemplar_share > 0:
+            parts.append(
+                (0.5 - top.exemplar_share, f"only {top.exemplar_share:.0%} of similar labelled creatives agree")
+            )
+    if not parts:
+        return 0.0, "flagged"
+    parts.sort(reverse=True)
+    return round(sum(p for p, _ in parts), 5), "; ".join(reason for _, reason in parts[:2])
+
+
+def flag_for_review(
+    session: Session, creative_id: str, decision: Decision, version_id: str, asserted_label_id: int | None
+) -> ReviewItem | None:
+    item = session.scalar(select(ReviewItem).where(ReviewItem.creative_id == creative_id))
+    if decision.flag == "none":
+        return None
+    priority, reason = priority_of(decision)
+    values: dict[str, Any] = {
+        "flag": decision.flag,
+        "suggested_label_id": decision.decided_label_id or decision.top_label_id,
+        "asserted_label_id": asserted_label_id,
+        "top_score": decision.ranked[0].score if decision.ranked else None,
+        "priority": priority,
+        "priority_reason": reason,
+        "model_version_id": version_id,
+    }
+    if item is None:
+        item = ReviewItem(creative_id=creative_id, status="open", **values)
+        session.add(item)
+        if decision.flag == "new_label":
+            session.flush()
+            maybe_request_discovery(session)
+    elif item.status == "open":
+        for key, value in values.items():
+            setattr(item, key, value)
+        item.updated_at = utcnow()
+    return item
+
+
+def maybe_request_discovery(session: Session, every: int = AUTO_DISCOVER_EVERY) -> OutboxJob | None:
+    """Queue discovery once `every` creatives were flagged new_label since the last request (sent or not)."""
+    last = session.scalar(select(func.max(OutboxJob.created_at)).where(OutboxJob.task == DISCOVER))
+    if last is not None and utcnow() - last < AUTO_DISCOVER_MIN_INTERVAL:
+        return None
+    query = select(func.count(ReviewItem.id)).where(ReviewItem.flag == "new_label", ReviewItem.status == "open")
+    if last is not None:
+        query = query.where(ReviewItem.created_at > last)
+    if (session.scalar(query) or 0) < every:
+        return None
+    return enqueue(session, DISCOVER, {"reason": f"{every} new_label flags since the last run"})

@@ -1,0 +1,202 @@
+"""Labelling a batch of creatives: OCR where needed, encode in one pass per tower, query the index, decide.
+
+The worker runs this for every batch, and `ctax eval` runs it too, so the figures it reports are the service's.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ctax.embedding.ocr import OcrReader
+from ctax.embedding.space import CreativeContent, SharedSpace
+from ctax.index.qdrant import LabelIndex
+from ctax.labelling.novelty import LABEL_CANDIDATES, traffic_k
+from ctax.labelling.trigger import Decision, Evidence, Thresholds, Trigger
+from ctax.taxonomy.tree import Taxonomy
+from ctax.vectors import normalise
+
+log = logging.getLogger(__name__)
+
+# Labels fetched per creative (enough for the top-k, the margin, the ancestor rule and the novelty features)
+# without asking for all: LABEL_CANDIDATES, defined beside the features that depend on it.
+
+
+@dataclass
+class LabelRequest:
+    creative_id: str
+    texts: Sequence[str] = ()
+    image: Image.Image | None = None
+    ocr_text: str | None = None
+    asserted_label_id: int | None = None
+
+
+@dataclass
+class LabelOutcome:
+    creative_id: str
+    decision: Decision | None
+    prediction: dict[str, Any] = field(default_factory=dict)
+    ocr_text: str | None = None
+    error: str | None = None
+
+
+class Labeller:
+    def __init__(
+        self,
+        space: SharedSpace,
+        index: LabelIndex,
+        taxonomy: Taxonomy,
+        thresholds: Thresholds,
+        *,
+        top_k: int = 5,
+        exemplar_k: int = 10,
+        ocr: OcrReader | None = None,
+        traffic_window: int = 0,
+    ) -> None:
+        self.space = space
+        self.index = index
+        self.taxonomy = taxonomy
+        self.trigger = Trigger(taxonomy, thresholds, top_k=top_k)
+        self.exemplar_k = exemplar_k
+        self.ocr = ocr
+        self.traffic_window = traffic_window
+
+    @property
+    def version(self) -> str:
+        return self.space.version
+
+    def _ocr_text(self, request: LabelRequest) -> str | None:
+        if request.ocr_text is not None or any(t.strip() for t in request.texts) or request.image is None:
+            return request.ocr_text
+        if self.ocr is None:
+            return None
+        return self.ocr.read(request.image)
+
+    def label(self, requests: Sequence[LabelRequest]) -> list[LabelOutcome]:
+        ocr_texts = [self._ocr_text(request) for request in requests]
+        contents = [CreativeContent(r.texts, r.image, o) for r, o in zip(requests, ocr_texts, strict=True)]
+        encoded = self.space.encode(contents)
+        rows = [i for i, item in enumerate(encoded) if item.vector is not None]
+        outcomes: list[LabelOutcome | None] = [None] * len(requests)
+        for i, item in enumerate(encoded):
+            if item.vector is None:
+                why = ", ".join(f"{k}: {v}" for k, v in item.modalities.items())
+                outcomes[i] = LabelOutcome(
+                    requests[i].creative_id, None, ocr_text=ocr_texts[i], error=f"no usable content to label ({why})"
+                )
+        if rows:
+            vectors = np.stack([encoded[i].vector for i in rows])  # type: ignore[misc]
+            ids = [requests[i].creative_id for i in rows]
+            decisions = self.decide(vectors, [requests[i].asserted_label_id for i in rows],
+                                    *self._traffic(self.version, vectors, ids))
+            for i, decision in zip(rows, decisions, strict=True):
+                outcomes[i] = LabelOutcome(
+                    requests[i].creative_id,
+                    decision,
+                    self.prediction(decision, encoded[i].modalities, encoded[i].used),
+                    ocr_text=ocr_texts[i],
+                )
+            if self.traffic_window > 0:
+                self.index.record_traffic(self.version, ids, vectors, self.traffic_window)
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    def decide(
+        self, vectors: np.ndarray, asserted: Sequence[int | None], traffic: Sequence[Sequence[float]],
+        windows: Sequence[int],
+    ) -> list[Decision]:
+        """The trigger's decision for creatives already encoded by this version (per row: asserted label, traffic
+        similarities and the size of the window they came from): label candidates, the asserted label's lineage
+        and exemplars from the index."""
+        version = self.version
+        label_hits = self.index.nearest(version, vectors, LABEL_CANDIDATES)
+        asserted_rows = [n for n, label_id in enumerate(asserted) if label_id in self.taxonomy]
+        asserted_hits: dict[int, dict[int, float]] = {}
+        if asserted_rows:
+            # The asserted label (and its descendants, for the lineage rule) may rank below the candidates.
+            only = [self._lineage_below(asserted[n]) for n in asserted_rows]  # type: ignore[arg-type]
+            hits = self.index.nearest(version, vectors[asserted_rows], 64, only=only)
+            asserted_hits = {n: {h.label_id: h.score for h in row} for n, row in zip(asserted_rows, hits, strict=True)}
+        exemplar_hits = self.index.nearest_exemplars(version, vectors, self.exemplar_k)
+        decisions = []
+        for n in range(len(vectors)):
+            scores = {hit.label_id: hit.score for hit in label_hits[n]}
+            scores.update(asserted_hits.get(n, {}))
+            evidence = Evidence(
+                label_scores=scores,
+                exemplars=[(hit.label_id, hit.score) for hit in exemplar_hits[n]],
+                asserted_label_id=asserted[n],
+                traffic=traffic[n],
+                traffic_window=windows[n],
+            )
+            decisions.append(self.trigger.decide(evidence))
+        return decisions
+
+    def _fetch(self, window: int) -> int:
+        # Copies are dropped later (novelty.DUPLICATE_SIMILARITY): fetch enough to leave traffic_k after them.
+        return 2 * traffic_k(window, self.trigger.thresholds.traffic_reference)
+
+    def full_window_traffic(
+        self, vectors: np.ndarray, creative_ids: Sequence[str]
+    ) -> tuple[list[list[float]], list[int]]:
+        """Each creative's similarities to the whole traffic window (itself aside), arrivals after it included,
+        and the window's size: what the novelty sweep re-decides with."""
+        window = max(self.index.count_traffic(self.version) - 1, 0)
+        hits = self.index.nearest_traffic(self.version, vectors, self._fetch(window), exclude=creative_ids)
+        return [[hit.score for hit in row] for row in hits], [window] * len(creative_ids)
+
+    def _traffic(
+        self, version: str, vectors: np.ndarray, creative_ids: Sequence[str]
+    ) -> tuple[list[list[float]], list[int]]:
+        """Similarities of each creative to the recent creatives before it, and how many those were: the
+        version's traffic window and the earlier ones of this batch, as if the batch had been labelled one by one."""
+        if self.traffic_window <= 0:
+            return [[] for _ in creative_ids], [0] * len(creative_ids)
+        stored = self.index.count_traffic(version)
+        limit = self._fetch(stored + len(creative_ids))
+        hits = self.index.nearest_traffic(version, vectors, limit, exclude=creative_ids)
+        unit = normalise(np.asarray(vectors, dtype=np.float32))
+        within = unit @ unit.T
+        out = []
+        for n, row in enumerate(hits):
+            earlier = [float(within[n, m]) for m in range(n) if creative_ids[m] != creative_ids[n]]
+            out.append(sorted([hit.score for hit in row] + earlier, reverse=True)[:limit])
+        return out, [stored + n for n in range(len(creative_ids))]
+
+    def _lineage_below(self, label_id: int) -> list[int]:
+        out, frontier = [label_id], [label_id]
+        while frontier:
+            children = [c for lid in frontier for c in self.taxonomy.children.get(lid, [])]
+            out += children
+            frontier = children
+        return out
+
+    def prediction(self, decision: Decision, modalities: dict[str, str], used: list[str]) -> dict[str, Any]:
+        name = self.trigger._name
+        return {
+            "model_version": self.version,
+            "top_k": [
+                {
+                    "label_id": r.label_id,
+                    "path": name(r.label_id),
+                    "score": round(r.score, 5),
+                    "similarity": round(r.similarity, 5),
+                    "exemplar_share": round(r.exemplar_share, 5),
+                }
+                for r in decision.ranked
+            ],
+            "decided_label": (
+                {"label_id": decision.decided_label_id, "path": name(decision.decided_label_id)}
+                if decision.decided_label_id is not None
+                else None
+            ),
+            "flag": decision.flag,
+            "scores": {k: (round(v, 5) if isinstance(v, float) else v) for k, v in decision.scores.items()},
+            "reasons": decision.reasons,
+            "modalities": modalities,
+            "modalities_used": used,
+        }

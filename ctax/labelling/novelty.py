@@ -1,0 +1,177 @@
+"""Novelty as a learned score: how unlike every known label a creative is, from the trigger's own evidence.
+
+No single similarity separates creatives of a missing label well when the missing label has close known
+relatives (docs/benchmarks.md): the best label similarity, the nearest exemplars and how peaked the label
+ranking is each see part of it. Calibration fits a logistic regression over these features on validation
+creatives scored twice, once as they are and once with their own label and its exemplars removed (what a
+creative of a missing label looks like), and keeps it only where it beats the fixed blend under
+cross-validation by label. Serving applies the stored coefficients: a dot product, no model to load.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ctax.taxonomy.tree import Taxonomy
+
+FEATURES = (
+    "best_label",  # highest label similarity
+    "label_margin",  # best minus second-best label similarity
+    "top5_label_mean",  # mean similarity of the 5 best labels
+    "label_entropy",  # entropy of the label similarities' softmax: a flat ranking matches nothing in particular
+    "exemplar_mean",  # mean similarity of the nearest labelled exemplars
+    "exemplar_best",  # similarity of the nearest one
+    "exemplar_agreement",  # share of the nearest exemplars filed under the best label
+    "parent_minus_leaf",  # best parent minus best leaf: a creative nearer a parent than any leaf is suspect
+    # Mean similarity of the nearest recently labelled creatives (traffic_k) minus that of the nearest exemplars:
+    # a kind of creative the traffic has many of and the labelled data has none of is what a missing label is.
+    "traffic_minus_exemplar",
+)
+TRAFFIC_K = 10
+MAX_TRAFFIC_K = 100
+# Recent creatives at least this similar to one being labelled are copies of it (the same ad posted again, resized
+# or re-cut by a campaign), not evidence of a kind of creative the labelled data lacks.
+DUPLICATE_SIMILARITY = 0.98
+ENTROPY_TEMPERATURE = 0.05
+# The labels the labeller fetches per creative. Features read only this many best labels, so that calibration
+# (which scores every label) and serving (which also adds the asserted label's lineage) see the same ones.
+LABEL_CANDIDATES = 30
+
+
+def traffic_k(window: int, reference: int) -> int:
+    """How many nearest recent creatives to average in a window of `window` creatives, for a score calibrated on a
+    window of `reference`: TRAFFIC_K there, proportionally more in a bigger window and fewer in a smaller one.
+    A label with share p of the traffic has p * window creatives in it, so the k nearest cover the same share of
+    them at any size, and the feature means what calibration measured (a fixed k reads a big window as crowded
+    for every creative). reference 0: TRAFFIC_K."""
+    if reference <= 0:
+        return TRAFFIC_K
+    return int(min(max(round(TRAFFIC_K * window / reference), 1), MAX_TRAFFIC_K))
+
+
+def traffic_mean(traffic: Sequence[float], k: int = TRAFFIC_K) -> float:
+    """Mean similarity of the k nearest recent creatives, copies left out; slots the traffic cannot fill count
+    as 0, so a quiet window reads as "nothing like it lately", not as novelty."""
+    near = sorted((s for s in traffic if s < DUPLICATE_SIMILARITY), reverse=True)[:k]
+    return float(sum(near) / k)
+
+
+def novelty_features(
+    label_scores: Mapping[int, float],
+    exemplars: Sequence[tuple[int, float]],
+    taxonomy: Taxonomy,
+    traffic: Sequence[float] = (),
+    k: int = TRAFFIC_K,
+) -> np.ndarray:
+    """The FEATURES of one creative; label_scores, exemplars and traffic as in the trigger's Evidence, k as
+    traffic_k gives it."""
+    items = sorted(((lid, s) for lid, s in label_scores.items() if lid in taxonomy), key=lambda item: -item[1])
+    items = items[:LABEL_CANDIDATES]
+    if not items:
+        return np.zeros(len(FEATURES))
+    sims = np.array([s for _, s in items], dtype=np.float64)  # best first
+    best = float(sims[0])
+    second = float(sims[1]) if len(sims) > 1 else best
+    logits = (sims - best) / ENTROPY_TEMPERATURE
+    weights = np.exp(logits)
+    probabilities = weights / weights.sum()
+    entropy = float(-(probabilities * np.log(probabilities + 1e-12)).sum())
+    leaf = [s for lid, s in items if not taxonomy.children.get(lid)]
+    parent = [s for lid, s in items if taxonomy.children.get(lid)]
+    # Parents outside the candidates the index returned rank below all of them: the lowest candidate bounds them.
+    best_parent = max(parent) if parent else float(sims.min())
+    best_leaf = max(leaf) if leaf else best
+    known = [(lid, s) for lid, s in exemplars if lid in taxonomy]
+    if known:
+        ex_sims = np.array([s for _, s in known])
+        top = items[0][0]
+        agreement = float(np.mean([lid == top or top in taxonomy.ancestors(lid) for lid, _ in known]))
+        exemplar_mean, exemplar_best = float(ex_sims.mean()), float(ex_sims.max())
+    else:
+        agreement, exemplar_mean, exemplar_best = 0.0, 0.0, 0.0
+    return np.array([best, best - second, float(sims[:5].mean()), entropy, exemplar_mean, exemplar_best,
+                     agreement, best_parent - best_leaf, traffic_mean(traffic, k) - exemplar_mean])
+
+
+@dataclass(frozen=True)
+class NoveltyModel:
+    """A standardised logistic regression over some of FEATURES (named in ``features``, so a model stored before
+    a feature was added keeps reading the ones it was fitted on); ``logit`` > 0 leans towards "new label"."""
+
+    mean: tuple[float, ...]
+    scale: tuple[float, ...]
+    coef: tuple[float, ...]
+    intercept: float
+    features: tuple[str, ...] = FEATURES
+
+    def logit(self, features: np.ndarray) -> float:
+        """`features`: all of FEATURES, in order, as novelty_features computes them."""
+        picked = np.asarray(features, dtype=np.float64)[[FEATURES.index(name) for name in self.features]]
+        z = (picked - np.array(self.mean)) / np.array(self.scale)
+        return float(z @ np.array(self.coef) + self.intercept)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"features": list(self.features), "mean": list(self.mean), "scale": list(self.scale),
+                "coef": list(self.coef), "intercept": self.intercept}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> NoveltyModel | None:
+        if not data:
+            return None
+        names = tuple(data.get("features", []))
+        unknown = [name for name in names if name not in FEATURES]
+        sizes = {len(names), *(len(data.get(key) or []) for key in ("mean", "scale", "coef"))}
+        if not names or unknown or len(sizes) != 1:
+            # Stored by code with other features: the coefficients would be misread, and falling back to the
+            # blend would compare cosines with a threshold calibrated on logits. Neither may pass silently.
+            raise ValueError(f"the novelty model stored with this version reads features {list(names)}, "
+                             f"this code computes {list(FEATURES)}: recalibrate the version")
+        return cls(tuple(map(float, data["mean"])), tuple(map(float, data["scale"])),
+                   tuple(map(float, data["coef"])), float(data["intercept"]), names)
+
+
+def novelty_pipeline() -> Any:
+    """The unfitted scikit-learn model behind NoveltyModel (standardise, then logistic regression)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000))
+
+
+MIN_ROWS = 40
+MIN_LABELS = 3
+FOLDS = 5
+
+
+def fit_novelty_model(
+    known: np.ndarray, novel: np.ndarray, labels: Sequence[int], features: Sequence[str] = FEATURES
+) -> tuple[NoveltyModel, float] | None:
+    """Fit on known (label present) and simulated-novel feature rows (all of FEATURES) of the same validation
+    creatives, reading only `features` (the traffic feature is left out where no traffic is kept).
+
+    Returns the model fitted on all rows and its AUROC under cross-validation grouped by label (a label's
+    creatives never on both sides of a fold), or None when the data is too small to judge it."""
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import GroupKFold, cross_val_predict
+
+    groups = np.r_[labels, labels]
+    if len(known) < MIN_ROWS or len(set(labels)) < MIN_LABELS:
+        return None
+    columns = [FEATURES.index(name) for name in features]
+    x = np.r_[known, novel][:, columns]
+    y = np.r_[np.zeros(len(known)), np.ones(len(novel))]
+
+    folds = GroupKFold(n_splits=min(FOLDS, len(set(labels))))
+    predicted = cross_val_predict(novelty_pipeline(), x, y, groups=groups, cv=folds, method="decision_function")
+    cv_auroc = float(roc_auc_score(y, predicted))
+    fitted = novelty_pipeline().fit(x, y)
+    scaler, regression = fitted[0], fitted[-1]
+    scale = np.where(scaler.scale_ > 0, scaler.scale_, 1.0)
+    model = NoveltyModel(tuple(map(float, scaler.mean_)), tuple(map(float, scale)),
+                         tuple(map(float, regression.coef_[0])), float(regression.intercept_[0]), tuple(features))
+    return model, cv_auroc

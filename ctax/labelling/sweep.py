@@ -1,0 +1,83 @@
+"""The novelty sweep: re-decide recently labelled creatives once more of the traffic around them has arrived.
+
+A new kind of creative (a product line the taxonomy lacks) arrives as many creatives over days. The first of them
+are labelled before there is any traffic like them, so the traffic feature of the learned novelty score
+(novelty.py) cannot speak for them; once their fellows have arrived it can. The sweep takes the creatives in the
+active version's traffic window, recomputes their fit against the whole window (later arrivals included) and
+raises `new_label` on those that now fit no label. It never lowers a flag (a reviewer decides those) and never
+touches a creative a reviewer has already decided. Each swept prediction keeps its fit at arrival beside the new
+one (`scores.fit_at_arrival`), and a raised one its flag at arrival (`flag_at_arrival`, with `raised_by_sweep`), so
+what the sweep changed stays visible.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+
+from ctax.labelling.flagging import flag_for_review
+from ctax.labelling.labeller import Labeller
+from ctax.store.models import Creative, ReviewItem, utcnow
+from ctax.store.session import Database
+
+log = logging.getLogger(__name__)
+RAISABLE = ("none", "low_confidence")
+
+
+@dataclass
+class SweepReport:
+    version: str
+    window: int = 0  # creatives in the traffic window
+    swept: int = 0  # of those, still labelled by this version and undecided by reviewers
+    raised: int = 0  # newly flagged new_label
+
+
+def sweep(db: Database, labeller: Labeller, batch_size: int = 512) -> SweepReport:
+    version = labeller.version
+    ids, vectors = labeller.index.traffic_vectors(version)
+    report = SweepReport(version, window=len(ids))
+    for start in range(0, len(ids), batch_size):
+        chunk_ids, chunk_vectors = ids[start : start + batch_size], vectors[start : start + batch_size]
+        with db.write() as session:
+            decided = set(session.scalars(select(ReviewItem.creative_id).where(
+                ReviewItem.creative_id.in_(chunk_ids), ReviewItem.status != "open")))
+            rows = {row.id: row for row in session.scalars(select(Creative).where(
+                Creative.id.in_(chunk_ids), Creative.status == "labelled", Creative.model_version_id == version))}
+            keep = [n for n, cid in enumerate(chunk_ids) if cid in rows and cid not in decided]
+            if not keep:
+                continue
+            kept_ids = [chunk_ids[n] for n in keep]
+            traffic, windows = labeller.full_window_traffic(chunk_vectors[keep], kept_ids)
+            decisions = labeller.decide(chunk_vectors[keep], [rows[cid].asserted_label_id for cid in kept_ids],
+                                        traffic, windows)
+            for cid, decision in zip(kept_ids, decisions, strict=True):
+                row = rows[cid]
+                old: dict[str, Any] = dict(row.prediction or {})
+                old_scores = dict(old.get("scores") or {})
+                arrival = old_scores.get("fit_at_arrival", old_scores.get("fit"))
+                if row.flag in RAISABLE and decision.flag == "new_label":
+                    prediction = labeller.prediction(decision, old.get("modalities") or {},
+                                                     old.get("modalities_used") or [])
+                    prediction["reasons"] = [*prediction["reasons"], "raised by the novelty sweep: creatives like it "
+                                             "kept arriving after it was labelled"]
+                    prediction["raised_by_sweep"], prediction["flag_at_arrival"] = True, row.flag
+                    # The asserted label's gap and the like were measured at arrival and stay meaningful.
+                    prediction["scores"] = {**old_scores, **prediction["scores"]}
+                    row.flag, row.decided_label_id = "new_label", None
+                    flag_for_review(session, cid, decision, version, row.asserted_label_id)
+                    report.raised += 1
+                else:  # the label and flag stand; only the novelty evidence is brought up to date
+                    prediction = old
+                    prediction["scores"] = {**old_scores, "fit": decision.scores.get("fit"),
+                                            **({"recent_like_it": decision.scores["recent_like_it"]}
+                                               if "recent_like_it" in decision.scores else {})}
+                prediction["scores"] = {**prediction["scores"], "fit_at_arrival": arrival}
+                prediction["novelty_swept_at"] = utcnow().isoformat()
+                row.prediction = prediction
+            report.swept += len(kept_ids)
+    log.info("novelty sweep of %s: %d in the window, %d swept, %d raised to new_label", version, report.window,
+             report.swept, report.raised)
+    return report

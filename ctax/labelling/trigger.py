@@ -1,0 +1,245 @@
+"""The distance trigger: similarities in, a decision out. Pure: no models, no I/O.
+
+Scores
+- label similarity s(l): cosine between the creative vector and label l's vector.
+- exemplar share v(l): the share of the creative's nearest labelled exemplars (weighted by similarity) whose
+  label is l or a descendant of l (a child's creatives are its parent's creatives too).
+- combined c(l) = s(l) + exemplar_weight * v(l); labels are ranked by c.
+- fit = (1 - w) max s(l) + w * mean similarity of the nearest exemplars (w = exemplar_fit_weight), or, where
+  calibration found it better, minus the logit of the version's learned novelty model (novelty.py), which also
+  weighs how much nearer the creatives labelled recently (traffic) are than any labelled exemplar; a creative
+  "fits" the taxonomy when fit is at least the `new_label` threshold; novelty = -fit, so higher means newer.
+- wrong-label gap = c(top label) - c(asserted label, or its best descendant); flagged when above the
+  asserted label's threshold.
+Thresholds and weights belong to a model version and are calibrated on held-out data (calibration.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from ctax.labelling.novelty import DUPLICATE_SIMILARITY, NoveltyModel, novelty_features, traffic_k
+from ctax.taxonomy.tree import Taxonomy
+
+Flag = Literal["none", "new_label", "wrong_label", "low_confidence"]
+FLAGS: tuple[Flag, ...] = ("none", "new_label", "wrong_label", "low_confidence")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    # Uncalibrated defaults: 0.2 is about the 5th percentile of pretrained MiniLM's best-label cosine on Pitt ads
+    # with the default label template (95% of known creatives fit), as calibration would set it.
+    new_label: float = 0.2
+    wrong_label: float = 0.12
+    per_label_wrong: Mapping[int, float] = field(default_factory=dict)
+    margin: float = 0.01
+    exemplar_weight: float = 0.0
+    exemplar_fit_weight: float = 0.0
+    novelty_model: Mapping[str, Any] | None = None
+    # The traffic window calibration simulated (validation creatives less one); see novelty.traffic_k.
+    traffic_reference: int = 0
+    source: str = "defaults"
+
+    def wrong_threshold(self, label_id: int) -> float:
+        return self.per_label_wrong.get(label_id, self.wrong_label)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["per_label_wrong"] = {str(k): v for k, v in self.per_label_wrong.items()}
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> Thresholds:
+        if not data:
+            return cls()
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        known["per_label_wrong"] = {int(k): float(v) for k, v in (data.get("per_label_wrong") or {}).items()}
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    label_scores: Mapping[int, float]
+    exemplars: Sequence[tuple[int, float]] = ()  # (label_id, similarity) of the nearest labelled exemplars
+    asserted_label_id: int | None = None
+    traffic: Sequence[float] = ()  # similarities of the nearest creatives labelled recently, best first
+    traffic_window: int = 0  # how many recent creatives those were the nearest of
+
+
+@dataclass(frozen=True)
+class RankedLabel:
+    label_id: int
+    score: float
+    similarity: float
+    exemplar_share: float
+
+
+@dataclass(frozen=True)
+class Decision:
+    ranked: list[RankedLabel]
+    decided_label_id: int | None
+    flag: Flag
+    scores: dict[str, float | None]
+    reasons: list[str]
+
+    @property
+    def top_label_id(self) -> int | None:
+        return self.ranked[0].label_id if self.ranked else None
+
+
+class Trigger:
+    def __init__(self, taxonomy: Taxonomy, thresholds: Thresholds, top_k: int = 5) -> None:
+        self.taxonomy = taxonomy
+        self.thresholds = thresholds
+        self.top_k = top_k
+        self.novelty_model = NoveltyModel.from_json(thresholds.novelty_model)
+
+    def _name(self, label_id: int | None) -> str:
+        if label_id is None or label_id not in self.taxonomy:
+            return f"label {label_id}"
+        return str(self.taxonomy.path(label_id))
+
+    def exemplar_shares(self, exemplars: Sequence[tuple[int, float]]) -> dict[int, float]:
+        weights = [(label_id, max(score, 0.0)) for label_id, score in exemplars if label_id in self.taxonomy]
+        total = sum(weight for _, weight in weights)
+        shares: dict[int, float] = {}
+        if total <= 0:
+            return shares
+        for label_id, weight in weights:
+            for credited in (label_id, *self.taxonomy.ancestors(label_id)):
+                shares[credited] = shares.get(credited, 0.0) + weight / total
+        return shares
+
+    def combined_scores(self, evidence: Evidence) -> tuple[dict[int, float], dict[int, float]]:
+        shares = self.exemplar_shares(evidence.exemplars)
+        weight = self.thresholds.exemplar_weight
+        combined = {
+            label_id: similarity + weight * shares.get(label_id, 0.0)
+            for label_id, similarity in evidence.label_scores.items()
+            if label_id in self.taxonomy
+        }
+        return combined, shares
+
+    def fit(self, evidence: Evidence) -> float:
+        """(1 - w) * best label similarity + w * mean similarity of the nearest exemplars (w: exemplar_fit_weight).
+
+        The mean over the neighbours, not the best one, measured best for novelty (docs/text_training_study.md):
+        a new kind of creative may sit near one stray exemplar, rarely near ten. With a learned novelty model
+        the fit is minus its logit instead."""
+        if self.novelty_model is not None:
+            k = traffic_k(evidence.traffic_window, self.thresholds.traffic_reference)
+            return -self.novelty_model.logit(
+                novelty_features(evidence.label_scores, evidence.exemplars, self.taxonomy, evidence.traffic, k)
+            )
+        best_label = max((s for lid, s in evidence.label_scores.items() if lid in self.taxonomy), default=-1.0)
+        weight = self.thresholds.exemplar_fit_weight
+        if not evidence.exemplars or weight <= 0:
+            return best_label
+        mean_exemplar = sum(s for _, s in evidence.exemplars) / len(evidence.exemplars)
+        return (1 - weight) * best_label + weight * mean_exemplar
+
+    @staticmethod
+    def recent_like_it(evidence: Evidence) -> int:
+        """How many recent creatives (copies aside) are nearer to this one than every labelled exemplar: the
+        reviewer's hint that a kind of creative is arriving that the labelled data does not have."""
+        nearest_exemplar = max((s for _, s in evidence.exemplars), default=-1.0)
+        return sum(1 for s in evidence.traffic if nearest_exemplar < s < DUPLICATE_SIMILARITY)
+
+    def wrong_gap(self, combined: Mapping[int, float], top: int, asserted: int) -> float | None:
+        """How far the asserted label trails the top label; None when it lies on the top label's lineage."""
+        if asserted == top or asserted in self.taxonomy.ancestors(top):
+            return 0.0
+        candidates = [asserted, *[lid for lid in combined if asserted in self.taxonomy.ancestors(lid)]]
+        scored = [combined[lid] for lid in candidates if lid in combined]
+        if not scored:
+            return None
+        return combined[top] - max(scored)
+
+    def decide(self, evidence: Evidence) -> Decision:
+        t = self.thresholds
+        combined, shares = self.combined_scores(evidence)
+        if not combined:
+            return Decision([], None, "new_label", {"fit": None}, ["no active labels to compare with"])
+        order = sorted(combined, key=lambda lid: combined[lid], reverse=True)
+        ranked = [
+            RankedLabel(lid, combined[lid], float(evidence.label_scores[lid]), shares.get(lid, 0.0))
+            for lid in order[: self.top_k]
+        ]
+        top = order[0]
+        fit = self.fit(evidence)
+        lineage = {top, *self.taxonomy.ancestors(top)}
+        rivals = [lid for lid in order[1:] if lid not in lineage and top not in self.taxonomy.ancestors(lid)]
+        margin = combined[top] - combined[rivals[0]] if rivals else float("inf")
+        scores: dict[str, float | None] = {
+            "fit": fit,
+            "new_label_threshold": t.new_label,
+            "top_score": combined[top],
+            "margin": None if margin == float("inf") else margin,
+            "margin_threshold": t.margin,
+        }
+        reasons: list[str] = []
+
+        if self.novelty_model is not None and "traffic_minus_exemplar" in self.novelty_model.features:
+            scores["recent_like_it"] = self.recent_like_it(evidence)
+        if fit < t.new_label:
+            reasons.append(
+                f"fits no existing label: {'learned ' if self.novelty_model else ''}fit {fit:.3f} is below the "
+                f"new-label threshold {t.new_label:.3f}"
+                f" (nearest: {self._name(top)})"
+            )
+            if scores.get("recent_like_it"):
+                reasons.append(f"{scores['recent_like_it']} recently labelled creatives are nearer to it than its "
+                               f"nearest labelled exemplar")
+            return Decision(ranked, None, "new_label", scores, reasons)
+
+        decided: int | None = top
+        flag: Flag = "none"
+        if margin < t.margin:
+            close = [lid for lid in rivals if combined[top] - combined[lid] < t.margin]
+            common = self._common_ancestor([top, *close])
+            flag = "low_confidence"
+            if common is not None:
+                decided = common
+                reasons.append(
+                    f"leaf uncertain: {self._name(top)} ({combined[top]:.3f}) and {self._name(close[0])} "
+                    f"({combined[close[0]]:.3f}) are within {t.margin:.3f}; decided their common parent "
+                    f"{self._name(common)}"
+                )
+            else:
+                reasons.append(
+                    f"uncertain: {self._name(top)} ({combined[top]:.3f}) and {self._name(close[0])} "
+                    f"({combined[close[0]]:.3f}) are within {t.margin:.3f} and share no parent"
+                )
+        else:
+            reasons.append(f"nearest label {self._name(top)} ({combined[top]:.3f}), margin {margin:.3f}")
+
+        asserted = evidence.asserted_label_id
+        if asserted is not None:
+            gap = self.wrong_gap(combined, top, asserted)
+            threshold = t.wrong_threshold(asserted)
+            scores["asserted_score"] = combined.get(asserted)
+            scores["wrong_label_gap"] = gap
+            scores["wrong_label_threshold"] = threshold
+            if gap is None:
+                scores["wrong_label_gap"] = None
+                flag = "wrong_label"
+                reasons.append(f"asserted label {self._name(asserted)} is not among the labels near this creative")
+            elif gap > threshold:
+                flag = "wrong_label"
+                reasons.append(
+                    f"asserted label {self._name(asserted)} trails {self._name(top)} by {gap:.3f}, more than its "
+                    f"threshold {threshold:.3f}"
+                )
+            else:
+                reasons.append(f"asserted label {self._name(asserted)} is consistent (gap {gap:.3f} ≤ {threshold:.3f})")
+        return Decision(ranked, decided, flag, scores, reasons)
+
+    def _common_ancestor(self, label_ids: Sequence[int]) -> int | None:
+        chains = [[lid, *self.taxonomy.ancestors(lid)] for lid in label_ids]
+        shared = set(chains[0]).intersection(*chains[1:])
+        for lid in chains[0]:  # deepest first
+            if lid in shared:
+                return lid
+        return None

@@ -1,0 +1,258 @@
+"""The relational schema. Created only by Alembic migrations (ctax/migrations)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from ctax.enums import (
+        AnnotationKind,
+    CreativeStatus,
+    Flag,
+    LabelStatus,
+    ProposalStatus,
+    ReviewStatus,
+    Role,
+    RunStatus,
+    Source,
+    VersionKind,
+    VersionStatus,
+)
+from ctax.store.types import JSONType, StrEnumType, UTCDateTime, new_id, utcnow
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Label(Base):
+    __tablename__ = "labels"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(String(1800), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("labels.id"), index=True)
+    depth: Mapped[int] = mapped_column(Integer)
+    description: Mapped[str | None] = mapped_column(Text)
+    iab_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    status: Mapped[LabelStatus] = mapped_column(StrEnumType(LabelStatus), default=LabelStatus.ACTIVE, index=True)
+    source: Mapped[Source] = mapped_column(StrEnumType(Source), default=Source.API)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    parent: Mapped[Label | None] = relationship(remote_side=[id])
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[Role] = mapped_column(StrEnumType(Role))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class Creative(Base):
+    __tablename__ = "creatives"
+    __table_args__ = (
+        UniqueConstraint("api_key_id", "idempotency_key", name="uq_creatives_idempotency"),
+        Index("ix_creatives_status_dispatched", "status", "dispatched_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    external_id: Mapped[str | None] = mapped_column(String(200), index=True)
+    api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"))
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    source: Mapped[Source] = mapped_column(StrEnumType(Source), default=Source.API)
+    status: Mapped[CreativeStatus] = mapped_column(StrEnumType(CreativeStatus), default=CreativeStatus.QUEUED,
+                                                   index=True)
+    texts: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    ocr_text: Mapped[str | None] = mapped_column(Text)
+    image_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    image_mime: Mapped[str | None] = mapped_column(String(32))
+    image_width: Mapped[int | None] = mapped_column(Integer)
+    image_height: Mapped[int | None] = mapped_column(Integer)
+    asserted_label_id: Mapped[int | None] = mapped_column(ForeignKey("labels.id"), index=True)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    dispatched_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    claimed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    claimed_by: Mapped[str | None] = mapped_column(String(200))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    labelled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    model_version_id: Mapped[str | None] = mapped_column(ForeignKey("model_versions.id"))
+    prediction: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    decided_label_id: Mapped[int | None] = mapped_column(ForeignKey("labels.id"), index=True)
+    flag: Mapped[Flag | None] = mapped_column(StrEnumType(Flag), index=True)
+
+    asserted_label: Mapped[Label | None] = relationship(foreign_keys=[asserted_label_id])
+    decided_label: Mapped[Label | None] = relationship(foreign_keys=[decided_label_id])
+
+
+class Annotation(Base):
+    """Ground truth for a creative: imported, or a reviewer's decision. The latest one per creative counts;
+    earlier ones stay as history. kind=reject means 'not a creative we label' (no label)."""
+
+    __tablename__ = "annotations"
+    __table_args__ = (Index("ix_annotations_creative_created", "creative_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    creative_id: Mapped[str] = mapped_column(ForeignKey("creatives.id", ondelete="CASCADE"))
+    label_id: Mapped[int | None] = mapped_column(ForeignKey("labels.id"), index=True)
+    kind: Mapped[AnnotationKind] = mapped_column(StrEnumType(AnnotationKind), default=AnnotationKind.LABEL)
+    source: Mapped[Source] = mapped_column(StrEnumType(Source))
+    decision_id: Mapped[int | None] = mapped_column(ForeignKey("review_decisions.id"))
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    creative: Mapped[Creative] = relationship()
+
+
+class ReviewItem(Base):
+    __tablename__ = "review_items"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    creative_id: Mapped[str] = mapped_column(ForeignKey("creatives.id", ondelete="CASCADE"), unique=True)
+    flag: Mapped[Flag] = mapped_column(StrEnumType(Flag), index=True)
+    status: Mapped[ReviewStatus] = mapped_column(StrEnumType(ReviewStatus), default=ReviewStatus.OPEN, index=True)
+    suggested_label_id: Mapped[int | None] = mapped_column(ForeignKey("labels.id"), index=True)
+    asserted_label_id: Mapped[int | None] = mapped_column(ForeignKey("labels.id"), index=True)
+    top_score: Mapped[float | None] = mapped_column(Float)
+    priority: Mapped[float] = mapped_column(Float, default=0.0, index=True)
+    priority_reason: Mapped[str | None] = mapped_column(Text)
+    model_version_id: Mapped[str | None] = mapped_column(ForeignKey("model_versions.id"))
+    claimed_by: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"))
+    claim_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    proposal_id: Mapped[int | None] = mapped_column(ForeignKey("proposals.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    decided_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    creative: Mapped[Creative] = relationship()
+
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
+
+
+class ReviewDecision(Base):
+    """The audit trail: who decided what, when, and what the item looked like before."""
+
+    __tablename__ = "review_decisions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    review_item_id: Mapped[int] = mapped_column(ForeignKey("review_items.id"), index=True)
+    creative_id: Mapped[str] = mapped_column(ForeignKey("creatives.id", ondelete="CASCADE"), index=True)
+    reviewer_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"))
+    reviewer_name: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(16))  # an Action, or REOPEN when a decision was undone
+    label_id: Mapped[int | None] = mapped_column(ForeignKey("labels.id"))
+    note: Mapped[str | None] = mapped_column(Text)
+    previous: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    bulk_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class Proposal(Base):
+    """A cluster of new_label creatives offered to reviewers as a candidate taxonomy node."""
+
+    __tablename__ = "proposals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[ProposalStatus] = mapped_column(StrEnumType(ProposalStatus), default=ProposalStatus.OPEN, index=True)
+    suggested_name: Mapped[str] = mapped_column(String(200))
+    suggested_parent_id: Mapped[int | None] = mapped_column(ForeignKey("labels.id"))
+    terms: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    cohesion: Mapped[float | None] = mapped_column(Float)
+    member_ids: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    model_version_id: Mapped[str | None] = mapped_column(ForeignKey("model_versions.id"))
+    created_label_id: Mapped[int | None] = mapped_column(ForeignKey("labels.id"))
+    decided_by: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    decided_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class ModelVersion(Base):
+    __tablename__ = "model_versions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, unique=True)
+    kind: Mapped[VersionKind] = mapped_column(StrEnumType(VersionKind))
+    status: Mapped[VersionStatus] = mapped_column(StrEnumType(VersionStatus), default=VersionStatus.BUILDING,
+                                                  index=True)
+    artefact_dir: Mapped[str] = mapped_column(String(1000))
+    config: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    thresholds: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    comparison: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    index_ready: Mapped[bool] = mapped_column(Boolean, default=False)
+    training_run_id: Mapped[int | None] = mapped_column(Integer)  # no FK: runs and versions refer to each other
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    promoted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class TrainingRun(Base):
+    __tablename__ = "training_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[RunStatus] = mapped_column(StrEnumType(RunStatus), default=RunStatus.QUEUED, index=True)
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    stage: Mapped[str | None] = mapped_column(String(200))
+    params: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    candidate_version_id: Mapped[str | None] = mapped_column(ForeignKey("model_versions.id"))
+    error: Mapped[str | None] = mapped_column(Text)
+    requested_by: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class OutboxJob(Base):
+    """Work that must reach the queue once its transaction commits (index syncs, training, promotions).
+
+    Written in the same transaction as the change that needs it; sent after commit; the dispatcher resends
+    whatever a crash left unsent."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task: Mapped[str] = mapped_column(String(200))
+    args: Mapped[list[Any]] = mapped_column(JSONType, default=list)
+    queue: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class WorkerHeartbeat(Base):
+    __tablename__ = "worker_heartbeats"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    queues: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    pid: Mapped[int] = mapped_column(Integer)
+    device: Mapped[str | None] = mapped_column(String(32))
+    ready: Mapped[bool] = mapped_column(Boolean, default=False)
+    info: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

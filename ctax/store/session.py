@@ -1,0 +1,116 @@
+"""The database: engines for SQLite (embedded) and PostgreSQL (production), and the unit of work.
+
+`Database.write()` is the one place anything is committed: a request or a task opens a write transaction where it
+changes data, and it commits when the block ends (or rolls back on any error). `Database.read()` gives a session
+for reading that never commits. Errors of the database itself become domain errors here, so callers above the
+store never handle SQLAlchemy's: a unique key or an optimistic version lost to a concurrent writer is
+`ConcurrentChange` (409), a database that cannot be reached or stays locked is `StoreUnavailable` (503).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
+
+from ctax.errors import ConcurrentChange, StoreUnavailable
+
+# Set on a session by whatever adds work for the queue (a creative, an outbox job), so that the work is sent as
+# soon as its transaction commits (Database.on_queued_work).
+QUEUED_WORK = "ctax_queued_work"
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs)
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            # WAL lets the API read while the worker writes; foreign keys are off by default in SQLite.
+            # isolation_level=None hands transaction control to the BEGIN below.
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(connection: Any) -> None:
+            # BEGIN IMMEDIATE takes the write lock up front, so two writers queue on busy_timeout instead of
+            # failing with "database is locked" when a read transaction tries to upgrade.
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kwargs)
+
+
+class Database:
+    """One database: sessions to read with and write transactions, over one engine (one pool) per process."""
+
+    def __init__(self, url: str, *, on_queued_work: Callable[[], None] | None = None) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.on_queued_work = on_queued_work
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session to read with; whatever it loaded stays usable after the block, nothing it did is kept."""
+        session = self._sessions()
+        try:
+            with _translated():
+                yield session
+        finally:
+            session.close()  # ends the transaction without expiring what was loaded
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """One transaction: committed when the block ends, rolled back if it raises."""
+        session = self._sessions()
+        try:
+            with _translated():
+                yield session
+                session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            queued = session.info.pop(QUEUED_WORK, False)
+            session.close()
+        if queued and self.on_queued_work is not None:
+            self.on_queued_work()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def mark_queued_work(session: Session) -> None:
+    session.info[QUEUED_WORK] = True
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    try:
+        yield
+    except (IntegrityError, StaleDataError) as exc:
+        raise ConcurrentChange(
+            "a concurrent change to the same data won; reload and try again. Nothing was changed"
+        ) from exc
+    except OperationalError as exc:
+        raise StoreUnavailable(f"the database is unavailable or busy: {exc.orig}") from exc

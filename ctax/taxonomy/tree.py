@@ -1,0 +1,55 @@
+"""The label tree in memory: ancestors, children, leaves and tiers of the active labels, for the trigger and
+training. Pure: built from (id, path, parent id) rows."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ctax.taxonomy.paths import LabelPath
+
+
+@dataclass
+class TaxonomyNode:
+    id: int
+    path: LabelPath
+    parent_id: int | None
+
+
+class Taxonomy:
+    """An in-memory view of the active labels, for the trigger and training (ancestors, siblings, tiers)."""
+
+    def __init__(self, nodes: Sequence[TaxonomyNode]) -> None:
+        self.nodes = {node.id: node for node in nodes}
+        self.by_path = {node.path: node for node in nodes}
+        self.children: dict[int | None, list[int]] = {}
+        for node in nodes:
+            self.children.setdefault(node.parent_id, []).append(node.id)
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def __contains__(self, label_id: object) -> bool:
+        return label_id in self.nodes
+
+    def path(self, label_id: int) -> LabelPath:
+        return self.nodes[label_id].path
+
+    def ancestors(self, label_id: int) -> list[int]:
+        """Parent first."""
+        out: list[int] = []
+        parent = self.nodes[label_id].parent_id
+        while parent is not None and parent in self.nodes:
+            out.append(parent)
+            parent = self.nodes[parent].parent_id
+        return out
+
+    def is_leaf(self, label_id: int) -> bool:
+        return not self.children.get(label_id)
+
+    def leaves(self) -> list[int]:
+        return [label_id for label_id in self.nodes if self.is_leaf(label_id)]
+
+    def tier1(self, label_id: int) -> int:
+        chain = [label_id, *self.ancestors(label_id)]
+        return chain[-1]

@@ -1,0 +1,96 @@
+"""The model card of a version (MODEL_CARD.md in its artefact directory): what it is, what it measured, how its
+thresholds were calibrated and how it compares with the version it would replace."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ctax.store.models import ModelVersion
+
+
+def _cell(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _calibration_lines(calibration: Any, trained: bool) -> list[str]:
+    """The calibration report in words: which thresholds were chosen and what they gave on held-out data."""
+    if not isinstance(calibration, Mapping):
+        return []
+    lines = ["", "## Calibration", ""]
+    novelty = calibration.get("new_label") or {}
+    if novelty:
+        lines.append(f"- `new_label` threshold {_cell(novelty.get('threshold'))}: precision "
+                     f"{_cell(novelty.get('precision'))}, recall {_cell(novelty.get('recall'))}, AUROC "
+                     f"{_cell(novelty.get('auroc'))} ({novelty.get('method', '')}); exemplar fit weight "
+                     f"{novelty.get('exemplar_fit_weight')}")
+        if trained:
+            # Measured on the Pitt benchmark (docs/benchmarks.md): 0.95 here, 0.90 on labels never trained on.
+            lines.append("- the novelty figures above remove labels this version was trained on; for labels it "
+                         "never saw they are optimistic (docs/benchmarks.md measures how much)")
+        scorer = novelty.get("scorer") or {}
+        if scorer:
+            lines.append(f"- novelty score: {scorer.get('chosen')} (AUROC of the exemplar blend "
+                         f"{_cell(scorer.get('blend_auroc'))}, of the learned score under cross-validation by "
+                         f"label {_cell(scorer.get('learned_cv_auroc'))})")
+            if "traffic_minus_exemplar" in (scorer.get("features") or []):
+                lines.append("- the learned score weighs recent traffic (creatives like this one that arrived "
+                             "lately against labelled ones like it); these figures let the validation creatives "
+                             "play a full traffic window, which a creative arriving early does not have (the "
+                             "novelty sweep re-decides it later)")
+    wrong = calibration.get("wrong_label") or {}
+    if wrong:
+        lines.append(f"- `wrong_label` threshold {_cell(wrong.get('threshold'))} ({wrong.get('per_label', 0)} "
+                     f"per-label): precision {_cell(wrong.get('precision'))}, recall {_cell(wrong.get('recall'))}, "
+                     f"AUROC {_cell(wrong.get('auroc'))} ({wrong.get('method', '')})")
+    low = calibration.get("low_confidence") or {}
+    if low:
+        lines.append(f"- `low_confidence` margin {_cell(low.get('margin'))}: flags {_cell(low.get('flagged_share'))} "
+                     f"of creatives, error rate {_cell(low.get('error_rate_flagged'))} among them against "
+                     f"{_cell(low.get('error_rate_unflagged'))} elsewhere")
+    weight = calibration.get("exemplar_weight") or {}
+    if weight:
+        lines.append(f"- exemplar weight in the ranking: {weight.get('chosen')}")
+    return lines if len(lines) > 3 else []
+
+
+def write_model_card(version: ModelVersion, extra: Mapping[str, Any] | None = None) -> Path:
+    directory = Path(version.artefact_dir)
+    config = version.config or {}
+    lines = [
+        f"# Model card: {version.id}",
+        "",
+        f"- kind: {version.kind}",
+        f"- status when written: {version.status}",
+        f"- created: {version.created_at:%Y-%m-%d %H:%M UTC}" if version.created_at else "",
+        f"- text tower: `{config.get('text_model')}`",
+        f"- image tower: `{(config.get('image') or {}).get('arch', 'none')}`",
+        f"- label template: `{config.get('label_template')}`",
+        "",
+        "## Metrics (held-out data)",
+        "",
+    ]
+    metrics = version.metrics or {}
+    scalars = {k: v for k, v in metrics.items() if not isinstance(v, Mapping | list)}
+    if scalars:
+        lines += ["| metric | value |", "|---|---|"]
+        lines += [f"| {k} | {_cell(v)} |" for k, v in sorted(scalars.items())]
+    else:
+        lines.append("No labelled held-out data was available; thresholds are the documented defaults.")
+    lines += _calibration_lines(metrics.get("calibration"), trained=version.kind == "trained")
+    lines += ["", "## Thresholds", "", "```json", json.dumps(version.thresholds or {}, indent=2)[:4000], "```"]
+    comparison = version.comparison or {}
+    if comparison.get("candidate") and comparison.get("active"):
+        verdict = "better" if comparison.get("better") else "not better"
+        lines += ["", f"## Compared with the active version ({comparison.get('against')}): {verdict}", "",
+                  f"| metric | this version | {comparison.get('against')} |", "|---|---|---|"]
+        lines += [f"| {k} | {_cell(v)} | {_cell(comparison['active'].get(k))} |"
+                  for k, v in comparison["candidate"].items()]
+        lines += ["", *[f"- {reason}" for reason in comparison.get("reasons") or []]]
+    for title, body in (extra or {}).items():
+        lines += ["", f"## {title}", "", str(body)]
+    path = directory / "MODEL_CARD.md"
+    path.write_text("\n".join(line for line in lines if line is not None) + "\n")
+    return path
