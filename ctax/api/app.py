@@ -1,4 +1,4 @@
-"""The FastAPI application db. The API never opens the vector index and never imports torch:
+"""The FastAPI application factory. The API never opens the vector index and never imports torch:
 everything it needs from the index goes through a task."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from ctax.api import metrics, web
 from ctax.api.dispatch import Dispatcher
 from ctax.api.routes import creatives, export, health, keys, labels, models, proposals, review, training
 from ctax.config import Settings
+from ctax.enums import Role
 from ctax.errors import CtaxError
 from ctax.store.blobs import BlobStore
 from ctax.store.keys import ensure_key
@@ -43,9 +44,11 @@ def create_app(settings: Settings | None = None, *, start_dispatcher: bool = Tru
         app.state.db = Database(settings.sqlalchemy_url)
         app.state.blobs = BlobStore(settings.blob_dir)
         app.state.dispatcher = Dispatcher(settings, app.state.db)
+        # Whatever a request's write queued (a creative, an outbox job) leaves as soon as it commits.
+        app.state.db.on_queued_work = app.state.dispatcher.nudge
         if settings.bootstrap_admin_key:
             with app.state.db.write() as session:
-                ensure_key(session, "bootstrap admin", "admin", settings.bootstrap_admin_key)
+                ensure_key(session, "bootstrap admin", Role.ADMIN, settings.bootstrap_admin_key)
         if start_dispatcher:
             app.state.dispatcher.start()
         yield

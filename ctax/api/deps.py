@@ -1,27 +1,70 @@
-"""Request-scoped dependencies, as Annotated aliases routes can name."""
+"""Request-scoped dependencies, as Annotated aliases routes can name.
+
+Routes get the `Database` (`DbDep`) and open one `db.write()` block where they change data (it commits when the
+block ends; work the change queued is sent right after) or a `db.read()` block where they only read.
+"""
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
-from sqlalchemy.orm import Session
 
-from ctax.api.dispatch import Dispatcher
 from ctax.config import Settings
+from ctax.enums import Role
+from ctax.store import keys
 from ctax.store.blobs import BlobStore
-from ctax.store.keys import Role, authenticate, require
-from ctax.store.models import ApiKey, utcnow
+from ctax.store.models import ApiKey
+from ctax.store.session import Database
 
 
 def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_db(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+def get_blobs(request: Request) -> BlobStore:
+    blobs: BlobStore = request.app.state.blobs
+    return blobs
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+DbDep = Annotated[Database, Depends(get_db)]
+BlobsDep = Annotated[BlobStore, Depends(get_blobs)]
+
+
+def _principal(role: Role):  # type: ignore[no-untyped-def]
+    def dependency(db: DbDep, x_api_key: Annotated[str | None, Header()] = None) -> ApiKey:
+        with db.read() as session:
+            key = keys.authenticate(session, x_api_key)
+        keys.require(key, role)
+        if keys.needs_touch(key):
+            with db.write() as session:
+                keys.touch(session, key.id)
+        return key
+
+    return dependency
+
+
+Poster = Annotated[ApiKey, Depends(_principal(Role.POSTER))]
+Reviewer = Annotated[ApiKey, Depends(_principal(Role.REVIEWER))]
+Admin = Annotated[ApiKey, Depends(_principal(Role.ADMIN))]
+
+
+# -- TRANSITIONAL (layout refactor): routes still on a bare session; removed once every route uses DbDep ---------
+from collections.abc import Iterator  # noqa: E402
+
+from sqlalchemy.orm import Session  # noqa: E402
+
+from ctax.api.dispatch import Dispatcher  # noqa: E402
 
 
 def get_session(request: Request) -> Iterator[Session]:
-    """Routes commit explicitly (before they hand work to the dispatcher); anything left is rolled back."""
     session = request.app.state.db._sessions()
     try:
         yield session
@@ -30,32 +73,9 @@ def get_session(request: Request) -> Iterator[Session]:
         session.close()
 
 
-def get_blobs(request: Request) -> BlobStore:
-    return request.app.state.blobs
-
-
 def get_dispatcher(request: Request) -> Dispatcher:
-    return request.app.state.dispatcher
+    return request.app.state.dispatcher  # type: ignore[no-any-return]
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
-BlobsDep = Annotated[BlobStore, Depends(get_blobs)]
 DispatcherDep = Annotated[Dispatcher, Depends(get_dispatcher)]
-
-
-def _principal(role: Role):  # type: ignore[no-untyped-def]
-    def dependency(session: SessionDep, x_api_key: Annotated[str | None, Header()] = None) -> ApiKey:
-        key = authenticate(session, x_api_key)
-        require(key, role)
-        if key.last_used_at is None or utcnow() - key.last_used_at > dt.timedelta(minutes=5):
-            key.last_used_at = utcnow()
-            session.commit()
-        return key
-
-    return dependency
-
-
-Poster = Annotated[ApiKey, Depends(_principal("poster"))]
-Reviewer = Annotated[ApiKey, Depends(_principal("reviewer"))]
-Admin = Annotated[ApiKey, Depends(_principal("admin"))]

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import secrets
-from typing import Literal
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from ctax.enums import Role
 from ctax.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from ctax.store.models import ApiKey, utcnow
 
-Role = Literal["poster", "reviewer", "admin"]
-ROLES: tuple[Role, ...] = ("poster", "reviewer", "admin")
-RANK = {role: n for n, role in enumerate(ROLES)}
+# last_used_at is a hint for admins, not an audit: written at most this often, so reads stay reads.
+TOUCH_EVERY = dt.timedelta(minutes=5)
 
 
 def hash_key(key: str) -> str:
@@ -23,8 +23,8 @@ def hash_key(key: str) -> str:
 
 
 def create_key(session: Session, name: str, role: str, value: str | None = None) -> tuple[ApiKey, str]:
-    if role not in ROLES:
-        raise InvalidInput(f"role must be one of {', '.join(ROLES)}, got {role!r}", field="role")
+    if role not in list(Role):
+        raise InvalidInput(f"role must be one of {', '.join(Role)}, got {role!r}", field="role")
     if not name or not name.strip() or len(name) > 200:
         raise InvalidInput("name must be 1 to 200 characters", field="name")
     key = value or f"ctax_{secrets.token_urlsafe(32)}"
@@ -33,7 +33,7 @@ def create_key(session: Session, name: str, role: str, value: str | None = None)
     digest = hash_key(key)
     if session.scalar(select(ApiKey).where(ApiKey.key_hash == digest)) is not None:
         raise Conflict("that key already exists")
-    row = ApiKey(name=name.strip(), role=role, key_hash=digest, prefix=key[:9])
+    row = ApiKey(name=name.strip(), role=Role(role), key_hash=digest, prefix=key[:9])
     session.add(row)
     session.flush()
     return row, key
@@ -60,7 +60,7 @@ def authenticate(session: Session, presented: str | None) -> ApiKey:
 
 
 def require(key: ApiKey, role: Role) -> None:
-    if RANK[key.role] < RANK[role]:  # type: ignore[index]
+    if Role(key.role).rank < role.rank:
         raise Forbidden(f"this action needs the {role} role; your key {key.name!r} has {key.role}")
 
 
@@ -71,3 +71,15 @@ def revoke(session: Session, key_id: int) -> ApiKey:
     if row.revoked_at is None:
         row.revoked_at = utcnow()
     return row
+
+
+def needs_touch(key: ApiKey) -> bool:
+    return key.last_used_at is None or utcnow() - key.last_used_at > TOUCH_EVERY
+
+
+def touch(session: Session, key_id: int) -> None:
+    session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=utcnow()))
+
+
+def list_keys(session: Session) -> list[ApiKey]:
+    return list(session.scalars(select(ApiKey).order_by(ApiKey.id)))

@@ -10,12 +10,13 @@ from sqlalchemy.orm import Session
 
 from ctax.jobs import DEFAULT_QUEUES, SYNC_INDEX
 from ctax.store.models import OutboxJob, utcnow
-from ctax.store.session import Database
+from ctax.store.session import Database, mark_queued_work
 
 
 def enqueue(session: Session, task: str, *args: object, queue: str | None = None) -> OutboxJob:
     job = OutboxJob(task=task, args=list(args), queue=queue or DEFAULT_QUEUES[task])
     session.add(job)
+    mark_queued_work(session)
     return job
 
 

@@ -26,6 +26,8 @@ from ctax.errors import ConcurrentChange, StoreUnavailable
 # soon as its transaction commits (Database.on_queued_work).
 QUEUED_WORK = "ctax_queued_work"
 
+__all__ = ["Database", "Session", "make_engine", "mark_queued_work"]  # Session: for type hints above the store
+
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     parsed = make_url(url)

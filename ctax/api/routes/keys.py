@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from ctax.api.deps import Admin, SessionDep
+from ctax.enums import Role
 from ctax.store import keys as service
 from ctax.store.models import ApiKey
 
@@ -17,7 +18,7 @@ router = APIRouter(prefix="/v1/api-keys", tags=["api keys"])
 
 class KeyIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
-    role: service.Role
+    role: Role
 
 
 def key_view(row: ApiKey) -> dict[str, Any]:
