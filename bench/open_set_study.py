@@ -38,7 +38,8 @@ from ctax.labelling.novelty import FEATURES, novelty_features, novelty_pipeline
 from ctax.taxonomy.importers import parse_taxonomy_file
 from ctax.taxonomy.paths import LabelPath
 from ctax.taxonomy.tree import Taxonomy, TaxonomyNode
-from ctax.training.text import BACKGROUND_PHRASE, FLAT_TARGETS, TextTrainingRecipe, train_text_tower
+from ctax.training.text import train_text_tower
+from ctax.training.text_recipe import BACKGROUND_PHRASE, FLAT_TARGETS, TextTrainingRecipe
 from tests.support import SHARED_DATA
 
 console = Console()

@@ -316,7 +316,7 @@ def study_runs(quick: bool) -> list[RunSpec]:
 
 
 def recipe_from(spec: RunSpec) -> Any:
-    from ctax.training.text import FLAT_TARGETS, HierarchyTargets, TextTrainingRecipe
+    from ctax.training.text_recipe import FLAT_TARGETS, HierarchyTargets, TextTrainingRecipe
 
     kwargs = {**STUDY_BASE, **spec.recipe}
     kwargs["targets"] = FLAT_TARGETS if kwargs["targets"] == "flat" else HierarchyTargets()

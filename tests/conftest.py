@@ -215,8 +215,9 @@ def service(service_env: dict[str, str], tmp_path: Path) -> Iterator[ServiceProc
 
 @pytest.fixture
 def flag_creative(db: Database, pitt_labels: dict[str, int], tmp_path: Path):
-    """Flags a creative exactly as the labelling worker does (Trigger.decide, then review.flag_for_review), from
+    """Flags a creative exactly as the labelling worker does (Trigger.decide, then flagging.flag_for_review), from
     label similarities given by path; returns the review item id (None when the trigger does not flag it)."""
+    from ctax.enums import CreativeStatus, VersionKind, VersionStatus
     from ctax.labelling.flagging import flag_for_review
     from ctax.labelling.trigger import Evidence, Thresholds, Trigger
     from ctax.store.models import Creative, ModelVersion
@@ -224,8 +225,8 @@ def flag_creative(db: Database, pitt_labels: dict[str, int], tmp_path: Path):
 
     with db.write() as session:
         if session.get(ModelVersion, "v1-pretrained") is None:
-            session.add(ModelVersion(id="v1-pretrained", seq=1, kind="pretrained", status="active",
-                                     artefact_dir=str(tmp_path / "v1")))
+            session.add(ModelVersion(id="v1-pretrained", seq=1, kind=VersionKind.PRETRAINED,
+                                     status=VersionStatus.ACTIVE, artefact_dir=str(tmp_path / "v1")))
 
     def flag(text: str, scores: dict[str, float], asserted: str | None = None,
              external_id: str | None = None) -> int | None:
@@ -235,7 +236,7 @@ def flag_creative(db: Database, pitt_labels: dict[str, int], tmp_path: Path):
             # The scenarios below were written for a new_label threshold of 0.25; pinned so defaults can move.
             decision = Trigger(taxonomy, Thresholds(new_label=0.25)).decide(
                 Evidence({pitt_labels[p]: s for p, s in scores.items()}, asserted_label_id=asserted_id))
-            creative = Creative(status="labelled", texts=[text], asserted_label_id=asserted_id,
+            creative = Creative(status=CreativeStatus.LABELLED, texts=[text], asserted_label_id=asserted_id,
                                 external_id=external_id, flag=decision.flag, model_version_id="v1-pretrained",
                                 decided_label_id=decision.decided_label_id)
             creative.prediction = {
@@ -251,3 +252,19 @@ def flag_creative(db: Database, pitt_labels: dict[str, int], tmp_path: Path):
             return item.id if item is not None else None
 
     return flag
+
+
+# -- markers the fast suite filters on ------------------------------------------------------------------------------
+
+_SERVER_FIXTURES = {"postgres_url", "redis_url"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that needs PostgreSQL or Redis says so by its fixtures (or its production profile): marked `postgres`
+    here, so `make test-fast` can leave it out without each test repeating the marker."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        callspec = getattr(item, "callspec", None)
+        production = callspec is not None and {"production", "postgresql"} & set(map(str, callspec.params.values()))
+        if fixtures & _SERVER_FIXTURES or production:
+            item.add_marker(pytest.mark.postgres)

@@ -55,27 +55,3 @@ Poster = Annotated[ApiKey, Depends(_principal(Role.POSTER))]
 Reviewer = Annotated[ApiKey, Depends(_principal(Role.REVIEWER))]
 Admin = Annotated[ApiKey, Depends(_principal(Role.ADMIN))]
 
-
-# -- TRANSITIONAL (layout refactor): routes still on a bare session; removed once every route uses DbDep ---------
-from collections.abc import Iterator  # noqa: E402
-
-from sqlalchemy.orm import Session  # noqa: E402
-
-from ctax.api.dispatch import Dispatcher  # noqa: E402
-
-
-def get_session(request: Request) -> Iterator[Session]:
-    session = request.app.state.db._sessions()
-    try:
-        yield session
-    finally:
-        session.rollback()
-        session.close()
-
-
-def get_dispatcher(request: Request) -> Dispatcher:
-    return request.app.state.dispatcher  # type: ignore[no-any-return]
-
-
-SessionDep = Annotated[Session, Depends(get_session)]
-DispatcherDep = Annotated[Dispatcher, Depends(get_dispatcher)]

@@ -9,9 +9,9 @@ from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
 
-from ctax.store.models import Creative, ReviewItem
+from ctax.store.repos import creatives as creative_rows
+from ctax.store.repos import review as review_rows
 
 
 class _DatabaseCollector(Collector):
@@ -25,11 +25,9 @@ class _DatabaseCollector(Collector):
         creatives = GaugeMetricFamily("ctax_creatives", "Creatives by status", labels=["status"])
         review = GaugeMetricFamily("ctax_review_items", "Review items by status and flag", labels=["status", "flag"])
         with db.read() as session:
-            for status, count in session.execute(select(Creative.status, func.count()).group_by(Creative.status)):
+            for status, count in creative_rows.count_by_status(session):
                 creatives.add_metric([status], count)
-            for status, flag, count in session.execute(
-                select(ReviewItem.status, ReviewItem.flag, func.count()).group_by(ReviewItem.status, ReviewItem.flag)
-            ):
+            for status, flag, count in review_rows.count_by_status_and_flag(session):
                 review.add_metric([status, flag], count)
         yield creatives
         yield review

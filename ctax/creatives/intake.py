@@ -1,102 +1,37 @@
-"""Creatives: validated intake, idempotent creation, the worker's claim/lease, results, failure and retry.
+"""Creatives arriving: validated, created idempotently, sent to the labelling queue, retried after a failure.
 
 The creative row is its own outbox: it is committed as `queued` with no `dispatched_at`, the dispatcher sends
 every undispatched id after commit (many ids per message under load) and resends whatever a crash left behind;
-a claim is a lease, so work held by a dead worker is taken over once the lease expires.
+a claim is a lease (store/repos/creatives.py), so work held by a dead worker is taken over once the lease expires.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
-import unicodedata
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from typing import Any
-
-from sqlalchemy import or_, select, update
-from sqlalchemy.orm import Session
 
 from ctax.config import Settings
 from ctax.creatives.images import validate_image
-from ctax.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
+from ctax.creatives.validation import CreativeSubmission, clean_text, request_hash, validate_submission
+from ctax.enums import CreativeStatus, Source
+from ctax.errors import ConcurrentChange, Conflict, InvalidInput, NotFound
 from ctax.jobs import LABEL_CREATIVES
 from ctax.store.blobs import BlobStore
-from ctax.store.models import Creative, utcnow
-from ctax.store.session import Database
+from ctax.store.models import Creative
+from ctax.store.repos import creatives as repo
+from ctax.store.session import Database, Session
+from ctax.store.types import utcnow
 from ctax.taxonomy.catalog import resolve_active
 
-
-@dataclass
-class CreativeSubmission:
-    texts: list[str] = field(default_factory=list)
-    image: bytes | None = None
-    asserted_label: str | int | None = None
-    external_id: str | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
-    idempotency_key: str | None = None
-
-
-def clean_text(value: object, field_name: str, max_chars: int) -> str:
-    """Text as people and OCR write it; binary junk and control characters are refused, not stored."""
-    if not isinstance(value, str):
-        raise InvalidInput(f"{field_name} must be a string, got {type(value).__name__}", field=field_name)
-    if "\x00" in value:
-        raise InvalidInput(f"{field_name} contains NUL bytes: is it binary data?", field=field_name)
-    if len(value) > max_chars:
-        raise PayloadTooLarge(f"{field_name} has {len(value)} characters; the limit is {max_chars}", field=field_name)
-    text = unicodedata.normalize("NFC", value).strip()
-    if not text:
-        return ""
-    control = sum(1 for ch in text if unicodedata.category(ch) in ("Cc", "Cs", "Co", "Cn") and ch not in "\n\r\t")
-    if control / len(text) > 0.05:
-        raise InvalidInput(
-            f"{field_name} is mostly unprintable characters ({control} of {len(text)})", field=field_name
-        )
-    letters = sum(1 for ch in text if ch.isalnum())
-    if len(text) >= 8 and letters / len(text) < 0.2:
-        raise InvalidInput(f"{field_name} has almost no letters or digits; send the creative's words", field=field_name)
-    return text
-
-
-def validate_submission(sub: CreativeSubmission, settings: Settings) -> CreativeSubmission:
-    texts = [clean_text(text, "ocr_text", settings.max_text_chars) for text in sub.texts]
-    texts = [text for text in texts if text]
-    if sum(len(text) for text in texts) > settings.max_text_chars:
-        raise PayloadTooLarge(f"texts total more than {settings.max_text_chars} characters", field="ocr_text")
-    if sub.image is None and not texts:
-        raise InvalidInput("empty creative: send an image, some text, or both", field="image")
-    if sub.external_id is not None and (
-        not isinstance(sub.external_id, str) or not sub.external_id.strip() or len(sub.external_id) > 200
-    ):
-        raise InvalidInput("external_id must be a non-empty string of at most 200 characters", field="external_id")
-    if not isinstance(sub.metadata, dict):
-        raise InvalidInput("metadata must be a JSON object", field="metadata")
-    try:
-        encoded = json.dumps(sub.metadata, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"metadata is not valid JSON: {exc}", field="metadata") from exc
-    if len(encoded.encode()) > settings.max_metadata_bytes:
-        raise PayloadTooLarge(f"metadata is larger than {settings.max_metadata_bytes} bytes", field="metadata")
-    if sub.idempotency_key is not None and not (0 < len(sub.idempotency_key) <= 200):
-        raise InvalidInput("Idempotency-Key must be 1 to 200 characters", field="Idempotency-Key")
-    return CreativeSubmission(texts, sub.image, sub.asserted_label, sub.external_id, sub.metadata, sub.idempotency_key)
-
-
-def request_hash(sub: CreativeSubmission) -> str:
-    digest = hashlib.sha256()
-    digest.update(
-        json.dumps([sub.texts, str(sub.asserted_label), sub.external_id, sub.metadata], sort_keys=True).encode()
-    )
-    digest.update(hashlib.sha256(sub.image or b"").digest())
-    return digest.hexdigest()
+__all__ = [  # the submission and its checks are part of this module's interface (dataset import, `ctax eval`)
+    "CreativeSubmission", "clean_text", "create_creative", "dispatch", "find_idempotent", "get_creative", "retry",
+    "submit", "validate_submission",
+]
 
 
 def find_idempotent(session: Session, api_key_id: int | None, key: str, digest: str) -> Creative | None:
-    existing = session.scalar(
-        select(Creative).where(Creative.api_key_id == api_key_id, Creative.idempotency_key == key)
-    )
+    existing = repo.by_idempotency_key(session, api_key_id, key)
     if existing is not None and existing.request_hash != digest:
         raise Conflict("Idempotency-Key was already used with a different request", creative_id=existing.id)
     return existing
@@ -129,48 +64,57 @@ def create_creative(
         idempotency_key=sub.idempotency_key,
         request_hash=digest,
         api_key_id=api_key_id,
-        status="queued",
-        source="api",
+        status=CreativeStatus.QUEUED,
+        source=Source.API,
     )
-    session.add(creative)
-    session.flush()
-    return creative, True
+    return repo.add(session, creative), True
+
+
+def submit(
+    db: Database, blobs: BlobStore, settings: Settings, subs: Sequence[CreativeSubmission], api_key_id: int | None
+) -> list[tuple[Creative, bool]]:
+    """Create every submission in one transaction, all or nothing; returns (creative, created) for each.
+
+    Two requests with the same Idempotency-Key can race past the lookup: the loser's insert breaks the unique
+    key and its transaction rolls back, and it answers with the winner's creatives, read afresh."""
+    try:
+        with db.write() as session:
+            return [_create_item(session, blobs, settings, sub, api_key_id, n, len(subs)) for n, sub in enumerate(subs)]
+    except ConcurrentChange:
+        with db.read() as session:
+            replay = []
+            for sub in subs:
+                digest = request_hash(validate_submission(sub, settings))
+                existing = find_idempotent(session, api_key_id, sub.idempotency_key or "", digest)
+                if existing is None:
+                    raise
+                replay.append((existing, False))
+            return replay
+
+
+def _create_item(
+    session: Session, blobs: BlobStore, settings: Settings, sub: CreativeSubmission, api_key_id: int | None,
+    n: int, of: int,
+) -> tuple[Creative, bool]:
+    try:
+        return create_creative(session, blobs, settings, sub, api_key_id)
+    except InvalidInput as exc:
+        if of > 1:  # say which item of a batch was refused
+            raise type(exc)(f"items[{n}]: {exc.message}", item=n, **exc.detail) from exc
+        raise
 
 
 def get_creative(session: Session, creative_id: str) -> Creative:
-    creative = session.get(Creative, creative_id) if len(creative_id) <= 64 else None
+    creative = repo.get(session, creative_id)
     if creative is None:
         raise NotFound(f"no creative {creative_id!r}")
     return creative
 
 
-# -- dispatch and claims ---------------------------------------------------------------------------------------
-
-
-def undispatched(session: Session, limit: int, requeue_before: dt.datetime, lease_before: dt.datetime) -> list[str]:
-    """Ids to send: never dispatched, dispatched long ago but still queued (the message was lost), or held
-    by a worker whose lease ran out."""
-    rows = session.scalars(
-        select(Creative.id)
-        .where(
-            or_(
-                (Creative.status == "queued") & Creative.dispatched_at.is_(None),
-                (Creative.status == "queued") & (Creative.dispatched_at < requeue_before),
-                # Resent once per lease: after the resend dispatched_at is newer than the stale claim.
-                (Creative.status == "processing")
-                & (Creative.claimed_at < lease_before)
-                & (Creative.dispatched_at < Creative.claimed_at),
-            )
-        )
-        .order_by(Creative.created_at)
-        .limit(limit)
-    )
-    return list(rows)
-
-
-def mark_dispatched(session: Session, ids: Sequence[str]) -> None:
-    if ids:
-        session.execute(update(Creative).where(Creative.id.in_(ids)).values(dispatched_at=utcnow()))
+def retry(session: Session, creative: Creative) -> Creative:
+    if creative.status != CreativeStatus.FAILED:
+        raise Conflict(f"creative {creative.id} is {creative.status}; only failed creatives can be retried")
+    return repo.requeue(session, creative)
 
 
 def dispatch(
@@ -184,8 +128,8 @@ def dispatch(
     Under load many single POSTs wait together, so one message carries many ids and the worker encodes them in
     one forward pass; the broker then costs per batch, not per creative."""
     now = utcnow()
-    with db.write() as session:
-        ids = undispatched(
+    with db.read() as session:
+        ids = repo.undispatched(
             session,
             settings.label_batch_size * limit_batches,
             now - dt.timedelta(seconds=settings.requeue_after_s),
@@ -196,61 +140,5 @@ def dispatch(
         chunk = ids[start : start + size]
         send(LABEL_CREATIVES, [chunk], settings.label_queue)
         with db.write() as session:
-            mark_dispatched(session, chunk)
+            repo.mark_dispatched(session, chunk)
     return len(ids)
-
-
-def claim(session: Session, ids: Sequence[str], worker: str, lease_s: float) -> list[str]:
-    """Atomically take the given creatives that are free (queued, or processing under an expired lease)."""
-    if not ids:
-        return []
-    now = utcnow()
-    result = session.execute(
-        update(Creative)
-        .where(Creative.id.in_(list(ids)))
-        .where(
-            or_(
-                Creative.status == "queued",
-                (Creative.status == "processing") & (Creative.claimed_at < now - dt.timedelta(seconds=lease_s)),
-            )
-        )
-        .values(status="processing", claimed_at=now, claimed_by=worker, attempts=Creative.attempts + 1)
-        .returning(Creative.id)
-    )
-    return [row[0] for row in result]
-
-
-def finish(session: Session, creative_id: str, worker: str, values: Mapping[str, Any]) -> bool:
-    """Store a result only if this worker still holds the claim (a slow worker must not overwrite a newer one)."""
-    result = session.execute(
-        update(Creative)
-        .where(Creative.id == creative_id, Creative.claimed_by == worker, Creative.status == "processing")
-        .values(**values, claimed_at=None, claimed_by=None)
-    )
-    return bool(result.rowcount)
-
-
-def fail(session: Session, creative_id: str, worker: str, reason: str, *, retryable: bool, max_attempts: int) -> str:
-    creative = session.get(Creative, creative_id)
-    if creative is None or creative.claimed_by != worker:
-        return "lost"
-    if retryable and creative.attempts < max_attempts:
-        status = "queued"
-        creative.dispatched_at = None
-    else:
-        status = "failed"
-    creative.status = status
-    creative.error = reason[:4000]
-    creative.claimed_at = None
-    creative.claimed_by = None
-    return status
-
-
-def retry(session: Session, creative: Creative) -> Creative:
-    if creative.status != "failed":
-        raise Conflict(f"creative {creative.id} is {creative.status}; only failed creatives can be retried")
-    creative.status = "queued"
-    creative.error = None
-    creative.attempts = 0
-    creative.dispatched_at = None
-    return creative

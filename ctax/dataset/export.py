@@ -10,10 +10,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
-
-from ctax.store.models import Annotation, Creative, Label
+from ctax.enums import Source
+from ctax.store.models import Label
+from ctax.store.repos import annotations as annotation_rows
+from ctax.store.repos import labels as label_rows
+from ctax.store.session import Session
 from ctax.taxonomy.paths import LabelPath
 
 ExportFormat = Literal["jsonl", "csv"]
@@ -57,30 +58,11 @@ class ExportRow:
         return list(self.texts) or ([self.ocr_text] if self.ocr_text else [])
 
 
-def labelled_rows(session: Session, source: str | None = None, batch: int = 1000) -> Iterator[ExportRow]:
-    latest = (
-        select(Annotation.creative_id, func.max(Annotation.id).label("annotation_id"))
-        .group_by(Annotation.creative_id)
-        .subquery()
-    )
-    labels = {label.id: label for label in session.scalars(select(Label))}
-    query = (
-        select(Creative, Annotation)
-        .join(latest, latest.c.creative_id == Creative.id)
-        .join(Annotation, Annotation.id == latest.c.annotation_id)
-        .join(Label, Label.id == Annotation.label_id)
-        .where(Annotation.kind == "label", Label.status == "active")
-        .order_by(Creative.id)
-    )
-    if source:
-        query = query.where(Annotation.source == source)
-    for creative, annotation in session.execute(query.execution_options(yield_per=batch)):
+def labelled_rows(session: Session, source: Source | None = None, batch: int = 1000) -> Iterator[ExportRow]:
+    labels = {label.id: label for label in label_rows.all_labels(session)}
+    for creative, annotation in annotation_rows.current_with_creatives(session, source, batch):
+        assert annotation.label_id is not None  # only label annotations are labelled data
         label = labels[annotation.label_id]
-        chain = []
-        node: Label | None = label
-        while node is not None:
-            chain.append(node)
-            node = labels.get(node.parent_id) if node.parent_id is not None else None
         yield ExportRow(
             creative_id=creative.id,
             external_id=creative.external_id,
@@ -91,10 +73,19 @@ def labelled_rows(session: Session, source: str | None = None, batch: int = 1000
             label_id=label.id,
             label_path=label.path,
             iab_id=label.iab_id,
-            iab_path_ids=[n.iab_id for n in reversed(chain) if n.iab_id],
+            iab_path_ids=[node.iab_id for node in _root_first(label, labels) if node.iab_id],
             source=annotation.source,
             annotated_at=annotation.created_at.isoformat(),
         )
+
+
+def _root_first(label: Label, labels: dict[int, Label]) -> list[Label]:
+    chain = []
+    node: Label | None = label
+    while node is not None:
+        chain.append(node)
+        node = labels.get(node.parent_id) if node.parent_id is not None else None
+    return chain[::-1]
 
 
 def jsonl_line(row: ExportRow, image: str | None = None) -> str:
@@ -151,7 +142,7 @@ def image_name(row: ExportRow) -> str | None:
     return f"images/{row.image_sha256}.{extension}"
 
 
-def lines(session: Session, fmt: ExportFormat, source: str | None = None) -> Iterator[str]:
+def lines(session: Session, fmt: ExportFormat, source: Source | None = None) -> Iterator[str]:
     if fmt == "csv":
         yield csv_header()
         for row in labelled_rows(session, source):

@@ -6,17 +6,20 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 from tqdm import tqdm
 
 from ctax.config import Settings
 from ctax.creatives.images import validate_image
 from ctax.creatives.intake import clean_text
+from ctax.enums import CreativeStatus, Source
 from ctax.errors import InvalidInput
 from ctax.store.blobs import BlobStore
-from ctax.store.models import Annotation, Creative, Label, new_id
+from ctax.store.models import Annotation, Creative, Label
 from ctax.store.outbox import request_index_sync
+from ctax.store.repos import annotations as annotation_rows
+from ctax.store.repos import labels as label_rows
+from ctax.store.session import Session
+from ctax.store.types import new_id
 from ctax.taxonomy import catalog
 from ctax.taxonomy.importers import parse_path_lines
 from ctax.taxonomy.paths import LabelPath
@@ -76,49 +79,61 @@ def import_labelled(
     """All or nothing, in the caller's transaction. Rows already imported (same id) are skipped."""
     rows = read_rows(path)
     report = ImportReport()
-    labels = {label.path: label for label in session.scalars(select(Label).where(Label.status == "active"))}
-    missing = sorted({str(row.label) for row in rows if str(row.label) not in labels})
-    if missing:
-        if not create_labels:
-            first = next(row for row in rows if str(row.label) in missing)
-            raise InvalidInput(
-                f"{path.name} line {first.line}: unknown label {first.label} ({len(missing)} unknown "
-                f"in all: import the taxonomy first, or pass --create-labels)",
-                line=first.line,
-            )
-        summary = catalog.import_labels(session, parse_path_lines("\n".join(missing)), source="import")
-        report.labels_created = summary.created
-        labels = {label.path: label for label in session.scalars(select(Label).where(Label.status == "active"))}
-    known = set(session.scalars(select(Creative.external_id).where(Creative.source == "import")))
+    labels = _labels_for(session, rows, path, create_labels, report)
+    known = annotation_rows.imported_external_ids(session)
     for row in tqdm(rows, desc=f"importing {path.name}", unit="row", disable=len(rows) < 1000):
         if row.external_id is not None and row.external_id in known:
             report.skipped += 1
             continue
-        sha = mime = None
-        width = height = None
-        if row.image is not None:
-            data = row.image.read_bytes()
-            try:
-                info = validate_image(data, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
-            except InvalidInput as exc:
-                raise InvalidInput(f"{path.name} line {row.line}: {exc.message}", line=row.line) from exc
-            sha, mime, width, height = blobs.put(data), info.mime, info.width, info.height
-        creative = Creative(
-            id=new_id(),
-            source="import",
-            status="labelled",
-            external_id=row.external_id,
-            texts=row.texts,
-            image_sha256=sha,
-            image_mime=mime,
-            image_width=width,
-            image_height=height,
-        )
+        creative = _creative(row, blobs, settings, path)
         session.add(creative)
-        session.add(Annotation(creative=creative, label_id=labels[str(row.label)].id, source="import"))
+        session.add(Annotation(creative=creative, label_id=labels[str(row.label)].id, source=Source.IMPORT))
         if row.external_id is not None:
             known.add(row.external_id)
         report.imported += 1
     if report.imported:
         request_index_sync(session, f"{report.imported} labelled creatives imported")
     return report
+
+
+def _labels_for(session: Session, rows: list[Row], path: Path, create_labels: bool,
+                report: ImportReport) -> dict[str, Label]:
+    """The active labels by path, after creating the rows' unknown ones if asked to (else they are refused)."""
+    labels = {label.path: label for label in label_rows.active(session)}
+    missing = sorted({str(row.label) for row in rows if str(row.label) not in labels})
+    if not missing:
+        return labels
+    if not create_labels:
+        first = next(row for row in rows if str(row.label) in missing)
+        raise InvalidInput(
+            f"{path.name} line {first.line}: unknown label {first.label} ({len(missing)} unknown "
+            f"in all: import the taxonomy first, or pass --create-labels)",
+            line=first.line,
+        )
+    summary = catalog.import_labels(session, parse_path_lines("\n".join(missing)), source=Source.IMPORT)
+    report.labels_created = summary.created
+    return {label.path: label for label in label_rows.active(session)}
+
+
+def _creative(row: Row, blobs: BlobStore, settings: Settings, path: Path) -> Creative:
+    """An imported creative, labelled on arrival; its image (validated like a posted one) goes to the blob store."""
+    sha = mime = None
+    width = height = None
+    if row.image is not None:
+        data = row.image.read_bytes()
+        try:
+            info = validate_image(data, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
+        except InvalidInput as exc:
+            raise InvalidInput(f"{path.name} line {row.line}: {exc.message}", line=row.line) from exc
+        sha, mime, width, height = blobs.put(data), info.mime, info.width, info.height
+    return Creative(
+        id=new_id(),
+        source=Source.IMPORT,
+        status=CreativeStatus.LABELLED,
+        external_id=row.external_id,
+        texts=row.texts,
+        image_sha256=sha,
+        image_mime=mime,
+        image_width=width,
+        image_height=height,
+    )

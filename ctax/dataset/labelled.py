@@ -7,10 +7,8 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
-
-from ctax.store.models import Annotation, Creative, Label
+from ctax.store.repos import annotations as annotation_rows
+from ctax.store.session import Session
 
 
 @dataclass(frozen=True)
@@ -30,17 +28,7 @@ class LabelledCreative:
 
 
 def current_annotations(session: Session) -> list[LabelledCreative]:
-    latest = (
-        select(Annotation.creative_id, func.max(Annotation.id).label("annotation_id"))
-        .group_by(Annotation.creative_id)
-        .subquery()
-    )
-    rows = session.execute(
-        select(Creative.id, Annotation.label_id, Creative.texts, Creative.ocr_text, Creative.image_sha256)
-        .join(latest, latest.c.creative_id == Creative.id)
-        .join(Annotation, Annotation.id == latest.c.annotation_id)
-        .join(Label, Label.id == Annotation.label_id)
-        .where(Annotation.kind == "label", Label.status == "active")
-        .order_by(Creative.id)
-    ).all()
-    return [LabelledCreative(r[0], int(r[1]), tuple(r[2] or ()), r[3], r[4]) for r in rows]
+    return [
+        LabelledCreative(creative_id, label_id, tuple(texts or ()), ocr_text, image_sha256)
+        for creative_id, label_id, texts, ocr_text, image_sha256 in annotation_rows.current_labels(session)
+    ]

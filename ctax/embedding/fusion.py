@@ -36,4 +36,5 @@ def fuse(parts: Mapping[str, np.ndarray | None], weights: FusionWeights) -> np.n
         total = weighted if total is None else total + weighted
     if total is None:
         return None
-    return normalise(total[None, :])[0]
+    fused: np.ndarray = normalise(total[None, :])[0]
+    return fused

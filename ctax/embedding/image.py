@@ -16,38 +16,24 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ctax.embedding.clip_tower import (
+    ImageTowerUnavailable,
+    load_state,
+    output_dim,
+    register_model_configs,
+    visual_tower,
+)
+
+__all__ = ["ImageEncoder", "ImageTowerUnavailable", "register_model_configs"]  # the errors and set-up callers use
+
 if TYPE_CHECKING:
     import torch
     from PIL import Image
 
-MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
 CONFIG_FILE = "image_encoder.json"
 PROJECTION_FILE = "projection.pt"
 TOWER_FILE = "visual.pt"
 FORMAT_VERSION = 1
-_SCHEMAS = ("hf-hub:", "local-dir:")
-
-
-class ImageTowerUnavailable(RuntimeError):
-    """The visual tower's weights could not be loaded; ``reason`` says why, for start-up logs and results."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-_configs_registered = False
-
-
-def register_model_configs() -> None:
-    """Make our own architectures (``ctax-tiny-vit``, ``ctax-small-vit``) known to open_clip; idempotent."""
-    global _configs_registered
-    if _configs_registered:
-        return
-    import open_clip
-
-    open_clip.add_model_config(MODEL_CONFIG_DIR)
-    _configs_registered = True
 
 
 class ImageEncoder:
@@ -124,56 +110,16 @@ class ImageEncoder:
         load_weights: bool,
         preprocess_cfg: dict[str, Any] | None,
     ) -> ImageEncoder:
-        import open_clip
         import torch
 
-        register_model_configs()
-        has_schema = arch.startswith(_SCHEMAS)
-        if not has_schema and open_clip.get_model_config(arch) is None:
-            raise ImageTowerUnavailable(
-                f"unknown open_clip architecture {arch!r} (neither built in nor in {MODEL_CONFIG_DIR})"
-            )
-        wants_weights = load_weights and (has_schema or bool(pretrained))
-        try:
-            model = open_clip.create_model(
-                arch,
-                pretrained=None if has_schema or not load_weights else pretrained,
-                load_weights=load_weights,
-                device=device,
-                # The CLIP text tower is discarded; never download base weights for it.
-                pretrained_text=False,
-                require_pretrained=wants_weights,
-                force_preprocess_cfg=preprocess_cfg,
-            )
-        except Exception as exc:
-            source = arch if has_schema else f"{arch} / {pretrained}"
-            raise ImageTowerUnavailable(
-                f"cannot load image tower weights for {source}: {_brief(exc)}{_hint(arch, pretrained)}"
-            ) from exc
-
-        visual: torch.nn.Module = model.visual
-        cfg = dict(open_clip.get_model_preprocess_cfg(model))
-        del model  # drops the text tower's memory right away
-
+        visual, cfg = visual_tower(arch, pretrained, device=device, load_weights=load_weights,
+                                    preprocess_cfg=preprocess_cfg)
         if tower_state is not None:
-            try:
-                state = torch.load(tower_state, map_location=device, weights_only=True)
-                visual.load_state_dict(state, strict=True)
-            except Exception as exc:
-                raise ImageTowerUnavailable(
-                    f"cannot load fine-tuned visual tower {tower_state} into {arch}: {_brief(exc)}"
-                ) from exc
-
-        embed_dim = _output_dim(visual, cfg, device)
+            load_state(visual, tower_state, device, f"cannot load fine-tuned visual tower {tower_state} into {arch}")
+        embed_dim = output_dim(visual, cfg, device)
         linear = torch.nn.Linear(embed_dim, dim).to(device)
         if projection is not None:
-            try:
-                state = torch.load(projection, map_location=device, weights_only=True)
-                linear.load_state_dict(state, strict=True)
-            except Exception as exc:
-                raise ImageTowerUnavailable(
-                    f"cannot load projection {projection} as Linear({embed_dim}, {dim}): {_brief(exc)}"
-                ) from exc
+            load_state(linear, projection, device, f"cannot load projection {projection} as Linear({embed_dim}, {dim})")
         visual.eval()
         linear.eval()
         return cls(
@@ -264,47 +210,10 @@ class ImageEncoder:
         return encoder
 
 
-def _output_dim(visual: torch.nn.Module, preprocess_cfg: dict[str, Any], device: str) -> int:
-    output_dim = getattr(visual, "output_dim", None)
-    if isinstance(output_dim, int) and output_dim > 0:
-        return output_dim
-    # Towers that do not advertise their width (some timm wrappers) are measured with one dummy image.
-    import torch
-
-    size = preprocess_cfg.get("size", 224)
-    height, width = (size, size) if isinstance(size, int) else size
-    with torch.inference_mode():
-        features = visual.eval()(torch.zeros(1, 3, int(height), int(width), device=device))
-    if isinstance(features, tuple):
-        features = features[0]
-    return int(features.shape[-1])
-
-
-def _brief(exc: BaseException, limit: int = 400) -> str:
-    """One line of the exception: a strict-load failure lists hundreds of keys, useless in a result."""
-    text = " ".join(f"{type(exc).__name__}: {exc}".split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _hint(arch: str, pretrained: str | None) -> str:
-    if not pretrained or arch.startswith(_SCHEMAS):
-        return ""
-    import open_clip
-
-    if open_clip.get_pretrained_cfg(arch, pretrained):
-        return (
-            f" ('{pretrained}' is a known tag: it needs network access or a warm Hugging Face cache;"
-            " a local checkpoint path works offline)"
-        )
-    if not Path(pretrained).exists():
-        return f" ('{pretrained}' is neither a tag of {arch} nor an existing checkpoint file)"
-    return ""
-
-
 def _cpu_state(module: torch.nn.Module) -> dict[str, Any]:
     return {key: value.detach().cpu() for key, value in module.state_dict().items()}
 
 
 def _jsonable(cfg: dict[str, Any]) -> dict[str, Any]:
     """Tuples to lists, so the config in memory equals the one read back from JSON."""
-    return json.loads(json.dumps(cfg))
+    return dict(json.loads(json.dumps(cfg)))

@@ -18,6 +18,7 @@ from ctax.taxonomy.paths import LabelPath
 
 log = logging.getLogger(__name__)
 
+
 @dataclass
 class CreativeContent:
     texts: Sequence[str] = ()
@@ -108,7 +109,11 @@ class SharedSpace:
             else None
         )
         ocr_vectors = self.text.encode([contents[i].ocr_text or "" for i in ocr_rows], batch_size) if ocr_rows else None
-        image_vectors = self.image.encode([contents[i].image for i in image_rows]) if image_rows else None
+        image_vectors = (
+            self.image.encode([contents[i].image for i in image_rows])
+            if image_rows and self.image is not None
+            else None
+        )
 
         text_at = {row: n for n, row in enumerate(text_rows)}
         ocr_at = {row: n for n, row in enumerate(ocr_rows)}

@@ -15,27 +15,31 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import Progress
-from sqlalchemy import select
 
 from ctax.config import Settings
 from ctax.creatives.intake import CreativeSubmission, create_creative
 from ctax.dataset.importing import Row, import_labelled, read_rows
 from ctax.embedding.space import SharedSpace
+from ctax.enums import RunStatus
 from ctax.evaluation.scoring import score
 from ctax.jobs import LABEL_QUEUE, TRAIN_QUEUE
 from ctax.labelling.sweep import sweep
 from ctax.store.migrate import upgrade
-from ctax.store.models import Creative, Label, TrainingRun
+from ctax.store.models import TrainingRun
+from ctax.store.repos import creatives, labels
 from ctax.taxonomy import catalog
 from ctax.taxonomy.importers import ImportResult, parse_taxonomy_file
 from ctax.taxonomy.paths import LabelPath
 from ctax.training.pipeline import run_training
 from ctax.versions import registry
 from ctax.versions.lifecycle import activate, build
+
+if TYPE_CHECKING:
+    from ctax.worker.runtime import Runtime
 
 console = Console(stderr=True)
 MIN_ROWS_TO_HOLD_OUT = 20
@@ -74,8 +78,61 @@ def _write_rows(rows: list[Row], path: Path) -> None:
             handle.write(json.dumps(data) + "\n")
 
 
+@dataclass
+class _Split:
+    """The evaluation's data: the taxonomy and training rows less the held-out labels, and every test row."""
+
+    labels: ImportResult
+    train: list[Row]
+    test: list[Row]
+    held_out: list[LabelPath]
+
+
 def run_eval(options: EvalOptions, base: Settings | None = None) -> dict[str, Any]:
     started = time.perf_counter()
+    work, settings = _service_settings(options, base)
+    data = _split(options)
+    hidden = set(data.held_out)
+    console.print(f"holding out {len(data.held_out)} labels: {', '.join(map(str, data.held_out)) or '-'}")
+
+    # Import the taxonomy and the training data the way an operator would, through the worker's runtime.
+    from ctax.worker.runtime import Runtime
+
+    rt = Runtime(settings, [LABEL_QUEUE, TRAIN_QUEUE], owns_index=True)
+    with rt.db.write() as session:
+        catalog.import_labels(session, data.labels)
+        filtered = work / "train.jsonl"
+        _write_rows(data.train, filtered)
+        import_labelled(session, rt.blobs, settings, filtered)
+    rt.start()  # bootstraps the pretrained version: exemplars indexed, thresholds calibrated on the train rows
+
+    train_seconds = 0.0 if options.no_train else _train_and_activate(rt, settings, options)
+    posted, ids = _post_test_rows(rt, settings, data.test, hidden, options)
+    _label(rt, settings, posted)
+    # The verdicts as each creative arrived, then after the novelty sweep the service runs as traffic accumulates
+    # (novelty_sweep.py), run once here over the whole test stream: the headline figures are the final verdicts.
+    swept = asdict(sweep(rt.db, rt.labeller())) if settings.novelty_traffic_window > 0 else {}
+    with rt.db.read() as session:
+        rows = {c.id: c for c in creatives.by_ids(session, [p["id"] for p in posted])}
+        active = registry.active_version(session)
+        thresholds = active.thresholds if active else {}
+        version_name = active.id if active else None
+    rt.stop()
+    rt.index.client.close()
+    metrics = score(posted, rows, ids)
+    first = score(posted, rows, ids, at_arrival=True)
+    at_arrival = {key: first[key] for key in ("novelty_auroc", "novelty_precision", "novelty_recall", "flags")}
+    return {**metrics, "n_train": len(data.train), "n_test": len(data.test),
+            "at_arrival": at_arrival, "novelty_sweep": swept,
+            "held_out_labels": [str(p) for p in data.held_out], "seconds": round(time.perf_counter() - started, 1),
+            "train_seconds": round(train_seconds, 1), "model_version": version_name, "trained": not options.no_train,
+            "wrong_label_rate": options.wrong_label_rate, "seed": options.seed,
+            "thresholds": {k: v for k, v in (thresholds or {}).items() if k != "per_label_wrong"},
+            "work_dir": str(work)}
+
+
+def _service_settings(options: EvalOptions, base: Settings | None) -> tuple[Path, Settings]:
+    """A throwaway embedded service in an empty work folder, its database migrated."""
     work = options.work_dir or Path(tempfile.mkdtemp(prefix="ctax-eval-"))
     if work.exists() and any(work.iterdir()):
         # A folder kept from an earlier evaluation still holds its labels and training rows: the held-out labels
@@ -87,58 +144,51 @@ def run_eval(options: EvalOptions, base: Settings | None = None) -> dict[str, An
     settings = Settings(**{**settings.model_dump(), **overrides})
     settings.ensure_dirs()
     upgrade(settings.sqlalchemy_url)
+    return work, settings
 
+
+def _split(options: EvalOptions) -> _Split:
     parsed = parse_taxonomy_file(options.taxonomy.read_bytes())
     train_rows, test_rows = read_rows(options.train), read_rows(options.test)
     held_out = choose_holdout({item.path for item in parsed.labels}, train_rows + test_rows,
                               options.holdout_labels, options.seed)
     hidden = set(held_out)
     kept = ImportResult([item for item in parsed.labels if item.path not in hidden], parsed.warnings)
-    train_kept = [row for row in train_rows if row.label not in hidden]
-    console.print(f"holding out {len(held_out)} labels: {', '.join(map(str, held_out)) or '-'}")
+    return _Split(kept, [row for row in train_rows if row.label not in hidden], test_rows, held_out)
 
-    # Import the taxonomy and the training data the way an operator would, through the worker's runtime.
-    from ctax.worker.runtime import Runtime
-    from ctax.worker.tasks.label import run as label_batch
 
-    rt = Runtime(settings, [LABEL_QUEUE, TRAIN_QUEUE], owns_index=True)
+def _train_and_activate(rt: Runtime, settings: Settings, options: EvalOptions) -> float:
+    """The same training run the worker runs, its version built and made active; returns the seconds it took."""
+    t0 = time.perf_counter()
     with rt.db.write() as session:
-        catalog.import_labels(session, kept)
-        filtered = work / "train.jsonl"
-        _write_rows(train_kept, filtered)
-        import_labelled(session, rt.blobs, settings, filtered)
-    rt.start()  # bootstraps the pretrained version: exemplars indexed, thresholds calibrated on the train rows
+        params: dict[str, Any] = {"seed": options.seed}
+        if options.epochs:
+            params["epochs"] = options.epochs
+        run = TrainingRun(status=RunStatus.RUNNING, params=params)
+        session.add(run)
+        session.flush()
+        run_id = run.id
+    version_id = run_training(rt.db, settings, rt.blobs, run_id,
+                              lambda d: SharedSpace.load(Path(d), rt.device), rt.device)
+    with rt.db.read() as session:
+        directory = Path(registry.get_version(session, version_id).artefact_dir)
+    space = rt.space(version_id, directory)
+    build(rt.db, space, rt.index, rt.blobs, rt.ocr)
+    with rt.db.write() as session:
+        version = registry.get_version(session, version_id)
+        version.index_ready = True
+        registry.mark_active(session, version)
+    activate(rt.db, space, rt.index, rt.blobs, rt.ocr, settings.novelty_traffic_window)
+    return time.perf_counter() - t0
 
-    train_seconds = 0.0
-    if not options.no_train:
-        t0 = time.perf_counter()
-        with rt.db.write() as session:
-            params: dict[str, Any] = {"seed": options.seed}
-            if options.epochs:
-                params["epochs"] = options.epochs
-            run = TrainingRun(status="running", params=params)
-            session.add(run)
-            session.flush()
-            run_id = run.id
-        version_id = run_training(rt.db, settings, rt.blobs, run_id,
-                                  lambda d: SharedSpace.load(Path(d), rt.device), rt.device)
-        with rt.db.write() as session:
-            version = registry.get_version(session, version_id)
-            directory = Path(version.artefact_dir)
-        space = rt.space(version_id, directory)
-        build(rt.db, space, rt.index, rt.blobs, rt.ocr)
-        with rt.db.write() as session:
-            version = registry.get_version(session, version_id)
-            version.index_ready = True
-            registry.mark_active(session, version)
-        activate(rt.db, space, rt.index, rt.blobs, rt.ocr, settings.novelty_traffic_window)
-        train_seconds = time.perf_counter() - t0
 
-    # Post every test row as a creative; a fraction of the known ones carries a wrong asserted label.
+def _post_test_rows(rt: Runtime, settings: Settings, test_rows: list[Row], hidden: set[LabelPath],
+                    options: EvalOptions) -> tuple[list[dict[str, Any]], dict[LabelPath, int]]:
+    """Every test row posted as a creative; a fraction of the known ones carries a wrong asserted label. Returns
+    what was posted and the active labels' ids by path."""
     rng = random.Random(options.seed + 1)
     with rt.db.read() as session:
-        ids = {LabelPath.parse(label.path): label.id for label in session.scalars(
-            select(Label).where(Label.status == "active"))}
+        ids = {LabelPath.parse(label.path): label.id for label in labels.active(session)}
         taxonomy = catalog.active_taxonomy(session)
     leaves = [path for path in ids if taxonomy.is_leaf(ids[path])]
     posted: list[dict[str, Any]] = []
@@ -155,31 +205,16 @@ def run_eval(options: EvalOptions, base: Settings | None = None) -> dict[str, An
                                      asserted_label=str(asserted) if asserted else None, external_id=row.external_id)
             creative, _ = create_creative(session, rt.blobs, settings, sub, None)
             posted.append({"id": creative.id, "label": row.label, "novel": novel, "wrong": wrong})
+    return posted, ids
+
+
+def _label(rt: Runtime, settings: Settings, posted: list[dict[str, Any]]) -> None:
+    """The posted creatives labelled by the worker's task code, a batch at a time."""
+    from ctax.worker.tasks.label import run as label_batch
+
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("labelling test creatives", total=len(posted))
         size = settings.label_batch_size
         for start in range(0, len(posted), size):
             label_batch(rt, [p["id"] for p in posted[start : start + size]])
             bar.advance(task, min(size, len(posted) - start))
-    # The verdicts as each creative arrived, then after the novelty sweep the service runs as traffic accumulates
-    # (novelty_sweep.py), run once here over the whole test stream: the headline figures are the final verdicts.
-    swept = asdict(sweep(rt.db, rt.labeller())) if settings.novelty_traffic_window > 0 else {}
-    with rt.db.read() as session:
-        rows = {c.id: c for c in session.scalars(select(Creative).where(Creative.id.in_([p["id"] for p in posted])))}
-        active = registry.active_version(session)
-        thresholds = active.thresholds if active else {}
-        version_name = active.id if active else None
-    rt.stop()
-    rt.index.client.close()
-    metrics = score(posted, rows, ids)
-    first = score(posted, rows, ids, at_arrival=True)
-    at_arrival = {key: first[key] for key in ("novelty_auroc", "novelty_precision", "novelty_recall", "flags")}
-    return {**metrics, "n_train": len(train_kept), "n_test": len(test_rows),
-            "at_arrival": at_arrival, "novelty_sweep": swept,
-            "held_out_labels": [str(p) for p in held_out], "seconds": round(time.perf_counter() - started, 1),
-            "train_seconds": round(train_seconds, 1), "model_version": version_name, "trained": not options.no_train,
-            "wrong_label_rate": options.wrong_label_rate, "seed": options.seed,
-            "thresholds": {k: v for k, v in (thresholds or {}).items() if k != "per_label_wrong"},
-            "work_dir": str(work)}
-
-

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ctax.enums import CreativeStatus, Flag
 from ctax.labelling.calibration import auroc
 from ctax.store.models import Creative
 from ctax.taxonomy.paths import LabelPath
@@ -21,7 +22,8 @@ def _precision_recall(flagged: np.ndarray, positive: np.ndarray) -> tuple[float 
 
 def _fit(creative: Creative, at_arrival: bool) -> float | None:
     scores = (creative.prediction or {}).get("scores", {})
-    return scores.get("fit_at_arrival", scores.get("fit")) if at_arrival else scores.get("fit")
+    fit: float | None = scores.get("fit_at_arrival", scores.get("fit")) if at_arrival else scores.get("fit")
+    return fit
 
 
 def _flag(creative: Creative, at_arrival: bool) -> str | None:
@@ -48,7 +50,7 @@ def score(posted: list[dict[str, Any]], rows: dict[str, Creative], ids: dict[Lab
     floor = min((f for f in raw_fits if f is not None), default=0.0) - 1.0
     fits = np.array([floor if f is None else f for f in raw_fits])
     novel = np.array([p["novel"] for p in posted])
-    flagged_new = np.array([_flag(rows[p["id"]], at_arrival) == "new_label" for p in posted])
+    flagged_new = np.array([_flag(rows[p["id"]], at_arrival) == Flag.NEW_LABEL for p in posted])
     novelty_precision, novelty_recall = _precision_recall(flagged_new, novel)
     gaps, wrong, flagged_wrong = [], [], []
     for p in known:
@@ -58,7 +60,7 @@ def score(posted: list[dict[str, Any]], rows: dict[str, Creative], ids: dict[Lab
         gap = scores["wrong_label_gap"]
         gaps.append(np.inf if gap is None else gap)
         wrong.append(p["wrong"])
-        flagged_wrong.append(rows[p["id"]].flag == "wrong_label")
+        flagged_wrong.append(rows[p["id"]].flag == Flag.WRONG_LABEL)
     gaps_arr = np.array(gaps)
     gaps_arr = np.where(np.isfinite(gaps_arr), gaps_arr, (gaps_arr[np.isfinite(gaps_arr)].max(initial=0) + 1))
     wrong_arr = np.array(wrong, dtype=bool)
@@ -73,5 +75,5 @@ def score(posted: list[dict[str, Any]], rows: dict[str, Creative], ids: dict[Lab
         "wrong_label_precision": wrong_precision, "wrong_label_recall": wrong_recall,
         "n_known_test": len(known), "n_novel_test": int(novel.sum()), "n_wrong_asserted": int(wrong_arr.sum()),
         "flags": dict(flags),
-        "failed": sum(1 for p in posted if rows[p["id"]].status != "labelled"),
+        "failed": sum(1 for p in posted if rows[p["id"]].status != CreativeStatus.LABELLED),
     }

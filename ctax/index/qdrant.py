@@ -15,23 +15,14 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
-from qdrant_client import QdrantClient, models
+from qdrant_client import models
 
 from ctax.errors import NotFound
+from ctax.index.collections import Collections
 from ctax.index.points import ExemplarHit, LabelHit, TrafficHit, creative_id_of, normal_point_id, point_id
-from ctax.index.table import VectorTable
 
 
-class LabelIndex:
-    def __init__(self, client: QdrantClient, prefix: str = "ctax") -> None:
-        from qdrant_client.local.qdrant_local import QdrantLocal
-
-        self.client = client
-        self.prefix = prefix
-        self.is_server = not isinstance(getattr(client, "_client", None), QdrantLocal)
-        # Local mode only: collections mirrored in memory for fast exact search (see vector_table.py).
-        self._tables: dict[str, VectorTable] = {}
-
+class LabelIndex(Collections):
     # -- names -------------------------------------------------------------------------------------------
     def labels_collection(self, version: str) -> str:
         return f"{self.prefix}_labels_{version}"
@@ -54,12 +45,7 @@ class LabelIndex:
     def ensure_version(self, version: str, dim: int) -> None:
         for name in (self.labels_collection(version), self.exemplars_collection(version)):
             if not self.client.collection_exists(name):
-                self._tables.pop(name, None)
-                self.client.create_collection(
-                    name, vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE)
-                )
-                if self.is_server:  # local mode ignores payload indexes (and warns)
-                    self.client.create_payload_index(name, "label_id", models.PayloadSchemaType.INTEGER)
+                self._create(name, dim, "label_id", models.PayloadSchemaType.INTEGER)
 
     def has_version(self, version: str) -> bool:
         return self.client.collection_exists(self.labels_collection(version)) and self.client.collection_exists(
@@ -113,11 +99,8 @@ class LabelIndex:
             table.upsert([int(i) for i in ids], [int(i) for i in ids], vectors)
 
     def delete_labels(self, version: str, ids: Iterable[int]) -> None:
-        ids = [int(i) for i in ids]
-        if ids:
-            self.client.delete(self.labels_collection(version), points_selector=models.PointIdsList(points=ids))
-            if (table := self._tables.get(self.labels_collection(version))) is not None:
-                table.delete(ids)
+        if points := [int(i) for i in ids]:
+            self._delete_points(self.labels_collection(version), points)
 
     def label_payloads(self, version: str) -> dict[int, dict[str, Any]]:
         return {int(point.id): dict(point.payload or {}) for point in self._scroll(self.labels_collection(version))}
@@ -163,11 +146,8 @@ class LabelIndex:
             table.upsert([point.id for point in points], [int(lid) for lid in label_ids], vectors)
 
     def delete_exemplars(self, version: str, creative_ids: Iterable[str]) -> None:
-        ids = [point_id(cid) for cid in creative_ids]
-        if ids:
-            self.client.delete(self.exemplars_collection(version), points_selector=models.PointIdsList(points=ids))
-            if (table := self._tables.get(self.exemplars_collection(version))) is not None:
-                table.delete(ids)
+        if points := [point_id(cid) for cid in creative_ids]:
+            self._delete_points(self.exemplars_collection(version), points)
 
     def exemplar_labels(self, version: str) -> dict[str, int]:
         return {
@@ -202,12 +182,7 @@ class LabelIndex:
             return
         name = self.traffic_collection(version)
         if not self.client.collection_exists(name):  # versions built before traffic was kept get it lazily
-            self._tables.pop(name, None)
-            self.client.create_collection(
-                name, vectors_config=models.VectorParams(size=int(vectors.shape[1]), distance=models.Distance.COSINE)
-            )
-            if self.is_server:
-                self.client.create_payload_index(name, "seen", models.PayloadSchemaType.FLOAT)
+            self._create(name, int(vectors.shape[1]), "seen", models.PayloadSchemaType.FLOAT)
         seen = time.time()
         # Later rows of a batch arrived later: the order breaks ties in the window.
         points = [
@@ -229,10 +204,7 @@ class LabelIndex:
         points = sorted(self._scroll(name), key=lambda point: float((point.payload or {}).get("seen", 0.0)))
         stale = [normal_point_id(point.id) for point in points[: max(len(points) - window, 0)]]
         if stale:
-            for start in range(0, len(stale), 1024):
-                self.client.delete(name, points_selector=models.PointIdsList(points=stale[start : start + 1024]))
-            if (table := self._tables.get(name)) is not None:
-                table.delete(stale)
+            self._delete_points(name, stale, batch=1024)
         return len(stale)
 
     def traffic_vectors(self, version: str) -> tuple[list[str], np.ndarray]:
@@ -276,33 +248,3 @@ class LabelIndex:
         ]
         responses = self.client.query_batch_points(name, requests=requests)
         return [[TrafficHit(creative_id_of(p.id), float(p.score)) for p in response.points] for response in responses]
-
-    # -- helpers -----------------------------------------------------------------------------------------
-    def _table(self, collection: str) -> VectorTable:
-        """The in-memory mirror of a local-mode collection, read from Qdrant the first time it is searched;
-        every later write goes through this object, which keeps it in step."""
-        table = self._tables.get(collection)
-        if table is None:
-            params = self.client.get_collection(collection).config.params.vectors
-            table = VectorTable(int(params.size))  # type: ignore[union-attr]
-            points = list(self._scroll(collection, with_vectors=True))
-            if points:
-                table.upsert(
-                    [normal_point_id(point.id) for point in points],
-                    # Traffic points carry no label: 0 stands in.
-                    [int((point.payload or {}).get("label_id", point.id if isinstance(point.id, int) else 0))
-                     for point in points],
-                    np.asarray([point.vector for point in points], dtype=np.float32),
-                )
-            self._tables[collection] = table
-        return table
-
-    def _scroll(self, collection: str, with_vectors: bool = False) -> Iterable[Any]:
-        offset = None
-        while True:
-            points, offset = self.client.scroll(
-                collection, limit=1024, offset=offset, with_payload=True, with_vectors=with_vectors
-            )
-            yield from points
-            if offset is None:
-                return

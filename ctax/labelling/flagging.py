@@ -6,13 +6,15 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
-
+from ctax.enums import Flag, ReviewStatus
 from ctax.jobs import DISCOVER
 from ctax.labelling.trigger import Decision
-from ctax.store.models import OutboxJob, ReviewItem, utcnow
+from ctax.store.models import OutboxJob, ReviewItem
 from ctax.store.outbox import enqueue
+from ctax.store.repos import proposals as proposal_rows
+from ctax.store.repos import review as review_items
+from ctax.store.session import Session
+from ctax.store.types import utcnow
 
 # Discovery runs by itself once this many creatives were flagged new_label since it last ran.
 AUTO_DISCOVER_EVERY = 20
@@ -33,7 +35,7 @@ def priority_of(decision: Decision) -> tuple[float, str]:
     """
     scores = decision.scores
     parts: list[tuple[float, str]] = []
-    if decision.flag == "new_label":
+    if decision.flag == Flag.NEW_LABEL:
         fit, threshold = scores.get("fit"), scores.get("new_label_threshold")
         distance = (threshold - fit) if fit is not None and threshold is not None else 0.0
         parts.append(
@@ -43,7 +45,7 @@ def priority_of(decision: Decision) -> tuple[float, str]:
     if margin is not None:
         parts.append((max(0.0, 0.5 - margin), f"top two labels differ by only {margin:.3f}"))
     gap, gap_threshold = scores.get("wrong_label_gap"), scores.get("wrong_label_threshold")
-    if decision.flag == "wrong_label" and gap is not None and gap_threshold is not None:
+    if decision.flag == Flag.WRONG_LABEL and gap is not None and gap_threshold is not None:
         parts.append((0.5 + gap - gap_threshold, f"asserted label trails by {gap:.2f}"))
     if decision.ranked:
         top = decision.ranked[0]
@@ -60,8 +62,8 @@ def priority_of(decision: Decision) -> tuple[float, str]:
 def flag_for_review(
     session: Session, creative_id: str, decision: Decision, version_id: str, asserted_label_id: int | None
 ) -> ReviewItem | None:
-    item = session.scalar(select(ReviewItem).where(ReviewItem.creative_id == creative_id))
-    if decision.flag == "none":
+    item = review_items.item_of_creative(session, creative_id)
+    if decision.flag == Flag.NONE:
         return None
     priority, reason = priority_of(decision)
     values: dict[str, Any] = {
@@ -74,12 +76,12 @@ def flag_for_review(
         "model_version_id": version_id,
     }
     if item is None:
-        item = ReviewItem(creative_id=creative_id, status="open", **values)
+        item = ReviewItem(creative_id=creative_id, status=ReviewStatus.OPEN, **values)
         session.add(item)
-        if decision.flag == "new_label":
+        if decision.flag == Flag.NEW_LABEL:
             session.flush()
             maybe_request_discovery(session)
-    elif item.status == "open":
+    elif item.status == ReviewStatus.OPEN:
         for key, value in values.items():
             setattr(item, key, value)
         item.updated_at = utcnow()
@@ -88,12 +90,9 @@ def flag_for_review(
 
 def maybe_request_discovery(session: Session, every: int = AUTO_DISCOVER_EVERY) -> OutboxJob | None:
     """Queue discovery once `every` creatives were flagged new_label since the last request (sent or not)."""
-    last = session.scalar(select(func.max(OutboxJob.created_at)).where(OutboxJob.task == DISCOVER))
+    last = proposal_rows.last_discovery_request_at(session)
     if last is not None and utcnow() - last < AUTO_DISCOVER_MIN_INTERVAL:
         return None
-    query = select(func.count(ReviewItem.id)).where(ReviewItem.flag == "new_label", ReviewItem.status == "open")
-    if last is not None:
-        query = query.where(ReviewItem.created_at > last)
-    if (session.scalar(query) or 0) < every:
+    if review_items.open_count_flagged(session, Flag.NEW_LABEL, since=last) < every:
         return None
     return enqueue(session, DISCOVER, {"reason": f"{every} new_label flags since the last run"})

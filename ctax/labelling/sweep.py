@@ -16,15 +16,18 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
-
+from ctax.enums import Flag
 from ctax.labelling.flagging import flag_for_review
 from ctax.labelling.labeller import Labeller
-from ctax.store.models import Creative, ReviewItem, utcnow
-from ctax.store.session import Database
+from ctax.labelling.trigger import Decision
+from ctax.store.models import Creative
+from ctax.store.repos import creatives as repo
+from ctax.store.session import Database, Session
+from ctax.store.types import utcnow
 
 log = logging.getLogger(__name__)
-RAISABLE = ("none", "low_confidence")
+RAISABLE = (Flag.NONE, Flag.LOW_CONFIDENCE)
+SWEPT_REASON = "raised by the novelty sweep: creatives like it kept arriving after it was labelled"
 
 
 @dataclass
@@ -42,10 +45,8 @@ def sweep(db: Database, labeller: Labeller, batch_size: int = 512) -> SweepRepor
     for start in range(0, len(ids), batch_size):
         chunk_ids, chunk_vectors = ids[start : start + batch_size], vectors[start : start + batch_size]
         with db.write() as session:
-            decided = set(session.scalars(select(ReviewItem.creative_id).where(
-                ReviewItem.creative_id.in_(chunk_ids), ReviewItem.status != "open")))
-            rows = {row.id: row for row in session.scalars(select(Creative).where(
-                Creative.id.in_(chunk_ids), Creative.status == "labelled", Creative.model_version_id == version))}
+            decided = repo.reviewed_among(session, chunk_ids)
+            rows = repo.labelled_by(session, chunk_ids, version)
             keep = [n for n, cid in enumerate(chunk_ids) if cid in rows and cid not in decided]
             if not keep:
                 continue
@@ -54,30 +55,34 @@ def sweep(db: Database, labeller: Labeller, batch_size: int = 512) -> SweepRepor
             decisions = labeller.decide(chunk_vectors[keep], [rows[cid].asserted_label_id for cid in kept_ids],
                                         traffic, windows)
             for cid, decision in zip(kept_ids, decisions, strict=True):
-                row = rows[cid]
-                old: dict[str, Any] = dict(row.prediction or {})
-                old_scores = dict(old.get("scores") or {})
-                arrival = old_scores.get("fit_at_arrival", old_scores.get("fit"))
-                if row.flag in RAISABLE and decision.flag == "new_label":
-                    prediction = labeller.prediction(decision, old.get("modalities") or {},
-                                                     old.get("modalities_used") or [])
-                    prediction["reasons"] = [*prediction["reasons"], "raised by the novelty sweep: creatives like it "
-                                             "kept arriving after it was labelled"]
-                    prediction["raised_by_sweep"], prediction["flag_at_arrival"] = True, row.flag
-                    # The asserted label's gap and the like were measured at arrival and stay meaningful.
-                    prediction["scores"] = {**old_scores, **prediction["scores"]}
-                    row.flag, row.decided_label_id = "new_label", None
-                    flag_for_review(session, cid, decision, version, row.asserted_label_id)
-                    report.raised += 1
-                else:  # the label and flag stand; only the novelty evidence is brought up to date
-                    prediction = old
-                    prediction["scores"] = {**old_scores, "fit": decision.scores.get("fit"),
-                                            **({"recent_like_it": decision.scores["recent_like_it"]}
-                                               if "recent_like_it" in decision.scores else {})}
-                prediction["scores"] = {**prediction["scores"], "fit_at_arrival": arrival}
-                prediction["novelty_swept_at"] = utcnow().isoformat()
-                row.prediction = prediction
+                report.raised += _redecide(session, labeller, rows[cid], decision)
             report.swept += len(kept_ids)
     log.info("novelty sweep of %s: %d in the window, %d swept, %d raised to new_label", version, report.window,
              report.swept, report.raised)
     return report
+
+
+def _redecide(session: Session, labeller: Labeller, row: Creative, decision: Decision) -> bool:
+    """Bring one creative's novelty evidence up to date; raise it to new_label (and flag it for review) if it now
+    fits no label and its flag may be raised. Returns whether it was raised."""
+    old: dict[str, Any] = dict(row.prediction or {})
+    old_scores = dict(old.get("scores") or {})
+    arrival = old_scores.get("fit_at_arrival", old_scores.get("fit"))
+    raised = row.flag in RAISABLE and decision.flag == Flag.NEW_LABEL
+    if raised:
+        prediction = labeller.prediction(decision, old.get("modalities") or {}, old.get("modalities_used") or [])
+        prediction["reasons"] = [*prediction["reasons"], SWEPT_REASON]
+        prediction["raised_by_sweep"], prediction["flag_at_arrival"] = True, row.flag
+        # The asserted label's gap and the like were measured at arrival and stay meaningful.
+        prediction["scores"] = {**old_scores, **prediction["scores"]}
+        row.flag, row.decided_label_id = Flag.NEW_LABEL, None
+        flag_for_review(session, row.id, decision, labeller.version, row.asserted_label_id)
+    else:  # the label and flag stand; only the novelty evidence is brought up to date
+        prediction = old
+        prediction["scores"] = {**old_scores, "fit": decision.scores.get("fit"),
+                                **({"recent_like_it": decision.scores["recent_like_it"]}
+                                   if "recent_like_it" in decision.scores else {})}
+    prediction["scores"] = {**prediction["scores"], "fit_at_arrival": arrival}
+    prediction["novelty_swept_at"] = utcnow().isoformat()
+    row.prediction = prediction
+    return raised

@@ -18,13 +18,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any
 
+from ctax.enums import Flag
 from ctax.labelling.novelty import DUPLICATE_SIMILARITY, NoveltyModel, novelty_features, traffic_k
 from ctax.taxonomy.tree import Taxonomy
-
-Flag = Literal["none", "new_label", "wrong_label", "low_confidence"]
-FLAGS: tuple[Flag, ...] = ("none", "new_label", "wrong_label", "low_confidence")
 
 
 @dataclass(frozen=True)
@@ -158,10 +156,9 @@ class Trigger:
         return combined[top] - max(scored)
 
     def decide(self, evidence: Evidence) -> Decision:
-        t = self.thresholds
         combined, shares = self.combined_scores(evidence)
         if not combined:
-            return Decision([], None, "new_label", {"fit": None}, ["no active labels to compare with"])
+            return Decision([], None, Flag.NEW_LABEL, {"fit": None}, ["no active labels to compare with"])
         order = sorted(combined, key=lambda lid: combined[lid], reverse=True)
         ranked = [
             RankedLabel(lid, combined[lid], float(evidence.label_scores[lid]), shares.get(lid, 0.0))
@@ -174,67 +171,75 @@ class Trigger:
         margin = combined[top] - combined[rivals[0]] if rivals else float("inf")
         scores: dict[str, float | None] = {
             "fit": fit,
-            "new_label_threshold": t.new_label,
+            "new_label_threshold": self.thresholds.new_label,
             "top_score": combined[top],
             "margin": None if margin == float("inf") else margin,
-            "margin_threshold": t.margin,
+            "margin_threshold": self.thresholds.margin,
         }
-        reasons: list[str] = []
-
         if self.novelty_model is not None and "traffic_minus_exemplar" in self.novelty_model.features:
             scores["recent_like_it"] = self.recent_like_it(evidence)
-        if fit < t.new_label:
-            reasons.append(
-                f"fits no existing label: {'learned ' if self.novelty_model else ''}fit {fit:.3f} is below the "
-                f"new-label threshold {t.new_label:.3f}"
-                f" (nearest: {self._name(top)})"
-            )
-            if scores.get("recent_like_it"):
-                reasons.append(f"{scores['recent_like_it']} recently labelled creatives are nearer to it than its "
-                               f"nearest labelled exemplar")
-            return Decision(ranked, None, "new_label", scores, reasons)
+        if fit < self.thresholds.new_label:
+            return Decision(ranked, None, Flag.NEW_LABEL, scores, self._novelty_reasons(fit, top, scores))
 
-        decided: int | None = top
-        flag: Flag = "none"
+        decided, flag, reasons = self._settle_leaf(combined, top, rivals, margin)
+        if evidence.asserted_label_id is not None:
+            flag = self._check_assertion(combined, top, evidence.asserted_label_id, flag, scores, reasons)
+        return Decision(ranked, decided, flag, scores, reasons)
+
+    def _novelty_reasons(self, fit: float, top: int, scores: Mapping[str, float | None]) -> list[str]:
+        reasons = [
+            f"fits no existing label: {'learned ' if self.novelty_model else ''}fit {fit:.3f} is below the "
+            f"new-label threshold {self.thresholds.new_label:.3f}"
+            f" (nearest: {self._name(top)})"
+        ]
+        if scores.get("recent_like_it"):
+            reasons.append(f"{scores['recent_like_it']} recently labelled creatives are nearer to it than its "
+                           f"nearest labelled exemplar")
+        return reasons
+
+    def _settle_leaf(
+        self, combined: Mapping[int, float], top: int, rivals: Sequence[int], margin: float
+    ) -> tuple[int | None, Flag, list[str]]:
+        """The decided label: the top one, or, when a rival off its lineage is within the margin, their deepest
+        common ancestor (flagged low_confidence either way)."""
+        t = self.thresholds
         if margin < t.margin:
             close = [lid for lid in rivals if combined[top] - combined[lid] < t.margin]
             common = self._common_ancestor([top, *close])
-            flag = "low_confidence"
             if common is not None:
-                decided = common
-                reasons.append(
+                return common, Flag.LOW_CONFIDENCE, [
                     f"leaf uncertain: {self._name(top)} ({combined[top]:.3f}) and {self._name(close[0])} "
                     f"({combined[close[0]]:.3f}) are within {t.margin:.3f}; decided their common parent "
                     f"{self._name(common)}"
-                )
-            else:
-                reasons.append(
-                    f"uncertain: {self._name(top)} ({combined[top]:.3f}) and {self._name(close[0])} "
-                    f"({combined[close[0]]:.3f}) are within {t.margin:.3f} and share no parent"
-                )
-        else:
-            reasons.append(f"nearest label {self._name(top)} ({combined[top]:.3f}), margin {margin:.3f}")
+                ]
+            return top, Flag.LOW_CONFIDENCE, [
+                f"uncertain: {self._name(top)} ({combined[top]:.3f}) and {self._name(close[0])} "
+                f"({combined[close[0]]:.3f}) are within {t.margin:.3f} and share no parent"
+            ]
+        return top, Flag.NONE, [f"nearest label {self._name(top)} ({combined[top]:.3f}), margin {margin:.3f}"]
 
-        asserted = evidence.asserted_label_id
-        if asserted is not None:
-            gap = self.wrong_gap(combined, top, asserted)
-            threshold = t.wrong_threshold(asserted)
-            scores["asserted_score"] = combined.get(asserted)
-            scores["wrong_label_gap"] = gap
-            scores["wrong_label_threshold"] = threshold
-            if gap is None:
-                scores["wrong_label_gap"] = None
-                flag = "wrong_label"
-                reasons.append(f"asserted label {self._name(asserted)} is not among the labels near this creative")
-            elif gap > threshold:
-                flag = "wrong_label"
-                reasons.append(
-                    f"asserted label {self._name(asserted)} trails {self._name(top)} by {gap:.3f}, more than its "
-                    f"threshold {threshold:.3f}"
-                )
-            else:
-                reasons.append(f"asserted label {self._name(asserted)} is consistent (gap {gap:.3f} ≤ {threshold:.3f})")
-        return Decision(ranked, decided, flag, scores, reasons)
+    def _check_assertion(
+        self, combined: Mapping[int, float], top: int, asserted: int, flag: Flag,
+        scores: dict[str, float | None], reasons: list[str],
+    ) -> Flag:
+        """Scores the asserted label against the top one (into `scores` and `reasons`); wrong_label overrides
+        the flag so far when it trails by more than its threshold or is nowhere near."""
+        gap = self.wrong_gap(combined, top, asserted)
+        threshold = self.thresholds.wrong_threshold(asserted)
+        scores["asserted_score"] = combined.get(asserted)
+        scores["wrong_label_gap"] = gap
+        scores["wrong_label_threshold"] = threshold
+        if gap is None:
+            reasons.append(f"asserted label {self._name(asserted)} is not among the labels near this creative")
+            return Flag.WRONG_LABEL
+        if gap > threshold:
+            reasons.append(
+                f"asserted label {self._name(asserted)} trails {self._name(top)} by {gap:.3f}, more than its "
+                f"threshold {threshold:.3f}"
+            )
+            return Flag.WRONG_LABEL
+        reasons.append(f"asserted label {self._name(asserted)} is consistent (gap {gap:.3f} ≤ {threshold:.3f})")
+        return flag
 
     def _common_ancestor(self, label_ids: Sequence[int]) -> int | None:
         chains = [[lid, *self.taxonomy.ancestors(lid)] for lid in label_ids]

@@ -1,8 +1,10 @@
 """Review decisions: confirm, relabel, new_label, reject, one item or a selection, and undo. Each is recorded with
-the state it replaced and becomes labelled data (an Annotation; the latest one per creative is its truth).
+the state it replaced (audit.py) and becomes labelled data (an Annotation; the latest one per creative is its
+truth).
 
-Concurrency is review.py's: every state change is a conditional UPDATE on status, claim and `version`, so of two
-reviewers deciding one item at the same moment exactly one succeeds and nothing is applied twice.
+Concurrency is queue.py's: every state change is a conditional UPDATE on status, claim and `version`
+(store.repos.review: decide_if_unchanged, reopen_if_unchanged), so of two reviewers deciding one item at the same
+moment exactly one succeeds and nothing is applied twice.
 """
 
 from __future__ import annotations
@@ -13,15 +15,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, delete, func, select, update
-from sqlalchemy.orm import Session
-
+from ctax.enums import REOPEN, Action, AnnotationKind, ReviewStatus, Role, Source
 from ctax.errors import Conflict, Forbidden, InvalidInput
-from ctax.review.queue import ACTIONS, REOPEN, claimable_by, get_item, last_decision, refusal
-from ctax.store.models import Annotation, ApiKey, Label, ReviewDecision, ReviewItem, utcnow
+from ctax.review import audit
+from ctax.review.claims import held_by_another, refusal
+from ctax.review.queue import get_item, last_decision
+from ctax.review.target import check_action, create_reviewed_label, names_label, target_label
+from ctax.store.models import Annotation, ApiKey, Label, ReviewDecision, ReviewItem
 from ctax.store.outbox import request_index_sync
-from ctax.taxonomy import catalog
-from ctax.taxonomy.paths import LabelPath
+from ctax.store.repos import review as items
+from ctax.store.session import Session
+from ctax.store.types import utcnow
 
 MAX_NOTE_CHARS = 2000
 MAX_BULK = 500
@@ -55,46 +59,6 @@ class BulkOutcome:
         return bool(self.outcomes) and all(o.replayed for o in self.outcomes)
 
 
-def _latest_annotation(session: Session, creative_id: str) -> Annotation | None:
-    return session.scalar(
-        select(Annotation).where(Annotation.creative_id == creative_id).order_by(Annotation.id.desc()).limit(1)
-    )
-
-
-def snapshot(session: Session, item: ReviewItem) -> dict[str, Any]:
-    """The state a decision replaces, kept in the audit row."""
-    creative = item.creative
-    annotation = _latest_annotation(session, item.creative_id)
-    return {
-        "item": {
-            "status": item.status,
-            "flag": item.flag,
-            "version": item.version,
-            "suggested_label_id": item.suggested_label_id,
-            "asserted_label_id": item.asserted_label_id,
-            "top_score": item.top_score,
-            "priority": item.priority,
-            "claimed_by": item.claimed_by,
-            "proposal_id": item.proposal_id,
-            "decided_at": item.decided_at.isoformat() if item.decided_at else None,
-        },
-        "creative": {
-            "flag": creative.flag,
-            "decided_label_id": creative.decided_label_id,
-            "asserted_label_id": creative.asserted_label_id,
-            "model_version": creative.model_version_id,
-            "annotation": {
-                "id": annotation.id,
-                "label_id": annotation.label_id,
-                "kind": annotation.kind,
-                "source": annotation.source,
-            }
-            if annotation is not None
-            else None,
-        },
-    }
-
-
 def _clean_note(note: str | None) -> str | None:
     if note is None:
         return None
@@ -103,108 +67,25 @@ def _clean_note(note: str | None) -> str | None:
     return note.strip() or None
 
 
-def new_label_path(reference: str | int | None) -> LabelPath:
-    if not isinstance(reference, str) or not reference.strip():
-        raise InvalidInput("new_label needs label: the new path, e.g. Product/Pets/Dog Toys", field="label")
-    try:
-        path = LabelPath.parse(reference)
-    except InvalidInput as exc:
-        raise InvalidInput(f"label: {exc.message}", field="label") from exc
-    if path.parent is None:
-        raise InvalidInput(
-            f"label: a new label goes under an existing parent; {path} has none (write Parent/{path})", field="label"
-        )
-    return path
-
-
-def create_reviewed_label(session: Session, reference: str | int | None, source: str = "review") -> Label:
-    """A reviewer's new label: a new path under an existing, active parent; duplicates are refused."""
-    path = new_label_path(reference)
-    try:
-        return catalog.create_label(session, path, source=source)
-    except InvalidInput as exc:
-        raise InvalidInput(f"label: {exc.message}", **{**exc.detail, "field": "label"}) from exc
-
-
-def _target_label(session: Session, item: ReviewItem, request: DecisionRequest, given: Label | None) -> Label | None:
-    """The label a decision applies (None for reject); validates without writing, except new_label's creation."""
-    action = request.action
-    if action == "reject":
-        if request.label is not None:
-            raise InvalidInput("reject takes no label: send action relabel to change the label", field="label")
-        if not (request.note or "").strip():
-            raise InvalidInput("reject needs a reason in note (e.g. 'not an ad')", field="note")
-        return None
-    if given is not None:
-        return given
-    if action == "confirm":
-        if item.suggested_label_id is None:
-            raise InvalidInput(
-                f"review item {item.id} has no suggested label to confirm; relabel it or name a new label",
-                field="action",
-            )
-        label = catalog.get_label(session, item.suggested_label_id)
-        if request.label is not None and catalog.resolve_active(session, request.label).id != label.id:
-            raise InvalidInput(
-                f"confirm applies the suggested label {label.path}; to apply another, send action relabel",
-                field="label",
-            )
-        if label.status != "active":
-            raise InvalidInput(f"the suggested label {label.path} was retired; relabel this item", field="action")
-        return label
-    if action == "relabel":
-        if request.label is None or request.label == "":
-            raise InvalidInput("relabel needs label: an existing label path or id", field="label")
-        return catalog.resolve_active(session, request.label)
-    if action == "new_label":
-        return create_reviewed_label(session, request.label)
-    raise InvalidInput(f"action must be one of {', '.join(ACTIONS)}, got {action!r}", field="action")
-
-
 def is_replay(session: Session, item: ReviewItem, key: ApiKey, request: DecisionRequest) -> ReviewDecision | None:
     """The recorded decision this request repeats, if it repeats one (a retry after a lost answer)."""
-    if item.status != "decided":
+    if item.status != ReviewStatus.DECIDED:
         return None
     last = last_decision(session, item.id)
     if last is None or last.reviewer_key_id != key.id or last.action != request.action:
         return None
-    if request.action in ("relabel", "new_label"):
+    if request.action in (Action.RELABEL, Action.NEW_LABEL):
         label = session.get(Label, last.label_id) if last.label_id is not None else None
         if label is None or request.label is None:
             return None
-        if isinstance(request.label, int) or str(request.label).isdigit():
-            return last if int(request.label) == label.id else None
-        try:
-            same = str(LabelPath.parse(str(request.label))) == label.path
-        except InvalidInput:
-            return None
-        return last if same else None
+        return last if names_label(label, request.label) else None
     return last
 
 
-def decide(
-    session: Session,
-    item_id: int,
-    key: ApiKey,
-    request: DecisionRequest,
-    *,
-    now: dt.datetime | None = None,
-    bulk_id: str | None = None,
-    label: Label | None = None,
-    source: str = "review",
-) -> DecisionOutcome:
-    """Record a decision in the caller's transaction: the item is decided, the audit row keeps the previous state,
-    and an annotation makes it labelled data (the latest annotation of a creative is its truth for training)."""
-    now = now or utcnow()
-    if request.action not in ACTIONS:
-        raise InvalidInput(f"action must be one of {', '.join(ACTIONS)}, got {request.action!r}", field="action")
-    note = _clean_note(request.note)
-    item = get_item(session, item_id)
-    replay = is_replay(session, item, key, request)
-    if replay is not None:
-        replayed_label = session.get(Label, replay.label_id) if replay.label_id is not None else None
-        return DecisionOutcome(item, replay, replayed_label, replayed=True)
-    if item.status != "open":
+def _check_decidable(session: Session, item: ReviewItem, key: ApiKey, request: DecisionRequest,
+                     now: dt.datetime) -> None:
+    """Refuse early, with the reason, what the conditional UPDATE would refuse anyway."""
+    if item.status != ReviewStatus.OPEN:
         raise refusal(session, item, key, now)
     if request.version is not None and request.version != item.version:
         raise Conflict(
@@ -213,37 +94,20 @@ def decide(
             item_id=item.id,
             version=item.version,
         )
-    if item.claimed_by not in (None, key.id) and item.claim_expires_at is not None and item.claim_expires_at >= now:
+    if held_by_another(item, key, now):
         raise refusal(session, item, key, now)
-    created = request.action == "new_label" and label is None
-    target = _target_label(session, item, request, label)
-    previous = snapshot(session, item)
-    result = session.execute(
-        update(ReviewItem)
-        .where(
-            ReviewItem.id == item.id,
-            ReviewItem.version == item.version,
-            ReviewItem.status == "open",
-            claimable_by(key.id, now),
-        )
-        .values(
-            status="decided",
-            decided_at=now,
-            claimed_by=None,
-            claim_expires_at=None,
-            version=ReviewItem.version + 1,
-            updated_at=now,
-        )
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
-        raise refusal(session, get_item(session, item.id), key, now)
+
+
+def _record(session: Session, item: ReviewItem, key: ApiKey, action: Action, target: Label | None,
+            note: str | None, previous: dict[str, Any], bulk_id: str | None, source: Source,
+            now: dt.datetime) -> ReviewDecision:
+    """The audit row, and the annotation that makes the decision labelled data."""
     decision = ReviewDecision(
         review_item_id=item.id,
         creative_id=item.creative_id,
         reviewer_key_id=key.id,
         reviewer_name=key.name,
-        action=request.action,
+        action=action,
         label_id=target.id if target is not None else None,
         note=note,
         previous=previous,
@@ -256,7 +120,7 @@ def decide(
         Annotation(
             creative_id=item.creative_id,
             label_id=target.id if target is not None else None,
-            kind="reject" if target is None else "label",
+            kind=AnnotationKind.REJECT if target is None else AnnotationKind.LABEL,
             source=source,
             decision_id=decision.id,
             created_by=key.id,
@@ -264,6 +128,37 @@ def decide(
         )
     )
     session.flush()
+    return decision
+
+
+def decide(
+    session: Session,
+    item_id: int,
+    key: ApiKey,
+    request: DecisionRequest,
+    *,
+    now: dt.datetime | None = None,
+    bulk_id: str | None = None,
+    label: Label | None = None,
+    source: Source = Source.REVIEW,
+) -> DecisionOutcome:
+    """Record a decision in the caller's transaction: the item is decided, the audit row keeps the previous state,
+    and an annotation makes it labelled data (the latest annotation of a creative is its truth for training)."""
+    now = now or utcnow()
+    action = check_action(request.action)
+    note = _clean_note(request.note)
+    item = get_item(session, item_id)
+    replay = is_replay(session, item, key, request)
+    if replay is not None:
+        replayed_label = session.get(Label, replay.label_id) if replay.label_id is not None else None
+        return DecisionOutcome(item, replay, replayed_label, replayed=True)
+    _check_decidable(session, item, key, request, now)
+    created = action is Action.NEW_LABEL and label is None
+    target = target_label(session, item, action, request.label, request.note, label)
+    previous = audit.snapshot(session, item)
+    if not items.decide_if_unchanged(session, item, key.id, now):
+        raise refusal(session, get_item(session, item.id), key, now)
+    decision = _record(session, item, key, action, target, note, previous, bulk_id, source, now)
     request_index_sync(session, f"review decision on item {item.id}")
     return DecisionOutcome(get_item(session, item.id), decision, target, created_label=created)
 
@@ -281,16 +176,16 @@ def decide_bulk(
         raise InvalidInput("version applies to one item; a bulk decision checks each item's state", field="version")
     now = now or utcnow()
     outcome = BulkOutcome(bulk_id=uuid.uuid4().hex)
-    items = [get_item(session, item_id) for item_id in ids]
+    selected = [get_item(session, item_id) for item_id in ids]
     shared: Label | None = None
-    if request.action == "new_label":
-        if all(is_replay(session, item, key, request) for item in items):
+    if request.action == Action.NEW_LABEL:
+        if all(is_replay(session, item, key, request) for item in selected):
             shared = None  # a retry of a bulk that created the label: each item replays below
         else:
             shared = create_reviewed_label(session, request.label)
             outcome.created_label = shared
     conflicts: list[dict[str, Any]] = []
-    for item in items:
+    for item in selected:
         try:
             outcome.outcomes.append(decide(session, item.id, key, request, now=now, bulk_id=outcome.bulk_id,
                                            label=shared))
@@ -310,31 +205,18 @@ def reopen(session: Session, item_id: int, key: ApiKey, ttl_s: float, now: dt.da
     is open again, claimed by whoever reopened it. Reviewers may reopen their own decisions; admins any."""
     now = now or utcnow()
     item = get_item(session, item_id)
-    if item.status != "decided":
+    if item.status != ReviewStatus.DECIDED:
         raise Conflict(f"review item {item.id} is {item.status}, not decided; nothing to reopen", item_id=item.id)
     last = last_decision(session, item.id)
-    if last is not None and last.reviewer_key_id != key.id and key.role != "admin":
+    if last is not None and last.reviewer_key_id != key.id and key.role != Role.ADMIN:
         raise Forbidden(
             f"review item {item.id} was decided by {last.reviewer_name}; only they or an admin can reopen it"
         )
-    previous = snapshot(session, item)
-    result = session.execute(
-        update(ReviewItem)
-        .where(ReviewItem.id == item.id, ReviewItem.version == item.version, ReviewItem.status == "decided")
-        .values(
-            status="open",
-            decided_at=None,
-            claimed_by=key.id,
-            claim_expires_at=now + dt.timedelta(seconds=ttl_s),
-            version=ReviewItem.version + 1,
-            updated_at=now,
-        )
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    previous = audit.snapshot(session, item)
+    if not items.reopen_if_unchanged(session, item, key.id, now + dt.timedelta(seconds=ttl_s), now):
         raise Conflict(f"review item {item.id} changed while reopening it; reload it", item_id=item.id)
     if last is not None:
-        session.execute(delete(Annotation).where(Annotation.decision_id == last.id))
+        items.delete_annotations_of(session, last.id)
     session.add(
         ReviewDecision(
             review_item_id=item.id,
@@ -352,17 +234,3 @@ def reopen(session: Session, item_id: int, key: ApiKey, ttl_s: float, now: dt.da
     request_index_sync(session, f"review item {item.id} reopened")
     return get_item(session, item.id)
 
-
-def decisions(
-    session: Session, *, reviewer_key_id: int | None = None, item_id: int | None = None, limit: int = 50,
-    offset: int = 0
-) -> tuple[list[ReviewDecision], int]:
-    conditions = []
-    if reviewer_key_id is not None:
-        conditions.append(ReviewDecision.reviewer_key_id == reviewer_key_id)
-    if item_id is not None:
-        conditions.append(ReviewDecision.review_item_id == item_id)
-    query = select(ReviewDecision).where(and_(*conditions)) if conditions else select(ReviewDecision)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(query.order_by(ReviewDecision.id.desc()).limit(limit).offset(offset)).all()
-    return list(rows), total

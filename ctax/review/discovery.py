@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ctax.taxonomy.tree import Taxonomy
+from ctax.vectors import normalise
 
 log = logging.getLogger(__name__)
 _WORD = r"(?u)\b[^\W\d_][^\W\d_]+\b"
@@ -64,11 +65,6 @@ class ProposalDraft:
     centroid: np.ndarray = field(repr=False)
 
 
-def unit(vectors: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return (vectors / np.where(norms == 0, 1.0, norms)).astype(np.float32)
-
-
 def cluster(vectors: np.ndarray, params: DiscoveryParams, seed: int = 0) -> np.ndarray:
     """A cluster number per row, -1 for noise."""
     n = len(vectors)
@@ -76,7 +72,7 @@ def cluster(vectors: np.ndarray, params: DiscoveryParams, seed: int = 0) -> np.n
         return np.full(n, -1, dtype=np.int64)
     from sklearn.cluster import HDBSCAN
 
-    points = unit(vectors)
+    points = normalise(vectors)
     if params.umap_components and n >= max(params.umap_min_points, params.umap_components + 2):
         points = _reduce(points, params.umap_components, seed)
     model = HDBSCAN(
@@ -114,11 +110,11 @@ def prune_outliers(points: np.ndarray, rows: np.ndarray, floor: float = 0.15) ->
     dimensions HDBSCAN attaches a stray to the nearest dense group, and a stray named 'Solar' would be mislabelled
     when the proposal is accepted. 'Much farther' is robust: below the median similarity by 3 MADs, and at least
     `floor`."""
-    centre = unit(points[rows].mean(axis=0, keepdims=True))[0]
+    centre = normalise(points[rows].mean(axis=0, keepdims=True))[0]
     sims = points[rows] @ centre
     median = float(np.median(sims))
     spread = float(np.median(np.abs(sims - median)))
-    return rows[sims >= median - max(floor, 3 * spread)]
+    return np.asarray(rows[sims >= median - max(floor, 3 * spread)])
 
 
 def salient_terms(groups: Sequence[Sequence[str]], background: Sequence[str], n_terms: int) -> list[list[str]]:
@@ -200,7 +196,7 @@ def suggest_parent(
     if len(labels.ids) == 0 or len(member_vectors) == 0:
         return None, None
     position = {int(lid): n for n, lid in enumerate(labels.ids)}
-    sims = unit(member_vectors) @ unit(labels.vectors).T
+    sims = normalise(member_vectors) @ normalise(labels.vectors).T
     best: tuple[float, int] | None = None
     for parent in parent_candidates(labels.taxonomy, max_parent_depth):
         family = [lid for lid in (parent, *labels.taxonomy.children.get(parent, [])) if lid in position]
@@ -227,7 +223,7 @@ def propose(
     if len(creative_ids) != len(vectors) or len(creative_ids) != len(texts):
         raise ValueError("creative_ids, vectors and texts must be parallel")
     assignment = cluster(vectors, params)
-    points = unit(vectors) if len(vectors) else vectors
+    points = normalise(vectors) if len(vectors) else vectors
     groups = [np.flatnonzero(assignment == c) for c in sorted(set(assignment.tolist()) - {-1})]
     groups = [prune_outliers(points, rows) for rows in groups]
     groups = [rows for rows in groups if len(rows) >= params.min_cluster_size]
@@ -235,12 +231,13 @@ def propose(
         return []
     clustered = set(np.flatnonzero(assignment >= 0).tolist())
     others = [texts[i] for i in range(len(texts)) if i not in clustered]
-    terms = salient_terms([[texts[i] for i in rows] for rows in groups], [*others, *background], params.n_terms)
+    grouped = [[texts[i] for i in rows.tolist()] for rows in groups]
+    terms = salient_terms(grouped, [*others, *background], params.n_terms)
     drafts: list[ProposalDraft] = []
     sibling_names: dict[int | None, list[str]] = {}
     for rows, cluster_terms in zip(groups, terms, strict=True):
         members = points[rows]
-        centroid = unit(members.mean(axis=0, keepdims=True))[0]
+        centroid = normalise(members.mean(axis=0, keepdims=True))[0]
         cohesion = float((members @ centroid).mean())
         parent, parent_score = suggest_parent(members, labels, params.max_parent_depth)
         if parent not in sibling_names:
@@ -251,7 +248,7 @@ def propose(
         sibling_names[parent].append(name)
         drafts.append(
             ProposalDraft(
-                member_ids=[creative_ids[i] for i in rows],
+                member_ids=[creative_ids[i] for i in rows.tolist()],
                 suggested_name=name,
                 suggested_parent_id=parent,
                 parent_score=parent_score,

@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session
 
 from ctax.enums import Role
 from ctax.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
-from ctax.store.models import ApiKey, utcnow
+from ctax.store.models import ApiKey
+from ctax.store.types import utcnow
 
 # last_used_at is a hint for admins, not an audit: written at most this often, so reads stay reads.
 TOUCH_EVERY = dt.timedelta(minutes=5)
@@ -20,6 +21,10 @@ TOUCH_EVERY = dt.timedelta(minutes=5)
 
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
+
+
+def by_hash(session: Session, digest: str) -> ApiKey | None:
+    return session.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
 
 
 def create_key(session: Session, name: str, role: str, value: str | None = None) -> tuple[ApiKey, str]:
@@ -31,7 +36,7 @@ def create_key(session: Session, name: str, role: str, value: str | None = None)
     if len(key) < 16:
         raise InvalidInput("an API key must be at least 16 characters", field="key")
     digest = hash_key(key)
-    if session.scalar(select(ApiKey).where(ApiKey.key_hash == digest)) is not None:
+    if by_hash(session, digest) is not None:
         raise Conflict("that key already exists")
     row = ApiKey(name=name.strip(), role=Role(role), key_hash=digest, prefix=key[:9])
     session.add(row)
@@ -41,7 +46,7 @@ def create_key(session: Session, name: str, role: str, value: str | None = None)
 
 def ensure_key(session: Session, name: str, role: Role, value: str) -> ApiKey:
     """Idempotent: the bootstrap admin key is created on the first start and found on every later one."""
-    row = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(value)))
+    row = by_hash(session, hash_key(value))
     if row is not None:
         if row.revoked_at is not None:
             raise Conflict("the bootstrap admin key was revoked; choose another CTAX_BOOTSTRAP_ADMIN_KEY")
@@ -53,7 +58,7 @@ def authenticate(session: Session, presented: str | None) -> ApiKey:
     if not presented:
         raise Unauthorized("missing API key: send it in the X-API-Key header")
     digest = hash_key(presented)
-    row = session.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
+    row = by_hash(session, digest)
     if row is None or row.revoked_at is not None or not hmac.compare_digest(row.key_hash, digest):
         raise Unauthorized("invalid or revoked API key")
     return row

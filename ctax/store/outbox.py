@@ -9,8 +9,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ctax.jobs import DEFAULT_QUEUES, SYNC_INDEX
-from ctax.store.models import OutboxJob, utcnow
+from ctax.store.models import OutboxJob
 from ctax.store.session import Database, mark_queued_work
+from ctax.store.types import utcnow
 
 
 def enqueue(session: Session, task: str, *args: object, queue: str | None = None) -> OutboxJob:
@@ -22,7 +23,9 @@ def enqueue(session: Session, task: str, *args: object, queue: str | None = None
 
 def request_index_sync(session: Session, reason: str) -> OutboxJob:
     """The worker diffs labels and exemplars against the index, so one pending request covers many changes."""
-    pending = session.query(OutboxJob).filter(OutboxJob.task == SYNC_INDEX, OutboxJob.sent_at.is_(None)).first()
+    pending = session.scalars(
+        select(OutboxJob).where(OutboxJob.task == SYNC_INDEX, OutboxJob.sent_at.is_(None)).limit(1)
+    ).first()
     return pending or enqueue(session, SYNC_INDEX, reason)
 
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
+from ctax.enums import LabelStatus, Source
 from ctax.errors import Conflict, InvalidInput, NotFound
-from ctax.store.models import Label, utcnow
+from ctax.store.models import Label
 from ctax.store.outbox import request_index_sync
+from ctax.store.repos import labels as rows
+from ctax.store.session import Session
+from ctax.store.types import utcnow
 from ctax.taxonomy.importers import ImportResult
 from ctax.taxonomy.paths import LabelPath
 from ctax.taxonomy.tree import Taxonomy, TaxonomyNode
@@ -27,7 +28,7 @@ class ImportSummary:
 
 
 def get_label(session: Session, label_id: int) -> Label:
-    label = session.get(Label, label_id)
+    label = rows.get(session, label_id)
     if label is None:
         raise NotFound(f"no label with id {label_id}")
     return label
@@ -35,13 +36,13 @@ def get_label(session: Session, label_id: int) -> Label:
 
 def find_label(session: Session, path: LabelPath | str) -> Label | None:
     key = str(path) if isinstance(path, LabelPath) else str(LabelPath.parse(path))
-    return session.scalar(select(Label).where(Label.path == key))
+    return rows.by_path(session, key)
 
 
 def resolve_active(session: Session, reference: str | int, field_name: str = "label") -> Label:
     """A label given by id or path, which must exist and be active."""
     if isinstance(reference, int) or (isinstance(reference, str) and reference.isdigit()):
-        label = session.get(Label, int(reference))
+        label = rows.get(session, int(reference))
     else:
         try:
             label = find_label(session, reference)
@@ -49,27 +50,27 @@ def resolve_active(session: Session, reference: str | int, field_name: str = "la
             raise InvalidInput(f"{field_name}: {exc.message}", field=field_name) from exc
     if label is None:
         raise InvalidInput(f"{field_name}: unknown label {reference!r}", field=field_name)
-    if label.status != "active":
+    if label.status != LabelStatus.ACTIVE:
         raise InvalidInput(f"{field_name}: label {label.path!r} is retired", field=field_name)
     return label
 
 
 def active_taxonomy(session: Session) -> Taxonomy:
-    rows = session.execute(select(Label.id, Label.path, Label.parent_id).where(Label.status == "active")).all()
-    return Taxonomy([TaxonomyNode(row.id, LabelPath.parse(row.path), row.parent_id) for row in rows])
+    nodes = rows.active_tree_rows(session)
+    return Taxonomy([TaxonomyNode(label_id, LabelPath.parse(path), parent_id) for label_id, path, parent_id in nodes])
 
 
-def import_labels(session: Session, result: ImportResult, source: str = "import") -> ImportSummary:
+def import_labels(session: Session, result: ImportResult, source: Source = Source.IMPORT) -> ImportSummary:
     """All or nothing: the caller's transaction commits every label or none."""
     summary = ImportSummary(warnings=list(result.warnings))
-    existing = {label.path: label for label in session.scalars(select(Label))}
+    existing = {label.path: label for label in rows.all_labels(session)}
     for item in result.labels:  # parents come before children
         key = str(item.path)
         label = existing.get(key)
         if label is not None:
             changed = False
-            if label.status != "active":
-                label.status = "active"
+            if label.status != LabelStatus.ACTIVE:
+                label.status = LabelStatus.ACTIVE
                 summary.reactivated += 1
                 changed = True
             if item.iab_id and label.iab_id != item.iab_id:
@@ -87,7 +88,7 @@ def import_labels(session: Session, result: ImportResult, source: str = "import"
             depth=item.path.depth,
             iab_id=item.iab_id,
             source=source,
-            status="active",
+            status=LabelStatus.ACTIVE,
         )
         session.add(label)
         existing[key] = label
@@ -98,19 +99,20 @@ def import_labels(session: Session, result: ImportResult, source: str = "import"
     return summary
 
 
-def create_label(session: Session, path: LabelPath, description: str | None = None, source: str = "api") -> Label:
+def create_label(
+    session: Session, path: LabelPath, description: str | None = None, source: Source = Source.API
+) -> Label:
     """A new label under an existing, active parent (or a new root)."""
-    if find_label(session, path) is not None:
-        existing = find_label(session, path)
-        assert existing is not None
-        state = "retired; re-activate it instead" if existing.status == "retired" else "exists"
+    existing = find_label(session, path)
+    if existing is not None:
+        state = "retired; re-activate it instead" if existing.status == LabelStatus.RETIRED else "exists"
         raise InvalidInput(f"label {path} already {state}", field="path", label_id=existing.id)
     parent = None
     if path.parent is not None:
         parent = find_label(session, path.parent)
         if parent is None:
             raise InvalidInput(f"parent {path.parent} does not exist; create it first", field="path")
-        if parent.status != "active":
+        if parent.status != LabelStatus.ACTIVE:
             raise InvalidInput(f"parent {path.parent} is retired", field="path")
     label = Label(
         path=str(path),
@@ -119,7 +121,7 @@ def create_label(session: Session, path: LabelPath, description: str | None = No
         depth=path.depth,
         description=description,
         source=source,
-        status="active",
+        status=LabelStatus.ACTIVE,
     )
     session.add(label)
     session.flush()
@@ -128,8 +130,7 @@ def create_label(session: Session, path: LabelPath, description: str | None = No
 
 
 def subtree(session: Session, label: Label) -> list[Label]:
-    prefix = label.path + "/"
-    return [label, *session.scalars(select(Label).where(Label.path.startswith(prefix, autoescape=True)))]
+    return [label, *rows.descendants(session, label.path)]
 
 
 def rename_label(session: Session, label: Label, new_name: str) -> list[Label]:
@@ -155,9 +156,9 @@ def rename_label(session: Session, label: Label, new_name: str) -> list[Label]:
 
 def retire_label(session: Session, label: Label) -> list[Label]:
     """Retiring a node retires its subtree: a child cannot be active under a retired parent."""
-    retired = [node for node in subtree(session, label) if node.status == "active"]
+    retired = [node for node in subtree(session, label) if node.status == LabelStatus.ACTIVE]
     for node in retired:
-        node.status = "retired"
+        node.status = LabelStatus.RETIRED
         node.updated_at = utcnow()
     session.flush()
     if retired:
@@ -166,16 +167,38 @@ def retire_label(session: Session, label: Label) -> list[Label]:
 
 
 def reactivate_label(session: Session, label: Label) -> None:
-    if label.parent is not None and label.parent.status != "active":
+    if label.parent is not None and label.parent.status != LabelStatus.ACTIVE:
         raise InvalidInput(f"parent {label.parent.path} is retired; re-activate it first", field="status")
-    label.status = "active"
+    label.status = LabelStatus.ACTIVE
     label.updated_at = utcnow()
     session.flush()
     request_index_sync(session, f"label {label.path} re-activated")
 
 
+def edit_label(
+    session: Session,
+    label: Label,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    status: LabelStatus | None = None,
+) -> list[Label]:
+    """One edit of a label: its status first (retiring takes the subtree along), then its name (renaming the
+    subtree's paths), then its description. Returns every label whose path or status changed."""
+    if name is None and description is None and status is None:
+        raise InvalidInput("nothing to change: send name, description or status")
+    affected: list[Label] = []
+    if status == LabelStatus.RETIRED and label.status == LabelStatus.ACTIVE:
+        affected += retire_label(session, label)
+    elif status == LabelStatus.ACTIVE and label.status == LabelStatus.RETIRED:
+        reactivate_label(session, label)
+        affected.append(label)
+    if name is not None:
+        affected += rename_label(session, label, name)
+    if description is not None:
+        label.description = description
+    return affected
+
+
 def labels_by_ids(session: Session, ids: Iterable[int]) -> dict[int, Label]:
-    ids = list(set(ids))
-    if not ids:
-        return {}
-    return {label.id: label for label in session.scalars(select(Label).where(Label.id.in_(ids)))}
+    return rows.by_ids(session, ids)

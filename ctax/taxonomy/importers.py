@@ -77,6 +77,32 @@ def parse_path_lines(data: bytes | str) -> ImportResult:
 
 
 IAB_COLUMNS = ("Unique ID", "Parent ID", "Name", "Tier 1", "Tier 2", "Tier 3")
+IAB_TIERS = ("Tier 1", "Tier 2", "Tier 3")
+
+
+@dataclass(frozen=True)
+class _IabRow:
+    line: int
+    unique_id: str
+    parent_id: str
+    path: LabelPath
+
+
+@dataclass
+class _IabFile:
+    """What the rows read so far define, to refuse a second row with the same ID or path."""
+
+    header: list[str]
+    col: dict[str, int]
+    rows: list[_IabRow] = field(default_factory=list)
+    line_of_id: dict[str, int] = field(default_factory=dict)
+    line_of_path: dict[LabelPath, int] = field(default_factory=dict)
+    warnings: list[dict[str, object]] = field(default_factory=list)
+
+    def add(self, row: _IabRow) -> None:
+        self.line_of_id[row.unique_id] = row.line
+        self.line_of_path[row.path] = row.line
+        self.rows.append(row)
 
 
 def parse_iab_tsv(data: bytes | str) -> ImportResult:
@@ -90,101 +116,97 @@ def parse_iab_tsv(data: bytes | str) -> ImportResult:
     Structural problems (wrong column count, missing or duplicate IDs, empty or gapped tiers, two rows with
     one path) make the whole file invalid.
     """
-    text = _decode(data)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t")
-    header = next(reader, None)
+    reader = csv.reader(io.StringIO(_decode(data), newline=""), delimiter="\t")
+    file = _read_iab_header(next(reader, None))
+    for number, cells in enumerate(reader, start=2):
+        if any(cell.strip() for cell in cells):
+            file.add(_read_iab_row(file, number, cells))
+    file.warnings.extend(_parent_id_warnings(file.rows))
+    if not file.rows:
+        raise InvalidInput("taxonomy file has a header but no rows", line=2)
+    labels = [ImportedLabel(row.path, row.line, row.unique_id) for row in file.rows]
+    return ImportResult(_with_ancestors(labels), file.warnings)
+
+
+def _read_iab_header(header: list[str] | None) -> _IabFile:
     if header is None:
         raise InvalidInput("taxonomy file is empty", line=1)
     header = [column.strip() for column in header]
     missing = [column for column in IAB_COLUMNS if column not in header]
     if missing:
         raise InvalidInput(f"line 1: IAB header lacks column(s) {', '.join(missing)}", line=1)
-    col = {name: header.index(name) for name in IAB_COLUMNS}
+    return _IabFile(header, {name: header.index(name) for name in IAB_COLUMNS})
 
-    rows: list[tuple[int, str, str, str, LabelPath]] = []
-    by_id: dict[str, int] = {}
-    by_path: dict[LabelPath, int] = {}
+
+def _read_iab_row(file: _IabFile, number: int, cells: list[str]) -> _IabRow:
+    """One row's ID, Parent ID and path, refusing structural errors; whitespace and Name flaws become warnings."""
+    if len(cells) != len(file.header):
+        raise InvalidInput(
+            f"line {number}: expected {len(file.header)} tab-separated columns, got {len(cells)}", line=number
+        )
+    unique_id = cells[file.col["Unique ID"]].strip()
+    parent_id = cells[file.col["Parent ID"]].strip()
+    name = cells[file.col["Name"]]
+    if not unique_id.isdigit():
+        raise InvalidInput(f"line {number}: Unique ID must be a number, got {unique_id!r}", line=number)
+    if unique_id in file.line_of_id:
+        raise InvalidInput(
+            f"line {number}: Unique ID {unique_id} already used on line {file.line_of_id[unique_id]}", line=number
+        )
+    if parent_id and not parent_id.isdigit():
+        raise InvalidInput(f"line {number}: Parent ID must be a number or empty, got {parent_id!r}", line=number)
+    tiers = [cells[file.col[tier]] for tier in IAB_TIERS]
+    path = _tier_path(number, [tier.strip() for tier in tiers])
+    if path in file.line_of_path:
+        raise InvalidInput(
+            f"line {number}: path {path} already defined on line {file.line_of_path[path]}", line=number
+        )
+    for raw in [name, *tiers[: path.depth]]:
+        if raw != raw.strip():
+            file.warnings.append({"line": number, "message": f"trimmed whitespace around {raw!r}"})
+    if name.strip() and name.strip() != path.leaf:
+        file.warnings.append(
+            {"line": number, "message": f"Name {name.strip()!r} differs from tier {path.leaf!r}; the tier is used"}
+        )
+    return _IabRow(number, unique_id, parent_id, path)
+
+
+def _tier_path(number: int, tiers: list[str]) -> LabelPath:
+    """The path is the non-empty tiers, which must start at Tier 1 and have no gap."""
+    if not tiers[0]:
+        raise InvalidInput(f"line {number}: Tier 1 is empty", line=number)
+    depth = max(index for index, tier in enumerate(tiers) if tier) + 1
+    if any(not tier for tier in tiers[:depth]):
+        raise InvalidInput(f"line {number}: tiers have a gap: {' | '.join(tiers)}", line=number)
+    try:
+        return LabelPath(tuple(tiers[:depth]))
+    except InvalidInput as exc:
+        raise InvalidInput(f"line {number}: {exc.message}", line=number) from exc
+
+
+def _parent_id_warnings(rows: list[_IabRow]) -> list[dict[str, object]]:
+    """The tiers decide each parent; a Parent ID that disagrees with them is reported, never followed."""
+    path_of_id = {row.unique_id: row.path for row in rows}
     warnings: list[dict[str, object]] = []
-    for number, row in enumerate(reader, start=2):
-        if not any(cell.strip() for cell in row):
-            continue
-        if len(row) != len(header):
-            raise InvalidInput(
-                f"line {number}: expected {len(header)} tab-separated columns, got {len(row)}", line=number
-            )
-        unique_id = row[col["Unique ID"]].strip()
-        parent_id = row[col["Parent ID"]].strip()
-        name = row[col["Name"]]
-        if not unique_id.isdigit():
-            raise InvalidInput(f"line {number}: Unique ID must be a number, got {unique_id!r}", line=number)
-        if unique_id in by_id:
-            raise InvalidInput(
-                f"line {number}: Unique ID {unique_id} already used on line {by_id[unique_id]}", line=number
-            )
-        if parent_id and not parent_id.isdigit():
-            raise InvalidInput(f"line {number}: Parent ID must be a number or empty, got {parent_id!r}", line=number)
-        tiers = [row[col[tier]] for tier in ("Tier 1", "Tier 2", "Tier 3")]
-        stripped = [tier.strip() for tier in tiers]
-        if not stripped[0]:
-            raise InvalidInput(f"line {number}: Tier 1 is empty", line=number)
-        depth = max(index for index, tier in enumerate(stripped) if tier) + 1
-        if any(not tier for tier in stripped[:depth]):
-            raise InvalidInput(f"line {number}: tiers have a gap: {' | '.join(stripped)}", line=number)
-        try:
-            path = LabelPath(tuple(stripped[:depth]))
-        except InvalidInput as exc:
-            raise InvalidInput(f"line {number}: {exc.message}", line=number) from exc
-        if path in by_path:
-            raise InvalidInput(f"line {number}: path {path} already defined on line {by_path[path]}", line=number)
-        for raw in [name, *tiers[:depth]]:
-            if raw != raw.strip():
-                warnings.append({"line": number, "message": f"trimmed whitespace around {raw!r}"})
-        if name.strip() and name.strip() != path.leaf:
-            warnings.append(
-                {"line": number, "message": f"Name {name.strip()!r} differs from tier {path.leaf!r}; the tier is used"}
-            )
-        by_id[unique_id] = number
-        by_path[path] = number
-        rows.append((number, unique_id, parent_id, name, path))
+    for row in rows:
+        message = _parent_id_disagreement(row, path_of_id)
+        if message is not None:
+            warnings.append({"line": row.line, "message": message})
+    return warnings
 
-    path_of_id = {unique_id: path for _, unique_id, _, _, path in rows}
-    for number, unique_id, parent_id, _, path in rows:
-        expected = path.parent
-        if parent_id == unique_id:
-            warnings.append(
-                {
-                    "line": number,
-                    "message": f"Parent ID is the row's own ID {unique_id}; parent taken"
-                    f" from the tiers: {expected or '(root)'}",
-                }
-            )
-        elif parent_id and parent_id not in path_of_id:
-            warnings.append(
-                {
-                    "line": number,
-                    "message": f"Parent ID {parent_id} does not exist; parent taken from"
-                    f" the tiers: {expected or '(root)'}",
-                }
-            )
-        elif parent_id and path_of_id[parent_id] != expected:
-            warnings.append(
-                {
-                    "line": number,
-                    "message": f"Parent ID {parent_id} is {path_of_id[parent_id]}, but the"
-                    f" tiers say {expected or '(root)'}; the tiers are used",
-                }
-            )
-        elif not parent_id and expected is not None:
-            warnings.append(
-                {
-                    "line": number,
-                    "message": f"empty Parent ID on a tier-{path.depth} row; parent taken from the tiers: {expected}",
-                }
-            )
-    if not rows:
-        raise InvalidInput("taxonomy file has a header but no rows", line=2)
-    labels = [ImportedLabel(path, number, unique_id) for number, unique_id, _, _, path in rows]
-    return ImportResult(_with_ancestors(labels), warnings)
+
+def _parent_id_disagreement(row: _IabRow, path_of_id: dict[str, LabelPath]) -> str | None:
+    parent_id, expected = row.parent_id, row.path.parent
+    if parent_id == row.unique_id:
+        return f"Parent ID is the row's own ID {row.unique_id}; parent taken from the tiers: {expected or '(root)'}"
+    if parent_id and parent_id not in path_of_id:
+        return f"Parent ID {parent_id} does not exist; parent taken from the tiers: {expected or '(root)'}"
+    if parent_id and path_of_id[parent_id] != expected:
+        return (f"Parent ID {parent_id} is {path_of_id[parent_id]}, but the tiers say {expected or '(root)'};"
+                " the tiers are used")
+    if not parent_id and expected is not None:
+        return f"empty Parent ID on a tier-{row.path.depth} row; parent taken from the tiers: {expected}"
+    return None
 
 
 TaxonomyFormat = Literal["auto", "iab_tsv", "lines"]

@@ -15,10 +15,20 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from ctax.training.image_data import (
+    FEATURE_SHARE,
+    BatchPixels,
+    ProgressCallback,
+    frozen_features,
+    prepare_pixels,
+    soft_targets,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -26,16 +36,32 @@ if TYPE_CHECKING:
 
     from ctax.embedding.image import ImageEncoder
 
-ProgressCallback = Callable[[float, str], None]
+@dataclass(frozen=True)
+class ImageTrainingRecipe:
+    """How to train the image tower.
 
-# Training views are random crops of an image resized a bit larger than the tower's input, so the inference
-# view (a centre crop at exactly the input size) lies inside the range of what training saw.
-_MARGIN = 1.15
-_CROP_SCALE = (0.6, 1.0)
-_CROP_RATIO = (0.85, 1.18)
-# Hue is a real cue in ads (brand colours), so colour augmentation stays at brightness/contrast only.
-_BRIGHTNESS = 0.15
-_CONTRAST = 0.15
+    ``train_tower``: also update the visual tower (else only the projection, over features computed once
+    for ``frozen_views`` views of each image: the clean view plus random augmentations).
+    ``tower_lr``: defaults to ``lr`` for a randomly initialised tower and ``lr / 10`` for a pretrained one,
+    whose features are worth keeping.
+    ``text_weight``: the weight of CLIP's in-batch image<->own-text term, where the images' texts are known.
+    """
+
+    epochs: int
+    batch_size: int
+    seed: int
+    train_tower: bool
+    lr: float = 1e-3
+    text_weight: float = 0.5
+    temperature: float = 0.05
+    tower_lr: float | None = None
+    weight_decay: float = 0.05
+    frozen_views: int = 4
+
+    def tower_lr_for(self, encoder: ImageEncoder) -> float:
+        if self.tower_lr is not None:
+            return self.tower_lr
+        return self.lr if not encoder.pretrained else self.lr / 10
 
 
 def train_image_tower(
@@ -43,304 +69,221 @@ def train_image_tower(
     images: Sequence[Image.Image] | Sequence[Path],
     targets: np.ndarray,
     label_vectors: np.ndarray,
+    recipe: ImageTrainingRecipe,
     *,
-    epochs: int,
-    batch_size: int,
-    seed: int,
-    train_tower: bool,
-    lr: float = 1e-3,
-    on_progress: ProgressCallback | None = None,
     text_vectors: np.ndarray | None = None,
-    text_weight: float = 0.5,
-    temperature: float = 0.05,
-    tower_lr: float | None = None,
-    weight_decay: float = 0.05,
-    frozen_views: int = 4,
+    on_progress: ProgressCallback | None = None,
     progress_bar: bool = True,
 ) -> dict[str, Any]:
     """Train ``encoder`` in place; returns metrics.
 
     ``targets``: one label index per image (shape ``(n,)``) into the rows of ``label_vectors``, or soft
-    targets of shape ``(n, n_labels)`` whose rows sum to 1 (see :func:`hierarchy_targets`).
+    targets of shape ``(n, n_labels)`` whose rows sum to 1 (see :func:`image_data.hierarchy_targets`).
     ``label_vectors``: the text tower's vectors of the label strings, ``(n_labels, dim)``.
     ``text_vectors``: optional text-tower vectors of each image's own text ``(n, dim)``; an all-zero row
     means "no text" and is left out of that term.
-    ``train_tower``: also update the visual tower (else only the projection, over features computed once
-    for ``frozen_views`` views of each image: the clean view plus random augmentations).
-    ``tower_lr``: defaults to ``lr`` for a randomly initialised tower and ``lr / 10`` for a pretrained one,
-    whose features are worth keeping.
     """
     import torch
-    from tqdm import tqdm
 
     started = time.perf_counter()
     n = len(images)
-    soft = _soft_targets(targets, n, len(label_vectors))
+    soft = _checked_targets(encoder, n, targets, label_vectors, text_vectors)
+    generator = torch.Generator().manual_seed(recipe.seed)
+    rng = np.random.default_rng(recipe.seed)
+    report = _clamped(on_progress)
+    report(0.0, f"preparing {n} images")
+    pixels = BatchPixels(encoder, prepare_pixels(images, encoder.image_size), rng)
+    total_steps = max(1, recipe.epochs * math.ceil(n / recipe.batch_size))
+    optimizer = _Optimizer(encoder, recipe, total_steps)
+    features: torch.Tensor | None = None
+    offset = 0.0
+    if not recipe.train_tower:
+        offset = FEATURE_SHARE
+        # The frozen tower's output does not change, so each view is encoded once instead of every epoch.
+        encoder.visual.eval()
+        features = frozen_features(encoder, n, recipe.batch_size, recipe.frozen_views, pixels, report, progress_bar)
+    objective = _Objective(encoder, recipe, label_vectors, soft, text_vectors, pixels, features, generator)
+    epochs = _train_epochs(encoder, objective, optimizer, recipe, n, generator,
+                           lambda step, message: report(offset + (1 - offset) * step / total_steps, message),
+                           progress_bar)
+    seconds = time.perf_counter() - started
+    report(1.0, f"trained in {seconds:.0f}s")
+    return {
+        "n_images": n,
+        "n_labels": len(label_vectors),
+        "epochs": recipe.epochs,
+        "steps": epochs.steps,
+        "batch_size": recipe.batch_size,
+        "train_tower": recipe.train_tower,
+        "lr": recipe.lr,
+        "tower_lr": optimizer.tower_lr if recipe.train_tower else None,
+        "temperature": recipe.temperature,
+        "text_alignment": text_vectors is not None,
+        **epochs.figures(n),
+        "seconds": seconds,
+    }
+
+
+def _clamped(on_progress: ProgressCallback | None) -> ProgressCallback:
+    def report(fraction: float, message: str) -> None:
+        if on_progress is not None:
+            on_progress(min(max(fraction, 0.0), 1.0), message)
+
+    return report
+
+
+def _checked_targets(
+    encoder: ImageEncoder, n: int, targets: np.ndarray, label_vectors: np.ndarray, text_vectors: np.ndarray | None
+) -> np.ndarray:
+    """The soft targets, after checking that every input has the shape the others imply."""
+    soft = soft_targets(targets, n, len(label_vectors))
     if text_vectors is not None and len(text_vectors) != n:
         raise ValueError(f"text_vectors has {len(text_vectors)} rows for {n} images")
     if n == 0:
         raise ValueError("no training images")
     if label_vectors.ndim != 2 or label_vectors.shape[1] != encoder.dim:
         raise ValueError(f"label_vectors must be (n_labels, {encoder.dim}), got {label_vectors.shape}")
+    return soft
 
-    generator = torch.Generator().manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    device = encoder.device
-    labels_t = torch.nn.functional.normalize(torch.as_tensor(label_vectors, dtype=torch.float32), dim=-1)
-    labels_t = labels_t.to(device)
-    soft_t = torch.as_tensor(soft, dtype=torch.float32)
-    hard_t = soft_t.argmax(dim=1)
-    texts_t = None if text_vectors is None else torch.as_tensor(text_vectors, dtype=torch.float32)
 
-    def report(fraction: float, message: str) -> None:
-        if on_progress is not None:
-            on_progress(min(max(fraction, 0.0), 1.0), message)
+class _Optimizer:
+    """AdamW over the projection (and the tower when it trains), with linear warm-up then cosine decay: the usual
+    recipe for ViTs, and harmless for a lone projection."""
 
-    report(0.0, f"preparing {n} images")
-    pixels = _prepare_pixels(images, encoder.image_size)
-    mean = torch.tensor(encoder.preprocess_cfg["mean"], dtype=torch.float32).view(1, 3, 1, 1)
-    std = torch.tensor(encoder.preprocess_cfg["std"], dtype=torch.float32).view(1, 3, 1, 1)
+    def __init__(self, encoder: ImageEncoder, recipe: ImageTrainingRecipe, total_steps: int) -> None:
+        import torch
 
-    def batch_pixels(index: torch.Tensor, augment: bool) -> torch.Tensor:
-        batch = _views(pixels[index], encoder.image_size, rng, augment)
-        return ((batch - mean) / std).to(device)
+        self.tower_lr = recipe.tower_lr_for(encoder)
+        self.groups: list[dict[str, Any]] = [
+            {"params": list(encoder.projection.parameters()), "lr": recipe.lr, "weight_decay": 0.0}
+        ]
+        if recipe.train_tower:
+            for parameter in encoder.visual.parameters():
+                parameter.requires_grad_(True)
+            tower_params = list(encoder.visual.parameters())
+            self.groups.append({"params": tower_params, "lr": self.tower_lr, "weight_decay": recipe.weight_decay})
+        self.optimizer = torch.optim.AdamW(self.groups)
+        self.base_lrs = [group["lr"] for group in self.groups]
+        self.total_steps = total_steps
+        self.warmup = max(1, total_steps // 20)
 
-    steps_per_epoch = math.ceil(n / batch_size)
-    total_steps = max(1, epochs * steps_per_epoch)
-    if tower_lr is None:
-        tower_lr = lr if not encoder.pretrained else lr / 10
-    groups: list[dict[str, Any]] = [
-        {"params": list(encoder.projection.parameters()), "lr": lr, "weight_decay": 0.0}
-    ]
-    if train_tower:
-        for parameter in encoder.visual.parameters():
-            parameter.requires_grad_(True)
-        tower_params = list(encoder.visual.parameters())
-        groups.append({"params": tower_params, "lr": tower_lr, "weight_decay": weight_decay})
-    optimizer = torch.optim.AdamW(groups)
-    base_lrs = [group["lr"] for group in groups]
-    warmup = max(1, total_steps // 20)
+    def step(self, step: int, loss: torch.Tensor) -> None:
+        import torch
 
-    def set_lr(step: int) -> None:
-        # Linear warm-up then cosine decay: the usual recipe for ViTs, and harmless for a lone projection.
-        factor = (step + 1) / warmup if step < warmup else 0.5 * (1 + math.cos(math.pi * step / total_steps))
-        for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
-            group["lr"] = base * factor
-
-    features: torch.Tensor | None = None
-    offset = 0.0  # share of the progress bar spent before the epochs (feature caching)
-    if not train_tower:
-        offset = 0.3
-        # The frozen tower's output does not change, so each view is encoded once instead of every epoch.
-        encoder.visual.eval()
-        features = _frozen_features(encoder, n, batch_size, frozen_views, batch_pixels, report, progress_bar)
-
-    def loss_and_logits(index: torch.Tensor, augment: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        if features is None:
-            vectors = encoder.forward(batch_pixels(index, augment))
+        if step < self.warmup:
+            factor = (step + 1) / self.warmup
         else:
-            view = torch.randint(0, features.shape[0], (len(index),), generator=generator)
-            projected = encoder.projection(features[view, index].to(device))
-            vectors = torch.nn.functional.normalize(projected, dim=-1)
-        logits = vectors @ labels_t.T / temperature
-        loss = -(soft_t[index].to(device) * torch.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
-        if texts_t is not None:
-            own = texts_t[index].to(device)
+            factor = 0.5 * (1 + math.cos(math.pi * step / self.total_steps))
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
+            group["lr"] = base * factor
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call]
+        torch.nn.utils.clip_grad_norm_([p for g in self.groups for p in g["params"]], max_norm=1.0)
+        self.optimizer.step()
+
+
+class _Objective:
+    """The loss of a batch: cross-entropy of the temperature-scaled cosines to every label vector against the soft
+    targets, plus CLIP's symmetric in-batch loss between images and their own texts where texts are known."""
+
+    def __init__(
+        self, encoder: ImageEncoder, recipe: ImageTrainingRecipe, label_vectors: np.ndarray, soft: np.ndarray,
+        text_vectors: np.ndarray | None, pixels: BatchPixels, features: torch.Tensor | None,
+        generator: torch.Generator,
+    ) -> None:
+        import torch
+
+        self.encoder, self.recipe, self.pixels, self.features, self.generator = (
+            encoder, recipe, pixels, features, generator)
+        self.device = encoder.device
+        labels = torch.nn.functional.normalize(torch.as_tensor(label_vectors, dtype=torch.float32), dim=-1)
+        self.labels = labels.to(self.device)
+        self.soft = torch.as_tensor(soft, dtype=torch.float32)
+        self.hard = self.soft.argmax(dim=1)
+        self.texts = None if text_vectors is None else torch.as_tensor(text_vectors, dtype=torch.float32)
+
+    def vectors(self, index: torch.Tensor, augment: bool) -> torch.Tensor:
+        """Shared-space vectors of a batch: through the tower, or from a random cached view of a frozen one."""
+        import torch
+
+        if self.features is None:
+            return self.encoder.forward(self.pixels(index, augment))
+        view = torch.randint(0, self.features.shape[0], (len(index),), generator=self.generator)
+        projected = self.encoder.projection(self.features[view, index].to(self.device))
+        return torch.nn.functional.normalize(projected, dim=-1)
+
+    def __call__(self, index: torch.Tensor, augment: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        import torch
+
+        vectors = self.vectors(index, augment)
+        logits = vectors @ self.labels.T / self.recipe.temperature
+        loss = -(self.soft[index].to(self.device) * torch.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
+        if self.texts is not None:
+            own = self.texts[index].to(self.device)
             present = own.norm(dim=-1) > 0
             if int(present.sum()) >= 2:
-                # CLIP's symmetric in-batch loss between images and their own texts.
                 own = torch.nn.functional.normalize(own[present], dim=-1)
-                pair_logits = vectors[present] @ own.T / temperature
-                target = torch.arange(len(own), device=device)
+                pair_logits = vectors[present] @ own.T / self.recipe.temperature
+                target = torch.arange(len(own), device=self.device)
                 pair_loss = 0.5 * (
                     torch.nn.functional.cross_entropy(pair_logits, target)
                     + torch.nn.functional.cross_entropy(pair_logits.T, target)
                 )
-                loss = loss + text_weight * pair_loss
+                loss = loss + self.recipe.text_weight * pair_loss
         return loss, logits
 
+
+@dataclass
+class _Epochs:
+    losses: list[float]  # mean loss of each epoch
+    last_correct: int  # training images whose top label was right in the last epoch
+    steps: int
+
+    def figures(self, n: int) -> dict[str, float | None]:
+        return {
+            "loss_first_epoch": self.losses[0] if self.losses else None,
+            "loss_last_epoch": self.losses[-1] if self.losses else None,
+            "train_top1_last_epoch": self.last_correct / n if self.losses else None,
+        }
+
+
+def _train_epochs(
+    encoder: ImageEncoder, objective: _Objective, optimizer: _Optimizer, recipe: ImageTrainingRecipe, n: int,
+    generator: torch.Generator, report: Callable[[int, str], None], progress_bar: bool,
+) -> _Epochs:
+    """The epochs: a fresh order of the images each, one optimiser step per batch; leaves the encoder in eval mode
+    (and marked trained when its tower was)."""
+    import torch
+    from tqdm import tqdm
+
     encoder.projection.train()
-    if train_tower:
+    if recipe.train_tower:
         encoder.visual.train()
-    epoch_losses: list[float] = []
-    last_correct = 0
-    step = 0
-    bar = tqdm(total=total_steps, desc="image tower", unit="step", disable=not progress_bar, mininterval=2)
-    report_every = max(1, total_steps // 100)
+    done = _Epochs([], 0, 0)
+    bar = tqdm(total=optimizer.total_steps, desc="image tower", unit="step", disable=not progress_bar,
+               mininterval=2)
+    report_every = max(1, optimizer.total_steps // 100)
     try:
-        for epoch in range(epochs):
+        for epoch in range(recipe.epochs):
             order = torch.randperm(n, generator=generator)
             loss_sum, correct = 0.0, 0
-            for start in range(0, n, batch_size):
-                index = order[start : start + batch_size]
-                set_lr(step)
-                loss, logits = loss_and_logits(index, augment=True)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], max_norm=1.0)
-                optimizer.step()
+            for start in range(0, n, recipe.batch_size):
+                index = order[start : start + recipe.batch_size]
+                loss, logits = objective(index, augment=True)
+                optimizer.step(done.steps, loss)
                 loss_sum += float(loss.detach()) * len(index)
-                correct += int((logits.detach().argmax(dim=1).cpu() == hard_t[index]).sum())
-                step += 1
+                correct += int((logits.detach().argmax(dim=1).cpu() == objective.hard[index]).sum())
+                done.steps += 1
                 bar.update(1)
                 bar.set_postfix(epoch=epoch + 1, loss=f"{float(loss.detach()):.3f}", refresh=False)
-                if step % report_every == 0:
-                    message = f"epoch {epoch + 1}/{epochs} loss {float(loss.detach()):.3f}"
-                    report(offset + (1 - offset) * step / total_steps, message)
-            epoch_losses.append(loss_sum / n)
-            last_correct = correct
+                if done.steps % report_every == 0:
+                    report(done.steps, f"epoch {epoch + 1}/{recipe.epochs} loss {float(loss.detach()):.3f}")
+            done.losses.append(loss_sum / n)
+            done.last_correct = correct
     finally:
         bar.close()
         encoder.visual.eval()
         encoder.projection.eval()
-    if train_tower:
+    if recipe.train_tower:
         encoder.tower_trained = True
-    seconds = time.perf_counter() - started
-    report(1.0, f"trained in {seconds:.0f}s")
-    return {
-        "n_images": n,
-        "n_labels": len(label_vectors),
-        "epochs": epochs,
-        "steps": step,
-        "batch_size": batch_size,
-        "train_tower": train_tower,
-        "lr": lr,
-        "tower_lr": tower_lr if train_tower else None,
-        "temperature": temperature,
-        "text_alignment": text_vectors is not None,
-        "loss_first_epoch": epoch_losses[0] if epoch_losses else None,
-        "loss_last_epoch": epoch_losses[-1] if epoch_losses else None,
-        "train_top1_last_epoch": last_correct / n if epoch_losses else None,
-        "seconds": seconds,
-    }
-
-
-def hierarchy_targets(
-    label_paths: Sequence[str], targets: np.ndarray, *, ancestor_mass: float = 0.2, sibling_mass: float = 0.0
-) -> np.ndarray:
-    """Soft targets that keep a child's images near its branch.
-
-    ``ancestor_mass`` is shared among the target's ancestors that are labels themselves ("Product/Vehicles"
-    for "Product/Vehicles/Cars"); ``sibling_mass`` among labels with the same parent path, for label sets
-    that hold only leaves. Mass with nowhere to go stays on the target.
-    """
-    paths = list(label_paths)
-    index = {path: i for i, path in enumerate(paths)}
-    parent = [path.rsplit("/", 1)[0] if "/" in path else "" for path in paths]
-    out = np.zeros((len(targets), len(paths)), dtype=np.float32)
-    for row, target in enumerate(np.asarray(targets, dtype=np.int64)):
-        path = paths[target]
-        parts = path.split("/")
-        ancestors = [index[a] for a in ("/".join(parts[:k]) for k in range(1, len(parts))) if a in index]
-        siblings = [i for i, p in enumerate(parent) if p and p == parent[target] and i != target]
-        keep = 1.0
-        if ancestors and ancestor_mass > 0:
-            out[row, ancestors] += ancestor_mass / len(ancestors)
-            keep -= ancestor_mass
-        if siblings and sibling_mass > 0:
-            out[row, siblings] += sibling_mass / len(siblings)
-            keep -= sibling_mass
-        out[row, target] += keep
-    return out
-
-
-def _soft_targets(targets: np.ndarray, n: int, n_labels: int) -> np.ndarray:
-    targets = np.asarray(targets)
-    if targets.ndim == 1:
-        if len(targets) != n:
-            raise ValueError(f"{len(targets)} targets for {n} images")
-        if n and (targets.min() < 0 or targets.max() >= n_labels):
-            raise ValueError(f"target index out of range for {n_labels} labels")
-        soft = np.zeros((n, n_labels), dtype=np.float32)
-        soft[np.arange(n), targets.astype(np.int64)] = 1.0
-        return soft
-    if targets.shape != (n, n_labels):
-        raise ValueError(f"soft targets must be ({n}, {n_labels}), got {targets.shape}")
-    if not np.allclose(targets.sum(axis=1), 1.0, atol=1e-3):
-        raise ValueError("soft target rows must sum to 1")
-    return targets.astype(np.float32)
-
-
-def _prepare_pixels(images: Sequence[Image.Image] | Sequence[Path], size: tuple[int, int]) -> torch.Tensor:
-    """uint8 ``(n, 3, H', W')`` at ``_MARGIN`` times the input size, decoded once for all epochs."""
-    import torch
-    from PIL import Image
-
-    height, width = (round(size[0] * _MARGIN), round(size[1] * _MARGIN))
-    out = torch.empty((len(images), 3, height, width), dtype=torch.uint8)
-    for i, item in enumerate(images):
-        image = Image.open(item) if isinstance(item, (str, Path)) else item
-        image = image.convert("RGB")
-        # Shortest side to the target then centre crop: the inference preprocessing, with a margin.
-        scale = max(height / image.height, width / image.width)
-        resized = image.resize(
-            (max(width, round(image.width * scale)), max(height, round(image.height * scale))),
-            Image.Resampling.BICUBIC,
-        )
-        left, top = (resized.width - width) // 2, (resized.height - height) // 2
-        crop = resized.crop((left, top, left + width, top + height))
-        out[i] = torch.from_numpy(np.asarray(crop, dtype=np.uint8).copy()).permute(2, 0, 1)
-    return out
-
-
-def _views(
-    batch: torch.Tensor, size: tuple[int, int], rng: np.random.Generator, augment: bool
-) -> torch.Tensor:
-    """Float ``(b, 3, H, W)`` in [0, 1]: random resized crops with light photometric jitter, or the centre."""
-    import torch
-    from torchvision.transforms.v2 import functional as F
-
-    _, _, height, width = batch.shape
-    views = []
-    for image in batch:
-        if augment:
-            area = height * width * rng.uniform(*_CROP_SCALE)
-            ratio = math.exp(rng.uniform(math.log(_CROP_RATIO[0]), math.log(_CROP_RATIO[1])))
-            h = min(height, round(math.sqrt(area / ratio)))
-            w = min(width, round(math.sqrt(area * ratio)))
-            top = int(rng.integers(0, height - h + 1))
-            left = int(rng.integers(0, width - w + 1))
-        else:
-            h, w = size
-            top, left = (height - h) // 2, (width - w) // 2
-        views.append(F.resized_crop(image, top, left, h, w, list(size), antialias=True))
-    out = torch.stack(views).float() / 255.0
-    if augment:
-        b = len(out)
-        brightness = torch.as_tensor(rng.uniform(1 - _BRIGHTNESS, 1 + _BRIGHTNESS, b), dtype=torch.float32)
-        contrast = torch.as_tensor(rng.uniform(1 - _CONTRAST, 1 + _CONTRAST, b), dtype=torch.float32)
-        mean = out.mean(dim=(1, 2, 3), keepdim=True)
-        out = ((out - mean) * contrast.view(b, 1, 1, 1) + mean) * brightness.view(b, 1, 1, 1)
-        out = out.clamp(0.0, 1.0)
-    return out
-
-
-def _frozen_features(
-    encoder: ImageEncoder,
-    n: int,
-    batch_size: int,
-    views: int,
-    batch_pixels: Callable[[torch.Tensor, bool], torch.Tensor],
-    report: ProgressCallback,
-    progress_bar: bool,
-) -> torch.Tensor:
-    """``(views, n, embed_dim)`` tower outputs: view 0 is the clean centre crop, the rest augmented."""
-    import torch
-    from tqdm import tqdm
-
-    views = max(1, views)
-    out = torch.empty((views, n, encoder.embed_dim), dtype=torch.float32)
-    total = views * math.ceil(n / batch_size)
-    done = 0
-    with torch.inference_mode(), tqdm(total=total, desc="tower features", disable=not progress_bar) as bar:
-        for view in range(views):
-            for start in range(0, n, batch_size):
-                index = torch.arange(start, min(n, start + batch_size))
-                features = encoder.visual(batch_pixels(index, view > 0))
-                if isinstance(features, tuple):
-                    features = features[0]
-                out[view, index] = features.float().cpu()
-                done += 1
-                bar.update(1)
-                report(0.3 * done / total, f"tower features {done}/{total}")
-    return out
+    return done

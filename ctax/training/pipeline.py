@@ -8,129 +8,190 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
 from ctax.config import Settings
 from ctax.creatives.images import decode_rgb
-from ctax.dataset.labelled import LabelledCreative, current_annotations
+from ctax.dataset.labelled import LabelledCreative
 from ctax.embedding.config import ImageConfig, SpaceConfig
-from ctax.embedding.space import CreativeContent, SharedSpace
+from ctax.embedding.space import SharedSpace
+from ctax.enums import VersionKind, VersionStatus
 from ctax.errors import Conflict, InvalidInput
 from ctax.jobs import BUILD_VERSION
-from ctax.labelling.calibration import Held, Reference, calibrate
+from ctax.labelling.trigger import Thresholds
 from ctax.store.blobs import BlobStore
-from ctax.store.models import Label, ModelVersion, TrainingRun, utcnow
 from ctax.store.outbox import enqueue
+from ctax.store.repos import runs, versions
 from ctax.store.session import Database
-from ctax.taxonomy.catalog import active_taxonomy
-from ctax.taxonomy.paths import LabelPath
-from ctax.taxonomy.tree import Taxonomy
+from ctax.store.types import utcnow
+from ctax.training.snapshot import Snapshot, check_enough, snapshot, split
+from ctax.training.validation import evaluate_space, headline
 from ctax.versions import artefacts, card, registry
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[float, str], None]
-MIN_EXAMPLES_PER_LABEL = 2
-
-
-class TrainingFailed(InvalidInput):
-    code = "training_failed"
 
 
 @dataclass
-class Snapshot:
-    taxonomy: Taxonomy
-    paths: dict[int, LabelPath]
-    examples: list[LabelledCreative]
-    stamp: tuple[Any, ...]
+class _Run:
+    """What a run works from, read when it starts."""
+
+    run_id: int
+    settings: Settings
+    blobs: BlobStore
+    load_space: Callable[[Path], SharedSpace]
+    device: str
+    progress: Progress
+    params: dict[str, Any]
+    snap: Snapshot
+    active: tuple[str, Path] | None  # the active version's id and artefact directory
+    seed: int
+    train: list[LabelledCreative]
+    validation: list[LabelledCreative]
+
+    @property
+    def epochs(self) -> int:
+        return int(self.params.get("epochs", self.settings.train_epochs))
 
 
-def label_stamp(session: Session) -> tuple[Any, ...]:
-    row = session.execute(select(func.count(Label.id), func.max(Label.updated_at))).one()
-    return (int(row[0]), str(row[1]))
+def run_training(db: Database, settings: Settings, blobs: BlobStore, run_id: int,
+                 load_space: Callable[[Path], SharedSpace], device: str = "cpu") -> str:
+    """Train, calibrate, evaluate against the active version and write a candidate. Returns its version id."""
+    progress = _progress_of(db, run_id)
+    with db.read() as session:
+        run = runs.get(session, run_id)
+        if run is None:
+            raise InvalidInput(f"no training run {run_id}")
+        params = dict(run.params or {})
+        snap = snapshot(session)
+        active = registry.active_version(session)
+        active_info = (active.id, Path(active.artefact_dir)) if active else None
+    counts = check_enough(snap.examples)
+    seed = int(params.get("seed", settings.train_seed))
+    train, validation = split(snap.examples, settings.validation_fraction, seed)
+    progress(0.03, f"{len(snap.examples)} labelled creatives over {len(counts)} labels: {len(train)} to train on, "
+                   f"{len(validation)} held out")
+    job = _Run(run_id, settings, blobs, load_space, device, progress, params, snap, active_info, seed, train,
+               validation)
+
+    with db.write() as session:
+        version = registry.new_version(session, settings, VersionKind.TRAINED, training_run_id=run_id)
+        version_id, directory = version.id, Path(version.artefact_dir)
+        runs.get(session, run_id).candidate_version_id = version_id  # type: ignore[union-attr]
+    try:
+        config = _train_towers(job, version_id, directory)
+        progress(0.8, "calibrating the candidate on the held-out split")
+        thresholds, report = evaluate_space(load_space(directory), snap, train, validation, blobs, settings)
+        comparison = _compare_with_active(job, report)
+        _write_candidate(db, job, version_id, config, thresholds, report, comparison, labels=len(counts))
+        progress(1.0, f"candidate {version_id} written; building its index collections")
+        return version_id
+    except BaseException:
+        with db.write() as session:
+            failed = versions.get(session, version_id)
+            if failed is not None:
+                failed.status = VersionStatus.FAILED
+        shutil.rmtree(directory / "text" / "checkpoints", ignore_errors=True)
+        raise
 
 
-def snapshot(session: Session) -> Snapshot:
-    taxonomy = active_taxonomy(session)
-    paths = {label_id: taxonomy.path(label_id) for label_id in taxonomy.nodes}
-    return Snapshot(taxonomy, paths, current_annotations(session), label_stamp(session))
+def _progress_of(db: Database, run_id: int) -> Progress:
+    """Progress that the run's row shows (never moving backwards), each report in a transaction of its own."""
+    def progress(fraction: float, stage: str) -> None:
+        with db.write() as session:
+            run = runs.get(session, run_id)
+            if run is not None:
+                run.progress = round(max(run.progress, min(fraction, 1.0)), 4)
+                run.stage = stage[:200]
+                run.heartbeat_at = utcnow()
+        log.info("training run %s: %3.0f%% %s", run_id, fraction * 100, stage)
+
+    return progress
 
 
-def check_enough(examples: Sequence[LabelledCreative]) -> dict[int, int]:
-    counts: dict[int, int] = defaultdict(int)
-    for example in examples:
-        counts[example.label_id] += 1
-    enough = [label for label, n in counts.items() if n >= MIN_EXAMPLES_PER_LABEL]
-    if len(enough) < 2 or len(enough) * 2 < len(counts):
-        raise TrainingFailed(
-            f"too little labelled data: {len(examples)} creatives over {len(counts)} labels, and only {len(enough)}"
-            f" labels have at least {MIN_EXAMPLES_PER_LABEL} examples (need 2 or more such labels, and most labels)."
-            " Import labelled creatives (`ctax creatives import`) or review more items first."
-        )
-    return dict(counts)
+def _train_towers(job: _Run, version_id: str, directory: Path) -> SpaceConfig:
+    """The text tower, then the image tower when there are images to train on; their config written."""
+    from ctax.training.text import train_text_tower
+    from ctax.training.text_recipe import TextTrainingRecipe
+
+    settings, snap = job.settings, job.snap
+    template = settings.train_label_template
+    phrases = {str(path): path.phrase(template) for path in snap.paths.values()}
+    parents = {str(path): (str(path.parent) if path.parent else None) for path in snap.paths.values()}
+    examples = [(list(e.texts) or [e.ocr_text or ""], str(snap.paths[e.label_id])) for e in job.train
+                if e.texts or e.ocr_text]
+
+    def text_progress(fraction: float, stage: str) -> None:
+        job.progress(0.05 + 0.55 * fraction, f"text tower: {stage}")
+
+    train_text_tower(settings.resolved_text_model(), examples, phrases, parents, directory / "text",
+                     epochs=job.epochs, batch_size=settings.train_batch_size, seed=job.seed, device=job.device,
+                     on_progress=text_progress, recipe=TextTrainingRecipe(open_set=settings.train_open_set))
+    config = SpaceConfig(version=version_id, kind=VersionKind.TRAINED, text_model="text", label_template=template)
+    config.write(directory)
+    image_config = None
+    if job.params.get("train_images", True) and _image_rows(job.train):
+        space_for_device = job.load_space(directory)
+
+        def image_progress(fraction: float, stage: str) -> None:
+            job.progress(0.6 + 0.2 * fraction, f"image tower: {stage}")
+
+        image_config = train_image(space_for_device, directory / "text", directory, snap, job.train, job.blobs,
+                                   settings, int(job.params.get("image_epochs", settings.train_image_epochs)),
+                                   image_progress)
+    elif settings.image_enabled:
+        image_config = ImageConfig(arch=settings.image_arch, pretrained=settings.image_pretrained)
+    config.image = image_config
+    config.write(directory)
+    return config
 
 
-def split(examples: Sequence[LabelledCreative], fraction: float, seed: int) -> tuple[list[LabelledCreative],
-                                                                                  list[LabelledCreative]]:
-    """Validation per label (stratified), chosen by a seeded hash of the content so reruns agree."""
-    by_label: dict[int, list[LabelledCreative]] = defaultdict(list)
-    for example in examples:
-        by_label[example.label_id].append(example)
-    train, validation = [], []
-    for _, items in sorted(by_label.items()):
-        items = sorted(items, key=lambda e: e.draw_key(seed))
-        take = round(len(items) * fraction) if len(items) >= 3 else 0
-        validation += items[:take]
-        train += items[take:]
-    return train, validation
+def _compare_with_active(job: _Run, report: dict[str, Any]) -> dict[str, Any]:
+    """The candidate's headline figures against the active version's, on the same held-out split."""
+    comparison: dict[str, Any] = {"validation_creatives": len(job.validation)}
+    if job.active is None:
+        return comparison
+    active_id, active_dir = job.active
+    job.progress(0.9, f"evaluating the active version {active_id} on the same held-out split")
+    _, active_report = evaluate_space(job.load_space(active_dir), job.snap, job.train, job.validation, job.blobs,
+                                      job.settings)
+    better, reasons = registry.is_better(headline(report), headline(active_report))
+    return comparison | {"against": active_id, "better": better, "reasons": reasons,
+                         "candidate": headline(report), "active": headline(active_report)}
 
 
-def encode_examples(space: SharedSpace, items: Sequence[LabelledCreative], blobs: BlobStore,
-                    batch_size: int = 64) -> tuple[list[LabelledCreative], np.ndarray]:
-    kept: list[LabelledCreative] = []
-    vectors: list[np.ndarray] = []
-    for start in range(0, len(items), batch_size):
-        chunk = items[start : start + batch_size]
-        contents = [CreativeContent(texts=item.texts, ocr_text=item.ocr_text,
-                                    image=decode_rgb(blobs.get(item.image_sha256))
-                                    if item.image_sha256 and space.image_ready else None) for item in chunk]
-        for item, encoded in zip(chunk, space.encode(contents), strict=True):
-            if encoded.vector is not None:
-                kept.append(item)
-                vectors.append(encoded.vector)
-    return kept, (np.stack(vectors) if vectors else np.zeros((0, space.dim), np.float32))
-
-
-def evaluate_space(space: SharedSpace, snap: Snapshot, train: Sequence[LabelledCreative],
-                   validation: Sequence[LabelledCreative], blobs: BlobStore, settings: Settings
-                   ) -> tuple[Any, dict[str, Any]]:
-    """Calibrate this space's trigger on the validation split, against exemplars from the training split."""
-    label_ids = sorted(snap.paths)
-    label_vectors = space.encode_labels([snap.paths[i] for i in label_ids])
-    ex_items, ex_vectors = encode_examples(space, train, blobs)
-    val_items, val_vectors = encode_examples(space, validation, blobs)
-    ref = Reference(label_ids, label_vectors, [e.creative_id for e in ex_items],
-                    np.array([e.label_id for e in ex_items], dtype=np.int64), ex_vectors)
-    held = Held([e.creative_id for e in val_items], [e.label_id for e in val_items], val_vectors)
-    return calibrate(snap.taxonomy, held, ref, top_k=settings.top_k, exemplar_k=settings.exemplar_k,
-                     seed=settings.train_seed, traffic_window=settings.novelty_traffic_window)
-
-
-def headline(report: dict[str, Any]) -> dict[str, float]:
-    out = {"top1": float(report.get("top1", 0.0))}
-    for key, name in (("new_label", "novelty_auroc"), ("wrong_label", "wrong_label_auroc")):
-        value = (report.get(key) or {}).get("auroc")
-        if value is not None:
-            out[name] = float(value)
-    return out
+def _write_candidate(db: Database, job: _Run, version_id: str, config: SpaceConfig, thresholds: Thresholds,
+                     report: dict[str, Any], comparison: dict[str, Any], *, labels: int) -> None:
+    """The version becomes a candidate, its artefacts and card written and its index build queued, unless the
+    label set changed since the snapshot (its calibration would no longer match the taxonomy)."""
+    n_train, n_validation = len(job.train), len(job.validation)
+    with db.write() as session:
+        if versions.label_set_stamp(session) != job.snap.stamp:
+            raise Conflict("the label set changed while this run trained; its calibration no longer matches "
+                           "the taxonomy. Start a new run.")
+        version = registry.get_version(session, version_id)
+        version.config = config.to_json()
+        version.thresholds = thresholds.to_json()
+        version.metrics = {**headline(report), "calibration": report, "n_train": n_train,
+                           "n_validation": n_validation, "labels": labels}
+        version.comparison = comparison
+        version.status = VersionStatus.CANDIDATE
+        directory = Path(version.artefact_dir)
+        artefacts.write_json(directory, "thresholds.json", version.thresholds)
+        artefacts.write_json(directory, "metrics.json", version.metrics)
+        artefacts.write_json(directory, "labels.json", {str(i): str(p) for i, p in job.snap.paths.items()})
+        card.write_model_card(version, {"Training": f"run {job.run_id}; {job.epochs} text epochs; seed {job.seed}; "
+                                                    f"open-set training {job.settings.train_open_set}; "
+                                                    f"{n_train} training and {n_validation} held-out creatives"})
+        run = runs.get(session, job.run_id)
+        run.metrics = {**headline(report), "comparison": comparison}  # type: ignore[union-attr]
+        enqueue(session, BUILD_VERSION, version_id)
 
 
 def _image_rows(items: Sequence[LabelledCreative]) -> list[LabelledCreative]:
@@ -143,7 +204,8 @@ def train_image(space: SharedSpace, text_dir: Path, out_dir: Path, snap: Snapsho
     """Projection (and, for small towers, the tower) trained towards the new text tower's label vectors."""
     from ctax.embedding.image import ImageEncoder, ImageTowerUnavailable
     from ctax.embedding.text import TextEncoder
-    from ctax.training.image import hierarchy_targets, train_image_tower
+    from ctax.training.image import ImageTrainingRecipe, train_image_tower
+    from ctax.training.image_data import hierarchy_targets
 
     rows = _image_rows(train)
     if not rows or not settings.image_enabled:
@@ -168,113 +230,8 @@ def train_image(space: SharedSpace, text_dir: Path, out_dir: Path, snap: Snapsho
     images = [decode_rgb(blobs.get(r.image_sha256 or "")) for r in rows]
     # A tower trained from random weights must learn features; a pretrained CLIP tower keeps its own.
     train_tower = settings.image_pretrained is None
-    train_image_tower(encoder, images, targets, label_vectors, epochs=epochs, batch_size=64,
-                      seed=settings.train_seed, train_tower=train_tower, text_vectors=text_vectors,
+    recipe = ImageTrainingRecipe(epochs=epochs, batch_size=64, seed=settings.train_seed, train_tower=train_tower)
+    train_image_tower(encoder, images, targets, label_vectors, recipe, text_vectors=text_vectors,
                       on_progress=progress, progress_bar=False)
     encoder.save(out_dir / "image")
     return ImageConfig(arch=settings.image_arch, pretrained=settings.image_pretrained, saved="image")
-
-
-def run_training(db: Database, settings: Settings, blobs: BlobStore, run_id: int,
-                 load_space: Callable[[Path], SharedSpace], device: str = "cpu") -> str:
-    """Train, calibrate, evaluate against the active version and write a candidate. Returns its version id."""
-    from ctax.training.text import TextTrainingRecipe, train_text_tower
-
-    def progress(fraction: float, stage: str) -> None:
-        with db.write() as session:
-            run = session.get(TrainingRun, run_id)
-            if run is not None:
-                run.progress = round(max(run.progress, min(fraction, 1.0)), 4)
-                run.stage = stage[:200]
-                run.heartbeat_at = utcnow()
-        log.info("training run %s: %3.0f%% %s", run_id, fraction * 100, stage)
-
-    with db.write() as session:
-        run = session.get(TrainingRun, run_id)
-        if run is None:
-            raise InvalidInput(f"no training run {run_id}")
-        params = dict(run.params or {})
-        snap = snapshot(session)
-        active = registry.active_version(session)
-        active_info = (active.id, Path(active.artefact_dir)) if active else None
-    counts = check_enough(snap.examples)
-    seed = int(params.get("seed", settings.train_seed))
-    train, validation = split(snap.examples, settings.validation_fraction, seed)
-    progress(0.03, f"{len(snap.examples)} labelled creatives over {len(counts)} labels: {len(train)} to train on, "
-                   f"{len(validation)} held out")
-
-    with db.write() as session:
-        version = registry.new_version(session, settings, "trained", training_run_id=run_id)
-        version_id, directory = version.id, Path(version.artefact_dir)
-        session.get(TrainingRun, run_id).candidate_version_id = version_id  # type: ignore[union-attr]
-    try:
-        template = settings.train_label_template
-        phrases = {str(path): path.phrase(template) for path in snap.paths.values()}
-        parents = {str(path): (str(path.parent) if path.parent else None) for path in snap.paths.values()}
-        examples = [(list(e.texts) or [e.ocr_text or ""], str(snap.paths[e.label_id])) for e in train
-                    if e.texts or e.ocr_text]
-        epochs = int(params.get("epochs", settings.train_epochs))
-
-        def text_progress(fraction: float, stage: str) -> None:
-            progress(0.05 + 0.55 * fraction, f"text tower: {stage}")
-
-        train_text_tower(settings.resolved_text_model(), examples, phrases, parents, directory / "text",
-                         epochs=epochs, batch_size=settings.train_batch_size, seed=seed, device=device,
-                         on_progress=text_progress, recipe=TextTrainingRecipe(open_set=settings.train_open_set))
-        config = SpaceConfig(version=version_id, kind="trained", text_model="text", label_template=template)
-        config.write(directory)
-        image_config = None
-        if params.get("train_images", True) and _image_rows(train):
-            space_for_device = load_space(directory)
-
-            def image_progress(fraction: float, stage: str) -> None:
-                progress(0.6 + 0.2 * fraction, f"image tower: {stage}")
-
-            image_config = train_image(space_for_device, directory / "text", directory, snap, train, blobs, settings,
-                                       int(params.get("image_epochs", settings.train_image_epochs)), image_progress)
-        elif settings.image_enabled:
-            image_config = ImageConfig(arch=settings.image_arch, pretrained=settings.image_pretrained)
-        config.image = image_config
-        config.write(directory)
-
-        progress(0.8, "calibrating the candidate on the held-out split")
-        candidate_space = load_space(directory)
-        thresholds, report = evaluate_space(candidate_space, snap, train, validation, blobs, settings)
-        comparison: dict[str, Any] = {"validation_creatives": len(validation)}
-        if active_info is not None:
-            progress(0.9, f"evaluating the active version {active_info[0]} on the same held-out split")
-            active_space = load_space(active_info[1])
-            _, active_report = evaluate_space(active_space, snap, train, validation, blobs, settings)
-            better, reasons = registry.is_better(headline(report), headline(active_report))
-            comparison |= {"against": active_info[0], "better": better, "reasons": reasons,
-                           "candidate": headline(report), "active": headline(active_report)}
-
-        with db.write() as session:
-            if label_stamp(session) != snap.stamp:
-                raise Conflict("the label set changed while this run trained; its calibration no longer matches "
-                               "the taxonomy. Start a new run.")
-            version = registry.get_version(session, version_id)
-            version.config = config.to_json()
-            version.thresholds = thresholds.to_json()
-            version.metrics = {**headline(report), "calibration": report, "n_train": len(train),
-                               "n_validation": len(validation), "labels": len(counts)}
-            version.comparison = comparison
-            version.status = "candidate"
-            artefacts.write_json(directory, "thresholds.json", version.thresholds)
-            artefacts.write_json(directory, "metrics.json", version.metrics)
-            artefacts.write_json(directory, "labels.json", {str(i): str(p) for i, p in snap.paths.items()})
-            card.write_model_card(version, {"Training": f"run {run_id}; {epochs} text epochs; seed {seed}; "
-                                                f"open-set training {settings.train_open_set}; "
-                                                f"{len(train)} training and {len(validation)} held-out creatives"})
-            run = session.get(TrainingRun, run_id)
-            run.metrics = {**headline(report), "comparison": comparison}  # type: ignore[union-attr]
-            enqueue(session, BUILD_VERSION, version_id)
-        progress(1.0, f"candidate {version_id} written; building its index collections")
-        return version_id
-    except BaseException:
-        with db.write() as session:
-            failed = session.get(ModelVersion, version_id)
-            if failed is not None:
-                failed.status = "failed"
-        shutil.rmtree(directory / "text" / "checkpoints", ignore_errors=True)
-        raise

@@ -1,21 +1,26 @@
-"""A model version's life on the process that owns the index: bootstrap, build, calibrate, activate."""
+"""A model version's life on the process that owns the index: bootstrap, build, calibrate, activate.
+
+Only that process runs these (local Qdrant lets one process open its folder); the worker's index tasks call them
+with what its runtime holds, and `LoadSpace` is its cache of loaded towers."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ctax.config import Settings
 from ctax.dataset.labelled import LabelledCreative, current_annotations
+from ctax.embedding.config import CorruptArtefact
 from ctax.embedding.ocr import OcrReader
 from ctax.embedding.space import SharedSpace
+from ctax.enums import VersionKind, VersionStatus
 from ctax.index.qdrant import LabelIndex
 from ctax.labelling.calibration import Held, Reference, calibrate
 from ctax.store.blobs import BlobStore
-from ctax.store.models import ModelVersion
 from ctax.store.session import Database
 from ctax.taxonomy.catalog import active_taxonomy
 from ctax.versions import artefacts, card, registry
@@ -24,6 +29,7 @@ from ctax.versions.sync import inherit_traffic, sync_exemplars, sync_labels
 log = logging.getLogger(__name__)
 
 CALIBRATION_SAMPLE = 2000
+ERROR_CHARS = 4000
 
 LoadSpace = Callable[[str, Path], SharedSpace]
 
@@ -42,7 +48,7 @@ def bootstrap(
         if active is not None:
             version_id, directory = active.id, Path(active.artefact_dir)
         else:
-            version = registry.new_version(session, settings, "pretrained")
+            version = registry.new_version(session, settings, VersionKind.PRETRAINED)
             config = artefacts.pretrained_config(settings, version.id)
             config.write(Path(version.artefact_dir))
             version.config = config.to_json()
@@ -100,9 +106,9 @@ def recalibrate_pretrained(
     db: Database, space: SharedSpace, index: LabelIndex, settings: Settings
 ) -> None:
     """The pretrained version's thresholds come from whatever labelled data exists (defaults when none)."""
-    with db.write() as session:
+    with db.read() as session:
         version = registry.get_version(session, space.version)
-        if version.kind != "pretrained":
+        if version.kind != VersionKind.PRETRAINED:
             return
         taxonomy = active_taxonomy(session)
         annotations = current_annotations(session)
@@ -120,7 +126,7 @@ def recalibrate_pretrained(
     log.info("calibrated %s on %s labelled creatives", space.version, report.get("n_validation"))
 
 
-def _headline(report: dict) -> dict[str, float]:
+def _headline(report: dict[str, Any]) -> dict[str, float]:
     out: dict[str, float] = {}
     if report.get("n_validation"):
         out["top1"] = float(report.get("top1", 0.0))
@@ -140,6 +146,77 @@ def activate(
     build(db, space, index, blobs, ocr)
     inherit_traffic(db, space, index, blobs, traffic_window)
     with db.write() as session:
-        version: ModelVersion = registry.get_version(session, space.version)
-        version.index_ready = True
+        registry.get_version(session, space.version).index_ready = True
     index.activate(space.version)
+
+
+def activate_promoted(
+    db: Database, index: LabelIndex, load_space: LoadSpace, blobs: BlobStore, ocr: OcrReader | None,
+    version_id: str, traffic_window: int = 0,
+) -> bool:
+    """After the database made version_id active: bring its collections up to date and swap the aliases to it.
+
+    A version whose artefact does not load is never served: it is marked failed and the version active before it
+    is put back (in the database and in the index). Returns whether version_id is now the active one in the index;
+    False too when it is no longer active by the time this runs (a later promotion won)."""
+    with db.read() as session:
+        version = registry.get_version(session, version_id)
+        if version.status != VersionStatus.ACTIVE:
+            log.info("not activating %s: it is %s now", version_id, version.status)
+            return False
+        directory = Path(version.artefact_dir)
+    try:
+        artefacts.validate_artefact(directory)
+        space = load_space(version_id, directory)
+    except CorruptArtefact as exc:
+        log.error("version %s cannot be loaded (%s); rolling back", version_id, exc)
+        previous_id, previous_dir = _fail_and_restore_previous(db, version_id, f"cannot be loaded: {exc.message}")
+        space = load_space(previous_id, previous_dir)
+        activate(db, space, index, blobs, ocr, traffic_window)
+        return False
+    activate(db, space, index, blobs, ocr, traffic_window)
+    return True
+
+
+def _fail_and_restore_previous(db: Database, version_id: str, error: str) -> tuple[str, Path]:
+    with db.write() as session:
+        broken = registry.get_version(session, version_id)
+        previous = registry.rollback_target(session)
+        broken.status, broken.error = VersionStatus.FAILED, error[:ERROR_CHARS]
+        registry.mark_active(session, previous)
+        return previous.id, Path(previous.artefact_dir)
+
+
+def build_candidate(
+    db: Database, index: LabelIndex, load_space: LoadSpace, blobs: BlobStore, ocr: OcrReader | None,
+    version_id: str, *, auto_promote: bool = False, traffic_window: int = 0,
+) -> bool:
+    """A candidate's own collections. Loading it here is also the check that its artefact is sound: a version
+    that does not load is marked failed and can never be promoted. With auto_promote, a candidate that is not
+    worse than the active version (or was never compared) becomes active. Returns whether it was promoted."""
+    with db.read() as session:
+        version = registry.get_version(session, version_id)
+        if version.status not in (VersionStatus.CANDIDATE, VersionStatus.ACTIVE):
+            return False
+        directory = Path(version.artefact_dir)
+    try:
+        artefacts.validate_artefact(directory)
+        space = load_space(version_id, directory)
+        build(db, space, index, blobs, ocr)
+    except Exception as exc:  # whatever stops the build, the version must not stay promotable
+        log.exception("building %s failed", version_id)
+        with db.write() as session:
+            version = registry.get_version(session, version_id)
+            version.status, version.error = VersionStatus.FAILED, f"index build failed: {exc}"[:ERROR_CHARS]
+        return False
+    with db.write() as session:
+        version = registry.get_version(session, version_id)
+        version.index_ready = True
+        auto = auto_promote and version.status == VersionStatus.CANDIDATE and (version.comparison or {}).get(
+            "better", True)
+        if auto:
+            registry.mark_active(session, version)
+    if auto:
+        activate(db, space, index, blobs, ocr, traffic_window)
+        log.info("auto-promoted %s", version_id)
+    return bool(auto)

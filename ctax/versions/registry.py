@@ -11,12 +11,15 @@ import shutil
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
-
 from ctax.config import Settings
+from ctax.enums import VersionKind, VersionStatus
 from ctax.errors import Conflict, NotFound
-from ctax.store.models import ModelVersion, utcnow
+from ctax.jobs import ACTIVATE_VERSION
+from ctax.store.models import ModelVersion
+from ctax.store.outbox import enqueue
+from ctax.store.repos import versions
+from ctax.store.session import Session
+from ctax.store.types import utcnow
 
 # The figures that decide "better": all three matter to users, so a candidate must not trade one for another.
 COMPARED_METRICS = ("top1", "novelty_auroc", "wrong_label_auroc")
@@ -24,19 +27,23 @@ TOLERANCE = 0.005
 
 
 def active_version(session: Session) -> ModelVersion | None:
-    return session.scalar(select(ModelVersion).where(ModelVersion.status == "active"))
+    return versions.active(session)
 
 
 def get_version(session: Session, version_id: str) -> ModelVersion:
-    version = session.get(ModelVersion, version_id)
+    version = versions.get(session, version_id)
     if version is None:
         raise NotFound(f"no model version {version_id!r}")
     return version
 
 
-def new_version(session: Session, settings: Settings, kind: str, training_run_id: int | None = None) -> ModelVersion:
-    seq = (session.scalar(select(func.max(ModelVersion.seq))) or 0) + 1
-    version_id = f"v{seq}-{kind}"
+def new_version(
+    session: Session, settings: Settings, kind: VersionKind, training_run_id: int | None = None
+) -> ModelVersion:
+    """A new version, building, with an empty artefact directory of its own."""
+    kind = VersionKind(kind)
+    seq = versions.next_seq(session)
+    version_id = f"v{seq}-{kind.value}"
     directory = settings.model_dir / version_id
     if directory.exists():  # left by a crashed build of an earlier database: never reuse its files
         shutil.rmtree(directory)
@@ -45,7 +52,7 @@ def new_version(session: Session, settings: Settings, kind: str, training_run_id
         id=version_id,
         seq=seq,
         kind=kind,
-        status="building",
+        status=VersionStatus.BUILDING,
         artefact_dir=str(directory),
         training_run_id=training_run_id,
     )
@@ -72,13 +79,13 @@ def is_better(candidate: Mapping[str, Any], baseline: Mapping[str, Any]) -> tupl
 
 
 def check_promotable(session: Session, version: ModelVersion, force: bool) -> None:
-    if version.status == "active":
+    if version.status == VersionStatus.ACTIVE:
         raise Conflict(f"{version.id} is already active")
-    if version.status not in ("candidate", "retired"):
+    if version.status not in (VersionStatus.CANDIDATE, VersionStatus.RETIRED):
         raise Conflict(f"{version.id} is {version.status}; only a candidate or a retired version can be promoted")
     if not version.index_ready:
         raise Conflict(f"{version.id} has no index collections yet; wait for its build to finish")
-    if not force and version.status == "candidate" and version.comparison:
+    if not force and version.status == VersionStatus.CANDIDATE and version.comparison:
         better, reasons = version.comparison.get("better"), version.comparison.get("reasons", [])
         if better is False:
             raise Conflict(
@@ -92,8 +99,8 @@ def mark_active(session: Session, version: ModelVersion) -> ModelVersion | None:
     """The database half of a promotion; the worker swaps the index aliases when it sees the change."""
     previous = active_version(session)
     if previous is not None and previous.id != version.id:
-        previous.status = "retired"
-    version.status = "active"
+        previous.status = VersionStatus.RETIRED
+    version.status = VersionStatus.ACTIVE
     version.promoted_at = utcnow()
     session.flush()
     return previous
@@ -102,9 +109,6 @@ def mark_active(session: Session, version: ModelVersion) -> ModelVersion | None:
 def promote(session: Session, version: ModelVersion, force: bool = False) -> ModelVersion | None:
     """Check, make active and queue the index swap, in the caller's transaction; returns the previous version.
     The API and the command line both promote (and roll back) through here."""
-    from ctax.jobs import ACTIVATE_VERSION
-    from ctax.store.outbox import enqueue
-
     check_promotable(session, version, force)
     previous = mark_active(session, version)
     enqueue(session, ACTIVATE_VERSION, version.id)
@@ -112,13 +116,9 @@ def promote(session: Session, version: ModelVersion, force: bool = False) -> Mod
 
 
 def rollback_target(session: Session) -> ModelVersion:
+    """The version that was active before the current one."""
     current = active_version(session)
-    query = select(ModelVersion).where(ModelVersion.status == "retired", ModelVersion.promoted_at.is_not(None))
-    if current is not None and current.promoted_at is not None:
-        query = query.where(ModelVersion.promoted_at < current.promoted_at)
-    target = session.scalar(query.order_by(ModelVersion.promoted_at.desc()).limit(1))
+    target = versions.last_retired_before(session, current.promoted_at if current is not None else None)
     if target is None:
         raise Conflict("there is no earlier active version to roll back to")
     return target
-
-

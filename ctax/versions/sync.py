@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import select
+import numpy as np
 from tqdm import tqdm
 
 from ctax.creatives.images import decode_rgb
@@ -18,7 +18,7 @@ from ctax.embedding.ocr import OcrReader
 from ctax.embedding.space import CreativeContent, SharedSpace
 from ctax.index.qdrant import LabelIndex
 from ctax.store.blobs import BlobStore
-from ctax.store.models import Creative, Label
+from ctax.store.repos import creatives, labels
 from ctax.store.session import Database
 from ctax.taxonomy.paths import LabelPath
 
@@ -38,8 +38,7 @@ def sync_labels(db: Database, space: SharedSpace, index: LabelIndex) -> SyncRepo
     version = space.version
     index.ensure_version(version, space.dim)
     with db.read() as session:
-        active = {row.id: (row.path, row.depth) for row in session.execute(
-            select(Label.id, Label.path, Label.depth).where(Label.status == "active"))}
+        active = {label.id: (label.path, label.depth) for label in labels.active(session)}
     stored = index.label_payloads(version)
     wanted = {lid: (path, space.phrase(LabelPath.parse(path))) for lid, (path, _) in active.items()}
     changed = [
@@ -94,8 +93,6 @@ def sync_exemplars(
         encoded = space.encode([content_of(item, blobs, space, ocr) for item in chunk])
         keep = [(item, e.vector) for item, e in zip(chunk, encoded, strict=True) if e.vector is not None]
         if keep:
-            import numpy as np
-
             index.upsert_exemplars(
                 version,
                 [item.creative_id for item, _ in keep],
@@ -127,7 +124,7 @@ def inherit_traffic(
                       disable=len(ids) < 4 * batch_size):
         chunk = ids[start : start + batch_size]
         with db.read() as session:
-            rows = {c.id: c for c in session.scalars(select(Creative).where(Creative.id.in_(chunk)))}
+            rows = {c.id: c for c in creatives.by_ids(session, chunk)}
         contents, kept = [], []
         for cid in chunk:
             row = rows.get(cid)
@@ -144,8 +141,6 @@ def inherit_traffic(
         encoded = space.encode(contents) if contents else []
         usable = [(cid, e.vector) for cid, e in zip(kept, encoded, strict=True) if e.vector is not None]
         if usable:
-            import numpy as np
-
             index.record_traffic(version, [cid for cid, _ in usable], np.stack([v for _, v in usable]), window)
             inherited += len(usable)
     log.info("%s inherited %d creatives of traffic from %s", version, inherited, active)

@@ -46,9 +46,3 @@ def create_celery(settings: Settings, queues: list[str] | None = None, owns_inde
 
     return app
 
-
-def send_function(app: Celery):  # type: ignore[no-untyped-def]
-    def send(task: str, args: list[object], queue: str) -> None:
-        app.send_task(task, args=args, queue=queue)
-
-    return send

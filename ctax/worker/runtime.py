@@ -14,8 +14,6 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
-
 from ctax.config import Settings
 from ctax.embedding.device import resolve_device
 from ctax.embedding.ocr import OcrReader
@@ -26,11 +24,11 @@ from ctax.jobs import TRAIN_QUEUE
 from ctax.labelling.labeller import Labeller
 from ctax.labelling.trigger import Thresholds
 from ctax.store.blobs import BlobStore
-from ctax.store.models import Label, ModelVersion, WorkerHeartbeat, utcnow
+from ctax.store.models import ModelVersion
+from ctax.store.repos import runs, versions, workers
 from ctax.store.session import Database
 from ctax.taxonomy.catalog import active_taxonomy
 from ctax.taxonomy.tree import Taxonomy
-from ctax.versions import registry
 from ctax.versions.lifecycle import bootstrap
 from ctax.versions.sync import sync_labels
 
@@ -96,9 +94,8 @@ class Runtime:
         self._beat()
         threading.Thread(target=self._heartbeat_loop, name="ctax-heartbeat", daemon=True).start()
         if TRAIN_QUEUE in self.queues:
-            from ctax.worker.tasks.training import fail_interrupted
-
-            fail_interrupted(self)
+            with self.db.write() as session:
+                runs.fail_interrupted(session)
         if self.owns_index:
             version_id = bootstrap(self.db, self.settings, self.index, self.space, self.blobs, self.ocr)
             labeller = self.labeller()
@@ -117,9 +114,7 @@ class Runtime:
     def stop(self) -> None:
         self._stop.set()
         with self.db.write() as session:
-            row = session.get(WorkerHeartbeat, self.name)
-            if row is not None:
-                session.delete(row)
+            workers.remove(session, self.name)
 
     def _heartbeat_loop(self) -> None:
         while not self._stop.wait(self.settings.worker_heartbeat_s):
@@ -130,19 +125,14 @@ class Runtime:
 
     def _beat(self) -> None:
         with self.db.write() as session:
-            row = session.get(WorkerHeartbeat, self.name)
-            if row is None:
-                row = WorkerHeartbeat(name=self.name, pid=os.getpid(), queues=self.queues, device=self.device)
-                session.add(row)
-            row.ready = self.ready
-            row.info = self.info
-            row.last_seen_at = utcnow()
+            workers.beat(session, self.name, pid=os.getpid(), queues=self.queues, device=self.device,
+                         ready=self.ready, info=self.info)
 
     # -- labelling -----------------------------------------------------------------------------------------
     def active_space(self) -> tuple[SharedSpace, Taxonomy]:
         """The active version's encoders and the current taxonomy, without touching the index (any worker)."""
-        with self.db.write() as session:
-            version = registry.active_version(session)
+        with self.db.read() as session:
+            version = versions.active(session)
             if version is None:
                 raise RuntimeError("no active model version yet")
             taxonomy = active_taxonomy(session)
@@ -151,12 +141,11 @@ class Runtime:
 
     def labeller(self, version: ModelVersion | None = None) -> Labeller:
         """A labeller for the active version (or the one given) and the current taxonomy."""
-        with self.db.write() as session:
-            version = version or registry.active_version(session)
+        with self.db.read() as session:
+            version = version or versions.active(session)
             if version is None:
                 raise RuntimeError("no active model version yet")
-            stamp = session.execute(select(func.count(Label.id), func.max(Label.updated_at))).one()
-            key = (version.id, (tuple(stamp), repr(version.thresholds)))
+            key = (version.id, (versions.label_set_stamp(session), repr(version.thresholds)))
             cached = self._labellers.get(key)
             if cached is not None:
                 return cached

@@ -60,6 +60,85 @@ def test_idempotency_key_returns_the_same_creative(client, keys, db) -> None:
     assert _count(db) == 2
 
 
+def test_a_lost_idempotency_race_answers_with_the_winners_creative(client, keys, db, monkeypatch) -> None:
+    from ctax.store.repos import creatives as creative_rows
+
+    h = {**headers(keys["poster"]), "Idempotency-Key": "race-7"}
+    winner = client.post("/v1/creatives", headers=h, json={"ocr_text": "Cheap flights to Rome"})
+    assert winner.status_code == 202
+    real_lookup = creative_rows.by_idempotency_key
+
+    def missed_once(session, api_key_id, key):  # as if the winner had not committed yet when this one looked
+        missed_once.calls += 1
+        return None if missed_once.calls == 1 else real_lookup(session, api_key_id, key)
+
+    missed_once.calls = 0
+    monkeypatch.setattr(creative_rows, "by_idempotency_key", missed_once)
+    loser = client.post("/v1/creatives", headers=h, json={"ocr_text": "Cheap flights to Rome"})
+    assert loser.status_code == 202, loser.text
+    assert loser.json() == {**winner.json(), "created": False}
+    assert loser.headers["Idempotent-Replayed"] == "true"
+
+    missed_once.calls = 0  # the winner sent another request under the same key: a conflict, not a replay
+    clash = client.post("/v1/creatives", headers=h, json={"ocr_text": "Something else"})
+    assert clash.status_code == 409 and "different request" in clash.json()["message"]
+    assert _count(db) == 1
+
+
+def test_listing_filters_retry_and_queue_metrics(client, keys, db) -> None:
+    h = headers(keys["poster"])
+    ids = [client.post("/v1/creatives", headers=h, json={"ocr_text": f"Fresh bread number {n}",
+                                                         "external_id": f"bread-{n}"}).json()["id"] for n in range(3)]
+    with db.write() as session:  # as the worker leaves a creative whose attempts ran out
+        failed = session.get(Creative, ids[0])
+        failed.status, failed.error, failed.attempts = "failed", "labelling failed: boom", 3
+
+    queued = client.get("/v1/creatives", headers=h, params={"status": "queued", "limit": 1}).json()
+    assert queued["total"] == 2 and [item["id"] for item in queued["items"]] == [ids[2]]  # newest first
+    by_external = client.get("/v1/creatives", headers=h, params={"external_id": "bread-1"}).json()
+    assert [item["id"] for item in by_external["items"]] == [ids[1]]
+    assert client.get("/v1/creatives", headers=h, params={"status": "done"}).status_code == 422
+    assert client.get("/v1/creatives", headers=h, params={"flag": "odd"}).status_code == 422
+    assert 'ctax_creatives{status="failed"} 1.0' in client.get("/metrics").text
+
+    retried = client.post(f"/v1/creatives/{ids[0]}/retry", headers=h)
+    assert retried.status_code == 202 and retried.json() == {"id": ids[0], "status": "queued", "created": False}
+    again = client.get(f"/v1/creatives/{ids[0]}", headers=h).json()
+    assert again["status"] == "queued" and again["attempts"] == 0 and again["error"] is None
+    refused = client.post(f"/v1/creatives/{ids[0]}/retry", headers=h)
+    assert refused.status_code == 409 and "only failed creatives" in refused.json()["message"]
+    assert 'ctax_creatives{status="queued"} 3.0' in client.get("/metrics").text
+
+
+def test_waiting_creatives_leave_in_batches_and_lost_work_is_sent_again(db, settings, tmp_path) -> None:
+    import datetime as dt
+
+    from ctax.creatives.intake import CreativeSubmission, create_creative, dispatch
+    from ctax.jobs import LABEL_CREATIVES
+    from ctax.store.blobs import BlobStore
+    from ctax.store.types import utcnow
+
+    settings = settings.model_copy(update={"label_batch_size": 2})
+    with db.write() as session:
+        ids = [create_creative(session, BlobStore(tmp_path / "blobs"), settings,
+                               CreativeSubmission(texts=[f"Fresh bread number {n}"]), None)[0].id for n in range(3)]
+    sent: list[tuple[str, list[str], str]] = []
+    assert dispatch(db, lambda task, args, queue: sent.append((task, args[0], queue)), settings) == 3
+    assert [batch for _, batch, _ in sent] == [ids[:2], ids[2:]]  # oldest first, label_batch_size per message
+    assert {(task, queue) for task, _, queue in sent} == {(LABEL_CREATIVES, settings.label_queue)}
+    assert dispatch(db, lambda *_: None, settings) == 0  # sent work is not sent twice
+
+    with db.write() as session:  # a worker claimed one and died: its lease runs out
+        stale = session.get(Creative, ids[1])
+        stale.status, stale.claimed_by = "processing", "dead-worker"
+        stale.claimed_at = utcnow() - dt.timedelta(seconds=settings.lease_s + 1)
+        stale.dispatched_at = stale.claimed_at - dt.timedelta(seconds=1)
+    sent.clear()
+    assert dispatch(db, lambda task, args, queue: sent.append((task, args[0], queue)), settings) == 1
+    assert sent[0][1] == [ids[1]]
+    assert dispatch(db, lambda *_: None, settings) == 0  # resent once per lease
+
+
 def _bomb() -> bytes:
     """A PNG whose header claims 30000 x 30000 pixels (900 MP) in a few kilobytes."""
     small = io.BytesIO()

@@ -76,9 +76,8 @@ def test_edits_rename_subtrees_retire_and_queue_a_resync(client, keys, db) -> No
     labels = client.get("/v1/labels", headers=headers(keys["poster"])).json()["items"]
     by_path = {label["path"]: label for label in labels}
     vehicles = by_path["Service/Vehicles"]
-    with db.read() as session:
+    with db.write() as session:
         session.query(OutboxJob).delete()
-        session.commit()
 
     renamed = client.patch(f"/v1/labels/{vehicles['id']}", headers=headers(keys["admin"]),
                            json={"name": "Automotive", "description": "cars and their upkeep"})

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import re
 
 import pytest
 from sqlalchemy import func, select, update
 
 from ctax.dataset.labelled import current_annotations
+from ctax.enums import Flag, vocabulary
 from ctax.jobs import SYNC_INDEX
 from ctax.store.models import Annotation, Label, OutboxJob, ReviewDecision, ReviewItem
 from tests.conftest import headers
@@ -77,6 +80,8 @@ def test_queue_lists_flagged_items_with_filters_and_pagination(client, keys, db,
     bad = client.get("/v1/review?label=Product/Nope", headers=h)
     assert bad.status_code == 422 and "unknown label" in bad.json()["message"]
     assert client.get("/v1/review?flag=bogus", headers=h).status_code == 422
+    assert client.get("/v1/review?flag=none", headers=h).status_code == 422  # unflagged creatives are not reviewed
+    assert client.get("/v1/review?status=bogus", headers=h).status_code == 422
     assert client.get("/v1/review?min_score=0.9&max_score=0.1", headers=h).status_code == 422
     assert client.get("/v1/review", headers=headers(keys["poster"])).status_code == 403
 
@@ -331,8 +336,16 @@ def test_review_page_and_its_assets_are_served(client) -> None:
     page = client.get("/review")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
     assert "/review/static/review.js?v=" in page.text and "Sign in" in page.text
+    # The vocabulary travels as data (never executed), so the script hard-codes no flag, action or status.
+    block = re.search(r'<script type="application/json" id="ctax-vocabulary">(.*?)</script>', page.text, re.S)
+    assert block is not None
+    carried = json.loads(block.group(1))
+    assert {k: v for k, v in carried.items() if k in vocabulary()} == vocabulary()
+    assert set(carried["flag_short"]) == {flag.value for flag in Flag if flag is not Flag.NONE}
+    assert '<option value="low_confidence">Unsure</option>' in page.text
     script = client.get("/review/static/review.js")
     assert script.status_code == 200 and "javascript" in script.headers["content-type"]
+    assert "ctax-vocabulary" in script.text and 'decide("confirm"' not in script.text
     assert client.get("/review/static/review.css").status_code == 200
     assert client.get("/review/static/nothing.js").status_code == 404
     assert client.get("/review/static/..%2Fapp.py").status_code == 404

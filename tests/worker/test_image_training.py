@@ -7,6 +7,8 @@ import io
 import json
 from pathlib import Path
 
+import pytest
+
 from ctax.creatives.intake import CreativeSubmission, create_creative
 from ctax.jobs import INDEX_QUEUE, LABEL_QUEUE, TRAIN_QUEUE
 from ctax.store.models import Annotation, Creative, ModelVersion, TrainingRun
@@ -17,6 +19,8 @@ from ctax.worker.tasks.index import activate_version, build_version
 from ctax.worker.tasks.label import run as label_run
 from ctax.worker.tasks.training import train
 from tests.conftest import make_settings
+
+pytestmark = pytest.mark.slow  # trains towers: `make test-fast` leaves it out
 
 LABELS = ["Product/Vehicles/Cars", "PSA/Animal Rights", "Product/Food and Drink/Soft Drinks"]
 

@@ -60,6 +60,27 @@ def test_labelling_is_idempotent_and_respects_live_claims(runtime: Runtime) -> N
     assert load(runtime, [second])[second].status == "labelled"
 
 
+def test_a_worker_whose_claim_was_taken_over_stores_nothing(runtime: Runtime, monkeypatch) -> None:
+    [creative_id] = submit(runtime, CreativeSubmission(texts=["Cheap car insurance"]))
+    labeller = runtime.labeller()
+
+    class TakenOverWhileLabelling:
+        version = labeller.version
+
+        def label(self, requests):
+            outcomes = labeller.label(requests)
+            with runtime.db.write() as session:  # this worker stalled past its lease; another took the work over
+                session.execute(update(Creative).where(Creative.id == creative_id).values(
+                    claimed_by="other-worker", claimed_at=utcnow()))
+            return outcomes
+
+    monkeypatch.setattr(runtime, "labeller", TakenOverWhileLabelling)
+    assert run(runtime, [creative_id]) == {"claimed": 1, "labelled": 0, "failed": 0, "requeued": 0}
+    creative = load(runtime, [creative_id])[creative_id]
+    assert creative.status == "processing" and creative.claimed_by == "other-worker"
+    assert creative.prediction is None and creative.labelled_at is None
+
+
 def test_flags_create_review_items_with_reasons(runtime: Runtime, pitt_labels) -> None:
     [wrong] = submit(runtime, CreativeSubmission(texts=["Buy the new Honda Civic sedan, a great family car"],
                                                  asserted_label="PSA/Animal Rights"))

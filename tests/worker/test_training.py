@@ -19,14 +19,17 @@ from ctax.cli import app
 from ctax.creatives.intake import CreativeSubmission, create_creative
 from ctax.jobs import INDEX_QUEUE, LABEL_QUEUE, TRAIN_QUEUE
 from ctax.store.models import Annotation, Creative, ModelVersion, TrainingRun
+from ctax.store.repos import runs
 from ctax.taxonomy import catalog
 from ctax.taxonomy.paths import LabelPath
 from ctax.versions.registry import is_better
 from ctax.worker.runtime import Runtime
 from ctax.worker.tasks.index import activate_version, build_version
 from ctax.worker.tasks.label import run as label_run
-from ctax.worker.tasks.training import fail_interrupted, train
+from ctax.worker.tasks.training import train
 from tests.conftest import headers
+
+pytestmark = pytest.mark.slow  # trains towers: `make test-fast` leaves it out
 
 LABELS = ["Product/Vehicles/Cars", "PSA/Animal Rights", "Product/Food and Drink/Soft Drinks",
           "PSA/Health/Smoking and Alcohol Abuse"]
@@ -192,7 +195,8 @@ def test_a_run_killed_halfway_is_reported_and_never_promoted(trainer: Runtime) -
     run_id = new_run(trainer)
     with trainer.db.write() as session:  # what a SIGKILLed training worker leaves behind
         session.get(TrainingRun, run_id).status = "running"
-    fail_interrupted(trainer)  # what the next training worker does when it starts
+    with trainer.db.write() as session:  # what the next training worker does when it starts
+        assert runs.fail_interrupted(session) == 1
     run = get(trainer, TrainingRun, run_id)
     assert run.status == "failed" and "interrupted" in run.error
     assert train(run_id) is None  # a redelivered message does not restart it
@@ -250,3 +254,28 @@ def test_auto_promotion_takes_only_better_candidates(settings, db, pitt_labels, 
         runtime_module._runtime = None
         rt.stop()
         rt.index.client.close()
+
+
+def test_a_promoted_version_that_does_not_load_is_failed_and_the_previous_one_put_back(trainer: Runtime) -> None:
+    from ctax.embedding.config import SpaceConfig
+    from ctax.versions import registry
+
+    trainer.start()
+    with trainer.db.write() as session:
+        active = registry.active_version(session)
+        version = registry.new_version(session, trainer.settings, "trained")
+        config = SpaceConfig.read(Path(active.artefact_dir))
+        config.version = version.id
+        config.write(Path(version.artefact_dir))
+        version.status, version.comparison = "candidate", {"better": True, "reasons": []}
+        version_id, directory = version.id, Path(version.artefact_dir)
+    build_version(version_id)
+    with trainer.db.write() as session:
+        registry.promote(session, session.get(ModelVersion, version_id))
+    (directory / "config.json").write_text("{ this is not json")  # broken after it was built and promoted
+    activate_version(version_id)
+    broken = get(trainer, ModelVersion, version_id)
+    assert broken.status == "failed" and broken.error.startswith("cannot be loaded")
+    assert get(trainer, ModelVersion, "v1-pretrained").status == "active"
+    assert trainer.index.active_version() == "v1-pretrained"
+    assert label_one(trainer, "Cola").model_version_id == "v1-pretrained"

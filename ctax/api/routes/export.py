@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
-from ctax.api.deps import Admin, SessionDep
+from ctax.api.deps import Admin, DbDep
 from ctax.dataset import export
+from ctax.enums import Source
 
 router = APIRouter(prefix="/v1/export", tags=["export"])
 
@@ -18,22 +19,20 @@ MEDIA_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv; charset=utf-8"
 
 @router.get("", responses={200: {"content": {"application/x-ndjson": {}, "text/csv": {}}}})
 def export_labelled(
-    request: Request,
     _: Admin,
-    session: SessionDep,
-    format: Literal["jsonl", "csv"] = "jsonl",
+    db: DbDep,
+    format: export.ExportFormat = "jsonl",
+    # Not Source: annotations come from imports, reviews and proposals, and 'api' stays refused (422).
     source: Literal["import", "review", "proposal"] | None = None,
 ) -> StreamingResponse:
     """The latest annotation of every labelled creative, with its label path and IAB ids where known. JSONL rows
     are in the import format (`ctax creatives import` reads them back); rejected creatives are left out."""
-    db = request.app.state.db
-    # The key check's transaction would hold SQLite's write lock (BEGIN IMMEDIATE) until the stream ends.
-    session.rollback()
+    only = Source(source) if source else None
 
     def stream() -> Iterator[str]:
-        # Its own session: the response streams after the request's dependencies have closed theirs.
+        # Opened when the response streams, which is after the request's dependencies are done.
         with db.read() as session:
-            yield from export.lines(session, format, source)
+            yield from export.lines(session, format, only)
 
     filename = f"ctax-labelled.{format}"
     return StreamingResponse(

@@ -6,9 +6,8 @@ from typing import Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 
-from ctax.api.deps import Admin, SessionDep
+from ctax.api.deps import Admin, DbDep
 from ctax.enums import Role
 from ctax.store import keys as service
 from ctax.store.models import ApiKey
@@ -34,20 +33,21 @@ def key_view(row: ApiKey) -> dict[str, Any]:
 
 
 @router.post("", status_code=201)
-def create_key(body: KeyIn, _: Admin, session: SessionDep) -> dict[str, Any]:
+def create_key(body: KeyIn, _: Admin, db: DbDep) -> dict[str, Any]:
     """The key is in this answer only; it is stored hashed."""
-    row, key = service.create_key(session, body.name, body.role)
-    session.commit()
+    with db.write() as session:
+        row, key = service.create_key(session, body.name, body.role)
     return {**key_view(row), "key": key}
 
 
 @router.get("")
-def list_keys(_: Admin, session: SessionDep) -> dict[str, Any]:
-    return {"items": [key_view(row) for row in session.scalars(select(ApiKey).order_by(ApiKey.id))]}
+def list_keys(_: Admin, db: DbDep) -> dict[str, Any]:
+    with db.read() as session:
+        return {"items": [key_view(row) for row in service.list_keys(session)]}
 
 
 @router.delete("/{key_id}")
-def revoke_key(key_id: int, _: Admin, session: SessionDep) -> dict[str, Any]:
-    row = service.revoke(session, key_id)
-    session.commit()
+def revoke_key(key_id: int, _: Admin, db: DbDep) -> dict[str, Any]:
+    with db.write() as session:
+        row = service.revoke(session, key_id)
     return key_view(row)

@@ -6,13 +6,14 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
 from pydantic import BaseModel, Field
-from sqlalchemy import func, or_, select
 
-from ctax.api.deps import Admin, DispatcherDep, Poster, SessionDep
-from ctax.errors import InvalidInput, PayloadTooLarge
+from ctax.api.deps import Admin, DbDep, Poster
+from ctax.enums import LabelStatus
+from ctax.errors import PayloadTooLarge
 from ctax.store.models import Label
+from ctax.store.repos import labels as label_rows
 from ctax.taxonomy import catalog
-from ctax.taxonomy.importers import parse_taxonomy_file
+from ctax.taxonomy.importers import TaxonomyFormat, parse_taxonomy_file
 from ctax.taxonomy.paths import LabelPath
 
 router = APIRouter(prefix="/v1/labels", tags=["labels"])
@@ -30,7 +31,7 @@ class LabelPatch(BaseModel):
         None, min_length=1, max_length=200, description="New name of this node (renames its subtree)"
     )
     description: str | None = Field(None, max_length=2000)
-    status: Literal["active", "retired"] | None = None
+    status: LabelStatus | None = None
 
 
 def label_view(label: Label) -> dict[str, Any]:
@@ -52,37 +53,35 @@ def label_view(label: Label) -> dict[str, Any]:
 @router.get("")
 def list_labels(
     _: Poster,
-    session: SessionDep,
+    db: DbDep,
+    # Literals, not LabelStatus: "all" is no status, and a union would change the 422 message.
     status: Annotated[Literal["active", "retired", "all"], Query()] = "active",
     q: Annotated[str | None, Query(max_length=200, description="substring of the path")] = None,
     parent_id: int | None = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
-    query = select(Label)
-    if status != "all":
-        query = query.where(Label.status == status)
-    if q:
-        terms = [term for term in q.split() if term]
-        for term in terms:
-            query = query.where(or_(Label.path.ilike(f"%{term}%"), Label.description.ilike(f"%{term}%")))
-    if parent_id is not None:
-        query = query.where(Label.parent_id == parent_id)
-    total = session.scalar(select(func.count()).select_from(query.subquery()))
-    rows = session.scalars(query.order_by(Label.path).limit(limit).offset(offset))
-    return {"items": [label_view(label) for label in rows], "total": total, "limit": limit, "offset": offset}
+    with db.read() as session:
+        rows, total = label_rows.page(
+            session,
+            status=None if status == "all" else LabelStatus(status),
+            terms=q.split() if q else (),
+            parent_id=parent_id,
+            limit=limit,
+            offset=offset,
+        )
+        return {"items": [label_view(label) for label in rows], "total": total, "limit": limit, "offset": offset}
 
 
 @router.get("/tree")
 def label_tree(
-    _: Poster, session: SessionDep, status: Annotated[Literal["active", "all"], Query()] = "active"
+    _: Poster, db: DbDep, status: Annotated[Literal["active", "all"], Query()] = "active"
 ) -> dict[str, Any]:
-    query = select(Label).order_by(Label.depth, Label.path)
-    if status == "active":
-        query = query.where(Label.status == "active")
+    with db.read() as session:
+        labels = label_rows.tree_order(session, include_retired=status == "all")
     nodes: dict[int, dict[str, Any]] = {}
     roots: list[dict[str, Any]] = []
-    for label in session.scalars(query):
+    for label in labels:  # parents come first
         node = {
             "id": label.id,
             "name": label.name,
@@ -98,33 +97,32 @@ def label_tree(
 
 
 @router.get("/{label_id}")
-def get_label(label_id: int, _: Poster, session: SessionDep) -> dict[str, Any]:
-    return label_view(catalog.get_label(session, label_id))
+def get_label(label_id: int, _: Poster, db: DbDep) -> dict[str, Any]:
+    with db.read() as session:
+        return label_view(catalog.get_label(session, label_id))
 
 
 @router.post("", status_code=201)
-def create_label(body: LabelIn, _: Admin, session: SessionDep, dispatcher: DispatcherDep) -> dict[str, Any]:
-    label = catalog.create_label(session, LabelPath.parse(body.path), body.description, source="api")
-    session.commit()
-    dispatcher.nudge()
+def create_label(body: LabelIn, _: Admin, db: DbDep) -> dict[str, Any]:
+    path = LabelPath.parse(body.path)
+    with db.write() as session:
+        label = catalog.create_label(session, path, body.description)
     return label_view(label)
 
 
 @router.post("/import")
 async def import_labels(
     _: Admin,
-    session: SessionDep,
-    dispatcher: DispatcherDep,
+    db: DbDep,
     file: Annotated[UploadFile, File(description="IAB TSV, or one label path per line")],
-    format: Annotated[Literal["auto", "iab_tsv", "lines"], Form()] = "auto",
+    format: Annotated[TaxonomyFormat, Form()] = "auto",
 ) -> dict[str, Any]:
     data = await file.read(MAX_TAXONOMY_BYTES + 1)
     if len(data) > MAX_TAXONOMY_BYTES:
         raise PayloadTooLarge(f"taxonomy file is larger than {MAX_TAXONOMY_BYTES} bytes")
     result = parse_taxonomy_file(data, format)  # raises 422 naming the line; nothing stored yet
-    summary = catalog.import_labels(session, result)
-    session.commit()
-    dispatcher.nudge()
+    with db.write() as session:
+        summary = catalog.import_labels(session, result)
     return {
         "created": summary.created,
         "reactivated": summary.reactivated,
@@ -136,22 +134,10 @@ async def import_labels(
 
 
 @router.patch("/{label_id}")
-def patch_label(
-    label_id: int, body: LabelPatch, _: Admin, session: SessionDep, dispatcher: DispatcherDep
-) -> dict[str, Any]:
-    label = catalog.get_label(session, label_id)
-    if body.name is None and body.description is None and body.status is None:
-        raise InvalidInput("nothing to change: send name, description or status")
-    affected: list[Label] = []
-    if body.status == "retired" and label.status == "active":
-        affected += catalog.retire_label(session, label)
-    elif body.status == "active" and label.status == "retired":
-        catalog.reactivate_label(session, label)
-        affected.append(label)
-    if body.name is not None:
-        affected += catalog.rename_label(session, label, body.name)
-    if body.description is not None:
-        label.description = body.description
-    session.commit()
-    dispatcher.nudge()
+def patch_label(label_id: int, body: LabelPatch, _: Admin, db: DbDep) -> dict[str, Any]:
+    with db.write() as session:
+        label = catalog.get_label(session, label_id)
+        affected = catalog.edit_label(session, label, name=body.name, description=body.description,
+                                      status=body.status)
+    # After the block: the view shows updated_at as the commit's flush wrote it.
     return {**label_view(label), "affected": sorted({lab.id for lab in affected})}

@@ -6,10 +6,11 @@ from typing import Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel
-from sqlalchemy import select
 
-from ctax.api.deps import Admin, DispatcherDep, Reviewer, SessionDep
+from ctax.api.deps import Admin, DbDep, Reviewer
 from ctax.store.models import ModelVersion
+from ctax.store.repos import versions
+from ctax.store.session import Session
 from ctax.versions import registry
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
@@ -56,32 +57,31 @@ def version_view(version: ModelVersion) -> dict[str, Any]:
 
 
 @router.get("")
-def list_models(_: Reviewer, session: SessionDep) -> dict[str, Any]:
-    rows = session.scalars(select(ModelVersion).order_by(ModelVersion.seq.desc()))
-    return {"items": [version_view(v) for v in rows]}
+def list_models(_: Reviewer, db: DbDep) -> dict[str, Any]:
+    with db.read() as session:
+        return {"items": [version_view(v) for v in versions.newest_first(session)]}
 
 
 @router.get("/{version_id}")
-def get_model(version_id: str, _: Reviewer, session: SessionDep) -> dict[str, Any]:
-    return version_view(registry.get_version(session, version_id))
+def get_model(version_id: str, _: Reviewer, db: DbDep) -> dict[str, Any]:
+    with db.read() as session:
+        return version_view(registry.get_version(session, version_id))
 
 
-def _promote(session: Any, version: ModelVersion, force: bool, dispatcher: Any) -> dict[str, Any]:
+def _promote(session: Session, version: ModelVersion, force: bool) -> dict[str, Any]:
     previous = registry.promote(session, version, force)
-    session.commit()
-    dispatcher.nudge()
     return {**version_view(version), "previous": previous.id if previous else None}
 
 
 @router.post("/{version_id}/promote")
-def promote(
-    version_id: str, _: Admin, session: SessionDep, dispatcher: DispatcherDep, body: PromoteIn | None = None
-) -> dict[str, Any]:
+def promote(version_id: str, _: Admin, db: DbDep, body: PromoteIn | None = None) -> dict[str, Any]:
     """Make a candidate (or an earlier version) active; refused when it scored worse, unless forced."""
-    return _promote(session, registry.get_version(session, version_id), bool(body and body.force), dispatcher)
+    with db.write() as session:
+        return _promote(session, registry.get_version(session, version_id), bool(body and body.force))
 
 
 @router.post("/rollback")
-def rollback(_: Admin, session: SessionDep, dispatcher: DispatcherDep) -> dict[str, Any]:
+def rollback(_: Admin, db: DbDep) -> dict[str, Any]:
     """Re-activate the version that was active before the current one."""
-    return _promote(session, registry.rollback_target(session), True, dispatcher)
+    with db.write() as session:
+        return _promote(session, registry.rollback_target(session), True)

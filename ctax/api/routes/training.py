@@ -6,20 +6,18 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 
-from ctax.api.deps import Admin, DispatcherDep, SessionDep
+from ctax.api.deps import Admin, DbDep
 from ctax.errors import NotFound
-from ctax.jobs import TRAIN
 from ctax.store.models import TrainingRun
-from ctax.store.outbox import enqueue
+from ctax.store.repos import runs
 
 router = APIRouter(prefix="/v1/training/runs", tags=["training"])
 
 
 class RunIn(BaseModel):
-    epochs: int | None = Field(None, ge=1, le=50)
-    image_epochs: int | None = Field(None, ge=1, le=500)
+    epochs: int | None = Field(default=None, ge=1, le=50)
+    image_epochs: int | None = Field(default=None, ge=1, le=500)
     train_images: bool = True
     seed: int | None = None
 
@@ -42,28 +40,22 @@ def run_view(run: TrainingRun) -> dict[str, Any]:
 
 
 @router.post("", status_code=202)
-def start_run(
-    _: Admin, key: Admin, session: SessionDep, dispatcher: DispatcherDep, body: RunIn | None = None
-) -> dict[str, Any]:
+def start_run(key: Admin, db: DbDep, body: RunIn | None = None) -> dict[str, Any]:
     body = body or RunIn()
-    run = TrainingRun(status="queued", params=body.model_dump(exclude_none=True), requested_by=key.id)
-    session.add(run)
-    session.flush()
-    enqueue(session, TRAIN, run.id)
-    session.commit()
-    dispatcher.nudge()
-    return run_view(run)
+    with db.write() as session:
+        return run_view(runs.queue(session, body.model_dump(exclude_none=True), requested_by=key.id))
 
 
 @router.get("/{run_id}")
-def get_run(run_id: int, _: Admin, session: SessionDep) -> dict[str, Any]:
-    run = session.get(TrainingRun, run_id)
-    if run is None:
-        raise NotFound(f"no training run {run_id}")
-    return run_view(run)
+def get_run(run_id: int, _: Admin, db: DbDep) -> dict[str, Any]:
+    with db.read() as session:
+        run = runs.get(session, run_id)
+        if run is None:
+            raise NotFound(f"no training run {run_id}")
+        return run_view(run)
 
 
 @router.get("")
-def list_runs(_: Admin, session: SessionDep, limit: Annotated[int, Query(ge=1, le=200)] = 20) -> dict[str, Any]:
-    rows = session.scalars(select(TrainingRun).order_by(TrainingRun.id.desc()).limit(limit))
-    return {"items": [run_view(r) for r in rows]}
+def list_runs(_: Admin, db: DbDep, limit: Annotated[int, Query(ge=1, le=200)] = 20) -> dict[str, Any]:
+    with db.read() as session:
+        return {"items": [run_view(r) for r in runs.newest_first(session, limit)]}

@@ -1,5 +1,10 @@
 """The review web page: a server-rendered shell and static vanilla JS/CSS (no build step). The page asks for an
-API key once, keeps it in localStorage, and sends it as X-API-Key on every call, images included (as blob URLs)."""
+API key once, keeps it in localStorage, and sends it as X-API-Key on every call, images included (as blob URLs).
+
+The page does not hard-code the vocabulary of flags, actions and statuses: the shell carries `ctax.enums` as a JSON
+data block (`<script type="application/json" id="ctax-vocabulary">`), which browsers never execute, so a
+Content-Security-Policy without inline scripts still allows it; review.js reads it before anything else.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +16,22 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from ctax.enums import Flag, QueueOrder, vocabulary
 from ctax.errors import NotFound
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
 MEDIA_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
+
+# What the page's narrow chips and menus call each flag and order; FLAG_TITLES (in the vocabulary) heads an item.
+FLAG_SHORT = {Flag.NEW_LABEL: "Fits no label", Flag.WRONG_LABEL: "Wrong label", Flag.LOW_CONFIDENCE: "Unsure"}
+ORDER_TITLES = {
+    QueueOrder.PRIORITY: "Most instructive first",
+    QueueOrder.NEWEST: "Newest first",
+    QueueOrder.OLDEST: "Oldest first",
+    QueueOrder.SCORE: "Lowest score first",
+    QueueOrder.SCORE_DESC: "Highest score first",
+}
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -30,9 +46,17 @@ def asset_version() -> str:
     return digest.hexdigest()[:12]
 
 
+def page_vocabulary() -> dict[str, object]:
+    """`ctax.enums.vocabulary()` and the page's short names for flags and orders, keyed by value."""
+    flags: dict[str, str] = {flag.value: FLAG_SHORT.get(flag, flag.value) for flag in Flag if flag is not Flag.NONE}
+    orders = {order.value: ORDER_TITLES.get(order, order.value) for order in QueueOrder}
+    return {**vocabulary(), "flag_short": flags, "order_titles": orders}
+
+
 @router.get("/review", response_class=HTMLResponse)
 def review_page(request: Request) -> HTMLResponse:
-    return templates.TemplateResponse(request, "review.html", {"version": asset_version()})
+    return templates.TemplateResponse(request, "review.html", {"version": asset_version(),
+                                                               "vocabulary": page_vocabulary()})
 
 
 @router.get("/review/static/{name}")

@@ -6,38 +6,27 @@ import logging
 from pathlib import Path
 
 from celery import shared_task
-from sqlalchemy import select
 
 from ctax.embedding.space import SharedSpace
 from ctax.errors import CtaxError
 from ctax.jobs import TRAIN
-from ctax.store.models import TrainingRun, utcnow
+from ctax.store.repos import runs
 from ctax.training.pipeline import run_training
-from ctax.worker.runtime import Runtime, current
+from ctax.worker.runtime import current
 
 log = logging.getLogger(__name__)
 
 
-def fail_interrupted(rt: Runtime) -> None:
-    """Runs left `running` by a worker that died cannot resume: say so instead of leaving them hanging."""
-    with rt.db.write() as session:
-        for run in session.scalars(select(TrainingRun).where(TrainingRun.status == "running")):
-            run.status = "failed"
-            run.error = "interrupted: the training worker stopped while this run was in progress; start a new run"
-            run.finished_at = utcnow()
-
-
-@shared_task(name=TRAIN, acks_late=True, reject_on_worker_lost=False, ignore_result=True)
+@shared_task(
+    name=TRAIN, acks_late=True, reject_on_worker_lost=False, ignore_result=True
+)
 def train(run_id: int) -> str | None:
     rt = current()
     with rt.db.write() as session:
-        run = session.get(TrainingRun, run_id)
-        if run is None or run.status != "queued":  # a redelivered message must not train twice
-            log.info("training run %s is %s; nothing to do", run_id, run.status if run else "missing")
-            return None
-        run.status = "running"
-        run.started_at = run.heartbeat_at = utcnow()
-        run.stage = "starting"
+        started = runs.start(session, run_id) is not None
+    if not started:  # missing, or a redelivered message of a run that already ran: it must not train twice
+        log.info("training run %s is not queued; nothing to do", run_id)
+        return None
     try:
         version_id = run_training(rt.db, rt.settings, rt.blobs, run_id,
                                   lambda directory: SharedSpace.load(Path(directory), rt.device), rt.device)
@@ -45,10 +34,8 @@ def train(run_id: int) -> str | None:
         log.exception("training run %s failed", run_id)
         message = exc.message if isinstance(exc, CtaxError) else f"{type(exc).__name__}: {exc}"
         with rt.db.write() as session:
-            run = session.get(TrainingRun, run_id)
-            run.status, run.error, run.finished_at = "failed", message[:4000], utcnow()  # type: ignore[union-attr]
+            runs.fail(session, run_id, message)
         return None
     with rt.db.write() as session:
-        run = session.get(TrainingRun, run_id)
-        run.status, run.finished_at, run.progress = "succeeded", utcnow(), 1.0  # type: ignore[union-attr]
+        runs.succeed(session, run_id)
     return version_id

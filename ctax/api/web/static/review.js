@@ -5,7 +5,12 @@
   const KEY = "ctax.review.key";
   const FILTERS = "ctax.review.filters";
   const REJECT_REASONS = ["Not an ad", "Unreadable or empty", "Duplicate", "Offensive or unsafe"];
-  const FLAG_SHORT = { new_label: "Fits no label", wrong_label: "Wrong label", low_confidence: "Unsure" };
+  // The flags, actions and statuses come from the server (ctax.enums), in a JSON block of the page.
+  const VOCABULARY = JSON.parse(document.getElementById("ctax-vocabulary").textContent);
+  const FLAG_SHORT = VOCABULARY.flag_short;
+  const byName = (values) => Object.freeze(Object.fromEntries(values.map((v) => [v.toUpperCase(), v])));
+  const ACTION = byName(VOCABULARY.actions);  // ACTION.CONFIRM, ACTION.RELABEL, ACTION.NEW_LABEL, ACTION.REJECT
+  const STATUS = byName(VOCABULARY.review_statuses);  // STATUS.OPEN, STATUS.DECIDED
 
   const $ = (sel, root = document) => root.querySelector(sel);
   const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
@@ -241,7 +246,7 @@
   }
 
   async function releaseCurrent() {
-    if (!state.item || state.item.status !== "open") return;
+    if (!state.item || state.item.status !== STATUS.OPEN) return;
     try { await api("DELETE", `/v1/review/${state.item.id}/claim`); } catch (err) { /* it expires anyway */ }
   }
 
@@ -338,7 +343,7 @@
         <div class="item-head">
           <span class="chip flag-${esc(it.flag)}"><span class="chip-dot dot-${esc(it.flag)}"></span>${esc(FLAG_SHORT[it.flag] || it.flag)}</span>
           <h1>${esc(it.flag_title)}</h1>
-          ${it.status === "decided" ? `<span class="chip chip-ok">decided</span>` : ""}
+          ${it.status === STATUS.DECIDED ? `<span class="chip chip-ok">decided</span>` : ""}
           ${it.proposal_id ? `<span class="chip chip-label">in proposal #${it.proposal_id}</span>` : ""}
           <div class="item-meta">
             <span>#${it.id}</span>
@@ -407,7 +412,7 @@
       const result = await api("POST", `/v1/review/${it.id}/decision`, body);
       state.lastDecided = it.id;
       state.selected.delete(it.id);
-      const what = action === "reject" ? "Rejected" : `${action === "new_label" ? "Created and applied" : "Labelled"} ${esc(result.decision.label?.path || "")}`;
+      const what = action === ACTION.REJECT ? "Rejected" : `${action === ACTION.NEW_LABEL ? "Created and applied" : "Labelled"} ${esc(result.decision.label?.path || "")}`;
       toast(`${what} <span class="muted">· #${it.id}</span> &nbsp;<kbd>U</kbd> undo`);
       if (result.label_created) await loadLabels();
     } catch (err) {
@@ -450,8 +455,8 @@
     const it = state.item;
     if (!it || !it.top_k[n]) return;
     const chosen = it.top_k[n];
-    if (it.suggested_label && chosen.label_id === it.suggested_label.id) decide("confirm");
-    else decide("relabel", chosen.path);
+    if (it.suggested_label && chosen.label_id === it.suggested_label.id) decide(ACTION.CONFIRM);
+    else decide(ACTION.RELABEL, chosen.path);
   }
 
   async function bulk(action, label, note) {
@@ -854,19 +859,19 @@
       return;
     }
     const it = state.item;
-    if (k === "Enter" || k === "c" || k === "C") { handled(); if (it?.suggested_label) decide("confirm"); return; }
+    if (k === "Enter" || k === "c" || k === "C") { handled(); if (it?.suggested_label) decide(ACTION.CONFIRM); return; }
     if (/^[1-9]$/.test(k)) { handled(); return pick(Number(k) - 1); }
     if (k === "/" || k === "l" || k === "L") {
       handled();
       if (!it) return;
-      return labelPalette({ title: "Apply another label", onPick: (label) => decide("relabel", label.path) });
+      return labelPalette({ title: "Apply another label", onPick: (label) => decide(ACTION.RELABEL, label.path) });
     }
     if (k === "n" || k === "N") {
       handled();
       if (!it) return;
-      return newLabelDialog({ parent: defaultParent(it), onSubmit: (path) => decideOrThrow("new_label", path) });
+      return newLabelDialog({ parent: defaultParent(it), onSubmit: (path) => decideOrThrow(ACTION.NEW_LABEL, path) });
     }
-    if (k === "x" || k === "X") { handled(); if (it) rejectDialog((note) => decide("reject", null, note)); return; }
+    if (k === "x" || k === "X") { handled(); if (it) rejectDialog((note) => decide(ACTION.REJECT, null, note)); return; }
     if (k === "s" || k === "S" || k === "ArrowRight") { handled(); return skip(); }
     if (k === "u" || k === "U") { handled(); return undo(); }
     if (k === " " && it) {
@@ -904,10 +909,10 @@
       const it = state.item;
       if (pickRow) return pick(Number(pickRow.dataset.pick));
       if (!act) return;
-      if (act === "confirm") return decide("confirm");
-      if (act === "search") return labelPalette({ title: "Apply another label", onPick: (l) => decide("relabel", l.path) });
-      if (act === "new") return newLabelDialog({ parent: defaultParent(it), onSubmit: (p) => decideOrThrow("new_label", p) });
-      if (act === "reject") return rejectDialog((note) => decide("reject", null, note));
+      if (act === "confirm") return decide(ACTION.CONFIRM);
+      if (act === "search") return labelPalette({ title: "Apply another label", onPick: (l) => decide(ACTION.RELABEL, l.path) });
+      if (act === "new") return newLabelDialog({ parent: defaultParent(it), onSubmit: (p) => decideOrThrow(ACTION.NEW_LABEL, p) });
+      if (act === "reject") return rejectDialog((note) => decide(ACTION.REJECT, null, note));
       if (act === "skip") return skip();
       if (act === "undo") return undo();
     });
@@ -926,9 +931,9 @@
     $("#bulkbar").addEventListener("click", (e) => {
       const what = e.target.closest("[data-bulk]")?.dataset.bulk;
       if (what === "clear") { state.selected.clear(); return renderQueue(); }
-      if (what === "confirm") return bulk("confirm");
-      if (what === "relabel") return labelPalette({ title: `Relabel ${state.selected.size} items`, onPick: (l) => bulk("relabel", l.path) });
-      if (what === "reject") return rejectDialog((note) => bulk("reject", null, note));
+      if (what === "confirm") return bulk(ACTION.CONFIRM);
+      if (what === "relabel") return labelPalette({ title: `Relabel ${state.selected.size} items`, onPick: (l) => bulk(ACTION.RELABEL, l.path) });
+      if (what === "reject") return rejectDialog((note) => bulk(ACTION.REJECT, null, note));
     });
     $("#tree").addEventListener("click", (e) => {
       const toggle = e.target.closest("[data-toggle]");
@@ -939,17 +944,17 @@
         return renderTree();
       }
       if (add && state.item) {
-        return newLabelDialog({ parent: add.dataset.add, onSubmit: (p) => decideOrThrow("new_label", p) });
+        return newLabelDialog({ parent: add.dataset.add, onSubmit: (p) => decideOrThrow(ACTION.NEW_LABEL, p) });
       }
       const node = e.target.closest("[data-node]");
       if (node && state.item && state.view === "queue") {
-        labelPalette({ title: "Apply this label?", initial: node.dataset.path, onPick: (l) => decide("relabel", l.path) });
+        labelPalette({ title: "Apply this label?", initial: node.dataset.path, onPick: (l) => decide(ACTION.RELABEL, l.path) });
       }
     });
     document.addEventListener("keydown", onKey);
     window.addEventListener("beforeunload", () => {
       // Hand the item back so the next reviewer need not wait for the claim to expire.
-      if (state.item && state.item.status === "open" && state.key) {
+      if (state.item && state.item.status === STATUS.OPEN && state.key) {
         fetch(`/v1/review/${state.item.id}/claim`, { method: "DELETE", headers: { "X-API-Key": state.key }, keepalive: true });
       }
     });

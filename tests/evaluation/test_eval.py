@@ -7,9 +7,12 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from ctax.cli import app
+
+pytestmark = pytest.mark.slow  # trains towers: `make test-fast` leaves it out
 
 LABELS = ["Product/Vehicles/Cars", "PSA/Animal Rights", "Product/Food and Drink/Soft Drinks",
           "PSA/Health/Smoking and Alcohol Abuse"]

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ctax.review.discovery import DiscoveryParams, LabelVectors, propose, salient_terms, suggest_name, unit
+from ctax.review.discovery import DiscoveryParams, LabelVectors, propose, salient_terms, suggest_name
 from ctax.taxonomy.paths import LabelPath
 from ctax.taxonomy.tree import Taxonomy, TaxonomyNode
+from ctax.vectors import normalise
 
 PATHS = ["Product", "Product/Pets", "Product/Pets/Pet Food", "Product/Food", "Product/Food/Snacks", "Service",
          "Service/Travel", "Service/Travel/Cruises"]
@@ -21,12 +22,12 @@ def _taxonomy() -> Taxonomy:
 
 def _space(dim: int = 32, seed: int = 0):
     rng = np.random.default_rng(seed)
-    axes = unit(rng.normal(size=(len(PATHS), dim)))
+    axes = normalise(rng.normal(size=(len(PATHS), dim)))
     return rng, axes
 
 
 def _around(rng, centre: np.ndarray, n: int, spread: float = 0.15) -> np.ndarray:
-    return unit(centre + spread * rng.normal(size=(n, centre.shape[0])))
+    return normalise(centre + spread * rng.normal(size=(n, centre.shape[0])))
 
 
 def test_two_dense_groups_become_two_proposals_and_scattered_points_stay_noise() -> None:
@@ -34,9 +35,9 @@ def test_two_dense_groups_become_two_proposals_and_scattered_points_stay_noise()
     taxonomy = _taxonomy()
     labels = LabelVectors([n + 1 for n in range(len(PATHS))], axes, taxonomy)
     # Dog adoption sits near Pet Food (a Pets child); river cruises near Cruises (a Travel child).
-    dogs = _around(rng, unit(axes[2:3] + 0.6 * rng.normal(size=(1, 32)) / 5.6)[0], 12)
-    rivers = _around(rng, unit(axes[7:8] + 0.6 * rng.normal(size=(1, 32)) / 5.6)[0], 9)
-    noise = unit(rng.normal(size=(6, 32)))
+    dogs = _around(rng, normalise(axes[2:3] + 0.6 * rng.normal(size=(1, 32)) / 5.6)[0], 12)
+    rivers = _around(rng, normalise(axes[7:8] + 0.6 * rng.normal(size=(1, 32)) / 5.6)[0], 9)
+    noise = normalise(rng.normal(size=(6, 32)))
     vectors = np.vstack([dogs, rivers, noise])
     ids = [f"d{n}" for n in range(12)] + [f"r{n}" for n in range(9)] + [f"x{n}" for n in range(6)]
     texts = ([f"adopt a rescue dog from the shelter, puppy {n}" for n in range(12)]
@@ -78,14 +79,15 @@ def test_names_avoid_a_sibling_that_exists() -> None:
     assert suggest_name([]) == "New label"
 
 
+@pytest.mark.slow  # UMAP compiles with numba on first use: seconds, not milliseconds
 def test_with_enough_points_clusters_are_found_after_umap() -> None:
     """The service's default path: UMAP to 5 dimensions, then HDBSCAN (umap-learn is an optional dependency)."""
     pytest.importorskip("umap")
     rng, axes = _space(dim=48, seed=3)
     labels = LabelVectors([n + 1 for n in range(len(PATHS))], axes, _taxonomy())
-    centres = unit(rng.normal(size=(3, 48)))
+    centres = normalise(rng.normal(size=(3, 48)))
     groups = [_around(rng, centres[g], 40, spread=0.12) for g in range(3)]
-    vectors = np.vstack([*groups, unit(rng.normal(size=(10, 48)))])
+    vectors = np.vstack([*groups, normalise(rng.normal(size=(10, 48)))])
     ids = [f"g{g}-{n}" for g in range(3) for n in range(40)] + [f"x{n}" for n in range(10)]
     texts = [f"group{g} word{g} text" for g in range(3) for _ in range(40)] + ["stray"] * 10
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from ctax.dataset.labelled import LabelledCreative
-from ctax.training.pipeline import split
+from ctax.training.snapshot import split
 
 
 def _creatives(ids: list[str]) -> list[LabelledCreative]:

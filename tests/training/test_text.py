@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ctax.training.text import BACKGROUND_PHRASE, TextTrainingRecipe, build_training_datasets, check_trainable
+from ctax.training.text_data import build_training_datasets, check_trainable
+from ctax.training.text_recipe import BACKGROUND_PHRASE, TextTrainingRecipe
 
 PHRASES = {path: f"phrase of {path}" for path in ("A", "A/x", "A/y", "A/z", "B", "B/u", "B/v", "B/w")}
 PARENTS = {path: (path.split("/")[0] if "/" in path else None) for path in PHRASES}

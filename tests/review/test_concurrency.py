@@ -9,7 +9,9 @@ import pytest
 from sqlalchemy import func, select
 
 from ctax.config import Settings
+from ctax.enums import Action, QueueOrder, ReviewStatus
 from ctax.errors import Conflict
+from ctax.review import claims
 from ctax.review import decisions as review_decisions
 from ctax.review import queue as review
 from ctax.store.keys import create_key
@@ -59,7 +61,7 @@ def _race(db, reviewers: list[int], act) -> list[str]:
 def test_concurrent_claims_give_the_item_to_one_reviewer(db, reviewers, flag_creative) -> None:
     item_id = flag_creative("The new sedan", {"Product/Vehicles/Cars": 0.6, "Service/Travel/Vacations and Travel": 0.3},
                             asserted="Service/Travel/Vacations and Travel")
-    results = _race(db, reviewers, lambda session, key: review.claim(session, item_id, key, 600))
+    results = _race(db, reviewers, lambda session, key: claims.claim(session, item_id, key, 600))
     assert sorted(results) == ["conflict"] * (RACERS - 1) + ["ok"]
     with db.read() as session:
         assert session.get(ReviewItem, item_id).claimed_by in reviewers
@@ -68,14 +70,14 @@ def test_concurrent_claims_give_the_item_to_one_reviewer(db, reviewers, flag_cre
 def test_concurrent_decisions_apply_exactly_once(db, reviewers, flag_creative) -> None:
     item_id = flag_creative("The new sedan", {"Product/Vehicles/Cars": 0.6, "Service/Travel/Vacations and Travel": 0.3},
                             asserted="Service/Travel/Vacations and Travel")
-    request = review_decisions.DecisionRequest("relabel", "Product/Vehicles/Cars")
+    request = review_decisions.DecisionRequest(Action.RELABEL, "Product/Vehicles/Cars")
     results = _race(db, reviewers, lambda session, key: review_decisions.decide(session, item_id, key, request))
     assert sorted(results) == ["conflict"] * (RACERS - 1) + ["ok"]
     with db.read() as session:
         assert session.scalar(select(func.count(ReviewDecision.id))) == 1
         assert session.scalar(select(func.count(Annotation.id))) == 1
         item = session.get(ReviewItem, item_id)
-        assert item.status == "decided" and item.version == 2
+        assert item.status == ReviewStatus.DECIDED and item.version == 2
 
 
 def test_queue_filters_run_on_postgresql(db, flag_creative, pitt_labels) -> None:
@@ -86,6 +88,6 @@ def test_queue_filters_run_on_postgresql(db, flag_creative, pitt_labels) -> None
     with db.read() as session:
         by_text, _ = review.list_items(session, review.QueueFilter(text="SEDAN"))
         by_label, _ = review.list_items(session, review.QueueFilter(label_id=pitt_labels["Product/Vehicles"]))
-        recent, total = review.list_items(session, review.QueueFilter(max_age_s=3600, order="-score"))
+        recent, total = review.list_items(session, review.QueueFilter(max_age_s=3600, order=QueueOrder.SCORE_DESC))
     assert [i.id for i in by_text] == [sedan] and [i.id for i in by_label] == [sedan]
     assert total == 2 and recent[0].id == sedan

@@ -1,0 +1,46 @@
+"""`ctax eval`: the evaluation contract, run on a throwaway service."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ctax.cli.common import fail
+
+SHOWN = ("top1", "top5", "tier1_accuracy", "novelty_auroc", "novelty_precision", "novelty_recall",
+         "wrong_label_auroc", "wrong_label_precision", "wrong_label_recall", "n_train", "n_test", "seconds")
+
+
+def evaluate(taxonomy: Annotated[Path, typer.Option(help="IAB TSV or one path per line")],
+             train: Annotated[Path, typer.Option(help="labelled JSONL to train on")],
+             test: Annotated[Path, typer.Option(help="labelled JSONL to evaluate on")],
+             json_out: Annotated[Path, typer.Option("--json", help="where to write the metrics")],
+             holdout_labels: Annotated[int, typer.Option(help="leaf labels hidden from taxonomy and training")] = 0,
+             wrong_label_rate: Annotated[float, typer.Option(help="share of test rows with a wrong asserted label")]
+             = 0.2,
+             seed: int = 13,
+             no_train: Annotated[bool, typer.Option(help="evaluate the pretrained encoders")] = False,
+             epochs: Annotated[int | None, typer.Option(help="text-tower epochs")] = None,
+             work_dir: Annotated[Path | None, typer.Option(help="keep the throwaway service here")] = None) -> None:
+    """Run the evaluation contract: train (unless --no-train), then label every test row as the service would."""
+    # Imported here: the evaluation loads the towers and the index, which no other command needs.
+    from ctax.evaluation.run import EvalOptions, run_eval
+
+    if not 0 <= wrong_label_rate <= 1:
+        fail(ValueError("--wrong-label-rate must be between 0 and 1"))
+    try:
+        result = run_eval(EvalOptions(taxonomy, train, test, holdout_labels, wrong_label_rate, seed, no_train, epochs,
+                                      work_dir))
+    except ValueError as exc:  # a work folder in use, too few rows to hold labels out
+        fail(exc)
+    json_out.write_text(json.dumps(result, indent=2, default=str))
+    table = Table("metric", "value")
+    for key in SHOWN:
+        value = result.get(key)
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    Console().print(table)

@@ -1,0 +1,83 @@
+"""Held-out labelled creatives as the trigger sees them: the evidence that calibration (and the studies in bench/)
+score offline, built from vectors instead of from the index the labeller queries.
+
+Pure: vectors in, Evidence out; no models, no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ctax.labelling.novelty import TRAFFIC_K
+from ctax.labelling.trigger import Evidence
+from ctax.taxonomy.tree import Taxonomy
+
+
+@dataclass
+class Reference:
+    """What a creative is compared with: the version's label vectors and labelled exemplar vectors."""
+
+    label_ids: list[int]
+    label_vectors: np.ndarray
+    exemplar_ids: list[str]
+    exemplar_labels: np.ndarray
+    exemplar_vectors: np.ndarray
+
+
+@dataclass
+class Held:
+    """Held-out labelled creatives, already encoded."""
+
+    creative_ids: list[str]
+    label_ids: list[int]
+    vectors: np.ndarray
+
+
+def simulated_traffic(held: Held) -> list[list[float]]:
+    """What a full traffic window shows each held creative: similarities to the other held creatives, best first
+    (as many as the labeller fetches). The held creatives stand in for the traffic; the novelty sweep, which
+    re-decides creatives once the window has filled, sees the window the same way (novelty_sweep.py)."""
+    if len(held.creative_ids) == 0:
+        return []
+    norms = np.linalg.norm(held.vectors, axis=1, keepdims=True)
+    unit = held.vectors / np.where(norms == 0, 1.0, norms)
+    sims = unit @ unit.T
+    np.fill_diagonal(sims, -np.inf)
+    limit = min(2 * TRAFFIC_K, len(sims) - 1)
+    out = []
+    for row in sims:
+        top = np.argpartition(-row, limit - 1)[:limit] if limit > 0 else np.zeros(0, dtype=np.int64)
+        out.append(sorted(row[top].tolist(), reverse=True))
+    return out
+
+
+def build_evidence(
+    held: Held, ref: Reference, exemplar_k: int, *, drop_own_label: bool = False, taxonomy: Taxonomy | None = None,
+    traffic: Sequence[Sequence[float]] | None = None,
+) -> list[Evidence]:
+    label_sims = held.vectors @ ref.label_vectors.T if len(ref.label_ids) else np.zeros((len(held.label_ids), 0))
+    has_exemplars = len(ref.exemplar_ids) > 0
+    ex_sims = held.vectors @ ref.exemplar_vectors.T if has_exemplars else None
+    own = {cid: n for n, cid in enumerate(ref.exemplar_ids)}
+    evidence = []
+    for row, (cid, true_label) in enumerate(zip(held.creative_ids, held.label_ids, strict=True)):
+        scores = dict(zip(ref.label_ids, label_sims[row].tolist(), strict=True))
+        exemplars: list[tuple[int, float]] = []
+        if ex_sims is not None:
+            sims = ex_sims[row].copy()
+            if cid in own:  # a creative is never its own neighbour
+                sims[own[cid]] = -np.inf
+            if drop_own_label:
+                sims[ref.exemplar_labels == true_label] = -np.inf
+            k = min(exemplar_k, len(sims))
+            top = np.argpartition(-sims, k - 1)[:k]
+            top = top[np.argsort(-sims[top])]
+            exemplars = [(int(ref.exemplar_labels[j]), float(sims[j])) for j in top if np.isfinite(sims[j])]
+        if drop_own_label:
+            scores.pop(true_label, None)
+        evidence.append(Evidence(scores, exemplars, traffic=traffic[row] if traffic is not None else (),
+                                 traffic_window=len(held.creative_ids) - 1 if traffic is not None else 0))
+    return evidence

@@ -1,0 +1,238 @@
+"""Creatives: the API's reads, the dispatcher's outbox view of them, and the worker's lease protocol.
+
+A claim is a lease: `claim` takes creatives that are queued or held under an expired lease, `store_results` and
+`fail` write only where the calling worker still holds the claim, so a slow worker never overwrites the result of
+the one that took its work over.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy import Table, bindparam, func, or_, select, update
+from sqlalchemy.orm import Session, selectinload
+
+from ctax.enums import CreativeStatus, Flag, ReviewStatus
+from ctax.store.models import Creative, ReviewItem
+from ctax.store.session import mark_queued_work
+from ctax.store.types import utcnow
+
+# Longer ids are not ours (ids are 32 hex characters); refusing them early keeps junk out of the query.
+MAX_ID_CHARS = 64
+
+
+# -- the API's reads ---------------------------------------------------------------------------------------------
+
+
+def get(session: Session, creative_id: str) -> Creative | None:
+    if len(creative_id) > MAX_ID_CHARS:
+        return None
+    return session.get(Creative, creative_id, options=[selectinload(Creative.asserted_label)])
+
+
+def page(
+    session: Session,
+    *,
+    status: CreativeStatus | None,
+    flag: Flag | None,
+    external_id: str | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[Creative], int]:
+    """Newest first, with their asserted labels loaded; and how many match in all."""
+    query = select(Creative)
+    if status:
+        query = query.where(Creative.status == status)
+    if flag:
+        query = query.where(Creative.flag == flag)
+    if external_id:
+        query = query.where(Creative.external_id == external_id)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(
+        query.options(selectinload(Creative.asserted_label))
+        .order_by(Creative.created_at.desc(), Creative.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    return list(rows), total
+
+
+def count_by_status(session: Session) -> list[tuple[str, int]]:
+    rows = session.execute(select(Creative.status, func.count()).group_by(Creative.status))
+    return [(str(status), count) for status, count in rows]
+
+
+# -- arriving --------------------------------------------------------------------------------------------------
+
+
+def by_idempotency_key(session: Session, api_key_id: int | None, key: str) -> Creative | None:
+    return session.scalar(
+        select(Creative).where(Creative.api_key_id == api_key_id, Creative.idempotency_key == key)
+    )
+
+
+def add(session: Session, creative: Creative) -> Creative:
+    """Insert a creative to label; it is sent to the queue as soon as the transaction commits."""
+    session.add(creative)
+    session.flush()
+    mark_queued_work(session)
+    return creative
+
+
+def requeue(session: Session, creative: Creative) -> Creative:
+    """Queue a failed creative again, its attempts forgotten."""
+    creative.status = CreativeStatus.QUEUED
+    creative.error = None
+    creative.attempts = 0
+    creative.dispatched_at = None
+    mark_queued_work(session)
+    return creative
+
+
+# -- dispatch ------------------------------------------------------------------------------------------------
+
+
+def undispatched(session: Session, limit: int, requeue_before: dt.datetime, lease_before: dt.datetime) -> list[str]:
+    """Ids to send: never dispatched, dispatched long ago but still queued (the message was lost), or held
+    by a worker whose lease ran out."""
+    rows = session.scalars(
+        select(Creative.id)
+        .where(
+            or_(
+                (Creative.status == CreativeStatus.QUEUED) & Creative.dispatched_at.is_(None),
+                (Creative.status == CreativeStatus.QUEUED) & (Creative.dispatched_at < requeue_before),
+                # Resent once per lease: after the resend dispatched_at is newer than the stale claim.
+                (Creative.status == CreativeStatus.PROCESSING)
+                & (Creative.claimed_at < lease_before)
+                & (Creative.dispatched_at < Creative.claimed_at),
+            )
+        )
+        .order_by(Creative.created_at)
+        .limit(limit)
+    )
+    return list(rows)
+
+
+def mark_dispatched(session: Session, ids: Sequence[str]) -> None:
+    if ids:
+        session.execute(update(Creative).where(Creative.id.in_(ids)).values(dispatched_at=utcnow()))
+
+
+# -- the worker's lease ----------------------------------------------------------------------------------------
+
+
+def claim(session: Session, ids: Sequence[str], worker: str, lease_s: float) -> list[str]:
+    """Atomically take the given creatives that are free (queued, or processing under an expired lease)."""
+    if not ids:
+        return []
+    now = utcnow()
+    result = session.execute(
+        update(Creative)
+        .where(Creative.id.in_(list(ids)))
+        .where(
+            or_(
+                Creative.status == CreativeStatus.QUEUED,
+                (Creative.status == CreativeStatus.PROCESSING)
+                & (Creative.claimed_at < now - dt.timedelta(seconds=lease_s)),
+            )
+        )
+        .values(status=CreativeStatus.PROCESSING, claimed_at=now, claimed_by=worker, attempts=Creative.attempts + 1)
+        .returning(Creative.id)
+    )
+    return [row[0] for row in result]
+
+
+def by_ids(session: Session, ids: Sequence[str]) -> list[Creative]:
+    if not ids:
+        return []
+    return list(session.scalars(select(Creative).where(Creative.id.in_(list(ids)))))
+
+
+def asserted_labels(session: Session, ids: Sequence[str]) -> dict[str, int | None]:
+    if not ids:
+        return {}
+    rows = session.execute(select(Creative.id, Creative.asserted_label_id).where(Creative.id.in_(list(ids))))
+    return {creative_id: label_id for creative_id, label_id in rows}
+
+
+@dataclass(frozen=True)
+class LabelResult:
+    """What labelling decided for one creative."""
+
+    creative_id: str
+    prediction: dict[str, Any]
+    flag: Flag
+    decided_label_id: int | None
+    ocr_text: str | None
+
+
+def store_results(session: Session, worker: str, version: str, results: Sequence[LabelResult]) -> set[str]:
+    """Store a batch of results where `worker` still holds the claim; returns the ids stored.
+
+    A slow worker whose lease was taken over must not overwrite the newer claim's work, so each row's UPDATE is
+    guarded by claimed_by and status, and what landed is read back."""
+    if not results:
+        return set()
+    now = utcnow()
+    rows = [{
+        "b_id": r.creative_id, "status": CreativeStatus.LABELLED, "prediction": r.prediction, "flag": r.flag,
+        "decided_label_id": r.decided_label_id, "model_version_id": version, "labelled_at": now, "error": None,
+        "ocr_text": r.ocr_text, "claimed_at": None, "claimed_by": None, "updated_at": now,
+    } for r in results]
+    table = cast(Table, Creative.__table__)
+    # executemany: one statement for the batch instead of one round trip per creative
+    session.connection().execute(
+        update(table).where(
+            table.c.id == bindparam("b_id"),
+            table.c.claimed_by == worker,
+            table.c.status == CreativeStatus.PROCESSING,
+        ),
+        rows,
+    )
+    return set(session.scalars(select(Creative.id).where(
+        Creative.id.in_([r.creative_id for r in results]), Creative.status == CreativeStatus.LABELLED,
+        Creative.model_version_id == version, Creative.labelled_at == now)))
+
+
+def fail(
+    session: Session, creative_id: str, worker: str, reason: str, *, retryable: bool, max_attempts: int
+) -> CreativeStatus | None:
+    """Queue the creative again (retryable, attempts left) or mark it failed, if `worker` still holds its claim;
+    returns the new status, or None when the claim was lost to another worker."""
+    creative = session.get(Creative, creative_id)
+    if creative is None or creative.claimed_by != worker:
+        return None
+    if retryable and creative.attempts < max_attempts:
+        status = CreativeStatus.QUEUED
+        creative.dispatched_at = None
+        mark_queued_work(session)
+    else:
+        status = CreativeStatus.FAILED
+    creative.status = status
+    creative.error = reason[:4000]
+    creative.claimed_at = None
+    creative.claimed_by = None
+    return status
+
+
+# -- the novelty sweep -----------------------------------------------------------------------------------------
+
+
+def labelled_by(session: Session, ids: Sequence[str], version: str) -> dict[str, Creative]:
+    """Those of `ids` still labelled by `version` (not relabelled by a later one, not failed since)."""
+    if not ids:
+        return {}
+    rows = session.scalars(select(Creative).where(
+        Creative.id.in_(list(ids)), Creative.status == CreativeStatus.LABELLED, Creative.model_version_id == version))
+    return {row.id: row for row in rows}
+
+
+def reviewed_among(session: Session, ids: Sequence[str]) -> set[str]:
+    """Those of `ids` whose review item a reviewer has already decided."""
+    if not ids:
+        return set()
+    return set(session.scalars(select(ReviewItem.creative_id).where(
+        ReviewItem.creative_id.in_(list(ids)), ReviewItem.status != ReviewStatus.OPEN)))

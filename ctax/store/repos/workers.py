@@ -1,0 +1,42 @@
+"""Worker heartbeats: each worker process keeps one row fresh; readiness reads them. And the database's own
+answer to "are you there?"."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from ctax.store.models import WorkerHeartbeat
+from ctax.store.types import utcnow
+
+
+def ping(session: Session) -> None:
+    """Raises when the database cannot answer."""
+    session.execute(text("SELECT 1"))
+
+
+def beat(
+    session: Session, name: str, *, pid: int, queues: list[str], device: str | None, ready: bool,
+    info: dict[str, Any],
+) -> WorkerHeartbeat:
+    """The worker `name` is alive now (its row is created on its first beat)."""
+    row = session.get(WorkerHeartbeat, name)
+    if row is None:
+        row = WorkerHeartbeat(name=name, pid=pid, queues=queues, device=device)
+        session.add(row)
+    row.ready = ready
+    row.info = info
+    row.last_seen_at = utcnow()
+    return row
+
+
+def remove(session: Session, name: str) -> None:
+    row = session.get(WorkerHeartbeat, name)
+    if row is not None:
+        session.delete(row)
+
+
+def heartbeats(session: Session) -> list[WorkerHeartbeat]:
+    return list(session.scalars(select(WorkerHeartbeat)))
