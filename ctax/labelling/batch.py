@@ -57,7 +57,10 @@ class LabellingWorker:
 
     def run(self, ids: Sequence[str]) -> dict[str, int]:
         with self.db.write() as session:
-            claimed = repo.claim(session, ids, self.name, self.settings.lease_s)
+            taken = set(repo.claim(session, ids, self.name, self.settings.lease_s))
+        # In the order they arrived (the message's), not the database's: earlier creatives of a batch are the
+        # traffic later ones are judged against, as if the batch had been labelled one by one.
+        claimed = [creative_id for creative_id in dict.fromkeys(ids) if creative_id in taken]
         counts = {"claimed": len(claimed), "labelled": 0, "failed": 0, "requeued": 0}
         if not claimed:
             return counts
@@ -88,7 +91,8 @@ class LabellingWorker:
 
     def _read(self, chunk: list[str]) -> _Batch:
         with self.db.read() as session:
-            rows = repo.by_ids(session, chunk)
+            found = {row.id: row for row in repo.by_ids(session, chunk)}
+        rows = [found[creative_id] for creative_id in chunk if creative_id in found]
         batch = _Batch()
         for row in rows:
             try:

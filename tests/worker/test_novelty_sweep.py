@@ -7,9 +7,11 @@ from typing import Any
 from sqlalchemy import select
 
 from ctax.creatives.intake import CreativeSubmission
+from ctax.enums import CreativeStatus
 from ctax.labelling.sweep import sweep
 from ctax.store.models import ReviewItem
 from ctax.versions import registry
+from ctax.versions.lifecycle import build
 from ctax.worker.runtime import Runtime
 from ctax.worker.tasks.label import run
 from tests.worker.test_label_task import load, submit
@@ -93,3 +95,22 @@ def test_reviewed_creatives_are_left_alone_and_the_worker_sweeps_on_its_own(runt
     rows = load(runtime, ids)
     assert rows[ids[0]].flag != "new_label" and "fit_at_arrival" not in rows[ids[0]].prediction["scores"]
     assert all(rows[cid].flag == "new_label" for cid in ids[1:])
+
+
+def test_within_a_batch_creatives_are_judged_in_the_order_they_arrived(runtime: Runtime) -> None:
+    """The earlier creatives of a batch are traffic for the later ones, in the order the message lists them (the
+    order they arrived), not the database's order of their random ids."""
+    set_thresholds(runtime, novelty_model=TRAFFIC_ONLY, new_label=-100.0)
+    rockets = submit(runtime, *[CreativeSubmission(texts=[t]) for t in ROCKETS])
+    for order in (rockets, list(reversed(rockets))):
+        with runtime.db.write() as session:  # labelled afresh, with an empty traffic window each time
+            for row in load(runtime, rockets).values():
+                session.merge(row).status = CreativeStatus.QUEUED
+        runtime.index.drop_version(runtime.labeller().version)
+        runtime._labellers.clear()
+        build(runtime.db, runtime.labeller().space, runtime.index, runtime.blobs, runtime.ocr)
+        run(runtime, order)
+        rows = load(runtime, rockets)
+        fits = [rows[cid].prediction["scores"]["fit"] for cid in order]
+        # The first to arrive saw no rocket ad before it (fit 0); every later one saw at least one like it.
+        assert fits[0] == 0 and max(fits[1:]) < 0, fits
