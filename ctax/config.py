@@ -1,18 +1,30 @@
-"""The one typed settings object. Read once at the edge (CLI, app db, worker start) and passed down."""
+"""The one typed settings object. Read once at the edge (CLI, app db, worker start) and passed down.
+
+Everything a setting must satisfy is checked here, when the settings are read, so a bad value stops a command at
+once with a line naming the variable and the rule (`ctax.cli.common`), instead of a traceback from whichever
+process first uses it (the API's start-up, a worker's first batch)."""
 
 from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from string import Formatter
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ctax.jobs import LABEL_QUEUE
 
 DEFAULT_IMAGE_ARCH = "ViT-B-32"
 DEFAULT_IMAGE_PRETRAINED = "laion2b_s34b_b79k"
+# rapidocr reads an image at most 2000 px on its longer side (its max_side_len); the image towers read 224-336.
+DEFAULT_DECODE_MAX_SIDE = 2000
+# The rule `store.keys.create_key` applies to every key, checked here so that the bootstrap key fails at once.
+MIN_API_KEY_CHARS = 16
+# What `taxonomy.paths.LabelPath.phrase` fills in (tests/test_config.py keeps the two in step).
+LABEL_TEMPLATE_PLACEHOLDERS = ("path", "pretty_path", "leaf", "parent", "ancestors", "root", "tier1")
+DATABASE_BACKENDS = ("sqlite", "postgresql")
 
 
 class Settings(BaseSettings):
@@ -57,17 +69,41 @@ class Settings(BaseSettings):
         description="Re-decide the traffic window after this many creatives a worker labelled (0: never).")
     label_batch_size: int = Field(default=64, ge=1, le=4096, description="Creatives encoded in one forward pass.")
     label_queue: str = Field(default=LABEL_QUEUE, description="Queue the API sends labelling work to.")
-    dispatch_interval_s: float = Field(default=0.05, gt=0, description="How long the dispatcher gathers.")
+    dispatch_interval_s: float = Field(
+        default=0.2, gt=0, le=10,
+        description="How long the dispatcher gathers creatives into one message after a request queued work.")
     requeue_after_s: float = Field(default=120.0, gt=0, description="Re-send queued work not picked up by then.")
-    lease_s: float = Field(default=300.0, gt=0, description="A worker's claim on a creative expires after this.")
+    # Short, because the worker renews its claims on every heartbeat while a batch runs: a claim outlives its
+    # worker by at most this (plus the dispatcher's 1 s tick) when no supervisor hands it back sooner.
+    lease_s: float = Field(default=45.0, gt=0, le=3600,
+                           description="A worker's claim on a creative expires this long after its last renewal.")
     max_attempts: int = Field(default=3, ge=1)
 
-    # Input limits.
-    max_image_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
-    max_image_pixels: int = Field(default=40_000_000, ge=1024)
-    max_text_chars: int = Field(default=20_000, ge=1)
-    max_batch_items: int = Field(default=500, ge=1)
-    max_metadata_bytes: int = Field(default=16_384, ge=2)
+    # Input limits: what one request may carry, and what decoding its images may cost (docs/reliability.md).
+    max_image_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="Largest image file accepted.")
+    max_image_pixels: int = Field(default=40_000_000, ge=1024,
+                                  description="Largest width x height an image may declare; checked before decoding.")
+    max_text_chars: int = Field(default=20_000, ge=1, description="A creative's texts, in characters, in total.")
+    max_text_segments: int = Field(
+        default=32, ge=1, le=10_000,
+        description="Text segments (ocr_text, texts[]) one creative may carry: each is encoded on its own.")
+    max_batch_items: int = Field(default=500, ge=1, description="Creatives in one POST /v1/creatives/batch.")
+    max_batch_bytes: int = Field(
+        default=32 * 1024 * 1024, ge=1024,
+        description="Body of one POST /v1/creatives/batch, in bytes, counted while it streams in.")
+    max_request_bytes: int = Field(
+        default=1024 * 1024, ge=1024,
+        description="Body of any other request (one creative's limit follows from the image and text limits).")
+    max_metadata_bytes: int = Field(default=16_384, ge=2, description="A creative's metadata, as JSON bytes.")
+    max_metadata_depth: int = Field(default=16, ge=1, le=100,
+                                    description="How deeply a creative's metadata may nest objects and lists.")
+    image_decode_budget_pixels: int = Field(
+        default=80_000_000, ge=1024,
+        description="Pixels the API decodes at once across concurrent requests; more wait (then 503).")
+    image_decode_max_side: int = Field(
+        default=DEFAULT_DECODE_MAX_SIDE, ge=224, le=20_000,
+        description="The labelling worker decodes images no larger than this on their longer side (OCR reads at "
+                    "most 2000 px; the image towers 224-336 px).")
 
     # Review and training.
     claim_ttl_s: float = Field(default=900.0, gt=0)
@@ -82,11 +118,14 @@ class Settings(BaseSettings):
     validation_fraction: float = Field(default=0.15, gt=0, lt=0.5)
 
     # API.
-    bootstrap_admin_key: str | None = None
+    bootstrap_admin_key: str | None = Field(
+        default=None, description=f"An admin key created at start-up (at least {MIN_API_KEY_CHARS} characters).")
     host: str = "127.0.0.1"
-    port: int = 8000
-    worker_heartbeat_s: float = Field(default=5.0, gt=0)
-    worker_stale_s: float = Field(default=30.0, gt=0)
+    port: int = Field(default=8000, ge=1, le=65535)
+    worker_heartbeat_s: float = Field(default=5.0, gt=0, le=60,
+                                      description="How often a worker reports itself alive and renews its claims.")
+    worker_stale_s: float = Field(default=15.0, gt=0, le=600,
+                                  description="/readyz counts a worker dead after this long without a heartbeat.")
 
     @field_validator("image_pretrained", "image_projection", "text_model", "database_url", "qdrant_url",
                      "broker_url", "bootstrap_admin_key", mode="before")
@@ -99,6 +138,66 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    @field_validator("bootstrap_admin_key")
+    @classmethod
+    def _key_length(cls, value: str | None) -> str | None:
+        if value is not None and len(value) < MIN_API_KEY_CHARS:
+            raise ValueError(f"must be at least {MIN_API_KEY_CHARS} characters (it has {len(value)})")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database(cls, value: str | None) -> str | None:
+        # Read by hand, not with sqlalchemy.engine.make_url: only ctax.store may import SQLAlchemy.
+        if value is None:
+            return value
+        scheme, separator, _ = value.partition("://")
+        backend = scheme.split("+", 1)[0].lower()
+        if not separator or not backend:
+            raise ValueError("is not a database URL (dialect[+driver]://user@host/db, or sqlite:///path)")
+        if backend not in DATABASE_BACKENDS:
+            raise ValueError(f"must be a {' or '.join(DATABASE_BACKENDS)} URL, got {backend}")
+        return value
+
+    @field_validator("qdrant_url")
+    @classmethod
+    def _qdrant(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL (unset it for local mode)")
+        return value
+
+    @field_validator("label_template", "train_label_template")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        try:
+            fields = {name for _, name, _, _ in Formatter().parse(value) if name is not None}
+        except ValueError as exc:
+            raise ValueError(f"is not a format string ({exc})") from None
+        unknown = sorted(fields - set(LABEL_TEMPLATE_PLACEHOLDERS))
+        if unknown or not fields:
+            allowed = ", ".join("{" + name + "}" for name in LABEL_TEMPLATE_PLACEHOLDERS)
+            raise ValueError(f"must use only the placeholders {allowed}, at least one"
+                             + (f"; unknown: {', '.join(unknown)}" if unknown else ""))
+        return value
+
+    @field_validator("worker_heartbeat_s")
+    @classmethod
+    def _renewed_within_lease(cls, value: float, info: ValidationInfo) -> float:
+        # Claims are renewed on each beat: a lease shorter than a few beats would expire under a live worker.
+        lease = info.data.get("lease_s")
+        if lease is not None and value * 3 > lease:
+            raise ValueError(f"must be at most a third of CTAX_LEASE_S ({lease:g} s)")
+        return value
+
+    @field_validator("worker_stale_s")
+    @classmethod
+    def _stale_after_beats(cls, value: float, info: ValidationInfo) -> float:
+        # A worker beats every worker_heartbeat_s: any shorter staleness would call live workers dead.
+        beat = info.data.get("worker_heartbeat_s")
+        if beat is not None and value <= beat:
+            raise ValueError(f"must be more than CTAX_WORKER_HEARTBEAT_S ({beat:g} s)")
+        return value
 
     @cached_property
     def sqlalchemy_url(self) -> str:

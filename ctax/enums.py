@@ -109,6 +109,13 @@ class RunStatus(StrEnum):
     FAILED = "failed"
 
 
+class AccountKind(StrEnum):
+    """Whom an account's creatives come from."""
+
+    ADVERTISER = "advertiser"
+    PARTNER = "partner"
+
+
 class Role(StrEnum):
     """What an API key may do; each role may do what the ones before it may."""
 

@@ -80,13 +80,15 @@ def db(settings: Settings) -> Iterator[Database]:
 
 @pytest.fixture
 def keys(db: Database) -> dict[str, str]:
-    """One API key per role, as the headers a client sends."""
-    from ctax.store.keys import create_key
+    """One API key per role, as the headers a client sends; the poster's belongs to the account 'test advertiser'."""
+    from ctax.store.keys import create_account, create_key
 
     out = {}
     with db.write() as session:
+        account = create_account(session, "test advertiser", "advertiser")
         for role in ("poster", "reviewer", "admin"):
-            _, out[role] = create_key(session, f"test {role}", role)
+            _, out[role] = create_key(session, f"test {role}", role,
+                                      account_id=account.id if role == "poster" else None)
     return out
 
 
@@ -229,7 +231,7 @@ def flag_creative(db: Database, pitt_labels: dict[str, int], tmp_path: Path):
                                      status=VersionStatus.ACTIVE, artefact_dir=str(tmp_path / "v1")))
 
     def flag(text: str, scores: dict[str, float], asserted: str | None = None,
-             external_id: str | None = None) -> int | None:
+             external_id: str | None = None, account_id: int | None = None) -> int | None:
         with db.write() as session:
             taxonomy = active_taxonomy(session)
             asserted_id = pitt_labels[asserted] if asserted else None
@@ -238,7 +240,7 @@ def flag_creative(db: Database, pitt_labels: dict[str, int], tmp_path: Path):
                 Evidence({pitt_labels[p]: s for p, s in scores.items()}, asserted_label_id=asserted_id))
             creative = Creative(status=CreativeStatus.LABELLED, texts=[text], asserted_label_id=asserted_id,
                                 external_id=external_id, flag=decision.flag, model_version_id="v1-pretrained",
-                                decided_label_id=decision.decided_label_id)
+                                decided_label_id=decision.decided_label_id, account_id=account_id)
             creative.prediction = {
                 "top_k": [{"label_id": r.label_id, "path": str(taxonomy.path(r.label_id)), "score": r.score,
                            "similarity": r.similarity, "exemplar_share": r.exemplar_share} for r in decision.ranked],

@@ -91,7 +91,8 @@ class ServiceProcesses:
                 if proc.poll() is not None:
                     raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.logs()}")
             try:
-                last = httpx.get(f"{self.url}/readyz", timeout=5)
+                # With the admin key: a timeout then reports why the service was not ready, not just that.
+                last = httpx.get(f"{self.url}/readyz", headers={"X-API-Key": self.admin_key}, timeout=5)
                 if last.status_code == 200:
                     return
             except httpx.HTTPError as exc:

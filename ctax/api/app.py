@@ -4,17 +4,20 @@ everything it needs from the index goes through a task."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ctax.api import metrics, web
+from ctax.api import limits, metrics, web
 from ctax.api.dispatch import Dispatcher
-from ctax.api.routes import creatives, export, health, keys, labels, models, proposals, review, training
+from ctax.api.limits import BodyLimit
+from ctax.api.routes import accounts, creatives, export, health, keys, labels, models, proposals, review, training
+from ctax.api.routes.creative_input import json_problem
 from ctax.config import Settings
 from ctax.enums import Role
 from ctax.errors import CtaxError
@@ -25,14 +28,69 @@ from ctax.store.session import Database
 log = logging.getLogger(__name__)
 
 
+# Where a value came from (the first part of an error's location) is not part of its field's name.
+_LOCATIONS = ("body", "query", "path", "header", "cookie")
+
+
+def _where(error: Mapping[str, Any]) -> str:
+    loc = list(error.get("loc", ()))
+    if loc and loc[0] in _LOCATIONS:
+        loc = loc[1:]
+    return ".".join(str(p) for p in loc)
+
+
+def _first_field(exc: RequestValidationError) -> str | None:
+    errors = exc.errors()
+    if not errors or errors[0].get("type") == "json_invalid":
+        return None
+    return _where(errors[0]) or None
+
+
 def _validation_message(exc: RequestValidationError) -> str:
     parts = []
     for error in exc.errors():
-        where = ".".join(str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path", "header"))
+        where = _where(error)
         if error.get("type") == "json_invalid":
             return f"invalid JSON body: {error.get('ctx', {}).get('error', error.get('msg'))}"
         parts.append(f"{where or 'request'}: {error.get('msg')}")
     return "; ".join(parts) or "invalid request"
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    """Every error is JSON in one format, {"error": code, "message": text naming the field and the limit}."""
+
+    @app.exception_handler(CtaxError)
+    async def _domain_error(_: Request, exc: CtaxError) -> JSONResponse:
+        return JSONResponse(exc.to_dict(), status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        field = _first_field(exc)
+        body: dict[str, Any] = {"error": "invalid_input", "message": _validation_message(exc)}
+        if field:
+            body["detail"] = {"field": field}
+        return JSONResponse(body, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        cause = exc.__cause__
+        if isinstance(cause, RecursionError | ValueError):
+            # FastAPI answers any failure to parse a body with a 400 "There was an error parsing the body"; JSON
+            # nested past the parser's recursion limit, a 5,000-digit number or bytes that are not UTF-8 are the
+            # client's doing, and said so.
+            problem = "nested too deeply" if isinstance(cause, RecursionError) else json_problem(cause)
+            return JSONResponse({"error": "invalid_input", "message": f"invalid JSON body: {problem}"},
+                                status_code=422)
+        return JSONResponse({"error": "http_error", "message": str(exc.detail)}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Starlette logs the exception and re-raises it after this answer; the client gets the same format as
+        # every other error, not a plain-text "Internal Server Error".
+        return JSONResponse({"error": "internal_error",
+                             "message": f"internal error while answering {request.method} {request.url.path}; "
+                                        "it was logged"}, status_code=500)
 
 
 def create_app(settings: Settings | None = None, *, start_dispatcher: bool = True) -> FastAPI:
@@ -63,33 +121,10 @@ def create_app(settings: Settings | None = None, *, start_dispatcher: bool = Tru
     )
     app.state.settings = settings
 
-    @app.exception_handler(CtaxError)
-    async def _domain_error(_: Request, exc: CtaxError) -> JSONResponse:
-        return JSONResponse(exc.to_dict(), status_code=exc.status_code)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"error": "invalid_input", "message": _validation_message(exc)}, status_code=422)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"error": "http_error", "message": str(exc.detail)}, status_code=exc.status_code)
-
-    @app.middleware("http")
-    async def _limit_body(request: Request, call_next):  # type: ignore[no-untyped-def]
-        length = request.headers.get("content-length")
-        # Headroom above the specific limits, so they answer first with the precise reason.
-        limit = settings.max_image_bytes * 2 + settings.max_text_chars * 8 + 1024 * 1024
-        if request.url.path.endswith("/batch"):
-            limit *= settings.max_batch_items
-        if length and length.isdigit() and int(length) > limit:
-            return JSONResponse(
-                {"error": "payload_too_large", "message": f"request body is {length} bytes; the limit here is {limit}"},
-                status_code=413,
-            )
-        return await call_next(request)
-
+    _install_error_handlers(app)
+    # Outermost of ours: a body over its limit is refused before any route or parser holds it in memory.
+    app.add_middleware(BodyLimit, limit_for=limits.limit_for(settings))
     metrics.install(app)
-    for module in (health, creatives, labels, keys, models, training, review, proposals, export, web):
+    for module in (health, creatives, labels, accounts, keys, models, training, review, proposals, export, web):
         app.include_router(module.router)
     return app

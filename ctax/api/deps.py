@@ -2,13 +2,19 @@
 
 Routes get the `Database` (`DbDep`) and open one `db.write()` block where they change data (it commits when the
 block ends; work the change queued is sent right after) or a `db.read()` block where they only read.
+
+Keys are read through FastAPI's security classes, so the OpenAPI document declares both ways of sending one (the
+`X-API-Key` header, or `Authorization: Bearer`, which tools such as a Prometheus scrape config can send) and every
+protected operation names them. Both are built with `auto_error=False`: the answers to a missing, invalid or
+too-weak key stay ours (`keys.authenticate` / `keys.require`: 401 and 403 in the API's JSON error format).
 """
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from ctax.config import Settings
 from ctax.enums import Role
@@ -38,10 +44,25 @@ DbDep = Annotated[Database, Depends(get_db)]
 BlobsDep = Annotated[BlobStore, Depends(get_blobs)]
 
 
+api_key_header = APIKeyHeader(name="X-API-Key", scheme_name="ApiKey", auto_error=False,
+                              description="An API key (poster, reviewer or admin); admins create them.")
+bearer = HTTPBearer(scheme_name="BearerKey", bearerFormat="API key", auto_error=False,
+                    description="The same API key as `Authorization: Bearer <key>`.")
+
+
+def presented_key(x_api_key: Annotated[str | None, Security(api_key_header)],
+                  authorization: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]) -> str | None:
+    """The key the client sent: X-API-Key first, else a Bearer token; None when there is neither."""
+    return x_api_key or (authorization.credentials if authorization else None)
+
+
+PresentedKey = Annotated[str | None, Depends(presented_key)]
+
+
 def _principal(role: Role):  # type: ignore[no-untyped-def]
-    def dependency(db: DbDep, x_api_key: Annotated[str | None, Header()] = None) -> ApiKey:
+    def dependency(db: DbDep, presented: PresentedKey) -> ApiKey:
         with db.read() as session:
-            key = keys.authenticate(session, x_api_key)
+            key = keys.authenticate(session, presented)
         keys.require(key, role)
         if keys.needs_touch(key):
             with db.write() as session:
@@ -51,7 +72,19 @@ def _principal(role: Role):  # type: ignore[no-untyped-def]
     return dependency
 
 
+def _optional_principal(role: Role):  # type: ignore[no-untyped-def]
+    """None when no key was sent; otherwise the key, checked exactly as `_principal` checks it."""
+    required = _principal(role)
+
+    def dependency(db: DbDep, presented: PresentedKey) -> ApiKey | None:
+        return None if presented is None else required(db, presented)
+
+    return dependency
+
+
 Poster = Annotated[ApiKey, Depends(_principal(Role.POSTER))]
 Reviewer = Annotated[ApiKey, Depends(_principal(Role.REVIEWER))]
 Admin = Annotated[ApiKey, Depends(_principal(Role.ADMIN))]
+# Routes that answer anyone but say more to a reviewer (the detailed /readyz).
+MaybeReviewer = Annotated[ApiKey | None, Depends(_optional_principal(Role.REVIEWER))]
 

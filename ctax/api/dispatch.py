@@ -18,6 +18,9 @@ from ctax.store.session import Database
 
 log = logging.getLogger(__name__)
 
+BATCHES_PER_FLUSH = 8  # labelling messages (of label_batch_size ids each) sent per flush
+JOBS_PER_FLUSH = 100  # outbox jobs sent per flush
+
 
 class Dispatcher:
     def __init__(self, settings: Settings, db: Database) -> None:
@@ -30,6 +33,7 @@ class Dispatcher:
             broker_connection_retry_on_startup=True,
             task_publish_retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
         )
+        self.backlog = False
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -51,19 +55,24 @@ class Dispatcher:
         self._wake.set()
 
     def flush(self) -> int:
-        sent = creatives.dispatch(self.db, self.send, self.settings)
-        sent += outbox.flush(self.db, self.send)
-        return sent
+        """Send what is waiting, up to a limit per flush; returns how many were sent and notes whether more is left."""
+        batches = self.settings.label_batch_size * BATCHES_PER_FLUSH
+        sent_creatives = creatives.dispatch(self.db, self.send, self.settings, limit_batches=BATCHES_PER_FLUSH)
+        sent_jobs = outbox.flush(self.db, self.send, limit=JOBS_PER_FLUSH)
+        self.backlog = sent_creatives >= batches or sent_jobs >= JOBS_PER_FLUSH
+        return sent_creatives + sent_jobs
 
     def _loop(self) -> None:
         while not self._stop.is_set():
             woken = self._wake.wait(timeout=1.0)
             self._wake.clear()
             if woken:
-                # Let concurrent requests commit too, so they leave in one message.
+                # Let concurrent requests commit too, so they leave in one message: under load a flush per interval
+                # sends everything that arrived meanwhile, instead of a message and a database write per request.
                 self._stop.wait(self.settings.dispatch_interval_s)
             try:
-                while self.flush() and not self._stop.is_set():
+                # Flush again at once only while a backlog is left (a flush sends a bounded amount).
+                while self.flush() and self.backlog and not self._stop.is_set():
                     pass
             except Exception:  # broker or database down: keep the work, try again on the next tick
                 log.warning("dispatch failed; will retry", exc_info=True)

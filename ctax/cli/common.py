@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import NoReturn
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 
 from ctax.config import Settings
 from ctax.errors import CtaxError
@@ -15,9 +17,27 @@ console = Console(stderr=True)
 
 
 def settings() -> Settings:
-    current = Settings()
-    current.ensure_dirs()
+    """The settings, checked: a bad value ends the command with one line per problem and exit status 2."""
+    try:
+        current = Settings()
+    except ValidationError as exc:
+        fail(exc)
+    try:
+        current.ensure_dirs()
+    except OSError as exc:
+        fail(ValueError(f"CTAX_DATA_DIR: cannot create {exc.filename or current.data_dir}: {exc.strerror or exc}"))
     return current
+
+
+def setting_errors(exc: ValidationError) -> list[str]:
+    """pydantic's errors as the user wrote them: `CTAX_<NAME>: <rule>`, one per bad setting."""
+    prefix = str(Settings.model_config.get("env_prefix", ""))
+    lines = []
+    for error in exc.errors(include_url=False):
+        name = "_".join(str(part) for part in error["loc"]).upper()
+        message = str(error["msg"]).removeprefix("Value error, ")
+        lines.append(f"{prefix}{name}: {message}" if name else message)
+    return lines
 
 
 def database(current: Settings) -> Database:
@@ -36,6 +56,11 @@ def flush(current: Settings, db: Database) -> None:
 
 
 def fail(exc: Exception) -> NoReturn:
-    message = exc.message if isinstance(exc, CtaxError) else str(exc)
-    console.print(f"[red]error:[/red] {message}")
+    if isinstance(exc, ValidationError) and exc.title == Settings.__name__:
+        messages = setting_errors(exc)
+    else:
+        messages = [exc.message if isinstance(exc, CtaxError) else str(exc)]
+    for message in messages:
+        # escape(): a message quoting the user's value is not rich markup; soft_wrap: one line, whatever the width.
+        console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
     raise typer.Exit(2)

@@ -8,11 +8,12 @@ from typing import Annotated, TextIO, cast
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ctax.cli.common import console, database, fail, flush, settings
 from ctax.dataset import export
-from ctax.dataset.importing import import_labelled
+from ctax.dataset.importing import BadLine, InvalidLines, import_labelled
 from ctax.enums import ProposalStatus, Source
 from ctax.jobs import DISCOVER
 from ctax.review import proposals
@@ -48,20 +49,35 @@ def labels_import(path: Path, format: Annotated[str, typer.Option(help="auto, ia
 
 @creatives_app.command("import")
 def creatives_import(
-    path: Path, create_labels: Annotated[bool, typer.Option(help="add unknown label paths")] = False
+    path: Path, create_labels: Annotated[bool, typer.Option(help="add unknown label paths")] = False,
+    skip_invalid: Annotated[bool, typer.Option(help="import the good lines and list the bad ones; without it a "
+                                                    "file with any bad line is refused whole")] = False,
 ) -> None:
     """Import labelled creatives from JSONL ({"id", "texts" or "text", "label", optional "image"})."""
     current = settings()
     db = database(current)
     try:
         with db.write() as session:
-            report = import_labelled(session, BlobStore(current.blob_dir), current, path, create_labels=create_labels)
+            report = import_labelled(session, BlobStore(current.blob_dir), current, path, create_labels=create_labels,
+                                     skip_invalid=skip_invalid)
+    except InvalidLines as exc:
+        report_bad_lines(path, exc.bad)
+        fail(exc)
     except Exception as exc:
         fail(exc)
+    report_bad_lines(path, report.invalid, skipped=True)
     console.print(
         f"imported {report.imported}, already present {report.skipped}, labels created {report.labels_created}"
+        + (f", invalid lines skipped {len(report.invalid)}" if report.invalid else "")
     )
     flush(current, db)
+
+
+def report_bad_lines(path: Path, bad: list[BadLine], skipped: bool = False) -> None:
+    """One line per bad line of the file: its number and why (`ctax eval` reports its files the same way)."""
+    for line in bad:
+        console.print(f"[yellow]{escape(path.name)} line {line.line}{' (skipped)' if skipped else ''}:[/yellow] "
+                      f"{escape(line.reason)}", soft_wrap=True)
 
 
 @creatives_app.command("export")

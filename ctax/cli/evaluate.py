@@ -11,6 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from ctax.cli.common import fail
+from ctax.cli.data import report_bad_lines
+from ctax.errors import CtaxError
 
 SHOWN = ("top1", "top5", "tier1_accuracy", "novelty_auroc", "novelty_precision", "novelty_recall",
          "wrong_label_auroc", "wrong_label_precision", "wrong_label_recall", "n_train", "n_test", "seconds")
@@ -26,18 +28,28 @@ def evaluate(taxonomy: Annotated[Path, typer.Option(help="IAB TSV or one path pe
              seed: int = 13,
              no_train: Annotated[bool, typer.Option(help="evaluate the pretrained encoders")] = False,
              epochs: Annotated[int | None, typer.Option(help="text-tower epochs")] = None,
-             work_dir: Annotated[Path | None, typer.Option(help="keep the throwaway service here")] = None) -> None:
+             work_dir: Annotated[Path | None, typer.Option(help="keep the throwaway service here")] = None,
+             skip_invalid: Annotated[bool, typer.Option(help="evaluate without the bad lines of either file, listing "
+                                                            "them; without it any bad line stops the run")] = False,
+             ) -> None:
     """Run the evaluation contract: train (unless --no-train), then label every test row as the service would."""
     # Imported here: the evaluation loads the towers and the index, which no other command needs.
-    from ctax.evaluation.run import EvalOptions, run_eval
+    from ctax.dataset.importing import BadLine
+    from ctax.evaluation.run import EvalOptions, InvalidEvalLines, run_eval
 
     if not 0 <= wrong_label_rate <= 1:
         fail(ValueError("--wrong-label-rate must be between 0 and 1"))
     try:
         result = run_eval(EvalOptions(taxonomy, train, test, holdout_labels, wrong_label_rate, seed, no_train, epochs,
-                                      work_dir))
-    except ValueError as exc:  # a work folder in use, too few rows to hold labels out
+                                      work_dir, skip_invalid))
+    except InvalidEvalLines as exc:
+        for name, line in exc.bad:
+            report_bad_lines(train if name == "train" else test, [line])
         fail(exc)
+    except (ValueError, CtaxError) as exc:  # a work folder in use, too few rows to hold labels out, a bad file
+        fail(exc)
+    for name, lines in result.get("invalid_lines", {}).items():
+        report_bad_lines(train if name == "train" else test, [BadLine(**line) for line in lines], skipped=True)
     json_out.write_text(json.dumps(result, indent=2, default=str))
     table = Table("metric", "value")
     for key in SHOWN:

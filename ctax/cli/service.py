@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import logging
 import os
-import signal
-import subprocess
+import socket
 import sys
-import time
-from typing import Annotated, Any
+from functools import partial
+from typing import Annotated
 
 import typer
+from rich.markup import escape
 
-from ctax.cli.common import console, fail, settings
+from ctax.cli.common import console, database, fail, settings
+from ctax.cli.supervisor import Child, GaveUp, Supervisor
 from ctax.jobs import INDEX_QUEUE, LABEL_GPU_QUEUE, TRAIN_QUEUE
 from ctax.store.migrate import upgrade
+from ctax.store.repos import creatives as creative_rows
+from ctax.store.repos import workers as worker_rows
+from ctax.store.session import Database
 
+log = logging.getLogger("ctax.run")
+
+LABEL_WORKER = "labelling worker"
+TRAIN_WORKER = "training worker"
 ROLES = {"label": ["ctax.label", INDEX_QUEUE], "gpu": [LABEL_GPU_QUEUE, INDEX_QUEUE], "train": [TRAIN_QUEUE]}
 
 
@@ -68,39 +77,53 @@ def worker(
 
 
 def run(host: str | None = None, port: int | None = None) -> None:
-    """Migrate, then run the API, a labelling worker and a training worker until interrupted."""
+    """Migrate, then run the API, a labelling worker and a training worker until Ctrl-C or SIGTERM, restarting
+    any of them that dies (with backoff; the service stops if one keeps failing right after it starts)."""
     current = settings()
     upgrade(current.sqlalchemy_url)
+    _log_to_console()
     exe = [sys.executable, "-m", "ctax"]
-    procs = [
-        subprocess.Popen([*exe, "worker", "--role", "label"]),
-        subprocess.Popen([*exe, "worker", "--role", "train"]),
-        subprocess.Popen([*exe, "api", "--host", host or current.host, "--port", str(port or current.port)]),
+    children = [
+        Child(LABEL_WORKER, [*exe, "worker", "--role", "label"]),
+        Child(TRAIN_WORKER, [*exe, "worker", "--role", "train"]),
+        Child("API", [*exe, "api", "--host", host or current.host, "--port", str(port or current.port)]),
     ]
+    db = database(current)
     console.print(
         f"ctax running: API on http://{host or current.host}:{port or current.port} "
         f"(docs at /docs, review page at /review); data in {current.data_dir}. Ctrl-C stops."
     )
-
-    def stop(*_: Any) -> None:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, stop)
     try:
-        while all(proc.poll() is None for proc in procs):
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
+        Supervisor(children, on_exit=partial(hand_back, db)).run()
+    except GaveUp as exc:
+        console.print(f"[red]{escape(str(exc))}[/red]")
+        raise typer.Exit(1) from None
     finally:
-        stop()
-        for proc in procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-    failed = [proc.args for proc in procs if proc.returncode not in (0, -signal.SIGTERM, None)]
-    if failed:
-        console.print(f"[red]stopped because a process exited: {failed}[/red]")
-        raise typer.Exit(1)
+        db.dispose()
+    console.print("ctax stopped.")
+
+
+def hand_back(db: Database, child: Child, code: int) -> None:
+    """What a worker that died held goes back at once (the supervisor calls this when it sees one exit): the
+    creatives it had claimed are queued again and resent, and its heartbeat row is deleted, so /readyz stops
+    counting it. A labelling worker that did not exit cleanly may also have fetched a message it never claimed
+    (the SQLite broker hides a delivered message for good), so everything dispatched but unclaimed is resent."""
+    if child.name not in (LABEL_WORKER, TRAIN_WORKER) or child.pid is None:
+        return
+    prefix = worker_rows.name_prefix(socket.gethostname(), child.pid)
+    with db.write() as session:
+        released = creative_rows.release_claims(session, prefix)
+        resent = creative_rows.resend_dispatched(session) if child.name == LABEL_WORKER and code != 0 else 0
+        worker_rows.remove_process(session, prefix)
+    if released or resent:
+        log.warning("%s (pid %s): handed back %d creatives it had claimed and resent %d dispatched to it unclaimed",
+                    child.name, child.pid, len(released), resent)
+
+
+def _log_to_console() -> None:
+    """The supervisor's lines (a restart, a give-up) go to stderr beside the children's own logs."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("[%(asctime)s: %(levelname)s/ctax run] %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False

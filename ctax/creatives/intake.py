@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ctax.config import Settings
-from ctax.creatives.images import validate_image
+from ctax.creatives.images import ImageInfo, validate_image
 from ctax.creatives.validation import CreativeSubmission, clean_text, request_hash, validate_submission
 from ctax.enums import CreativeStatus, Source
 from ctax.errors import ConcurrentChange, Conflict, InvalidInput, NotFound
@@ -37,75 +38,142 @@ def find_idempotent(session: Session, api_key_id: int | None, key: str, digest: 
     return existing
 
 
-def create_creative(
-    session: Session, blobs: BlobStore, settings: Settings, sub: CreativeSubmission, api_key_id: int | None
-) -> tuple[Creative, bool]:
-    """Validate everything first, then store; returns (creative, created). Nothing is stored on a refusal."""
-    sub = validate_submission(sub, settings)
-    digest = request_hash(sub)
-    if sub.idempotency_key:
-        existing = find_idempotent(session, api_key_id, sub.idempotency_key, digest)
-        if existing is not None:
-            return existing, False
-    asserted = resolve_active(session, sub.asserted_label, "asserted_label") if sub.asserted_label else None
-    info = None
-    if sub.image is not None:
-        info = validate_image(sub.image, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
-    sha = blobs.put(sub.image) if sub.image is not None else None
-    creative = Creative(
-        texts=sub.texts,
-        image_sha256=sha,
-        image_mime=info.mime if info else None,
-        image_width=info.width if info else None,
-        image_height=info.height if info else None,
-        asserted_label_id=asserted.id if asserted else None,
-        external_id=sub.external_id,
-        metadata_=sub.metadata,
-        idempotency_key=sub.idempotency_key,
-        request_hash=digest,
-        api_key_id=api_key_id,
-        status=CreativeStatus.QUEUED,
-        source=Source.API,
-    )
-    return repo.add(session, creative), True
+@dataclass(frozen=True)
+class Prepared:
+    """A submission checked and ready to store: texts cleaned, image checked, request hashed. Preparing touches
+    neither the database nor the disk, so it runs before any transaction."""
+
+    sub: CreativeSubmission
+    digest: str
+    image: ImageInfo | None
 
 
-def submit(
-    db: Database, blobs: BlobStore, settings: Settings, subs: Sequence[CreativeSubmission], api_key_id: int | None
-) -> list[tuple[Creative, bool]]:
-    """Create every submission in one transaction, all or nothing; returns (creative, created) for each.
-
-    Two requests with the same Idempotency-Key can race past the lookup: the loser's insert breaks the unique
-    key and its transaction rolls back, and it answers with the winner's creatives, read afresh."""
+def prepare(sub: CreativeSubmission, settings: Settings, n: int = 0, of: int = 1) -> Prepared:
     try:
-        with db.write() as session:
-            return [_create_item(session, blobs, settings, sub, api_key_id, n, len(subs)) for n, sub in enumerate(subs)]
-    except ConcurrentChange:
-        with db.read() as session:
-            replay = []
-            for sub in subs:
-                digest = request_hash(validate_submission(sub, settings))
-                existing = find_idempotent(session, api_key_id, sub.idempotency_key or "", digest)
-                if existing is None:
-                    raise
-                replay.append((existing, False))
-            return replay
-
-
-def _create_item(
-    session: Session, blobs: BlobStore, settings: Settings, sub: CreativeSubmission, api_key_id: int | None,
-    n: int, of: int,
-) -> tuple[Creative, bool]:
-    try:
-        return create_creative(session, blobs, settings, sub, api_key_id)
+        clean = validate_submission(sub, settings)
+        info = None
+        if clean.image is not None:
+            info = validate_image(clean.image, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels,
+                                  budget_pixels=settings.image_decode_budget_pixels)
     except InvalidInput as exc:
         if of > 1:  # say which item of a batch was refused
             raise type(exc)(f"items[{n}]: {exc.message}", item=n, **exc.detail) from exc
         raise
+    return Prepared(clean, request_hash(clean), info)
 
 
-def get_creative(session: Session, creative_id: str) -> Creative:
-    creative = repo.get(session, creative_id)
+def _new_creative(
+    item: Prepared, image_sha: str | None, asserted_id: int | None, api_key_id: int | None, account_id: int | None
+) -> Creative:
+    return Creative(
+        texts=item.sub.texts,
+        image_sha256=image_sha,
+        image_mime=item.image.mime if item.image else None,
+        image_width=item.image.width if item.image else None,
+        image_height=item.image.height if item.image else None,
+        asserted_label_id=asserted_id,
+        external_id=item.sub.external_id,
+        metadata_=item.sub.metadata,
+        idempotency_key=item.sub.idempotency_key,
+        request_hash=item.digest,
+        api_key_id=api_key_id,
+        account_id=account_id,
+        status=CreativeStatus.QUEUED,
+        source=Source.API,
+    )
+
+
+def _asserted_id(session: Session, item: Prepared, n: int, of: int) -> int | None:
+    if not item.sub.asserted_label:
+        return None
+    try:
+        return resolve_active(session, item.sub.asserted_label, "asserted_label").id
+    except InvalidInput as exc:
+        if of > 1:
+            raise type(exc)(f"items[{n}]: {exc.message}", item=n, **exc.detail) from exc
+        raise
+
+
+def create_creative(
+    session: Session, blobs: BlobStore, settings: Settings, sub: CreativeSubmission, api_key_id: int | None,
+    account_id: int | None = None,
+) -> tuple[Creative, bool]:
+    """One creative in the caller's transaction (`ctax eval` posts its test rows so); returns (creative, created).
+    Validates everything first: nothing is stored on a refusal."""
+    item = prepare(sub, settings)
+    if item.sub.idempotency_key:
+        existing = find_idempotent(session, api_key_id, item.sub.idempotency_key, item.digest)
+        if existing is not None:
+            return existing, False
+    asserted = _asserted_id(session, item, 0, 1)
+    sha = blobs.put(item.sub.image) if item.sub.image is not None else None
+    return repo.add(session, _new_creative(item, sha, asserted, api_key_id, account_id)), True
+
+
+def submit(
+    db: Database, blobs: BlobStore, settings: Settings, subs: Sequence[CreativeSubmission], api_key_id: int | None,
+    account_id: int | None = None,
+) -> list[tuple[Creative, bool]]:
+    """Create every submission, all or nothing, in the sending key's account (`account_id`: the caller passes the
+    key's, so that no query is added under the write lock); returns (creative, created) for each.
+
+    The order keeps the database's write lock (SQLite has one) for the inserts alone: everything is validated
+    first (images decoded, texts checked) without any transaction, then replays and asserted labels are read, then
+    images are stored, and only then a write transaction inserts the rows. A refused request stores nothing; one
+    whose transaction fails removes the image blobs it created. Two requests with the same Idempotency-Key can race
+    past the lookup: the loser's insert breaks the unique key, and it answers with the winner's creatives."""
+    items = [prepare(sub, settings, n, len(subs)) for n, sub in enumerate(subs)]
+    with db.read() as session:
+        replays = _replays(session, items, api_key_id)
+        asserted = {n: _asserted_id(session, item, n, len(items)) for n, item in enumerate(items) if n not in replays}
+    if len(replays) == len(items):
+        return [(replays[n], False) for n in range(len(items))]
+    stored = {n: blobs.store(item.sub.image) for n, item in enumerate(items)
+              if n not in replays and item.sub.image is not None}
+    try:
+        with db.write() as session:
+            return [(replays[n], False) if n in replays else
+                    (repo.add(session, _new_creative(item, stored[n][0] if n in stored else None, asserted[n],
+                                                     api_key_id, account_id)), True)
+                    for n, item in enumerate(items)]
+    except ConcurrentChange:
+        _discard_unused(db, blobs, [sha for sha, created in stored.values() if created])
+        with db.read() as session:
+            replays = _replays(session, items, api_key_id)
+        if len(replays) != len(items):
+            raise
+        return [(replays[n], False) for n in range(len(items))]
+    except BaseException:
+        _discard_unused(db, blobs, [sha for sha, created in stored.values() if created])
+        raise
+
+
+def _replays(session: Session, items: Sequence[Prepared], api_key_id: int | None) -> dict[int, Creative]:
+    """The creatives earlier requests with the same Idempotency-Keys made, by item number."""
+    out = {}
+    for n, item in enumerate(items):
+        if item.sub.idempotency_key:
+            existing = find_idempotent(session, api_key_id, item.sub.idempotency_key, item.digest)
+            if existing is not None:
+                out[n] = existing
+    return out
+
+
+def _discard_unused(db: Database, blobs: BlobStore, created: Sequence[str]) -> None:
+    """Remove the blobs a failed request created, unless a creative committed meanwhile uses one (the same image
+    posted by another request at the same moment)."""
+    if not created:
+        return
+    with db.read() as session:
+        used = repo.images_in_use(session, created)
+    for digest in created:
+        if digest not in used:
+            blobs.discard(digest)
+
+
+def get_creative(session: Session, creative_id: str, account_id: int | None = None) -> Creative:
+    """The creative; with `account_id`, only that account's: another's answers 404, as an unknown id does."""
+    creative = repo.get(session, creative_id, account_id)
     if creative is None:
         raise NotFound(f"no creative {creative_id!r}")
     return creative

@@ -58,9 +58,11 @@ class ExportRow:
         return list(self.texts) or ([self.ocr_text] if self.ocr_text else [])
 
 
-def labelled_rows(session: Session, source: Source | None = None, batch: int = 1000) -> Iterator[ExportRow]:
+def labelled_rows(
+    session: Session, source: Source | None = None, batch: int = 1000, account_id: int | None = None
+) -> Iterator[ExportRow]:
     labels = {label.id: label for label in label_rows.all_labels(session)}
-    for creative, annotation in annotation_rows.current_with_creatives(session, source, batch):
+    for creative, annotation in annotation_rows.current_with_creatives(session, source, batch, account_id):
         assert annotation.label_id is not None  # only label annotations are labelled data
         label = labels[annotation.label_id]
         yield ExportRow(
@@ -142,11 +144,13 @@ def image_name(row: ExportRow) -> str | None:
     return f"images/{row.image_sha256}.{extension}"
 
 
-def lines(session: Session, fmt: ExportFormat, source: Source | None = None) -> Iterator[str]:
+def lines(
+    session: Session, fmt: ExportFormat, source: Source | None = None, account_id: int | None = None
+) -> Iterator[str]:
     if fmt == "csv":
         yield csv_header()
-        for row in labelled_rows(session, source):
+        for row in labelled_rows(session, source, account_id=account_id):
             yield csv_line(row)
     else:
-        for row in labelled_rows(session, source):
+        for row in labelled_rows(session, source, account_id=account_id):
             yield jsonl_line(row)

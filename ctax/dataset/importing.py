@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
 
 from ctax.config import Settings
-from ctax.creatives.images import validate_image
+from ctax.creatives.images import ImageInfo, validate_image
 from ctax.creatives.intake import clean_text
 from ctax.enums import CreativeStatus, Source
-from ctax.errors import InvalidInput
+from ctax.errors import CtaxError, InvalidInput
 from ctax.store.blobs import BlobStore
 from ctax.store.models import Annotation, Creative, Label
 from ctax.store.outbox import request_index_sync
@@ -25,11 +25,18 @@ from ctax.taxonomy.importers import parse_path_lines
 from ctax.taxonomy.paths import LabelPath
 
 
+@dataclass(frozen=True)
+class BadLine:
+    line: int
+    reason: str
+
+
 @dataclass
 class ImportReport:
     imported: int = 0
     skipped: int = 0
     labels_created: int = 0
+    invalid: list[BadLine] = field(default_factory=list)
 
 
 @dataclass
@@ -39,46 +46,99 @@ class Row:
     texts: list[str]
     label: LabelPath
     image: Path | None
+    image_info: ImageInfo | None = None
 
 
-def read_rows(path: Path) -> list[Row]:
+@dataclass
+class RowScan:
+    """Every row of a file that can be imported, and every line that cannot, with the reason."""
+
+    rows: list[Row]
+    bad: list[BadLine]
+
+
+class InvalidLines(InvalidInput):
+    """A file with bad lines, refused whole: each line is named with its reason (`.bad`)."""
+
+    def __init__(self, name: str, bad: list[BadLine]) -> None:
+        first = bad[0]
+        super().__init__(
+            f"{name}: {len(bad)} invalid line{'s' if len(bad) > 1 else ''} (line {first.line}: {first.reason}); "
+            "nothing was stored. Fix them, or pass --skip-invalid to go on without them",
+            lines=[{"line": b.line, "reason": b.reason} for b in bad],
+        )
+        self.bad = bad
+
+
+def scan_rows(path: Path, settings: Settings | None = None) -> RowScan:
+    """Reads every line, checked as the API checks a posted creative (texts, their count and size, the image)."""
+    limits = settings or Settings.model_construct()  # the defaults, without reading the environment
     rows: list[Row] = []
+    bad: list[BadLine] = []
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
             if not raw.strip():
                 continue
             try:
-                data = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise InvalidInput(f"{path.name} line {number}: not valid JSON: {exc}", line=number) from exc
-            if not isinstance(data, dict):
-                raise InvalidInput(f"{path.name} line {number}: expected a JSON object", line=number)
-            texts = data.get("texts", [data["text"]] if "text" in data else [])
-            if not isinstance(texts, list):
-                raise InvalidInput(f"{path.name} line {number}: texts must be a list of strings", line=number)
-            try:
-                cleaned = [t for t in (clean_text(t, "text", 20_000) for t in texts) if t]
-                label = LabelPath.parse(data.get("label", ""))
-            except InvalidInput as exc:
-                raise InvalidInput(f"{path.name} line {number}: {exc.message}", line=number) from exc
-            image = (path.parent / data["image"]) if data.get("image") else None
-            if image is not None and not image.is_file():
-                raise InvalidInput(f"{path.name} line {number}: image {data['image']} not found", line=number)
-            if not cleaned and image is None:
-                raise InvalidInput(f"{path.name} line {number}: no text and no image", line=number)
-            external = data.get("id")
-            rows.append(Row(number, str(external) if external is not None else None, cleaned, label, image))
-    if not rows:
-        raise InvalidInput(f"{path.name} holds no rows")
-    return rows
+                rows.append(_row(path, number, raw, limits))
+            except CtaxError as exc:  # invalid, too large, or an image of an unsupported type
+                bad.append(BadLine(number, exc.message))
+    return RowScan(rows, bad)
+
+
+def read_rows(path: Path, settings: Settings | None = None, skip_invalid: bool = False) -> list[Row]:
+    """The file's rows; a file with any bad line is refused (InvalidLines names them all) unless `skip_invalid`."""
+    return _accepted(scan_rows(path, settings), path.name, skip_invalid)
+
+
+def _accepted(scan: RowScan, name: str, skip_invalid: bool) -> list[Row]:
+    if scan.bad and not skip_invalid:
+        raise InvalidLines(name, scan.bad)
+    if not scan.rows:
+        raise InvalidInput(f"{name} holds no rows" + (" that can be imported" if scan.bad else ""))
+    return scan.rows
+
+
+def _row(path: Path, number: int, raw: bytes, settings: Settings) -> Row:
+    try:
+        data = json.loads(raw)
+    except RecursionError as exc:
+        raise InvalidInput("not valid JSON: nested too deeply") from exc
+    except ValueError as exc:  # malformed JSON, or bytes that are not UTF-8
+        raise InvalidInput(f"not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InvalidInput("expected a JSON object")
+    texts = data.get("texts", [data["text"]] if "text" in data else [])
+    if not isinstance(texts, list):
+        raise InvalidInput("texts must be a list of strings")
+    if len(texts) > settings.max_text_segments:
+        raise InvalidInput(f"{len(texts)} text segments; the limit is {settings.max_text_segments}")
+    cleaned = [t for t in (clean_text(t, "text", settings.max_text_chars) for t in texts) if t]
+    if sum(len(t) for t in cleaned) > settings.max_text_chars:
+        raise InvalidInput(f"texts total more than {settings.max_text_chars} characters")
+    label = LabelPath.parse(data.get("label", ""))
+    image = (path.parent / str(data["image"])) if data.get("image") else None
+    info = None
+    if image is not None:
+        if not image.is_file():
+            raise InvalidInput(f"image {data['image']} not found")
+        info = validate_image(image.read_bytes(), max_bytes=settings.max_image_bytes,
+                              max_pixels=settings.max_image_pixels)
+    if not cleaned and image is None:
+        raise InvalidInput("no text and no image")
+    external = data.get("id")
+    return Row(number, str(external) if external is not None else None, cleaned, label, image, info)
 
 
 def import_labelled(
-    session: Session, blobs: BlobStore, settings: Settings, path: Path, create_labels: bool = False
+    session: Session, blobs: BlobStore, settings: Settings, path: Path, create_labels: bool = False,
+    skip_invalid: bool = False,
 ) -> ImportReport:
-    """All or nothing, in the caller's transaction. Rows already imported (same id) are skipped."""
-    rows = read_rows(path)
-    report = ImportReport()
+    """All or nothing, in the caller's transaction. Rows already imported (same id) are skipped. A file with bad
+    lines is refused before anything is stored, or, with `skip_invalid`, imported without them (report.invalid)."""
+    scan = scan_rows(path, settings)
+    rows = _accepted(scan, path.name, skip_invalid)
+    report = ImportReport(invalid=scan.bad)
     labels = _labels_for(session, rows, path, create_labels, report)
     known = annotation_rows.imported_external_ids(session)
     for row in tqdm(rows, desc=f"importing {path.name}", unit="row", disable=len(rows) < 1000):
@@ -122,8 +182,10 @@ def _creative(row: Row, blobs: BlobStore, settings: Settings, path: Path) -> Cre
     if row.image is not None:
         data = row.image.read_bytes()
         try:
-            info = validate_image(data, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
-        except InvalidInput as exc:
+            # Checked when the file was read; a Row built by hand (or a file changed since) is checked now.
+            info = row.image_info or validate_image(data, max_bytes=settings.max_image_bytes,
+                                                    max_pixels=settings.max_image_pixels)
+        except CtaxError as exc:
             raise InvalidInput(f"{path.name} line {row.line}: {exc.message}", line=row.line) from exc
         sha, mime, width, height = blobs.put(data), info.mime, info.width, info.height
     return Creative(

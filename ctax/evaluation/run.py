@@ -22,9 +22,10 @@ from rich.progress import Progress
 
 from ctax.config import Settings
 from ctax.creatives.intake import CreativeSubmission, create_creative
-from ctax.dataset.importing import Row, import_labelled, read_rows
+from ctax.dataset.importing import BadLine, Row, import_labelled, scan_rows
 from ctax.embedding.space import SharedSpace
 from ctax.enums import RunStatus
+from ctax.errors import InvalidInput
 from ctax.evaluation.scoring import score
 from ctax.jobs import LABEL_QUEUE, TRAIN_QUEUE
 from ctax.labelling.sweep import sweep
@@ -56,6 +57,7 @@ class EvalOptions:
     no_train: bool = False
     epochs: int | None = None
     work_dir: Path | None = None
+    skip_invalid: bool = False
 
 
 def choose_holdout(paths: set[LabelPath], rows: list[Row], n: int, seed: int) -> list[LabelPath]:
@@ -86,12 +88,14 @@ class _Split:
     train: list[Row]
     test: list[Row]
     held_out: list[LabelPath]
+    invalid: dict[str, list[BadLine]]
 
 
 def run_eval(options: EvalOptions, base: Settings | None = None) -> dict[str, Any]:
     started = time.perf_counter()
+    # Every bad line of both files is found (and, without skip_invalid, refused) before any service is made.
+    data = _split(options, base or Settings())
     work, settings = _service_settings(options, base)
-    data = _split(options)
     hidden = set(data.held_out)
     console.print(f"holding out {len(data.held_out)} labels: {', '.join(map(str, data.held_out)) or '-'}")
 
@@ -128,7 +132,8 @@ def run_eval(options: EvalOptions, base: Settings | None = None) -> dict[str, An
             "train_seconds": round(train_seconds, 1), "model_version": version_name, "trained": not options.no_train,
             "wrong_label_rate": options.wrong_label_rate, "seed": options.seed,
             "thresholds": {k: v for k, v in (thresholds or {}).items() if k != "per_label_wrong"},
-            "work_dir": str(work)}
+            "work_dir": str(work),
+            "invalid_lines": {name: [asdict(b) for b in bad] for name, bad in data.invalid.items() if bad}}
 
 
 def _service_settings(options: EvalOptions, base: Settings | None) -> tuple[Path, Settings]:
@@ -147,14 +152,31 @@ def _service_settings(options: EvalOptions, base: Settings | None) -> tuple[Path
     return work, settings
 
 
-def _split(options: EvalOptions) -> _Split:
+def _split(options: EvalOptions, limits: Settings) -> _Split:
     parsed = parse_taxonomy_file(options.taxonomy.read_bytes())
-    train_rows, test_rows = read_rows(options.train), read_rows(options.test)
+    scans = {"train": scan_rows(options.train, limits), "test": scan_rows(options.test, limits)}
+    bad = [(name, line) for name, scan in scans.items() for line in scan.bad]
+    if bad and not options.skip_invalid:
+        raise InvalidEvalLines(bad)
+    train_rows, test_rows = scans["train"].rows, scans["test"].rows
+    if not train_rows or not test_rows:
+        raise InvalidInput(f"{options.train.name if not train_rows else options.test.name} holds no usable rows")
     held_out = choose_holdout({item.path for item in parsed.labels}, train_rows + test_rows,
                               options.holdout_labels, options.seed)
     hidden = set(held_out)
     kept = ImportResult([item for item in parsed.labels if item.path not in hidden], parsed.warnings)
-    return _Split(kept, [row for row in train_rows if row.label not in hidden], test_rows, held_out)
+    return _Split(kept, [row for row in train_rows if row.label not in hidden], test_rows, held_out,
+                  {name: scan.bad for name, scan in scans.items()})
+
+
+class InvalidEvalLines(InvalidInput):
+    """Bad lines in the training or test file, each with its file ("train" or "test"), line number and reason."""
+
+    def __init__(self, bad: list[tuple[str, BadLine]]) -> None:
+        name, first = bad[0]
+        super().__init__(f"{len(bad)} invalid line{'s' if len(bad) > 1 else ''} ({name} line {first.line}: "
+                         f"{first.reason}); nothing was evaluated. Fix them, or pass --skip-invalid")
+        self.bad = bad
 
 
 def _train_and_activate(rt: Runtime, settings: Settings, options: EvalOptions) -> float:

@@ -13,14 +13,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from PIL import Image
+
 from ctax.config import Settings
-from ctax.creatives.images import decode_rgb
+from ctax.creatives.images import TOWER_SHORT_SIDE, decode_rgb
 from ctax.enums import CreativeStatus, Flag
 from ctax.errors import ConcurrentChange, StoreUnavailable
 from ctax.labelling.flagging import flag_for_review
 from ctax.labelling.labeller import Labeller, LabelOutcome, LabelRequest
 from ctax.labelling.sweep import sweep
 from ctax.store.blobs import BlobStore
+from ctax.store.models import Creative
 from ctax.store.repos import creatives as repo
 from ctax.store.session import Database
 
@@ -96,12 +99,21 @@ class LabellingWorker:
         batch = _Batch()
         for row in rows:
             try:
-                image = decode_rgb(self.blobs.get(row.image_sha256)) if row.image_sha256 else None
+                image = self._image(row)
             except Exception as exc:  # a stored image that no longer decodes will not decode on retry either
                 batch.broken.append((row.id, f"stored image cannot be read: {exc}"))
                 continue
             batch.requests.append(LabelRequest(row.id, row.texts or [], image, row.ocr_text, row.asserted_label_id))
         return batch
+
+    def _image(self, row: Creative) -> Image.Image | None:
+        """Decoded no larger than needed (a batch holds all its images at once): OCR reads creatives that came
+        without text, up to image_decode_max_side; the image towers alone need far less."""
+        if not row.image_sha256:
+            return None
+        needs_ocr = row.ocr_text is None and not any(t.strip() for t in row.texts or [])
+        return decode_rgb(self.blobs.get(row.image_sha256), self.settings.image_decode_max_side,
+                          short_side=None if needs_ocr else TOWER_SHORT_SIDE)
 
     def _maybe_sweep(self, labeller: Labeller, counts: dict[str, int]) -> None:
         """Re-decide the traffic window once every `novelty_sweep_every` creatives this process labelled."""

@@ -20,10 +20,15 @@ class BlobStore:
         return self.root / digest[:2] / digest
 
     def put(self, data: bytes) -> str:
+        return self.store(data)[0]
+
+    def store(self, data: bytes) -> tuple[str, bool]:
+        """(digest, whether this call created the blob): a caller whose transaction then fails removes only
+        the blobs it created (`discard`), never one an earlier creative already uses."""
         digest = hashlib.sha256(data).hexdigest()
         path = self._path(digest)
         if path.exists():
-            return digest
+            return digest, False
         path.parent.mkdir(parents=True, exist_ok=True)
         # Write then rename, so a reader never sees half a file and a crash leaves no partial blob.
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
@@ -34,7 +39,10 @@ class BlobStore:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        return digest
+        return digest, True
+
+    def discard(self, digest: str) -> None:
+        self._path(digest).unlink(missing_ok=True)
 
     def get(self, digest: str) -> bytes:
         path = self._path(digest)

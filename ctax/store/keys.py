@@ -1,4 +1,5 @@
-"""API keys: random, shown once, stored as SHA-256 (keys are high-entropy, so a slow hash adds nothing)."""
+"""API keys: random, shown once, stored as SHA-256 (keys are high-entropy, so a slow hash adds nothing); and the
+accounts poster keys belong to, which bound what a poster sees."""
 
 from __future__ import annotations
 
@@ -6,13 +7,15 @@ import datetime as dt
 import hashlib
 import hmac
 import secrets
+import unicodedata
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
-from ctax.enums import Role
+from ctax.enums import AccountKind, Role
 from ctax.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
-from ctax.store.models import ApiKey
+from ctax.store.models import Account, ApiKey
+from ctax.store.repos import accounts
 from ctax.store.types import utcnow
 
 # last_used_at is a hint for admins, not an audit: written at most this often, so reads stay reads.
@@ -27,21 +30,42 @@ def by_hash(session: Session, digest: str) -> ApiKey | None:
     return session.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
 
 
-def create_key(session: Session, name: str, role: str, value: str | None = None) -> tuple[ApiKey, str]:
+def create_key(
+    session: Session, name: str, role: str, value: str | None = None, account_id: int | None = None
+) -> tuple[ApiKey, str]:
+    """A poster key needs the account it posts for; reviewer and admin keys see every account and have none."""
     if role not in list(Role):
         raise InvalidInput(f"role must be one of {', '.join(Role)}, got {role!r}", field="role")
-    if not name or not name.strip() or len(name) > 200:
-        raise InvalidInput("name must be 1 to 200 characters", field="name")
+    name = clean_name(name)
+    if role == Role.POSTER and account_id is None:
+        raise InvalidInput("a poster key belongs to an account: give account_id (--account on the command line); "
+                           "create the account first", field="account_id")
+    if role != Role.POSTER and account_id is not None:
+        raise InvalidInput(f"only poster keys belong to an account; a {role} key sees every account",
+                           field="account_id")
+    if account_id is not None:
+        known_account(session, account_id)
     key = value or f"ctax_{secrets.token_urlsafe(32)}"
     if len(key) < 16:
         raise InvalidInput("an API key must be at least 16 characters", field="key")
     digest = hash_key(key)
     if by_hash(session, digest) is not None:
         raise Conflict("that key already exists")
-    row = ApiKey(name=name.strip(), role=Role(role), key_hash=digest, prefix=key[:9])
+    row = ApiKey(name=name, role=Role(role), key_hash=digest, prefix=key[:9], account_id=account_id)
     session.add(row)
     session.flush()
     return row, key
+
+
+def clean_name(name: str) -> str:
+    """A key's or an account's name: 1 to 200 characters once trimmed, none of them a control character (PostgreSQL
+    refuses NUL in text, and names are shown on the review page and in logs)."""
+    name = name.strip() if name else ""
+    if not name or len(name) > 200:
+        raise InvalidInput("name must be 1 to 200 characters", field="name")
+    if any(unicodedata.category(ch) == "Cc" for ch in name):
+        raise InvalidInput("name must not contain control characters", field="name")
+    return name
 
 
 def ensure_key(session: Session, name: str, role: Role, value: str) -> ApiKey:
@@ -67,6 +91,9 @@ def authenticate(session: Session, presented: str | None) -> ApiKey:
 def require(key: ApiKey, role: Role) -> None:
     if Role(key.role).rank < role.rank:
         raise Forbidden(f"this action needs the {role} role; your key {key.name!r} has {key.role}")
+    if key.role == Role.POSTER and key.account_id is None:
+        # A poster sees its account's creatives only; without one, nothing could bound what it sees.
+        raise Forbidden(f"the poster key {key.name!r} belongs to no account; an admin must make a key for one")
 
 
 def revoke(session: Session, key_id: int) -> ApiKey:
@@ -87,4 +114,40 @@ def touch(session: Session, key_id: int) -> None:
 
 
 def list_keys(session: Session) -> list[ApiKey]:
-    return list(session.scalars(select(ApiKey).order_by(ApiKey.id)))
+    return list(session.scalars(select(ApiKey).options(selectinload(ApiKey.account)).order_by(ApiKey.id)))
+
+
+# -- accounts --------------------------------------------------------------------------------------------------
+
+
+def create_account(session: Session, name: str, kind: str) -> Account:
+    if kind not in list(AccountKind):
+        raise InvalidInput(f"kind must be one of {', '.join(AccountKind)}, got {kind!r}", field="kind")
+    name = clean_name(name)
+    if accounts.by_name(session, name) is not None:
+        raise Conflict(f"an account named {name!r} already exists", field="name")
+    return accounts.add(session, name, AccountKind(kind))
+
+
+def list_accounts(session: Session) -> list[Account]:
+    return accounts.all_accounts(session)
+
+
+def known_account(session: Session, account_id: int, field: str = "account_id") -> Account:
+    """The account, or a 422 naming the field that gave an unknown id."""
+    account = accounts.get(session, account_id)
+    if account is None:
+        raise InvalidInput(f"{field}: no account {account_id}", field=field)
+    return account
+
+
+def account_scope(session: Session, key: ApiKey, requested: int | None = None) -> int | None:
+    """The account whose creatives `key` may see: a poster's own, always; for reviewers and admins the one they
+    ask for (checked), or None for all of them."""
+    if key.role == Role.POSTER:
+        if requested is not None and requested != key.account_id:
+            raise Forbidden("a poster key sees its own account's creatives only", field="account_id")
+        return key.account_id
+    if requested is not None:
+        known_account(session, requested)
+    return requested

@@ -9,7 +9,8 @@ from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, MetaData, Str
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from ctax.enums import (
-        AnnotationKind,
+    AccountKind,
+    AnnotationKind,
     CreativeStatus,
     Flag,
     LabelStatus,
@@ -54,28 +55,49 @@ class Label(Base):
     parent: Mapped[Label | None] = relationship(remote_side=[id])
 
 
+class Account(Base):
+    """An advertiser or a partner: the owner of the creatives its poster keys send. Imported training data and
+    reviewer or admin keys belong to none."""
+
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[AccountKind] = mapped_column(StrEnumType(AccountKind))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class ApiKey(Base):
     __tablename__ = "api_keys"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     role: Mapped[Role] = mapped_column(StrEnumType(Role))
+    # A poster key's account (required for posters, none for reviewers and admins: they see every account).
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     prefix: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
+    account: Mapped[Account | None] = relationship()
+
 
 class Creative(Base):
     __tablename__ = "creatives"
     __table_args__ = (
-        UniqueConstraint("api_key_id", "idempotency_key", name="uq_creatives_idempotency"),
+        # Idempotency keys are the account's; a key without an account (staff posting) has its own.
+        UniqueConstraint("account_id", "idempotency_key", name="uq_creatives_idempotency"),
+        UniqueConstraint("api_key_id", "idempotency_key", name="uq_creatives_key_idempotency"),
         Index("ix_creatives_status_dispatched", "status", "dispatched_at"),
+        Index("ix_creatives_account_created", "account_id", "created_at"),  # a poster's list, newest first
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     external_id: Mapped[str | None] = mapped_column(String(200), index=True)
+    # The poster's account; none for imported data and for what reviewers or admins post.
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
     api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"))
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     request_hash: Mapped[str | None] = mapped_column(String(64))

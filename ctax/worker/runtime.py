@@ -25,7 +25,7 @@ from ctax.labelling.labeller import Labeller
 from ctax.labelling.trigger import Thresholds
 from ctax.store.blobs import BlobStore
 from ctax.store.models import ModelVersion
-from ctax.store.repos import runs, versions, workers
+from ctax.store.repos import creatives, runs, versions, workers
 from ctax.store.session import Database
 from ctax.taxonomy.catalog import active_taxonomy
 from ctax.taxonomy.tree import Taxonomy
@@ -42,7 +42,7 @@ class Runtime:
         self.settings = settings
         self.queues = queues
         self.owns_index = owns_index
-        self.name = f"{socket.gethostname()}:{os.getpid()}:{'+'.join(queues)}"
+        self.name = workers.name_prefix(socket.gethostname(), os.getpid()) + "+".join(queues)
         self.db = Database(settings.sqlalchemy_url)
         self.blobs = BlobStore(settings.blob_dir)
         self.device = resolve_device(settings.device)
@@ -55,6 +55,7 @@ class Runtime:
         self.labelled_since_sweep = 0  # creatives this process labelled since its last novelty sweep
         self.info: dict[str, Any] = {}
         self._stop = threading.Event()
+        self._heartbeat: threading.Thread | None = None
 
     # -- parts ---------------------------------------------------------------------------------------------
     @property
@@ -92,7 +93,8 @@ class Runtime:
         """Load what this worker needs before it takes work, and report it."""
         self.settings.ensure_dirs()
         self._beat()
-        threading.Thread(target=self._heartbeat_loop, name="ctax-heartbeat", daemon=True).start()
+        self._heartbeat = threading.Thread(target=self._heartbeat_loop, name="ctax-heartbeat", daemon=True)
+        self._heartbeat.start()
         if TRAIN_QUEUE in self.queues:
             with self.db.write() as session:
                 runs.fail_interrupted(session)
@@ -113,6 +115,8 @@ class Runtime:
 
     def stop(self) -> None:
         self._stop.set()
+        if self._heartbeat is not None:  # a beat in flight would write the row back after we delete it
+            self._heartbeat.join(timeout=30)
         with self.db.write() as session:
             workers.remove(session, self.name)
 
@@ -124,9 +128,12 @@ class Runtime:
                 log.exception("heartbeat failed")
 
     def _beat(self) -> None:
+        """Alive, and still holding what it claimed: the claims of a batch that runs longer than the lease stay
+        this worker's, while those of a dead worker expire one lease after its last beat."""
         with self.db.write() as session:
             workers.beat(session, self.name, pid=os.getpid(), queues=self.queues, device=self.device,
                          ready=self.ready, info=self.info)
+            creatives.renew_claims(session, self.name)
 
     # -- labelling -----------------------------------------------------------------------------------------
     def active_space(self) -> tuple[SharedSpace, Taxonomy]:

@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 from celery import current_app
-from celery.signals import worker_process_init, worker_process_shutdown
+from celery.signals import worker_process_init, worker_process_shutdown, worker_shutdown
 
 from ctax.worker.runtime import current, init_runtime
 
@@ -27,6 +27,7 @@ def _load_models(**_: Any) -> None:
 
 
 @worker_process_shutdown.connect
+@worker_shutdown.connect  # the solo pool (every `ctax worker`) sends only this one, from its one process
 def _unregister(**_: Any) -> None:
     try:
         current().stop()

@@ -99,7 +99,7 @@ def test_listing_filters_retry_and_queue_metrics(client, keys, db) -> None:
     assert [item["id"] for item in by_external["items"]] == [ids[1]]
     assert client.get("/v1/creatives", headers=h, params={"status": "done"}).status_code == 422
     assert client.get("/v1/creatives", headers=h, params={"flag": "odd"}).status_code == 422
-    assert 'ctax_creatives{status="failed"} 1.0' in client.get("/metrics").text
+    assert 'ctax_creatives{status="failed"} 1.0' in client.get("/metrics", headers=headers(keys["reviewer"])).text
 
     retried = client.post(f"/v1/creatives/{ids[0]}/retry", headers=h)
     assert retried.status_code == 202 and retried.json() == {"id": ids[0], "status": "queued", "created": False}
@@ -107,7 +107,7 @@ def test_listing_filters_retry_and_queue_metrics(client, keys, db) -> None:
     assert again["status"] == "queued" and again["attempts"] == 0 and again["error"] is None
     refused = client.post(f"/v1/creatives/{ids[0]}/retry", headers=h)
     assert refused.status_code == 409 and "only failed creatives" in refused.json()["message"]
-    assert 'ctax_creatives{status="queued"} 3.0' in client.get("/metrics").text
+    assert 'ctax_creatives{status="queued"} 3.0' in client.get("/metrics", headers=headers(keys["reviewer"])).text
 
 
 def test_waiting_creatives_leave_in_batches_and_lost_work_is_sent_again(db, settings, tmp_path) -> None:
@@ -179,7 +179,7 @@ def test_oversized_image_and_text_are_refused(keys, tmp_path) -> None:
     from fastapi.testclient import TestClient
 
     from ctax.api.app import create_app
-    from ctax.store.keys import create_key
+    from ctax.store.keys import create_account, create_key
     from ctax.store.migrate import upgrade
     from tests.conftest import make_settings
 
@@ -188,7 +188,7 @@ def test_oversized_image_and_text_are_refused(keys, tmp_path) -> None:
     upgrade(small.sqlalchemy_url)
     small_db = Database(small.sqlalchemy_url)
     with small_db.write() as session:
-        _, key = create_key(session, "p", "poster")
+        _, key = create_key(session, "p", "poster", account_id=create_account(session, "a", "advertiser").id)
     with TestClient(create_app(small)) as small_client:
         big = small_client.post("/v1/creatives", headers=headers(key),
                                 files={"image": ("a.png", png_bytes("x", size=(900, 900)), "image/png")})
@@ -240,7 +240,9 @@ def test_auth_is_required_and_roles_checked(client, keys) -> None:
     assert client.post("/v1/training/runs", headers=headers(keys["reviewer"])).status_code == 403
     assert client.post("/v1/api-keys", headers=headers(keys["reviewer"]),
                        json={"name": "x", "role": "admin"}).status_code == 403
-    made = client.post("/v1/api-keys", headers=headers(keys["admin"]), json={"name": "ci", "role": "poster"})
+    account = client.post("/v1/accounts", headers=headers(keys["admin"]), json={"name": "ci", "kind": "partner"})
+    made = client.post("/v1/api-keys", headers=headers(keys["admin"]),
+                       json={"name": "ci", "role": "poster", "account_id": account.json()["id"]})
     assert made.status_code == 201
     new_key = made.json()["key"]
     assert client.get("/v1/labels", headers=headers(new_key)).status_code == 200

@@ -6,7 +6,6 @@ import threading
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from ctax.config import Settings
@@ -84,4 +83,4 @@ def test_promotion_during_labelling_and_rollback(service: ServiceProcesses, serv
             assert time.monotonic() < deadline
         models = {m["id"]: m["status"] for m in http.get("/v1/models").json()["items"]}
         assert models == {"v1-pretrained": "active", candidate: "retired"}
-        assert httpx.get(f"{service.url}/readyz").json()["model_version"] == "v1-pretrained"
+        assert http.get("/readyz").json()["model_version"] == "v1-pretrained"  # the admin key: the detail

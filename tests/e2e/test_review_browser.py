@@ -109,7 +109,9 @@ def test_a_reviewer_works_the_queue_with_the_keyboard(service: ServiceProcesses,
     page = browser.new_page(viewport={"width": 1440, "height": 900})
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(f"{service.url}/review")
+    violations = _watch_content_security_policy(page)
+    shown = page.goto(f"{service.url}/review")
+    assert shown is not None and "script-src 'self'" in shown.headers["content-security-policy"]
     page.fill("#signin-key", key)
     page.keyboard.press("Enter")
 
@@ -148,7 +150,10 @@ def test_a_reviewer_works_the_queue_with_the_keyboard(service: ServiceProcesses,
     page.keyboard.press("Enter")
     sixth = _after(page, fifth)
     page.keyboard.press("u")  # undo the rejection: the fifth item comes back
-    page.wait_for_function(f"document.querySelector('article.item')?.dataset.item === '{fifth}'", timeout=20_000)
+    # Predicates are functions, never expressions: Playwright eval()s an expression in the page, which the page's
+    # CSP (no 'unsafe-eval') refuses.
+    page.wait_for_function("n => document.querySelector('article.item')?.dataset.item === n", arg=str(fifth),
+                           timeout=20_000)
     page.keyboard.press("x")
     page.keyboard.press("Alt+1")  # the first quick reason, "Not an ad"
     worked[fifth] = {"action": "reject", "label": None}
@@ -176,7 +181,27 @@ def test_a_reviewer_works_the_queue_with_the_keyboard(service: ServiceProcesses,
         assert len(truth) == 4
 
     _accept_a_proposal_with_the_keyboard(page, db, created.id)
+    # Every view was shown (queue, item, palette, new label, reject, proposals): the policy blocked nothing.
+    assert page.evaluate("() => window.__cspViolations") == [] and violations == [] and not errors, (violations, errors)
     _the_new_label_is_used_at_once(service)
+
+
+def _watch_content_security_policy(page: Any) -> list[str]:
+    """Collects what the page's Content-Security-Policy blocks: the browser fires `securitypolicyviolation` on the
+    document (recorded by a script the browser runs before the page's own, which the policy does not govern) and
+    logs a console error naming the policy."""
+    page.add_init_script("""
+        window.__cspViolations = [];
+        document.addEventListener("securitypolicyviolation", (e) => {
+            const where = `${e.sourceFile}:${e.lineNumber}`;
+            window.__cspViolations.push(`${e.violatedDirective} blocked ${e.blockedURI || "inline"} at ${where}`);
+        });
+    """)
+    blocked: list[str] = []
+    # Only the policy's own reports: a refused API call (a 409 on a claim) logs a console error too.
+    page.on("console", lambda message: blocked.append(message.text)
+            if message.type == "error" and "Content Security Policy" in message.text else None)
+    return blocked
 
 
 def _accept_a_proposal_with_the_keyboard(page: Any, db: Any, parent_id: int) -> None:
@@ -191,7 +216,7 @@ def _accept_a_proposal_with_the_keyboard(page: Any, db: Any, parent_id: int) -> 
     page.keyboard.press("p")
     page.wait_for_selector(".prop-card.current")
     page.keyboard.press("a")
-    page.wait_for_function("document.querySelectorAll('.prop-card').length === 0", timeout=20_000)
+    page.wait_for_function("() => document.querySelectorAll('.prop-card').length === 0", timeout=20_000)
     with db.read() as session:
         proposal = session.scalar(select(Proposal))
         assert proposal.status == "accepted"

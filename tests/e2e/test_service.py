@@ -23,7 +23,9 @@ def _import_pitt(http: httpx.Client, shared_data) -> None:
 def test_post_label_and_read_back(service: ServiceProcesses, shared_data, profile: str) -> None:
     with service.client() as http:
         _import_pitt(http, shared_data)
-        poster = http.post("/v1/api-keys", json={"name": "poster", "role": "poster"}).json()["key"]
+        account = http.post("/v1/accounts", json={"name": "Acme", "kind": "advertiser"}).json()["id"]
+        poster = http.post("/v1/api-keys", json={"name": "poster", "role": "poster",
+                                                 "account_id": account}).json()["key"]
     with service.client(poster) as http:
         text = http.post("/v1/creatives", json={"ocr_text": "Buy the new Honda Civic sedan, a great family car",
                                                 "asserted_label": "PSA/Animal Rights", "external_id": "civic-1"})
@@ -85,13 +87,14 @@ def test_worker_killed_mid_batch_loses_nothing(service: ServiceProcesses, shared
 def test_readiness_follows_the_worker(service: ServiceProcesses) -> None:
     assert httpx.get(f"{service.url}/readyz").status_code == 200
     assert httpx.get(f"{service.url}/healthz").json() == {"status": "ok"}
-    metrics = httpx.get(f"{service.url}/metrics").text
+    admin = {"X-API-Key": service.admin_key}
+    metrics = httpx.get(f"{service.url}/metrics", headers=admin).text
     assert "ctax_http_requests_total" in metrics
     service.kill_worker("label")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and httpx.get(f"{service.url}/readyz").status_code == 200:
         time.sleep(1)
-    not_ready = httpx.get(f"{service.url}/readyz")
+    not_ready = httpx.get(f"{service.url}/readyz", headers=admin)
     assert not_ready.status_code == 503 and "no live worker" in not_ready.json()["problems"][0]
 
 

@@ -8,11 +8,14 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from ctax.api.deps import BlobsDep, DbDep, Poster, SettingsDep
-from ctax.api.routes.creative_input import MULTIPART_SCHEMA, BatchJSON, CreativeJSON, read_submissions
+from ctax.api.params import CreativeId, Offset, Text
+from ctax.api.routes.accounts import AccountFilter
+from ctax.api.routes.creative_input import BATCH_SCHEMA, CREATIVE_SCHEMA, MULTIPART_SCHEMA, read_submissions
 from ctax.api.views.creatives import Accepted, BatchAccepted, accepted, creative_view
 from ctax.creatives import intake
 from ctax.enums import CreativeStatus, Flag
 from ctax.errors import NotFound
+from ctax.store import keys
 from ctax.store.repos import creatives as creative_rows
 from ctax.store.repos import review as review_rows
 
@@ -27,7 +30,7 @@ router = APIRouter(prefix="/v1/creatives", tags=["creatives"])
         "requestBody": {
             "content": {
                 "multipart/form-data": {"schema": MULTIPART_SCHEMA},
-                "application/json": {"schema": CreativeJSON.model_json_schema()},
+                "application/json": {"schema": CREATIVE_SCHEMA},
             },
             "required": True,
         }
@@ -44,7 +47,7 @@ async def post_creative(
 ) -> Accepted:
     """Accept a creative (an image, its text, or both) and answer at once; labelling happens in the worker."""
     subs = await read_submissions(request, idempotency_key, settings, batch=False)
-    [(creative, created)] = await run_in_threadpool(intake.submit, db, blobs, settings, subs, key.id)
+    [(creative, created)] = await run_in_threadpool(intake.submit, db, blobs, settings, subs, key.id, key.account_id)
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
     return accepted(creative, created)
@@ -55,7 +58,7 @@ async def post_creative(
     status_code=202,
     response_model=BatchAccepted,
     openapi_extra={
-        "requestBody": {"content": {"application/json": {"schema": BatchJSON.model_json_schema()}}, "required": True}
+        "requestBody": {"content": {"application/json": {"schema": BATCH_SCHEMA}}, "required": True}
     },
 )
 async def post_batch(
@@ -68,45 +71,49 @@ async def post_batch(
 ) -> BatchAccepted:
     """Accept many creatives in one request: all of them or, if any is invalid, none."""
     subs = await read_submissions(request, idempotency_key, settings, batch=True)
-    results = await run_in_threadpool(intake.submit, db, blobs, settings, subs, key.id)
+    results = await run_in_threadpool(intake.submit, db, blobs, settings, subs, key.id, key.account_id)
     return BatchAccepted(items=[accepted(creative, created) for creative, created in results])
 
 
 @router.get("/{creative_id}")
-def get_creative(creative_id: str, _: Poster, db: DbDep) -> dict[str, Any]:
+def get_creative(creative_id: CreativeId, key: Poster, db: DbDep) -> dict[str, Any]:
+    """A poster sees its own account's creatives; another account's id answers 404, as an unknown one does."""
     with db.read() as session:
-        creative = intake.get_creative(session, creative_id)
+        creative = intake.get_creative(session, creative_id, keys.account_scope(session, key))
         return creative_view(creative, review_rows.item_of_creative(session, creative.id))
 
 
 @router.get("")
 def list_creatives(
-    _: Poster,
+    key: Poster,
     db: DbDep,
     status: CreativeStatus | None = None,
     flag: Flag | None = None,
-    external_id: str | None = None,
+    external_id: Annotated[Text | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
+    account_id: AccountFilter = None,
 ) -> dict[str, Any]:
+    """Newest first: a poster's own account's; everyone's (or one account's) for reviewers and admins."""
     with db.read() as session:
         rows, total = creative_rows.page(
-            session, status=status, flag=flag, external_id=external_id, limit=limit, offset=offset
+            session, status=status, flag=flag, external_id=external_id, limit=limit, offset=offset,
+            account_id=keys.account_scope(session, key, account_id),
         )
         return {"items": [creative_view(c) for c in rows], "total": total, "limit": limit, "offset": offset}
 
 
 @router.post("/{creative_id}/retry", status_code=202, response_model=Accepted)
-def retry_creative(creative_id: str, _: Poster, db: DbDep) -> Accepted:
+def retry_creative(creative_id: CreativeId, key: Poster, db: DbDep) -> Accepted:
     with db.write() as session:
-        creative = intake.retry(session, intake.get_creative(session, creative_id))
+        creative = intake.retry(session, intake.get_creative(session, creative_id, keys.account_scope(session, key)))
         return accepted(creative, False)
 
 
 @router.get("/{creative_id}/image", responses={200: {"content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}}}})
-def get_image(creative_id: str, _: Poster, db: DbDep, blobs: BlobsDep) -> Response:
+def get_image(creative_id: CreativeId, key: Poster, db: DbDep, blobs: BlobsDep) -> Response:
     with db.read() as session:
-        creative = intake.get_creative(session, creative_id)
+        creative = intake.get_creative(session, creative_id, keys.account_scope(session, key))
     if not creative.image_sha256:
         raise NotFound(f"creative {creative_id} has no image")
     return Response(

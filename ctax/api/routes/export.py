@@ -9,8 +9,10 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
 from ctax.api.deps import Admin, DbDep
+from ctax.api.routes.accounts import AccountFilter
 from ctax.dataset import export
 from ctax.enums import Source
+from ctax.store import keys
 
 router = APIRouter(prefix="/v1/export", tags=["export"])
 
@@ -24,15 +26,20 @@ def export_labelled(
     format: export.ExportFormat = "jsonl",
     # Not Source: annotations come from imports, reviews and proposals, and 'api' stays refused (422).
     source: Literal["import", "review", "proposal"] | None = None,
+    account_id: AccountFilter = None,
 ) -> StreamingResponse:
-    """The latest annotation of every labelled creative, with its label path and IAB ids where known. JSONL rows
-    are in the import format (`ctax creatives import` reads them back); rejected creatives are left out."""
+    """The latest annotation of every labelled creative (or of one account's), with its label path and IAB ids
+    where known. JSONL rows are in the import format (`ctax creatives import` reads them back); rejected
+    creatives are left out."""
     only = Source(source) if source else None
+    if account_id is not None:
+        with db.read() as session:  # an unknown account is a 422 now, not an empty file later
+            keys.known_account(session, account_id)
 
     def stream() -> Iterator[str]:
         # Opened when the response streams, which is after the request's dependencies are done.
         with db.read() as session:
-            yield from export.lines(session, format, only)
+            yield from export.lines(session, format, only, account_id)
 
     filename = f"ctax-labelled.{format}"
     return StreamingResponse(

@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from ctax.api.deps import Admin, DbDep
+from ctax.api.params import Id
 from ctax.enums import Role
 from ctax.store import keys as service
 from ctax.store.models import ApiKey
@@ -18,13 +19,19 @@ router = APIRouter(prefix="/v1/api-keys", tags=["api keys"])
 class KeyIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     role: Role
+    account_id: Id | None = Field(
+        default=None,
+        description="the account a poster key posts for (required for posters, refused for the other roles)",
+    )
 
 
 def key_view(row: ApiKey) -> dict[str, Any]:
+    """Build it inside the session's block: it follows the key's account."""
     return {
         "id": row.id,
         "name": row.name,
         "role": row.role,
+        "account": {"id": row.account.id, "name": row.account.name, "kind": row.account.kind} if row.account else None,
         "prefix": row.prefix,
         "created_at": row.created_at,
         "last_used_at": row.last_used_at,
@@ -36,8 +43,8 @@ def key_view(row: ApiKey) -> dict[str, Any]:
 def create_key(body: KeyIn, _: Admin, db: DbDep) -> dict[str, Any]:
     """The key is in this answer only; it is stored hashed."""
     with db.write() as session:
-        row, key = service.create_key(session, body.name, body.role)
-    return {**key_view(row), "key": key}
+        row, key = service.create_key(session, body.name, body.role, account_id=body.account_id)
+        return {**key_view(row), "key": key}
 
 
 @router.get("")
@@ -47,7 +54,6 @@ def list_keys(_: Admin, db: DbDep) -> dict[str, Any]:
 
 
 @router.delete("/{key_id}")
-def revoke_key(key_id: int, _: Admin, db: DbDep) -> dict[str, Any]:
+def revoke_key(key_id: Id, _: Admin, db: DbDep) -> dict[str, Any]:
     with db.write() as session:
-        row = service.revoke(session, key_id)
-    return key_view(row)
+        return key_view(service.revoke(session, key_id))

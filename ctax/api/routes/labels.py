@@ -8,6 +8,8 @@ from fastapi import APIRouter, File, Form, Query, UploadFile
 from pydantic import BaseModel, Field
 
 from ctax.api.deps import Admin, DbDep, Poster
+from ctax.api.limits import MAX_TAXONOMY_BYTES
+from ctax.api.params import Id, Offset, Text
 from ctax.enums import LabelStatus
 from ctax.errors import PayloadTooLarge
 from ctax.store.models import Label
@@ -18,19 +20,17 @@ from ctax.taxonomy.paths import LabelPath
 
 router = APIRouter(prefix="/v1/labels", tags=["labels"])
 
-MAX_TAXONOMY_BYTES = 5 * 1024 * 1024
-
 
 class LabelIn(BaseModel):
-    path: str = Field(description="e.g. Service/Vehicles/Maintenance/Honda; write '/' inside a name as '\\/'")
-    description: str | None = Field(None, max_length=2000)
+    path: Text = Field(description="e.g. Service/Vehicles/Maintenance/Honda; write '/' inside a name as '\\/'")
+    description: Text | None = Field(None, max_length=2000)
 
 
 class LabelPatch(BaseModel):
-    name: str | None = Field(
+    name: Text | None = Field(
         None, min_length=1, max_length=200, description="New name of this node (renames its subtree)"
     )
-    description: str | None = Field(None, max_length=2000)
+    description: Text | None = Field(None, max_length=2000)
     status: LabelStatus | None = None
 
 
@@ -56,10 +56,10 @@ def list_labels(
     db: DbDep,
     # Literals, not LabelStatus: "all" is no status, and a union would change the 422 message.
     status: Annotated[Literal["active", "retired", "all"], Query()] = "active",
-    q: Annotated[str | None, Query(max_length=200, description="substring of the path")] = None,
-    parent_id: int | None = None,
+    q: Annotated[Text | None, Query(max_length=200, description="substring of the path")] = None,
+    parent_id: Id | None = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> dict[str, Any]:
     with db.read() as session:
         rows, total = label_rows.page(
@@ -97,7 +97,7 @@ def label_tree(
 
 
 @router.get("/{label_id}")
-def get_label(label_id: int, _: Poster, db: DbDep) -> dict[str, Any]:
+def get_label(label_id: Id, _: Poster, db: DbDep) -> dict[str, Any]:
     with db.read() as session:
         return label_view(catalog.get_label(session, label_id))
 
@@ -134,7 +134,7 @@ async def import_labels(
 
 
 @router.patch("/{label_id}")
-def patch_label(label_id: int, body: LabelPatch, _: Admin, db: DbDep) -> dict[str, Any]:
+def patch_label(label_id: Id, body: LabelPatch, _: Admin, db: DbDep) -> dict[str, Any]:
     with db.write() as session:
         label = catalog.get_label(session, label_id)
         affected = catalog.edit_label(session, label, name=body.name, description=body.description,

@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from ctax.api.deps import Admin, DbDep, Reviewer
+from ctax.api.params import VersionId
 from ctax.store.models import ModelVersion
 from ctax.store.repos import versions
 from ctax.store.session import Session
@@ -63,7 +64,7 @@ def list_models(_: Reviewer, db: DbDep) -> dict[str, Any]:
 
 
 @router.get("/{version_id}")
-def get_model(version_id: str, _: Reviewer, db: DbDep) -> dict[str, Any]:
+def get_model(version_id: VersionId, _: Reviewer, db: DbDep) -> dict[str, Any]:
     with db.read() as session:
         return version_view(registry.get_version(session, version_id))
 
@@ -74,7 +75,7 @@ def _promote(session: Session, version: ModelVersion, force: bool) -> dict[str, 
 
 
 @router.post("/{version_id}/promote")
-def promote(version_id: str, _: Admin, db: DbDep, body: PromoteIn | None = None) -> dict[str, Any]:
+def promote(version_id: VersionId, _: Admin, db: DbDep, body: PromoteIn | None = None) -> dict[str, Any]:
     """Make a candidate (or an earlier version) active; refused when it scored worse, unless forced."""
     with db.write() as session:
         return _promote(session, registry.get_version(session, version_id), bool(body and body.force))

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from ctax.api.deps import DbDep, Reviewer
+from ctax.api.params import MAX_LIST_ITEMS, CreativeId, Id, LabelRef, Text
 from ctax.api.routes.review import one_of
 from ctax.api.views.proposals import proposal_labels, proposal_view
 from ctax.api.views.review import decision_view
@@ -26,14 +27,15 @@ class DiscoverIn(BaseModel):
 
 
 class AcceptIn(BaseModel):
-    name: str | None = Field(
+    name: Text | None = Field(
         default=None, max_length=200, description="the new label's name; default the suggested one"
     )
-    parent: str | int | None = Field(default=None, description="the parent's path or id; default the suggested parent")
-    into: str | int | None = Field(
+    parent: LabelRef | None = Field(default=None, description="the parent's path or id; default the suggested parent")
+    into: LabelRef | None = Field(
         default=None, description="an existing label (path or id) to label the members with instead of creating one"
     )
-    members: list[str] | None = Field(default=None, description="creative ids to label; default every member")
+    members: list[CreativeId] | None = Field(
+        default=None, max_length=MAX_LIST_ITEMS, description="creative ids to label; default every member")
 
 
 @router.get("")
@@ -66,14 +68,14 @@ def discover(_: Reviewer, db: DbDep, body: DiscoverIn | None = None) -> dict[str
 
 
 @router.get("/{proposal_id}")
-def get_proposal(proposal_id: int, _: Reviewer, db: DbDep) -> dict[str, Any]:
+def get_proposal(proposal_id: Id, _: Reviewer, db: DbDep) -> dict[str, Any]:
     with db.read() as session:
         row = proposals.get_proposal(session, proposal_id)
         return proposal_view(session, row, proposal_labels(session, [row]), None)
 
 
 @router.post("/{proposal_id}/accept")
-def accept(proposal_id: int, key: Reviewer, db: DbDep, body: AcceptIn | None = None) -> dict[str, Any]:
+def accept(proposal_id: Id, key: Reviewer, db: DbDep, body: AcceptIn | None = None) -> dict[str, Any]:
     """Create the label under the (suggested or given) parent, or use an existing one (`into`), and label the
     members you kept."""
     body = body or AcceptIn()
@@ -94,7 +96,7 @@ def accept(proposal_id: int, key: Reviewer, db: DbDep, body: AcceptIn | None = N
 
 
 @router.post("/{proposal_id}/reject")
-def reject(proposal_id: int, key: Reviewer, db: DbDep) -> dict[str, Any]:
+def reject(proposal_id: Id, key: Reviewer, db: DbDep) -> dict[str, Any]:
     """Not a new label: the members stay in the queue, to be decided one by one."""
     with db.write() as session:
         row = proposals.reject(session, proposal_id, key)

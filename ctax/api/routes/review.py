@@ -10,12 +10,16 @@ from pydantic import BaseModel, Field, ValidationError, ValidatorFunctionWrapHan
 from pydantic_core import PydanticCustomError
 
 from ctax.api.deps import DbDep, Reviewer, SettingsDep
+from ctax.api.params import AgeSeconds, Id, IdList, LabelRef, LabelRefText, Offset, Score, Text, Version
+from ctax.api.routes.accounts import AccountFilter
 from ctax.api.views.review import decision_views, item_views, label_ref
 from ctax.enums import Action, Flag, QueueOrder, ReviewStatus
 from ctax.errors import InvalidInput
 from ctax.review import audit, claims
 from ctax.review import decisions as review_decisions
 from ctax.review import queue as review
+from ctax.store import keys
+from ctax.store.models import ApiKey
 from ctax.store.session import Session
 from ctax.taxonomy import catalog
 
@@ -44,39 +48,40 @@ def one_of(values: Sequence[str]) -> WrapValidator:
 # Creatives flagged "none" are never reviewed.
 ReviewFlag = Annotated[Flag, one_of([flag for flag in Flag if flag is not Flag.NONE])]
 StatusOrAll = Annotated[ReviewStatus | Literal["all"], one_of([*ReviewStatus, "all"])]
-LabelRef = Annotated[str | None, Query(max_length=1800, description="a label path or id; its subtree matches")]
+LabelQuery = Annotated[LabelRefText | None, Query(description="a label path or id; its subtree matches")]
 
 
 class DecisionIn(BaseModel):
     action: Action
-    label: str | int | None = Field(
+    label: LabelRef | None = Field(
         default=None, description="relabel: an existing path or id; new_label: the new path"
     )
-    note: str | None = Field(default=None, description="why; required for reject")
-    version: int | None = Field(
+    note: Text | None = Field(default=None, description="why; required for reject")
+    version: Version | None = Field(
         default=None, description="the item version you saw: a stale decision is refused with 409"
     )
 
 
 class BulkIn(BaseModel):
-    ids: list[int] = Field(description="review item ids")
+    ids: IdList = Field(description="review item ids")
     action: Action
-    label: str | int | None = None
-    note: str | None = None
+    label: LabelRef | None = None
+    note: Text | None = None
 
 
 class NextIn(BaseModel):
     flag: ReviewFlag | None = None
-    label: str | None = None
-    asserted: str | None = None
-    min_score: float | None = None
-    max_score: float | None = None
-    min_age_s: float | None = Field(default=None, ge=0)
-    max_age_s: float | None = Field(default=None, ge=0)
-    proposal_id: int | None = None
-    q: str | None = Field(default=None, max_length=200)
+    label: LabelRefText | None = None
+    asserted: LabelRefText | None = None
+    min_score: Score | None = None
+    max_score: Score | None = None
+    min_age_s: AgeSeconds | None = None
+    max_age_s: AgeSeconds | None = None
+    proposal_id: Id | None = None
+    q: Text | None = Field(default=None, max_length=200)
     order: QueueOrder = QueueOrder.PRIORITY
-    exclude: list[int] = Field(default_factory=list, description="items to pass over (e.g. skipped ones)")
+    exclude: IdList = Field(default_factory=list, description="items to pass over (e.g. skipped ones)")
+    account_id: Id | None = Field(default=None, description="only this account's creatives")
 
 
 def _label_id(session: Session, reference: str | None, name: str) -> int | None:
@@ -91,10 +96,11 @@ def _label_id(session: Session, reference: str | None, name: str) -> int | None:
 
 
 def _filter(
-    session: Session, body: NextIn, status: ReviewStatus | Literal["all"] = ReviewStatus.OPEN,
+    session: Session, body: NextIn, key: ApiKey, status: ReviewStatus | Literal["all"] = ReviewStatus.OPEN,
     available_to: int | None = None,
 ) -> review.QueueFilter:
     return review.QueueFilter(
+        account_id=keys.account_scope(session, key, body.account_id),
         flag=body.flag,
         status=status,
         label_id=_label_id(session, body.label, "label"),
@@ -116,27 +122,29 @@ def list_queue(
     key: Reviewer,
     db: DbDep,
     flag: Annotated[ReviewFlag | None, Query()] = None,
-    label: LabelRef = None,
-    asserted: LabelRef = None,
+    label: LabelQuery = None,
+    asserted: LabelQuery = None,
     status: StatusOrAll = ReviewStatus.OPEN,
-    min_score: float | None = None,
-    max_score: float | None = None,
-    min_age_s: Annotated[float | None, Query(ge=0, description="only items flagged at least this long ago")] = None,
-    max_age_s: Annotated[float | None, Query(ge=0, description="only items flagged within this many seconds")] = None,
+    min_score: Score | None = None,
+    max_score: Score | None = None,
+    min_age_s: Annotated[AgeSeconds | None, Query(description="only items flagged at least this long ago")] = None,
+    max_age_s: Annotated[AgeSeconds | None, Query(description="only items flagged within this many seconds")] = None,
     available: Annotated[bool, Query(description="hide items other reviewers hold")] = False,
-    proposal_id: int | None = None,
-    q: Annotated[str | None, Query(max_length=200, description="words in the creative's texts")] = None,
+    proposal_id: Id | None = None,
+    q: Annotated[Text | None, Query(max_length=200, description="words in the creative's texts")] = None,
     order: QueueOrder = QueueOrder.PRIORITY,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
+    account_id: AccountFilter = None,
 ) -> dict[str, Any]:
     """Flagged creatives, most instructive first by default (see priority_reason)."""
     if min_score is not None and max_score is not None and min_score > max_score:
         raise InvalidInput(f"min_score {min_score} is above max_score {max_score}", field="min_score")
     body = NextIn(flag=flag, label=label, asserted=asserted, min_score=min_score, max_score=max_score,
-                  min_age_s=min_age_s, max_age_s=max_age_s, proposal_id=proposal_id, q=q, order=order)
+                  min_age_s=min_age_s, max_age_s=max_age_s, proposal_id=proposal_id, q=q, order=order,
+                  account_id=account_id)
     with db.read() as session:
-        f = _filter(session, body, status, key.id if available else None)
+        f = _filter(session, body, key, status, key.id if available else None)
         items, total = review.list_items(session, f, limit, offset)
         return {
             "items": item_views(session, items, key),
@@ -158,10 +166,10 @@ def stats(key: Reviewer, db: DbDep) -> dict[str, Any]:
 def audit_trail(
     _: Reviewer,
     db: DbDep,
-    reviewer_key_id: int | None = None,
-    item_id: int | None = None,
+    reviewer_key_id: Id | None = None,
+    item_id: Id | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> dict[str, Any]:
     """Every decision: who, when, what, and the state it replaced."""
     with db.read() as session:
@@ -175,8 +183,8 @@ def claim_next(key: Reviewer, db: DbDep, settings: SettingsDep, body: NextIn | N
     """Claim and return the item to work now: one you already hold, else the first available in queue order."""
     body = body or NextIn()
     with db.write() as session:
-        item = claims.claim_next(session, _filter(session, body), key, settings.claim_ttl_s)
-        remaining = review.list_items(session, _filter(session, body, available_to=key.id), limit=1)[1]
+        item = claims.claim_next(session, _filter(session, body, key), key, settings.claim_ttl_s)
+        remaining = review.list_items(session, _filter(session, body, key, available_to=key.id), limit=1)[1]
         return {"item": item_views(session, [item], key)[0] if item else None, "remaining": remaining}
 
 
@@ -198,7 +206,7 @@ def decide_bulk(key: Reviewer, body: BulkIn, db: DbDep) -> dict[str, Any]:
 
 
 @router.get("/{item_id}")
-def get_item(item_id: int, key: Reviewer, db: DbDep) -> dict[str, Any]:
+def get_item(item_id: Id, key: Reviewer, db: DbDep) -> dict[str, Any]:
     with db.read() as session:
         item = review.get_item(session, item_id)
         history = review.history(session, item.id)
@@ -206,7 +214,7 @@ def get_item(item_id: int, key: Reviewer, db: DbDep) -> dict[str, Any]:
 
 
 @router.post("/{item_id}/claim")
-def claim(item_id: int, key: Reviewer, db: DbDep, settings: SettingsDep) -> dict[str, Any]:
+def claim(item_id: Id, key: Reviewer, db: DbDep, settings: SettingsDep) -> dict[str, Any]:
     """Hold an item while you work it (claims expire after CTAX_CLAIM_TTL_S); 409 when someone else holds it."""
     with db.write() as session:
         item = claims.claim(session, item_id, key, settings.claim_ttl_s)
@@ -214,14 +222,14 @@ def claim(item_id: int, key: Reviewer, db: DbDep, settings: SettingsDep) -> dict
 
 
 @router.delete("/{item_id}/claim")
-def release(item_id: int, key: Reviewer, db: DbDep) -> dict[str, Any]:
+def release(item_id: Id, key: Reviewer, db: DbDep) -> dict[str, Any]:
     with db.write() as session:
         item = claims.release(session, item_id, key)
         return item_views(session, [item], key)[0]
 
 
 @router.post("/{item_id}/decision")
-def decide(item_id: int, body: DecisionIn, key: Reviewer, db: DbDep, response: Response) -> dict[str, Any]:
+def decide(item_id: Id, body: DecisionIn, key: Reviewer, db: DbDep, response: Response) -> dict[str, Any]:
     """confirm (the suggested label), relabel (an existing label), new_label (a new path under an existing
     parent, created and embedded at once) or reject (with a reason in note)."""
     request = review_decisions.DecisionRequest(body.action, body.label, body.note, body.version)
@@ -239,7 +247,7 @@ def decide(item_id: int, body: DecisionIn, key: Reviewer, db: DbDep, response: R
 
 
 @router.post("/{item_id}/reopen")
-def reopen(item_id: int, key: Reviewer, db: DbDep, settings: SettingsDep) -> dict[str, Any]:
+def reopen(item_id: Id, key: Reviewer, db: DbDep, settings: SettingsDep) -> dict[str, Any]:
     """Undo the item's last decision (yours; admins may undo anyone's): it stops counting and the item is yours
     to decide again. The audit trail keeps both."""
     with db.write() as session:

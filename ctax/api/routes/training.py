@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from ctax.api.deps import Admin, DbDep
+from ctax.api.params import Id, Seed
 from ctax.errors import NotFound
 from ctax.store.models import TrainingRun
 from ctax.store.repos import runs
@@ -19,7 +20,7 @@ class RunIn(BaseModel):
     epochs: int | None = Field(default=None, ge=1, le=50)
     image_epochs: int | None = Field(default=None, ge=1, le=500)
     train_images: bool = True
-    seed: int | None = None
+    seed: Seed | None = None
 
 
 def run_view(run: TrainingRun) -> dict[str, Any]:
@@ -47,7 +48,7 @@ def start_run(key: Admin, db: DbDep, body: RunIn | None = None) -> dict[str, Any
 
 
 @router.get("/{run_id}")
-def get_run(run_id: int, _: Admin, db: DbDep) -> dict[str, Any]:
+def get_run(run_id: Id, _: Admin, db: DbDep) -> dict[str, Any]:
     with db.read() as session:
         run = runs.get(session, run_id)
         if run is None:

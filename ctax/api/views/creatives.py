@@ -32,6 +32,7 @@ def creative_view(creative: Creative, review: ReviewItem | None = None) -> dict[
         "status": creative.status,
         "external_id": creative.external_id,
         "source": creative.source,
+        "account_id": creative.account_id,  # none for imported data and for what reviewers or admins posted
         "texts": creative.texts,
         "ocr_text": creative.ocr_text,
         "image": _image(creative),

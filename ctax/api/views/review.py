@@ -26,6 +26,7 @@ def _creative_view(item: ReviewItem, prediction: dict[str, Any]) -> dict[str, An
     return {
         "id": creative.id,
         "external_id": creative.external_id,
+        "account_id": creative.account_id,
         "texts": creative.texts or [],
         "ocr_text": creative.ocr_text,
         "image_url": f"/v1/creatives/{creative.id}/image" if creative.image_sha256 else None,

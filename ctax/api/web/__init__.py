@@ -4,6 +4,13 @@ API key once, keeps it in localStorage, and sends it as X-API-Key on every call,
 The page does not hard-code the vocabulary of flags, actions and statuses: the shell carries `ctax.enums` as a JSON
 data block (`<script type="application/json" id="ctax-vocabulary">`), which browsers never execute, so a
 Content-Security-Policy without inline scripts still allows it; review.js reads it before anything else.
+
+The page and its assets are sent with a Content-Security-Policy that allows only this origin's script, style,
+fetches and images (plus the blob: URLs images are shown through, and the data: favicon), no inline script or
+style (review.js sets computed sizes through the CSSOM, which CSP allows, never `style=` attributes), and no
+framing (with `X-Frame-Options: DENY` for browsers that predate `frame-ancestors`, and `nosniff` so an asset is
+never run as another type). The page shows untrusted text; the escaping in review.js is the first defence, and
+this policy keeps a miss in it from running script.
 """
 
 from __future__ import annotations
@@ -33,6 +40,17 @@ ORDER_TITLES = {
     QueueOrder.SCORE_DESC: "Highest score first",
 }
 
+CONTENT_SECURITY_POLICY = "; ".join([
+    "default-src 'none'", "script-src 'self'", "style-src 'self'", "img-src 'self' blob: data:",
+    "connect-src 'self'", "font-src 'self'", "base-uri 'none'", "form-action 'none'", "frame-ancestors 'none'",
+])
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 
@@ -56,7 +74,8 @@ def page_vocabulary() -> dict[str, object]:
 @router.get("/review", response_class=HTMLResponse)
 def review_page(request: Request) -> HTMLResponse:
     return templates.TemplateResponse(request, "review.html", {"version": asset_version(),
-                                                               "vocabulary": page_vocabulary()})
+                                                               "vocabulary": page_vocabulary()},
+                                      headers=SECURITY_HEADERS)
 
 
 @router.get("/review/static/{name}")
@@ -64,4 +83,5 @@ def review_asset(name: str) -> FileResponse:
     path = STATIC / name
     if path.suffix not in MEDIA_TYPES or not path.is_file() or path.parent != STATIC:
         raise NotFound(f"no asset {name}")
-    return FileResponse(path, media_type=MEDIA_TYPES[path.suffix], headers={"Cache-Control": "public, max-age=86400"})
+    return FileResponse(path, media_type=MEDIA_TYPES[path.suffix],
+                        headers={**SECURITY_HEADERS, "Cache-Control": "public, max-age=86400"})

@@ -41,13 +41,15 @@ def current_labels(session: Session) -> list[LabelledRow]:
 
 
 def current_with_creatives(
-    session: Session, source: Source | None = None, batch: int = 1000
+    session: Session, source: Source | None = None, batch: int = 1000, account_id: int | None = None
 ) -> Iterator[tuple[Creative, Annotation]]:
     """The same labelled data as whole rows, streamed `batch` at a time, optionally only annotations from one
-    source; iterate it inside the session's block."""
+    source or creatives of one account; iterate it inside the session's block."""
     query = _labelled(select(Creative, Annotation))
     if source:
         query = query.where(Annotation.source == source)
+    if account_id is not None:
+        query = query.where(Creative.account_id == account_id)
     yield from session.execute(query.execution_options(yield_per=batch)).tuples()
 
 

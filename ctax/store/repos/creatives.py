@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from ctax.enums import CreativeStatus, Flag, ReviewStatus
 from ctax.store.models import Creative, ReviewItem
+from ctax.store.repos import accounts
 from ctax.store.session import mark_queued_work
 from ctax.store.types import utcnow
 
@@ -27,10 +28,12 @@ MAX_ID_CHARS = 64
 # -- the API's reads ---------------------------------------------------------------------------------------------
 
 
-def get(session: Session, creative_id: str) -> Creative | None:
+def get(session: Session, creative_id: str, account_id: int | None = None) -> Creative | None:
+    """The creative; with `account_id`, only if it is that account's (another's is as absent as a wrong id)."""
     if len(creative_id) > MAX_ID_CHARS:
         return None
-    return session.get(Creative, creative_id, options=[selectinload(Creative.asserted_label)])
+    creative = session.get(Creative, creative_id, options=[selectinload(Creative.asserted_label)])
+    return creative if creative is not None and account_id in (None, creative.account_id) else None
 
 
 def page(
@@ -41,9 +44,12 @@ def page(
     external_id: str | None,
     limit: int,
     offset: int,
+    account_id: int | None = None,
 ) -> tuple[list[Creative], int]:
-    """Newest first, with their asserted labels loaded; and how many match in all."""
+    """Newest first, with their asserted labels loaded; and how many match in all (of one account's, if given)."""
     query = select(Creative)
+    if account_id is not None:
+        query = query.where(Creative.account_id == account_id)
     if status:
         query = query.where(Creative.status == status)
     if flag:
@@ -69,9 +75,11 @@ def count_by_status(session: Session) -> list[tuple[str, int]]:
 
 
 def by_idempotency_key(session: Session, api_key_id: int | None, key: str) -> Creative | None:
-    return session.scalar(
-        select(Creative).where(Creative.api_key_id == api_key_id, Creative.idempotency_key == key)
-    )
+    """What an earlier request with this Idempotency-Key made in the key's account (or by the key, if it has none)."""
+    own = Creative.account_id.is_(None) & (Creative.api_key_id == api_key_id)
+    account = accounts.of_key(api_key_id)  # in the same statement: no extra round trip
+    scope = own if account is None else or_(Creative.account_id == account, own)
+    return session.scalar(select(Creative).where(Creative.idempotency_key == key, scope).limit(1))
 
 
 def add(session: Session, creative: Creative) -> Creative:
@@ -80,6 +88,13 @@ def add(session: Session, creative: Creative) -> Creative:
     session.flush()
     mark_queued_work(session)
     return creative
+
+
+def images_in_use(session: Session, digests: Sequence[str]) -> set[str]:
+    """Which of these image blobs a stored creative refers to."""
+    if not digests:
+        return set()
+    return set(session.scalars(select(Creative.image_sha256).where(Creative.image_sha256.in_(list(digests)))))
 
 
 def requeue(session: Session, creative: Creative) -> Creative:
@@ -236,3 +251,49 @@ def reviewed_among(session: Session, ids: Sequence[str]) -> set[str]:
         return set()
     return set(session.scalars(select(ReviewItem.creative_id).where(
         ReviewItem.creative_id.in_(list(ids)), ReviewItem.status != ReviewStatus.OPEN)))
+
+
+# -- leases kept and handed back ---------------------------------------------------------------------------------
+
+
+def renew_claims(session: Session, worker: str) -> int:
+    """The live `worker` still holds what it claimed: its leases start afresh (its heartbeat calls this)."""
+    result = session.execute(
+        update(Creative)
+        .where(Creative.claimed_by == worker, Creative.status == CreativeStatus.PROCESSING)
+        .values(claimed_at=utcnow())
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def release_claims(session: Session, worker_prefix: str) -> list[str]:
+    """Queue again, at once, what dead workers whose names start with `worker_prefix` held; returns the ids.
+
+    Only for workers known to be dead (a supervisor saw the process exit): a live one would store nothing more
+    (its claim is gone) but would have labelled for nothing."""
+    result = session.execute(
+        update(Creative)
+        .where(Creative.status == CreativeStatus.PROCESSING, Creative.claimed_by.startswith(worker_prefix,
+                                                                                            autoescape=True))
+        .values(status=CreativeStatus.QUEUED, claimed_at=None, claimed_by=None, dispatched_at=None)
+        .returning(Creative.id)
+    )
+    ids = [row[0] for row in result]
+    if ids:
+        mark_queued_work(session)
+    return ids
+
+
+def resend_dispatched(session: Session) -> int:
+    """Send again every creative dispatched but not claimed yet: the SQLite broker hides a message once it is
+    delivered, so the message a SIGKILLed worker had fetched is gone. A duplicate message costs one UPDATE that
+    claims nothing (`claim` takes only what is free)."""
+    result = session.execute(
+        update(Creative)
+        .where(Creative.status == CreativeStatus.QUEUED, Creative.dispatched_at.is_not(None))
+        .values(dispatched_at=None)
+    )
+    count = int(getattr(result, "rowcount", 0) or 0)
+    if count:
+        mark_queued_work(session)
+    return count

@@ -37,6 +37,7 @@ class QueueFilter:
     text: str | None = None
     exclude: Sequence[int] = ()
     order: QueueOrder = QueueOrder.PRIORITY
+    account_id: int | None = None  # only the creatives of this account
 
 
 _ORDER = {
@@ -95,6 +96,8 @@ def _queue(session: Session, f: QueueFilter, now: dt.datetime) -> Select[ReviewI
         query = query.where(ReviewItem.id.not_in(list(f.exclude)))
     if f.text:
         query = query.where(ReviewItem.creative_id.in_(_matching_text(f.text)))
+    if f.account_id is not None:
+        query = query.where(ReviewItem.creative_id.in_(select(Creative.id).where(Creative.account_id == f.account_id)))
     return query
 
 

@@ -5,11 +5,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session
 
 from ctax.store.models import WorkerHeartbeat
 from ctax.store.types import utcnow
+
+
+def name_prefix(host: str, pid: int) -> str:
+    """What every name a worker process goes by starts with (its name is this and its queues): a supervisor that
+    saw the process `pid` die on `host` finds that process's heartbeat and claims by it."""
+    return f"{host}:{pid}:"
 
 
 def ping(session: Session) -> None:
@@ -40,3 +46,11 @@ def remove(session: Session, name: str) -> None:
 
 def heartbeats(session: Session) -> list[WorkerHeartbeat]:
     return list(session.scalars(select(WorkerHeartbeat)))
+
+
+def remove_process(session: Session, prefix: str) -> int:
+    """Forget the heartbeats of a process known to be dead (names starting with `name_prefix(...)`)."""
+    result = session.execute(
+        delete(WorkerHeartbeat).where(WorkerHeartbeat.name.startswith(prefix, autoescape=True))
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

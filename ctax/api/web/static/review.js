@@ -219,7 +219,8 @@
     state.loading = true;
     renderSkeleton();
     try {
-      const body = { ...filters(), exclude: [...state.skipped] };
+      // The API takes at most 1000 ids to pass over: the most recent skips (a Set keeps insertion order).
+      const body = { ...filters(), exclude: [...state.skipped].slice(-1000) };
       if (!body.flag) delete body.flag;
       const result = await api("POST", "/v1/review/next", body);
       state.item = result.item;
@@ -294,10 +295,10 @@
     if (state.view !== "queue") return;
     $("#main").innerHTML = `
       <div class="item">
-        <div class="item-head"><div class="skeleton" style="width:220px;height:24px"></div></div>
-        <div class="skeleton" style="height:36px"></div>
-        <div class="item-body"><div class="card creative"><div class="texts"><div class="skeleton" style="height:18px;margin-bottom:10px"></div><div class="skeleton" style="height:18px;width:70%"></div></div></div>
-        <div class="side"><div class="skeleton" style="height:200px"></div></div></div>
+        <div class="item-head"><div class="skeleton sk-title"></div></div>
+        <div class="skeleton sk-bar"></div>
+        <div class="item-body"><div class="card creative"><div class="texts"><div class="skeleton sk-line"></div><div class="skeleton sk-line sk-short"></div></div></div>
+        <div class="side"><div class="skeleton sk-panel"></div></div></div>
       </div>`;
   }
 
@@ -333,7 +334,7 @@
       <li data-pick="${n}" class="${r.label_id === suggestedId ? "suggested" : ""}" title="similarity ${r.similarity?.toFixed?.(3)} · exemplar share ${(r.exemplar_share * 100).toFixed(0)}%">
         <span class="n">${n + 1}</span>
         <span class="cell">${pathHtml(r.path)}</span>
-        <span class="bar"><i style="width:${Math.max(4, (100 * r.score) / maxScore).toFixed(0)}%"></i></span>
+        <span class="bar"><i data-width="${Math.max(4, (100 * r.score) / maxScore).toFixed(0)}"></i></span>
         <span class="score">${r.score.toFixed(3)}</span>
       </li>`).join("");
     const suggestedInTop = it.top_k.some((r) => r.label_id === suggestedId);
@@ -388,6 +389,8 @@
           <button class="btn btn-ghost" data-act="skip">Skip<kbd>S</kbd></button>
         </div>
       </article>`;
+    // Widths go through the CSSOM: an inline style attribute in this HTML would break the CSP (style-src 'self').
+    main.querySelectorAll(".bar i[data-width]").forEach((bar) => { bar.style.width = `${bar.dataset.width}%`; });
     if (c.image_url) {
       imageUrl(c).then((url) => {
         const media = $("#media");
@@ -507,7 +510,7 @@
         <input class="big" id="palette-q" placeholder="Type to search every label…" value="${esc(initial)}" autocomplete="off">
         <ul class="options" id="palette-list" role="listbox"></ul>
       </div>
-      <div class="modal-foot"><span class="muted small" style="margin-right:auto">↑ ↓ to move · ⏎ to apply · Esc to close</span></div>`);
+      <div class="modal-foot"><span class="muted small push-right">↑ ↓ to move · ⏎ to apply · Esc to close</span></div>`);
     const render = () => {
       options = searchLabels($("#palette-q").value, 60);
       active = Math.min(active, Math.max(0, options.length - 1));
@@ -562,7 +565,7 @@
       const p = $("#new-parent").value.trim();
       const known = state.byPath.has(p);
       $("#new-preview").innerHTML = path()
-        ? `Creates <code>${esc(path())}</code>${p && !known ? ` · <span style="color:var(--danger)">parent not found</span>` : ""}`
+        ? `Creates <code>${esc(path())}</code>${p && !known ? ` · <span class="danger">parent not found</span>` : ""}`
         : "Type a name and choose its parent.";
     };
     $("#new-name").addEventListener("input", preview);
@@ -716,7 +719,7 @@
     $("#left-sub").textContent = `${list.length} open`;
     $("#queue").innerHTML = list.map((p, n) => `
       <li class="q-item ${n === state.proposalIndex ? "current" : ""}" data-proposal="${n}">
-        <span class="chip-dot dot-new_label" style="margin-top:6px"></span>
+        <span class="chip-dot dot-new_label chip-dot-q"></span>
         <div><div class="q-text">${esc(p.suggested_name)}</div><div class="q-why">${p.size} creatives · under ${esc(p.suggested_parent?.path || "?")}</div></div>
       </li>`).join("") || `<li class="q-empty">No open proposals.</li>`;
     renderKeys();
@@ -728,7 +731,7 @@
         <span class="chip flag-new_label">${p.size} creatives</span>
         <h2>${esc(p.suggested_name)}</h2>
         <span class="muted">under ${pathHtml(p.suggested_parent?.path)}</span>
-        <span class="muted small" style="margin-left:auto">cohesion ${p.cohesion != null ? p.cohesion.toFixed(2) : "–"} · #${p.id}</span>
+        <span class="muted small push-left">cohesion ${p.cohesion != null ? p.cohesion.toFixed(2) : "–"} · #${p.id}</span>
       </div>
       <div class="terms">${p.terms.map((t) => `<span class="chip chip-label">${esc(t)}</span>`).join("")}</div>`;
     if (!current) return `<div class="card prop-card" data-n="${state.proposals.indexOf(p)}">${head}</div>`;
@@ -818,7 +821,7 @@
   }
 
   function renderProposalsLoading() {
-    $("#main").innerHTML = `<div class="proposals"><div class="skeleton" style="height:34px"></div><div class="skeleton" style="height:120px"></div></div>`;
+    $("#main").innerHTML = `<div class="proposals"><div class="skeleton sk-bar"></div><div class="skeleton sk-card"></div></div>`;
   }
 
   function renderKeys() {

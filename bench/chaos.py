@@ -1,0 +1,298 @@
+"""Chaos drill: `ctax run` (the real supervisor) keeps labelling while its labelling worker is SIGKILLed mid-drain.
+
+    python -m bench.chaos                                  # 300 creatives, 3 kills
+    python -m bench.chaos --creatives 300 --kills 3 --json chaos.json
+
+A temporary data directory on the embedded profile (SQLite, SQLite broker, Qdrant local mode; text only) gets the
+Pitt taxonomy and `--seed-rows` labelled Pitt ads, then `ctax run` starts. One client posts N single creatives
+(real Pitt ad texts) steadily over `--post-s` seconds, while a prober keeps asking GET /healthz and
+GET /v1/creatives/{id} of every creative acknowledged, noting the labelled_at each first shows. The labelling
+worker (found with psutil among the children of `ctax run`) is SIGKILLed k times, spread over the posting: each
+kill waits until the restarted worker is ready and has labelled again, and aims at a moment when it holds claims.
+At the end Ctrl-C (SIGINT to the process group) stops the service.
+
+Reported: API requests answered (all must be), creatives acknowledged / labelled / stuck / labelled twice (its
+labelled_at changed after it was first seen labelled) / failed, time to drain after the last kill, restarts seen.
+Target: 300 creatives, 3 kills: 300 labelled, 0 stuck, 0 duplicated, 0 failed API requests, drained within 120 s
+of the last kill.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+from rich.console import Console
+from rich.table import Table
+
+from tests.support import ROOT, SHARED_DATA, free_port
+
+console = Console(width=None if sys.stdout.isatty() else 120)  # piped to a file: wide enough for the kill table
+ADMIN = "chaos-admin-key-0123456789"
+
+
+class Service:
+    """`ctax run` in its own process group, on a prepared data directory."""
+
+    def __init__(self, work: Path, seed_rows: int) -> None:
+        self.work = work
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = work / "ctax-run.log"
+        self.env = {**os.environ, "CTAX_DATA_DIR": str(work / "var"), "CTAX_BOOTSTRAP_ADMIN_KEY": ADMIN,
+                    "CTAX_IMAGE_ENABLED": "false", "CTAX_OCR_ENABLED": "false", "PYTHONUNBUFFERED": "1"}
+        ctax = [sys.executable, "-m", "ctax"]
+        seed = work / "seed.jsonl"
+        seed.write_text("".join((SHARED_DATA / "pitt_ads_dev.jsonl").open().readlines()[:seed_rows]))
+        for args in (["db", "upgrade"], ["labels", "import", str(SHARED_DATA / "pitt_ads_taxonomy.txt")],
+                     ["creatives", "import", str(seed)]):
+            subprocess.run([*ctax, *args], env=self.env, check=True, cwd=ROOT, capture_output=True)
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen([*ctax, "run", "--port", str(self.port)], env=self.env, stdout=out,
+                                         stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+
+    def ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/readyz", timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def label_worker(self) -> psutil.Process | None:
+        for child in psutil.Process(self.proc.pid).children():
+            try:
+                if {"worker", "label"} <= set(child.cmdline()):
+                    return child
+            except psutil.NoSuchProcess:
+                continue
+        return None
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def interrupt(self) -> tuple[float, bool]:
+        """Ctrl-C, as a terminal sends it; returns how long everything took to stop, and whether it all stopped
+        by itself with exit status 0."""
+        family = psutil.Process(self.proc.pid).children(recursive=True)
+        started = time.monotonic()
+        os.killpg(self.proc.pid, signal.SIGINT)
+        try:
+            self.proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        _, alive = psutil.wait_procs(family, timeout=10)
+        for proc in alive:
+            proc.kill()
+        return time.monotonic() - started, not alive and self.proc.returncode == 0
+
+
+class Traffic:
+    """The poster and the prober; every request either side sends is counted."""
+
+    def __init__(self, url: str, key: str) -> None:
+        self.http = httpx.Client(base_url=url, headers={"X-API-Key": key}, timeout=60)
+        self.lock = threading.Lock()
+        self.ids: list[str] = []
+        self.status: dict[str, str] = {}
+        self.first_labelled_at: dict[str, str] = {}
+        self.twice: set[str] = set()
+        self.requests = 0
+        self.failures: list[str] = []
+        self.posting_done = threading.Event()
+        self.halt = threading.Event()
+
+    def request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any] | None:
+        try:
+            response = self.http.request(method, path, **kwargs)
+            ok = response.status_code in (200, 202)
+            what = f"{response.status_code} {response.text[:200]}"
+        except httpx.HTTPError as exc:
+            ok, what = False, repr(exc)
+        with self.lock:
+            self.requests += 1
+            if not ok:
+                self.failures.append(f"{method} {path}: {what}")
+        return dict(response.json()) if ok else None
+
+    def post(self, n: int, seconds: float) -> None:
+        rows = [json.loads(line) for line in (SHARED_DATA / "pitt_ads_dev.jsonl").open()]
+        rng = random.Random(13)
+        start = time.monotonic()
+        for i in range(n):
+            time.sleep(max(0.0, start + i * seconds / n - time.monotonic()))
+            body = self.request("POST", "/v1/creatives", json={"ocr_text": rng.choice(rng.choice(rows)["texts"])})
+            if body is not None:
+                with self.lock:
+                    self.ids.append(body["id"])
+        self.posting_done.set()
+
+    def probe(self) -> None:
+        while not self.halt.is_set():
+            self.request("GET", "/healthz")
+            for creative_id in list(self.ids):
+                body = self.request("GET", f"/v1/creatives/{creative_id}")
+                if body is not None:
+                    self._note(creative_id, body)
+                if self.halt.is_set():
+                    return
+
+    def _note(self, creative_id: str, body: dict[str, Any]) -> None:
+        with self.lock:
+            self.status[creative_id] = body["status"]
+            if body["status"] == "labelled":
+                first = self.first_labelled_at.setdefault(creative_id, body["labelled_at"])
+                if body["labelled_at"] != first:
+                    self.twice.add(creative_id)
+
+    def count(self, *statuses: str) -> int:
+        with self.lock:
+            return sum(1 for creative_id in self.ids if self.status.get(creative_id) in statuses)
+
+    def processing_now(self) -> int:
+        body = self.request("GET", "/v1/creatives", params={"status": "processing", "limit": 1})
+        return int(body["total"]) if body else 0
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, poll: float = 0.2) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(poll)
+    return True
+
+
+def kill_once(service: Service, traffic: Traffic, due: int, t0: float) -> dict[str, Any]:
+    """Once `due` creatives were acknowledged and the worker is back and labelling, SIGKILL it, preferably while
+    it holds claims; then time how long until it is ready again."""
+    wait_for(lambda: len(traffic.ids) >= due or traffic.posting_done.is_set(), 900)
+    labelled_before = traffic.count("labelled")
+    wait_for(lambda: service.ready() and (traffic.count("labelled") > labelled_before
+                                          or traffic.count("labelled") == len(traffic.ids)), 600)
+    wait_for(lambda: traffic.processing_now() > 0, 5, poll=0.05)
+    worker = service.label_worker()
+    if worker is None:
+        raise RuntimeError(f"no labelling worker among the children of ctax run:\n{service.text()[-3000:]}")
+    processing, unlabelled = traffic.processing_now(), len(traffic.ids) - traffic.count("labelled", "failed")
+    worker.kill()
+    killed = time.monotonic()
+    not_ready = wait_for(lambda: not service.ready(), 10, poll=0.05)
+    unready_after = time.monotonic() - killed
+    wait_for(lambda: (w := service.label_worker()) is not None and w.pid != worker.pid and service.ready(), 600)
+    return {"at_s": round(killed - t0, 1), "pid": worker.pid, "processing_at_kill": processing,
+            "unlabelled_at_kill": unlabelled,
+            "readyz_503_after_s": round(unready_after, 2) if not_ready else None,
+            "ready_again_after_s": round(time.monotonic() - killed, 1), "_killed": killed}
+
+
+def drill(service: Service, args: argparse.Namespace) -> dict[str, Any]:
+    with httpx.Client(base_url=service.url, headers={"X-API-Key": ADMIN}, timeout=60) as admin:
+        account = admin.post("/v1/accounts", json={"name": "chaos advertiser", "kind": "advertiser"})
+        account.raise_for_status()  # poster keys belong to an account
+        answer = admin.post("/v1/api-keys", json={"name": "chaos poster", "role": "poster",
+                                                  "account_id": account.json()["id"]})
+        answer.raise_for_status()
+    traffic = Traffic(service.url, str(answer.json()["key"]))
+    t0 = time.monotonic()
+    threads = [threading.Thread(target=traffic.post, args=(args.creatives, args.post_s), daemon=True),
+               threading.Thread(target=traffic.probe, daemon=True)]
+    for thread in threads:
+        thread.start()
+    kills = [kill_once(service, traffic, args.creatives * (n + 1) // (args.kills + 1), t0)
+             for n in range(args.kills)]
+    last_kill = kills[-1].pop("_killed") if kills else t0
+    for kill in kills:
+        kill.pop("_killed", None)
+    traffic.posting_done.wait()
+    drained = wait_for(lambda: traffic.count("labelled", "failed") == len(traffic.ids), args.drain_timeout_s)
+    drain_s = time.monotonic() - last_kill
+    time.sleep(3)  # one more round of reads, to see a second labelling
+    traffic.halt.set()
+    threads[1].join(timeout=60)
+    log = service.text()
+    return {
+        "creatives_posted": args.creatives, "kills": len(kills), "acknowledged": len(traffic.ids),
+        "labelled": traffic.count("labelled"), "failed": traffic.count("failed"),
+        "stuck": len(traffic.ids) - traffic.count("labelled", "failed"), "labelled_twice": len(traffic.twice),
+        "api_requests": traffic.requests, "api_failed": len(traffic.failures),
+        "api_answered_pct": round(100 * (traffic.requests - len(traffic.failures)) / max(traffic.requests, 1), 2),
+        "drained_after_last_kill_s": round(drain_s, 1) if drained else None,
+        "restarts_seen": len(re.findall(r"labelling worker restarted", log)),
+        "kill_detail": [{**kill, **handed_back(log, kill["pid"])} for kill in kills],
+        "failure_examples": traffic.failures[:5],
+    }
+
+
+def handed_back(log: str, pid: int) -> dict[str, int | None]:
+    """What `ctax run` said it handed back when that worker died."""
+    found = re.search(rf"\(pid {pid}\): handed back (\d+) creatives it had claimed and resent (\d+)", log)
+    return {"claims_released": int(found[1]), "resent": int(found[2])} if found else {
+        "claims_released": None, "resent": None}
+
+
+def print_report(report: dict[str, Any]) -> None:
+    table = Table(title=f"chaos: {report['creatives_posted']} creatives, {report['kills']} worker SIGKILLs")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for key in ("acknowledged", "labelled", "stuck", "labelled_twice", "failed", "api_requests", "api_failed",
+                "api_answered_pct", "drained_after_last_kill_s", "restarts_seen", "ctrl_c_stop_s", "ctrl_c_clean"):
+        table.add_row(key, str(report.get(key)))
+    console.print(table)
+    columns = {"at_s": "at s", "pid": "pid", "unlabelled_at_kill": "unlabelled", "processing_at_kill": "claimed",
+               "claims_released": "released", "resent": "resent", "readyz_503_after_s": "503 after s",
+               "ready_again_after_s": "ready after s"}
+    kills = Table(title="each kill: when, what was waiting, what ctax run handed back, /readyz")
+    for header in columns.values():
+        kills.add_column(header, justify="right")
+    for kill in report["kill_detail"]:
+        kills.add_row(*(str(kill[key]) for key in columns))
+    console.print(kills)
+    for example in report["failure_examples"]:
+        console.print(f"[red]failed request: {example}[/red]")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--creatives", type=int, default=300)
+    parser.add_argument("--kills", type=int, default=3)
+    parser.add_argument("--post-s", type=float, default=120.0, help="seconds over which the creatives are posted")
+    parser.add_argument("--seed-rows", type=int, default=1000, help="labelled Pitt ads imported first")
+    parser.add_argument("--drain-timeout-s", type=float, default=600.0)
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument("--log", type=Path, help="keep the `ctax run` log here")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="ctax-chaos-") as tmp:
+        console.print(f"preparing {tmp} ({args.seed_rows} labelled ads) and starting `ctax run`")
+        service = Service(Path(tmp), args.seed_rows)
+        try:
+            if not wait_for(service.ready, 900, poll=1.0):
+                raise RuntimeError(f"ctax run not ready:\n{service.text()[-3000:]}")
+            console.print("ready; posting and killing")
+            report = drill(service, args)
+        finally:
+            stop_s, clean = service.interrupt()
+            if args.log:
+                args.log.write_text(service.text())
+    report["ctrl_c_stop_s"], report["ctrl_c_clean"] = round(stop_s, 1), clean
+    print_report(report)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+        console.print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

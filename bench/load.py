@@ -1,0 +1,315 @@
+"""The API under load: many clients posting single creatives while a reader probes what they read back.
+
+    python -m bench.load                          # every scenario below, ~20 s each
+    python -m bench.load --only embedded-open --duration 10 --json out.json
+
+The service runs as processes (`ctax api` and `ctax worker`, as `make run` starts them) with the Pitt taxonomy and
+1,000 labelled Pitt ads imported, on the embedded profile (SQLite, SQLite broker, Qdrant local mode) or the
+production one (PostgreSQL + Redis). 50 clients post one text creative per request (a real Pitt ad text, a fifth
+of them asserting a label); a reader fetches `GET /v1/creatives/{id}` of a posted creative and `GET /v1/labels`
+ten times a second each. Scenarios:
+
+- `*-open`: the clients offer a fixed total rate (open loop: a request is due every 1/rate s whatever the answers
+  do; its latency counts from when it was due, so a stalled server cannot hide its queue);
+- `*-closed`: each client posts again as soon as it has its answer (the API's capacity);
+- the labelling worker is stopped for the API-only scenarios (creatives queue up; the API's dispatcher still sends
+  them to the broker), and running, on the same cores, for `embedded-closed-worker`.
+
+Latencies are wall-clock from this process, which shares the machine: compare ratios within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from tests.support import PG_ADMIN_URL, ROOT, SHARED_DATA, ServiceProcesses, drop_pg_database
+
+console = Console()
+ADMIN = "bench-admin-key-0123456789"
+REDIS_DB_URL = "redis://127.0.0.1:6379/6"  # the tests claim databases 8-15
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    profile: str  # embedded | production
+    worker: bool
+    mode: str  # open | closed
+    rate: float | None = None  # total POST/s offered, open loop only
+
+
+SCENARIOS = (
+    Scenario("embedded-open", "embedded", worker=False, mode="open", rate=200.0),
+    Scenario("embedded-closed", "embedded", worker=False, mode="closed"),
+    Scenario("production-open", "production", worker=False, mode="open", rate=200.0),
+    Scenario("production-closed", "production", worker=False, mode="closed"),
+    Scenario("embedded-closed-worker", "embedded", worker=True, mode="closed"),
+)
+
+
+@dataclass
+class Row:
+    scenario: str
+    profile: str
+    worker: bool
+    mode: str
+    offered_per_s: float | None
+    route: str
+    requests: int
+    per_s: float
+    errors: int
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    max_ms: float | None
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.latencies: dict[str, list[float]] = defaultdict(list)
+        self.errors: dict[str, int] = defaultdict(int)
+        self.examples: dict[str, str] = {}
+
+    def add(self, route: str, seconds: float, ok: bool, what: str = "") -> None:
+        self.latencies[route].append(seconds)
+        if not ok:
+            self.errors[route] += 1
+            self.examples.setdefault(route, what[:300])
+
+
+def ad_texts(n: int, seed: int) -> list[str]:
+    rows = [json.loads(line) for line in (SHARED_DATA / "pitt_ads_dev.jsonl").open()]
+    rng = random.Random(seed)
+    return [rng.choice(row["texts"]) for row in rng.sample(rows, min(n, len(rows)))]
+
+
+def leaf_labels() -> list[str]:
+    paths = [line.strip() for line in (SHARED_DATA / "pitt_ads_taxonomy.txt").open() if line.strip()]
+    return [p for p in paths if not any(other.startswith(p + "/") for other in paths)]
+
+
+async def _post(http: httpx.AsyncClient, body: dict[str, Any], rec: Recorder, due: float, posted: list[str]) -> None:
+    try:
+        response = await http.post("/v1/creatives", json=body)
+        ok = response.status_code == 202
+        if ok:
+            posted.append(response.json()["id"])
+        rec.add("POST /v1/creatives", time.perf_counter() - due, ok, f"{response.status_code} {response.text}")
+    except httpx.HTTPError as exc:
+        rec.add("POST /v1/creatives", time.perf_counter() - due, False, repr(exc))
+
+
+def _body(rng: random.Random, texts: list[str], labels: list[str]) -> dict[str, Any]:
+    body: dict[str, Any] = {"ocr_text": rng.choice(texts)}
+    if rng.random() < 0.2:
+        body["asserted_label"] = rng.choice(labels)
+    return body
+
+
+async def _open_loop(http: httpx.AsyncClient, scenario: Scenario, clients: int, duration: float, rec: Recorder,
+                     posted: list[str], texts: list[str], labels: list[str]) -> None:
+    rng = random.Random(1)
+    slots = asyncio.Semaphore(clients)
+    interval = 1.0 / float(scenario.rate or 1.0)
+    start = time.perf_counter()
+    tasks = []
+
+    async def one(due: float) -> None:
+        async with slots:
+            await _post(http, _body(rng, texts, labels), rec, due, posted)
+
+    n = 0
+    while (due := start + n * interval) < start + duration:
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        tasks.append(asyncio.create_task(one(due)))
+        n += 1
+    await asyncio.gather(*tasks)
+
+
+async def _closed_loop(http: httpx.AsyncClient, clients: int, duration: float, rec: Recorder, posted: list[str],
+                       texts: list[str], labels: list[str]) -> None:
+    end = time.perf_counter() + duration
+
+    async def client(seed: int) -> None:
+        rng = random.Random(seed)
+        while time.perf_counter() < end:
+            await _post(http, _body(rng, texts, labels), rec, time.perf_counter(), posted)
+
+    await asyncio.gather(*(client(n) for n in range(clients)))
+
+
+async def _reader(http: httpx.AsyncClient, stop: asyncio.Event, rec: Recorder, posted: list[str],
+                  per_s: float = 10.0) -> None:
+    rng = random.Random(2)
+    while not stop.is_set():
+        started = time.perf_counter()
+        for route, path in (("GET /v1/creatives/{id}", f"/v1/creatives/{rng.choice(posted)}" if posted else None),
+                            ("GET /v1/labels", "/v1/labels?limit=50")):
+            if path is None:
+                continue
+            t0 = time.perf_counter()
+            try:
+                response = await http.get(path)
+                rec.add(route, time.perf_counter() - t0, response.status_code == 200,
+                        f"{response.status_code} {response.text}")
+            except httpx.HTTPError as exc:
+                rec.add(route, time.perf_counter() - t0, False, repr(exc))
+        await asyncio.sleep(max(0.0, 1.0 / per_s - (time.perf_counter() - started)))
+
+
+async def drive(url: str, key: str, scenario: Scenario, clients: int, duration: float) -> Recorder:
+    rec = Recorder()
+    posted: list[str] = []
+    texts, labels = ad_texts(2000, 7), leaf_labels()
+    limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
+    headers = {"X-API-Key": key}
+    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=60) as http:
+        stop = asyncio.Event()
+        reader = asyncio.create_task(_reader(http, stop, rec, posted))
+        if scenario.mode == "open":
+            await _open_loop(http, scenario, clients, duration, rec, posted, texts, labels)
+        else:
+            await _closed_loop(http, clients, duration, rec, posted, texts, labels)
+        stop.set()
+        await reader
+    rec.latencies["_elapsed"] = [duration]
+    return rec
+
+
+def summarise(scenario: Scenario, rec: Recorder, duration: float) -> list[Row]:
+    rows = []
+    for route, values in sorted(rec.latencies.items()):
+        if route.startswith("_"):
+            continue
+        ms = np.array(values) * 1000
+        rows.append(Row(scenario.name, scenario.profile, scenario.worker, scenario.mode, scenario.rate, route,
+                        len(values), round(len(values) / duration, 1), rec.errors.get(route, 0),
+                        *(round(float(np.percentile(ms, q)), 1) if len(ms) else None for q in (50, 95, 99)),
+                        round(float(ms.max()), 1) if len(ms) else None))
+    return rows
+
+
+class Service:
+    """One profile's service for the scenarios that use it: set up once, the worker stopped or started."""
+
+    def __init__(self, profile: str, work: Path) -> None:
+        self.profile = profile
+        self.work = work
+        self.pg_name: str | None = None
+        env = {"CTAX_DATA_DIR": str(work / "var"), "CTAX_BOOTSTRAP_ADMIN_KEY": ADMIN, "CTAX_IMAGE_ENABLED": "false",
+               "CTAX_OCR_ENABLED": "false"}
+        if profile == "production":
+            import psycopg
+            import redis
+
+            self.pg_name = f"ctax_bench_{uuid.uuid4().hex[:10]}"
+            with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+                conn.execute(f'CREATE DATABASE "{self.pg_name}"')
+            env["CTAX_DATABASE_URL"] = f"postgresql+psycopg://postgres@127.0.0.1:5432/{self.pg_name}"
+            env["CTAX_BROKER_URL"] = REDIS_DB_URL
+            redis.Redis.from_url(REDIS_DB_URL).flushdb()
+        self.env = env
+        self.processes = ServiceProcesses(env, work / "logs")
+
+    def start(self, seed_rows: int) -> str:
+        full = {**os.environ, **self.env}
+        run = [sys.executable, "-m", "ctax"]
+        subprocess.run([*run, "db", "upgrade"], env=full, check=True, cwd=ROOT, capture_output=True)
+        subprocess.run([*run, "labels", "import", str(SHARED_DATA / "pitt_ads_taxonomy.txt")], env=full, check=True,
+                       cwd=ROOT, capture_output=True)
+        seed = self.work / "seed.jsonl"
+        seed.write_text("".join((SHARED_DATA / "pitt_ads_dev.jsonl").open().readlines()[:seed_rows]))
+        subprocess.run([*run, "creatives", "import", str(seed)], env=full, check=True, cwd=ROOT, capture_output=True)
+        console.print(f"[{self.profile}] starting the API and a labelling worker (indexes {seed_rows} exemplars)")
+        self.processes.start(timeout=600)
+        with self.processes.client() as http:
+            account = http.post("/v1/accounts", json={"name": "load", "kind": "advertiser"})
+            account.raise_for_status()  # poster keys belong to an account
+            answer = http.post("/v1/api-keys", json={"name": "load poster", "role": "poster",
+                                                     "account_id": account.json()["id"]})
+            answer.raise_for_status()
+            return str(answer.json()["key"])
+
+    def worker(self, running: bool) -> None:
+        has = "worker-label" in self.processes.procs
+        if running and not has:
+            self.processes.start_worker("label")
+            self.processes.wait_ready(600)
+        elif not running and has:
+            self.processes.kill_worker("label")
+
+    def stop(self) -> None:
+        self.processes.stop()
+        if self.pg_name:
+            drop_pg_database(self.pg_name)
+
+
+def print_table(rows: list[Row]) -> None:
+    table = Table(title="API under load (latency in ms, wall clock)")
+    for column in ("scenario", "route", "requests", "req/s", "errors", "p50", "p95", "p99", "max"):
+        table.add_column(column, justify="left" if column in ("scenario", "route") else "right")
+    for r in rows:
+        table.add_row(r.scenario, r.route, str(r.requests), f"{r.per_s:.1f}", str(r.errors),
+                      *(f"{v:.1f}" if v is not None else "-" for v in (r.p50_ms, r.p95_ms, r.p99_ms, r.max_ms)))
+    console.print(table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", action="append", choices=[s.name for s in SCENARIOS], help="run only these")
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--rate", type=float, default=None, help="open-loop total POST/s (default 200)")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds per scenario")
+    parser.add_argument("--seed-rows", type=int, default=1000, help="labelled Pitt ads imported first")
+    parser.add_argument("--json", type=Path, help="write the rows here")
+    args = parser.parse_args()
+    chosen = [s for s in SCENARIOS if not args.only or s.name in args.only]
+    if args.rate is not None:
+        chosen = [Scenario(s.name, s.profile, s.worker, s.mode, args.rate if s.mode == "open" else None)
+                  for s in chosen]
+    rows: list[Row] = []
+    for profile in ("embedded", "production"):
+        scenarios = [s for s in chosen if s.profile == profile]
+        if not scenarios:
+            continue
+        with tempfile.TemporaryDirectory(prefix=f"ctax-load-{profile}-") as tmp:
+            service = Service(profile, Path(tmp))
+            try:
+                key = service.start(args.seed_rows)
+                for scenario in scenarios:
+                    service.worker(scenario.worker)
+                    console.print(f"{scenario.name}: {args.clients} clients, {scenario.mode} loop"
+                                  + (f" at {scenario.rate:.0f} POST/s" if scenario.rate else "")
+                                  + f", worker {'running' if scenario.worker else 'stopped'}, {args.duration:.0f} s")
+                    rec = asyncio.run(drive(service.processes.url, key, scenario, args.clients, args.duration))
+                    for route, example in rec.examples.items():
+                        console.print(f"[red]{scenario.name} {route} error, e.g.: {example}[/red]")
+                    rows += summarise(scenario, rec, args.duration)
+            finally:
+                service.stop()
+    print_table(rows)
+    if args.json:
+        args.json.write_text(json.dumps([asdict(r) for r in rows], indent=2))
+        console.print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""The supervisor of `ctax run`, with real short-lived processes: restarts with backoff, gives up on a process that
+cannot start, hands a dead child to on_exit, and stops everything on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+import pytest
+
+from ctax.cli.supervisor import Child, GaveUp, Policy, Supervisor
+
+PY = sys.executable
+SLEEPER = "import time; time.sleep(60)"
+
+
+def python(name: str, code: str) -> Child:
+    return Child(name, [PY, "-c", code])
+
+
+def tick_until(supervisor: Supervisor, done: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, "the supervisor did not get there in time"
+        supervisor.tick(time.monotonic())
+        time.sleep(0.01)
+
+
+def gone(pid: int) -> bool:
+    try:
+        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_a_process_that_keeps_dying_is_restarted_with_a_growing_backoff() -> None:
+    deaths: list[tuple[float, float]] = []  # (when it died, when that run had started)
+    child = python("crasher", "import sys; sys.exit(3)")
+    policy = Policy(backoff_start_s=0.2, healthy_after_s=60, immediate_s=0)  # immediate_s=0: never gives up
+    supervisor = Supervisor([child], on_exit=lambda c, _: deaths.append((time.monotonic(), c.started_at)),
+                            policy=policy)
+    supervisor.start()
+    try:
+        tick_until(supervisor, lambda: len(deaths) >= 4)
+    finally:
+        supervisor.stop()
+    waits = [deaths[n + 1][1] - deaths[n][0] for n in range(3)]  # from a death to the next start
+    for wait, expected in zip(waits, (0.2, 0.4, 0.8), strict=True):
+        assert expected <= wait < expected + 0.3, waits
+    assert child.restarts >= 3 and child.exits[:4] == [3, 3, 3, 3]
+
+
+def test_the_backoff_starts_afresh_after_a_healthy_run() -> None:
+    deaths: list[tuple[float, float]] = []
+    child = python("runs a while", "import time; time.sleep(0.4)")
+    policy = Policy(backoff_start_s=0.2, healthy_after_s=0.3, immediate_s=0)
+    supervisor = Supervisor([child], on_exit=lambda c, _: deaths.append((time.monotonic(), c.started_at)),
+                            policy=policy)
+    supervisor.start()
+    try:
+        tick_until(supervisor, lambda: len(deaths) >= 4)
+    finally:
+        supervisor.stop()
+    waits = [deaths[n + 1][1] - deaths[n][0] for n in range(3)]
+    assert all(0.2 <= wait < 0.35 for wait in waits), waits
+
+
+def test_it_gives_up_on_a_process_that_fails_right_after_starting_and_stops_the_others() -> None:
+    crasher, sibling = python("API", "import sys; sys.exit(3)"), python("worker", SLEEPER)
+    policy = Policy(backoff_start_s=0.05, immediate_s=5, max_immediate_failures=3)
+    supervisor = Supervisor([crasher, sibling], policy=policy)
+    started = time.monotonic()
+    stopper = threading.Timer(15, supervisor.request_stop)  # were it never to give up, the test still ends
+    stopper.start()
+    try:
+        with pytest.raises(GaveUp, match=r"API exited with code 3 3 times in a row within 5 s of starting"):
+            supervisor.run()
+    finally:
+        stopper.cancel()
+    assert time.monotonic() - started < 15
+    assert crasher.exits == [3, 3, 3]
+    assert sibling.pid is not None and gone(sibling.pid) and sibling.process is None
+    assert sibling.exits == [-signal.SIGTERM]
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # run() put the handlers back
+
+
+def test_a_killed_process_is_handed_to_on_exit_then_restarted() -> None:
+    exits: list[tuple[str, int | None, int]] = []
+    child = python("labelling worker", SLEEPER)
+    supervisor = Supervisor([child], on_exit=lambda c, code: exits.append((c.name, c.pid, code)),
+                            policy=Policy(backoff_start_s=0.1))
+    supervisor.start()
+    try:
+        first = child.pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        tick_until(supervisor, lambda: child.process is not None and child.pid != first)
+        assert exits == [("labelling worker", first, -signal.SIGKILL)]
+        assert child.restarts == 1 and child.process is not None and child.process.poll() is None
+    finally:
+        supervisor.stop()
+    assert child.pid is not None and gone(child.pid)
+
+
+SCRIPT = """
+import os, sys
+from ctax.cli.supervisor import Child, Policy, Supervisor
+
+out = sys.argv[1]
+def note(child, code):
+    with open(out, "a") as f:
+        f.write(f"exit {child.name} {child.pid} {code}\\n")
+
+sleeper = "import os, time; print(os.getpid(), flush=True); time.sleep(60)"
+stubborn = ("import os, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "print(os.getpid(), flush=True); time.sleep(60)")
+children = [Child("api", [sys.executable, "-c", sleeper]), Child("worker", [sys.executable, "-c", stubborn])]
+Supervisor(children, on_exit=note, policy=Policy(stop_timeout_s=1.0)).run()
+print("stopped", flush=True)
+"""
+
+
+def test_sigterm_stops_every_child_and_kills_one_that_will_not_stop(tmp_path: Path) -> None:
+    script, notes = tmp_path / "supervise.py", tmp_path / "exits.txt"
+    script.write_text(textwrap.dedent(SCRIPT))
+    proc = subprocess.Popen([PY, str(script), str(notes)], stdout=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).resolve().parents[2])
+    try:
+        assert proc.stdout is not None
+        pids = sorted(int(proc.stdout.readline()) for _ in range(2))
+        assert sorted(c.pid for c in psutil.Process(proc.pid).children()) == pids
+        time.sleep(0.5)  # both children have installed their signal handlers
+        proc.send_signal(signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and rest.strip() == "stopped"
+    assert all(gone(pid) for pid in pids)
+    # The one that ignored SIGTERM was killed after the timeout; each exit was handed to on_exit.
+    exits = sorted(line.split()[1::2] for line in notes.read_text().splitlines())
+    assert exits == [["api", str(-signal.SIGTERM)], ["worker", str(-signal.SIGKILL)]]

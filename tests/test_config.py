@@ -1,0 +1,95 @@
+"""Settings are checked when read: a bad value stops every `ctax` command at once with one line naming the
+variable and the rule (exit status 2), not a traceback from the process that first uses it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+from typer.testing import CliRunner
+
+from ctax.cli import app
+from ctax.config import LABEL_TEMPLATE_PLACEHOLDERS, Settings
+from ctax.taxonomy.paths import LabelPath
+
+
+def _settings(**values: object) -> Settings:
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def _errors(**values: object) -> dict[str, str]:
+    with pytest.raises(ValidationError) as caught:
+        _settings(**values)
+    return {".".join(map(str, e["loc"])): e["msg"] for e in caught.value.errors()}
+
+
+def test_the_bootstrap_admin_key_must_be_as_long_as_any_key() -> None:
+    assert "at least 16 characters" in _errors(bootstrap_admin_key="k" * 15)["bootstrap_admin_key"]
+    assert _settings(bootstrap_admin_key="k" * 16).bootstrap_admin_key == "k" * 16
+    assert _settings(bootstrap_admin_key="").bootstrap_admin_key is None  # unset by an empty variable
+
+
+@pytest.mark.parametrize(("values", "field", "words"), [
+    ({"database_url": "mysql://u@h/db"}, "database_url", "sqlite or postgresql"),
+    ({"database_url": "not a url"}, "database_url", "not a database URL"),
+    ({"qdrant_url": "qdrant:6333"}, "qdrant_url", "http://"),
+    ({"label_template": "an ad for {leef}"}, "label_template", "unknown: leef"),
+    ({"train_label_template": "no placeholder"}, "train_label_template", "at least one"),
+    ({"worker_heartbeat_s": 5, "worker_stale_s": 5}, "worker_stale_s", "more than CTAX_WORKER_HEARTBEAT_S"),
+    ({"port": 70000}, "port", "65535"),
+])
+def test_values_that_would_fail_later_are_refused_when_read(values: dict[str, object], field: str,
+                                                              words: str) -> None:
+    assert words in _errors(**values)[field]
+
+
+def test_sound_values_are_accepted() -> None:
+    current = _settings(database_url="postgresql+psycopg://u@127.0.0.1:5432/db", qdrant_url="http://q:6333",
+                        label_template="{leaf} in {pretty_path}", worker_heartbeat_s=1, worker_stale_s=6)
+    assert current.sqlalchemy_url.startswith("postgresql") and current.worker_stale_s == 6
+
+
+def test_the_template_placeholders_are_the_ones_label_paths_fill() -> None:
+    path = LabelPath.parse("Product/Vehicles/Cars")
+    for name in LABEL_TEMPLATE_PLACEHOLDERS:
+        assert path.phrase("{" + name + "}")  # an unknown placeholder would raise InvalidInput
+        _settings(label_template="{" + name + "}")
+
+
+def _clean_env(tmp_path: Path, **values: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CTAX_")}
+    return {**env, "CTAX_DATA_DIR": str(tmp_path / "var"), **values}
+
+
+def test_ctax_run_stops_on_a_short_bootstrap_key_with_one_line(tmp_path: Path) -> None:
+    """What `make run` does with CTAX_BOOTSTRAP_ADMIN_KEY of 14 characters: one line, exit 2, nothing started."""
+    done = subprocess.run([sys.executable, "-m", "ctax", "run"], cwd=tmp_path, capture_output=True, text=True,
+                          env=_clean_env(tmp_path, CTAX_BOOTSTRAP_ADMIN_KEY="admin-key-0123"), timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == "error: CTAX_BOOTSTRAP_ADMIN_KEY: must be at least 16 characters (it has 14)"
+    assert done.stdout == "" and not (tmp_path / "var").exists()  # no process, no database, no folder
+
+
+def test_every_bad_setting_is_one_line_naming_its_variable(tmp_path: Path) -> None:
+    env = {"CTAX_PORT": "0", "CTAX_TOP_K": "many", "CTAX_LABEL_TEMPLATE": "{leef} [red]x[/red]"}
+    result = CliRunner().invoke(app, ["api"], env=_clean_env(tmp_path, **env))
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 3 and all(line.startswith("error: CTAX_") for line in lines), lines
+    by_name = {line.split(":")[1].strip(): line for line in lines}
+    assert "greater than or equal to 1" in by_name["CTAX_PORT"]
+    assert "valid integer" in by_name["CTAX_TOP_K"]
+    assert "unknown: leef" in by_name["CTAX_LABEL_TEMPLATE"]
+    assert "Traceback" not in result.output
+
+
+def test_a_data_dir_that_cannot_be_created_is_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    result = CliRunner().invoke(app, ["models", "list"], env=_clean_env(tmp_path, CTAX_DATA_DIR=str(blocker / "var")))
+    assert result.exit_code == 2
+    assert result.output.strip().startswith(f"error: CTAX_DATA_DIR: cannot create {blocker / 'var'}")

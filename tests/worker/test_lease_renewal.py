@@ -1,0 +1,100 @@
+"""Leases are short and renewed: a live worker's heartbeat keeps the claims of a batch that runs longer than the
+lease, and once a worker stops beating (it died, and no supervisor handed its work back) its claims are free and
+resent one lease later."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from ctax.config import Settings
+from ctax.creatives.intake import CreativeSubmission, create_creative
+from ctax.enums import CreativeStatus
+from ctax.jobs import LABEL_QUEUE, TRAIN_QUEUE
+from ctax.labelling.labeller import LabelOutcome, LabelRequest
+from ctax.store.models import Creative
+from ctax.store.repos import creatives as repo
+from ctax.store.session import Database
+from ctax.store.types import utcnow
+from ctax.worker.runtime import Runtime
+from ctax.worker.tasks.label import run
+
+LEASE_S = 0.8
+BEAT_S = 0.1
+
+
+@pytest.fixture
+def quick_runtime(settings: Settings, db: Database, pitt_labels: dict[str, int]) -> Iterator[Runtime]:
+    """A labelling worker's runtime whose lease is shorter than the batch below takes."""
+    rt = Runtime(settings.model_copy(update={"lease_s": LEASE_S, "worker_heartbeat_s": BEAT_S}), [LABEL_QUEUE],
+                 owns_index=True)
+    rt.start()
+    yield rt
+    rt.stop()
+    if rt._index is not None:
+        rt._index.client.close()
+
+
+def test_a_batch_longer_than_the_lease_keeps_its_claims_and_stores_its_results(
+    quick_runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rt = quick_runtime
+    with rt.db.write() as session:
+        creative_id = create_creative(session, rt.blobs, rt.settings,
+                                      CreativeSubmission(texts=["Cheap car insurance"]), None)[0].id
+    labeller = rt.labeller()
+    taken_over: list[str] = []
+
+    class Slow:
+        """The real labeller, after a pause three leases long (a huge creative, a busy machine)."""
+
+        version = labeller.version
+
+        def label(self, requests: list[LabelRequest]) -> list[LabelOutcome]:
+            time.sleep(3 * LEASE_S)
+            with rt.db.write() as session:  # another worker sees the message again now
+                taken_over.extend(repo.claim(session, [creative_id], "other-worker", LEASE_S))
+            return labeller.label(requests)
+
+    monkeypatch.setattr(rt, "labeller", Slow)
+    assert run(rt, [creative_id]) == {"claimed": 1, "labelled": 1, "failed": 0, "requeued": 0}
+    assert taken_over == []
+    with rt.db.read() as session:
+        creative = session.get(Creative, creative_id)
+        assert creative is not None and creative.status == CreativeStatus.LABELLED and creative.attempts == 1
+
+
+def test_a_worker_that_stopped_beating_loses_its_claims_one_lease_later(settings: Settings, db: Database) -> None:
+    rt = Runtime(settings.model_copy(update={"lease_s": LEASE_S, "worker_heartbeat_s": BEAT_S}), [TRAIN_QUEUE],
+                 owns_index=False)
+    with db.write() as session:
+        rows = [Creative(texts=[f"ad {n}"], dispatched_at=utcnow() - dt.timedelta(seconds=1)) for n in range(3)]
+        session.add_all(rows)
+        session.flush()
+        ids = sorted(row.id for row in rows)
+        assert sorted(repo.claim(session, ids, rt.name, LEASE_S)) == ids
+    rt.start()
+    try:
+        time.sleep(3 * LEASE_S)
+        with db.write() as session:
+            assert repo.claim(session, ids, "other-worker", LEASE_S) == []  # renewed: still the live worker's
+        rt._stop.set()  # it dies: no more beats, no clean stop
+        assert rt._heartbeat is not None
+        rt._heartbeat.join()
+        died = time.monotonic()
+        resent: list[str] = []
+        while not resent and time.monotonic() - died < 5 * LEASE_S:
+            time.sleep(0.05)
+            now = utcnow()
+            with db.read() as session:  # what the API's dispatcher sends, with the lease the settings give
+                resent = repo.undispatched(session, 100, now - dt.timedelta(seconds=rt.settings.requeue_after_s),
+                                           now - dt.timedelta(seconds=LEASE_S))
+        assert sorted(resent) == ids
+        assert LEASE_S - BEAT_S <= time.monotonic() - died < LEASE_S + 1.0
+        with db.write() as session:
+            assert sorted(repo.claim(session, ids, "other-worker", LEASE_S)) == ids
+    finally:
+        rt.stop()
