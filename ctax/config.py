@@ -122,6 +122,11 @@ class Settings(BaseSettings):
         default=None, description=f"An admin key created at start-up (at least {MIN_API_KEY_CHARS} characters).")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    access_log: bool = Field(default=False, description="Log every HTTP request (uvicorn's access log).")
+    key_cache_s: float = Field(
+        default=5.0, ge=0, le=300,
+        description="How long the API trusts an API key it checked before reading it again (0: every request). A key "
+                    "revoked through another API process keeps working that long.")
     worker_heartbeat_s: float = Field(default=5.0, gt=0, le=60,
                                       description="How often a worker reports itself alive and renews its claims.")
     worker_stale_s: float = Field(default=15.0, gt=0, le=600,

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ctax.api import limits, metrics, web
 from ctax.api.dispatch import Dispatcher
+from ctax.api.key_cache import KeyCache
 from ctax.api.limits import BodyLimit
 from ctax.api.routes import accounts, creatives, export, health, keys, labels, models, proposals, review, training
 from ctax.api.routes.creative_input import json_problem
@@ -101,6 +102,7 @@ def create_app(settings: Settings | None = None, *, start_dispatcher: bool = Tru
         settings.ensure_dirs()
         app.state.db = Database(settings.sqlalchemy_url)
         app.state.blobs = BlobStore(settings.blob_dir)
+        app.state.key_cache = KeyCache(settings.key_cache_s)
         app.state.dispatcher = Dispatcher(settings, app.state.db)
         # Whatever a request's write queued (a creative, an outbox job) leaves as soon as it commits.
         app.state.db.on_queued_work = app.state.dispatcher.nudge

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from ctax.api.deps import Admin, DbDep
+from ctax.api.deps import Admin, DbDep, KeyCacheDep
 from ctax.api.params import Id
 from ctax.enums import Role
 from ctax.store import keys as service
@@ -54,6 +54,8 @@ def list_keys(_: Admin, db: DbDep) -> dict[str, Any]:
 
 
 @router.delete("/{key_id}")
-def revoke_key(key_id: Id, _: Admin, db: DbDep) -> dict[str, Any]:
+def revoke_key(key_id: Id, _: Admin, db: DbDep, cache: KeyCacheDep) -> dict[str, Any]:
     with db.write() as session:
-        return key_view(service.revoke(session, key_id))
+        view = key_view(service.revoke(session, key_id))
+    cache.forget(key_id)  # refused from the next request on, in this process at once
+    return view
