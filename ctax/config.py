@@ -50,7 +50,28 @@ class Settings(BaseSettings):
     )
     image_enabled: bool = True
     ocr_enabled: bool = True
+    ocr_backend: Literal["auto", "onnxruntime", "openvino"] = Field(
+        default="auto",
+        description="What runs rapidocr's models: auto = the faster of the installed ones, measured when the worker "
+                    "starts (the worker's start-up line says which).")
+    ocr_workers: int = Field(
+        default=0, ge=0, le=64,
+        description="OCR engines reading a batch's images side by side, each with an equal share of the cores "
+                    "(0: one per core).")
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    backend: Literal["auto", "torch", "onnx", "onnx-int8", "openvino", "openvino-int8"] = Field(
+        default="auto",
+        description="What runs the towers (ctax/embedding/backends): auto = the fastest backend exported with the "
+                    "version whose accuracy loss is within backend_tolerance; a named one must have been exported "
+                    "with the version and run on this device, or the worker stops with a line saying why.")
+    backend_tolerance: float = Field(
+        default=0.005, ge=0.0, le=1.0,
+        description="Largest loss of top-1 / novelty AUROC / wrong-label AUROC against torch that auto accepts.")
+    autocast: Literal["auto", "bf16", "fp16", "off"] = Field(
+        default="auto", description="Torch towers on CUDA compute in bf16 (auto, where supported) or fp16; CPU: fp32.")
+    gpu_memory_fraction: float = Field(
+        default=0.5, gt=0.0, le=0.95,
+        description="Share of the GPU's free memory a batch may take; the batch size is chosen from it on CUDA.")
     # Both templates were chosen by measurement (docs/text_training_study.md): the pretrained encoder reads a
     # sentence best, while the fine-tuned one learns the leaf-plus-path form that keeps siblings apart.
     label_template: str = Field(default="an ad for {leaf}, under {parent}",
@@ -61,6 +82,10 @@ class Settings(BaseSettings):
     # Labelling.
     top_k: int = Field(default=5, ge=1, le=50)
     exemplar_k: int = Field(default=10, ge=1, le=100)
+    exemplars_per_label: int = Field(
+        default=64, ge=0, le=100_000,
+        description="Labelled creatives kept per label as exemplars the labeller searches, chosen by k-means "
+                    "(ctax/dataset/representatives.py); 0 keeps every labelled creative.")
     novelty_traffic_window: int = Field(
         default=5000, ge=0, le=1_000_000,
         description="Recently labelled creatives kept per version as novelty evidence (0: none kept).")
@@ -138,6 +163,11 @@ class Settings(BaseSettings):
     def _none(cls, value: object) -> object:
         """An environment variable cannot be unset by assignment: "" or "none" mean no value."""
         return None if isinstance(value, str) and value.strip().lower() in ("", "none", "null") else value
+
+    @field_validator("ocr_backend", "backend", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value  # "OpenVINO" names it too
 
     @field_validator("data_dir")
     @classmethod

@@ -56,6 +56,11 @@ def make_settings(data_dir: Path, **overrides: object) -> Settings:
         "image_arch": "ctax-tiny-vit",
         "image_pretrained": None,
         "image_enabled": False,
+        # auto would time both OCR backends at every worker start (seconds); tests/embedding/test_ocr*.py cover it.
+        "ocr_backend": "onnxruntime",
+        # auto would export and time every inference backend when a version is built (tens of seconds);
+        # tests/versions/test_backends.py builds them on purpose.
+        "backend": "torch",
         "label_batch_size": 16,
         "lease_s": 60.0,
         "requeue_after_s": 30.0,
@@ -193,6 +198,7 @@ def service_env(profile: str, tmp_path: Path, tiny_clip_checkpoint: Path,
         "CTAX_LEASE_S": "20",
         "CTAX_REQUEUE_AFTER_S": "10",
         "CTAX_LABEL_BATCH_SIZE": "16",
+        "CTAX_BACKEND": "torch",  # as in make_settings: building the backends is tests/versions/test_backends.py's
         "CTAX_WORKER_HEARTBEAT_S": "1",
         "CTAX_WORKER_STALE_S": "6",
     }

@@ -14,6 +14,8 @@ from rich.markup import escape
 
 from ctax.cli.common import console, database, fail, settings
 from ctax.cli.supervisor import Child, GaveUp, Supervisor
+from ctax.config import Settings
+from ctax.embedding.ocr import OcrUnavailable, check_backend
 from ctax.jobs import INDEX_QUEUE, LABEL_GPU_QUEUE, TRAIN_QUEUE
 from ctax.store.migrate import upgrade
 from ctax.store.repos import creatives as creative_rows
@@ -64,6 +66,8 @@ def worker(
     if role == "label" and current.label_queue not in names and not queues:
         names[0] = current.label_queue
     owns_index = INDEX_QUEUE in names or any(q.startswith("ctax.label") for q in names)
+    if owns_index:  # the workers that label read images; a training worker never loads OCR
+        check_ocr(current)
     celery = create_celery(current, names, owns_index=owns_index)
     celery.worker_main(
         [
@@ -83,6 +87,7 @@ def run(host: str | None = None, port: int | None = None) -> None:
     """Migrate, then run the API, a labelling worker and a training worker until Ctrl-C or SIGTERM, restarting
     any of them that dies (with backoff; the service stops if one keeps failing right after it starts)."""
     current = settings()
+    check_ocr(current)
     upgrade(current.sqlalchemy_url)
     _log_to_console()
     exe = [sys.executable, "-m", "ctax"]
@@ -104,6 +109,16 @@ def run(host: str | None = None, port: int | None = None) -> None:
     finally:
         db.dispose()
     console.print("ctax stopped.")
+
+
+def check_ocr(current: Settings) -> None:
+    """An OCR backend named in CTAX_OCR_BACKEND that is not installed stops the command with one line, rather than
+    a traceback in the worker's log and a supervisor restarting it until it gives up."""
+    if current.ocr_enabled and current.ocr_backend != "auto":
+        try:
+            check_backend(current.ocr_backend)
+        except OcrUnavailable as exc:
+            fail(exc)
 
 
 def hand_back(db: Database, child: Child, code: int) -> None:

@@ -145,7 +145,20 @@ def decode_rgb(data: bytes, max_side: int | None = DEFAULT_DECODE_MAX_SIDE, *,
             image.thumbnail(target, Image.Resampling.BICUBIC, reducing_gap=2.0)
         else:
             image.load()
-    return image if image.mode == "RGB" else image.convert("RGB")
+    return _on_white(image)
+
+
+def _on_white(image: Image.Image) -> Image.Image:
+    """RGB with any transparency composited onto white: converting RGBA straight to RGB keeps the colour under
+    transparent pixels (often black), so dark text on a transparent PNG would become black on black for OCR and
+    the image tower alike."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
 
 
 def _reduced(size: tuple[int, int], max_side: int | None, short_side: int | None) -> tuple[int, int]:

@@ -23,6 +23,7 @@ from ctax.embedding.clip_tower import (
     register_model_configs,
     visual_tower,
 )
+from ctax.embedding.device import inference, to_device
 
 __all__ = ["ImageEncoder", "ImageTowerUnavailable", "register_model_configs"]  # the errors and set-up callers use
 
@@ -38,6 +39,9 @@ FORMAT_VERSION = 1
 
 class ImageEncoder:
     """Visual tower + ``Linear(embed_dim, dim)``; ``encode`` gives L2-normalised vectors in the text space."""
+
+    backend = "torch"
+    autocast: str | None = None  # "bfloat16" / "float16" for inference on CUDA (device.autocast_dtype)
 
     def __init__(
         self,
@@ -128,10 +132,10 @@ class ImageEncoder:
         )
 
     def tensors(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        """The inference preprocessing of a batch, stacked on the encoder's device."""
+        """The inference preprocessing of a batch, stacked on the encoder's device (through pinned memory on CUDA)."""
         import torch
 
-        return torch.stack([self.preprocess(image) for image in images]).to(self.device)
+        return to_device(torch.stack([self.preprocess(image) for image in images]), self.device)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         """Normalised shared-space vectors of preprocessed pixels; differentiable (training uses it)."""
@@ -143,8 +147,6 @@ class ImageEncoder:
         return torch.nn.functional.normalize(self.projection(features), dim=-1)
 
     def encode(self, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
-        import torch
-
         if len(images) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
         was_training = self.visual.training, self.projection.training
@@ -152,7 +154,7 @@ class ImageEncoder:
         self.projection.eval()
         chunks: list[np.ndarray] = []
         try:
-            with torch.inference_mode():
+            with inference(self.device, self.autocast):
                 for start in range(0, len(images), batch_size):
                     vectors = self.forward(self.tensors(images[start : start + batch_size]))
                     chunks.append(vectors.float().cpu().numpy())

@@ -11,7 +11,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ctax.embedding.backends.manifest import Manifest
+from ctax.embedding.backends.serving import exported_image, exported_text, select
 from ctax.embedding.config import CorruptArtefact, SpaceConfig
+from ctax.embedding.device import batch_size_for
 from ctax.embedding.fusion import FusionWeights, fuse
 from ctax.embedding.text import TextEncoder
 from ctax.taxonomy.paths import LabelPath
@@ -43,6 +46,10 @@ class SharedSpace:
         self.image = image
         self.image_status = image_status
         self.fusion = FusionWeights.from_json(config.fusion)
+        self.backend = "torch"  # what runs the towers (embedding/backends), and why: said at worker start-up
+        self.backend_reason = "torch towers as loaded"
+        # Creatives per forward pass and tower; on CUDA sized from free memory (size_batches).
+        self.text_batch, self.image_batch = 64, 32
 
     @property
     def version(self) -> str:
@@ -53,15 +60,42 @@ class SharedSpace:
         return self.text.dim
 
     @classmethod
-    def load(cls, directory: Path, device: str = "cpu") -> SharedSpace:
+    def load(cls, directory: Path, device: str = "cpu", backend: str = "torch",
+             autocast: str | None = None) -> SharedSpace:
+        """The version's towers on `backend` (a CTAX_BACKEND value; "auto": the one chosen when it was built);
+        `autocast`: the dtype torch towers compute in on CUDA (device.autocast_dtype)."""
+        space = cls.load_torch(directory, device, autocast)
+        manifest = Manifest.read(directory)
+        selected = select(manifest, backend, device, space.version)
+        if selected.backend == "torch" or manifest is None:
+            space.backend_reason = selected.reason
+            if backend == "auto":
+                log.info("model version %s served by torch (%s)", space.version, selected.reason)
+            return space
+        return space.with_backend(directory, manifest, selected.backend, selected.reason)
+
+    def with_backend(self, directory: Path, manifest: Manifest, backend: str, reason: str) -> SharedSpace:
+        """This space with its towers run by an exported backend (the torch text model keeps tokenising)."""
+        device = self.text.device
+        text = exported_text(self.text, directory, manifest, backend, device)
+        image = exported_image(directory, manifest, backend, device) if self.image is not None else None
+        space = SharedSpace(self.config, text, image if image is not None else self.image, self.image_status)
+        space.backend = backend if image is not None or self.image is None else f"{backend} (text), torch (image)"
+        space.backend_reason = reason
+        return space
+
+    @classmethod
+    def load_torch(cls, directory: Path, device: str = "cpu", autocast: str | None = None) -> SharedSpace:
         config = SpaceConfig.read(directory)
         text_path = directory / config.text_model
         text_source = str(text_path) if text_path.exists() else config.text_model
         try:
-            text = TextEncoder.load(text_source, device)
+            text = TextEncoder.load(text_source, device, autocast)
         except Exception as exc:  # a broken text tower makes the version unusable: say which and why
             raise CorruptArtefact(f"text tower of {config.version} cannot be loaded from {text_source}: {exc}") from exc
         image, status = cls._load_image(config, directory, text.dim, device)
+        if image is not None:
+            image.autocast = autocast
         return cls(config, text, image, status)
 
     @staticmethod
@@ -95,8 +129,26 @@ class SharedSpace:
     def encode_labels(self, paths: Sequence[LabelPath], batch_size: int = 128) -> np.ndarray:
         return self.text.encode([self.phrase(path) for path in paths], batch_size=batch_size)
 
-    def encode(self, contents: Sequence[CreativeContent], batch_size: int = 64) -> list[Encoded]:
+    def size_batches(self, fraction: float) -> None:
+        """On CUDA, each tower's batch size from the GPU's free memory, probed with its worst case (texts at the
+        tower's full length, full-size images); on CPU the same probe calls run and the sizes stay."""
+        device, image = self.text.device, self.image
+        longest = " ".join(["advertisement"] * 600)  # past any max_seq_length: the tokeniser truncates
+
+        def texts(n: int) -> None:
+            self.text.encode([longest] * n, n)
+
+        def images(n: int) -> None:
+            if image is not None:
+                image.encode([Image.new("RGB", (1024, 1024))] * n, n)
+
+        self.text_batch = batch_size_for(device, texts, fraction) or self.text_batch
+        if image is not None:
+            self.image_batch = batch_size_for(device, images, fraction) or self.image_batch
+
+    def encode(self, contents: Sequence[CreativeContent], batch_size: int | None = None) -> list[Encoded]:
         """Encode a batch: one forward pass per tower over all creatives that have that modality."""
+        batch_size = batch_size or self.text_batch
         text_rows = [i for i, c in enumerate(contents) if any(t.strip() for t in c.texts)]
         ocr_rows = [i for i, c in enumerate(contents) if i not in set(text_rows) and (c.ocr_text or "").strip()]
         image_rows = [i for i, c in enumerate(contents) if c.image is not None and self.image is not None]
@@ -110,7 +162,7 @@ class SharedSpace:
         )
         ocr_vectors = self.text.encode([contents[i].ocr_text or "" for i in ocr_rows], batch_size) if ocr_rows else None
         image_vectors = (
-            self.image.encode([contents[i].image for i in image_rows])
+            self.image.encode([contents[i].image for i in image_rows], batch_size=self.image_batch)
             if image_rows and self.image is not None
             else None
         )

@@ -1,4 +1,7 @@
-"""The text tower: any sentence-transformers model, L2-normalised output."""
+"""The text tower: any sentence-transformers model, L2-normalised output.
+
+`TextEncoder` runs it in torch (autocast on CUDA); `ExportedTextEncoder` (embedding/backends/text.py) runs an
+exported copy of the same pipeline and keeps this class's tokenisation, grouping and normalisation."""
 
 from __future__ import annotations
 
@@ -7,20 +10,24 @@ from pathlib import Path
 
 import numpy as np
 
+from ctax.embedding.device import inference
 from ctax.vectors import normalise
 
 
 class TextEncoder:
-    def __init__(self, model: object, name: str) -> None:
+    backend = "torch"
+
+    def __init__(self, model: object, name: str, autocast: str | None = None) -> None:
         # Typed as object so importing this module does not import torch; it is a SentenceTransformer.
         self.model = model
         self.name = name
+        self.autocast = autocast  # "bfloat16" / "float16" on CUDA (device.autocast_dtype), None for fp32
 
     @classmethod
-    def load(cls, name_or_path: str | Path, device: str = "cpu") -> TextEncoder:
+    def load(cls, name_or_path: str | Path, device: str = "cpu", autocast: str | None = None) -> TextEncoder:
         from sentence_transformers import SentenceTransformer
 
-        return cls(SentenceTransformer(str(name_or_path), device=device), str(name_or_path))
+        return cls(SentenceTransformer(str(name_or_path), device=device), str(name_or_path), autocast)
 
     @property
     def dim(self) -> int:
@@ -30,16 +37,24 @@ class TextEncoder:
     def device(self) -> str:
         return str(self.model.device)  # type: ignore[attr-defined]
 
+    @property
+    def max_seq_length(self) -> int:
+        return int(self.model.max_seq_length)  # type: ignore[attr-defined]
+
     def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        vectors = self.model.encode(  # type: ignore[attr-defined]
-            list(texts),
-            batch_size=batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
+        return normalise(np.asarray(self._embed(list(texts), batch_size), dtype=np.float32))
+
+    def _embed(self, texts: list[str], batch_size: int) -> np.ndarray:
+        with inference(self.device, self.autocast):
+            vectors = self.model.encode(  # type: ignore[attr-defined]
+                texts,
+                batch_size=batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
         return np.asarray(vectors, dtype=np.float32)
 
     def encode_groups(self, groups: Sequence[Sequence[str]], batch_size: int = 64) -> np.ndarray:
@@ -60,4 +75,3 @@ class TextEncoder:
 
     def save(self, directory: Path) -> None:
         self.model.save(str(directory))  # type: ignore[attr-defined]
-

@@ -12,6 +12,8 @@ from qdrant_client import QdrantClient, models
 from ctax.index.points import normal_point_id
 from ctax.index.table import VectorTable
 
+LOCAL_SCROLL_PAGE = 16_384
+
 
 class Collections:
     def __init__(self, client: QdrantClient, prefix: str = "ctax") -> None:
@@ -23,14 +25,15 @@ class Collections:
         # Local mode only: collections mirrored in memory for fast exact search (see table.py).
         self._tables: dict[str, VectorTable] = {}
 
-    def _create(self, name: str, dim: int, field: str, schema: models.PayloadSchemaType) -> None:
-        """A cosine collection of `dim`-vectors, its payload `field` indexed on a server."""
+    def _create(self, name: str, dim: int, fields: dict[str, models.PayloadSchemaType]) -> None:
+        """A cosine collection of `dim`-vectors, its payload `fields` indexed on a server."""
         self._tables.pop(name, None)
         self.client.create_collection(
             name, vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE)
         )
         if self.is_server:  # local mode ignores payload indexes (and warns)
-            self.client.create_payload_index(name, field, schema)
+            for field, schema in fields.items():
+                self.client.create_payload_index(name, field, schema)
 
     def _delete_points(self, collection: str, ids: Sequence[int | str], batch: int | None = None) -> None:
         """Delete points (in requests of `batch`, else in one) from the collection and its in-memory mirror."""
@@ -48,7 +51,9 @@ class Collections:
         if table is None:
             params = self.client.get_collection(collection).config.params.vectors
             table = VectorTable(int(params.size))  # type: ignore[union-attr]
-            points = list(self._scroll(collection, with_vectors=True))
+            # Exemplars outside their label's representatives are kept for re-choosing, never searched.
+            points = [point for point in self._scroll(collection, with_vectors=True)
+                      if (point.payload or {}).get("representative", True) is not False]
             if points:
                 table.upsert(
                     [normal_point_id(point.id) for point in points],
@@ -61,10 +66,13 @@ class Collections:
         return table
 
     def _scroll(self, collection: str, with_vectors: bool = False) -> Iterable[Any]:
+        # Local mode sorts every point id and walks past the offset for each page, so a whole scroll costs
+        # points^2 / page: larger pages (bench.exemplar_scaling, docs/benchmarks.md). A server pages by index.
+        page = 1024 if self.is_server else LOCAL_SCROLL_PAGE
         offset = None
         while True:
             points, offset = self.client.scroll(
-                collection, limit=1024, offset=offset, with_payload=True, with_vectors=with_vectors
+                collection, limit=page, offset=offset, with_payload=True, with_vectors=with_vectors
             )
             yield from points
             if offset is None:

@@ -1,5 +1,5 @@
-"""LabelIndex: label vectors and labelled exemplars in Qdrant, one pair of collections per model version,
-plus a window of the creatives each version labelled recently (its traffic, a novelty signal: trigger.py).
+"""LabelIndex: label vectors and labelled exemplars (exemplars.py) in Qdrant, one pair of collections per model
+version, plus a window of the creatives each version labelled recently (its traffic, a novelty signal: trigger.py).
 
 Collections are named `{prefix}_labels_{version}` / `{prefix}_exemplars_{version}`; the aliases
 `{prefix}_labels` / `{prefix}_exemplars` point at the active version's pair and are swapped in one
@@ -18,17 +18,14 @@ import numpy as np
 from qdrant_client import models
 
 from ctax.errors import NotFound
-from ctax.index.collections import Collections
-from ctax.index.points import ExemplarHit, LabelHit, TrafficHit, creative_id_of, normal_point_id, point_id
+from ctax.index.exemplars import Exemplars
+from ctax.index.points import LabelHit, TrafficHit, creative_id_of, normal_point_id, point_id
 
 
-class LabelIndex(Collections):
+class LabelIndex(Exemplars):
     # -- names -------------------------------------------------------------------------------------------
     def labels_collection(self, version: str) -> str:
         return f"{self.prefix}_labels_{version}"
-
-    def exemplars_collection(self, version: str) -> str:
-        return f"{self.prefix}_exemplars_{version}"
 
     def traffic_collection(self, version: str) -> str:
         return f"{self.prefix}_traffic_{version}"
@@ -43,9 +40,12 @@ class LabelIndex(Collections):
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     def ensure_version(self, version: str, dim: int) -> None:
-        for name in (self.labels_collection(version), self.exemplars_collection(version)):
-            if not self.client.collection_exists(name):
-                self._create(name, dim, "label_id", models.PayloadSchemaType.INTEGER)
+        label_id = {"label_id": models.PayloadSchemaType.INTEGER}
+        if not self.client.collection_exists(name := self.labels_collection(version)):
+            self._create(name, dim, label_id)
+        if not self.client.collection_exists(name := self.exemplars_collection(version)):
+            # The labeller's searches filter on `representative` (exemplars.py).
+            self._create(name, dim, {**label_id, "representative": models.PayloadSchemaType.BOOL})
 
     def has_version(self, version: str) -> bool:
         return self.client.collection_exists(self.labels_collection(version)) and self.client.collection_exists(
@@ -130,50 +130,6 @@ class LabelIndex(Collections):
         responses = self.client.query_batch_points(self.labels_collection(version), requests=requests)
         return [[LabelHit(int(p.id), float(p.score)) for p in response.points] for response in responses]
 
-    # -- exemplars ---------------------------------------------------------------------------------------
-    def upsert_exemplars(
-        self, version: str, creative_ids: Sequence[str], label_ids: Sequence[int], vectors: np.ndarray
-    ) -> None:
-        if not creative_ids:
-            return
-        points = [
-            models.PointStruct(id=point_id(cid), vector=vector.tolist(), payload={"label_id": int(lid)})
-            for cid, lid, vector in zip(creative_ids, label_ids, vectors, strict=True)
-        ]
-        for start in range(0, len(points), 512):
-            self.client.upsert(self.exemplars_collection(version), points=points[start : start + 512], wait=True)
-        if (table := self._tables.get(self.exemplars_collection(version))) is not None:
-            table.upsert([point.id for point in points], [int(lid) for lid in label_ids], vectors)
-
-    def delete_exemplars(self, version: str, creative_ids: Iterable[str]) -> None:
-        if points := [point_id(cid) for cid in creative_ids]:
-            self._delete_points(self.exemplars_collection(version), points)
-
-    def exemplar_labels(self, version: str) -> dict[str, int]:
-        return {
-            creative_id_of(point.id): int((point.payload or {})["label_id"])
-            for point in self._scroll(self.exemplars_collection(version))
-        }
-
-    def count_exemplars(self, version: str) -> int:
-        return int(self.client.count(self.exemplars_collection(version), exact=True).count)
-
-    def nearest_exemplars(self, version: str, vectors: np.ndarray, limit: int) -> list[list[ExemplarHit]]:
-        if len(vectors) == 0:
-            return []
-        if not self.is_server:
-            hits = self._table(self.exemplars_collection(version)).nearest(vectors, limit)
-            return [[ExemplarHit(creative_id_of(point), label, score) for point, label, score in row] for row in hits]
-        requests = [models.QueryRequest(query=vector.tolist(), limit=limit, with_payload=True) for vector in vectors]
-        responses = self.client.query_batch_points(self.exemplars_collection(version), requests=requests)
-        return [
-            [
-                ExemplarHit(creative_id_of(p.id), int((p.payload or {})["label_id"]), float(p.score))
-                for p in response.points
-            ]
-            for response in responses
-        ]
-
     # -- traffic -----------------------------------------------------------------------------------------
     def record_traffic(self, version: str, creative_ids: Sequence[str], vectors: np.ndarray, window: int) -> None:
         """Remember creatives this version just labelled, keeping about the `window` most recent (a few more
@@ -182,7 +138,7 @@ class LabelIndex(Collections):
             return
         name = self.traffic_collection(version)
         if not self.client.collection_exists(name):  # versions built before traffic was kept get it lazily
-            self._create(name, int(vectors.shape[1]), "seen", models.PayloadSchemaType.FLOAT)
+            self._create(name, int(vectors.shape[1]), {"seen": models.PayloadSchemaType.FLOAT})
         seen = time.time()
         # Later rows of a batch arrived later: the order breaks ties in the window.
         points = [

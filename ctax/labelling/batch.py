@@ -19,7 +19,7 @@ from ctax.config import Settings
 from ctax.creatives.images import TOWER_SHORT_SIDE, decode_rgb
 from ctax.enums import CreativeStatus, Flag
 from ctax.errors import ConcurrentChange, StoreUnavailable
-from ctax.labelling.flagging import flag_for_review
+from ctax.labelling.flagging import flag_batch
 from ctax.labelling.labeller import Labeller, LabelOutcome, LabelRequest
 from ctax.labelling.sweep import sweep
 from ctax.store.blobs import BlobStore
@@ -156,9 +156,8 @@ class LabellingWorker:
                 for o, d in labelled
             ])
             counts["labelled"] += len(stored)
-            for outcome, decision in labelled:
-                if outcome.creative_id in stored and decision.flag != Flag.NONE:
-                    flag_for_review(session, outcome.creative_id, decision, version, asserted.get(outcome.creative_id))
+            flag_batch(session, [(o.creative_id, d, asserted.get(o.creative_id)) for o, d in labelled
+                                 if o.creative_id in stored and d.flag != Flag.NONE], version)
             for outcome in outcomes:
                 if outcome.decision is None:
                     status = repo.fail(session, outcome.creative_id, self.name, outcome.error or "unknown error",

@@ -65,6 +65,32 @@ def flag_for_review(
     item = review_items.item_of_creative(session, creative_id)
     if decision.flag == Flag.NONE:
         return None
+    item, created = _flag(session, creative_id, decision, version_id, asserted_label_id, item)
+    if created and decision.flag == Flag.NEW_LABEL:
+        session.flush()
+        maybe_request_discovery(session)
+    return item
+
+
+def flag_batch(session: Session, flagged: list[tuple[str, Decision, int | None]], version_id: str) -> None:
+    """flag_for_review for a labelled batch: (creative id, decision, asserted label) each, their review items read
+    in one query and discovery considered once for the batch. Per creative, those two cost the labelling worker
+    more than a fast encoder took to encode it (bench.backends, docs/benchmarks.md)."""
+    existing = review_items.items_of_creatives(session, [creative_id for creative_id, _, _ in flagged])
+    new_label = False
+    for creative_id, decision, asserted_label_id in flagged:
+        if decision.flag == Flag.NONE:
+            continue
+        _, created = _flag(session, creative_id, decision, version_id, asserted_label_id, existing.get(creative_id))
+        new_label = new_label or (created and decision.flag == Flag.NEW_LABEL)
+    if new_label:
+        session.flush()
+        maybe_request_discovery(session)
+
+
+def _flag(session: Session, creative_id: str, decision: Decision, version_id: str, asserted_label_id: int | None,
+          item: ReviewItem | None) -> tuple[ReviewItem, bool]:
+    """The creative's review item opened or (while open) updated; returns it and whether it is new."""
     priority, reason = priority_of(decision)
     values: dict[str, Any] = {
         "flag": decision.flag,
@@ -78,14 +104,12 @@ def flag_for_review(
     if item is None:
         item = ReviewItem(creative_id=creative_id, status=ReviewStatus.OPEN, **values)
         session.add(item)
-        if decision.flag == Flag.NEW_LABEL:
-            session.flush()
-            maybe_request_discovery(session)
-    elif item.status == ReviewStatus.OPEN:
+        return item, True
+    if item.status == ReviewStatus.OPEN:
         for key, value in values.items():
             setattr(item, key, value)
         item.updated_at = utcnow()
-    return item
+    return item, False
 
 
 def maybe_request_discovery(session: Session, every: int = AUTO_DISCOVER_EVERY) -> OutboxJob | None:

@@ -70,15 +70,20 @@ class Labeller:
     def version(self) -> str:
         return self.space.version
 
-    def _ocr_text(self, request: LabelRequest) -> str | None:
-        if request.ocr_text is not None or any(t.strip() for t in request.texts) or request.image is None:
-            return request.ocr_text
-        if self.ocr is None:
-            return None
-        return self.ocr.read(request.image)
+    def _ocr_texts(self, requests: Sequence[LabelRequest]) -> list[str | None]:
+        """The text each creative's image says, read only for creatives that came with an image and no text at
+        all; the batch's images that need it are read together (OcrReader.read_many: side by side)."""
+        texts = [request.ocr_text for request in requests]
+        wanted = [(n, r.image) for n, r in enumerate(requests)
+                  if r.ocr_text is None and r.image is not None and not any(t.strip() for t in r.texts)]
+        if wanted and self.ocr is not None:
+            read = self.ocr.read_many([image for _, image in wanted])
+            for (n, _), text in zip(wanted, read, strict=True):
+                texts[n] = text
+        return texts
 
     def label(self, requests: Sequence[LabelRequest]) -> list[LabelOutcome]:
-        ocr_texts = [self._ocr_text(request) for request in requests]
+        ocr_texts = self._ocr_texts(requests)
         contents = [CreativeContent(r.texts, r.image, o) for r, o in zip(requests, ocr_texts, strict=True)]
         encoded = self.space.encode(contents)
         rows = [i for i, item in enumerate(encoded) if item.vector is not None]

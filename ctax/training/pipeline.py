@@ -87,9 +87,13 @@ def run_training(db: Database, settings: Settings, blobs: BlobStore, run_id: int
     try:
         config = _train_towers(job, version_id, directory)
         progress(0.8, "calibrating the candidate on the held-out split")
-        thresholds, report = evaluate_space(load_space(directory), snap, train, validation, blobs, settings)
+        space = load_space(directory)
+        thresholds, report = evaluate_space(space, snap, train, validation, blobs, settings)
+        progress(0.85, "exporting and measuring the inference backends on the held-out split")
+        backends = _build_backends(job, space, directory, headline(report))
         comparison = _compare_with_active(job, report)
-        _write_candidate(db, job, version_id, config, thresholds, report, comparison, labels=len(counts))
+        _write_candidate(db, job, version_id, config, thresholds, report, comparison, labels=len(counts),
+                         backends=backends)
         progress(1.0, f"candidate {version_id} written; building its index collections")
         return version_id
     except BaseException:
@@ -167,7 +171,8 @@ def _compare_with_active(job: _Run, report: dict[str, Any]) -> dict[str, Any]:
 
 
 def _write_candidate(db: Database, job: _Run, version_id: str, config: SpaceConfig, thresholds: Thresholds,
-                     report: dict[str, Any], comparison: dict[str, Any], *, labels: int) -> None:
+                     report: dict[str, Any], comparison: dict[str, Any], *, labels: int,
+                     backends: dict[str, Any]) -> None:
     """The version becomes a candidate, its artefacts and card written and its index build queued, unless the
     label set changed since the snapshot (its calibration would no longer match the taxonomy)."""
     n_train, n_validation = len(job.train), len(job.validation)
@@ -179,7 +184,7 @@ def _write_candidate(db: Database, job: _Run, version_id: str, config: SpaceConf
         version.config = config.to_json()
         version.thresholds = thresholds.to_json()
         version.metrics = {**headline(report), "calibration": report, "n_train": n_train,
-                           "n_validation": n_validation, "labels": labels}
+                           "n_validation": n_validation, "labels": labels, "backends": backends}
         version.comparison = comparison
         version.status = VersionStatus.CANDIDATE
         directory = Path(version.artefact_dir)
@@ -192,6 +197,27 @@ def _write_candidate(db: Database, job: _Run, version_id: str, config: SpaceConf
         run = runs.get(session, job.run_id)
         run.metrics = {**headline(report), "comparison": comparison}  # type: ignore[union-attr]
         enqueue(session, BUILD_VERSION, version_id)
+
+
+def _build_backends(job: _Run, space: SharedSpace, directory: Path, accuracy: dict[str, float]) -> dict[str, Any]:
+    """The candidate's exported backends, each scored on the same held-out split as its torch towers (the loss
+    `auto` weighs against the tolerance). A failure here costs the speed-up, never the candidate."""
+    from ctax.versions.backends import build_backends, probe_of
+
+    items = sorted(job.validation, key=lambda item: item.draw_key(job.seed))
+    probe = probe_of(items, lambda sha: decode_rgb(job.blobs.get(sha)), space.image is not None,
+                     job.settings.label_batch_size)
+
+    def evaluate(candidate: SharedSpace) -> dict[str, float]:
+        _, report = evaluate_space(candidate, job.snap, job.train, job.validation, job.blobs, job.settings)
+        return headline(report)
+
+    try:
+        return build_backends(space, directory, job.settings, job.device, probe, evaluate, accuracy)
+    except Exception as exc:  # the torch towers still serve; the card says why nothing else does
+        log.exception("building the inference backends of %s failed", space.version)
+        return {"backend": "torch", "serves": "torch", "setting": job.settings.backend,
+                "reason": f"building backends failed: {exc}"}
 
 
 def _image_rows(items: Sequence[LabelledCreative]) -> list[LabelledCreative]:

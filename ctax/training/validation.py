@@ -11,6 +11,7 @@ import numpy as np
 from ctax.config import Settings
 from ctax.creatives.images import decode_rgb
 from ctax.dataset.labelled import LabelledCreative
+from ctax.dataset.representatives import SAMPLE_SEED, representatives
 from ctax.embedding.space import CreativeContent, SharedSpace
 from ctax.labelling.calibration import Held, Reference, calibrate
 from ctax.labelling.trigger import Thresholds
@@ -38,10 +39,14 @@ def encode_examples(space: SharedSpace, items: Sequence[LabelledCreative], blobs
 def evaluate_space(space: SharedSpace, snap: Snapshot, train: Sequence[LabelledCreative],
                    validation: Sequence[LabelledCreative], blobs: BlobStore, settings: Settings
                    ) -> tuple[Thresholds, dict[str, Any]]:
-    """Calibrate this space's trigger on the validation split, against exemplars from the training split."""
+    """Calibrate this space's trigger on the validation split, against exemplars from the training split: the
+    representatives the index would keep of them (ctax/dataset/representatives.py), as the labeller will see."""
     label_ids = sorted(snap.paths)
     label_vectors = space.encode_labels([snap.paths[i] for i in label_ids])
     ex_items, ex_vectors = encode_examples(space, train, blobs)
+    kept = representatives([e.draw_key(SAMPLE_SEED) for e in ex_items], [e.label_id for e in ex_items], ex_vectors,
+                           settings.exemplars_per_label)
+    ex_items, ex_vectors = [ex_items[n] for n in kept], ex_vectors[kept]
     val_items, val_vectors = encode_examples(space, validation, blobs)
     ref = Reference(label_ids, label_vectors, [e.creative_id for e in ex_items],
                     np.array([e.label_id for e in ex_items], dtype=np.int64), ex_vectors)

@@ -56,6 +56,28 @@ def _calibration_lines(calibration: Any, trained: bool) -> list[str]:
     return lines if len(lines) > 3 else []
 
 
+def _backend_lines(summary: Any) -> list[str]:
+    """Which backend serves under CTAX_BACKEND=auto, why, and what each measured against torch."""
+    if not isinstance(summary, Mapping):
+        return []
+    lines = ["", "## Inference backend", "", f"- serves: **{summary.get('serves', summary.get('backend'))}** "
+             f"(CTAX_BACKEND={summary.get('setting')}); `auto` serves {summary.get('backend')}: "
+             f"{summary.get('reason')}", f"- built on "
+             f"{summary.get('device', '-')}, batch {summary.get('batch_size', '-')}; accuracy basis: "
+             f"{summary.get('basis', '-')}, tolerance {summary.get('tolerance', '-')}"]
+    measured = summary.get("measured") or {}
+    if measured:
+        lines += ["", "| backend | creatives/s per tower | speed-up | lowest cosine to torch | loss against torch |",
+                  "|---|---|---|---|---|"]
+        for name, row in measured.items():
+            speeds = ", ".join(f"{tower} {rate:.1f}" for tower, rate in (row.get("per_s") or {}).items())
+            cosine = ", ".join(f"{tower} {value:.5f}" for tower, value in (row.get("cosine") or {}).items())
+            loss = ", ".join(f"{metric} {value:+.4f}" for metric, value in (row.get("loss") or {}).items())
+            lines.append(f"| {name} | {speeds or row.get('error') or '-'} | {_cell(row.get('speedup'))} | "
+                         f"{cosine or '-'} | {loss or '-'} |")
+    return lines
+
+
 def write_model_card(version: ModelVersion, extra: Mapping[str, Any] | None = None) -> Path:
     directory = Path(version.artefact_dir)
     config = version.config or {}
@@ -80,6 +102,7 @@ def write_model_card(version: ModelVersion, extra: Mapping[str, Any] | None = No
     else:
         lines.append("No labelled held-out data was available; thresholds are the documented defaults.")
     lines += _calibration_lines(metrics.get("calibration"), trained=version.kind == "trained")
+    lines += _backend_lines(metrics.get("backends"))
     lines += ["", "## Thresholds", "", "```json", json.dumps(version.thresholds or {}, indent=2)[:4000], "```"]
     comparison = version.comparison or {}
     if comparison.get("candidate") and comparison.get("active"):

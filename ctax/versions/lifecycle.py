@@ -15,6 +15,7 @@ import numpy as np
 from ctax.config import Settings
 from ctax.dataset.labelled import LabelledCreative, current_annotations
 from ctax.embedding.config import CorruptArtefact
+from ctax.embedding.device import resolve_device
 from ctax.embedding.ocr import OcrReader
 from ctax.embedding.space import SharedSpace
 from ctax.enums import VersionKind, VersionStatus
@@ -24,6 +25,7 @@ from ctax.store.blobs import BlobStore
 from ctax.store.session import Database
 from ctax.taxonomy.catalog import active_taxonomy
 from ctax.versions import artefacts, card, registry
+from ctax.versions.backends import ensure_backends
 from ctax.versions.sync import inherit_traffic, sync_exemplars, sync_labels
 
 log = logging.getLogger(__name__)
@@ -54,6 +56,8 @@ def bootstrap(
             version.config = config.to_json()
             version_id, directory = version.id, Path(version.artefact_dir)
             log.info("bootstrapping model version %s from pretrained encoders", version_id)
+    # Built before the version loads, so the worker serves the backend chosen for it from its first batch.
+    ensure_backends(db, settings, version_id, directory, blobs, resolve_device(settings.device))
     space = load_space(version_id, directory)
     if not index.has_version(version_id) or index.active_version() != version_id:
         build(db, space, index, blobs, ocr)
@@ -76,28 +80,26 @@ def build(
 def held_from_index(
     index: LabelIndex, version: str, annotations: Sequence[LabelledCreative], seed: int, dim: int
 ) -> tuple[Held, Reference]:
-    """Validation from the exemplars themselves: each is scored against the others (never itself).
+    """Validation from the stored exemplars themselves, each scored against the representatives (never itself):
+    the reference is exactly what the labeller searches, the held creatives are drawn from every label's sample.
 
     The sample (at most CALIBRATION_SAMPLE) and its order are drawn by the creatives' content
     (LabelledCreative.draw_key), so that the same data calibrates the same way in every database."""
     by_id = {item.creative_id: item for item in annotations}
     label_ids, label_vectors = index.label_vectors(version)
     label_vectors = label_vectors.reshape(len(label_ids), dim)
-    points = list(index._scroll(index.exemplars_collection(version), with_vectors=True))
-    from ctax.index.points import creative_id_of
-
-    exemplar_ids = [creative_id_of(p.id) for p in points]
-    exemplar_labels = np.array([int(p.payload["label_id"]) for p in points], dtype=np.int64)
-    vectors = np.asarray([p.vector for p in points], dtype=np.float32).reshape(len(points), dim)
-    ref = Reference(label_ids, label_vectors, exemplar_ids, exemplar_labels, vectors)
-    rows = [n for n, cid in enumerate(exemplar_ids)
-            if cid in by_id and by_id[cid].label_id == exemplar_labels[n]]
+    points = index.exemplar_points(version, dim)
+    searched = np.flatnonzero(points.representative)
+    ref = Reference(label_ids, label_vectors, [points.creative_ids[n] for n in searched],
+                    points.label_ids[searched], points.vectors[searched])
+    rows = [n for n, cid in enumerate(points.creative_ids)
+            if cid in by_id and by_id[cid].label_id == points.label_ids[n]]
     # In content order too, not the index's (by random id): calibration's simulated assertions draw row by row.
-    rows = sorted(rows, key=lambda n: by_id[exemplar_ids[n]].draw_key(seed))[:CALIBRATION_SAMPLE]
+    rows = sorted(rows, key=lambda n: by_id[points.creative_ids[n]].draw_key(seed))[:CALIBRATION_SAMPLE]
     held = Held(
-        [exemplar_ids[n] for n in rows],
-        [int(exemplar_labels[n]) for n in rows],
-        vectors[rows] if rows else np.zeros((0, dim), np.float32),
+        [points.creative_ids[n] for n in rows],
+        [int(points.label_ids[n]) for n in rows],
+        points.vectors[rows] if rows else np.zeros((0, dim), np.float32),
     )
     return held, ref
 
@@ -120,7 +122,8 @@ def recalibrate_pretrained(
     with db.write() as session:
         version = registry.get_version(session, space.version)
         version.thresholds = thresholds.to_json()
-        version.metrics = {"calibration": report, **_headline(report)}
+        kept = {key: value for key, value in (version.metrics or {}).items() if key == "backends"}
+        version.metrics = {**kept, "calibration": report, **_headline(report)}
         artefacts.write_json(Path(version.artefact_dir), "thresholds.json", version.thresholds)
         card.write_model_card(version)
     log.info("calibrated %s on %s labelled creatives", space.version, report.get("n_validation"))

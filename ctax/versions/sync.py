@@ -1,5 +1,6 @@
-"""Keeping a model version's collections in step with the database: labels and labelled exemplars, and the
-recent traffic a version inherits when it is activated.
+"""Keeping a model version's collections in step with the database: labels and labelled exemplars (at most a
+budget of representatives per label: ctax/dataset/representatives.py), and the recent traffic a version inherits
+when it is activated.
 
 Both syncs are diffs, so they are idempotent and one run covers any number of changes.
 """
@@ -7,6 +8,7 @@ Both syncs are diffs, so they are idempotent and one run covers any number of ch
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,8 +16,10 @@ from tqdm import tqdm
 
 from ctax.creatives.images import decode_rgb
 from ctax.dataset.labelled import LabelledCreative, current_annotations
+from ctax.dataset.representatives import SAMPLE_SEED, draw_sample, medoids
 from ctax.embedding.ocr import OcrReader
 from ctax.embedding.space import CreativeContent, SharedSpace
+from ctax.index.exemplars import StoredExemplar
 from ctax.index.qdrant import LabelIndex
 from ctax.store.blobs import BlobStore
 from ctax.store.repos import creatives, labels
@@ -30,6 +34,7 @@ class SyncReport:
     upserted: int = 0
     deleted: int = 0
     unchanged: int = 0
+    refreshed: int = 0  # labels whose representatives were chosen again
 
 
 def sync_labels(db: Database, space: SharedSpace, index: LabelIndex) -> SyncReport:
@@ -75,33 +80,119 @@ def sync_exemplars(
     ocr: OcrReader | None = None,
     batch_size: int = 64,
 ) -> SyncReport:
+    """The version's exemplars brought in step with the current annotations under the index's per-label budget
+    (ctax/dataset/representatives.py): only creatives entering a label's sample are encoded, and only labels whose
+    sample changed choose their representatives again; with nothing changed nothing is written."""
     version = space.version
     index.ensure_version(version, space.dim)
     with db.read() as session:
-        wanted = {item.creative_id: item for item in current_annotations(session)}
-    stored = index.exemplar_labels(version)
-    changed = [cid for cid, item in wanted.items() if stored.get(cid) != item.label_id]
-    gone = [cid for cid in stored if cid not in wanted]
-    index.delete_exemplars(version, gone)
-    for start in tqdm(
-        range(0, len(changed), batch_size),
-        desc=f"exemplars {version}",
-        unit="batch",
-        disable=len(changed) < 4 * batch_size,
-    ):
-        chunk = [wanted[cid] for cid in changed[start : start + batch_size]]
-        encoded = space.encode([content_of(item, blobs, space, ocr) for item in chunk])
-        keep = [(item, e.vector) for item, e in zip(chunk, encoded, strict=True) if e.vector is not None]
-        if keep:
-            index.upsert_exemplars(
-                version,
-                [item.creative_id for item, _ in keep],
-                [item.label_id for item, _ in keep],
-                np.stack([v for _, v in keep]),
-            )
-    report = SyncReport(len(changed), len(gone), len(wanted) - len(changed))
+        annotations = current_annotations(session)
+    plan = plan_exemplars(annotations, index.stored_exemplars(version), index.exemplars_per_label)
+    del annotations  # the plan keeps the samples only
+
+    def encode(items: Sequence[LabelledCreative]) -> list[np.ndarray | None]:
+        return [e.vector for e in space.encode([content_of(item, blobs, space, ocr) for item in items])]
+
+    report = apply_exemplar_plan(index, version, plan, encode, batch_size)
     log.info("exemplars of %s synced: %s", version, report)
     return report
+
+
+@dataclass
+class ExemplarPlan:
+    """What a sync does to a version's exemplars: the sample members to encode, the stored ones to forget, and the
+    labels whose representatives must be chosen again whatever is encoded (a member left or changed label, or the
+    budget they were chosen under is not the current one)."""
+
+    budget: int
+    sample: dict[int, list[LabelledCreative]]  # per label, its sample in key order
+    stored: dict[str, StoredExemplar]
+    encode: list[LabelledCreative]
+    drop: list[str]
+    refresh: set[int]
+    relabelled: int
+
+    @property
+    def empty(self) -> bool:
+        return not (self.encode or self.drop or self.refresh)
+
+    def keeps_all(self, label_id: int) -> bool:
+        """Whether every member of the label's sample is a representative (no choice to make)."""
+        return self.budget == 0 or len(self.sample.get(label_id, ())) <= self.budget
+
+
+def plan_exemplars(
+    annotations: Sequence[LabelledCreative], stored: dict[str, StoredExemplar], budget: int
+) -> ExemplarPlan:
+    """Pure: the current annotations against what the index stores. Costs one hash per annotation, no encoding."""
+    keys = [item.draw_key(SAMPLE_SEED) for item in annotations]
+    rows = draw_sample(keys, [item.label_id for item in annotations], budget)
+    sample = {label: [annotations[row] for row in members] for label, members in rows.items()}
+    wanted = {item.creative_id: item for members in sample.values() for item in members}
+    drop = [cid for cid in stored if cid not in wanted]
+    refresh = {stored[cid].label_id for cid in drop}
+    relabelled = 0
+    for cid, item in wanted.items():
+        old = stored.get(cid)
+        if old is not None and (old.label_id != item.label_id or old.budget != budget):
+            refresh |= {old.label_id, item.label_id}
+            relabelled += old.label_id != item.label_id
+    encode = [item for cid, item in wanted.items() if cid not in stored]
+    return ExemplarPlan(budget, sample, stored, encode, drop, refresh, relabelled)
+
+
+Encode = Callable[[Sequence[LabelledCreative]], list[np.ndarray | None]]
+
+
+def apply_exemplar_plan(
+    index: LabelIndex, version: str, plan: ExemplarPlan, encode: Encode, batch_size: int = 64
+) -> SyncReport:
+    """Forget what left the samples, encode (with `encode`) and store what joined them, then choose the
+    representatives of every label whose sample changed."""
+    index.delete_exemplars(version, plan.drop)
+    dropped = set(plan.drop)
+    # What the index holds after each step: a refresh rewrites only the members whose flag or budget it changes
+    # (local mode commits every point written to disk on its own: a rewrite of a whole sample is not free).
+    state = {cid: stored for cid, stored in plan.stored.items() if cid not in dropped}
+    refresh = set(plan.refresh)
+    for start in tqdm(range(0, len(plan.encode), batch_size), desc=f"exemplars {version}", unit="batch",
+                      disable=len(plan.encode) < 4 * batch_size):
+        chunk = plan.encode[start : start + batch_size]
+        keep = [(item, v) for item, v in zip(chunk, encode(chunk), strict=True) if v is not None]
+        # A label that keeps all its sample gets them as representatives now; any other is marked pending (no
+        # budget) until its representatives are chosen below, so an interrupted sync chooses them next time.
+        for whole in (True, False):
+            part = [(item, v) for item, v in keep if plan.keeps_all(item.label_id) == whole]
+            if part:
+                index.upsert_exemplars(version, [item.creative_id for item, _ in part],
+                                       [item.label_id for item, _ in part], np.stack([v for _, v in part]),
+                                       representative=[whole] * len(part), budget=plan.budget if whole else None)
+                state.update({item.creative_id: StoredExemplar(item.label_id, whole, plan.budget if whole else None)
+                              for item, _ in part})
+        refresh |= {item.label_id for item, _ in keep if not plan.keeps_all(item.label_id)}
+    for label_id in tqdm(sorted(refresh), desc=f"representatives {version}", unit="label",
+                         disable=len(refresh) < 20):
+        members = [item.creative_id for item in plan.sample.get(label_id, ()) if item.creative_id in state]
+        choose_representatives(index, version, label_id, members, plan.budget, state)
+    written = len(state) - len(plan.stored) + len(plan.drop)
+    return SyncReport(written + plan.relabelled, len(plan.drop), len(state) - written - plan.relabelled,
+                      len(refresh))
+
+
+def choose_representatives(index: LabelIndex, version: str, label_id: int, members: Sequence[str], budget: int,
+                           state: dict[str, StoredExemplar]) -> None:
+    """One label's stored sample (creative ids in key order): its representatives chosen by the rule and marked,
+    writing only the members whose stored `state` (updated here) differs from that."""
+    if not members:
+        return
+    vectors = index.exemplar_vectors(version, members)
+    chosen = set(medoids(vectors, budget))
+    target = {cid: StoredExemplar(label_id, n in chosen, budget) for n, cid in enumerate(members)}
+    changed = [n for n, cid in enumerate(members) if state.get(cid) != target[cid]]
+    if changed:
+        index.upsert_exemplars(version, [members[n] for n in changed], [label_id] * len(changed), vectors[changed],
+                               representative=[target[members[n]].representative for n in changed], budget=budget)
+        state.update({members[n]: target[members[n]] for n in changed})
 
 
 def inherit_traffic(

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from ctax.config import Settings
-from ctax.embedding.device import resolve_device
-from ctax.embedding.ocr import OcrReader
+from ctax.embedding.device import autocast_dtype, resolve_device
+from ctax.embedding.ocr import OcrReader, open_reader
 from ctax.embedding.space import SharedSpace
 from ctax.index.connect import open_qdrant
 from ctax.index.qdrant import LabelIndex
@@ -50,6 +50,7 @@ class Runtime:
         self._spaces: OrderedDict[str, SharedSpace] = OrderedDict()
         self._labellers: dict[tuple[str, Any], Labeller] = {}
         self._ocr: OcrReader | None = None
+        self.ocr_backend = "not loaded"  # which OCR backend reads, and why: said at start-up and in `info`
         self._lock = threading.RLock()
         self.ready = False
         self.labelled_since_sweep = 0  # creatives this process labelled since its last novelty sweep
@@ -65,6 +66,7 @@ class Runtime:
             self._index = LabelIndex(
                 open_qdrant(self.settings.qdrant_url, path, self.settings.qdrant_api_key),
                 self.settings.collection_prefix,
+                exemplars_per_label=self.settings.exemplars_per_label,
             )
         return self._index
 
@@ -73,7 +75,9 @@ class Runtime:
         if not self.settings.ocr_enabled:
             return None
         if self._ocr is None:
-            self._ocr = OcrReader()
+            self._ocr, how = open_reader(self.settings.ocr_backend, self.settings.ocr_workers)
+            self.ocr_backend = how
+            log.info("OCR: %s", how)
         return self._ocr
 
     def space(self, version_id: str, directory: Path) -> SharedSpace:
@@ -81,7 +85,11 @@ class Runtime:
             if version_id in self._spaces:
                 self._spaces.move_to_end(version_id)
                 return self._spaces[version_id]
-            space = SharedSpace.load(directory, self.device)
+            space = SharedSpace.load(directory, self.device, self.settings.backend,
+                                     autocast_dtype(self.device, self.settings.autocast))
+            space.size_batches(self.settings.gpu_memory_fraction)
+            log.info("model version %s: inference backend %s (%s); batches of %s texts, %s images", version_id,
+                     space.backend, space.backend_reason, space.text_batch, space.image_batch)
             self._spaces[version_id] = space
             while len(self._spaces) > MODELS_KEPT:
                 dropped, _ = self._spaces.popitem(last=False)
@@ -104,8 +112,10 @@ class Runtime:
             self.info = {
                 "model_version": version_id,
                 "image_tower": labeller.space.image_status,
-                "ocr": "ready" if self.ocr is not None else "disabled",
+                "ocr": self.ocr_backend if self.ocr is not None else "disabled",
                 "text_tower": labeller.space.config.text_model,
+                "backend": labeller.space.backend,
+                "backend_reason": labeller.space.backend_reason,
             }
             if not labeller.space.image_ready:
                 log.warning("image tower: %s", labeller.space.image_status)

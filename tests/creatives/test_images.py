@@ -91,3 +91,20 @@ def test_validate_image_waits_for_the_shared_budget_of_its_process() -> None:
         assert done == []
     checker.join(timeout=10)
     assert done == ["image/png"] and budget.free == 123_457
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "P"])
+def test_transparency_is_composited_on_white_not_on_black(mode: str) -> None:
+    # Dark ink on a fully transparent canvas whose hidden colour is black: a straight convert("RGB") gives black on
+    # black, which neither OCR nor the image tower can read.
+    canvas = Image.new("RGBA", (40, 20), (0, 0, 0, 0))
+    canvas.paste((10, 10, 10, 255), (5, 5, 15, 15))
+    image = canvas.convert(mode) if mode != "P" else canvas.convert("P", palette=Image.Palette.ADAPTIVE)
+    if mode == "P":
+        image.info["transparency"] = image.getpixel((0, 0))
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    decoded = decode_rgb(buffer.getvalue())
+    assert decoded.mode == "RGB"
+    assert decoded.getpixel((30, 15)) == (255, 255, 255)  # the transparent background
+    assert max(decoded.getpixel((10, 10))) < 40  # the ink stays dark

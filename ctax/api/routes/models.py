@@ -24,6 +24,7 @@ class PromoteIn(BaseModel):
 def version_view(version: ModelVersion) -> dict[str, Any]:
     metrics = dict(version.metrics or {})
     calibration = metrics.pop("calibration", None) or {}
+    backends = metrics.pop("backends", None) or {}
     return {
         "id": version.id,
         "kind": version.kind,
@@ -52,8 +53,30 @@ def version_view(version: ModelVersion) -> dict[str, Any]:
         }
         | {"n_validation": calibration.get("n_validation"),
            "novelty_scorer": (calibration.get("new_label") or {}).get("scorer")},
+        "backend": backend_view(backends),
         "config": version.config,
         "model_card": f"{version.artefact_dir}/MODEL_CARD.md",
+    }
+
+
+def backend_view(summary: dict[str, Any]) -> dict[str, Any]:
+    """Which backend serves the version (under the CTAX_BACKEND it was built with), its speed and accuracy against
+    torch, measured when the version was built; `auto_choice` is what CTAX_BACKEND=auto serves."""
+    name = summary.get("serves") or summary.get("backend") or "torch"
+    measured = summary.get("measured") or {}
+    row = measured.get(name) or {}
+    return {
+        "serves": name,
+        "reason": summary.get("reason", "no exported backends: built with CTAX_BACKEND=torch or before backends"),
+        "setting": summary.get("setting"),
+        "auto_choice": summary.get("backend"),
+        "creatives_per_s": row.get("per_s"),
+        "speedup": row.get("speedup"),
+        "accuracy_delta": {metric: -loss for metric, loss in (row.get("loss") or {}).items()},
+        "cosine_to_torch": row.get("cosine"),
+        "basis": summary.get("basis"),
+        "tolerance": summary.get("tolerance"),
+        "measured": measured,
     }
 
 

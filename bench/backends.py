@@ -1,0 +1,259 @@
+"""The towers' inference backends side by side, in one run: raw creatives/s at the worker's batch size, labelling
+creatives/s end to end through the worker's task code, vectors' cosine to torch's, and `ctax eval` on the Pitt
+split (top-1, novelty AUROC, wrong-label AUROC) with each backend.
+
+    python -m bench.backends                              # text and image, every backend
+    python -m bench.backends --modes text --eval-train 1500 --eval-test 600 --json out.json
+    python -m bench.backends --device cpu --quick         # what bench/gpu_check.sh runs (device cuda on a GPU)
+
+Per modality a pretrained version is made once (its image tower saved, so every load is the same tower) and its
+backends built and measured by the version build itself (ctax/versions/backends.py). Then for each backend, in
+this process: the raw figure (the version's towers loaded with that backend, timed on the payloads in batches of
+the worker's batch size, the faster of two passes after a warm-up), then end to end (a worker runtime loading the
+version with CTAX_BACKEND=<backend>, the payloads stored as creatives and labelled by the labelling task's own
+code, batch by batch: database, towers, index search, trigger, as the worker runs them; no HTTP or queue: those
+are bench.throughput's), and for text `ctax eval` on the Pitt split with that backend (bench.pitt_eval's split,
+optionally subsampled). Image creatives: ViT-B-32 with random weights and an untrained projection (no pretrained
+CLIP weights here): speed and agreement with torch are measured, accuracy is not (it would be noise's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from bench.pitt_eval import split
+from bench.throughput import images, texts
+
+console = Console(width=160)
+BACKENDS = ("torch", "onnx", "onnx-int8", "openvino", "openvino-int8")
+
+
+def settings_for(mode: str, work: Path, backend: str, batch_size: int, device: str) -> Any:
+    from ctax.config import Settings
+
+    values: dict[str, Any] = {"data_dir": work / mode, "backend": backend, "label_batch_size": batch_size,
+                              "device": device, "ocr_enabled": False, "novelty_traffic_window": 0}
+    if mode == "text":
+        values["image_enabled"] = False
+    else:
+        values |= {"image_arch": "ViT-B-32", "image_pretrained": None, "image_projection": "random"}
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def make_version(mode: str, work: Path, batch_size: int, device: str, payloads: list[Any],
+                 names: list[str]) -> Path:
+    """The pretrained version a first start makes (no exports), its random image tower saved, then its backends
+    built by the version build's own code, measured on this run's payloads."""
+    from ctax.creatives.images import decode_rgb
+    from ctax.embedding.config import ImageConfig, SpaceConfig
+    from ctax.embedding.space import SharedSpace
+    from ctax.jobs import LABEL_QUEUE
+    from ctax.store.migrate import upgrade
+    from ctax.versions.backends import Probe, build_backends
+    from ctax.worker.runtime import Runtime
+
+    settings = settings_for(mode, work, "torch", batch_size, device)
+    settings.ensure_dirs()
+    upgrade(settings.sqlalchemy_url)
+    rt = Runtime(settings, [LABEL_QUEUE], owns_index=True)
+    rt.start()
+    version, directory = rt.info["model_version"], settings.model_dir / rt.info["model_version"]
+    rt.stop()
+    rt.index.client.close()
+    if mode == "image":
+        config = SpaceConfig.read(directory)
+        SharedSpace.load_torch(directory, device).image.save(directory / "image")  # type: ignore[union-attr]
+        config.image = ImageConfig(arch="ViT-B-32", pretrained=None, saved="image")
+        config.write(directory)
+    space = SharedSpace.load_torch(directory, device)
+    probe = Probe(payloads[: 4 * batch_size], []) if mode == "text" else Probe(
+        [], [decode_rgb(p) for p in payloads[: 2 * batch_size]])
+    console.print(f"{mode}: building and measuring {', '.join(names)} for {version} (the version build's code)")
+    summary = build_backends(space, directory, settings.model_copy(update={"backend": "auto"}), space.text.device,
+                             probe, names=names)  # type: ignore[arg-type]
+    console.print(f"{mode}: auto would serve {summary['backend']}: {summary['reason']}")
+    return directory
+
+
+def raw(mode: str, directory: Path, backend: str, payloads: list[Any], batch_size: int, device: str,
+        reference: Any) -> tuple[float, float, Any]:
+    """Creatives/s of the towers alone at the worker's batch size, and the lowest cosine to `reference`."""
+    import numpy as np
+
+    from ctax.creatives.images import decode_rgb
+    from ctax.embedding.space import SharedSpace
+    from ctax.versions.backends import rate
+
+    space = SharedSpace.load(directory, device, backend)
+    if mode == "text":
+        def encode() -> Any:
+            return np.concatenate([space.text.encode_groups([[t] for t in payloads[i : i + batch_size]], batch_size)
+                                   for i in range(0, len(payloads), batch_size)])
+    else:
+        image = space.image
+        assert image is not None
+
+        def encode() -> Any:  # decoding is part of the tower's work per creative, as in bench.throughput
+            return np.concatenate([image.encode([decode_rgb(p) for p in payloads[i : i + batch_size]], batch_size)
+                                   for i in range(0, len(payloads), batch_size)])
+    vectors, per_s = rate(encode, len(payloads))
+    cosine = 1.0 if reference is None else float(np.min(np.sum(vectors * reference, axis=1)))
+    return per_s, cosine, vectors
+
+
+def end_to_end(mode: str, work: Path, backend: str, payloads: list[Any], batch_size: int, device: str) -> float:
+    """The payloads stored as creatives, then labelled by the labelling task's code a batch at a time."""
+    from ctax.creatives.intake import CreativeSubmission, create_creative
+    from ctax.jobs import LABEL_QUEUE
+    from ctax.worker.runtime import Runtime
+    from ctax.worker.tasks.label import run
+
+    rt = Runtime(settings_for(mode, work, backend, batch_size, device), [LABEL_QUEUE], owns_index=True)
+    rt.start()
+    try:
+        assert rt.info["backend"].startswith(backend), rt.info
+        with rt.db.write() as session:
+            ids = [create_creative(session, rt.blobs, rt.settings, CreativeSubmission(
+                texts=[p]) if mode == "text" else CreativeSubmission(image=p), None)[0].id for p in payloads]
+        warm = min(batch_size, max(1, len(ids) // 8))
+        run(rt, ids[:warm])  # the first batch pays for lazy set-up, as bench.throughput's warm-up does
+        start = time.perf_counter()
+        for i in range(warm, len(ids), batch_size):
+            done = run(rt, ids[i : i + batch_size])
+            assert done.get("labelled") == len(ids[i : i + batch_size]), done
+        return (len(ids) - warm) / (time.perf_counter() - start)
+    finally:
+        rt.stop()
+        rt.index.client.close()
+
+
+def gpu_memory(device: str) -> dict[str, Any]:
+    """torch's peak GPU allocation since the last call (the torch towers' share; ONNX Runtime's own arena is seen
+    only by nvidia-smi, which bench/gpu_check.sh samples)."""
+    if not device.startswith("cuda"):
+        return {}
+    import torch
+
+    peak = torch.cuda.max_memory_allocated(device) / 2**20
+    torch.cuda.reset_peak_memory_stats(device)
+    return {"gpu_torch_peak_mib": round(peak, 1)}
+
+
+def subsample(path: Path, n: int, out: Path) -> Path:
+    """The first n ads by a seeded hash of their id (all of them when n is 0)."""
+    lines = path.read_text().splitlines()
+    if n:
+        lines = sorted(lines, key=lambda line: hashlib.sha256(json.loads(line)["id"].encode()).hexdigest())[:n]
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
+def accuracy(backend: str, work: Path, train: Path, test: Path, device: str) -> dict[str, Any]:
+    from ctax.config import Settings
+    from ctax.evaluation.run import EvalOptions, run_eval
+    from tests.support import SHARED_DATA
+
+    console.print(f"text: ctax eval with CTAX_BACKEND={backend} (pretrained version, Pitt split)...")
+    base = Settings(_env_file=None, backend=backend, device=device, ocr_enabled=False)  # type: ignore[call-arg]
+    result = run_eval(EvalOptions(SHARED_DATA / "pitt_ads_taxonomy.txt", train, test, 6, 0.2, 13, no_train=True,
+                                  work_dir=work / f"eval-{backend}"), base)
+    return {key: result.get(key) for key in ("top1", "novelty_auroc", "wrong_label_auroc", "seconds")}
+
+
+def run_mode(mode: str, args: argparse.Namespace, work: Path, split_files: tuple[Path, Path] | None
+             ) -> list[dict[str, Any]]:
+    n = args.n_text if mode == "text" else args.n_image
+    payloads: list[Any] = texts(n, args.seed) if mode == "text" else images(n, args.seed)
+    names = [b for b in args.backends.split(",") if b != "torch"]
+    if args.device.startswith("cuda"):
+        import onnxruntime
+
+        names = [b for b in names if not b.startswith("openvino")]  # OpenVINO runs on CPUs only
+        if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+            console.print("[yellow]onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu): the onnx "
+                          "backends are left out on CUDA[/yellow]")
+            names = [b for b in names if not b.startswith("onnx")]
+    directory = make_version(mode, work, args.batch_size, args.device, payloads, names)
+    rows, reference = [], None
+    for backend in ["torch", *names]:
+        console.print(f"{mode}: {backend}: raw towers on {n} creatives, batch {args.batch_size}...")
+        per_s, cosine, vectors = raw(mode, directory, backend, payloads, args.batch_size, args.device, reference)
+        reference = vectors if reference is None else reference
+        console.print(f"{mode}: {backend}: end to end through the labelling task...")
+        e2e = end_to_end(mode, work, backend, payloads, args.batch_size, args.device)
+        row: dict[str, Any] = {"backend": backend, "modality": mode, "raw_per_s": round(per_s, 2),
+                               "end_to_end_per_s": round(e2e, 2), "cosine_to_torch": round(cosine, 6),
+                               "top1": None, "novelty_auroc": None, "wrong_label_auroc": None,
+                               **gpu_memory(args.device)}
+        if mode == "text" and split_files is not None:
+            row |= accuracy(backend, work, *split_files, args.device)
+        rows.append(row)
+        console.print(row)
+    return rows
+
+
+def table(rows: list[dict[str, Any]]) -> Table:
+    out = Table("creatives", "backend", "raw /s", "end to end /s", "e2e / raw", "e2e vs torch", "cosine to torch",
+                "top1", "novelty AUROC", "wrong-label AUROC")
+    torch = {row["modality"]: row for row in rows if row["backend"] == "torch"}
+
+    def cell(value: Any) -> str:
+        return f"{value:.4f}" if isinstance(value, float) else "-"
+
+    for row in rows:
+        base = torch[row["modality"]]
+        out.add_row(row["modality"], row["backend"], f"{row['raw_per_s']:.1f}", f"{row['end_to_end_per_s']:.1f}",
+                    f"{row['end_to_end_per_s'] / row['raw_per_s']:.2f}",
+                    f"{row['end_to_end_per_s'] / base['end_to_end_per_s']:.2f}x", f"{row['cosine_to_torch']:.5f}",
+                    *(cell(row[m]) for m in ("top1", "novelty_auroc", "wrong_label_auroc")))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--modes", default="text,image")
+    parser.add_argument("--backends", default=",".join(BACKENDS))
+    parser.add_argument("--n-text", type=int, default=1024)
+    parser.add_argument("--n-image", type=int, default=192)
+    parser.add_argument("--batch-size", type=int, default=64, help="the worker's batch (CTAX_LABEL_BATCH_SIZE)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (CTAX_DEVICE)")
+    parser.add_argument("--eval-train", type=int, default=0, help="subsample the Pitt TRAIN split (0: all of it)")
+    parser.add_argument("--eval-test", type=int, default=0, help="subsample the Pitt TEST split (0: all of it)")
+    parser.add_argument("--no-eval", action="store_true", help="skip `ctax eval` (accuracy) per backend")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 128 texts, 32 images, no eval")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--json", type=Path, help="also write the rows here")
+    args = parser.parse_args()
+    if args.quick:
+        args.n_text, args.n_image, args.no_eval = 128, 32, True
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    work = Path(tempfile.mkdtemp(prefix="ctax-backends-"))
+    split_files = None
+    if not args.no_eval and "text" in args.modes.split(","):
+        train, test = split(13, out=work / "split")
+        split_files = (subsample(train, args.eval_train, work / "split" / "train.jsonl"),
+                       subsample(test, args.eval_test, work / "split" / "test.jsonl"))
+    rows: list[dict[str, Any]] = []
+    started = time.perf_counter()
+    for mode in args.modes.split(","):
+        rows += run_mode(mode, args, work, split_files)
+    console.print(table(rows))
+    console.print(f"{time.perf_counter() - started:.0f} s; work folder {work}")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
