@@ -68,6 +68,8 @@ class Settings(BaseSettings):
         default=1000, ge=0,
         description="Re-decide the traffic window after this many creatives a worker labelled (0: never).")
     label_batch_size: int = Field(default=64, ge=1, le=4096, description="Creatives encoded in one forward pass.")
+    map_creatives: int = Field(default=2000, ge=0, le=50_000,
+                               description="Recent creatives the /map page draws beside the labels.")
     label_queue: str = Field(default=LABEL_QUEUE, description="Queue the API sends labelling work to.")
     dispatch_interval_s: float = Field(
         default=0.2, gt=0, le=10,
@@ -223,6 +225,11 @@ class Settings(BaseSettings):
     @property
     def model_dir(self) -> Path:
         return self.data_dir / "models"
+
+    @property
+    def map_path(self) -> Path:
+        """The /map page's 2-D projection, written by the index owner, served by the API."""
+        return self.data_dir / "map.json"
 
     @property
     def embedded_index(self) -> bool:

@@ -151,6 +151,15 @@ def item_of_creative(session: Session, creative_id: str) -> ReviewItem | None:
     return session.scalar(select(ReviewItem).where(ReviewItem.creative_id == creative_id))
 
 
+def item_ids_of_creatives(session: Session, creative_ids: Sequence[str]) -> dict[str, int]:
+    """The review item of each creative that has one (open or decided)."""
+    if not creative_ids:
+        return {}
+    rows = session.execute(select(ReviewItem.creative_id, ReviewItem.id).where(
+        ReviewItem.creative_id.in_(list(creative_ids))))
+    return {creative_id: item_id for creative_id, item_id in rows}
+
+
 def key_names(session: Session, key_ids: Iterable[int | None]) -> dict[int, str]:
     wanted = [k for k in set(key_ids) if k is not None]
     if not wanted:
