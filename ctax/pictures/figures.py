@@ -104,7 +104,7 @@ def precision_recall(figures: Mapping[str, Any], path: Path) -> None:
 def per_label(rows: Sequence[Mapping[str, Any]], path: Path) -> bool:
     """Top-1 accuracy per label, worst first; returns whether rows were left out."""
     shown = list(rows)[:MAX_LABEL_ROWS]
-    figure = _figure(8, 1.2 + 0.24 * max(len(shown), 1))
+    figure = _figure(8, max(2.4, 1.2 + 0.24 * len(shown)))
     ax = figure.add_subplot()
     names = [f"{row['label']}  (n={row['n']})" for row in shown]
     ax.barh(range(len(shown)), [row["accuracy"] for row in shown], color=KNOWN, alpha=0.8)
