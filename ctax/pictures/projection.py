@@ -51,7 +51,7 @@ def project(vectors: np.ndarray, seed: int = 13) -> Layout:
         import umap  # imported here: numba compiles it on first use, which only the index owner should pay
 
         reducer = umap.UMAP(n_components=2, n_neighbors=min(NEIGHBOURS, len(vectors) - 1), metric="cosine",
-                            random_state=seed, init="spectral")
+                            random_state=seed, init="spectral", n_jobs=1)
         xy = np.asarray(reducer.fit_transform(vectors))
     except Exception as exc:  # a degenerate set (many identical vectors) can defeat UMAP; PCA still draws it
         log.warning("UMAP failed on %d points (%s); drawing the map with PCA", len(vectors), exc)

@@ -59,7 +59,7 @@
     svg.replaceChildren();
     const data = state.data;
     if (!data) return;
-    const groups = labelGroups(data.creatives.concat(data.labels.map((l) => ({ label: l.path }))));
+    const groups = labelGroups(data.creatives);
     const layer = el("g", { id: "creatives" });
     data.creatives.forEach((p, i) => {
       const dot = el("circle", { cx: sx(p.x).toFixed(1), cy: sy(p.y).toFixed(1), r: 4, fill: colourOf(p, groups),
@@ -70,7 +70,8 @@
     const labels = el("g", { id: "labels" });
     data.labels.forEach((l) => {
       const x = sx(l.x), y = sy(l.y);
-      const fill = state.colour === "flag" ? "#111827" : groups.colours.get(groups.keyOf(l.path)) || GREY;
+      // A label takes the colour of the creatives decided for it (or for its branch); others stay dark.
+      const fill = (state.colour === "label" && groups.colours.get(groups.keyOf(l.path))) || "#111827";
       const mark = el("rect", { x: (x - 4).toFixed(1), y: (y - 4).toFixed(1), width: 8, height: 8, fill,
                                 class: "label-point", "data-label": l.path, transform: `rotate(45 ${x.toFixed(1)} ${y.toFixed(1)})` });
       const title = el("title", {});
