@@ -125,6 +125,7 @@ def loss_curve(history: Sequence[Mapping[str, float]], path: Path) -> None:
     ax = figure.add_subplot()
     ax.plot([row["step"] for row in history], [row["loss"] for row in history], color=KNOWN, marker="o",
             markersize=3, linewidth=1.5)
+    ax.xaxis.get_major_locator().set_params(integer=True)  # steps are whole numbers, however few
     ax.set_xlabel("training step")
     ax.set_ylabel("training loss")
     ax.set_title("Text tower training loss")
