@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+import ctax.worker.runtime as runtime_module
 from ctax.api.app import create_app
 from ctax.creatives.intake import CreativeSubmission, create_creative
 from ctax.jobs import INDEX_QUEUE, LABEL_QUEUE, REFRESH_MAP
@@ -20,6 +21,7 @@ from ctax.store.models import Creative, Label, OutboxJob, ReviewItem
 from ctax.taxonomy import catalog
 from ctax.taxonomy.importers import parse_taxonomy_file
 from ctax.worker.runtime import Runtime
+from ctax.worker.tasks.index import refresh_map as draw_map_task
 from ctax.worker.tasks.label import run as label_run
 from tests.conftest import headers
 
@@ -82,9 +84,16 @@ def test_the_map_is_served_as_drawn_and_refreshed_on_request(mapped, keys) -> No
         with rt.db.read() as session:
             job = session.get(OutboxJob, asked.json()["job_id"])
             assert job.task == REFRESH_MAP and job.queue == INDEX_QUEUE  # the index owner draws it
-        drawn = refresh_map(rt.db, rt.index, rt.settings)  # what the worker's task runs
+        runtime_module._runtime = rt  # the worker's task, run as the index owner runs it
+        try:
+            draw_map_task()
+        finally:
+            runtime_module._runtime = None
         served = client.get("/v1/map", headers=headers(keys["admin"]))
-        assert served.status_code == 200 and served.json() == json.loads(json.dumps(drawn))
+        assert served.status_code == 200 and served.json()["version"] == "v1-pretrained"
+        assert len(served.json()["creatives"]) == len(CREATIVES)
+        drawn = refresh_map(rt.db, rt.index, rt.settings)  # drawn again: the file is replaced whole
+        assert client.get("/v1/map", headers=reviewer).json() == json.loads(json.dumps(drawn))
         assert client.get("/v1/map").status_code == 401
         assert client.get("/v1/map", headers=headers(keys["poster"])).status_code == 403
         assert client.post("/v1/map/refresh", headers=headers(keys["poster"])).status_code == 403
