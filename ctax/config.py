@@ -93,6 +93,10 @@ class Settings(BaseSettings):
         default=1000, ge=0,
         description="Re-decide the traffic window after this many creatives a worker labelled (0: never).")
     label_batch_size: int = Field(default=64, ge=1, le=4096, description="Creatives encoded in one forward pass.")
+    # Capped: the index owner labels nothing while it projects (about 13 s for 2,000; docs/benchmarks.md), and
+    # from 4,096 points UMAP's approximate neighbours take minutes.
+    map_creatives: int = Field(default=2000, ge=0, le=4000,
+                               description="Recent creatives the /map page draws beside the labels.")
     label_queue: str = Field(default=LABEL_QUEUE, description="Queue the API sends labelling work to.")
     dispatch_interval_s: float = Field(
         default=0.2, gt=0, le=10,
@@ -253,6 +257,11 @@ class Settings(BaseSettings):
     @property
     def model_dir(self) -> Path:
         return self.data_dir / "models"
+
+    @property
+    def map_path(self) -> Path:
+        """The /map page's 2-D projection, written by the index owner, served by the API."""
+        return self.data_dir / "map.json"
 
     @property
     def embedded_index(self) -> bool:

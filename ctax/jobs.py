@@ -16,12 +16,14 @@ ACTIVATE_VERSION = "ctax.index.activate"
 BUILD_VERSION = "ctax.index.build"
 TRAIN = "ctax.training.run"
 DISCOVER = "ctax.discovery.run"
+REFRESH_MAP = "ctax.index.map"
 
 # Where a task goes unless the sender names a queue (labelling goes to the queue the settings name).
 DEFAULT_QUEUES = {
     SYNC_INDEX: INDEX_QUEUE,
     ACTIVATE_VERSION: INDEX_QUEUE,
     BUILD_VERSION: INDEX_QUEUE,
+    REFRESH_MAP: INDEX_QUEUE,  # reads the index's vectors: its owner draws the map
     # Long jobs share the training worker, so they never hold up labelling.
     DISCOVER: TRAIN_QUEUE,
     TRAIN: TRAIN_QUEUE,

@@ -19,6 +19,7 @@ from ctax.api.key_cache import KeyCache
 from ctax.api.limits import BodyLimit
 from ctax.api.routes import accounts, creatives, export, health, keys, labels, models, proposals, review, training
 from ctax.api.routes.creative_input import json_problem
+from ctax.api.web import maps as map_page
 from ctax.config import Settings
 from ctax.enums import Role
 from ctax.errors import CtaxError
@@ -127,6 +128,7 @@ def create_app(settings: Settings | None = None, *, start_dispatcher: bool = Tru
     # Outermost of ours: a body over its limit is refused before any route or parser holds it in memory.
     app.add_middleware(BodyLimit, limit_for=limits.limit_for(settings))
     metrics.install(app)
-    for module in (health, creatives, labels, accounts, keys, models, training, review, proposals, export, web):
+    for module in (health, creatives, labels, accounts, keys, models, training, review, proposals, export, web,
+                   map_page):
         app.include_router(module.router)
     return app

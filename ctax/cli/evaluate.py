@@ -31,6 +31,8 @@ def evaluate(taxonomy: Annotated[Path, typer.Option(help="IAB TSV or one path pe
              work_dir: Annotated[Path | None, typer.Option(help="keep the throwaway service here")] = None,
              skip_invalid: Annotated[bool, typer.Option(help="evaluate without the bad lines of either file, listing "
                                                             "them; without it any bad line stops the run")] = False,
+             report: Annotated[Path | None, typer.Option(help="write an HTML page with the evaluation's pictures "
+                                                              "(index.html and PNGs) in this folder")] = None,
              ) -> None:
     """Run the evaluation contract: train (unless --no-train), then label every test row as the service would."""
     # Imported here: the evaluation loads the towers and the index, which no other command needs.
@@ -39,6 +41,8 @@ def evaluate(taxonomy: Annotated[Path, typer.Option(help="IAB TSV or one path pe
 
     if not 0 <= wrong_label_rate <= 1:
         fail(ValueError("--wrong-label-rate must be between 0 and 1"))
+    if report is not None and report.exists() and not report.is_dir():
+        fail(ValueError(f"--report {report} is a file, not a folder"))
     try:
         result = run_eval(EvalOptions(taxonomy, train, test, holdout_labels, wrong_label_rate, seed, no_train, epochs,
                                       work_dir, skip_invalid))
@@ -51,6 +55,10 @@ def evaluate(taxonomy: Annotated[Path, typer.Option(help="IAB TSV or one path pe
     for name, lines in result.get("invalid_lines", {}).items():
         report_bad_lines(train if name == "train" else test, [BadLine(**line) for line in lines], skipped=True)
     json_out.write_text(json.dumps(result, indent=2, default=str))
+    if report is not None:
+        from ctax.evaluation.report import write_report
+
+        Console(stderr=True).print(f"report: {write_report(result, report)}")
     table = Table("metric", "value")
     for key in SHOWN:
         value = result.get(key)

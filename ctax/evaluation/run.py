@@ -26,6 +26,7 @@ from ctax.dataset.importing import BadLine, Row, import_labelled, scan_rows
 from ctax.embedding.space import SharedSpace
 from ctax.enums import RunStatus
 from ctax.errors import InvalidInput
+from ctax.evaluation.figures import figure_data
 from ctax.evaluation.scoring import score
 from ctax.jobs import LABEL_QUEUE, TRAIN_QUEUE
 from ctax.labelling.sweep import sweep
@@ -121,6 +122,7 @@ def run_eval(options: EvalOptions, base: Settings | None = None) -> dict[str, An
         active = registry.active_version(session)
         thresholds = active.thresholds if active else {}
         version_name = active.id if active else None
+        artefact_dir = active.artefact_dir if active else None
     rt.stop()
     rt.index.client.close()
     metrics = score(posted, rows, ids)
@@ -132,7 +134,8 @@ def run_eval(options: EvalOptions, base: Settings | None = None) -> dict[str, An
             "train_seconds": round(train_seconds, 1), "model_version": version_name, "trained": not options.no_train,
             "wrong_label_rate": options.wrong_label_rate, "seed": options.seed,
             "thresholds": {k: v for k, v in (thresholds or {}).items() if k != "per_label_wrong"},
-            "work_dir": str(work),
+            "work_dir": str(work), "artefact_dir": artefact_dir,
+            "figures": figure_data(posted, rows, ids, thresholds or {}, metrics),
             "invalid_lines": {name: [asdict(b) for b in bad] for name, bad in data.invalid.items() if bad}}
 
 

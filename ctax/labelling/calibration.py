@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ctax.labelling import curves
 from ctax.labelling.held_out import Held, Reference, build_evidence, simulated_traffic
 from ctax.labelling.novelty import FEATURES, fit_novelty_model, novelty_features
 from ctax.labelling.trigger import Evidence, Thresholds, Trigger
@@ -144,6 +145,9 @@ def calibrate(
         "method": f"simulated assertions, {WRONG_RATE:.0%} wrong",
     }
     report["top1"] = by_weight[best_weight]
+    report["figures"] = curves.calibration_figures(
+        validation.trigger(thresholds), validation.known, validation.novel, validation.truth, validation.taxonomy,
+        (assertions.gaps, assertions.positive), report, NOVEL_RATE, WRONG_RATE)
     return thresholds, report
 
 

@@ -8,6 +8,7 @@ sentence-transformers are imported inside the functions that need them.
 
 from __future__ import annotations
 
+import json
 import math
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
@@ -18,6 +19,7 @@ from ctax.training.text_data import Example, build_training_datasets, check_trai
 from ctax.training.text_recipe import DEFAULT_RECIPE, TextTrainingRecipe
 
 ProgressFn = Callable[[float, str], None]
+LOSS_HISTORY = "loss_history.json"  # beside the saved tower: [{"step", "loss"}] as the trainer logged them
 
 
 def _make_losses(model: Any, recipe: TextTrainingRecipe, names: Sequence[str]) -> dict[str, Any]:
@@ -107,9 +109,12 @@ def train_text_tower(
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="ctax-text-train-") as scratch:
         args = _training_arguments(scratch, recipe, rows, effective_batch, seed=seed, device=device)
-        _fit(model, datasets, args, recipe, report)
+        history = _fit(model, datasets, args, recipe, report)
     report(0.95, "saving model")
     model.save(str(out_dir))
+    # The trainer's loss log, for the model card's loss curve (the trainer's own state lives in the scratch dir).
+    (out_dir / LOSS_HISTORY).write_text(json.dumps(
+        [{"step": int(row["step"]), "loss": float(row["loss"])} for row in history if "loss" in row]))
     report(1.0, f"trained on {rows} rows, saved to {out_dir}")
     return out_dir
 
@@ -147,8 +152,10 @@ def _training_arguments(
     )
 
 
-def _fit(model: Any, datasets: Mapping[str, Any], args: Any, recipe: TextTrainingRecipe, report: ProgressFn) -> None:
-    """Train `model` in place on the datasets, each with its loss (one dataset: no multi-dataset sampling)."""
+def _fit(model: Any, datasets: Mapping[str, Any], args: Any, recipe: TextTrainingRecipe, report: ProgressFn
+         ) -> list[dict[str, Any]]:
+    """Train `model` in place on the datasets, each with its loss (one dataset: no multi-dataset sampling);
+    returns the trainer's log history."""
     from sentence_transformers import SentenceTransformerTrainer
     from transformers import PrinterCallback
 
@@ -165,3 +172,4 @@ def _fit(model: Any, datasets: Mapping[str, Any], args: Any, recipe: TextTrainin
     # With tqdm disabled the trainer prints every log dict to stdout; progress goes through on_progress.
     trainer.remove_callback(PrinterCallback)
     trainer.train()
+    return list(trainer.state.log_history)

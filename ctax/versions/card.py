@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ctax.pictures.card import write_card_pictures
 from ctax.store.models import ModelVersion
 
 
@@ -114,6 +115,9 @@ def write_model_card(version: ModelVersion, extra: Mapping[str, Any] | None = No
         lines += ["", *[f"- {reason}" for reason in comparison.get("reasons") or []]]
     for title, body in (extra or {}).items():
         lines += ["", f"## {title}", "", str(body)]
+    manifest = write_card_pictures(version.id, str(version.kind), directory, metrics)
+    lines += ["", "## Pictures", "", *[f"![{p['title']}](card/{p['file']})" for p in manifest["pictures"]],
+              *[f"- {note}" for note in manifest["notes"]]]
     path = directory / "MODEL_CARD.md"
     path.write_text("\n".join(line for line in lines if line is not None) + "\n")
     return path

@@ -8,6 +8,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from ctax.cli import app
@@ -34,9 +35,10 @@ def write_split(shared_data: Path, directory: Path, per_label: int = 25) -> tupl
 
 def test_ctax_eval_holds_labels_out_and_refuses_a_used_work_folder(tmp_path, shared_data) -> None:
     train, test, train_rows = write_split(shared_data, tmp_path)
-    work, out = tmp_path / "work", tmp_path / "metrics.json"
+    work, out, report = tmp_path / "work", tmp_path / "metrics.json", tmp_path / "report"
     args = ["eval", "--taxonomy", str(shared_data / "pitt_ads_taxonomy.txt"), "--train", str(train),
-            "--test", str(test), "--holdout-labels", "1", "--no-train", "--json", str(out), "--work-dir", str(work)]
+            "--test", str(test), "--holdout-labels", "1", "--no-train", "--json", str(out), "--work-dir", str(work),
+            "--report", str(report)]
     env = {"CTAX_IMAGE_ENABLED": "false", "CTAX_OCR_ENABLED": "false"}
     result = CliRunner().invoke(app, args, env=env)
     assert result.exit_code == 0, result.output
@@ -48,6 +50,19 @@ def test_ctax_eval_holds_labels_out_and_refuses_a_used_work_folder(tmp_path, sha
     for key in ("top1", "top5", "novelty_auroc", "wrong_label_auroc"):
         assert 0.0 <= metrics[key] <= 1.0, key
     assert metrics["top1"] <= metrics["top5"]
+
+    # --report: the evaluation's pictures, measured on the held-out label's creatives, on one page.
+    for name in ("fit.png", "wrong_label.png", "precision_recall.png", "per_label.png"):
+        image = Image.open(report / name)
+        assert image.format == "PNG" and image.size[0] > 400
+        image.verify()
+    page = (report / "index.html").read_text()
+    assert all(f'src="{name}"' in page for name in ("fit.png", "per_label.png")) and held in page
+    assert "No training loss curve" in page  # --no-train
+    figures = metrics["figures"]
+    assert figures["new_label"]["n_novel"] == metrics["n_novel_test"] and figures["new_label"]["n_known"] == 30 - \
+        metrics["n_novel_test"]
+    assert figures["wrong_label"]["point"]["recall"] == metrics["wrong_label_recall"]
 
     again = CliRunner().invoke(app, args, env=env)
     assert again.exit_code == 2

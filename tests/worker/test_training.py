@@ -108,6 +108,10 @@ def test_train_calibrate_compare_promote_and_roll_back(trainer: Runtime, shared_
     assert "## Compared with the active version (v1-pretrained)" in card and "{'" not in card
     assert "open-set training none" in card  # the recipe a version was trained with is on its card
     assert "for labels it never saw they are optimistic" in card
+    # The card's pictures, the training loss among them (the trainer's log, kept beside the text tower).
+    for name in ("fit.png", "wrong_label.png", "precision_recall.png", "per_label.png", "loss.png", "card.json"):
+        assert (directory / "card" / name).is_file(), name
+    assert "![Training loss](card/loss.png)" in card and json.loads((directory / "text/loss_history.json").read_text())
 
     build_version(version_id)
     assert get(trainer, ModelVersion, version_id).index_ready

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 
 from ctax.api.deps import Admin, DbDep, Reviewer
 from ctax.api.params import VersionId
+from ctax.api.web.cards import card_page
 from ctax.store.models import ModelVersion
 from ctax.store.repos import versions
 from ctax.store.session import Session
@@ -90,6 +93,15 @@ def list_models(_: Reviewer, db: DbDep) -> dict[str, Any]:
 def get_model(version_id: VersionId, _: Reviewer, db: DbDep) -> dict[str, Any]:
     with db.read() as session:
         return version_view(registry.get_version(session, version_id))
+
+
+@router.get("/{version_id}/card", response_class=HTMLResponse)
+def get_model_card(version_id: VersionId, request: Request, _: Reviewer, db: DbDep) -> HTMLResponse:
+    """The model card as a page: headline figures, thresholds and the pictures drawn when the card was written."""
+    with db.read() as session:
+        version = registry.get_version(session, version_id)
+        view, directory = version_view(version), Path(version.artefact_dir)
+    return card_page(request, view, directory)
 
 
 def _promote(session: Session, version: ModelVersion, force: bool) -> dict[str, Any]:

@@ -151,11 +151,12 @@ def item_of_creative(session: Session, creative_id: str) -> ReviewItem | None:
     return session.scalar(select(ReviewItem).where(ReviewItem.creative_id == creative_id))
 
 
-def items_of_creatives(session: Session, creative_ids: list[str]) -> dict[str, ReviewItem]:
+def items_of_creatives(session: Session, creative_ids: Sequence[str]) -> dict[str, ReviewItem]:
+    """The review item of each creative that has one (open or decided)."""
     if not creative_ids:
         return {}
     return {item.creative_id: item for item in session.scalars(
-        select(ReviewItem).where(ReviewItem.creative_id.in_(creative_ids)))}
+        select(ReviewItem).where(ReviewItem.creative_id.in_(list(creative_ids)))))}
 
 
 def key_names(session: Session, key_ids: Iterable[int | None]) -> dict[int, str]:

@@ -6,7 +6,8 @@ import logging
 
 from celery import shared_task
 
-from ctax.jobs import ACTIVATE_VERSION, BUILD_VERSION, SYNC_INDEX
+from ctax.jobs import ACTIVATE_VERSION, BUILD_VERSION, REFRESH_MAP, SYNC_INDEX
+from ctax.pictures.map import refresh_map as draw_map
 from ctax.versions import lifecycle
 from ctax.worker.runtime import current
 
@@ -34,6 +35,8 @@ def activate_version(version_id: str) -> None:
                                    rt.settings.novelty_traffic_window):
         rt.info["model_version"] = version_id
         log.info("version %s active in the index", version_id)
+        if rt.settings.map_path.exists():  # someone looks at the map: show them the new version's space
+            refresh_map()
 
 
 @shared_task(
@@ -45,3 +48,16 @@ def build_version(version_id: str) -> None:
     lifecycle.build_candidate(rt.db, rt.index, rt.space, rt.blobs, rt.ocr, version_id,
                               auto_promote=rt.settings.auto_promote,
                               traffic_window=rt.settings.novelty_traffic_window)
+
+
+@shared_task(name=REFRESH_MAP, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def refresh_map() -> None:
+    """The /map page's projection of the active version, asked for by a reviewer or after a promotion."""
+    rt = current()
+    try:
+        data = draw_map(rt.db, rt.index, rt.settings)
+    except Exception:  # a map that cannot be drawn must not fail the promotion that asked for it
+        log.exception("the map could not be drawn")
+        return
+    log.info("map of %s drawn (%s): %d labels, %d creatives", data["version"], data["method"], len(data["labels"]),
+             len(data["creatives"]))

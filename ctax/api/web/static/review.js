@@ -120,6 +120,8 @@
     renderStats();
     await loadLabels();
     restoreFilters();
+    const linked = /^#item=(\d+)$/.exec(location.hash);  // the map page links a creative's review item
+    if (linked) await openLinked(Number(linked[1]));
     switchView("queue");
     loadProposals();
     return true;
@@ -244,6 +246,13 @@
       renderItem();
       renderQueue();
     } catch (err) { fail(err); }
+  }
+
+  async function openLinked(id) {
+    // An open item is claimed as when picked from the queue; one already decided is shown as it stands.
+    try { state.item = await api("POST", `/v1/review/${id}/claim`); } catch (err) {
+      try { state.item = await api("GET", `/v1/review/${id}`); } catch (err2) { fail(err2); }
+    }
   }
 
   async function releaseCurrent() {
