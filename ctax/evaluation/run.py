@@ -26,6 +26,7 @@ from ctax.dataset.importing import BadLine, Row, import_labelled, scan_rows
 from ctax.embedding.space import SharedSpace
 from ctax.enums import RunStatus
 from ctax.errors import InvalidInput
+from ctax.evaluation.progress_view import TrainingView
 from ctax.evaluation.scoring import score
 from ctax.jobs import LABEL_QUEUE, TRAIN_QUEUE
 from ctax.labelling.sweep import sweep
@@ -190,8 +191,9 @@ def _train_and_activate(rt: Runtime, settings: Settings, options: EvalOptions) -
         session.add(run)
         session.flush()
         run_id = run.id
-    version_id = run_training(rt.db, settings, rt.blobs, run_id,
-                              lambda d: SharedSpace.load(Path(d), rt.device), rt.device)
+    with TrainingView(console) as view:  # step, loss and time left while it trains: it may take many minutes
+        version_id = run_training(rt.db, settings, rt.blobs, run_id,
+                                  lambda d: SharedSpace.load(Path(d), rt.device), rt.device, listeners=(view,))
     with rt.db.read() as session:
         directory = Path(registry.get_version(session, version_id).artefact_dir)
     space = rt.space(version_id, directory)

@@ -18,6 +18,7 @@ from ctax.training.text_data import Example, build_training_datasets, check_trai
 from ctax.training.text_recipe import DEFAULT_RECIPE, TextTrainingRecipe
 
 ProgressFn = Callable[[float, str], None]
+StepFn = Callable[[int, int, float | None], None]  # after each optimiser step: step, total steps, last logged loss
 
 
 def _make_losses(model: Any, recipe: TextTrainingRecipe, names: Sequence[str]) -> dict[str, Any]:
@@ -38,7 +39,7 @@ def _make_losses(model: Any, recipe: TextTrainingRecipe, names: Sequence[str]) -
     return losses
 
 
-def _progress_callback(on_progress: ProgressFn) -> Any:
+def _progress_callback(on_progress: ProgressFn, on_step: StepFn | None) -> Any:
     from transformers import TrainerCallback
 
     class _Progress(TrainerCallback):
@@ -59,6 +60,8 @@ def _progress_callback(on_progress: ProgressFn) -> Any:
             done = min(int(state.global_step), total)
             loss = "" if self.last_loss is None else f", loss {self.last_loss:.3f}"
             on_progress(0.95 * done / total, f"training: {done}/{total} steps{loss}")
+            if on_step is not None:
+                on_step(done, total, self.last_loss)
 
     return _Progress()
 
@@ -76,6 +79,7 @@ def train_text_tower(
     device: str = "cpu",
     on_progress: ProgressFn | None = None,
     recipe: TextTrainingRecipe = DEFAULT_RECIPE,
+    on_step: StepFn | None = None,
 ) -> Path:
     """Fine-tune a sentence-transformers text tower on (creative texts, label path) examples; return ``out_dir``.
 
@@ -107,7 +111,7 @@ def train_text_tower(
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="ctax-text-train-") as scratch:
         args = _training_arguments(scratch, recipe, rows, effective_batch, seed=seed, device=device)
-        _fit(model, datasets, args, recipe, report)
+        _fit(model, datasets, args, recipe, report, on_step)
     report(0.95, "saving model")
     model.save(str(out_dir))
     report(1.0, f"trained on {rows} rows, saved to {out_dir}")
@@ -147,7 +151,8 @@ def _training_arguments(
     )
 
 
-def _fit(model: Any, datasets: Mapping[str, Any], args: Any, recipe: TextTrainingRecipe, report: ProgressFn) -> None:
+def _fit(model: Any, datasets: Mapping[str, Any], args: Any, recipe: TextTrainingRecipe, report: ProgressFn,
+         on_step: StepFn | None = None) -> None:
     """Train `model` in place on the datasets, each with its loss (one dataset: no multi-dataset sampling)."""
     from sentence_transformers import SentenceTransformerTrainer
     from transformers import PrinterCallback
@@ -160,7 +165,7 @@ def _fit(model: Any, datasets: Mapping[str, Any], args: Any, recipe: TextTrainin
         args=args,
         train_dataset=train_dataset,
         loss=loss,
-        callbacks=[_progress_callback(report)],
+        callbacks=[_progress_callback(report, on_step)],
     )
     # With tqdm disabled the trainer prints every log dict to stdout; progress goes through on_progress.
     trainer.remove_callback(PrinterCallback)
