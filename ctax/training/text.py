@@ -54,6 +54,8 @@ def _progress_callback(on_progress: ProgressFn, on_step: StepFn | None) -> Any:
         ) -> None:
             if logs and "loss" in logs:
                 self.last_loss = float(logs["loss"])
+                if on_step is not None:  # the trainer logs after on_step_end: the step's loss, as soon as known
+                    on_step(min(int(state.global_step), int(state.max_steps)), int(state.max_steps), self.last_loss)
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             total = max(int(state.max_steps), 1)
