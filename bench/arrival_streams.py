@@ -95,19 +95,22 @@ def _split(rows: Sequence[Row], held_out: set[str]) -> tuple[list[Row], list[Row
     return [r for r in rows if r["label"] not in held_out], [r for r in rows if r["label"] in held_out]
 
 
-def _in_turn(novel: Sequence[Row], rng: random.Random) -> list[Row]:
-    """The held-out creatives shuffled within each label and taken one label after another, in turn: each
-    label then spreads over the whole stream instead of bunching."""
+def _spread_labels(novel: Sequence[Row], keep: int, rng: random.Random) -> list[Row]:
+    """`keep` of the held-out creatives, each label's share in proportion to its size, ordered so that each
+    label's creatives sit evenly over the sequence (the i-th of a label's k at (i + 1/2) / k) instead of bunching."""
     by_label: dict[str, list[Row]] = defaultdict(list)
     for row in novel:
         by_label[row["label"]].append(row)
-    queues = [rng.sample(rows, len(rows)) for _, rows in sorted(by_label.items())]
-    ordered: list[Row] = []
-    while any(queues):
-        for queue in queues:
-            if queue:
-                ordered.append(queue.pop())
-    return ordered
+    # Largest remainder: the quotas add up to `keep` exactly.
+    exact = {label: keep * len(rows) / len(novel) for label, rows in by_label.items()}
+    quota = {label: int(share) for label, share in exact.items()}
+    for label in sorted(exact, key=lambda lab: (quota[lab] - exact[lab], lab))[: keep - sum(quota.values())]:
+        quota[label] += 1
+    placed = []
+    for label, rows in sorted(by_label.items()):
+        for i, row in enumerate(rng.sample(rows, quota[label])):
+            placed.append(((i + 0.5) / quota[label], rng.random(), row))
+    return [row for _, _, row in sorted(placed, key=lambda item: item[:2])]
 
 
 def crowd(rows: Sequence[Row], held_out: set[str], rng: random.Random) -> list[Row]:
@@ -115,11 +118,10 @@ def crowd(rows: Sequence[Row], held_out: set[str], rng: random.Random) -> list[R
 
 
 def spread_evenly(known: Sequence[Row], novel: Sequence[Row], ratio: int, rng: random.Random) -> list[Row]:
-    """Held-out creatives (at most one per `ratio` of the stream, taken in turn per label) at evenly spaced
+    """Held-out creatives (at most one per `ratio` of the stream, each label spread over it) at evenly spaced
     places through the known ones."""
     keep = min(len(novel), len(known) // (ratio - 1)) if ratio > 1 else len(novel)
-    trickling = _in_turn(novel, rng)
-    trickling = [trickling[round(i * len(trickling) / keep)] for i in range(keep)] if keep else []
+    trickling = _spread_labels(novel, keep, rng) if keep else []
     stream, step = list(known), (len(known) + keep) / max(keep, 1)
     for i, row in enumerate(trickling):
         stream.insert(min(int(step * i + step / 2), len(stream)), row)
