@@ -2,7 +2,7 @@
 
 In a terminal: a rich bar whose description is the phase, step, loss and time left. Elsewhere (a log file, a
 pipe, CI) a live bar prints nothing until it ends, so a line is printed instead, at most every `every` seconds
-and whenever the phase changes: a long training run never goes silent.
+and whenever the phase changes or its first step is known: a long training run never goes silent.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ class TrainingView:
             self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                                 TimeElapsedColumn(), console=console)
             self.task = self.bar.add_task(title, total=1.0)
-        self._printed: tuple[float, str] | None = None
+        self._printed: tuple[float, tuple[str, bool]] | None = None
 
     def __enter__(self) -> TrainingView:
         if self.bar is not None:
@@ -48,10 +48,10 @@ class TrainingView:
         if self.bar is not None:
             self.bar.update(self.task, completed=report.fraction, description=text[:90])
             return
-        now = time.monotonic()
-        if (self._printed is None or self._printed[1] != report.phase or now - self._printed[0] >= self.every
+        now, key = time.monotonic(), (report.phase, report.step is not None)
+        if (self._printed is None or self._printed[1] != key or now - self._printed[0] >= self.every
                 or report.fraction >= 1.0):
-            self._printed = (now, report.phase)
+            self._printed = (now, key)
             self.console.print(text, highlight=False)
 
     def note(self, text: str) -> None:

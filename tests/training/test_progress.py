@@ -59,8 +59,9 @@ def test_off_a_terminal_the_view_prints_lines_not_a_silent_bar() -> None:
     view = TrainingView(Console(file=out, force_terminal=False, width=200), every=3600)
     with view:
         view(RunProgress(0.05, "text tower: starting", TEXT_TOWER))
-        view(RunProgress(0.1, "text tower", TEXT_TOWER, 1, 40, None, None))  # same phase, within `every`: quiet
+        view(RunProgress(0.1, "text tower", TEXT_TOWER, 1, 40, None, None))  # the phase's first step
+        view(RunProgress(0.1, "text tower", TEXT_TOWER, 2, 40, 0.9, 80.0))  # same phase, within `every`: quiet
         view(RunProgress(0.5, "text tower", "image_tower", 20, 40, 0.75, 30.0))
     lines = out.getvalue().splitlines()
-    assert lines == ["training   5%: text tower: starting",
+    assert lines == ["training   5%: text tower: starting", "training  10%: text tower step 1/40",
                      "training  50%: image tower step 20/40, loss 0.750, 30s left"]
