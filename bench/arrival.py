@@ -151,7 +151,7 @@ def main() -> None:
         parser.error(f"unknown pattern {', '.join(unknown)}; choose from {', '.join(PATTERNS)}")
     versions = [v for v in ("pretrained", "trained") if not args.only or args.only == v]
     rows = run(patterns, versions, args.seeds, args)
-    console.print(table(rows))
+    Console(width=max(console.width, 200)).print(table(rows))  # wide: a log or pipe would cut every column
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2, default=str))
 
