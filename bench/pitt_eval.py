@@ -1,9 +1,12 @@
-"""Before and after training on the Pitt ads, through `ctax eval` (the evaluation contract of DESIGN.md).
+"""Before and after training on the Pitt ads, through `ctax eval` (the evaluation contract of DESIGN.md), over
+three seeds by default: each figure is the mean with its spread (std, min, max) over the seeds' splits.
 
-    python -m bench.pitt_eval                     # 70/30 split by ad id, 6 held-out labels, 20% wrong labels
-    python -m bench.pitt_eval --epochs 1 --only trained
+    python -m bench.pitt_eval                     # seeds 13,14,15: 70/30 split by ad id, 6 held-out labels
+    python -m bench.pitt_eval --seeds 13 --epochs 1 --only trained
+    python -m bench.pitt_eval --json figures.json # per-seed results and the aggregate, as JSON
 
-Writes the split to bench/out/pitt_{train,test}.jsonl, each run's JSON to bench/out/, and prints one table.
+Writes each seed's split to bench/out/pitt_{train,test}_s{seed}.jsonl, each run's JSON to bench/out/, and prints
+one table (mean ± std; the JSON holds min and max too).
 """
 
 from __future__ import annotations
@@ -14,23 +17,27 @@ import json
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from bench.seeds import DEFAULT_SEEDS, aggregate, cell, parse_seeds
 from ctax.evaluation.run import EvalOptions, run_eval
 from tests.support import SHARED_DATA
 
 console = Console()
 OUT = Path(__file__).resolve().parent / "out"
 METRICS = ("top1", "top5", "tier1_accuracy", "novelty_auroc", "novelty_precision", "novelty_recall",
-           "wrong_label_auroc", "wrong_label_precision", "wrong_label_recall")
+           "wrong_label_auroc", "wrong_label_precision", "wrong_label_recall", "known_flagged_new_rate")
+# Before the novelty sweep re-decided the stream with all of it in the traffic window.
+AT_ARRIVAL = ("novelty_auroc", "novelty_precision", "novelty_recall", "known_flagged_new_rate")
 
 
 def split(seed: int, test_fraction: float = 0.3, out: Path = OUT) -> tuple[Path, Path]:
     """By ad id, through a seeded hash: an ad's texts never straddle the split."""
     out.mkdir(parents=True, exist_ok=True)
-    train, test = out / "pitt_train.jsonl", out / "pitt_test.jsonl"
+    train, test = out / f"pitt_train_s{seed}.jsonl", out / f"pitt_test_s{seed}.jsonl"
     with (SHARED_DATA / "pitt_ads_dev.jsonl").open() as source, train.open("w") as tr, test.open("w") as te:
         for line in source:
             ad_id = json.loads(line)["id"]
@@ -39,42 +46,60 @@ def split(seed: int, test_fraction: float = 0.3, out: Path = OUT) -> tuple[Path,
     return train, test
 
 
+def flatten(result: dict[str, Any]) -> dict[str, Any]:
+    """One run's figures under flat names: the headline ones, and the at-arrival ones as `NAME at arrival`."""
+    flat = {metric: result.get(metric) for metric in (*METRICS, "n_train", "n_test", "train_seconds", "seconds")}
+    for metric in AT_ARRIVAL:
+        flat[f"{metric} at arrival"] = (result.get("at_arrival") or {}).get(metric)
+    flat["raised by the sweep"] = (result.get("novelty_sweep") or {}).get("raised")
+    return flat
+
+
+def summarise(results: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per version, each flat figure's mean and spread over its seeds."""
+    return {name: aggregate([flatten(r) for r in runs], list(flatten(runs[0]))) for name, runs in results.items()}
+
+
+def _one(name: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
+    train, test = split(seed)
+    console.print(f"[bold]{name}, seed {seed}[/bold]: ctax eval --taxonomy pitt_ads_taxonomy.txt --train {train.name} "
+                  f"--test {test.name} --holdout-labels {args.holdout_labels} --wrong-label-rate "
+                  f"{args.wrong_label_rate} --seed {seed}{' --no-train' if name == 'pretrained' else ''}")
+    started = time.perf_counter()
+    work = OUT / f"eval-{name}-s{seed}"
+    shutil.rmtree(work, ignore_errors=True)  # a fresh service each run: nothing carried over
+    result = run_eval(EvalOptions(SHARED_DATA / "pitt_ads_taxonomy.txt", train, test, args.holdout_labels,
+                                  args.wrong_label_rate, seed, no_train=name == "pretrained", epochs=args.epochs,
+                                  work_dir=work))
+    result["wall_seconds"] = round(time.perf_counter() - started, 1)
+    (OUT / f"pitt_eval_{name}_s{seed}.json").write_text(json.dumps(result, indent=2, default=str))
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--seeds", type=parse_seeds, default=list(DEFAULT_SEEDS),
+                        help="comma-separated seeds, one split and held-out draw each (default 13,14,15)")
+    parser.add_argument("--seed", type=int, default=None, help="one seed only (the same as --seeds N)")
     parser.add_argument("--holdout-labels", type=int, default=6)
     parser.add_argument("--wrong-label-rate", type=float, default=0.2)
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--only", choices=["pretrained", "trained"], default=None)
+    parser.add_argument("--json", type=Path, default=None, help="write every run and the aggregate here")
     args = parser.parse_args()
-    train, test = split(args.seed)
-    results = {}
-    for name in ("pretrained", "trained"):
-        if args.only and args.only != name:
-            continue
-        console.print(f"[bold]{name}[/bold]: ctax eval --taxonomy pitt_ads_taxonomy.txt --train {train.name} "
-                      f"--test {test.name} --holdout-labels {args.holdout_labels} --wrong-label-rate "
-                      f"{args.wrong_label_rate} --seed {args.seed}{' --no-train' if name == 'pretrained' else ''}")
-        started = time.perf_counter()
-        shutil.rmtree(OUT / f"eval-{name}", ignore_errors=True)  # a fresh service each run: nothing carried over
-        results[name] = run_eval(EvalOptions(SHARED_DATA / "pitt_ads_taxonomy.txt", train, test,
-                                             args.holdout_labels, args.wrong_label_rate, args.seed,
-                                             no_train=name == "pretrained", epochs=args.epochs,
-                                             work_dir=OUT / f"eval-{name}"))
-        results[name]["wall_seconds"] = round(time.perf_counter() - started, 1)
-        (OUT / f"pitt_eval_{name}.json").write_text(json.dumps(results[name], indent=2, default=str))
-    table = Table("metric", *results)
-    for metric in (*METRICS, "n_train", "n_test", "train_seconds", "seconds"):
-        table.add_row(metric, *(f"{r[metric]:.4f}" if isinstance(r.get(metric), float) else str(r.get(metric))
-                                for r in results.values()))
-    # Before the novelty sweep re-decided the stream with all of it in the traffic window.
-    for metric in ("novelty_auroc", "novelty_precision", "novelty_recall"):
-        table.add_row(f"{metric} at arrival", *(f"{v:.4f}" if isinstance(v := (r.get("at_arrival") or {}).get(metric),
-                                                                          float) else str(v)
-                                                for r in results.values()))
-    table.add_row("raised by the sweep", *(str((r.get("novelty_sweep") or {}).get("raised")) for r in results.values()))
+    seeds = [args.seed] if args.seed is not None else args.seeds
+    names = [n for n in ("pretrained", "trained") if not args.only or args.only == n]
+    results = {name: [_one(name, seed, args) for seed in seeds] for name in names}
+    summary = summarise(results)
+    table = Table("metric", *(f"{name} (mean ± std, {len(seeds)} seed{'s' * (len(seeds) > 1)})" for name in names))
+    for metric in next(iter(summary.values())):
+        table.add_row(metric, *(cell(summary[name][metric]) for name in names))
     console.print(table)
-    console.print(f"held-out labels: {', '.join(next(iter(results.values()))['held_out_labels'])}")
+    for seed, run in zip(seeds, next(iter(results.values())), strict=True):
+        console.print(f"seed {seed} held-out labels: {', '.join(run['held_out_labels'])}")
+    if args.json:
+        args.json.write_text(json.dumps({"seeds": seeds, "summary": summary, "runs": results}, indent=2,
+                                        default=str))
 
 
 if __name__ == "__main__":

@@ -145,6 +145,9 @@ class Settings(BaseSettings):
         default="none", description="Also train for labels the taxonomy lacks by leaving some out per pass "
         "(TextTrainingRecipe.open_set); measured in docs/benchmarks.md and not better so far.")
     validation_fraction: float = Field(default=0.15, gt=0, lt=0.5)
+    train_progress_interval_s: float = Field(
+        default=3.0, ge=0, description="A running training run writes its step, loss and time left to its row at "
+        "most this often (and whenever its phase changes).")
 
     # API.
     bootstrap_admin_key: str | None = Field(

@@ -15,7 +15,8 @@ from ctax.cli.data import report_bad_lines
 from ctax.errors import CtaxError
 
 SHOWN = ("top1", "top5", "tier1_accuracy", "novelty_auroc", "novelty_precision", "novelty_recall",
-         "wrong_label_auroc", "wrong_label_precision", "wrong_label_recall", "n_train", "n_test", "seconds")
+         "wrong_label_auroc", "wrong_label_precision", "wrong_label_recall", "known_flagged_new_rate", "n_train",
+         "n_test", "seconds")
 
 
 def evaluate(taxonomy: Annotated[Path, typer.Option(help="IAB TSV or one path per line")],

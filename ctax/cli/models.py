@@ -9,14 +9,15 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ctax.cli.common import console, database, fail, flush, settings
 from ctax.enums import RunStatus, VersionStatus
+from ctax.evaluation.progress_view import TrainingView
 from ctax.store.models import ModelVersion, TrainingRun
 from ctax.store.repos import runs, versions
 from ctax.store.session import Database, Session
+from ctax.training.progress import RunProgress
 from ctax.versions import registry
 
 models_app = typer.Typer(help="Model versions.", no_args_is_help=True)
@@ -95,23 +96,24 @@ def train(epochs: Annotated[int | None, typer.Option(help="text-tower epochs")] 
 
 def _follow(db: Database, run_id: int) -> TrainingRun:
     """Shows the run's progress until it ends, then, if it succeeded, until its candidate's index is built."""
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                  TimeElapsedColumn(), console=console) as bar:
-        task = bar.add_task("waiting for a training worker", total=1.0)
-        run = _until_finished(db, run_id, bar, task)
+    with TrainingView(console) as view:
+        view.note("waiting for a training worker")
+        run = _until_finished(db, run_id, view)
         if run.status == RunStatus.SUCCEEDED:
             # Promotion needs the candidate's index collections, which the labelling worker builds next.
-            bar.update(task, description=f"the labelling worker builds {run.candidate_version_id}'s index")
+            view.note(f"the labelling worker builds {run.candidate_version_id}'s index")
             _until_indexed(db, run.candidate_version_id)
     return run
 
 
-def _until_finished(db: Database, run_id: int, bar: Progress, task: TaskID) -> TrainingRun:
+def _until_finished(db: Database, run_id: int, view: TrainingView) -> TrainingRun:
     while True:
         with db.read() as session:
             run = runs.get(session, run_id)
             assert run is not None
-            bar.update(task, completed=run.progress, description=(run.stage or run.status)[:70])
+            if run.status != RunStatus.QUEUED:  # the row's phase, step, loss and time left, as the API shows them
+                view(RunProgress(run.progress, run.stage or run.status, run.phase or "", run.step, run.total_steps,
+                                 run.loss, run.eta_s))
             if run.status in (RunStatus.SUCCEEDED, RunStatus.FAILED):
                 return run
         time.sleep(1)

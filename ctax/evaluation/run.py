@@ -27,7 +27,8 @@ from ctax.embedding.space import SharedSpace
 from ctax.enums import RunStatus
 from ctax.errors import InvalidInput
 from ctax.evaluation.figures import figure_data
-from ctax.evaluation.scoring import score
+from ctax.evaluation.progress_view import TrainingView
+from ctax.evaluation.scoring import flag_of, novelty_by_label, score
 from ctax.jobs import LABEL_QUEUE, TRAIN_QUEUE
 from ctax.labelling.sweep import sweep
 from ctax.store.migrate import upgrade
@@ -59,6 +60,7 @@ class EvalOptions:
     epochs: int | None = None
     work_dir: Path | None = None
     skip_invalid: bool = False
+    verdicts: bool = False  # also return each test creative's flags, in posting order (bench.arrival's bursts)
 
 
 def choose_holdout(paths: set[LabelPath], rows: list[Row], n: int, seed: int) -> list[LabelPath]:
@@ -126,10 +128,17 @@ def run_eval(options: EvalOptions, base: Settings | None = None) -> dict[str, An
     rt.stop()
     rt.index.client.close()
     metrics = score(posted, rows, ids)
+    if options.verdicts:
+        metrics["verdicts"] = [{"external_id": rows[p["id"]].external_id, "novel": p["novel"],
+                                "flag": flag_of(rows[p["id"]], False), "flag_at_arrival": flag_of(rows[p["id"]], True)}
+                               for p in posted]
     first = score(posted, rows, ids, at_arrival=True)
-    at_arrival = {key: first[key] for key in ("novelty_auroc", "novelty_precision", "novelty_recall", "flags")}
+    # The verdicts as each creative arrived, before any sweep: what a reviewer sees first.
+    at_arrival = {key: first[key] for key in ("novelty_auroc", "novelty_precision", "novelty_recall", "flags",
+                                              "known_flagged_new_rate")}
+    at_arrival["by_held_out_label"] = novelty_by_label(posted, rows, at_arrival=True)
     return {**metrics, "n_train": len(data.train), "n_test": len(data.test),
-            "at_arrival": at_arrival, "novelty_sweep": swept,
+            "at_arrival": at_arrival, "novelty_sweep": swept, "by_held_out_label": novelty_by_label(posted, rows),
             "held_out_labels": [str(p) for p in data.held_out], "seconds": round(time.perf_counter() - started, 1),
             "train_seconds": round(train_seconds, 1), "model_version": version_name, "trained": not options.no_train,
             "wrong_label_rate": options.wrong_label_rate, "seed": options.seed,
@@ -193,8 +202,9 @@ def _train_and_activate(rt: Runtime, settings: Settings, options: EvalOptions) -
         session.add(run)
         session.flush()
         run_id = run.id
-    version_id = run_training(rt.db, settings, rt.blobs, run_id,
-                              lambda d: SharedSpace.load(Path(d), rt.device), rt.device)
+    with TrainingView(console) as view:  # step, loss and time left while it trains: it may take many minutes
+        version_id = run_training(rt.db, settings, rt.blobs, run_id,
+                                  lambda d: SharedSpace.load(Path(d), rt.device), rt.device, listeners=(view,))
     with rt.db.read() as session:
         directory = Path(registry.get_version(session, version_id).artefact_dir)
     space = rt.space(version_id, directory)

@@ -32,6 +32,11 @@ def _flag(creative: Creative, at_arrival: bool) -> str | None:
     return creative.flag
 
 
+def flag_of(creative: Creative, at_arrival: bool) -> str | None:
+    """The creative's flag, final or as it arrived (before a sweep raised it)."""
+    return _flag(creative, at_arrival)
+
+
 def score(posted: list[dict[str, Any]], rows: dict[str, Creative], ids: dict[LabelPath, int],
           at_arrival: bool = False) -> dict[str, Any]:
     """The contract's metrics of the stored verdicts; at_arrival: of the verdicts before any novelty sweep."""
@@ -67,6 +72,7 @@ def score(posted: list[dict[str, Any]], rows: dict[str, Creative], ids: dict[Lab
     wrong_precision, wrong_recall = _precision_recall(np.array(flagged_wrong, dtype=bool), wrong_arr)
     flags = Counter(_flag(rows[p["id"]], at_arrival) for p in posted)
     n = max(len(known), 1)
+    known_flagged_new = int(flagged_new[~novel].sum())
     return {
         "top1": top1 / n, "top5": top5 / n, "tier1_accuracy": tier1 / n,
         "novelty_auroc": auroc(-fits[novel], -fits[~novel]),
@@ -75,5 +81,26 @@ def score(posted: list[dict[str, Any]], rows: dict[str, Creative], ids: dict[Lab
         "wrong_label_precision": wrong_precision, "wrong_label_recall": wrong_recall,
         "n_known_test": len(known), "n_novel_test": int(novel.sum()), "n_wrong_asserted": int(wrong_arr.sum()),
         "flags": dict(flags),
+        # The false alarms a reviewer meets: known-label creatives sent to the queue as "fits no label".
+        "known_flagged_new_rate": known_flagged_new / len(known) if known else None,
         "failed": sum(1 for p in posted if rows[p["id"]].status != CreativeStatus.LABELLED),
     }
+
+
+def novelty_by_label(posted: list[dict[str, Any]], rows: dict[str, Creative],
+                     at_arrival: bool = False) -> dict[str, dict[str, Any]]:
+    """Per held-out label: its creatives' novelty AUROC against every known-label creative, the share flagged
+    `new_label`, and (in the order they were posted) how many of them arrived before the first was flagged
+    (None: none was). One figure per label shows which missing label the trigger is slow or blind to."""
+    raw = [_fit(rows[p["id"]], at_arrival) for p in posted]
+    floor = min((f for f in raw if f is not None), default=0.0) - 1.0
+    fits = np.array([floor if f is None else f for f in raw])
+    known = np.array([not p["novel"] for p in posted])
+    result: dict[str, dict[str, Any]] = {}
+    for label in sorted({str(p["label"]) for p in posted if p["novel"]}):
+        mine = [n for n, p in enumerate(posted) if p["novel"] and str(p["label"]) == label]
+        flagged = [_flag(rows[posted[n]["id"]], at_arrival) == Flag.NEW_LABEL for n in mine]
+        result[label] = {"n": len(mine), "novelty_auroc": auroc(-fits[mine], -fits[known]),
+                         "flagged_new_rate": sum(flagged) / len(mine),
+                         "seen_before_first_flag": flagged.index(True) if any(flagged) else None}
+    return result

@@ -247,6 +247,15 @@ class TrainingRun(Base):
     started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     heartbeat_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Where a running run is (ctax/training/progress.py), written at most every few seconds: the phase
+    # (text_tower, image_tower, calibrating, ...), its step of total_steps, the last logged loss and the seconds
+    # the phase has left at its pace so far; updated_at says how fresh they are.
+    phase: Mapped[str | None] = mapped_column(String(32))
+    step: Mapped[int | None] = mapped_column(Integer)
+    total_steps: Mapped[int | None] = mapped_column(Integer)
+    loss: Mapped[float | None] = mapped_column(Float)
+    eta_s: Mapped[float | None] = mapped_column(Float)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
 class OutboxJob(Base):

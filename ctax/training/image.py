@@ -74,6 +74,7 @@ def train_image_tower(
     text_vectors: np.ndarray | None = None,
     on_progress: ProgressCallback | None = None,
     progress_bar: bool = True,
+    on_step: Callable[[int, int, float | None], None] | None = None,
 ) -> dict[str, Any]:
     """Train ``encoder`` in place; returns metrics.
 
@@ -105,7 +106,7 @@ def train_image_tower(
     objective = _Objective(encoder, recipe, label_vectors, soft, text_vectors, pixels, features, generator)
     epochs = _train_epochs(encoder, objective, optimizer, recipe, n, generator,
                            lambda step, message: report(offset + (1 - offset) * step / total_steps, message),
-                           progress_bar)
+                           progress_bar, on_step)
     seconds = time.perf_counter() - started
     report(1.0, f"trained in {seconds:.0f}s")
     return {
@@ -250,6 +251,7 @@ class _Epochs:
 def _train_epochs(
     encoder: ImageEncoder, objective: _Objective, optimizer: _Optimizer, recipe: ImageTrainingRecipe, n: int,
     generator: torch.Generator, report: Callable[[int, str], None], progress_bar: bool,
+    on_step: Callable[[int, int, float | None], None] | None = None,
 ) -> _Epochs:
     """The epochs: a fresh order of the images each, one optimiser step per batch; leaves the encoder in eval mode
     (and marked trained when its tower was)."""
@@ -274,6 +276,8 @@ def _train_epochs(
                 loss_sum += float(loss.detach()) * len(index)
                 correct += int((logits.detach().argmax(dim=1).cpu() == objective.hard[index]).sum())
                 done.steps += 1
+                if on_step is not None:  # the run's step, loss and time left (ctax/training/progress.py)
+                    on_step(done.steps, optimizer.total_steps, float(loss.detach()))
                 bar.update(1)
                 bar.set_postfix(epoch=epoch + 1, loss=f"{float(loss.detach()):.3f}", refresh=False)
                 if done.steps % report_every == 0:

@@ -29,6 +29,17 @@ from ctax.store.outbox import enqueue
 from ctax.store.repos import runs, versions
 from ctax.store.session import Database
 from ctax.store.types import utcnow
+from ctax.training.progress import (
+    CALIBRATING,
+    COMPARING,
+    DONE,
+    IMAGE_TOWER,
+    TEXT_TOWER,
+    ProgressTracker,
+    RunProgress,
+    Sink,
+    StepFn,
+)
 from ctax.training.snapshot import Snapshot, check_enough, snapshot, split
 from ctax.training.validation import evaluate_space, headline
 from ctax.versions import artefacts, card, registry
@@ -47,7 +58,7 @@ class _Run:
     blobs: BlobStore
     load_space: Callable[[Path], SharedSpace]
     device: str
-    progress: Progress
+    progress: ProgressTracker
     params: dict[str, Any]
     snap: Snapshot
     active: tuple[str, Path] | None  # the active version's id and artefact directory
@@ -61,9 +72,11 @@ class _Run:
 
 
 def run_training(db: Database, settings: Settings, blobs: BlobStore, run_id: int,
-                 load_space: Callable[[Path], SharedSpace], device: str = "cpu") -> str:
-    """Train, calibrate, evaluate against the active version and write a candidate. Returns its version id."""
-    progress = _progress_of(db, run_id)
+                 load_space: Callable[[Path], SharedSpace], device: str = "cpu",
+                 listeners: tuple[Sink, ...] = ()) -> str:
+    """Train, calibrate, evaluate against the active version and write a candidate. Returns its version id.
+    `listeners` see every progress report in-process (the run's row sees them every few seconds)."""
+    progress = ProgressTracker(_row_writer(db, run_id), settings.train_progress_interval_s, listeners)
     with db.read() as session:
         run = runs.get(session, run_id)
         if run is None:
@@ -86,15 +99,15 @@ def run_training(db: Database, settings: Settings, blobs: BlobStore, run_id: int
         runs.get(session, run_id).candidate_version_id = version_id  # type: ignore[union-attr]
     try:
         config = _train_towers(job, version_id, directory)
-        progress(0.8, "calibrating the candidate on the held-out split")
+        progress(0.8, "calibrating the candidate on the held-out split", CALIBRATING)
         space = load_space(directory)
         thresholds, report = evaluate_space(space, snap, train, validation, blobs, settings)
-        progress(0.85, "exporting and measuring the inference backends on the held-out split")
+        progress(0.85, "exporting and measuring the inference backends on the held-out split", CALIBRATING)
         backends = _build_backends(job, space, directory, headline(report))
         comparison = _compare_with_active(job, report)
         _write_candidate(db, job, version_id, config, thresholds, report, comparison, labels=len(counts),
                          backends=backends)
-        progress(1.0, f"candidate {version_id} written; building its index collections")
+        progress(1.0, f"candidate {version_id} written; building its index collections", DONE)
         return version_id
     except BaseException:
         with db.write() as session:
@@ -105,18 +118,21 @@ def run_training(db: Database, settings: Settings, blobs: BlobStore, run_id: int
         raise
 
 
-def _progress_of(db: Database, run_id: int) -> Progress:
+def _row_writer(db: Database, run_id: int) -> Sink:
     """Progress that the run's row shows (never moving backwards), each report in a transaction of its own."""
-    def progress(fraction: float, stage: str) -> None:
+    def write(report: RunProgress) -> None:
         with db.write() as session:
             run = runs.get(session, run_id)
             if run is not None:
-                run.progress = round(max(run.progress, min(fraction, 1.0)), 4)
-                run.stage = stage[:200]
-                run.heartbeat_at = utcnow()
-        log.info("training run %s: %3.0f%% %s", run_id, fraction * 100, stage)
+                run.progress = round(max(run.progress, min(report.fraction, 1.0)), 4)
+                run.stage = report.stage[:200]
+                run.phase, run.step, run.total_steps = report.phase, report.step, report.total_steps
+                run.loss = report.loss
+                run.eta_s = None if report.eta_s is None else round(report.eta_s, 1)
+                run.heartbeat_at = run.updated_at = utcnow()
+        log.info("training run %s: %3.0f%% %s", run_id, report.fraction * 100, report.stage)
 
-    return progress
+    return write
 
 
 def _train_towers(job: _Run, version_id: str, directory: Path) -> SpaceConfig:
@@ -134,9 +150,11 @@ def _train_towers(job: _Run, version_id: str, directory: Path) -> SpaceConfig:
     def text_progress(fraction: float, stage: str) -> None:
         job.progress(0.05 + 0.55 * fraction, f"text tower: {stage}")
 
+    job.progress(0.05, "text tower: starting", TEXT_TOWER)
     train_text_tower(settings.resolved_text_model(), examples, phrases, parents, directory / "text",
                      epochs=job.epochs, batch_size=settings.train_batch_size, seed=job.seed, device=job.device,
-                     on_progress=text_progress, recipe=TextTrainingRecipe(open_set=settings.train_open_set))
+                     on_progress=text_progress, recipe=TextTrainingRecipe(open_set=settings.train_open_set),
+                     on_step=job.progress.step_reporter(TEXT_TOWER))
     config = SpaceConfig(version=version_id, kind=VersionKind.TRAINED, text_model="text", label_template=template)
     config.write(directory)
     image_config = None
@@ -146,9 +164,10 @@ def _train_towers(job: _Run, version_id: str, directory: Path) -> SpaceConfig:
         def image_progress(fraction: float, stage: str) -> None:
             job.progress(0.6 + 0.2 * fraction, f"image tower: {stage}")
 
+        job.progress(0.6, "image tower: starting", IMAGE_TOWER)
         image_config = train_image(space_for_device, directory / "text", directory, snap, job.train, job.blobs,
                                    settings, int(job.params.get("image_epochs", settings.train_image_epochs)),
-                                   image_progress)
+                                   image_progress, job.progress.step_reporter(IMAGE_TOWER))
     elif settings.image_enabled:
         image_config = ImageConfig(arch=settings.image_arch, pretrained=settings.image_pretrained)
     config.image = image_config
@@ -162,7 +181,7 @@ def _compare_with_active(job: _Run, report: dict[str, Any]) -> dict[str, Any]:
     if job.active is None:
         return comparison
     active_id, active_dir = job.active
-    job.progress(0.9, f"evaluating the active version {active_id} on the same held-out split")
+    job.progress(0.9, f"evaluating the active version {active_id} on the same held-out split", COMPARING)
     _, active_report = evaluate_space(job.load_space(active_dir), job.snap, job.train, job.validation, job.blobs,
                                       job.settings)
     better, reasons = registry.is_better(headline(report), headline(active_report))
@@ -226,7 +245,7 @@ def _image_rows(items: Sequence[LabelledCreative]) -> list[LabelledCreative]:
 
 def train_image(space: SharedSpace, text_dir: Path, out_dir: Path, snap: Snapshot,
                 train: Sequence[LabelledCreative], blobs: BlobStore, settings: Settings, epochs: int,
-                progress: Progress) -> ImageConfig | None:
+                progress: Progress, on_step: StepFn | None = None) -> ImageConfig | None:
     """Projection (and, for small towers, the tower) trained towards the new text tower's label vectors."""
     from ctax.embedding.image import ImageEncoder, ImageTowerUnavailable
     from ctax.embedding.text import TextEncoder
@@ -258,6 +277,6 @@ def train_image(space: SharedSpace, text_dir: Path, out_dir: Path, snap: Snapsho
     train_tower = settings.image_pretrained is None
     recipe = ImageTrainingRecipe(epochs=epochs, batch_size=64, seed=settings.train_seed, train_tower=train_tower)
     train_image_tower(encoder, images, targets, label_vectors, recipe, text_vectors=text_vectors,
-                      on_progress=progress, progress_bar=False)
+                      on_progress=progress, progress_bar=False, on_step=on_step)
     encoder.save(out_dir / "image")
     return ImageConfig(arch=settings.image_arch, pretrained=settings.image_pretrained, saved="image")

@@ -20,6 +20,7 @@ from ctax.training.text_recipe import DEFAULT_RECIPE, TextTrainingRecipe
 
 ProgressFn = Callable[[float, str], None]
 LOSS_HISTORY = "loss_history.json"  # beside the saved tower: [{"step", "loss"}] as the trainer logged them
+StepFn = Callable[[int, int, float | None], None]  # after each optimiser step: step, total steps, last logged loss
 
 
 def _make_losses(model: Any, recipe: TextTrainingRecipe, names: Sequence[str]) -> dict[str, Any]:
@@ -40,7 +41,7 @@ def _make_losses(model: Any, recipe: TextTrainingRecipe, names: Sequence[str]) -
     return losses
 
 
-def _progress_callback(on_progress: ProgressFn) -> Any:
+def _progress_callback(on_progress: ProgressFn, on_step: StepFn | None) -> Any:
     from transformers import TrainerCallback
 
     class _Progress(TrainerCallback):
@@ -55,12 +56,16 @@ def _progress_callback(on_progress: ProgressFn) -> Any:
         ) -> None:
             if logs and "loss" in logs:
                 self.last_loss = float(logs["loss"])
+                if on_step is not None:  # the trainer logs after on_step_end: the step's loss, as soon as known
+                    on_step(min(int(state.global_step), int(state.max_steps)), int(state.max_steps), self.last_loss)
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             total = max(int(state.max_steps), 1)
             done = min(int(state.global_step), total)
             loss = "" if self.last_loss is None else f", loss {self.last_loss:.3f}"
             on_progress(0.95 * done / total, f"training: {done}/{total} steps{loss}")
+            if on_step is not None:
+                on_step(done, total, self.last_loss)
 
     return _Progress()
 
@@ -78,6 +83,7 @@ def train_text_tower(
     device: str = "cpu",
     on_progress: ProgressFn | None = None,
     recipe: TextTrainingRecipe = DEFAULT_RECIPE,
+    on_step: StepFn | None = None,
 ) -> Path:
     """Fine-tune a sentence-transformers text tower on (creative texts, label path) examples; return ``out_dir``.
 
@@ -109,7 +115,7 @@ def train_text_tower(
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="ctax-text-train-") as scratch:
         args = _training_arguments(scratch, recipe, rows, effective_batch, seed=seed, device=device)
-        history = _fit(model, datasets, args, recipe, report)
+        history = _fit(model, datasets, args, recipe, report, on_step)
     report(0.95, "saving model")
     model.save(str(out_dir))
     # The trainer's loss log, for the model card's loss curve (the trainer's own state lives in the scratch dir).
@@ -152,8 +158,8 @@ def _training_arguments(
     )
 
 
-def _fit(model: Any, datasets: Mapping[str, Any], args: Any, recipe: TextTrainingRecipe, report: ProgressFn
-         ) -> list[dict[str, Any]]:
+def _fit(model: Any, datasets: Mapping[str, Any], args: Any, recipe: TextTrainingRecipe, report: ProgressFn,
+         on_step: StepFn | None = None) -> list[dict[str, Any]]:
     """Train `model` in place on the datasets, each with its loss (one dataset: no multi-dataset sampling);
     returns the trainer's log history."""
     from sentence_transformers import SentenceTransformerTrainer
@@ -167,7 +173,7 @@ def _fit(model: Any, datasets: Mapping[str, Any], args: Any, recipe: TextTrainin
         args=args,
         train_dataset=train_dataset,
         loss=loss,
-        callbacks=[_progress_callback(report)],
+        callbacks=[_progress_callback(report, on_step)],
     )
     # With tqdm disabled the trainer prints every log dict to stdout; progress goes through on_progress.
     trainer.remove_callback(PrinterCallback)

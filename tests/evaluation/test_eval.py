@@ -67,3 +67,32 @@ def test_ctax_eval_holds_labels_out_and_refuses_a_used_work_folder(tmp_path, sha
     again = CliRunner().invoke(app, args, env=env)
     assert again.exit_code == 2
     assert "not empty" in again.output and str(work) in again.output.replace("\n", "")
+
+
+def test_ctax_eval_prints_training_progress_and_records_arrival_and_per_label_figures(tmp_path, shared_data) -> None:
+    train, test, _ = write_split(shared_data, tmp_path, per_label=20)
+    out = tmp_path / "metrics.json"
+    args = ["eval", "--taxonomy", str(shared_data / "pitt_ads_taxonomy.txt"), "--train", str(train),
+            "--test", str(test), "--holdout-labels", "1", "--epochs", "1", "--json", str(out)]
+    env = {"CTAX_IMAGE_ENABLED": "false", "CTAX_OCR_ENABLED": "false", "CTAX_TRAIN_BATCH_SIZE": "8"}
+    result = CliRunner().invoke(app, args, env=env)
+    assert result.exit_code == 0, result.output
+    # Off a terminal the training's progress comes as lines: the phase, its step, the loss and the time left.
+    assert "training" in result.output and "text tower step" in result.output and "loss" in result.output
+    metrics = json.loads(out.read_text())
+    assert metrics["trained"] and metrics["model_version"] == "v2-trained"
+    (held,) = metrics["held_out_labels"]
+    arrival = metrics["at_arrival"]
+    for figures, block in ((metrics, metrics["by_held_out_label"]), (arrival, arrival["by_held_out_label"])):
+        assert set(block) == {held}
+        mine = block[held]
+        # One held-out label: its AUROC against the known creatives is the stream's novelty AUROC.
+        assert mine["novelty_auroc"] == pytest.approx(figures["novelty_auroc"])
+        assert mine["n"] == metrics["n_novel_test"]
+        assert mine["seen_before_first_flag"] is None or 0 <= mine["seen_before_first_flag"] < mine["n"]
+        flagged_known = figures["known_flagged_new_rate"] * metrics["n_known_test"]
+        assert flagged_known == pytest.approx(round(flagged_known))
+        assert round(flagged_known) + round(mine["flagged_new_rate"] * mine["n"]) == figures["flags"].get(
+            "new_label", 0)
+    # The sweep only ever raises flags: no fewer known creatives flagged after it than at arrival.
+    assert metrics["known_flagged_new_rate"] >= arrival["known_flagged_new_rate"]

@@ -283,3 +283,67 @@ def test_a_promoted_version_that_does_not_load_is_failed_and_the_previous_one_pu
     assert get(trainer, ModelVersion, "v1-pretrained").status == "active"
     assert trainer.index.active_version() == "v1-pretrained"
     assert label_one(trainer, "Cola").model_version_id == "v1-pretrained"
+
+
+def test_a_running_run_shows_its_step_loss_and_time_left_through_the_api(trainer: Runtime,
+                                                                         shared_data: Path) -> None:
+    from ctax.embedding.space import SharedSpace
+    from ctax.training.pipeline import run_training
+    from ctax.training.progress import RunProgress
+
+    seed_examples(trainer, shared_data, LABELS, 12)
+    trainer.start()
+    run_id = new_run(trainer, seed=3)
+    with trainer.db.write() as session:
+        runs.start(session, run_id)
+    # Every report reaches the row; small batches make several steps.
+    settings = trainer.settings.model_copy(update={"train_progress_interval_s": 0.0, "train_batch_size": 4})
+    seen: list[dict] = []
+    with TestClient(create_app(trainer.settings, start_dispatcher=False)) as client:
+        admin = headers(_admin_key(trainer))
+
+        def look(report: RunProgress) -> None:  # the API's view of the row, read while the tower trains
+            if report.phase == "text_tower" and report.step:
+                seen.append(client.get(f"/v1/training/runs/{run_id}", headers=admin).json())
+
+        run_training(trainer.db, settings, trainer.blobs, run_id,
+                     lambda directory: SharedSpace.load(Path(directory), trainer.device), trainer.device,
+                     listeners=(look,))
+        after = client.get(f"/v1/training/runs/{run_id}", headers=admin).json()
+    assert len(seen) >= 2
+    assert all(view["status"] == "running" and view["phase"] == "text_tower" for view in seen)
+    steps = [view["step"] for view in seen]  # each step seen at its stage report and at its step report
+    assert steps == sorted(steps) and set(steps) == set(range(1, steps[-1] + 1))
+    assert {view["total_steps"] for view in seen} == {steps[-1]}
+    assert steps[-1] >= 3 and seen[-1]["loss"] is not None and seen[-1]["loss"] > 0 and seen[-1]["eta_s"] == 0.0
+    assert all(view["eta_s"] is not None for view in seen if view["step"] > 1) and seen[0]["updated_at"]
+    assert after["phase"] == "done" and after["progress"] == 1.0 and after["step"] is None
+
+
+def test_ctax_train_follows_the_run_with_its_step_and_loss(trainer: Runtime, shared_data: Path, monkeypatch) -> None:
+    seed_examples(trainer, shared_data, LABELS, 12)
+    # Every report reaches the row, and small batches make enough steps for the command's 1 s polls to see some.
+    trainer.settings = trainer.settings.model_copy(update={"train_progress_interval_s": 0.0, "train_batch_size": 4})
+    trainer.start()
+    monkeypatch.setenv("CTAX_DATA_DIR", str(trainer.settings.data_dir))
+    errors: list[BaseException] = []
+
+    def worker() -> None:  # the training worker, then the labelling worker's index build, as `ctax run` would
+        try:
+            for _ in range(600):
+                with trainer.db.read() as session:
+                    queued = [r.id for r in runs.newest_first(session, 5) if r.status == "queued"]
+                if queued:
+                    build_version(train(queued[0]))
+                    return
+                time.sleep(0.1)
+        except BaseException as exc:  # reported by the test, not lost in the thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    result = CliRunner().invoke(app, ["train", "--epochs", "1"])
+    thread.join()
+    assert not errors and result.exit_code == 0, result.output
+    assert "text tower step" in result.output and "loss" in result.output and "calibrating" in result.output
+    assert "candidate v2-trained" in result.output

@@ -37,6 +37,13 @@ def run_view(run: TrainingRun) -> dict[str, Any]:
         "started_at": run.started_at,
         "finished_at": run.finished_at,
         "heartbeat_at": run.heartbeat_at,
+        # While it runs (written every few seconds): the phase, its step, the last loss and its seconds left.
+        "phase": run.phase,
+        "step": run.step,
+        "total_steps": run.total_steps,
+        "loss": run.loss,
+        "eta_s": run.eta_s,
+        "updated_at": run.updated_at,
     }
 
 

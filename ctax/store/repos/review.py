@@ -156,7 +156,7 @@ def items_of_creatives(session: Session, creative_ids: Sequence[str]) -> dict[st
     if not creative_ids:
         return {}
     return {item.creative_id: item for item in session.scalars(
-        select(ReviewItem).where(ReviewItem.creative_id.in_(list(creative_ids)))))}
+        select(ReviewItem).where(ReviewItem.creative_id.in_(list(creative_ids))))}
 
 
 def key_names(session: Session, key_ids: Iterable[int | None]) -> dict[int, str]:

@@ -1,0 +1,100 @@
+"""bench.arrival: the arrival patterns' streams, and a tiny run of the benchmark through `ctax eval`."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from bench.arrival_streams import BURST_PREFIX, PATTERNS, build, variants
+
+HELD = {"PSA/Animal Rights", "Product/Vehicles/Cars"}
+
+
+@pytest.fixture(scope="module")
+def rows(shared_data: Path) -> list[dict]:
+    return [json.loads(line) for line, _ in zip((shared_data / "pitt_ads_dev.jsonl").open(), range(1500),
+                                                strict=False)]
+
+
+def _novel_at(stream: list[dict]) -> list[int]:
+    return [n for n, row in enumerate(stream) if row["label"] in HELD]
+
+
+def test_crowd_is_todays_stream(rows) -> None:
+    assert build("crowd", rows, HELD, 13) == rows
+
+
+def test_trickle_spreads_each_held_out_label_evenly_through_a_stream_20_times_longer(rows) -> None:
+    stream = build("trickle", rows, HELD, 13)
+    known = [r for r in rows if r["label"] not in HELD]
+    novel = _novel_at(stream)
+    assert sorted(r["id"] for r in stream if r["label"] not in HELD) == sorted(r["id"] for r in known)
+    assert len(stream) >= 20 * len(novel) and len(novel) == len(known) // 19
+    gaps = {b - a for a, b in itertools.pairwise(novel)}
+    assert max(gaps) - min(gaps) <= 1  # evenly spaced
+    for label in HELD:  # each label over the whole stream, not bunched at one end
+        mine = [n for n in novel if stream[n]["label"] == label]
+        assert mine[0] < len(stream) * 0.1 and mine[-1] > len(stream) * 0.9
+
+
+def test_a_burst_is_200_close_variants_of_one_known_ad_arriving_together(rows) -> None:
+    stream = build("burst", rows, HELD, 13)
+    at = [n for n, row in enumerate(stream) if row["id"].startswith(BURST_PREFIX)]
+    assert len(at) == 200 and at == list(range(at[0], at[0] + 200))
+    assert [r for r in stream if not r["id"].startswith(BURST_PREFIX)] == rows
+    burst = [stream[n] for n in at]
+    source = next(r for r in rows if r["id"] == burst[0]["id"].split("-", 2)[2])
+    assert source["label"] not in HELD and {r["label"] for r in burst} == {source["label"]}
+    texts = {tuple(r["texts"]) for r in burst}
+    assert len(texts) >= 190 and tuple(source["texts"]) not in texts  # each one changed, almost all different
+    assert build("burst", rows, HELD, 13) == stream and build("burst", rows, HELD, 14) != stream
+
+
+def test_variants_reword_reorder_and_change_a_price_or_date() -> None:
+    ad = {"id": "1", "label": "x", "texts": ["I should buy this phone because it is only $199 this week",
+                                             "I should buy it because it is new and good"]}
+    made = variants(ad, 60, random.Random(1))
+    joined = [" ".join(v["texts"]) for v in made]
+    assert any("$199" not in j and "$" in j for j in joined)  # a changed price
+    assert any(any(m in j for m in ("January", "June", "May", "March")) for j in joined)  # a date
+    assert any(j.startswith("Because") or ", so I should" in j for j in joined)  # reordered
+    assert any(w in j for j in joined for w in ("purchase", "ought to", "since"))  # reworded
+    assert variants(ad, 5, random.Random(1)) == made[:5]
+
+
+def test_mixed_has_a_crowd_a_trickle_and_a_burst(rows) -> None:
+    stream = build("mixed", rows, HELD, 13)
+    assert sum(r["id"].startswith(BURST_PREFIX) for r in stream) == 200
+    novel = _novel_at(stream)
+    by_label = {label: [n for n in novel if stream[n]["label"] == label] for label in HELD}
+    crowded = [ns for ns in by_label.values() if ns == list(range(ns[0], ns[0] + len(ns)))]
+    assert len(crowded) == 1  # one label of two arrives as a block; the other trickles
+    assert set(PATTERNS) == {"crowd", "trickle", "burst", "mixed"}
+
+
+@pytest.mark.slow  # labels a few hundred creatives with the pretrained towers, per pattern
+def test_a_tiny_run_gives_every_field_for_every_pattern(tmp_path, monkeypatch) -> None:
+    from bench.arrival import FIGURES, run, table
+
+    monkeypatch.setenv("CTAX_IMAGE_ENABLED", "false")
+    monkeypatch.setenv("CTAX_OCR_ENABLED", "false")
+    args = argparse.Namespace(max_train=400, max_test=120, holdout_labels=2, wrong_label_rate=0.2, epochs=None,
+                              traffic_window=50, burst_size=20)
+    rows = run(["trickle", "burst"], ["pretrained"], [13], args, out=tmp_path)
+    assert [(r["pattern"], r["version"], r["seed"]) for r in rows] == [("trickle", "pretrained", 13),
+                                                                        ("burst", "pretrained", 13)]
+    trickle, burst = rows
+    for row in rows:
+        for key in ("novelty_auroc_at_arrival", "novelty_auroc_final", "top1", "wrong_label_auroc"):
+            assert 0.0 <= row[key] <= 1.0, key
+        assert set(row["seen_before_first_flag"]) == set(row["held_out_labels"])
+    assert burst["n_burst"] == 20 and burst["n_stream"] == 140
+    assert burst["known_flagged_new_rate"] * 20 == pytest.approx(round(burst["known_flagged_new_rate"] * 20))
+    assert trickle["n_burst"] == 0 and trickle["n_stream"] >= 20 * trickle["n_novel"]
+    assert trickle["known_flagged_new_rate"] == trickle["stream_known_flagged_new_rate"]
+    assert len(table(rows).columns) == 4 + len(FIGURES)
