@@ -32,7 +32,7 @@ class TrainingView:
             self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                                 TimeElapsedColumn(), console=console)
             self.task = self.bar.add_task(title, total=1.0)
-        self._printed: tuple[float, tuple[str, bool]] | None = None
+        self._printed: tuple[float, tuple[str, bool, bool, bool]] | None = None
 
     def __enter__(self) -> TrainingView:
         if self.bar is not None:
@@ -48,7 +48,11 @@ class TrainingView:
         if self.bar is not None:
             self.bar.update(self.task, completed=report.fraction, description=text[:90])
             return
-        now, key = time.monotonic(), (report.phase, report.step is not None)
+        # A new key prints at once: a phase's start, its first step, its first known loss, its last step; so a
+        # short phase still shows its loss, and a long one is never silent for more than `every` seconds.
+        now = time.monotonic()
+        key = (report.phase, report.step is not None, report.loss is not None,
+               report.step is not None and report.step == report.total_steps)
         if (self._printed is None or self._printed[1] != key or now - self._printed[0] >= self.every
                 or report.fraction >= 1.0):
             self._printed = (now, key)

@@ -60,8 +60,12 @@ def test_off_a_terminal_the_view_prints_lines_not_a_silent_bar() -> None:
     with view:
         view(RunProgress(0.05, "text tower: starting", TEXT_TOWER))
         view(RunProgress(0.1, "text tower", TEXT_TOWER, 1, 40, None, None))  # the phase's first step
-        view(RunProgress(0.1, "text tower", TEXT_TOWER, 2, 40, 0.9, 80.0))  # same phase, within `every`: quiet
+        view(RunProgress(0.1, "text tower", TEXT_TOWER, 2, 40, 0.9, 80.0))  # its first known loss: printed
+        view(RunProgress(0.2, "text tower", TEXT_TOWER, 3, 40, 0.8, 70.0))  # same phase, within `every`: quiet
+        view(RunProgress(0.4, "text tower", TEXT_TOWER, 40, 40, 0.7, 0.0))  # its last step: printed
         view(RunProgress(0.5, "text tower", "image_tower", 20, 40, 0.75, 30.0))
     lines = out.getvalue().splitlines()
     assert lines == ["training   5%: text tower: starting", "training  10%: text tower step 1/40",
+                     "training  10%: text tower step 2/40, loss 0.900, 1m20s left",
+                     "training  40%: text tower step 40/40, loss 0.700, 0s left",
                      "training  50%: image tower step 20/40, loss 0.750, 30s left"]
