@@ -21,7 +21,6 @@ from ctax.pictures.map import refresh_map
 from ctax.worker.runtime import Runtime
 from ctax.worker.tasks.label import run as label_run
 from tests.conftest import png_bytes
-from tests.e2e.test_review_browser import CHROMIUM, CHROMIUM_ARGS
 from tests.pictures.conftest import LABELS, seed_labelled
 from tests.support import free_port
 
@@ -63,18 +62,6 @@ def served(settings, db, pitt_labels, shared_data, keys) -> Iterator[dict[str, A
     yield {"url": f"http://127.0.0.1:{port}", "map": drawn, "ids": ids, "key": keys["reviewer"]}
     server.should_exit = True
     thread.join(timeout=10)
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (the CI script does)")
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield instance
-        instance.close()
 
 
 def _watch(page: Any) -> list[str]:

@@ -23,9 +23,6 @@ from tests.support import SHARED_DATA, ServiceProcesses
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 NEW_LABEL = "Service/Churches and Worship"
 # Each creative carries an asserted label far from its text, so the worker flags it wrong_label whatever the
 # calibration: the trigger's job, not the test's, decides what the reviewer sees.
@@ -55,18 +52,6 @@ def service(tmp_path: Path) -> Iterator[ServiceProcesses]:
         yield processes
     finally:
         processes.stop()
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (the CI script does)")
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield instance
-        instance.close()
 
 
 def _seed(service: ServiceProcesses) -> str:
