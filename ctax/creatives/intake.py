@@ -206,7 +206,10 @@ def dispatch(
     size = settings.label_batch_size
     for start in range(0, len(ids), size):
         chunk = ids[start : start + size]
+        # Stamped before the send: a worker may claim the chunk before the mark commits, and a dispatch stamped
+        # after its claim would keep a dead worker's claim from ever being resent (undispatched's last rule).
+        sent_at = utcnow()
         send(LABEL_CREATIVES, [chunk], settings.label_queue)
         with db.write() as session:
-            repo.mark_dispatched(session, chunk)
+            repo.mark_dispatched(session, chunk, sent_at)
     return len(ids)

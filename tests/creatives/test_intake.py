@@ -43,3 +43,29 @@ def test_a_failed_transaction_removes_the_images_it_stored_but_not_shared_ones(d
         submit(db, blobs, settings, [CreativeSubmission(texts=["New ad"], image=png_bytes("new")),
                                      CreativeSubmission(texts=["Same image again"], image=shared)], None)
     assert _stored_files(settings) == [first.image_sha256]  # the new image is gone, the one in use stays
+
+
+def test_a_chunk_claimed_before_its_dispatch_is_marked_is_still_resent_when_the_claim_lapses(
+        db: Database, settings: Settings) -> None:
+    # A fast worker (Redis) claims a chunk while the dispatcher is still marking it sent; if that worker dies, the
+    # claim must still lapse into a resend, or its creatives wait forever.
+    import datetime as dt
+
+    from ctax.creatives.intake import dispatch
+    from ctax.store.repos import creatives as repo
+    from ctax.store.types import utcnow
+
+    submit(db, _blobs(settings), settings, [CreativeSubmission(texts=[f"Fresh bread number {n}"]) for n in range(3)],
+           None)
+    claimed: list[str] = []
+
+    def send_to_a_fast_worker(_task: str, args: list, _queue: str) -> None:
+        with db.write() as session:
+            claimed.extend(repo.claim(session, args[0], "fast-worker", settings.lease_s))
+
+    assert dispatch(db, send_to_a_fast_worker, settings) == 3 and len(claimed) == 3
+    later = utcnow() + dt.timedelta(seconds=settings.lease_s + 1)  # the worker died: no renewal, the lease ran out
+    with db.read() as session:
+        resent = repo.undispatched(session, 100, later - dt.timedelta(seconds=settings.requeue_after_s),
+                                   later - dt.timedelta(seconds=settings.lease_s))
+    assert sorted(resent) == sorted(claimed)

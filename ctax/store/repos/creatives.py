@@ -131,9 +131,9 @@ def undispatched(session: Session, limit: int, requeue_before: dt.datetime, leas
     return list(rows)
 
 
-def mark_dispatched(session: Session, ids: Sequence[str]) -> None:
+def mark_dispatched(session: Session, ids: Sequence[str], at: dt.datetime) -> None:
     if ids:
-        session.execute(update(Creative).where(Creative.id.in_(ids)).values(dispatched_at=utcnow()))
+        session.execute(update(Creative).where(Creative.id.in_(ids)).values(dispatched_at=at))
 
 
 # -- the worker's lease ----------------------------------------------------------------------------------------
