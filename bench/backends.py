@@ -13,8 +13,11 @@ the worker's batch size, the faster of two passes after a warm-up), then end to 
 version with CTAX_BACKEND=<backend>, the payloads stored as creatives and labelled by the labelling task's own
 code, batch by batch: database, towers, index search, trigger, as the worker runs them; no HTTP or queue: those
 are bench.throughput's), and for text `ctax eval` on the Pitt split with that backend (bench.pitt_eval's split,
-optionally subsampled). Image creatives: ViT-B-32 with random weights and an untrained projection (no pretrained
-CLIP weights here): speed and agreement with torch are measured, accuracy is not (it would be noise's).
+optionally subsampled). By default end to end runs with no labels imported (every creative is flagged new_label
+and opens a review item) and no traffic window; `--taxonomy` imports the Pitt taxonomy and `--traffic-window 5000`
+keeps the service's default window (and its sweep), each backend's starting empty. Image creatives: ViT-B-32
+with random weights and an untrained projection (no pretrained CLIP weights here): speed and agreement with torch
+are measured, accuracy is not (it would be noise's).
 """
 
 from __future__ import annotations
@@ -38,11 +41,11 @@ console = Console(width=160)
 BACKENDS = ("torch", "onnx", "onnx-int8", "openvino", "openvino-int8")
 
 
-def settings_for(mode: str, work: Path, backend: str, batch_size: int, device: str) -> Any:
+def settings_for(mode: str, work: Path, backend: str, batch_size: int, device: str, traffic_window: int = 0) -> Any:
     from ctax.config import Settings
 
     values: dict[str, Any] = {"data_dir": work / mode, "backend": backend, "label_batch_size": batch_size,
-                              "device": device, "ocr_enabled": False, "novelty_traffic_window": 0}
+                              "device": device, "ocr_enabled": False, "novelty_traffic_window": traffic_window}
     if mode == "text":
         values["image_enabled"] = False
     else:
@@ -111,17 +114,35 @@ def raw(mode: str, directory: Path, backend: str, payloads: list[Any], batch_siz
     return per_s, cosine, vectors
 
 
-def end_to_end(mode: str, work: Path, backend: str, payloads: list[Any], batch_size: int, device: str) -> float:
+def import_taxonomy(mode: str, work: Path, batch_size: int, device: str) -> None:
+    """The Pitt taxonomy, as bench.throughput imports it: labels to decide between, as in service (without it
+    every creative fits no label and is flagged new_label)."""
+    from ctax.store.session import Database
+    from ctax.taxonomy.catalog import import_labels
+    from ctax.taxonomy.importers import parse_taxonomy_file
+    from tests.support import SHARED_DATA
+
+    db = Database(settings_for(mode, work, "torch", batch_size, device).sqlalchemy_url)
+    with db.write() as session:
+        import_labels(session, parse_taxonomy_file((SHARED_DATA / "pitt_ads_taxonomy.txt").read_bytes()))
+    db.engine.dispose()
+
+
+def end_to_end(mode: str, work: Path, backend: str, payloads: list[Any], batch_size: int, device: str,
+               traffic_window: int = 0) -> float:
     """The payloads stored as creatives, then labelled by the labelling task's code a batch at a time."""
     from ctax.creatives.intake import CreativeSubmission, create_creative
     from ctax.jobs import LABEL_QUEUE
     from ctax.worker.runtime import Runtime
     from ctax.worker.tasks.label import run
 
-    rt = Runtime(settings_for(mode, work, backend, batch_size, device), [LABEL_QUEUE], owns_index=True)
+    rt = Runtime(settings_for(mode, work, backend, batch_size, device, traffic_window), [LABEL_QUEUE],
+                 owns_index=True)
     rt.start()
     try:
         assert rt.info["backend"].startswith(backend), rt.info
+        # Every backend starts from an empty traffic window (its own creatives are its traffic, and its sweep).
+        rt.index.prune_traffic(rt.info["model_version"], 0)
         with rt.db.write() as session:
             ids = [create_creative(session, rt.blobs, rt.settings, CreativeSubmission(
                 texts=[p]) if mode == "text" else CreativeSubmission(image=p), None)[0].id for p in payloads]
@@ -184,13 +205,15 @@ def run_mode(mode: str, args: argparse.Namespace, work: Path, split_files: tuple
                           "backends are left out on CUDA[/yellow]")
             names = [b for b in names if not b.startswith("onnx")]
     directory = make_version(mode, work, args.batch_size, args.device, payloads, names)
+    if args.taxonomy:
+        import_taxonomy(mode, work, args.batch_size, args.device)
     rows, reference = [], None
     for backend in ["torch", *names]:
         console.print(f"{mode}: {backend}: raw towers on {n} creatives, batch {args.batch_size}...")
         per_s, cosine, vectors = raw(mode, directory, backend, payloads, args.batch_size, args.device, reference)
         reference = vectors if reference is None else reference
         console.print(f"{mode}: {backend}: end to end through the labelling task...")
-        e2e = end_to_end(mode, work, backend, payloads, args.batch_size, args.device)
+        e2e = end_to_end(mode, work, backend, payloads, args.batch_size, args.device, args.traffic_window)
         row: dict[str, Any] = {"backend": backend, "modality": mode, "raw_per_s": round(per_s, 2),
                                "end_to_end_per_s": round(e2e, 2), "cosine_to_torch": round(cosine, 6),
                                "top1": None, "novelty_auroc": None, "wrong_label_auroc": None,
@@ -230,6 +253,11 @@ def main() -> None:
     parser.add_argument("--eval-train", type=int, default=0, help="subsample the Pitt TRAIN split (0: all of it)")
     parser.add_argument("--eval-test", type=int, default=0, help="subsample the Pitt TEST split (0: all of it)")
     parser.add_argument("--no-eval", action="store_true", help="skip `ctax eval` (accuracy) per backend")
+    parser.add_argument("--taxonomy", action="store_true",
+                        help="end to end with the Pitt taxonomy imported (default: no labels, all flagged new_label)")
+    parser.add_argument("--traffic-window", type=int, default=0,
+                        help="end to end with this novelty traffic window (CTAX_NOVELTY_TRAFFIC_WINDOW; the "
+                             "service's default is 5000) and its sweep; 0: none kept")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 128 texts, 32 images, no eval")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", type=Path, help="also write the rows here")

@@ -1,9 +1,11 @@
-"""The Qdrant collections behind LabelIndex: creating them, scrolling and deleting their points, and the in-memory
-tables that mirror them in local mode (table.py), kept in step with every write this process makes."""
+"""The Qdrant collections behind LabelIndex: creating them, writing, scrolling and deleting their points, and the
+in-memory tables that mirror them in local mode (table.py), kept in step with every write this process makes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -13,6 +15,28 @@ from ctax.index.points import normal_point_id
 from ctax.index.table import VectorTable
 
 LOCAL_SCROLL_PAGE = 16_384
+UPSERT_BATCH = 512
+
+
+class _OneCommit:
+    """Stands in for a local-mode collection's SQLite connection while one write request runs: qdrant-client's
+    local mode commits every point by itself (`with connection:` per point, an fsync each); here the request
+    commits once (`Collections._local_writes`). Everything but the commit goes to the connection."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._connection = connection
+
+    def __enter__(self) -> _OneCommit:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        return None
+
+    def commit(self) -> None:
+        return None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._connection, name)
 
 
 class Collections:
@@ -35,12 +59,48 @@ class Collections:
             for field, schema in fields.items():
                 self.client.create_payload_index(name, field, schema)
 
+    def _write_points(self, collection: str, points: Sequence[models.PointStruct]) -> None:
+        """Upsert points in requests of UPSERT_BATCH (the in-memory mirror is the caller's to keep in step). The
+        one way this package writes points: in local mode each request is one SQLite transaction
+        (`_local_writes`)."""
+        for start in range(0, len(points), UPSERT_BATCH):
+            with self._local_writes(collection):
+                self.client.upsert(collection, points=list(points[start : start + UPSERT_BATCH]), wait=True)
+
+    @contextmanager
+    def _local_writes(self, collection: str) -> Iterator[None]:
+        """Local mode: the writes inside commit once, in a WAL journal without an fsync per commit.
+
+        Why by hand: qdrant-client's local mode stores each point in its own SQLite transaction in a rollback
+        journal, an fsync per point; recording a batch's traffic cost ~1-5 ms per creative, more than a fast
+        text encoder took to encode it (docs/benchmarks.md, "fixed cost"). WAL with synchronous=NORMAL is what
+        our own SQLite database runs: a killed process loses no committed write, an OS crash or power cut may
+        lose the last commits. Nothing here needs more: labels and exemplars are re-synced from the database by
+        diff, and the traffic window is evidence, not a record. Where qdrant-client's internals are not the
+        ones expected, writes go through unchanged (slower, same result)."""
+        local = None if self.is_server else getattr(self.client, "_client", None)
+        persistence = getattr(getattr(local, "collections", {}).get(collection), "storage", None)
+        connection = getattr(persistence, "storage", None)
+        if not isinstance(connection, sqlite3.Connection):
+            yield
+            return
+        connection.execute("PRAGMA journal_mode=WAL")  # kept by the file; asking again costs nothing
+        connection.execute("PRAGMA synchronous=NORMAL")  # per connection
+        persistence.storage = _OneCommit(connection)  # type: ignore[union-attr]
+        try:
+            yield
+        finally:
+            persistence.storage = connection  # type: ignore[union-attr]
+            # What was applied in memory is stored, as qdrant-client would have (it stores point by point).
+            connection.commit()
+
     def _delete_points(self, collection: str, ids: Sequence[int | str], batch: int | None = None) -> None:
         """Delete points (in requests of `batch`, else in one) from the collection and its in-memory mirror."""
         step = batch or max(len(ids), 1)
         for start in range(0, len(ids), step):
             chunk: list[models.ExtendedPointId] = list(ids[start : start + step])
-            self.client.delete(collection, points_selector=models.PointIdsList(points=chunk))
+            with self._local_writes(collection):
+                self.client.delete(collection, points_selector=models.PointIdsList(points=chunk))
         if (table := self._tables.get(collection)) is not None:
             table.delete(ids)
 

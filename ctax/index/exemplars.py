@@ -23,7 +23,6 @@ from qdrant_client import QdrantClient, models
 from ctax.index.collections import Collections
 from ctax.index.points import ExemplarHit, creative_id_of, point_id
 
-UPSERT_BATCH = 512
 # Points a search may return only if this is not false: points without the field predate budgets.
 REPRESENTATIVES_ONLY = models.Filter(
     must_not=[models.FieldCondition(key="representative", match=models.MatchValue(value=False))]
@@ -76,8 +75,7 @@ class Exemplars(Collections):
             for cid, lid, vector, flag in zip(creative_ids, label_ids, vectors, flags, strict=True)
         ]
         name = self.exemplars_collection(version)
-        for start in range(0, len(points), UPSERT_BATCH):
-            self.client.upsert(name, points=points[start : start + UPSERT_BATCH], wait=True)
+        self._write_points(name, points)
         if (table := self._tables.get(name)) is not None:
             keep = [n for n, flag in enumerate(flags) if flag]
             table.delete([points[n].id for n in range(len(points)) if not flags[n]])

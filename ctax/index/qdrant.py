@@ -94,7 +94,7 @@ class LabelIndex(Exemplars):
             models.PointStruct(id=int(label_id), vector=vector.tolist(), payload={"label_id": int(label_id), **p})
             for label_id, vector, p in zip(ids, vectors, payloads, strict=True)
         ]
-        self.client.upsert(self.labels_collection(version), points=points, wait=True)
+        self._write_points(self.labels_collection(version), points)
         if (table := self._tables.get(self.labels_collection(version))) is not None:
             table.upsert([int(i) for i in ids], [int(i) for i in ids], vectors)
 
@@ -145,8 +145,7 @@ class LabelIndex(Exemplars):
             models.PointStruct(id=point_id(cid), vector=vector.tolist(), payload={"seen": seen + n * 1e-6})
             for n, (cid, vector) in enumerate(zip(creative_ids, vectors, strict=True))
         ]
-        for start in range(0, len(points), 512):
-            self.client.upsert(name, points=points[start : start + 512], wait=True)
+        self._write_points(name, points)
         if (table := self._tables.get(name)) is not None:
             table.upsert([point.id for point in points], [0] * len(points), vectors)
         if self.count_traffic(version) > window + max(window // 10, 1):
@@ -181,6 +180,18 @@ class LabelIndex(Exemplars):
         if not self.is_server:
             return len(self._table(name))
         return int(self.client.count(name, exact=True).count)
+
+    def traffic_similarities(
+        self, version: str, vectors: np.ndarray, limit: int, exclude: Sequence[str] = ()
+    ) -> list[list[float]]:
+        """nearest_traffic's similarities alone, best first (what the novelty feature reads): in local mode without
+        turning each of up to 200 hits per creative back into a creative id."""
+        name = self.traffic_collection(version)
+        if self.is_server or len(vectors) == 0 or not self.client.collection_exists(name):
+            return [[hit.score for hit in row] for row in self.nearest_traffic(version, vectors, limit, exclude)]
+        skip = [point_id(cid) for cid in exclude] if exclude else [None] * len(vectors)
+        rows = self._table(name).nearest(vectors, limit + 1)
+        return [[score for point, _, score in row if point != own][:limit] for row, own in zip(rows, skip, strict=True)]
 
     def nearest_traffic(
         self, version: str, vectors: np.ndarray, limit: int, exclude: Sequence[str] = ()

@@ -23,7 +23,6 @@ from ctax.labelling.flagging import flag_batch
 from ctax.labelling.labeller import Labeller, LabelOutcome, LabelRequest
 from ctax.labelling.sweep import sweep
 from ctax.store.blobs import BlobStore
-from ctax.store.models import Creative
 from ctax.store.repos import creatives as repo
 from ctax.store.session import Database
 
@@ -60,17 +59,18 @@ class LabellingWorker:
 
     def run(self, ids: Sequence[str]) -> dict[str, int]:
         with self.db.write() as session:
-            taken = set(repo.claim(session, ids, self.name, self.settings.lease_s))
+            # What labelling reads of them comes back with the claim: no second query per batch.
+            taken = {row.id: row for row in repo.claim_inputs(session, ids, self.name, self.settings.lease_s)}
         # In the order they arrived (the message's), not the database's: earlier creatives of a batch are the
         # traffic later ones are judged against, as if the batch had been labelled one by one.
-        claimed = [creative_id for creative_id in dict.fromkeys(ids) if creative_id in taken]
+        claimed = [taken[creative_id] for creative_id in dict.fromkeys(ids) if creative_id in taken]
         counts = {"claimed": len(claimed), "labelled": 0, "failed": 0, "requeued": 0}
         if not claimed:
             return counts
         try:
             labeller = self.labeller()
         except Exception as exc:  # no active version yet (first start still building): hand the work back
-            self._fail_all(claimed, f"labeller not ready: {exc}", counts)
+            self._fail_all([row.id for row in claimed], f"labeller not ready: {exc}", counts)
             return counts
         size = self.settings.label_batch_size
         for start in range(0, len(claimed), size):
@@ -78,7 +78,7 @@ class LabellingWorker:
         self._maybe_sweep(labeller, counts)
         return counts
 
-    def _label_chunk(self, labeller: Labeller, chunk: list[str], counts: dict[str, int]) -> None:
+    def _label_chunk(self, labeller: Labeller, chunk: list[repo.Claimed], counts: dict[str, int]) -> None:
         batch = self._read(chunk)
         try:
             outcomes = labeller.label(batch.requests) if batch.requests else []
@@ -87,15 +87,13 @@ class LabellingWorker:
             self._fail_all([r.creative_id for r in batch.requests], f"labelling failed: {exc!r}", counts)
             outcomes = []
         try:
-            self._store_retrying(labeller.version, outcomes, batch.broken, counts)
+            asserted = {r.creative_id: r.asserted_label_id for r in batch.requests}
+            self._store_retrying(labeller.version, outcomes, asserted, batch.broken, counts)
         except StoreUnavailable as exc:
             log.exception("storing results failed")
             self._fail_all([o.creative_id for o in outcomes], f"storing results failed: {exc!r}", counts)
 
-    def _read(self, chunk: list[str]) -> _Batch:
-        with self.db.read() as session:
-            found = {row.id: row for row in repo.by_ids(session, chunk)}
-        rows = [found[creative_id] for creative_id in chunk if creative_id in found]
+    def _read(self, rows: list[repo.Claimed]) -> _Batch:
         batch = _Batch()
         for row in rows:
             try:
@@ -103,15 +101,15 @@ class LabellingWorker:
             except Exception as exc:  # a stored image that no longer decodes will not decode on retry either
                 batch.broken.append((row.id, f"stored image cannot be read: {exc}"))
                 continue
-            batch.requests.append(LabelRequest(row.id, row.texts or [], image, row.ocr_text, row.asserted_label_id))
+            batch.requests.append(LabelRequest(row.id, row.texts, image, row.ocr_text, row.asserted_label_id))
         return batch
 
-    def _image(self, row: Creative) -> Image.Image | None:
+    def _image(self, row: repo.Claimed) -> Image.Image | None:
         """Decoded no larger than needed (a batch holds all its images at once): OCR reads creatives that came
         without text, up to image_decode_max_side; the image towers alone need far less."""
         if not row.image_sha256:
             return None
-        needs_ocr = row.ocr_text is None and not any(t.strip() for t in row.texts or [])
+        needs_ocr = row.ocr_text is None and not any(t.strip() for t in row.texts)
         return decode_rgb(self.blobs.get(row.image_sha256), self.settings.image_decode_max_side,
                           short_side=None if needs_ocr else TOWER_SHORT_SIDE)
 
@@ -128,14 +126,14 @@ class LabellingWorker:
             # Another worker's sweep or a reviewer got there first; the labels stand and the next sweep covers it.
             log.exception("novelty sweep failed")
 
-    def _store_retrying(self, version: str, outcomes: list[LabelOutcome], broken: list[tuple[str, str]],
-                        counts: dict[str, int]) -> None:
+    def _store_retrying(self, version: str, outcomes: list[LabelOutcome], asserted: dict[str, int | None],
+                        broken: list[tuple[str, str]], counts: dict[str, int]) -> None:
         """A reviewer deciding an item while its creative is re-flagged changes the item under us
         (ConcurrentChange); the whole transaction rolled back, so storing again from scratch is safe."""
         for attempt in range(STORE_ATTEMPTS):
             trial = dict.fromkeys(counts, 0)
             try:
-                self._store(version, outcomes, broken, trial)
+                self._store(version, outcomes, asserted, broken, trial)
             except ConcurrentChange:
                 if attempt == STORE_ATTEMPTS - 1:
                     raise
@@ -145,12 +143,12 @@ class LabellingWorker:
                 counts[key] += value
             return
 
-    def _store(self, version: str, outcomes: list[LabelOutcome], broken: list[tuple[str, str]],
-               counts: dict[str, int]) -> None:
-        """One transaction per batch; results land only where this worker still holds the claim."""
+    def _store(self, version: str, outcomes: list[LabelOutcome], asserted: dict[str, int | None],
+               broken: list[tuple[str, str]], counts: dict[str, int]) -> None:
+        """One transaction per batch; results land only where this worker still holds the claim. `asserted`:
+        each creative's asserted label, as claimed (it never changes once posted)."""
         labelled = [(o, o.decision) for o in outcomes if o.decision is not None]
         with self.db.write() as session:
-            asserted = repo.asserted_labels(session, [o.creative_id for o, _ in labelled])
             stored = repo.store_results(session, self.name, version, [
                 repo.LabelResult(o.creative_id, o.prediction, d.flag, d.decided_label_id, o.ocr_text)
                 for o, d in labelled

@@ -74,25 +74,30 @@ def flag_for_review(
 
 def flag_batch(session: Session, flagged: list[tuple[str, Decision, int | None]], version_id: str) -> None:
     """flag_for_review for a labelled batch: (creative id, decision, asserted label) each, their review items read
-    in one query and discovery considered once for the batch. Per creative, those two cost the labelling worker
-    more than a fast encoder took to encode it (bench.backends, docs/benchmarks.md)."""
+    in one query, the new ones inserted in one statement and discovery considered once for the batch. Per
+    creative, item by item, those cost the labelling worker more than a fast encoder took to encode it
+    (bench.backends, docs/benchmarks.md)."""
     existing = review_items.items_of_creatives(session, [creative_id for creative_id, _, _ in flagged])
-    new_label = False
+    new: list[dict[str, Any]] = []
     for creative_id, decision, asserted_label_id in flagged:
         if decision.flag == Flag.NONE:
             continue
-        _, created = _flag(session, creative_id, decision, version_id, asserted_label_id, existing.get(creative_id))
-        new_label = new_label or (created and decision.flag == Flag.NEW_LABEL)
-    if new_label:
+        item = existing.get(creative_id)
+        values = _values(decision, version_id, asserted_label_id)
+        if item is None:
+            new.append({"creative_id": creative_id, **values})
+        else:
+            _update(item, values)
+    review_items.open_items(session, new)
+    if any(row["flag"] == Flag.NEW_LABEL for row in new):
         session.flush()
         maybe_request_discovery(session)
 
 
-def _flag(session: Session, creative_id: str, decision: Decision, version_id: str, asserted_label_id: int | None,
-          item: ReviewItem | None) -> tuple[ReviewItem, bool]:
-    """The creative's review item opened or (while open) updated; returns it and whether it is new."""
+def _values(decision: Decision, version_id: str, asserted_label_id: int | None) -> dict[str, Any]:
+    """A flagged creative's review item as the decision sets it."""
     priority, reason = priority_of(decision)
-    values: dict[str, Any] = {
+    return {
         "flag": decision.flag,
         "suggested_label_id": decision.decided_label_id or decision.top_label_id,
         "asserted_label_id": asserted_label_id,
@@ -101,14 +106,25 @@ def _flag(session: Session, creative_id: str, decision: Decision, version_id: st
         "priority_reason": reason,
         "model_version_id": version_id,
     }
-    if item is None:
-        item = ReviewItem(creative_id=creative_id, status=ReviewStatus.OPEN, **values)
-        session.add(item)
-        return item, True
+
+
+def _update(item: ReviewItem, values: dict[str, Any]) -> None:
+    """An open item takes the new decision; one a reviewer decided stays as decided."""
     if item.status == ReviewStatus.OPEN:
         for key, value in values.items():
             setattr(item, key, value)
         item.updated_at = utcnow()
+
+
+def _flag(session: Session, creative_id: str, decision: Decision, version_id: str, asserted_label_id: int | None,
+          item: ReviewItem | None) -> tuple[ReviewItem, bool]:
+    """The creative's review item opened or (while open) updated; returns it and whether it is new."""
+    values = _values(decision, version_id, asserted_label_id)
+    if item is None:
+        item = ReviewItem(creative_id=creative_id, status=ReviewStatus.OPEN, **values)
+        session.add(item)
+        return item, True
+    _update(item, values)
     return item, False
 
 

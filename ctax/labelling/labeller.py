@@ -151,8 +151,8 @@ class Labeller:
         """Each creative's similarities to the whole traffic window (itself aside), arrivals after it included,
         and the window's size: what the novelty sweep re-decides with."""
         window = max(self.index.count_traffic(self.version) - 1, 0)
-        hits = self.index.nearest_traffic(self.version, vectors, self._fetch(window), exclude=creative_ids)
-        return [[hit.score for hit in row] for row in hits], [window] * len(creative_ids)
+        scores = self.index.traffic_similarities(self.version, vectors, self._fetch(window), exclude=creative_ids)
+        return scores, [window] * len(creative_ids)
 
     def _traffic(
         self, version: str, vectors: np.ndarray, creative_ids: Sequence[str]
@@ -163,13 +163,16 @@ class Labeller:
             return [[] for _ in creative_ids], [0] * len(creative_ids)
         stored = self.index.count_traffic(version)
         limit = self._fetch(stored + len(creative_ids))
-        hits = self.index.nearest_traffic(version, vectors, limit, exclude=creative_ids)
+        stored_scores = self.index.traffic_similarities(version, vectors, limit, exclude=creative_ids)
         unit = normalise(np.asarray(vectors, dtype=np.float32))
-        within = unit @ unit.T
+        within = (unit @ unit.T).astype(np.float64)
+        ids = np.asarray(creative_ids, dtype=object)
         out = []
-        for n, row in enumerate(hits):
-            earlier = [float(within[n, m]) for m in range(n) if creative_ids[m] != creative_ids[n]]
-            out.append(sorted([hit.score for hit in row] + earlier, reverse=True)[:limit])
+        for n, scores in enumerate(stored_scores):
+            # The earlier creatives of this batch (a creative twice in one batch is not its own neighbour).
+            earlier = within[n, :n][ids[:n] != ids[n]]
+            merged = np.concatenate([np.asarray(scores, dtype=np.float64), earlier])
+            out.append(np.sort(merged)[::-1][:limit].tolist())
         return out, [stored + n for n in range(len(creative_ids))]
 
     def _lineage_below(self, label_id: int) -> list[int]:

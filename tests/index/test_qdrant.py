@@ -157,6 +157,8 @@ def test_traffic_window_keeps_the_most_recent_creatives_and_never_returns_the_qu
     expected = sorted((float(vectors[0] @ v / np.linalg.norm(vectors[0]) / np.linalg.norm(v)) for v in vectors[1:]),
                       reverse=True)
     assert np.allclose([h.score for h in hits[0]], expected, atol=1e-5)
+    assert index.traffic_similarities("v1", vectors[:2], 30, exclude=ids[:2]) == [[h.score for h in row]
+                                                                                  for row in hits]
 
     # Over the window (plus its slack) the oldest are forgotten, in arrival order.
     index.record_traffic("v1", [f"{i:032x}" for i in range(30, 40)], vectors[:10] * -1, window=25)
@@ -173,3 +175,33 @@ def test_traffic_window_keeps_the_most_recent_creatives_and_never_returns_the_qu
     assert again.count_traffic("v1") == 0
     again.record_traffic("v1", ids[:1], vectors[:1], window=0)  # a window of 0 keeps nothing
     assert again.count_traffic("v1") == 0
+
+
+def test_local_writes_are_kept_when_the_process_is_killed_without_closing(tmp_path) -> None:
+    # Local mode's writes commit once per request, in a WAL journal (collections.py): a worker killed right after
+    # a write must find all of it, and nothing it deleted, when the index is opened again.
+    path = tmp_path / "qdrant"
+    code = (
+        "import os, signal\n"
+        "from pathlib import Path\n"
+        "import numpy as np\n"
+        "from ctax.index.connect import open_qdrant\n"
+        "from ctax.index.qdrant import LabelIndex\n"
+        f"index = LabelIndex(open_qdrant(None, Path({str(path)!r})), 't')\n"
+        "index.ensure_version('v1', 4)\n"
+        "vectors = np.random.default_rng(3).normal(size=(700, 4)).astype(np.float32)\n"
+        "index.upsert_labels('v1', [1, 2, 3], vectors[:3], [{'path': 'a'}, {'path': 'b'}, {'path': 'c'}])\n"
+        "ids = [f'{i:032x}' for i in range(700)]\n"
+        "index.upsert_exemplars('v1', ids, [1 + i % 3 for i in range(700)], vectors)\n"  # two requests of 512
+        "index.delete_exemplars('v1', ids[:10])\n"
+        "index.record_traffic('v1', ids[:64], vectors[:64], window=1000)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == -9, result.stderr
+    index = LabelIndex(open_qdrant(None, path), "t")
+    assert sorted(index.label_payloads("v1")) == [1, 2, 3]
+    assert set(index.exemplar_labels("v1")) == {f"{i:032x}" for i in range(10, 700)}
+    assert index.count_traffic("v1") == 64
+    index.upsert_labels("v1", [4], np.ones((1, 4), dtype=np.float32), [{"path": "d"}])  # and it writes on
+    assert index.nearest("v1", np.ones((1, 4), dtype=np.float32), 1)[0][0].label_id == 4

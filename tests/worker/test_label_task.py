@@ -81,6 +81,53 @@ def test_a_worker_whose_claim_was_taken_over_stores_nothing(runtime: Runtime, mo
     assert creative.prediction is None and creative.labelled_at is None
 
 
+def test_a_batch_stores_only_the_results_whose_claims_this_worker_still_holds(runtime: Runtime, monkeypatch) -> None:
+    ids = submit(runtime, *[CreativeSubmission(texts=[t]) for t in ("Cheap car insurance", "Fresh bread daily",
+                                                                     "Adopt a dog today")])
+    labeller = runtime.labeller()
+
+    class OneTakenOverWhileLabelling:
+        version = labeller.version
+
+        def label(self, requests):
+            outcomes = labeller.label(requests)
+            with runtime.db.write() as session:  # one creative of the batch was taken over by another worker
+                session.execute(update(Creative).where(Creative.id == ids[1]).values(
+                    claimed_by="other-worker", claimed_at=utcnow()))
+            return outcomes
+
+    monkeypatch.setattr(runtime, "labeller", OneTakenOverWhileLabelling)
+    assert run(runtime, ids) == {"claimed": 3, "labelled": 2, "failed": 0, "requeued": 0}
+    rows = load(runtime, ids)
+    assert [rows[i].status for i in ids] == ["labelled", "processing", "labelled"]
+    assert rows[ids[1]].claimed_by == "other-worker" and rows[ids[1]].prediction is None
+    with runtime.db.read() as session:  # nor does a review item open for what was not stored
+        assert session.scalar(select(ReviewItem).where(ReviewItem.creative_id == ids[1])) is None
+
+
+def test_labelling_again_updates_open_review_items_and_leaves_decided_ones(runtime: Runtime, pitt_labels) -> None:
+    car = "Buy the new Honda Civic sedan, a great family car"
+    ids = submit(runtime, *[CreativeSubmission(texts=[f"{car} {n}"], asserted_label="PSA/Animal Rights")
+                            for n in range(3)])
+    run(runtime, ids[:2])
+    with runtime.db.write() as session:
+        items = {i.creative_id: i for i in session.scalars(select(ReviewItem).where(ReviewItem.creative_id.in_(ids)))}
+        assert set(items) == set(ids[:2])
+        items[ids[0]].status, items[ids[0]].priority = "decided", -1.0  # a reviewer decided this one
+        items[ids[1]].priority = -1.0
+        session.execute(update(Creative).where(Creative.id.in_(ids[:2])).values(status="queued"))
+    assert run(runtime, ids)["labelled"] == 3
+    with runtime.db.read() as session:
+        items = {i.creative_id: i for i in session.scalars(select(ReviewItem).where(ReviewItem.creative_id.in_(ids)))}
+    assert items[ids[0]].status == "decided" and items[ids[0]].priority == -1.0  # untouched
+    assert items[ids[1]].status == "open" and items[ids[1]].priority > 0  # the new decision's
+    new = items[ids[2]]  # opened by the batch's one insert, with every field the decision sets
+    assert new.status == "open" and new.flag == "wrong_label" and new.version == 1
+    assert new.asserted_label_id == pitt_labels["PSA/Animal Rights"] and new.model_version_id == "v1-pretrained"
+    assert new.priority > 0 and new.priority_reason and new.suggested_label_id and new.top_score
+    assert new.created_at is not None and new.updated_at is not None
+
+
 def test_flags_create_review_items_with_reasons(runtime: Runtime, pitt_labels) -> None:
     [wrong] = submit(runtime, CreativeSubmission(texts=["Buy the new Honda Civic sedan, a great family car"],
                                                  asserted_label="PSA/Animal Rights"))

@@ -139,8 +139,24 @@ def mark_dispatched(session: Session, ids: Sequence[str], at: dt.datetime) -> No
 # -- the worker's lease ----------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Claimed:
+    """What labelling reads of a creative it just claimed (none of it changes after the creative arrived)."""
+
+    id: str
+    texts: list[str]
+    image_sha256: str | None
+    ocr_text: str | None
+    asserted_label_id: int | None
+
+
 def claim(session: Session, ids: Sequence[str], worker: str, lease_s: float) -> list[str]:
     """Atomically take the given creatives that are free (queued, or processing under an expired lease)."""
+    return [row.id for row in claim_inputs(session, ids, worker, lease_s)]
+
+
+def claim_inputs(session: Session, ids: Sequence[str], worker: str, lease_s: float) -> list[Claimed]:
+    """`claim`, returning what labelling needs of each creative taken in the same statement (no second read)."""
     if not ids:
         return []
     now = utcnow()
@@ -155,9 +171,10 @@ def claim(session: Session, ids: Sequence[str], worker: str, lease_s: float) -> 
             )
         )
         .values(status=CreativeStatus.PROCESSING, claimed_at=now, claimed_by=worker, attempts=Creative.attempts + 1)
-        .returning(Creative.id)
+        .returning(Creative.id, Creative.texts, Creative.image_sha256, Creative.ocr_text, Creative.asserted_label_id)
     )
-    return [row[0] for row in result]
+    return [Claimed(creative_id, list(texts or []), image, ocr, asserted)
+            for creative_id, texts, image, ocr, asserted in result]
 
 
 def by_ids(session: Session, ids: Sequence[str]) -> list[Creative]:
@@ -188,7 +205,7 @@ def store_results(session: Session, worker: str, version: str, results: Sequence
     """Store a batch of results where `worker` still holds the claim; returns the ids stored.
 
     A slow worker whose lease was taken over must not overwrite the newer claim's work, so each row's UPDATE is
-    guarded by claimed_by and status, and what landed is read back."""
+    guarded by claimed_by and status, and what landed is counted (or, when some did not, read back)."""
     if not results:
         return set()
     now = utcnow()
@@ -198,8 +215,9 @@ def store_results(session: Session, worker: str, version: str, results: Sequence
         "ocr_text": r.ocr_text, "claimed_at": None, "claimed_by": None, "updated_at": now,
     } for r in results]
     table = cast(Table, Creative.__table__)
+    connection = session.connection()
     # executemany: one statement for the batch instead of one round trip per creative
-    session.connection().execute(
+    result = connection.execute(
         update(table).where(
             table.c.id == bindparam("b_id"),
             table.c.claimed_by == worker,
@@ -207,6 +225,11 @@ def store_results(session: Session, worker: str, version: str, results: Sequence
         ),
         rows,
     )
+    ids = {r.creative_id for r in results}
+    # Each id matches at most one row, so when as many rows changed as there are ids every one landed and reading
+    # them back would only say so again (the usual case; a lost claim falls through to the read).
+    if connection.dialect.supports_sane_multi_rowcount and result.rowcount == len(ids):
+        return ids
     return set(session.scalars(select(Creative.id).where(
         Creative.id.in_([r.creative_id for r in results]), Creative.status == CreativeStatus.LABELLED,
         Creative.model_version_id == version, Creative.labelled_at == now)))
