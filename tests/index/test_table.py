@@ -27,3 +27,22 @@ def test_delete_filters_and_limits() -> None:
     assert [p for p, _, _ in table.nearest(query, 5)[0]] == ["b", "c"]
     table.delete(["b", "c"])
     assert table.nearest(query, 5) == [[]]
+
+
+def test_a_batch_of_queries_ranks_as_each_query_alone_ties_included() -> None:
+    rng = np.random.default_rng(5)
+    table = VectorTable(4)
+    base = rng.normal(size=(30, 4))
+    table.upsert([f"p{i}" for i in range(90)], [i % 7 for i in range(90)], np.concatenate([base, base, base]))
+    queries = np.concatenate([rng.normal(size=(6, 4)), base[:2]])  # the last two meet three equal points each
+    everything = [[f"p{i}" for i in range(90)]] * len(queries)
+    for limit in (1, 5, 40, 90, 200):
+        batch = table.nearest(queries, limit)
+        assert batch == table.nearest(queries, limit, only=everything)  # the one-query-at-a-time path
+        assert [len(row) for row in batch] == [min(limit, 90)] * len(queries)
+        assert all(isinstance(label, int) and isinstance(score, float) for row in batch for _, label, score in row)
+    # Filtered and free rows in one call (scores compared loosely: BLAS may round a 3-row product differently).
+    mixed = table.nearest(queries[:3], 5, only=[None, ["p1", "p2"], []])
+    for n in (0, 2):
+        assert np.allclose([s for _, _, s in mixed[n]], [s for _, _, s in table.nearest(queries[n : n + 1], 5)[0]])
+    assert sorted(p for p, _, _ in mixed[1]) == ["p1", "p2"] and mixed[1][0][2] >= mixed[1][1][2]
