@@ -65,6 +65,7 @@ class Labeller:
         self.exemplar_k = exemplar_k
         self.ocr = ocr
         self.traffic_window = traffic_window
+        self._names: dict[int, str] = {}  # label paths as text, for predictions (the taxonomy is fixed per labeller)
 
     @property
     def version(self) -> str:
@@ -183,8 +184,14 @@ class Labeller:
             frontier = children
         return out
 
+    def _name(self, label_id: int) -> str:
+        name = self._names.get(label_id)
+        if name is None:
+            name = self._names[label_id] = self.trigger._name(label_id)
+        return name
+
     def prediction(self, decision: Decision, modalities: dict[str, str], used: list[str]) -> dict[str, Any]:
-        name = self.trigger._name
+        name = self._name
         return {
             "model_version": self.version,
             "top_k": [

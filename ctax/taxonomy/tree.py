@@ -25,6 +25,8 @@ class Taxonomy:
         self.children: dict[int | None, list[int]] = {}
         for node in nodes:
             self.children.setdefault(node.parent_id, []).append(node.id)
+        # The trigger asks for a label's ancestors tens of times per creative; the tree never changes once built.
+        self._ancestors: dict[int, tuple[int, ...]] = {}
 
     def __len__(self) -> int:
         return len(self.nodes)
@@ -37,12 +39,15 @@ class Taxonomy:
 
     def ancestors(self, label_id: int) -> list[int]:
         """Parent first."""
-        out: list[int] = []
-        parent = self.nodes[label_id].parent_id
-        while parent is not None and parent in self.nodes:
-            out.append(parent)
-            parent = self.nodes[parent].parent_id
-        return out
+        chain = self._ancestors.get(label_id)
+        if chain is None:
+            out: list[int] = []
+            parent = self.nodes[label_id].parent_id
+            while parent is not None and parent in self.nodes:
+                out.append(parent)
+                parent = self.nodes[parent].parent_id
+            chain = self._ancestors[label_id] = tuple(out)
+        return list(chain)
 
     def is_leaf(self, label_id: int) -> bool:
         return not self.children.get(label_id)
