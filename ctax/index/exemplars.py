@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from qdrant_client import QdrantClient, models
 
+from ctax.index.collections import UPSERT_BATCH as UPSERT_BATCH  # where callers have imported it from
 from ctax.index.collections import Collections
 from ctax.index.points import ExemplarHit, creative_id_of, point_id
 

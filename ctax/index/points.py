@@ -38,3 +38,9 @@ class ExemplarHit:
     creative_id: str
     label_id: int
     score: float
+
+
+@dataclass(frozen=True)
+class CreativeHit:
+    creative_id: str
+    score: float

@@ -1,5 +1,6 @@
 """LabelIndex: label vectors and labelled exemplars (exemplars.py) in Qdrant, one pair of collections per model
-version, plus a window of the creatives each version labelled recently (its traffic, a novelty signal: trigger.py).
+version, plus a window of the creatives each version labelled recently (its traffic, a novelty signal: trigger.py)
+and every creative it labelled (creatives.py: search and near-duplicate grouping).
 
 Collections are named `{prefix}_labels_{version}` / `{prefix}_exemplars_{version}`; the aliases
 `{prefix}_labels` / `{prefix}_exemplars` point at the active version's pair and are swapped in one
@@ -18,11 +19,11 @@ import numpy as np
 from qdrant_client import models
 
 from ctax.errors import NotFound
-from ctax.index.exemplars import Exemplars
+from ctax.index.creatives import Creatives
 from ctax.index.points import LabelHit, TrafficHit, creative_id_of, normal_point_id, point_id
 
 
-class LabelIndex(Exemplars):
+class LabelIndex(Creatives):
     # -- names -------------------------------------------------------------------------------------------
     def labels_collection(self, version: str) -> str:
         return f"{self.prefix}_labels_{version}"
@@ -54,7 +55,7 @@ class LabelIndex(Exemplars):
 
     def drop_version(self, version: str) -> None:
         for name in (self.labels_collection(version), self.exemplars_collection(version),
-                     self.traffic_collection(version)):
+                     self.traffic_collection(version), self.creatives_collection(version)):
             self._tables.pop(name, None)
             if self.client.collection_exists(name):
                 self.client.delete_collection(name)

@@ -101,7 +101,8 @@ class LabellingWorker:
             except Exception as exc:  # a stored image that no longer decodes will not decode on retry either
                 batch.broken.append((row.id, f"stored image cannot be read: {exc}"))
                 continue
-            batch.requests.append(LabelRequest(row.id, row.texts, image, row.ocr_text, row.asserted_label_id))
+            batch.requests.append(LabelRequest(row.id, row.texts, image, row.ocr_text, row.asserted_label_id,
+                                               row.account_id, row.created_at.timestamp()))
         return batch
 
     def _image(self, row: repo.Claimed) -> Image.Image | None:

@@ -34,6 +34,8 @@ class LabelRequest:
     image: Image.Image | None = None
     ocr_text: str | None = None
     asserted_label_id: int | None = None
+    account_id: int | None = None  # kept with the creative's vector, so that search can filter by account
+    created_at: float | None = None  # epoch seconds, likewise
 
 
 @dataclass
@@ -57,7 +59,10 @@ class Labeller:
         exemplar_k: int = 10,
         ocr: OcrReader | None = None,
         traffic_window: int = 0,
+        index_creatives: bool = False,
     ) -> None:
+        """index_creatives: keep every labelled creative's vector in the version's creatives collection (what
+        search and near-duplicate grouping look through); the service does, an evaluation need not."""
         self.space = space
         self.index = index
         self.taxonomy = taxonomy
@@ -65,6 +70,7 @@ class Labeller:
         self.exemplar_k = exemplar_k
         self.ocr = ocr
         self.traffic_window = traffic_window
+        self.index_creatives = index_creatives
         self._names: dict[int, str] = {}  # label paths as text, for predictions (the taxonomy is fixed per labeller)
 
     @property
@@ -109,6 +115,11 @@ class Labeller:
                 )
             if self.traffic_window > 0:
                 self.index.record_traffic(self.version, ids, vectors, self.traffic_window)
+            if self.index_creatives:
+                self.index.upsert_creatives(self.version, ids, vectors, [
+                    {"label_id": d.decided_label_id, "account_id": requests[i].account_id,
+                     "created_at": requests[i].created_at}
+                    for i, d in zip(rows, decisions, strict=True)])
         return [outcome for outcome in outcomes if outcome is not None]
 
     def decide(

@@ -183,6 +183,7 @@ class Runtime:
             exemplar_k=self.settings.exemplar_k,
             ocr=self.ocr,
             traffic_window=self.settings.novelty_traffic_window,
+            index_creatives=True,
         )
         with self._lock:
             self._labellers = {k: v for k, v in self._labellers.items() if k[0] != version_id}

@@ -148,6 +148,8 @@ class Claimed:
     image_sha256: str | None
     ocr_text: str | None
     asserted_label_id: int | None
+    account_id: int | None
+    created_at: dt.datetime
 
 
 def claim(session: Session, ids: Sequence[str], worker: str, lease_s: float) -> list[str]:
@@ -171,10 +173,11 @@ def claim_inputs(session: Session, ids: Sequence[str], worker: str, lease_s: flo
             )
         )
         .values(status=CreativeStatus.PROCESSING, claimed_at=now, claimed_by=worker, attempts=Creative.attempts + 1)
-        .returning(Creative.id, Creative.texts, Creative.image_sha256, Creative.ocr_text, Creative.asserted_label_id)
+        .returning(Creative.id, Creative.texts, Creative.image_sha256, Creative.ocr_text, Creative.asserted_label_id,
+                   Creative.account_id, Creative.created_at)
     )
-    return [Claimed(creative_id, list(texts or []), image, ocr, asserted)
-            for creative_id, texts, image, ocr, asserted in result]
+    return [Claimed(creative_id, list(texts or []), image, ocr, asserted, account, created)
+            for creative_id, texts, image, ocr, asserted, account, created in result]
 
 
 def by_ids(session: Session, ids: Sequence[str]) -> list[Creative]:
