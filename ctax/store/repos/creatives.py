@@ -186,13 +186,6 @@ def by_ids(session: Session, ids: Sequence[str]) -> list[Creative]:
     return list(session.scalars(select(Creative).where(Creative.id.in_(list(ids)))))
 
 
-def asserted_labels(session: Session, ids: Sequence[str]) -> dict[str, int | None]:
-    if not ids:
-        return {}
-    rows = session.execute(select(Creative.id, Creative.asserted_label_id).where(Creative.id.in_(list(ids))))
-    return {creative_id: label_id for creative_id, label_id in rows}
-
-
 @dataclass(frozen=True)
 class LabelResult:
     """What labelling decided for one creative."""
