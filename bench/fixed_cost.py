@@ -1,0 +1,141 @@
+"""The labelling task's fixed cost per creative, part by part, with the encoder replayed: what end to end adds to
+the towers (claim, index searches and writes, trigger, storing, review items, the novelty sweep).
+
+    python -m bench.fixed_cost                                   # bench.backends' end-to-end settings
+    python -m bench.fixed_cost --taxonomy --traffic-window 5000  # as the service runs (Pitt labels, traffic, sweep)
+
+A text version is made and its backend built as bench.backends does; each text's vectors are computed once and
+handed back afterwards, so the labelling task (`ctax.worker.tasks.label.run`, batch by batch) is timed without the
+encoder. The parts are timed by wrapping the functions named in the table with perf_counter (nested rows are
+inside the row above them). Compare figures from one machine state: it is a profile, not a throughput figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from bench import backends as bench_backends
+from bench.throughput import texts
+
+console = Console(width=160)
+
+
+def timed(parts: dict[str, float], owner: Any, name: str, label: str) -> None:
+    """Wrap owner.name so that its time adds to parts[label] (absent attributes are left out)."""
+    if not hasattr(owner, name):
+        return
+    fn: Callable[..., Any] = getattr(owner, name)
+
+    @functools.wraps(fn)
+    def inner(*args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            parts[label] += time.perf_counter() - start
+
+    setattr(owner, name, inner)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backend", default="openvino")
+    parser.add_argument("--n", type=int, default=1024, help="creatives (the first batch is a warm-up)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--taxonomy", action="store_true", help="import the Pitt taxonomy first")
+    parser.add_argument("--traffic-window", type=int, default=0, help="CTAX_NOVELTY_TRAFFIC_WINDOW (0: none)")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+
+    from ctax.embedding import space as space_module
+    from ctax.embedding.space import CreativeContent
+    from ctax.index.qdrant import LabelIndex
+    from ctax.labelling import batch as batch_module
+    from ctax.labelling import flagging
+    from ctax.labelling.labeller import Labeller
+    from ctax.store.repos import creatives
+    from ctax.worker.tasks import label as label_task
+
+    payloads = texts(args.n, args.seed)
+    work = Path(tempfile.mkdtemp(prefix="ctax-fixed-cost-"))
+    names = [] if args.backend == "torch" else [args.backend]
+    bench_backends.make_version("text", work, args.batch_size, "cpu", payloads, names)
+    if args.taxonomy:
+        bench_backends.import_taxonomy("text", work, args.batch_size, "cpu")
+
+    parts: dict[str, float] = defaultdict(float)
+    for owner, name, label in [
+        (creatives, "claim_inputs", "claim (UPDATE ... RETURNING)"),
+        (creatives, "claim", "claim (UPDATE ... RETURNING)"),
+        (batch_module.LabellingWorker, "_read", "read the claimed rows"),
+        (Labeller, "label", "Labeller.label"),
+        (Labeller, "_traffic", "  traffic search"),
+        (Labeller, "decide", "  decide (label/exemplar search + trigger)"),
+        (Labeller, "prediction", "  prediction JSON"),
+        (LabelIndex, "record_traffic", "  record_traffic"),
+        (LabelIndex, "upsert_creatives", "  upsert_creatives"),
+        (batch_module.LabellingWorker, "_store_retrying", "store transaction"),
+        (creatives, "asserted_labels", "  asserted labels"),
+        (creatives, "store_results", "  store_results"),
+        (batch_module.LabellingWorker, "_maybe_sweep", "novelty sweep"),
+    ]:
+        timed(parts, owner, name, label)
+    batch_module.flag_batch = flagging.flag_batch  # type: ignore[attr-defined]
+    timed(parts, batch_module, "flag_batch", "  flag_batch")
+
+    cache: dict[tuple[str, ...], Any] = {}
+    encode = space_module.SharedSpace.encode
+
+    def replayed(self: Any, contents: Any, batch_size: int | None = None) -> Any:
+        missing = [c for c in contents if tuple(c.texts) not in cache]
+        if missing:
+            for content, encoded in zip(missing, encode(self, missing, batch_size), strict=True):
+                cache[tuple(content.texts)] = encoded
+        return [cache[tuple(c.texts)] for c in contents]
+
+    run = label_task.run
+    warm = {"done": False}
+
+    def run_after_warm_up(rt: Any, ids: list[str]) -> Any:
+        out = run(rt, ids)
+        if not warm["done"]:  # the first batch pays for lazy set-up; then every text is encoded once, untimed
+            warm["done"] = True
+            space_module.SharedSpace.encode = replayed  # type: ignore[method-assign]
+            space = rt.labeller().space
+            for start in range(0, len(payloads), args.batch_size):
+                space.encode([CreativeContent([t]) for t in payloads[start : start + args.batch_size]])
+            parts.clear()
+        return out
+
+    label_task.run = run_after_warm_up  # type: ignore[assignment]
+    per_s = bench_backends.end_to_end("text", work, args.backend, payloads, args.batch_size, "cpu",
+                                      args.traffic_window)
+    timed_n = args.n - min(args.batch_size, max(1, args.n // 8))
+    figures = {label: 1000 * seconds / timed_n for label, seconds in parts.items()}
+    figures["whole task"] = 1000 / per_s
+    out = Table("part", "ms per creative")
+    for label, ms in figures.items():
+        out.add_row(label, f"{ms:.3f}")
+    console.print(out)
+    console.print(f"backend {args.backend}, taxonomy {args.taxonomy}, traffic window {args.traffic_window}, "
+                  f"{timed_n} creatives timed; work folder {work}")
+    if args.json:
+        args.json.write_text(json.dumps({"backend": args.backend, "taxonomy": args.taxonomy,
+                                         "traffic_window": args.traffic_window, "ms_per_creative": figures},
+                                        indent=2))
+
+
+if __name__ == "__main__":
+    main()
