@@ -5,8 +5,11 @@ how many of the creatives that join a group belong there (precision), at the thr
     python -m bench.duplicates --ads 500 --varied 100 --fresh 500 --json dup.json
     python -m bench.duplicates --image-tower random --ads 300 --varied 100 --fresh 300   # an untrained image tower
 
-The creatives: each Pitt ad (../shared/data/pitt_ads_dev.jsonl) becomes a creative with its copy (an annotator's
-sentence, plus an offer line with a price or a date, as campaigns carry) and its picture (bench/render_ads.py).
+The creatives: each Pitt ad (../shared/data/pitt_ads_dev.jsonl) becomes a creative with its words (its annotators'
+texts, as `ctax creatives import` stores a Pitt ad, plus an offer line with a price or a date, as campaigns carry)
+and its picture (bench/render_ads.py). One annotator's sentence alone would not do: 234 of the 8,469 ads share
+their first sentence with another ad ("I should buy this product because it will make me attractive": 42 ads),
+and without an image tower nothing else tells such ads apart.
 `--ads` of them are labelled: the service's creatives collection. The queries are
 - variants of `--varied` labelled ads, which should join its group: crop (80-95% of each side), rescale
   (45-80%), re-colour (hue rotated, saturation and brightness changed), JPEG re-encode (quality 25-60), a changed
@@ -68,19 +71,19 @@ class Creative:
     ad: int  # the labelled ad it is (a variant of), -1 for a fresh ad
     kind: str  # "labelled", a VARIANTS name, "same_label" or "other_label"
     label: str
-    copy: str  # the ad's words
+    copy: tuple[str, ...]  # the ad's words: its annotators' texts, as ctax imports a Pitt ad
     offer: str  # its offer line: what a campaign changes between cuts
     image: Image.Image | None
     image_bytes: bytes
 
     @property
-    def text(self) -> str:
-        return f"{self.copy} {self.offer}"
+    def texts(self) -> list[str]:
+        return [*self.copy, self.offer]
 
     @property
     def keys(self) -> list[tuple[str, str]]:
         """What exact duplicates share (ctax/labelling/duplicates.py): the text key, the image bytes."""
-        out = [("text", key)] if (key := text_key([self.text])) else []
+        out = [("text", key)] if (key := text_key(self.texts)) else []
         return out + ([("image", hashlib.sha256(self.image_bytes).hexdigest())] if self.image_bytes else [])
 
 
@@ -158,7 +161,7 @@ def build(ads: int, varied: int, fresh: int, seed: int, size: int, pictures: boo
     def creative(row: dict[str, Any], n: int, kind: str, ad: int, picture: bool) -> Creative:
         offer = offer_line(row["label"], random.Random(f"{seed}:{n}"))
         image = render_ad(row["texts"], row["label"], seed=seed * 100_003 + n, size=size) if picture else None
-        return Creative(ad, kind, row["label"], row["texts"][0].strip(), offer, image,
+        return Creative(ad, kind, row["label"], tuple(t.strip() for t in row["texts"]), offer, image,
                         encode_image(image) if image is not None else b"")
 
     for n, row in enumerate(labelled):
@@ -194,7 +197,7 @@ def load_space(image_tower: str) -> SharedSpace:
 
 
 def encode(space: SharedSpace, creatives: Sequence[Creative]) -> np.ndarray:
-    encoded = space.encode([CreativeContent([c.text], c.image) for c in creatives])
+    encoded = space.encode([CreativeContent(c.texts, c.image) for c in creatives])
     assert all(e.vector is not None for e in encoded)
     return normalise(np.stack([e.vector for e in encoded]).astype(np.float32))  # type: ignore[misc]
 
@@ -303,14 +306,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         for kind in (*VARIANTS, "same_label", "other_label"):
             part = by_kind.get(kind, [])
             joined = [(q, q.grouped_with(rule, threshold)) for q in part]
-            grouped = [(q, ad) for q, ad in joined if ad is not None]
+            pairs = [(q, ad) for q, ad in joined if ad is not None]
             row: dict[str, Any] = {
                 "rule": rule, "split": "test", "kind": kind, "threshold": round(threshold, 4), "queries": len(part),
-                "grouped": len(grouped), "wrongly_grouped": sum(q.creative.ad != ad for q, ad in grouped),
+                "grouped": len(pairs), "wrongly_grouped": sum(q.creative.ad != ad for q, ad in pairs),
                 "image_tower": args.image_tower,
                 "median_similarity": round(float(np.median([q.score for q in part])), 4) if part else None}
             if kind in VARIANTS:
-                row["recall"] = round(sum(q.creative.ad == ad for q, ad in grouped) / len(part), 4) if part else None
+                row["recall"] = round(sum(q.creative.ad == ad for q, ad in pairs) / len(part), 4) if part else None
             rows.append(row)
 
     table = Table("rule", "split", "queries", "kind", "threshold", "grouped", "wrong", "precision", "recall",

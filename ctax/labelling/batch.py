@@ -47,6 +47,7 @@ class _Batch:
     broken: list[tuple[str, str]] = field(default_factory=list)
     keys: dict[str, str | None] = field(default_factory=dict)  # text keys (duplicates.text_key)
     images: dict[str, str | None] = field(default_factory=dict)  # image digests
+    needs_ocr: set[str] = field(default_factory=set)  # image-only creatives without OCR text yet
     # Exact duplicates (creative -> an already-labelled creative, or an earlier one of the batch, with the same
     # content): they take their group's decision and are neither read by OCR nor encoded.
     exact: dict[str, str] = field(default_factory=dict)
@@ -89,8 +90,6 @@ class LabellingWorker:
 
     def _label_chunk(self, labeller: Labeller, chunk: list[str], counts: dict[str, int]) -> None:
         batch = self._read(chunk)
-        if self.settings.duplicate_groups:
-            batch.exact = self._exact_duplicates(batch)
         requests = batch.to_label()
         try:
             outcomes = labeller.label(requests) if requests else []
@@ -105,7 +104,7 @@ class LabellingWorker:
             self._fail_all([o.creative_id for o in outcomes] + list(batch.exact), f"storing results failed: {exc!r}",
                            counts)
             return
-        if labeller.index_creatives and members:
+        if members and labeller.index_creatives:
             # Exact duplicates were not encoded: their vectors in the creatives collection are their roots'.
             exact = {cid: root for cid, root in members.items() if cid in batch.exact}
             at = {r.creative_id: r for r in batch.requests}
@@ -113,7 +112,7 @@ class LabellingWorker:
                 {"label_id": root.decided_label_id, "account_id": at[cid].account_id, "created_at": at[cid].created_at}
                 for cid, root in exact.items()])
 
-    def _exact_duplicates(self, batch: _Batch) -> dict[str, str]:
+    def _exact_duplicates(self, batch: _Batch, ids: list[str]) -> dict[str, str]:
         """Creative -> the already-labelled creative (or, failing one, the earlier creative of this batch) with
         the same text key or image bytes; a creative is never its own duplicate, nor its own members' (labelled
         again)."""
@@ -122,8 +121,7 @@ class LabellingWorker:
                                                     [d for d in batch.images.values() if d])
         out: dict[str, str] = {}
         earlier: dict[tuple[str, str], str] = {}  # ("text" | "image", key) -> the first creative of the batch with it
-        for request in batch.requests:
-            creative_id = request.creative_id
+        for creative_id in ids:
             mine = [(kind, key) for kind, key in (("text", batch.keys.get(creative_id)),
                                                   ("image", batch.images.get(creative_id))) if key]
             candidate = next((cid for text, image, cid, root in found if creative_id not in (cid, root)
@@ -138,20 +136,26 @@ class LabellingWorker:
         return out
 
     def _read(self, chunk: list[str]) -> _Batch:
+        """The chunk's requests, exact duplicates found first so that their images are not even decoded."""
         with self.db.read() as session:
             found = {row.id: row for row in repo.by_ids(session, chunk)}
         rows = [found[creative_id] for creative_id in chunk if creative_id in found]
         batch = _Batch()
         for row in rows:
+            batch.keys[row.id] = duplicates.text_key(row.texts or [])
+            batch.images[row.id] = row.image_sha256
+            if _needs_ocr(row):
+                batch.needs_ocr.add(row.id)
+        if self.settings.duplicate_groups:
+            batch.exact = self._exact_duplicates(batch, [row.id for row in rows])
+        for row in rows:
             try:
-                image = self._image(row)
+                image = None if row.id in batch.exact else self._image(row)
             except Exception as exc:  # a stored image that no longer decodes will not decode on retry either
                 batch.broken.append((row.id, f"stored image cannot be read: {exc}"))
                 continue
             batch.requests.append(LabelRequest(row.id, row.texts or [], image, row.ocr_text, row.asserted_label_id,
                                                row.account_id, row.created_at.timestamp()))
-            batch.keys[row.id] = duplicates.text_key(row.texts or [])
-            batch.images[row.id] = row.image_sha256
         return batch
 
     def _image(self, row: Creative) -> Image.Image | None:
@@ -159,9 +163,8 @@ class LabellingWorker:
         without text, up to image_decode_max_side; the image towers alone need far less."""
         if not row.image_sha256:
             return None
-        needs_ocr = row.ocr_text is None and not any(t.strip() for t in row.texts or [])
         return decode_rgb(self.blobs.get(row.image_sha256), self.settings.image_decode_max_side,
-                          short_side=None if needs_ocr else TOWER_SHORT_SIDE)
+                          short_side=None if _needs_ocr(row) else TOWER_SHORT_SIDE)
 
     def _maybe_sweep(self, labeller: Labeller, counts: dict[str, int]) -> None:
         """Re-decide the traffic window once every `novelty_sweep_every` creatives this process labelled."""
@@ -215,10 +218,9 @@ class LabellingWorker:
                 repo.LabelResult(o.creative_id, o.prediction, d.flag, d.decided_label_id, o.ocr_text,
                                  keys.get(o.creative_id)) for o, d in alone])
             ocr_of = {o.creative_id: o.ocr_text for o, _ in labelled}
-            at = {r.creative_id: r for r in batch.requests}
             joined = repo.store_results(session, self.name, version, [
                 repo.LabelResult(cid, root.prediction, root.flag, root.decided_label_id,
-                                 ocr_of.get(cid) or (root.ocr_text if _needs_ocr(at[cid]) else None), keys.get(cid),
+                                 ocr_of.get(cid) or (root.ocr_text if cid in batch.needs_ocr else None), keys.get(cid),
                                  root.creative_id) for cid, root in roots.items()])
             counts["labelled"] += len(stored) + len(joined)
             flag_batch(session, [(o.creative_id, d, asserted.get(o.creative_id)) for o, d in own + alone
@@ -249,5 +251,5 @@ class LabellingWorker:
                 counts["requeued" if status == CreativeStatus.QUEUED else "failed"] += 1
 
 
-def _needs_ocr(request: LabelRequest) -> bool:
-    return request.ocr_text is None and request.image is not None and not any(t.strip() for t in request.texts)
+def _needs_ocr(row: Creative) -> bool:
+    return row.image_sha256 is not None and row.ocr_text is None and not any(t.strip() for t in row.texts or [])

@@ -41,7 +41,7 @@ _PUNCTUATION = re.compile(r"[^\w#]+")
 _PLACEHOLDERS = re.compile(r"#(?: #)+")
 # A campaign changes its prices, dates and phone numbers between cuts and keeps its words: numbers (with a currency
 # sign, separators, a percent sign) and month names read as one placeholder each.
-_NUMBERS = re.compile(r"[$\u20ac\u00a3\u00a5]?\d[\d,.:/-]*%?")
+_NUMBERS = re.compile(r"(?<![^\W\d_])[$\u20ac\u00a3\u00a5]?\d[\d,.:/-]*%?")  # not inside a word: "A4", "x5"
 _MONTHS = re.compile(r"\b(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
                      r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\b")
 # Texts of fewer words than this are too common to call two creatives the same ad ("Shop now", "Sale").

@@ -21,6 +21,7 @@ def test_texts_that_differ_only_in_case_spacing_punctuation_prices_or_dates_shar
     assert all(text_key([text]) == text_key([ad]) for text in same)
     assert text_key(["Honda Accord 2024: now only $19,999 at your local dealer until May 31"]) != text_key([ad])
     assert text_key([ad, "Free mats"]) != text_key([ad])  # every text segment counts
+    assert text_key(["The new A4 estate, test drive it today"]) != text_key(["The new A6 estate, test drive it today"])
     assert normalised_text(["ＦＵＬＬ width", "  "]) == "full width"  # Unicode compatibility forms fold
     # Too few words to tell ads apart, or none at all: no key (such creatives group by image bytes or vector only).
     assert text_key(["Shop now"]) is None and text_key([]) is None and text_key(["  ", "$5"]) is None
