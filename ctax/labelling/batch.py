@@ -26,6 +26,7 @@ from ctax.labelling.sweep import sweep
 from ctax.store.blobs import BlobStore
 from ctax.store.models import Creative
 from ctax.store.repos import creatives as repo
+from ctax.store.repos import groups
 from ctax.store.session import Database
 
 log = logging.getLogger(__name__)
@@ -117,7 +118,7 @@ class LabellingWorker:
         the same text key or image bytes; a creative is never its own duplicate, nor its own members' (labelled
         again)."""
         with self.db.read() as session:
-            found = repo.labelled_with_same_content(session, [k for k in batch.keys.values() if k],
+            found = groups.labelled_with_same_content(session, [k for k in batch.keys.values() if k],
                                                     [d for d in batch.images.values() if d])
         out: dict[str, str] = {}
         earlier: dict[tuple[str, str], str] = {}  # ("text" | "image", key) -> the first creative of the batch with it

@@ -32,6 +32,7 @@ from ctax.index.qdrant import LabelIndex
 from ctax.store.models import Annotation
 from ctax.store.outbox import request_index_sync
 from ctax.store.repos import creatives as creative_rows
+from ctax.store.repos import groups
 from ctax.store.repos import review as review_rows
 from ctax.store.session import Session
 from ctax.vectors import normalise
@@ -107,7 +108,7 @@ def resolve_roots(session: Session, candidates: dict[str, str]) -> dict[str, Roo
     rows = {row.id: row for row in creative_rows.by_ids(session, list(set(candidates.values())))}
     upward = {row.duplicate_of for row in rows.values() if row.duplicate_of and row.duplicate_of not in rows}
     rows.update({row.id: row for row in creative_rows.by_ids(session, list(upward))})
-    with_members = creative_rows.roots_among(session, list(candidates))
+    with_members = groups.roots_among(session, list(candidates))
     out: dict[str, Root] = {}
     for creative_id, candidate in candidates.items():
         row = rows.get(candidate)
@@ -131,14 +132,14 @@ def join(session: Session, members: dict[str, str]) -> None:
     joined: dict[str, int] = {}
     for root in members.values():
         joined[root] = joined.get(root, 0) + 1
-    review_rows.add_members(session, joined)
-    decided = review_rows.decided_items_of(session, list(joined))
+    groups.add_members(session, joined)
+    decided = groups.decided_items_of(session, list(joined))
     annotated = False
     for member, root in members.items():
         if root not in decided:
             continue
         decision = review_rows.last_decision(session, decided[root])
-        source = review_rows.annotation_of_decision(session, decision.id, root) if decision is not None else None
+        source = groups.annotation_of_decision(session, decision.id, root) if decision is not None else None
         if decision is None or source is None:
             continue
         session.add(Annotation(creative_id=member, label_id=source.label_id, kind=source.kind, source=source.source,

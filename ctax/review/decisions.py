@@ -23,7 +23,7 @@ from ctax.review.queue import get_item, last_decision
 from ctax.review.target import check_action, create_reviewed_label, names_label, target_label
 from ctax.store.models import Annotation, ApiKey, Label, ReviewDecision, ReviewItem
 from ctax.store.outbox import request_index_sync
-from ctax.store.repos import creatives as creative_rows
+from ctax.store.repos import groups
 from ctax.store.repos import review as items
 from ctax.store.session import Session
 from ctax.store.types import utcnow
@@ -163,7 +163,7 @@ def decide(
         raise refusal(session, get_item(session, item.id), key, now)
     # Read after the item's UPDATE: a duplicate joining the group at this moment is either counted here or,
     # waiting on that row, finds the item decided and takes the decision itself (labelling/duplicates.join).
-    members = creative_rows.members_of(session, item.creative_id)
+    members = groups.members_of(session, item.creative_id)
     if members:
         previous["group_members"] = members  # the audit trail names every creative the decision applied to
     decision = _record(session, item, key, action, target, note, previous, bulk_id, source, now, members)

@@ -175,15 +175,15 @@ def asserted_labels(session: Session, ids: Sequence[str]) -> dict[str, int | Non
 
 @dataclass(frozen=True)
 class LabelResult:
-    """What labelling decided for one creative."""
+    """What labelling decided for one creative; its text key and duplicate group: ctax/labelling/duplicates.py."""
 
     creative_id: str
     prediction: dict[str, Any]
     flag: Flag
     decided_label_id: int | None
     ocr_text: str | None
-    text_sha256: str | None = None  # its text key (ctax/labelling/duplicates.py): what exact duplicates are found by
-    duplicate_of: str | None = None  # the root of the duplicate group it joined
+    text_sha256: str | None = None
+    duplicate_of: str | None = None
 
 
 def store_results(session: Session, worker: str, version: str, results: Sequence[LabelResult]) -> set[str]:
@@ -194,12 +194,10 @@ def store_results(session: Session, worker: str, version: str, results: Sequence
     if not results:
         return set()
     now = utcnow()
-    rows = [{
-        "b_id": r.creative_id, "status": CreativeStatus.LABELLED, "prediction": r.prediction, "flag": r.flag,
-        "decided_label_id": r.decided_label_id, "model_version_id": version, "labelled_at": now, "error": None,
-        "ocr_text": r.ocr_text, "claimed_at": None, "claimed_by": None, "updated_at": now,
-        "text_sha256": r.text_sha256, "duplicate_of": r.duplicate_of,
-    } for r in results]
+    rows = [{"b_id": r.creative_id, "status": CreativeStatus.LABELLED, "prediction": r.prediction, "flag": r.flag,
+             "decided_label_id": r.decided_label_id, "model_version_id": version, "labelled_at": now, "error": None,
+             "ocr_text": r.ocr_text, "claimed_at": None, "claimed_by": None, "updated_at": now,
+             "text_sha256": r.text_sha256, "duplicate_of": r.duplicate_of} for r in results]
     table = cast(Table, Creative.__table__)
     # executemany: one statement for the batch instead of one round trip per creative
     session.connection().execute(
@@ -234,39 +232,6 @@ def fail(
     creative.claimed_at = None
     creative.claimed_by = None
     return status
-
-
-# -- duplicate groups (ctax/labelling/duplicates.py) -------------------------------------------------------------
-
-
-def labelled_with_same_content(session: Session, text_keys: Sequence[str],
-                               image_digests: Sequence[str]) -> list[tuple[str | None, str | None, str, str | None]]:
-    """Labelled creatives whose text key is one of `text_keys` or whose image is one of `image_digests`:
-    (text key, image digest, id, duplicate_of), earliest labelled first."""
-    if not text_keys and not image_digests:
-        return []
-    rows = session.execute(
-        select(Creative.text_sha256, Creative.image_sha256, Creative.id, Creative.duplicate_of)
-        .where(or_(Creative.text_sha256.in_(list(set(text_keys))), Creative.image_sha256.in_(list(set(image_digests)))),
-               Creative.status == CreativeStatus.LABELLED)
-        .order_by(Creative.labelled_at, Creative.id))
-    return list(rows.tuples())
-
-
-def roots_among(session: Session, ids: Sequence[str]) -> set[str]:
-    """Those of `ids` that are the root of a group with members."""
-    if not ids:
-        return set()
-    return set(session.scalars(select(Creative.duplicate_of).where(Creative.duplicate_of.in_(list(ids))).distinct()))
-
-
-def members_of(session: Session, root_id: str) -> list[str]:
-    """The members of the group `root_id` is the root of (itself not included)."""
-    return list(session.scalars(select(Creative.id).where(Creative.duplicate_of == root_id).order_by(Creative.id)))
-
-
-def member_count(session: Session, root_id: str) -> int:
-    return session.scalar(select(func.count(Creative.id)).where(Creative.duplicate_of == root_id)) or 0
 
 
 # -- the novelty sweep -----------------------------------------------------------------------------------------

@@ -159,29 +159,6 @@ def items_of_creatives(session: Session, creative_ids: Sequence[str]) -> dict[st
         select(ReviewItem).where(ReviewItem.creative_id.in_(list(creative_ids))))}
 
 
-def add_members(session: Session, joined: dict[str, int]) -> None:
-    """The review items of these roots stand for this many more creatives each. A display count: not a change a
-    reviewer's decision depends on, so `version` stays (a decision made on the item applies to every member)."""
-    for root, count in joined.items():
-        session.execute(update(ReviewItem).where(ReviewItem.creative_id == root)
-                        .values(members=ReviewItem.members + count).execution_options(synchronize_session=False))
-
-
-def decided_items_of(session: Session, creative_ids: Sequence[str]) -> dict[str, int]:
-    """The ids of the decided review items of these creatives, as the database has them now."""
-    if not creative_ids:
-        return {}
-    rows = session.execute(select(ReviewItem.creative_id, ReviewItem.id).where(
-        ReviewItem.creative_id.in_(list(creative_ids)), ReviewItem.status == ReviewStatus.DECIDED))
-    return dict(rows.tuples().all())
-
-
-def annotation_of_decision(session: Session, decision_id: int, creative_id: str) -> Annotation | None:
-    """The annotation a decision made for this creative."""
-    return session.scalar(select(Annotation).where(Annotation.decision_id == decision_id,
-                                                   Annotation.creative_id == creative_id).limit(1))
-
-
 def key_names(session: Session, key_ids: Iterable[int | None]) -> dict[int, str]:
     wanted = [k for k in set(key_ids) if k is not None]
     if not wanted:
