@@ -93,6 +93,17 @@ class Settings(BaseSettings):
         default=1000, ge=0,
         description="Re-decide the traffic window after this many creatives a worker labelled (0: never).")
     label_batch_size: int = Field(default=64, ge=1, le=4096, description="Creatives encoded in one forward pass.")
+    duplicate_groups: bool = Field(
+        default=True,
+        description="Group a creative with an already-labelled one it duplicates (same texts and image, or a vector "
+                    "at least duplicate_similarity alike): it takes the group's decision and adds to the group's "
+                    "review item instead of opening another (docs/architecture.md, 'Near-duplicate groups').")
+    # Calibrated by bench/duplicates.py (docs/benchmarks.md, "Near-duplicate groups"): the lowest similarity whose
+    # grouping precision was >= 0.99 on the calibration split of rendered Pitt ads and their variants.
+    duplicate_similarity: float = Field(
+        default=0.931, ge=0.0, le=1.0,
+        description="Cosine similarity in the version's space from which a creative is a near-duplicate of an "
+                    "already-labelled one (0: only exact duplicates group).")
     # Capped: the index owner labels nothing while it projects (about 13 s for 2,000; docs/benchmarks.md), and
     # from 4,096 points UMAP's approximate neighbours take minutes.
     map_creatives: int = Field(default=2000, ge=0, le=4000,

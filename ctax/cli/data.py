@@ -86,6 +86,7 @@ def creatives_export(
     format: Annotated[str, typer.Option(help="jsonl (the import format) or csv")] = "jsonl",
     source: Annotated[str | None, typer.Option(help="only annotations from import, review or proposal")] = None,
     images: Annotated[bool, typer.Option(help="jsonl: copy images to images/ beside the file")] = False,
+    one_per_group: Annotated[bool, typer.Option(help="one row per near-duplicate group (its first)")] = False,
 ) -> None:
     """Export labelled data: the latest annotation of each creative, with label paths and IAB ids."""
     if format not in ("jsonl", "csv"):
@@ -96,7 +97,7 @@ def creatives_export(
     path.parent.mkdir(parents=True, exist_ok=True)
     with database(current).read() as session, path.open("w", encoding="utf-8") as out:
         count = _write_export(
-            out, export.labelled_rows(session, Source(source) if source else None), format,
+            out, export.labelled_rows(session, Source(source) if source else None, one_per_group=one_per_group), format,
             BlobStore(current.blob_dir) if images else None, path.parent,
         )
     console.print(f"exported {count} labelled creatives to {path}")

@@ -48,6 +48,7 @@ class ExportRow:
     iab_path_ids: list[str]
     source: str
     annotated_at: str
+    group: str = ""  # the near-duplicate group's root (the creative itself where it is a root or in no group)
 
     @property
     def id(self) -> str:
@@ -59,11 +60,20 @@ class ExportRow:
 
 
 def labelled_rows(
-    session: Session, source: Source | None = None, batch: int = 1000, account_id: int | None = None
+    session: Session, source: Source | None = None, batch: int = 1000, account_id: int | None = None,
+    one_per_group: bool = False,
 ) -> Iterator[ExportRow]:
+    """one_per_group: a near-duplicate group (ctax/labelling/duplicates.py) gives one row, its first in the
+    export's order, so that a campaign posted a hundred times weighs as one example."""
     labels = {label.id: label for label in label_rows.all_labels(session)}
+    seen: set[str] = set()
     for creative, annotation in annotation_rows.current_with_creatives(session, source, batch, account_id):
         assert annotation.label_id is not None  # only label annotations are labelled data
+        group = creative.duplicate_of or creative.id
+        if one_per_group:
+            if group in seen:
+                continue
+            seen.add(group)
         label = labels[annotation.label_id]
         yield ExportRow(
             creative_id=creative.id,
@@ -78,6 +88,7 @@ def labelled_rows(
             iab_path_ids=[node.iab_id for node in _root_first(label, labels) if node.iab_id],
             source=annotation.source,
             annotated_at=annotation.created_at.isoformat(),
+            group=group,
         )
 
 
@@ -101,6 +112,8 @@ def jsonl_line(row: ExportRow, image: str | None = None) -> str:
         "creative_id": row.creative_id,
         "annotated_at": row.annotated_at,
     }
+    if row.group and row.group != row.creative_id:
+        body["duplicate_of"] = row.group
     if image is not None:
         body["image"] = image
     elif row.image_sha256:
@@ -145,12 +158,14 @@ def image_name(row: ExportRow) -> str | None:
 
 
 def lines(
-    session: Session, fmt: ExportFormat, source: Source | None = None, account_id: int | None = None
+    session: Session, fmt: ExportFormat, source: Source | None = None, account_id: int | None = None,
+    one_per_group: bool = False,
 ) -> Iterator[str]:
+    rows = labelled_rows(session, source, account_id=account_id, one_per_group=one_per_group)
     if fmt == "csv":
         yield csv_header()
-        for row in labelled_rows(session, source, account_id=account_id):
+        for row in rows:
             yield csv_line(row)
     else:
-        for row in labelled_rows(session, source, account_id=account_id):
+        for row in rows:
             yield jsonl_line(row)

@@ -19,11 +19,13 @@ from ctax.config import Settings
 from ctax.creatives.images import TOWER_SHORT_SIDE, decode_rgb
 from ctax.enums import CreativeStatus, Flag
 from ctax.errors import ConcurrentChange, StoreUnavailable
+from ctax.labelling import duplicates
 from ctax.labelling.flagging import flag_batch
 from ctax.labelling.labeller import Labeller, LabelOutcome, LabelRequest
 from ctax.labelling.sweep import sweep
 from ctax.store.blobs import BlobStore
 from ctax.store.repos import creatives as repo
+from ctax.store.repos import groups
 from ctax.store.session import Database
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,15 @@ class _Batch:
 
     requests: list[LabelRequest] = field(default_factory=list)
     broken: list[tuple[str, str]] = field(default_factory=list)
+    keys: dict[str, str | None] = field(default_factory=dict)  # text keys (duplicates.text_key)
+    images: dict[str, str | None] = field(default_factory=dict)  # image digests
+    needs_ocr: set[str] = field(default_factory=set)  # image-only creatives without OCR text yet
+    # Exact duplicates (creative -> an already-labelled creative, or an earlier one of the batch, with the same
+    # content): they take their group's decision and are neither read by OCR nor encoded.
+    exact: dict[str, str] = field(default_factory=dict)
+
+    def to_label(self) -> list[LabelRequest]:
+        return [r for r in self.requests if r.creative_id not in self.exact]
 
 
 @dataclass
@@ -80,24 +91,64 @@ class LabellingWorker:
 
     def _label_chunk(self, labeller: Labeller, chunk: list[repo.Claimed], counts: dict[str, int]) -> None:
         batch = self._read(chunk)
+        requests = batch.to_label()
         try:
-            outcomes = labeller.label(batch.requests) if batch.requests else []
+            outcomes = labeller.label(requests) if requests else []
         except Exception as exc:
-            log.exception("labelling a batch of %d failed", len(batch.requests))
+            log.exception("labelling a batch of %d failed", len(requests))
             self._fail_all([r.creative_id for r in batch.requests], f"labelling failed: {exc!r}", counts)
-            outcomes = []
+            outcomes, batch.exact = [], {}
         try:
-            asserted = {r.creative_id: r.asserted_label_id for r in batch.requests}
-            self._store_retrying(labeller.version, outcomes, asserted, batch.broken, counts)
+            members = self._store_retrying(labeller.version, outcomes, batch, counts)
         except StoreUnavailable as exc:
             log.exception("storing results failed")
-            self._fail_all([o.creative_id for o in outcomes], f"storing results failed: {exc!r}", counts)
+            self._fail_all([o.creative_id for o in outcomes] + list(batch.exact), f"storing results failed: {exc!r}",
+                           counts)
+            return
+        if members and labeller.index_creatives:
+            # Exact duplicates were not encoded: their vectors in the creatives collection are their roots'.
+            exact = {cid: root for cid, root in members.items() if cid in batch.exact}
+            at = {r.creative_id: r for r in batch.requests}
+            duplicates.index_members(labeller.index, labeller.version, exact, [
+                {"label_id": root.decided_label_id, "account_id": at[cid].account_id, "created_at": at[cid].created_at}
+                for cid, root in exact.items()])
+
+    def _exact_duplicates(self, batch: _Batch, ids: list[str]) -> dict[str, str]:
+        """Creative -> the already-labelled creative (or, failing one, the earlier creative of this batch) with
+        the same text key or image bytes; a creative is never its own duplicate, nor its own members' (labelled
+        again)."""
+        with self.db.read() as session:
+            found = groups.labelled_with_same_content(session, [k for k in batch.keys.values() if k],
+                                                    [d for d in batch.images.values() if d])
+        out: dict[str, str] = {}
+        earlier: dict[tuple[str, str], str] = {}  # ("text" | "image", key) -> the first creative of the batch with it
+        for creative_id in ids:
+            mine = [(kind, key) for kind, key in (("text", batch.keys.get(creative_id)),
+                                                  ("image", batch.images.get(creative_id))) if key]
+            candidate = next((cid for text, image, cid, root in found if creative_id not in (cid, root)
+                              and (("text", text) in mine or ("image", image) in mine)), None)
+            if candidate is None:
+                first = next((earlier[k] for k in mine if k in earlier), None)
+                candidate = out.get(first, first) if first is not None else None
+            if candidate is not None:
+                out[creative_id] = candidate
+            for k in mine:
+                earlier.setdefault(k, creative_id)
+        return out
 
     def _read(self, rows: list[repo.Claimed]) -> _Batch:
+        """The chunk's requests, exact duplicates found first so that their images are not even decoded."""
         batch = _Batch()
         for row in rows:
+            batch.keys[row.id] = duplicates.text_key(row.texts or [])
+            batch.images[row.id] = row.image_sha256
+            if _needs_ocr(row):
+                batch.needs_ocr.add(row.id)
+        if self.settings.duplicate_groups:
+            batch.exact = self._exact_duplicates(batch, [row.id for row in rows])
+        for row in rows:
             try:
-                image = self._image(row)
+                image = None if row.id in batch.exact else self._image(row)
             except Exception as exc:  # a stored image that no longer decodes will not decode on retry either
                 batch.broken.append((row.id, f"stored image cannot be read: {exc}"))
                 continue
@@ -110,9 +161,8 @@ class LabellingWorker:
         without text, up to image_decode_max_side; the image towers alone need far less."""
         if not row.image_sha256:
             return None
-        needs_ocr = row.ocr_text is None and not any(t.strip() for t in row.texts)
         return decode_rgb(self.blobs.get(row.image_sha256), self.settings.image_decode_max_side,
-                          short_side=None if needs_ocr else TOWER_SHORT_SIDE)
+                          short_side=None if _needs_ocr(row) else TOWER_SHORT_SIDE)
 
     def _maybe_sweep(self, labeller: Labeller, counts: dict[str, int]) -> None:
         """Re-decide the traffic window once every `novelty_sweep_every` creatives this process labelled."""
@@ -127,45 +177,68 @@ class LabellingWorker:
             # Another worker's sweep or a reviewer got there first; the labels stand and the next sweep covers it.
             log.exception("novelty sweep failed")
 
-    def _store_retrying(self, version: str, outcomes: list[LabelOutcome], asserted: dict[str, int | None],
-                        broken: list[tuple[str, str]], counts: dict[str, int]) -> None:
+    def _store_retrying(self, version: str, outcomes: list[LabelOutcome], batch: _Batch,
+                        counts: dict[str, int]) -> dict[str, duplicates.Root]:
         """A reviewer deciding an item while its creative is re-flagged changes the item under us
         (ConcurrentChange); the whole transaction rolled back, so storing again from scratch is safe."""
         for attempt in range(STORE_ATTEMPTS):
             trial = dict.fromkeys(counts, 0)
             try:
-                self._store(version, outcomes, asserted, broken, trial)
+                members = self._store(version, outcomes, batch, trial)
             except ConcurrentChange:
                 if attempt == STORE_ATTEMPTS - 1:
                     raise
                 log.info("review item changed while storing results; retrying")
                 continue
             for key, value in trial.items():
-                counts[key] += value
-            return
+                counts[key] = counts.get(key, 0) + value
+            return members
+        return {}
 
-    def _store(self, version: str, outcomes: list[LabelOutcome], asserted: dict[str, int | None],
-               broken: list[tuple[str, str]], counts: dict[str, int]) -> None:
-        """One transaction per batch; results land only where this worker still holds the claim. `asserted`:
-        each creative's asserted label, as claimed (it never changes once posted)."""
+    def _store(self, version: str, outcomes: list[LabelOutcome], batch: _Batch,
+               counts: dict[str, int]) -> dict[str, duplicates.Root]:
+        """One transaction per batch; results land only where this worker still holds the claim. Creatives that
+        are not duplicates first (a group's root may be in the batch), then the duplicates with their groups'
+        decisions (ctax/labelling/duplicates.py); returns the duplicates stored, with their roots."""
         labelled = [(o, o.decision) for o in outcomes if o.decision is not None]
+        grouping = self.settings.duplicate_groups
+        near = {o.creative_id: o.duplicate_of for o, _ in labelled if grouping and o.duplicate_of}
+        keys = batch.keys
         with self.db.write() as session:
+            asserted = {r.creative_id: r.asserted_label_id for r in batch.requests}  # as claimed: never changes
+            own = [(o, d) for o, d in labelled if o.creative_id not in near]
             stored = repo.store_results(session, self.name, version, [
-                repo.LabelResult(o.creative_id, o.prediction, d.flag, d.decided_label_id, o.ocr_text)
-                for o, d in labelled
-            ])
-            counts["labelled"] += len(stored)
-            flag_batch(session, [(o.creative_id, d, asserted.get(o.creative_id)) for o, d in labelled
+                repo.LabelResult(o.creative_id, o.prediction, d.flag, d.decided_label_id, o.ocr_text,
+                                 keys.get(o.creative_id)) for o, d in own])
+            roots = duplicates.resolve_roots(session, {**near, **batch.exact}) if near or batch.exact else {}
+            alone = [(o, d) for o, d in labelled if o.creative_id in near and o.creative_id not in roots]
+            stored |= repo.store_results(session, self.name, version, [
+                repo.LabelResult(o.creative_id, o.prediction, d.flag, d.decided_label_id, o.ocr_text,
+                                 keys.get(o.creative_id)) for o, d in alone])
+            ocr_of = {o.creative_id: o.ocr_text for o, _ in labelled}
+            joined = repo.store_results(session, self.name, version, [
+                repo.LabelResult(cid, root.prediction, root.flag, root.decided_label_id,
+                                 ocr_of.get(cid) or (root.ocr_text if cid in batch.needs_ocr else None), keys.get(cid),
+                                 root.creative_id) for cid, root in roots.items()])
+            counts["labelled"] += len(stored) + len(joined)
+            flag_batch(session, [(o.creative_id, d, asserted.get(o.creative_id)) for o, d in own + alone
                                  if o.creative_id in stored and d.flag != Flag.NONE], version)
+            duplicates.join(session, {cid: roots[cid].creative_id for cid in joined})
+            for creative_id in batch.exact:
+                if creative_id not in roots:  # its group's root was not stored (another worker took it over)
+                    status = repo.fail(session, creative_id, self.name, "its duplicate group's root was not labelled",
+                                       retryable=True, max_attempts=self.settings.max_attempts)
+                    counts["requeued" if status == CreativeStatus.QUEUED else "failed"] += status is not None
             for outcome in outcomes:
                 if outcome.decision is None:
                     status = repo.fail(session, outcome.creative_id, self.name, outcome.error or "unknown error",
                                        retryable=False, max_attempts=self.settings.max_attempts)
                     counts["failed"] += status == CreativeStatus.FAILED
-            for creative_id, reason in broken:
+            for creative_id, reason in batch.broken:
                 repo.fail(session, creative_id, self.name, reason, retryable=False,
                           max_attempts=self.settings.max_attempts)
                 counts["failed"] += 1
+        return {cid: root for cid, root in roots.items() if cid in joined}
 
     def _fail_all(self, ids: list[str], reason: str, counts: dict[str, int]) -> None:
         """Hand the work back (or fail it once its attempts are spent)."""
@@ -174,3 +247,7 @@ class LabellingWorker:
                 status = repo.fail(session, creative_id, self.name, reason, retryable=True,
                                    max_attempts=self.settings.max_attempts)
                 counts["requeued" if status == CreativeStatus.QUEUED else "failed"] += 1
+
+
+def _needs_ocr(row: repo.Claimed) -> bool:
+    return row.image_sha256 is not None and row.ocr_text is None and not any(t.strip() for t in row.texts or [])

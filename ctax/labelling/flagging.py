@@ -11,6 +11,7 @@ from ctax.jobs import DISCOVER
 from ctax.labelling.trigger import Decision
 from ctax.store.models import OutboxJob, ReviewItem
 from ctax.store.outbox import enqueue
+from ctax.store.repos import groups
 from ctax.store.repos import proposals as proposal_rows
 from ctax.store.repos import review as review_items
 from ctax.store.session import Session
@@ -66,6 +67,8 @@ def flag_for_review(
     if decision.flag == Flag.NONE:
         return None
     item, created = _flag(session, creative_id, decision, version_id, asserted_label_id, item)
+    if created:  # the novelty sweep flags a creative labelled earlier: duplicates may have joined its group since
+        item.members = 1 + groups.member_count(session, creative_id)
     if created and decision.flag == Flag.NEW_LABEL:
         session.flush()
         maybe_request_discovery(session)

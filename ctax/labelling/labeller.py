@@ -16,6 +16,7 @@ from PIL import Image
 from ctax.embedding.ocr import OcrReader
 from ctax.embedding.space import CreativeContent, SharedSpace
 from ctax.index.qdrant import LabelIndex
+from ctax.labelling.duplicates import near_duplicates
 from ctax.labelling.novelty import LABEL_CANDIDATES, traffic_k
 from ctax.labelling.trigger import Decision, Evidence, Thresholds, Trigger
 from ctax.taxonomy.tree import Taxonomy
@@ -45,6 +46,9 @@ class LabelOutcome:
     prediction: dict[str, Any] = field(default_factory=dict)
     ocr_text: str | None = None
     error: str | None = None
+    # A creative this one's vector is a near-duplicate of (ctax/labelling/duplicates.py); the store resolves it to
+    # its group's root and gives this creative the group's decision.
+    duplicate_of: str | None = None
 
 
 class Labeller:
@@ -60,9 +64,12 @@ class Labeller:
         ocr: OcrReader | None = None,
         traffic_window: int = 0,
         index_creatives: bool = False,
+        duplicate_similarity: float = 0.0,
     ) -> None:
         """index_creatives: keep every labelled creative's vector in the version's creatives collection (what
-        search and near-duplicate grouping look through); the service does, an evaluation need not."""
+        search and near-duplicate grouping look through); the service does, an evaluation need not.
+        duplicate_similarity: from this cosine a creative is a near-duplicate of an already-labelled one or of an
+        earlier one of its batch (0: not looked for)."""
         self.space = space
         self.index = index
         self.taxonomy = taxonomy
@@ -72,6 +79,7 @@ class Labeller:
         self.traffic_window = traffic_window
         self.index_creatives = index_creatives
         self._names: dict[int, str] = {}  # label paths as text, for predictions (the taxonomy is fixed per labeller)
+        self.duplicate_similarity = duplicate_similarity
 
     @property
     def version(self) -> str:
@@ -104,17 +112,22 @@ class Labeller:
         if rows:
             vectors = np.stack([encoded[i].vector for i in rows])  # type: ignore[misc]
             ids = [requests[i].creative_id for i in rows]
+            near = near_duplicates(self.index, self.version, vectors, ids, self.duplicate_similarity)
+            members = [root is not None for root in near]
             decisions = self.decide(vectors, [requests[i].asserted_label_id for i in rows],
-                                    *self._traffic(self.version, vectors, ids))
-            for i, decision in zip(rows, decisions, strict=True):
+                                    *self._traffic(self.version, vectors, ids, members))
+            for i, decision, root in zip(rows, decisions, near, strict=True):
                 outcomes[i] = LabelOutcome(
                     requests[i].creative_id,
                     decision,
                     self.prediction(decision, encoded[i].modalities, encoded[i].used),
                     ocr_text=ocr_texts[i],
+                    duplicate_of=root,
                 )
-            if self.traffic_window > 0:
-                self.index.record_traffic(self.version, ids, vectors, self.traffic_window)
+            if self.traffic_window > 0 and not all(members):
+                # A group counts once as novelty evidence: its members stay out of the traffic window.
+                kept = [n for n, member in enumerate(members) if not member]
+                self.index.record_traffic(self.version, [ids[n] for n in kept], vectors[kept], self.traffic_window)
             if self.index_creatives:
                 self.index.upsert_creatives(self.version, ids, vectors, [
                     {"label_id": d.decided_label_id, "account_id": requests[i].account_id,
@@ -167,10 +180,11 @@ class Labeller:
         return scores, [window] * len(creative_ids)
 
     def _traffic(
-        self, version: str, vectors: np.ndarray, creative_ids: Sequence[str]
+        self, version: str, vectors: np.ndarray, creative_ids: Sequence[str], members: Sequence[bool] = (),
     ) -> tuple[list[list[float]], list[int]]:
         """Similarities of each creative to the recent creatives before it, and how many those were: the
-        version's traffic window and the earlier ones of this batch, as if the batch had been labelled one by one."""
+        version's traffic window and the earlier ones of this batch, as if the batch had been labelled one by one.
+        Earlier members of duplicate groups (`members[m]`) are not in the window, so they are not counted here."""
         if self.traffic_window <= 0:
             return [[] for _ in creative_ids], [0] * len(creative_ids)
         stored = self.index.count_traffic(version)
@@ -180,12 +194,15 @@ class Labeller:
         within = (unit @ unit.T).astype(np.float64)
         ids = np.asarray(creative_ids, dtype=object)
         out = []
+        is_member = np.asarray(members, dtype=bool) if members else np.zeros(len(creative_ids), dtype=bool)
         for n, scores in enumerate(stored_scores):
-            # The earlier creatives of this batch (a creative twice in one batch is not its own neighbour).
-            earlier = within[n, :n][ids[:n] != ids[n]]
+            # The earlier creatives of this batch (a creative twice in one batch is not its own neighbour; earlier
+            # members of duplicate groups are not in the window, so not counted either).
+            earlier = within[n, :n][(ids[:n] != ids[n]) & ~is_member[:n]]
             merged = np.concatenate([np.asarray(scores, dtype=np.float64), earlier])
             out.append(np.sort(merged)[::-1][:limit].tolist())
-        return out, [stored + n for n in range(len(creative_ids))]
+        counted = [0, *np.cumsum(~is_member).tolist()]
+        return out, [stored + int(counted[n]) for n in range(len(creative_ids))]
 
     def _lineage_below(self, label_id: int) -> list[int]:
         out, frontier = [label_id], [label_id]

@@ -23,6 +23,7 @@ from ctax.review.queue import get_item, last_decision
 from ctax.review.target import check_action, create_reviewed_label, names_label, target_label
 from ctax.store.models import Annotation, ApiKey, Label, ReviewDecision, ReviewItem
 from ctax.store.outbox import request_index_sync
+from ctax.store.repos import groups
 from ctax.store.repos import review as items
 from ctax.store.session import Session
 from ctax.store.types import utcnow
@@ -100,8 +101,9 @@ def _check_decidable(session: Session, item: ReviewItem, key: ApiKey, request: D
 
 def _record(session: Session, item: ReviewItem, key: ApiKey, action: Action, target: Label | None,
             note: str | None, previous: dict[str, Any], bulk_id: str | None, source: Source,
-            now: dt.datetime) -> ReviewDecision:
-    """The audit row, and the annotation that makes the decision labelled data."""
+            now: dt.datetime, members: Sequence[str] = ()) -> ReviewDecision:
+    """The audit row, and the annotations that make the decision labelled data: the item's creative's and, for a
+    duplicate group's item, every member's (an undo deletes them all: they share the decision)."""
     decision = ReviewDecision(
         review_item_id=item.id,
         creative_id=item.creative_id,
@@ -116,9 +118,9 @@ def _record(session: Session, item: ReviewItem, key: ApiKey, action: Action, tar
     )
     session.add(decision)
     session.flush()
-    session.add(
+    session.add_all([
         Annotation(
-            creative_id=item.creative_id,
+            creative_id=creative_id,
             label_id=target.id if target is not None else None,
             kind=AnnotationKind.REJECT if target is None else AnnotationKind.LABEL,
             source=source,
@@ -126,7 +128,8 @@ def _record(session: Session, item: ReviewItem, key: ApiKey, action: Action, tar
             created_by=key.id,
             created_at=now,
         )
-    )
+        for creative_id in [item.creative_id, *members]
+    ])
     session.flush()
     return decision
 
@@ -158,7 +161,12 @@ def decide(
     previous = audit.snapshot(session, item)
     if not items.decide_if_unchanged(session, item, key.id, now):
         raise refusal(session, get_item(session, item.id), key, now)
-    decision = _record(session, item, key, action, target, note, previous, bulk_id, source, now)
+    # Read after the item's UPDATE: a duplicate joining the group at this moment is either counted here or,
+    # waiting on that row, finds the item decided and takes the decision itself (labelling/duplicates.join).
+    members = groups.members_of(session, item.creative_id)
+    if members:
+        previous["group_members"] = members  # the audit trail names every creative the decision applied to
+    decision = _record(session, item, key, action, target, note, previous, bulk_id, source, now, members)
     request_index_sync(session, f"review decision on item {item.id}")
     return DecisionOutcome(get_item(session, item.id), decision, target, created_label=created)
 

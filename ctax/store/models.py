@@ -124,6 +124,11 @@ class Creative(Base):
     prediction: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     decided_label_id: Mapped[int | None] = mapped_column(ForeignKey("labels.id"), index=True)
     flag: Mapped[Flag | None] = mapped_column(StrEnumType(Flag), index=True)
+    # Near-duplicate groups (ctax/labelling/duplicates.py): the root of the group this creative joined when it was
+    # labelled (none: it is a root or in no group), and the hash of its normalised texts that exact text duplicates
+    # are found by (written when it is labelled; exact image duplicates are found by image_sha256).
+    duplicate_of: Mapped[str | None] = mapped_column(ForeignKey("creatives.id", ondelete="SET NULL"), index=True)
+    text_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
 
     asserted_label: Mapped[Label | None] = relationship(foreign_keys=[asserted_label_id])
     decided_label: Mapped[Label | None] = relationship(foreign_keys=[decided_label_id])
@@ -168,6 +173,8 @@ class ReviewItem(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     decided_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # The creatives this item stands for: its creative and the members of its creative's duplicate group.
+    members: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
     creative: Mapped[Creative] = relationship()
 

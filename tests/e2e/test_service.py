@@ -66,7 +66,10 @@ def test_post_label_and_read_back(service: ServiceProcesses, shared_data, profil
 def test_worker_killed_mid_batch_loses_nothing(service: ServiceProcesses, shared_data) -> None:
     with service.client() as http:
         _import_pitt(http, shared_data)
-        items = [{"ocr_text": f"Fresh cookies and sweets number {n}, baked every morning"} for n in range(120)]
+        # Each is encoded: numbers would make them exact duplicates of the first (labelling/duplicates.py), which
+        # take its decision without being encoded, and the worker would be done before it could be killed.
+        items = [{"ocr_text": f"Fresh cookies and sweets from bakery {chr(97 + n % 26)}{chr(97 + n // 26)}, baked "
+                              "every morning"} for n in range(120)]
         ids = [i["id"] for i in http.post("/v1/creatives/batch", json={"items": items}).json()["items"]]
         # Wait until the worker is in the middle of the work, then kill it without warning.
         deadline = time.monotonic() + 120

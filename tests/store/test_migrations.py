@@ -107,3 +107,32 @@ def test_a_fresh_database_has_no_account(tmp_path) -> None:
     with engine.connect() as connection:
         assert connection.scalar(text("SELECT count(*) FROM accounts")) == 0
     engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_duplicate_groups_start_with_every_creative_alone_and_its_item_of_one(backend, tmp_path, request) -> None:
+    """0004 on a database with data: no creative is in a group, every review item stands for one creative, and
+    rebuilding the creatives table (SQLite) loses none of the rows that refer to it, up or down."""
+    url = f"sqlite:///{tmp_path / 'm.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    upgrade(url, "0003")
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        _data_at_0001(connection)
+    engine.dispose()
+
+    upgrade(url)
+    engine = make_engine(url)
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT creative_id, members FROM review_items")).tuples().all() == [
+            ("p1-first", 1)]
+        assert connection.scalar(text("SELECT count(*) FROM creatives WHERE duplicate_of IS NOT NULL "
+                                      "OR text_sha256 IS NOT NULL")) == 0
+        assert connection.scalar(text("SELECT count(*) FROM annotations")) == 1
+    engine.dispose()
+    downgrade(url, "0003")
+    engine = make_engine(url)
+    with engine.connect() as connection:
+        assert connection.scalar(text("SELECT count(*) FROM creatives")) == 6
+        assert connection.scalar(text("SELECT count(*) FROM review_items")) == 1
+        assert connection.scalar(text("SELECT count(*) FROM annotations")) == 1
+    engine.dispose()

@@ -27,7 +27,9 @@ def load(rt: Runtime, ids: list[str]) -> dict[str, Creative]:
 def test_waiting_creatives_are_encoded_in_one_forward_pass_per_batch(runtime: Runtime) -> None:
     texts = ["Buy the new Honda Civic", "Stop animal cruelty today", "Ice cold cola for summer",
              "Stop smoking now", "Luxury perfume for her"] * 7  # 35 creatives, batch size 16
-    ids = submit(runtime, *[CreativeSubmission(texts=[t]) for t in texts])
+    # Told apart by a letter: exact duplicates would take their group's decision without being encoded.
+    ids = submit(runtime, *[CreativeSubmission(texts=[f"{t} ({chr(97 + n % 26)}{chr(97 + n // 26)})"])
+                            for n, t in enumerate(texts)])
     transformer = runtime.labeller().space.text.model[0]
     batches: list[int] = []
     handle = transformer.register_forward_hook(lambda _m, args, _o: batches.append(len(args[0]["input_ids"])))

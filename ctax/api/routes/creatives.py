@@ -80,7 +80,7 @@ def get_creative(creative_id: CreativeId, key: Poster, db: DbDep) -> dict[str, A
     """A poster sees its own account's creatives; another account's id answers 404, as an unknown one does."""
     with db.read() as session:
         creative = intake.get_creative(session, creative_id, keys.account_scope(session, key))
-        return creative_view(creative, review_rows.item_of_creative(session, creative.id))
+        return creative_view(creative, review_rows.item_of_creative(session, creative.duplicate_of or creative.id))
 
 
 @router.get("")

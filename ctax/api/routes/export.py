@@ -27,10 +27,11 @@ def export_labelled(
     # Not Source: annotations come from imports, reviews and proposals, and 'api' stays refused (422).
     source: Literal["import", "review", "proposal"] | None = None,
     account_id: AccountFilter = None,
+    one_per_group: bool = False,
 ) -> StreamingResponse:
     """The latest annotation of every labelled creative (or of one account's), with its label path and IAB ids
     where known. JSONL rows are in the import format (`ctax creatives import` reads them back); rejected
-    creatives are left out."""
+    creatives are left out. one_per_group=true keeps one row per near-duplicate group (its first)."""
     only = Source(source) if source else None
     if account_id is not None:
         with db.read() as session:  # an unknown account is a 422 now, not an empty file later
@@ -39,7 +40,7 @@ def export_labelled(
     def stream() -> Iterator[str]:
         # Opened when the response streams, which is after the request's dependencies are done.
         with db.read() as session:
-            yield from export.lines(session, format, only, account_id)
+            yield from export.lines(session, format, only, account_id, one_per_group)
 
     filename = f"ctax-labelled.{format}"
     return StreamingResponse(

@@ -55,7 +55,12 @@ def creative_view(creative: Creative, review: ReviewItem | None = None) -> dict[
         "reasons": prediction.get("reasons", []),
         "modalities": prediction.get("modalities"),
         "modalities_used": prediction.get("modalities_used", []),
-        "review": {"id": review.id, "status": review.status, "flag": review.flag} if review else None,
+        # The root of the near-duplicate group it joined (none: a root, or in no group): it took the group's decision.
+        "duplicate_of": creative.duplicate_of,
+        # Its review item, or for a group member its group's (one item per group; `members` counts the creatives
+        # it stands for, the root included).
+        "review": {"id": review.id, "status": review.status, "flag": review.flag, "members": review.members,
+                   "creative_id": review.creative_id} if review else None,
     }
 
 

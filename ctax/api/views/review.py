@@ -58,6 +58,7 @@ def item_view(
         "top_k": prediction.get("top_k", []),
         "model_version": item.model_version_id,
         "proposal_id": item.proposal_id,
+        "members": item.members,  # creatives this item stands for: its creative and its duplicate group's members
         "claim": {
             "by": names.get(item.claimed_by or -1, f"key {item.claimed_by}"),
             "mine": item.claimed_by == me.id,

@@ -188,13 +188,15 @@ def by_ids(session: Session, ids: Sequence[str]) -> list[Creative]:
 
 @dataclass(frozen=True)
 class LabelResult:
-    """What labelling decided for one creative."""
+    """What labelling decided for one creative; its text key and duplicate group: ctax/labelling/duplicates.py."""
 
     creative_id: str
     prediction: dict[str, Any]
     flag: Flag
     decided_label_id: int | None
     ocr_text: str | None
+    text_sha256: str | None = None
+    duplicate_of: str | None = None
 
 
 def store_results(session: Session, worker: str, version: str, results: Sequence[LabelResult]) -> set[str]:
@@ -205,11 +207,10 @@ def store_results(session: Session, worker: str, version: str, results: Sequence
     if not results:
         return set()
     now = utcnow()
-    rows = [{
-        "b_id": r.creative_id, "status": CreativeStatus.LABELLED, "prediction": r.prediction, "flag": r.flag,
-        "decided_label_id": r.decided_label_id, "model_version_id": version, "labelled_at": now, "error": None,
-        "ocr_text": r.ocr_text, "claimed_at": None, "claimed_by": None, "updated_at": now,
-    } for r in results]
+    rows = [{"b_id": r.creative_id, "status": CreativeStatus.LABELLED, "prediction": r.prediction, "flag": r.flag,
+             "decided_label_id": r.decided_label_id, "model_version_id": version, "labelled_at": now, "error": None,
+             "ocr_text": r.ocr_text, "claimed_at": None, "claimed_by": None, "updated_at": now,
+             "text_sha256": r.text_sha256, "duplicate_of": r.duplicate_of} for r in results]
     table = cast(Table, Creative.__table__)
     connection = session.connection()
     # executemany: one statement for the batch instead of one round trip per creative

@@ -1,0 +1,162 @@
+"""Near-duplicate groups: the same ad posted again (the same bytes, the same words) or re-cut by a campaign (cropped,
+rescaled, re-coloured, re-encoded, a changed price or date) is labelled once.
+
+A creative joins the group of an already-labelled creative when
+- exact: its image bytes (image_sha256) or its normalised texts (`text_key`: case, spacing and the prices, dates
+  and numbers a campaign changes between cuts aside; at least MIN_TEXT_WORDS words) are that creative's; found in
+  the database before encoding, so an exact duplicate is neither read by OCR nor encoded; or
+- near: its vector in the version's space is at least `duplicate_similarity` alike to that creative's (the
+  version's creatives collection, ctax/index/creatives.py, and the earlier creatives of its own batch).
+The group's root is the creative the first of them joined (`duplicate_of` always names the root, never another
+member). A member takes the root's decided label and flag (and its prediction, marked with `duplicate_of`); it
+opens no review item of its own but adds one to the root's item's `members`; where a reviewer already decided the
+root's item, the member gets the same annotation. A reviewer's decision on the item applies to every member
+(ctax/review/decisions.py). Members are not recorded into the novelty traffic window: a burst of copies of one
+campaign counts once as evidence. A creative with members of its own never joins another group (its members would
+be orphaned), and a creative is never its own member.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ctax.enums import CreativeStatus
+from ctax.index.qdrant import LabelIndex
+from ctax.store.models import Annotation
+from ctax.store.outbox import request_index_sync
+from ctax.store.repos import creatives as creative_rows
+from ctax.store.repos import groups
+from ctax.store.repos import review as review_rows
+from ctax.store.session import Session
+from ctax.vectors import normalise
+
+_SPACES = re.compile(r"\s+")
+_PUNCTUATION = re.compile(r"[^\w#]+")
+_PLACEHOLDERS = re.compile(r"#(?: #)+")
+# A campaign changes its prices, dates and phone numbers between cuts and keeps its words: numbers (with a currency
+# sign, separators, a percent sign) and month names read as one placeholder each.
+_NUMBERS = re.compile(r"(?<![^\W\d_])[$\u20ac\u00a3\u00a5]?\d[\d,.:/-]*%?")  # not inside a word: "A4", "x5"
+_MONTHS = re.compile(r"\b(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
+                     r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\b")
+# Texts of fewer words than this are too common to call two creatives the same ad ("Shop now", "Sale").
+MIN_TEXT_WORDS = 4
+
+
+def normalised_text(texts: Sequence[str]) -> str:
+    """What makes two texts "the same words": Unicode compatibility forms, case, punctuation, runs of white space,
+    and the numbers and month names a campaign changes between cuts, aside."""
+    parts = []
+    for text in texts:
+        folded = unicodedata.normalize("NFKC", text).casefold()
+        words = _SPACES.sub(" ", _PUNCTUATION.sub(" ", _MONTHS.sub("#", _NUMBERS.sub("#", folded)))).strip()
+        parts.append(_PLACEHOLDERS.sub("#", words))  # "May 31" and "1/7" are one date
+    return "\n".join(p for p in parts if p)
+
+
+def text_key(texts: Sequence[str]) -> str | None:
+    """The hash exact text duplicates share (none: no text, or too short a text to tell ads apart)."""
+    text = normalised_text(texts)
+    if len(text.split()) < MIN_TEXT_WORDS:
+        return None
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def near_duplicates(
+    index: LabelIndex, version: str, vectors: np.ndarray, creative_ids: Sequence[str], threshold: float,
+) -> list[str | None]:
+    """Per row, the already-labelled creative (this version's creatives collection) or earlier row of the batch
+    its vector is most alike to, where that is at least `threshold`; None elsewhere. The one named may itself
+    be a member: the store resolves it to its root."""
+    if threshold <= 0 or len(vectors) == 0:
+        return [None] * len(creative_ids)
+    hits = index.nearest_creatives(version, vectors, 1, exclude=list(creative_ids))
+    unit = normalise(np.asarray(vectors, dtype=np.float32))
+    within = unit @ unit.T
+    found: list[str | None] = []
+    for n, row in enumerate(hits):
+        best, score = (row[0].creative_id, row[0].score) if row else (None, -1.0)
+        for m in range(n):
+            if creative_ids[m] != creative_ids[n] and within[n, m] > score:
+                best, score = found[m] or creative_ids[m], float(within[n, m])
+        found.append(best if score >= threshold and best != creative_ids[n] else None)
+    return found
+
+
+@dataclass(frozen=True)
+class Root:
+    """The group a creative joins: the root and what it was decided as."""
+
+    creative_id: str
+    prediction: dict[str, Any]
+    flag: Any
+    decided_label_id: int | None
+    ocr_text: str | None
+
+
+def resolve_roots(session: Session, candidates: dict[str, str]) -> dict[str, Root]:
+    """For each creative (key) the root of the group its candidate (value) is in, where that root is labelled and
+    the creative may join it (not itself, not a creative with members of its own)."""
+    if not candidates:
+        return {}
+    rows = {row.id: row for row in creative_rows.by_ids(session, list(set(candidates.values())))}
+    upward = {row.duplicate_of for row in rows.values() if row.duplicate_of and row.duplicate_of not in rows}
+    rows.update({row.id: row for row in creative_rows.by_ids(session, list(upward))})
+    with_members = groups.roots_among(session, list(candidates))
+    out: dict[str, Root] = {}
+    for creative_id, candidate in candidates.items():
+        row = rows.get(candidate)
+        root = rows.get(row.duplicate_of or row.id) if row is not None else None
+        if (root is None or root.id == creative_id or root.status != CreativeStatus.LABELLED
+                or creative_id in with_members):
+            continue
+        prediction = dict(root.prediction or {})
+        prediction["duplicate_of"] = root.id
+        out[creative_id] = Root(root.id, prediction, root.flag, root.decided_label_id, root.ocr_text)
+    return out
+
+
+def join(session: Session, members: dict[str, str]) -> None:
+    """Members (creative -> root, just stored as labelled) join their roots' review items: the item counts them, and
+    where the item is decided each gets the decision's annotation. The count is raised before the item's state
+    is read: on PostgreSQL that UPDATE waits for a reviewer deciding the item at the same moment, so a member
+    either is counted before the decision (and the decision applies to it) or sees it decided."""
+    if not members:
+        return
+    joined: dict[str, int] = {}
+    for root in members.values():
+        joined[root] = joined.get(root, 0) + 1
+    groups.add_members(session, joined)
+    decided = groups.decided_items_of(session, list(joined))
+    annotated = False
+    for member, root in members.items():
+        if root not in decided:
+            continue
+        decision = review_rows.last_decision(session, decided[root])
+        source = groups.annotation_of_decision(session, decision.id, root) if decision is not None else None
+        if decision is None or source is None:
+            continue
+        session.add(Annotation(creative_id=member, label_id=source.label_id, kind=source.kind, source=source.source,
+                               decision_id=decision.id, created_by=source.created_by))
+        annotated = True
+    if annotated:
+        request_index_sync(session, f"{len(members)} duplicates joined decided groups")
+
+
+
+def index_members(index: LabelIndex, version: str, members: dict[str, Root],
+                  payloads: Sequence[dict[str, Any]]) -> None:
+    """Exact duplicates were not encoded: in the version's creatives collection (what search looks through) they
+    get their roots' vectors. A root this version did not label has none here; its members are left out too."""
+    vectors = index.creative_vectors(version, [root.creative_id for root in members.values()])
+    kept = [(cid, root.creative_id, payload) for (cid, root), payload in zip(members.items(), payloads, strict=True)
+            if root.creative_id in vectors]
+    if kept:
+        index.upsert_creatives(version, [cid for cid, _, _ in kept], np.stack([vectors[r] for _, r, _ in kept]),
+                               [payload for _, _, payload in kept])

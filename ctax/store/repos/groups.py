@@ -1,0 +1,65 @@
+"""Near-duplicate groups (ctax/labelling/duplicates.py): the labelled creatives exact duplicates are found among,
+a group's members, and the review item that stands for the group."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
+
+from ctax.enums import CreativeStatus, ReviewStatus
+from ctax.store.models import Annotation, Creative, ReviewItem
+
+
+def labelled_with_same_content(session: Session, text_keys: Sequence[str],
+                               image_digests: Sequence[str]) -> list[tuple[str | None, str | None, str, str | None]]:
+    """Labelled creatives whose text key is one of `text_keys` or whose image is one of `image_digests`:
+    (text key, image digest, id, duplicate_of), earliest labelled first."""
+    if not text_keys and not image_digests:
+        return []
+    rows = session.execute(
+        select(Creative.text_sha256, Creative.image_sha256, Creative.id, Creative.duplicate_of)
+        .where(or_(Creative.text_sha256.in_(list(set(text_keys))), Creative.image_sha256.in_(list(set(image_digests)))),
+               Creative.status == CreativeStatus.LABELLED)
+        .order_by(Creative.labelled_at, Creative.id))
+    return list(rows.tuples())
+
+
+def roots_among(session: Session, ids: Sequence[str]) -> set[str]:
+    """Those of `ids` that are the root of a group with members."""
+    if not ids:
+        return set()
+    return set(session.scalars(select(Creative.duplicate_of).where(Creative.duplicate_of.in_(list(ids))).distinct()))
+
+
+def members_of(session: Session, root_id: str) -> list[str]:
+    """The members of the group `root_id` is the root of (itself not included)."""
+    return list(session.scalars(select(Creative.id).where(Creative.duplicate_of == root_id).order_by(Creative.id)))
+
+
+def member_count(session: Session, root_id: str) -> int:
+    return session.scalar(select(func.count(Creative.id)).where(Creative.duplicate_of == root_id)) or 0
+
+
+def add_members(session: Session, joined: dict[str, int]) -> None:
+    """The review items of these roots stand for this many more creatives each. A display count: not a change a
+    reviewer's decision depends on, so `version` stays (a decision made on the item applies to every member)."""
+    for root, count in joined.items():
+        session.execute(update(ReviewItem).where(ReviewItem.creative_id == root)
+                        .values(members=ReviewItem.members + count).execution_options(synchronize_session=False))
+
+
+def decided_items_of(session: Session, creative_ids: Sequence[str]) -> dict[str, int]:
+    """The ids of the decided review items of these creatives, as the database has them now."""
+    if not creative_ids:
+        return {}
+    rows = session.execute(select(ReviewItem.creative_id, ReviewItem.id).where(
+        ReviewItem.creative_id.in_(list(creative_ids)), ReviewItem.status == ReviewStatus.DECIDED))
+    return dict(rows.tuples().all())
+
+
+def annotation_of_decision(session: Session, decision_id: int, creative_id: str) -> Annotation | None:
+    """The annotation a decision made for this creative."""
+    return session.scalar(select(Annotation).where(Annotation.decision_id == decision_id,
+                                                   Annotation.creative_id == creative_id).limit(1))

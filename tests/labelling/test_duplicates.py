@@ -1,0 +1,48 @@
+"""What makes two creatives duplicates: the same words once case, punctuation, spacing and a campaign's changing
+prices and dates are aside (too short a text says nothing), or a vector at least the threshold alike to an
+already-labelled creative's or to an earlier one of the batch. The worker's side (groups, review items, decisions,
+traffic, export) is tests/worker/test_duplicate_groups.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ctax.index.connect import open_qdrant
+from ctax.index.qdrant import LabelIndex
+from ctax.labelling.duplicates import MIN_TEXT_WORDS, near_duplicates, normalised_text, text_key
+
+
+def test_texts_that_differ_only_in_case_spacing_punctuation_prices_or_dates_share_a_key() -> None:
+    ad = "Honda Civic 2024: now only $19,999 at your local dealer until May 31"
+    same = ["HONDA civic 2024 - now only $18,499 at your local dealer, until June 30!",
+            "honda   civic 2025: now only €21.500 at your local dealer until 1/7"]
+    assert all(text_key([text]) == text_key([ad]) for text in same)
+    assert text_key(["Honda Accord 2024: now only $19,999 at your local dealer until May 31"]) != text_key([ad])
+    assert text_key([ad, "Free mats"]) != text_key([ad])  # every text segment counts
+    assert text_key(["The new A4 estate, test drive it today"]) != text_key(["The new A6 estate, test drive it today"])
+    assert normalised_text(["ＦＵＬＬ width", "  "]) == "full width"  # Unicode compatibility forms fold
+    # Too few words to tell ads apart, or none at all: no key (such creatives group by image bytes or vector only).
+    assert text_key(["Shop now"]) is None and text_key([]) is None and text_key(["  ", "$5"]) is None
+    assert text_key([" ".join(["word"] * MIN_TEXT_WORDS)]) is not None
+
+
+def test_near_duplicates_are_found_in_the_collection_and_among_earlier_creatives_of_the_batch(tmp_path: Path) -> None:
+    index = LabelIndex(open_qdrant(None, tmp_path / "qdrant"), "t")
+    rng = np.random.default_rng(3)
+    labelled = rng.normal(size=(2, 16)).astype(np.float32)
+    index.upsert_creatives("v", ["a" * 32, "b" * 32], labelled)
+    noise = rng.normal(size=(4, 16)).astype(np.float32)
+    fresh = rng.normal(size=16).astype(np.float32)
+    batch = np.stack([labelled[0] + 0.01 * noise[0],  # a copy of a labelled creative
+                      fresh,  # new
+                      fresh + 0.01 * noise[1],  # a copy of the new one, later in the batch
+                      rng.normal(size=16).astype(np.float32)])  # unlike anything
+    ids = [f"{n:032x}" for n in range(4)]
+    assert near_duplicates(index, "v", batch, ids, 0.99) == ["a" * 32, None, ids[1], None]
+    assert near_duplicates(index, "v", batch, ids, 0.0) == [None] * 4  # 0: not looked for
+    # A creative labelled again is not its own duplicate (its point is excluded).
+    index.upsert_creatives("v", ids[:1], batch[:1])
+    assert near_duplicates(index, "v", batch[:1], ids[:1], 0.99) == ["a" * 32]
+    assert near_duplicates(index, "v", labelled[1:], ["b" * 32], 0.99) == [None]

@@ -1,0 +1,153 @@
+"""Near-duplicate groups through the labelling task in a real worker runtime (real MiniLM, Qdrant local mode): exact
+and near duplicates join the group of an already-labelled creative, take its decision, add to its one review
+item, take a reviewer's decision on it, count once in the traffic window and once in an export."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from ctax.creatives.intake import CreativeSubmission
+from ctax.dataset import export
+from ctax.enums import Action, ReviewStatus
+from ctax.review import decisions as review_decisions
+from ctax.store.keys import create_key
+from ctax.store.models import Annotation, ApiKey, ReviewDecision, ReviewItem
+from ctax.worker.runtime import Runtime
+from ctax.worker.tasks.label import run
+from tests.conftest import png_bytes
+from tests.worker.test_label_task import load, submit
+
+# A car ad posted as an animal-rights PSA: flagged wrong_label, so the group has a review item.
+AD = "Buy the new Honda Civic today: low monthly payments at your local dealer"
+MISFILED = "PSA/Animal Rights"
+
+
+def misfiled(text: str) -> CreativeSubmission:
+    return CreativeSubmission(texts=[text], asserted_label=MISFILED)
+
+
+def items(rt: Runtime) -> dict[str, ReviewItem]:
+    with rt.db.read() as session:
+        return {item.creative_id: item for item in session.scalars(select(ReviewItem))}
+
+
+def annotations(rt: Runtime, ids: list[str]) -> dict[str, Annotation]:
+    with rt.db.read() as session:
+        rows = session.scalars(select(Annotation).where(Annotation.creative_id.in_(ids)).order_by(Annotation.id))
+        return {row.creative_id: row for row in rows}
+
+
+def test_exact_text_duplicates_join_the_group_and_its_one_review_item(runtime: Runtime) -> None:
+    [root] = submit(runtime, misfiled(AD))
+    assert run(runtime, [root])["labelled"] == 1
+    assert items(runtime)[root].members == 1
+    # Later: the same words (case and spacing aside) twice in one batch, and once more within that batch.
+    copies = submit(runtime, misfiled("buy the new  HONDA Civic today: low monthly payments at your local dealer"),
+                    misfiled(AD))
+    assert run(runtime, copies)["labelled"] == 2
+    rows = load(runtime, [root, *copies])
+    assert rows[root].duplicate_of is None and rows[root].flag == "wrong_label"
+    for copy in copies:
+        assert rows[copy].duplicate_of == root
+        assert (rows[copy].flag, rows[copy].decided_label_id) == (rows[root].flag, rows[root].decided_label_id)
+        assert rows[copy].prediction["duplicate_of"] == root
+    assert list(items(runtime)) == [root] and items(runtime)[root].members == 3
+    # Within one batch the earlier creative is the root.
+    first, second = submit(runtime, CreativeSubmission(texts=["Fresh sourdough bread, baked daily"]),
+                           CreativeSubmission(texts=["Fresh sourdough bread, baked daily"]))
+    assert run(runtime, [first, second])["labelled"] == 2
+    rows = load(runtime, [first, second])
+    assert rows[first].duplicate_of is None and rows[second].duplicate_of == first
+
+
+def test_exact_image_duplicates_are_neither_read_nor_encoded_again(runtime: Runtime) -> None:
+    picture = png_bytes("Cheap flights to Rome")
+    [root] = submit(runtime, CreativeSubmission(image=picture))
+    assert run(runtime, [root])["labelled"] == 1
+    reads: list[int] = []
+    ocr = runtime.labeller().ocr
+    assert ocr is not None
+    original = ocr.read_many
+    ocr.read_many = lambda images: reads.append(len(images)) or original(images)  # type: ignore[method-assign]
+    [copy] = submit(runtime, CreativeSubmission(image=picture))
+    assert run(runtime, [copy])["labelled"] == 1
+    rows = load(runtime, [root, copy])
+    assert reads == []  # the copy took its root's OCR text and decision
+    assert rows[copy].duplicate_of == root and rows[copy].ocr_text == rows[root].ocr_text
+    assert rows[copy].decided_label_id == rows[root].decided_label_id
+    # Searchable like any labelled creative: the copy has its root's vector in the creatives collection.
+    index = runtime.labeller().index
+    vectors = index.creative_vectors(runtime.labeller().version, [root, copy])
+    assert set(vectors) == {root, copy}
+
+
+def test_a_near_variant_joins_and_a_different_ad_of_the_same_label_does_not(runtime: Runtime) -> None:
+    [root] = submit(runtime, misfiled("Honda Civic 2024: now only $19,999 at your local dealer until May 31"))
+    assert run(runtime, [root])["labelled"] == 1
+    # Reworded (not the same words): found by its vector. Another car's ad in the same words is a different ad.
+    variant, accord, lincoln = submit(
+        runtime, misfiled("Honda Civic 2024: now just $19,999 at your local dealer until May 31"),
+        misfiled("Honda Accord 2024: now only $24,999 at your local dealer until May 31"),
+        misfiled("The Lincoln Continental: a stylish luxury sedan built for comfort"))
+    assert run(runtime, [variant, accord, lincoln])["labelled"] == 3
+    rows = load(runtime, [root, variant, accord, lincoln])
+    assert rows[variant].duplicate_of == root and rows[variant].prediction["duplicate_of"] == root
+    assert rows[accord].duplicate_of is None and rows[lincoln].duplicate_of is None
+    assert rows[variant].decided_label_id == rows[root].decided_label_id
+    assert items(runtime)[root].members == 2
+    assert {accord, lincoln} <= set(items(runtime))  # different ads open items of their own
+
+
+def test_a_group_decision_applies_to_every_member_and_is_undone_with_them(runtime: Runtime) -> None:
+    root, copy = submit(runtime, misfiled(AD), misfiled(AD))
+    assert run(runtime, [root, copy])["labelled"] == 2
+    item = items(runtime)[root]
+    with runtime.db.write() as session:
+        reviewer = create_key(session, "reviewer", "reviewer")[0]
+    with runtime.db.write() as session:
+        key = session.get(ApiKey, reviewer.id)
+        assert key is not None
+        outcome = review_decisions.decide(session, item.id, key, review_decisions.DecisionRequest(Action.CONFIRM))
+        label_id = outcome.label.id if outcome.label else None
+        decision_id = outcome.decision.id
+    assert label_id is not None
+    found = annotations(runtime, [root, copy])
+    assert {cid: (a.label_id, a.decision_id) for cid, a in found.items()} == {
+        root: (label_id, decision_id), copy: (label_id, decision_id)}
+    with runtime.db.read() as session:
+        audit = session.get(ReviewDecision, decision_id)
+        assert audit is not None and audit.previous["group_members"] == [copy]
+    # A copy arriving after the decision takes it too, and the undo takes it back from all of them.
+    [late] = submit(runtime, misfiled(AD))
+    assert run(runtime, [late])["labelled"] == 1
+    assert annotations(runtime, [late])[late].label_id == label_id
+    assert items(runtime)[root].members == 3 and items(runtime)[root].status == ReviewStatus.DECIDED
+    with runtime.db.write() as session:
+        key = session.get(ApiKey, reviewer.id)
+        assert key is not None
+        review_decisions.reopen(session, item.id, key, ttl_s=60)
+    assert annotations(runtime, [root, copy, late]) == {}
+
+
+def test_a_group_counts_once_in_the_traffic_window_and_in_a_one_per_group_export(runtime: Runtime) -> None:
+    labeller = runtime.labeller()
+    before = labeller.index.count_traffic(labeller.version)
+    ids = submit(runtime, misfiled("Honda Civic 2024: now only $19,999 at your local dealer until May 31"),
+                 misfiled("Honda Civic 2024: now only $18,499 at your local dealer until June 30"),
+                 misfiled("Honda Civic 2024: now only $19,999 at your local dealer until May 31"),
+                 misfiled("Stop animal cruelty: adopt a rescue dog from your local shelter"))
+    assert run(runtime, ids)["labelled"] == 4
+    rows = load(runtime, ids)
+    assert [rows[i].duplicate_of for i in ids] == [None, ids[0], ids[0], None]
+    assert labeller.index.count_traffic(labeller.version) - before == 2  # the group once, the other ad once
+    with runtime.db.write() as session:
+        for creative_id in ids:
+            session.add(Annotation(creative_id=creative_id, label_id=rows[ids[0]].decided_label_id, kind="label",
+                                   source="review"))
+    with runtime.db.read() as session:
+        every = [r.creative_id for r in export.labelled_rows(session)]
+        grouped = [r.group for r in export.labelled_rows(session, one_per_group=True)]
+        lines = list(export.lines(session, "jsonl"))
+    assert sorted(every) == sorted(ids)
+    assert sorted(grouped) == sorted([ids[0], ids[3]])
+    assert sum('"duplicate_of"' in line for line in lines) == 2
