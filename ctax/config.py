@@ -108,6 +108,25 @@ class Settings(BaseSettings):
                            description="A worker's claim on a creative expires this long after its last renewal.")
     max_attempts: int = Field(default=3, ge=1)
 
+    # Search (POST /v1/search): a task on the index owner's queue whose result the API waits for.
+    result_backend_url: str | None = Field(
+        default=None, description="Where the search task's result waits for the API (Celery result backend); "
+        "default: the broker's Redis when the broker is Redis, else db+sqlite:///<data_dir>/results.sqlite.")
+    search_timeout_s: float = Field(
+        default=15.0, gt=0, le=300,
+        description="How long the API waits for a search's result before answering 503 with Retry-After (the "
+                    "index owner may be finishing a labelling batch first).")
+    search_poll_s: float = Field(
+        default=0.02, gt=0, le=1,
+        description="How often the API looks for a search's result in a database result backend (Redis pushes it).")
+    broker_poll_s: float = Field(
+        default=0.05, gt=0, le=5,
+        description="How often a worker polls the SQLite broker's queues when they are empty (kombu's "
+                    "polling_interval, 1 s by default): the delay a search or a lone creative waits to be picked up.")
+    search_backfill_chunk: int = Field(
+        default=512, ge=1, le=100_000,
+        description="Stored creatives a new version encodes per backfill task; labelling runs between chunks.")
+
     # Input limits: what one request may carry, and what decoding its images may cost (docs/reliability.md).
     max_image_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="Largest image file accepted.")
     max_image_pixels: int = Field(default=40_000_000, ge=1024,
@@ -165,7 +184,7 @@ class Settings(BaseSettings):
                                   description="/readyz counts a worker dead after this long without a heartbeat.")
 
     @field_validator("image_pretrained", "image_projection", "text_model", "database_url", "qdrant_url",
-                     "broker_url", "bootstrap_admin_key", mode="before")
+                     "broker_url", "bootstrap_admin_key", "result_backend_url", mode="before")
     @classmethod
     def _none(cls, value: object) -> object:
         """An environment variable cannot be unset by assignment: "" or "none" mean no value."""
@@ -248,6 +267,14 @@ class Settings(BaseSettings):
     @cached_property
     def celery_broker_url(self) -> str:
         return self.broker_url or f"sqla+sqlite:///{self.data_dir / 'broker.db'}"
+
+    @cached_property
+    def celery_result_url(self) -> str:
+        if self.result_backend_url:
+            return self.result_backend_url
+        if self.celery_broker_url.startswith(("redis://", "rediss://")):
+            return self.celery_broker_url
+        return f"db+sqlite:///{self.data_dir / 'results.sqlite'}"
 
     @property
     def qdrant_path(self) -> Path:
