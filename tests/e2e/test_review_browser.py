@@ -265,7 +265,7 @@ def test_a_reviewer_decides_an_item_and_its_ticked_twin_in_one_action(service: S
     # The panel lists the item's nearest creatives with a score each; the twin, still open, can be ticked.
     page.wait_for_selector(f"#similar input[data-similar='{twin}']", timeout=60_000)
     rows = page.eval_on_selector_all(
-        "#similar .sim-row", "rows => rows.map(r => ({box: r.querySelector('input')?.dataset.similar ?? null,"
+        "#similar .similar-list .sim-row", "rows => rows.map(r => ({box: r.querySelector('input')?.dataset.similar ?? null,"
         " score: Number(r.querySelector('.sim-score b').textContent), text: r.querySelector('.sim-text').textContent}))")
     assert rows and all(0 < row["score"] <= 1 for row in rows), rows
     assert [row["score"] for row in rows] == sorted((row["score"] for row in rows), reverse=True), rows
@@ -300,3 +300,23 @@ def test_a_reviewer_decides_an_item_and_its_ticked_twin_in_one_action(service: S
                            timeout=20_000)
     with service.client(key) as reviewer:
         assert {reviewer.get(f"/v1/review/{item}").json()["status"] for item in (first, twin)} == {"open"}
+    page.wait_for_selector(f"#similar input[data-similar='{twin}']:checked")  # ticked again, as it was
+
+    # Search down (no worker answers it): the panel says so, and the item is still decided with a key.
+    service.kill_worker()
+    with service.client(key) as reviewer:
+        deadline = time.monotonic() + 60
+        while reviewer.post("/v1/search", json={"text": "flights"}).status_code != 503:
+            assert time.monotonic() < deadline, "search still answered 60 s after its worker was killed"
+            time.sleep(1)
+    page.reload()
+    shown = _current_item(page)
+    page.wait_for_selector("#similar .similar-error [data-similar-retry]", timeout=30_000)
+    assert "Similar creatives unavailable" in page.text_content("#similar .similar-error")
+    page.screenshot(path="/tmp/similar_unavailable.png")
+    page.keyboard.press("Enter")
+    _after(page, shown)
+    with service.client(key) as reviewer:
+        alone = reviewer.get(f"/v1/review/{shown}").json()
+    assert alone["status"] == "decided" and alone["history"][-1]["bulk_id"] is None, alone
+    assert not errors, errors

@@ -488,7 +488,8 @@
       const sub = `${rows.length} nearest by ${esc(view.result.model_version || "the active version")}`
         + (indexed && indexed.total ? ` · ${indexed.creatives} of ${indexed.total} creatives searchable` : "");
       panel.innerHTML = `${head(sub)}
-        ${rows.length ? `<ol class="similar-list">${rows.map(similarRow).join("")}</ol>`
+        ${rows.length ? `<div class="sim-row sim-cols" aria-hidden="true"><span></span><span></span><span>Creative</span><span>Label</span><span>Flag</span><span>Review</span><span>Similarity</span></div>
+          <ol class="similar-list">${rows.map(similarRow).join("")}</ol>`
           : `<p class="muted small">No other creative to compare with yet.</p>`}
         <div class="similar-foot" id="similar-foot" hidden></div>`;
       panel.querySelectorAll(".sim-bar i[data-width]").forEach((bar) => { bar.style.width = `${bar.dataset.width}%`; });
@@ -524,7 +525,7 @@
   function renderSimilarSelection() {
     // Updates what depends on the ticks without rebuilding the list, so keyboard focus stays where it is.
     const n = state.similarSelected.size;
-    $$("#similar .sim-row").forEach((row) => {
+    $$("#similar .similar-list .sim-row").forEach((row) => {
       const box = $("input[data-similar]", row);
       row.classList.toggle("ticked", !!box && box.checked);
     });
