@@ -1,7 +1,9 @@
 """A reviewer works the queue in real headless Chromium, with the keyboard only, against the real service (API
 and labelling worker as processes): creatives posted through the API are labelled and flagged by the worker, the
 reviewer confirms, picks a top-k label, searches a label, names a new one, rejects, undoes, and accepts a proposal;
-the decisions are in the database as labelled data, and the new label is used by the trigger at once."""
+the decisions are in the database as labelled data, and the new label is used by the trigger at once. A second
+reviewer finds an item's near-identical twin in the Similar creatives panel (the real POST /v1/search), decides both
+in one bulk action, undoes it, and still decides an item when search has no worker."""
 
 from __future__ import annotations
 
@@ -265,8 +267,10 @@ def test_a_reviewer_decides_an_item_and_its_ticked_twin_in_one_action(service: S
     # The panel lists the item's nearest creatives with a score each; the twin, still open, can be ticked.
     page.wait_for_selector(f"#similar input[data-similar='{twin}']", timeout=60_000)
     rows = page.eval_on_selector_all(
-        "#similar .similar-list .sim-row", "rows => rows.map(r => ({box: r.querySelector('input')?.dataset.similar ?? null,"
-        " score: Number(r.querySelector('.sim-score b').textContent), text: r.querySelector('.sim-text').textContent}))")
+        "#similar .similar-list .sim-row",
+        "rows => rows.map(r => ({box: r.querySelector('input')?.dataset.similar ?? null,"
+        " score: Number(r.querySelector('.sim-score b').textContent),"
+        " text: r.querySelector('.sim-text').textContent}))")
     assert rows and all(0 < row["score"] <= 1 for row in rows), rows
     assert [row["score"] for row in rows] == sorted((row["score"] for row in rows), reverse=True), rows
     twin_row = next(row for row in rows if row["box"] == str(twin))
