@@ -78,7 +78,8 @@ def world(settings: Settings, db: Database, pitt_labels: dict[str, int], pretrai
     day = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     found.add(CIVIC, "Product/Vehicles/Cars", a, created_at=day)
     found.add(DOG, "PSA/Animal Rights", a, flag=Flag.WRONG_LABEL, created_at=day + dt.timedelta(days=1))
-    found.add(BURGER, "Product/Food and Drink/Restaurants", b, flag=Flag.NEW_LABEL, created_at=day + dt.timedelta(days=2))
+    found.add(BURGER, "Product/Food and Drink/Restaurants", b, flag=Flag.NEW_LABEL,
+              created_at=day + dt.timedelta(days=2))
     found.add(SMOKE, "PSA/Health/Smoking and Alcohol Abuse", None, created_at=day + dt.timedelta(days=3))
     backfill(db, space, index, found.blobs)
     yield found

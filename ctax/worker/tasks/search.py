@@ -25,6 +25,9 @@ from ctax.worker.runtime import current
 
 log = logging.getLogger(__name__)
 
+# Stored creatives a backfill task encodes before it queues the next chunk (labelling runs in between).
+BACKFILL_CHUNK = 512
+
 
 @shared_task(name=SEARCH, ignore_result=False, acks_late=False)
 def search(query: dict[str, Any]) -> dict[str, Any]:
@@ -54,7 +57,7 @@ def backfill_creatives(version_id: str, after: list[str] | None = None) -> None:
         directory = version.artefact_dir
     space = rt.space(version_id, Path(directory))
     cursor = (dt.datetime.fromisoformat(after[0]), after[1]) if after else None
-    step = backfill_chunk(rt.db, space, rt.index, rt.blobs, cursor, rt.settings.search_backfill_chunk)
+    step = backfill_chunk(rt.db, space, rt.index, rt.blobs, cursor, BACKFILL_CHUNK)
     if not step.done:
         queue_backfill(version_id, step.after)
 
