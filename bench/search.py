@@ -15,7 +15,7 @@ over-fetching and by ids. Then the full HTTP round trip: `ctax api` and `ctax wo
 POST /v1/search, with the SQLite broker's polling at the service default and at kombu's 1 s default.
 
     python -m bench.search --json search.json
-    python -m bench.search --quality-only --train-rows 2000 --epochs 1 --queries 600
+    python -m bench.search --quality-only --train-rows 500 --epochs 1 --queries 150 --corpus-rows 1000
     python -m bench.search --latency-only --sizes 10000 100000 --repeats 200
 """
 
@@ -92,8 +92,12 @@ def trained_version(seed: int, train_rows: int, epochs: int) -> tuple[Path, Path
     return pretrained, Path(result["artefact_dir"]), time.perf_counter() - started
 
 
-def quality(seed: int, versions: dict[str, Path], queries: int) -> list[dict[str, Any]]:
+def quality(seed: int, versions: dict[str, Path], queries: int, corpus_rows: int | None) -> list[dict[str, Any]]:
     train, test = split(seed)
+    if corpus_rows is not None:  # a seeded sample of the same TRAIN side
+        lines = train.read_text().splitlines(keepends=True)
+        train = OUT / f"search_corpus_s{seed}.jsonl"
+        train.write_text("".join(random.Random(seed + 1).sample(lines, min(corpus_rows, len(lines)))))
     data = OUT / f"search-quality-s{seed}"
     shutil.rmtree(data, ignore_errors=True)
     settings = settings_at(data)
@@ -295,6 +299,7 @@ def main() -> None:
     parser.add_argument("--train-rows", type=int, default=2000, help="TRAIN ads the trained version learns from")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--queries", type=int, default=600, help="TEST ads used as queries")
+    parser.add_argument("--corpus-rows", type=int, default=None, help="TRAIN ads stored and searched (default all)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument("--http-repeats", type=int, default=100)
@@ -310,7 +315,7 @@ def main() -> None:
         pretrained, trained, seconds = trained_version(args.seed, args.train_rows, args.epochs)
         extra["train"] = {"rows": args.train_rows, "epochs": args.epochs, "eval_seconds": round(seconds, 1)}
         quality_rows = quality(args.seed, {"pretrained": pretrained, f"trained ({args.train_rows} ads, "
-                                           f"{args.epochs} epoch)": trained}, args.queries)
+                                           f"{args.epochs} epoch)": trained}, args.queries, args.corpus_rows)
     if not args.quality_only:
         http_sizes = args.http_sizes if args.http_sizes is not None else [min(args.sizes)]
         for n in args.sizes:
