@@ -146,7 +146,7 @@ def quality(seed: int, versions: dict[str, Path], queries: int, corpus_rows: int
 
 # -- latency ---------------------------------------------------------------------------------------------------
 
-def synthetic(data: Path, n: int, seed: int = 0) -> Settings:
+def synthetic(data: Path, n: int, seed: int = 0, reuse: bool = False) -> Settings:
     """A data dir whose active version (the pretrained one, bootstrapped as the worker does) has n synthetic
     creatives indexed and stored."""
     from sqlalchemy import insert
@@ -155,8 +155,10 @@ def synthetic(data: Path, n: int, seed: int = 0) -> Settings:
     from ctax.store.models import Creative
     from ctax.worker.runtime import Runtime
 
-    shutil.rmtree(data, ignore_errors=True)
     settings = settings_at(data)
+    if reuse and (data / "ctax.db").exists():
+        return settings
+    shutil.rmtree(data, ignore_errors=True)
     settings.ensure_dirs()
     upgrade(settings.sqlalchemy_url)
     db = Database(settings.sqlalchemy_url)
@@ -228,14 +230,21 @@ def service_latency(settings: Settings, n: int, repeats: int) -> list[dict[str, 
     for name, f, cap in cases:
         searcher = Searcher(rt.db, rt.index, space, rt.blobs, only_cap=cap if cap is not None else 20_000)
         searcher.search(SearchQuery(text=QUERIES[0], filter=f))  # the first builds the in-memory table
-        times = []
+        times, after_encoding = [], []
         for r in range(repeats):
+            query = SearchQuery(text=QUERIES[r % len(QUERIES)], filter=f, limit=10)
             started = time.perf_counter()
-            answer = searcher.search(SearchQuery(text=QUERIES[r % len(QUERIES)], filter=f, limit=10))
+            answer = searcher.search(query)
             times.append(time.perf_counter() - started)
             assert len(answer["creatives"]) == 10, (name, len(answer["creatives"]))
+            vector, used = searcher.query_vector(query)
+            started = time.perf_counter()
+            searcher.search_vector(vector, used, query)  # the index and the database only
+            after_encoding.append(time.perf_counter() - started)
         rows.append({"size": n, "path": "service", "case": name, **percentiles(times), "repeats": repeats})
-        console.print(rows[-1])
+        rows.append({"size": n, "path": "service, index + database", "case": name, **percentiles(after_encoding),
+                     "repeats": repeats})
+        console.print(rows[-2:])
     rt.stop()
     rt.index.client.close()
     return rows
@@ -304,6 +313,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument("--http-repeats", type=int, default=100)
     parser.add_argument("--http-sizes", type=int, nargs="*", default=None, help="default: the smallest size")
+    parser.add_argument("--reuse", action="store_true", help="keep synthetic data built by an earlier run")
     parser.add_argument("--quality-only", action="store_true")
     parser.add_argument("--latency-only", action="store_true")
     parser.add_argument("--json", type=Path, default=None)
@@ -319,7 +329,7 @@ def main() -> None:
     if not args.quality_only:
         http_sizes = args.http_sizes if args.http_sizes is not None else [min(args.sizes)]
         for n in args.sizes:
-            settings = synthetic(OUT / f"search-latency-{n}" / "var", n)
+            settings = synthetic(OUT / f"search-latency-{n}" / "var", n, reuse=args.reuse)
             latency_rows += service_latency(settings, n, args.repeats)
             if n in http_sizes:
                 for poll in (Settings.model_fields["broker_poll_s"].default, 1.0):
