@@ -108,24 +108,13 @@ class Settings(BaseSettings):
                            description="A worker's claim on a creative expires this long after its last renewal.")
     max_attempts: int = Field(default=3, ge=1)
 
-    # Search (POST /v1/search): a task on the index owner's queue whose result the API waits for.
-    result_backend_url: str | None = Field(
-        default=None, description="Where the search task's result waits for the API (Celery result backend); "
-        "default: the broker's Redis when the broker is Redis, else db+sqlite:///<data_dir>/results.sqlite.")
-    search_timeout_s: float = Field(
-        default=15.0, gt=0, le=300,
-        description="How long the API waits for a search's result before answering 503 with Retry-After (the "
-                    "index owner may be finishing a labelling batch first).")
-    search_poll_s: float = Field(
-        default=0.02, gt=0, le=1,
-        description="How often the API looks for a search's result in a database result backend (Redis pushes it).")
-    broker_poll_s: float = Field(
-        default=0.05, gt=0, le=5,
-        description="How often a worker polls the SQLite broker's queues when they are empty (kombu's "
-                    "polling_interval, 1 s by default): the delay a search or a lone creative waits to be picked up.")
-    search_backfill_chunk: int = Field(
-        default=512, ge=1, le=100_000,
-        description="Stored creatives a new version encodes per backfill task; labelling runs between chunks.")
+    # Search: a task on the index owner's queue whose result the API waits for (docs/architecture.md, "Search").
+    result_backend_url: str | None = Field(default=None, description="Celery result backend for search answers; "
+                                           "default: the broker's Redis, else db+sqlite:///<data_dir>/results.sqlite.")
+    search_timeout_s: float = Field(default=15.0, gt=0, le=300,
+                                    description="The API waits this long for a search, then answers 503.")
+    broker_poll_s: float = Field(default=0.05, gt=0, le=5, description="How often workers poll the SQLite broker's "
+                                 "empty queues (kombu's default: 1 s, the wait a search had to be picked up).")
 
     # Input limits: what one request may carry, and what decoding its images may cost (docs/reliability.md).
     max_image_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="Largest image file accepted.")
@@ -270,11 +259,8 @@ class Settings(BaseSettings):
 
     @cached_property
     def celery_result_url(self) -> str:
-        if self.result_backend_url:
-            return self.result_backend_url
-        if self.celery_broker_url.startswith(("redis://", "rediss://")):
-            return self.celery_broker_url
-        return f"db+sqlite:///{self.data_dir / 'results.sqlite'}"
+        redis = self.celery_broker_url if self.celery_broker_url.startswith(("redis://", "rediss://")) else None
+        return self.result_backend_url or redis or f"db+sqlite:///{self.data_dir / 'results.sqlite'}"
 
     @property
     def qdrant_path(self) -> Path:

@@ -26,6 +26,9 @@ from ctax.store.repos import workers
 from ctax.store.session import Database
 from ctax.store.types import utcnow
 
+# How often the API looks for the answer in a database result backend (Redis pushes it): a SELECT by primary key.
+RESULT_POLL_S = 0.02
+
 
 class SearchUnavailable(ServiceUnavailable):
     """No answer in time (or nobody to ask): the client should try again shortly."""
@@ -83,7 +86,7 @@ class SearchClient:
         except Exception as exc:  # the broker is down or refused: nothing was queued
             raise SearchUnavailable(f"the search could not be queued: {exc}", retry) from exc
         try:
-            answer: dict[str, Any] = result.get(timeout=timeout, interval=self.settings.search_poll_s)
+            answer: dict[str, Any] = result.get(timeout=timeout, interval=RESULT_POLL_S)
         except CeleryTimeout as exc:
             raise SearchUnavailable(
                 f"the index owner did not answer within {timeout:g} s (CTAX_SEARCH_TIMEOUT_S); it may be busy "

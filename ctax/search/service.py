@@ -61,6 +61,12 @@ class Searcher:
     def search(self, query: SearchQuery) -> dict[str, Any]:
         started = time.perf_counter()
         vector, modalities = self.query_vector(query)
+        answer = self.search_vector(vector, modalities, query)
+        answer["search_ms"] = round((time.perf_counter() - started) * 1000, 2)
+        return answer
+
+    def search_vector(self, vector: np.ndarray, modalities: list[str], query: SearchQuery) -> dict[str, Any]:
+        """Everything after the query's encoding: the index and the database."""
         labels = self.nearest_labels(vector, query.labels_limit)
         hits = self.nearest_creatives(vector, query)
         with self.db.read() as session:
@@ -73,7 +79,6 @@ class Searcher:
             "creatives": creatives[: query.limit],
             "labels": labels,
             "indexed": {"creatives": self.index.count_creatives(self.version), "total": total},
-            "search_ms": round((time.perf_counter() - started) * 1000, 2),
         }
 
     # -- the query -----------------------------------------------------------------------------------------

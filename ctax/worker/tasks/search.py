@@ -25,6 +25,9 @@ from ctax.worker.runtime import current
 
 log = logging.getLogger(__name__)
 
+# Stored creatives a backfill task encodes before it queues the next chunk (labelling runs in between).
+BACKFILL_CHUNK = 512
+
 
 @shared_task(name=SEARCH, ignore_result=False, acks_late=False)
 def search(query: dict[str, Any]) -> dict[str, Any]:
@@ -39,8 +42,17 @@ def search(query: dict[str, Any]) -> dict[str, Any]:
 
 
 def queue_backfill(version_id: str, after: tuple[dt.datetime, str] | None = None) -> None:
-    current_app.send_task(BACKFILL_CREATIVES, args=[version_id, [after[0].isoformat(), after[1]] if after else None],
-                          queue=INDEX_QUEUE)
+    """Queue (the next chunk of) a version's backfill from inside a ctax worker. A task body run directly (tests,
+    `ctax eval`) has no ctax app to send with and queues nothing: the next worker start completes the version."""
+    app = current_app
+    if not app.conf.get("ctax_owns_index"):
+        log.debug("not in an index-owning worker: backfill of %s left to the next worker start", version_id)
+        return
+    try:
+        app.send_task(BACKFILL_CREATIVES, args=[version_id, [after[0].isoformat(), after[1]] if after else None],
+                      queue=INDEX_QUEUE)
+    except Exception:  # the broker is away: the next worker start queues the backfill again
+        log.warning("could not queue the creatives backfill of %s", version_id, exc_info=True)
 
 
 @shared_task(name=BACKFILL_CREATIVES, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
@@ -54,7 +66,7 @@ def backfill_creatives(version_id: str, after: list[str] | None = None) -> None:
         directory = version.artefact_dir
     space = rt.space(version_id, Path(directory))
     cursor = (dt.datetime.fromisoformat(after[0]), after[1]) if after else None
-    step = backfill_chunk(rt.db, space, rt.index, rt.blobs, cursor, rt.settings.search_backfill_chunk)
+    step = backfill_chunk(rt.db, space, rt.index, rt.blobs, cursor, BACKFILL_CHUNK)
     if not step.done:
         queue_backfill(version_id, step.after)
 
