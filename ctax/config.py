@@ -119,6 +119,14 @@ class Settings(BaseSettings):
                            description="A worker's claim on a creative expires this long after its last renewal.")
     max_attempts: int = Field(default=3, ge=1)
 
+    # Search: a task on the index owner's queue whose result the API waits for (docs/architecture.md, "Search").
+    result_backend_url: str | None = Field(default=None, description="Celery result backend for search answers; "
+                                           "default: the broker's Redis, else db+sqlite:///<data_dir>/results.sqlite.")
+    search_timeout_s: float = Field(default=15.0, gt=0, le=300,
+                                    description="The API waits this long for a search, then answers 503.")
+    broker_poll_s: float = Field(default=0.05, gt=0, le=5, description="How often workers poll the SQLite broker's "
+                                 "empty queues (kombu's default: 1 s, the wait a search had to be picked up).")
+
     # Input limits: what one request may carry, and what decoding its images may cost (docs/reliability.md).
     max_image_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="Largest image file accepted.")
     max_image_pixels: int = Field(default=40_000_000, ge=1024,
@@ -176,7 +184,7 @@ class Settings(BaseSettings):
                                   description="/readyz counts a worker dead after this long without a heartbeat.")
 
     @field_validator("image_pretrained", "image_projection", "text_model", "database_url", "qdrant_url",
-                     "broker_url", "bootstrap_admin_key", mode="before")
+                     "broker_url", "bootstrap_admin_key", "result_backend_url", mode="before")
     @classmethod
     def _none(cls, value: object) -> object:
         """An environment variable cannot be unset by assignment: "" or "none" mean no value."""
@@ -259,6 +267,11 @@ class Settings(BaseSettings):
     @cached_property
     def celery_broker_url(self) -> str:
         return self.broker_url or f"sqla+sqlite:///{self.data_dir / 'broker.db'}"
+
+    @cached_property
+    def celery_result_url(self) -> str:
+        redis = self.celery_broker_url if self.celery_broker_url.startswith(("redis://", "rediss://")) else None
+        return self.result_backend_url or redis or f"db+sqlite:///{self.data_dir / 'results.sqlite'}"
 
     @property
     def qdrant_path(self) -> Path:

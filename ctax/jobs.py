@@ -8,6 +8,9 @@ LABEL_QUEUE = "ctax.label"
 LABEL_GPU_QUEUE = "ctax.label.gpu"
 INDEX_QUEUE = "ctax.index"
 TRAIN_QUEUE = "ctax.train"
+# Searches: consumed by the index owner(s) beside LABEL_QUEUE and INDEX_QUEUE; the only tasks whose result is kept
+# (the API waits for it through the result backend).
+SEARCH_QUEUE = "ctax.search"
 
 # Tasks.
 LABEL_CREATIVES = "ctax.label.creatives"
@@ -17,12 +20,16 @@ BUILD_VERSION = "ctax.index.build"
 TRAIN = "ctax.training.run"
 DISCOVER = "ctax.discovery.run"
 REFRESH_MAP = "ctax.index.map"
+BACKFILL_CREATIVES = "ctax.index.backfill_creatives"
+SEARCH = "ctax.search.run"
 
 # Where a task goes unless the sender names a queue (labelling goes to the queue the settings name).
 DEFAULT_QUEUES = {
     SYNC_INDEX: INDEX_QUEUE,
     ACTIVATE_VERSION: INDEX_QUEUE,
     BUILD_VERSION: INDEX_QUEUE,
+    BACKFILL_CREATIVES: INDEX_QUEUE,
+    SEARCH: SEARCH_QUEUE,
     REFRESH_MAP: INDEX_QUEUE,  # reads the index's vectors: its owner draws the map
     # Long jobs share the training worker, so they never hold up labelling.
     DISCOVER: TRAIN_QUEUE,

@@ -18,7 +18,9 @@ from ctax.api.dispatch import Dispatcher
 from ctax.api.key_cache import KeyCache
 from ctax.api.limits import BodyLimit
 from ctax.api.routes import accounts, creatives, export, health, keys, labels, models, proposals, review, training
+from ctax.api.routes import search as search_routes
 from ctax.api.routes.creative_input import json_problem
+from ctax.api.search_client import SearchClient
 from ctax.api.web import maps as map_page
 from ctax.config import Settings
 from ctax.enums import Role
@@ -63,7 +65,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(CtaxError)
     async def _domain_error(_: Request, exc: CtaxError) -> JSONResponse:
-        return JSONResponse(exc.to_dict(), status_code=exc.status_code)
+        # Retry-After on a 503 that expects to pass (SearchUnavailable).
+        return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -105,6 +108,7 @@ def create_app(settings: Settings | None = None, *, start_dispatcher: bool = Tru
         app.state.blobs = BlobStore(settings.blob_dir)
         app.state.key_cache = KeyCache(settings.key_cache_s)
         app.state.dispatcher = Dispatcher(settings, app.state.db)
+        app.state.search = SearchClient(settings, app.state.db)
         # Whatever a request's write queued (a creative, an outbox job) leaves as soon as it commits.
         app.state.db.on_queued_work = app.state.dispatcher.nudge
         if settings.bootstrap_admin_key:
@@ -128,7 +132,7 @@ def create_app(settings: Settings | None = None, *, start_dispatcher: bool = Tru
     # Outermost of ours: a body over its limit is refused before any route or parser holds it in memory.
     app.add_middleware(BodyLimit, limit_for=limits.limit_for(settings))
     metrics.install(app)
-    for module in (health, creatives, labels, accounts, keys, models, training, review, proposals, export, web,
-                   map_page):
+    for module in (health, creatives, labels, accounts, keys, models, training, review, proposals, export,
+                   search_routes, web, map_page):
         app.include_router(module.router)
     return app

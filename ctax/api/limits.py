@@ -50,6 +50,7 @@ def limit_for(settings: Settings) -> Callable[[str], int]:
     by_path = {
         "/v1/creatives": single,
         "/v1/creatives/batch": settings.max_batch_bytes,
+        "/v1/search": single,  # a query may carry one creative's image
         "/v1/labels/import": MAX_TAXONOMY_BYTES + ENVELOPE_BYTES,
     }
 

@@ -16,7 +16,7 @@ from ctax.cli.common import console, database, fail, settings
 from ctax.cli.supervisor import Child, GaveUp, Supervisor
 from ctax.config import Settings
 from ctax.embedding.ocr import OcrUnavailable, check_backend
-from ctax.jobs import INDEX_QUEUE, LABEL_GPU_QUEUE, TRAIN_QUEUE
+from ctax.jobs import INDEX_QUEUE, LABEL_GPU_QUEUE, SEARCH_QUEUE, TRAIN_QUEUE
 from ctax.store.migrate import upgrade
 from ctax.store.repos import creatives as creative_rows
 from ctax.store.repos import workers as worker_rows
@@ -26,7 +26,9 @@ log = logging.getLogger("ctax.run")
 
 LABEL_WORKER = "labelling worker"
 TRAIN_WORKER = "training worker"
-ROLES = {"label": ["ctax.label", INDEX_QUEUE], "gpu": [LABEL_GPU_QUEUE, INDEX_QUEUE], "train": [TRAIN_QUEUE]}
+# The index owners also answer searches (SEARCH_QUEUE): encoding the query and reading the index is their work.
+ROLES = {"label": ["ctax.label", INDEX_QUEUE, SEARCH_QUEUE], "gpu": [LABEL_GPU_QUEUE, INDEX_QUEUE, SEARCH_QUEUE],
+         "train": [TRAIN_QUEUE]}
 
 
 def api(host: str | None = None, port: int | None = None, workers: int = 1) -> None:
@@ -65,7 +67,7 @@ def worker(
     names = queues.split(",") if queues else list(ROLES[role])
     if role == "label" and current.label_queue not in names and not queues:
         names[0] = current.label_queue
-    owns_index = INDEX_QUEUE in names or any(q.startswith("ctax.label") for q in names)
+    owns_index = INDEX_QUEUE in names or SEARCH_QUEUE in names or any(q.startswith("ctax.label") for q in names)
     if owns_index:  # the workers that label read images; a training worker never loads OCR
         check_ocr(current)
     celery = create_celery(current, names, owns_index=owns_index)

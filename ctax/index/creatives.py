@@ -66,6 +66,21 @@ class Creatives(Exemplars):
             return len(self._table(name))
         return int(self.client.count(name, exact=True).count)
 
+    def indexed_creatives(self, version: str, creative_ids: Sequence[str]) -> set[str]:
+        """Those of these creatives the version's collection holds (what a resumed backfill skips)."""
+        name = self.creatives_collection(version)
+        if not creative_ids or not self.client.collection_exists(name):
+            return set()
+        if not self.is_server:
+            table = self._table(name)
+            return {cid for cid in creative_ids if point_id(cid) in table.rows}
+        found: set[str] = set()
+        ids = [point_id(cid) for cid in creative_ids]
+        for start in range(0, len(ids), 1024):
+            found |= {creative_id_of(p.id) for p in self.client.retrieve(
+                name, ids=ids[start : start + 1024], with_payload=False, with_vectors=False)}
+        return found
+
     def creative_vectors(self, version: str, creative_ids: Sequence[str]) -> dict[str, np.ndarray]:
         """The stored vectors of those of these creatives the version labelled (the others are left out)."""
         name = self.creatives_collection(version)

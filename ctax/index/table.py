@@ -30,6 +30,11 @@ class VectorTable:
     def __len__(self) -> int:
         return len(self.point_ids)
 
+    @property
+    def rows(self) -> dict[Any, int]:
+        """Point id -> row: which points the table holds."""
+        return self._row
+
     def upsert(self, point_ids: Sequence[Any], label_ids: Sequence[int], vectors: np.ndarray) -> None:
         vectors = normalise(np.asarray(vectors, dtype=np.float32).reshape(len(point_ids), self.dim))
         new: dict[Any, tuple[int, np.ndarray]] = {}  # a point written twice in one call keeps its last value

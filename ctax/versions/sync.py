@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 from tqdm import tqdm
@@ -195,6 +196,34 @@ def choose_representatives(index: LabelIndex, version: str, label_id: int, membe
         state.update({members[n]: target[members[n]] for n in changed})
 
 
+class StoredContent(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def texts(self) -> list[str]: ...
+    @property
+    def ocr_text(self) -> str | None: ...
+    @property
+    def image_sha256(self) -> str | None: ...
+
+
+def encode_stored(space: SharedSpace, blobs: BlobStore, rows: Sequence[StoredContent]) -> list[tuple[str, np.ndarray]]:
+    """Stored creatives encoded by a version's towers, from what was stored (texts, OCR text already read, the
+    image): what a version re-encodes when it inherits traffic or backfills its creatives collection. Those with
+    nothing the version can encode are left out."""
+    contents = []
+    for row in rows:
+        image = None
+        if row.image_sha256 and space.image_ready:
+            try:
+                image = decode_rgb(blobs.get(row.image_sha256))
+            except Exception:  # its text still counts; the label task reports unreadable images
+                image = None
+        contents.append(CreativeContent(texts=row.texts or [], image=image, ocr_text=row.ocr_text))
+    encoded = space.encode(contents) if contents else []
+    return [(row.id, e.vector) for row, e in zip(rows, encoded, strict=True) if e.vector is not None]
+
+
 def inherit_traffic(
     db: Database,
     space: SharedSpace,
@@ -216,21 +245,8 @@ def inherit_traffic(
         chunk = ids[start : start + batch_size]
         with db.read() as session:
             rows = {c.id: c for c in creatives.by_ids(session, chunk)}
-        contents, kept = [], []
-        for cid in chunk:
-            row = rows.get(cid)
-            if row is None:  # deleted since
-                continue
-            image = None
-            if row.image_sha256 and space.image_ready:
-                try:
-                    image = decode_rgb(blobs.get(row.image_sha256))
-                except Exception:  # its text still counts; the label task reports unreadable images
-                    image = None
-            contents.append(CreativeContent(texts=row.texts or [], image=image, ocr_text=row.ocr_text))
-            kept.append(cid)
-        encoded = space.encode(contents) if contents else []
-        usable = [(cid, e.vector) for cid, e in zip(kept, encoded, strict=True) if e.vector is not None]
+        # Deleted since: left out.
+        usable = encode_stored(space, blobs, [rows[cid] for cid in chunk if cid in rows])
         if usable:
             index.record_traffic(version, [cid for cid, _ in usable], np.stack([v for _, v in usable]), window)
             inherited += len(usable)

@@ -1,7 +1,9 @@
 """A reviewer works the queue in real headless Chromium, with the keyboard only, against the real service (API
 and labelling worker as processes): creatives posted through the API are labelled and flagged by the worker, the
 reviewer confirms, picks a top-k label, searches a label, names a new one, rejects, undoes, and accepts a proposal;
-the decisions are in the database as labelled data, and the new label is used by the trigger at once."""
+the decisions are in the database as labelled data, and the new label is used by the trigger at once. A second
+reviewer finds an item's near-identical twin in the Similar creatives panel (the real POST /v1/search), decides both
+in one bulk action, undoes it, and still decides an item when search has no worker."""
 
 from __future__ import annotations
 
@@ -222,3 +224,103 @@ def _the_new_label_is_used_at_once(service: ServiceProcesses) -> None:
                 return
             time.sleep(2)
     raise AssertionError(f"{NEW_LABEL} never reached the trigger: {body['top_k']}\n{service.logs()}")
+
+
+# Two near-identical ads (one campaign), both asserted a label far from their text so both are flagged and queued.
+TWINS = [
+    ("Cheap flights to Rome: book your summer holiday now, from 49 euros", "Product/Pets/Pet Food"),
+    ("Cheap flights to Rome: book your summer holiday today, from 59 euros", "Product/Pets/Pet Food"),
+]
+
+
+def _seed_twins(service: ServiceProcesses) -> tuple[str, int, int]:
+    """The twins among other flagged creatives (one with an image); returns a reviewer key and the twins' items."""
+    with service.client() as admin:
+        taxonomy = (SHARED_DATA / "pitt_ads_taxonomy.txt").read_bytes()
+        assert admin.post("/v1/labels/import", files={"file": ("pitt.txt", taxonomy)}).status_code == 200
+        key = admin.post("/v1/api-keys", json={"name": "Ana", "role": "reviewer"}).json()["key"]
+        items = [{"ocr_text": text, "asserted_label": label} for text, label in [*TWINS, *CREATIVES[1:5]]]
+        ids = [row["id"] for row in admin.post("/v1/creatives/batch", json={"items": items}).json()["items"]]
+        image = admin.post("/v1/creatives", files={"image": ("ad.png", png_bytes("SUMMER SALE"), "image/png")},
+                           data={"ocr_text": "Summer sale on flights and beach holidays",
+                                 "asserted_label": "Service/Finance/Financial Services"})
+        ids.append(image.json()["id"])
+        done = service.wait_for(ids)
+        queue = admin.get("/v1/review", params={"status": "all", "limit": 50}).json()["items"]
+    by_creative = {item["creative"]["id"]: item["id"] for item in queue}
+    assert ids[0] in by_creative and ids[1] in by_creative, {c: done[c]["flag"] for c in ids[:2]}
+    return key, by_creative[ids[0]], by_creative[ids[1]]
+
+
+def test_a_reviewer_decides_an_item_and_its_ticked_twin_in_one_action(service: ServiceProcesses,
+                                                                     browser: Any) -> None:
+    key, first, twin = _seed_twins(service)
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    violations = _watch_content_security_policy(page)
+    page.goto(f"{service.url}/review#item={first}")  # the link the map page uses
+    page.fill("#signin-key", key)
+    page.keyboard.press("Enter")
+    assert _current_item(page) == first
+
+    # The panel lists the item's nearest creatives with a score each; the twin, still open, can be ticked.
+    page.wait_for_selector(f"#similar input[data-similar='{twin}']", timeout=60_000)
+    rows = page.eval_on_selector_all(
+        "#similar .similar-list .sim-row",
+        "rows => rows.map(r => ({box: r.querySelector('input')?.dataset.similar ?? null,"
+        " score: Number(r.querySelector('.sim-score b').textContent),"
+        " text: r.querySelector('.sim-text').textContent}))")
+    assert rows and all(0 < row["score"] <= 1 for row in rows), rows
+    assert [row["score"] for row in rows] == sorted((row["score"] for row in rows), reverse=True), rows
+    twin_row = next(row for row in rows if row["box"] == str(twin))
+    assert twin_row == rows[0] and twin_row["score"] >= 0.9 and "Cheap flights to Rome" in twin_row["text"], rows
+    page.wait_for_selector("#similar .sim-thumb img[src^='blob:']")  # the image creative's thumbnail
+
+    # With the keyboard: M moves into the list (the twin, most similar, first), Space ticks it, Enter confirms.
+    page.keyboard.press("m")
+    assert page.evaluate("() => document.activeElement?.dataset.similar") == str(twin)
+    page.keyboard.press(" ")
+    page.wait_for_selector("#similar-foot:not([hidden])")
+    assert "this item and 1 ticked similar creative" in page.text_content("#group-chip")
+    page.locator("#similar").screenshot(path="/tmp/similar_panel.png")
+    page.screenshot(path="/tmp/similar_page.png")
+    page.keyboard.press("Enter")
+    _after(page, first)
+
+    with service.client(key) as reviewer:
+        decided = {item: reviewer.get(f"/v1/review/{item}").json() for item in (first, twin)}
+    decisions = [body["history"][-1] for body in decided.values()]
+    assert all(body["status"] == "decided" for body in decided.values()), decided
+    assert decisions[0]["bulk_id"] and decisions[0]["bulk_id"] == decisions[1]["bulk_id"], decisions
+    assert {(d["action"], d["label"]["path"]) for d in decisions} == {
+        (decisions[0]["action"], decided[first]["suggested_label"]["path"])}, decisions
+    assert page.evaluate("() => window.__cspViolations") == [] and violations == [] and not errors, (violations,
+                                                                                                      errors)
+
+    # Undo takes back the whole decision: both items are open again.
+    page.keyboard.press("u")
+    page.wait_for_function("n => document.querySelector('article.item')?.dataset.item === n", arg=str(first),
+                           timeout=20_000)
+    with service.client(key) as reviewer:
+        assert {reviewer.get(f"/v1/review/{item}").json()["status"] for item in (first, twin)} == {"open"}
+    page.wait_for_selector(f"#similar input[data-similar='{twin}']:checked")  # ticked again, as it was
+
+    # Search down (no worker answers it): the panel says so, and the item is still decided with a key.
+    service.kill_worker()
+    with service.client(key) as reviewer:
+        deadline = time.monotonic() + 60
+        while reviewer.post("/v1/search", json={"text": "flights"}).status_code != 503:
+            assert time.monotonic() < deadline, "search still answered 60 s after its worker was killed"
+            time.sleep(1)
+    page.reload()
+    shown = _current_item(page)
+    page.wait_for_selector("#similar .similar-error [data-similar-retry]", timeout=30_000)
+    assert "Similar creatives unavailable" in page.text_content("#similar .similar-error")
+    page.screenshot(path="/tmp/similar_unavailable.png")
+    page.keyboard.press("Enter")
+    _after(page, shown)
+    with service.client(key) as reviewer:
+        alone = reviewer.get(f"/v1/review/{shown}").json()
+    assert alone["status"] == "decided" and alone["history"][-1]["bulk_id"] is None, alone
+    assert not errors, errors

@@ -10,6 +10,7 @@ from ctax.jobs import ACTIVATE_VERSION, BUILD_VERSION, REFRESH_MAP, SYNC_INDEX
 from ctax.pictures.map import refresh_map as draw_map
 from ctax.versions import lifecycle
 from ctax.worker.runtime import current
+from ctax.worker.tasks.search import queue_backfill
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ def activate_version(version_id: str) -> None:
                                    rt.settings.novelty_traffic_window):
         rt.info["model_version"] = version_id
         log.info("version %s active in the index", version_id)
+        queue_backfill(version_id)  # what was labelled since it was built as a candidate
         if rt.settings.map_path.exists():  # someone looks at the map: show them the new version's space
             refresh_map()
 
@@ -48,6 +50,7 @@ def build_version(version_id: str) -> None:
     lifecycle.build_candidate(rt.db, rt.index, rt.space, rt.blobs, rt.ocr, version_id,
                               auto_promote=rt.settings.auto_promote,
                               traffic_window=rt.settings.novelty_traffic_window)
+    queue_backfill(version_id)  # its creatives collection starts empty: search it as soon as it is promoted
 
 
 @shared_task(name=REFRESH_MAP, acks_late=True, reject_on_worker_lost=True, ignore_result=True)

@@ -35,6 +35,11 @@
     excluded: new Map(),
     modal: null,
     images: new Map(),
+    // The similar-creatives panel of the item shown: {itemId, status: "loading"|"ok"|"error", result, error},
+    // and the review item ids ticked there (decided together with the item).
+    similar: null,
+    similarSelected: new Set(),
+    lastGroup: [],
   };
 
   // ---------------------------------------------------------------------------------------------- api
@@ -388,7 +393,9 @@
             </div>
           </div>
         </div>
+        <section class="card panel similar" id="similar" aria-label="Similar creatives"></section>
         <div class="actions">
+          <div class="group-note" id="group-chip" hidden></div>
           <button class="btn btn-primary" data-act="confirm" ${suggestedId ? "" : "disabled"} title="Apply the suggested label"><span class="btn-text">Confirm${it.suggested_label ? ` “${esc(splitPath(it.suggested_label.path).pop())}”` : ""}</span><kbd>⏎</kbd></button>
           <button class="btn" data-act="search" title="Search every label">Label…<kbd>/</kbd></button>
           <button class="btn" data-act="new">New label…<kbd>N</kbd></button>
@@ -410,12 +417,210 @@
     highlightTree(it);
     renderQueue();
     renderKeys();
+    showSimilar(it);
+  }
+
+  // ---------------------------------------------------------------------------------- similar creatives
+  // The item's nearest creatives (POST /v1/search): loaded after the item is shown and never waited for, so a
+  // slow or missing search never holds up deciding the item itself.
+  const SIMILAR_LIMIT = 8;
+
+  function showSimilar(it) {
+    if (!state.similar || state.similar.itemId !== it.id) {
+      state.similar = { itemId: it.id, status: "loading", result: null, error: null };
+      state.similarSelected.clear();
+      loadSimilar(it);
+    }
+    renderSimilar();
+  }
+
+  async function loadSimilar(it) {
+    const current = state.similar;
+    current.status = "loading";
+    current.error = null;
+    renderSimilar();
+    try {
+      current.result = await api("POST", "/v1/search", { creative_id: it.creative.id, limit: SIMILAR_LIMIT });
+      current.status = "ok";
+      // Only what is shown and still open stays ticked: a decision never reaches an item the reviewer cannot see.
+      const open = new Set((current.result.creatives || []).filter(selectable).map((row) => row.review_item_id));
+      if (state.similar === current) {
+        const wanted = [...state.similarSelected, ...(state.pendingTicks || [])];
+        state.similarSelected = new Set(wanted.filter((id) => open.has(id)));
+        state.pendingTicks = null;
+      }
+    } catch (err) {
+      current.status = "error";
+      current.error = err;
+    }
+    if (state.similar === current) renderSimilar();
+  }
+
+  function similarError(err) {
+    if (err.status === 503) return "Similar creatives unavailable: search is busy or its worker is not answering. Retry in a moment.";
+    if (err.status === 404 && err.body?.error === "http_error") return "Similar creatives unavailable: this server has no search.";
+    return `Similar creatives unavailable: ${err.message}`;
+  }
+
+  function selectable(row) {
+    return row.review_item_id != null && row.review_status === STATUS.OPEN && row.review_item_id !== state.item?.id;
+  }
+
+  function renderSimilar() {
+    const panel = $("#similar");
+    const view = state.similar;
+    if (!panel || !view || !state.item || view.itemId !== state.item.id) return;
+    const head = (sub) => `
+      <div class="similar-head">
+        <p class="section-label">Similar creatives</p>
+        <span class="muted small">${sub}</span>
+        <span class="similar-keys muted small"><kbd>M</kbd>tick <kbd>A</kbd>all open</span>
+      </div>`;
+    if (view.status === "loading") {
+      panel.innerHTML = `${head("searching…")}<div class="skeleton sk-similar"></div>`;
+    } else if (view.status === "error") {
+      panel.innerHTML = `${head("")}
+        <div class="similar-error" role="alert"><span>${esc(similarError(view.error))}</span>
+          <button class="btn btn-sm" data-similar-retry>Retry</button></div>`;
+    } else {
+      const rows = view.result.creatives || [];
+      const indexed = view.result.indexed;
+      const sub = `${rows.length} nearest by ${esc(view.result.model_version || "the active version")}`
+        + (indexed && indexed.total ? ` · ${indexed.creatives} of ${indexed.total} creatives searchable` : "");
+      panel.innerHTML = `${head(sub)}
+        ${rows.length ? `<div class="sim-row sim-cols" aria-hidden="true"><span></span><span></span><span>Creative</span><span>Label</span><span>Flag</span><span>Review</span><span>Similarity</span></div>
+          <ol class="similar-list">${rows.map(similarRow).join("")}</ol>`
+          : `<p class="muted small">No other creative to compare with yet.</p>`}
+        <div class="similar-foot" id="similar-foot" hidden></div>`;
+      panel.querySelectorAll(".sim-bar i[data-width]").forEach((bar) => { bar.style.width = `${bar.dataset.width}%`; });
+      panel.querySelectorAll("img[data-creative]").forEach((img) => {
+        imageUrl({ id: img.dataset.creative, image_url: img.dataset.src }).then((url) => { if (url) img.src = url; });
+      });
+    }
+    renderSimilarSelection();
+  }
+
+  function similarRow(row) {
+    const open = selectable(row);
+    const ticked = open && state.similarSelected.has(row.review_item_id);
+    const similarity = Number(row.similarity);
+    const flag = row.flag && row.flag !== "none"
+      ? `<span class="chip flag-${esc(row.flag)}">${esc(FLAG_SHORT[row.flag] || row.flag)}</span>` : `<span class="muted small">not flagged</span>`;
+    const review = row.review_item_id == null ? `<span class="muted small">not in review</span>`
+      : row.review_status === STATUS.OPEN ? `<span class="chip chip-open">open #${row.review_item_id}</span>`
+        : `<span class="chip chip-ok">${esc(row.review_status || "")} #${row.review_item_id}</span>`;
+    return `
+      <li class="sim-row ${ticked ? "ticked" : ""}" data-creative="${esc(row.id)}">
+        ${open ? `<input type="checkbox" data-similar="${row.review_item_id}" ${ticked ? "checked" : ""} aria-label="Decide #${row.review_item_id} with this item">`
+          : `<span class="sim-nobox" title="${row.review_item_id == null ? "no review item" : "already decided"}"></span>`}
+        <div class="sim-thumb">${row.image_url ? `<img alt="" data-creative="${esc(row.id)}" data-src="${esc(row.image_url)}">` : `<span>Aa</span>`}</div>
+        <div class="sim-text" title="${esc(row.text_excerpt || "")}">${esc(row.text_excerpt || (row.image_url ? "(image only)" : "(empty)"))}</div>
+        <div class="sim-label">${row.decided_label ? pathHtml(row.decided_label.path) : `<span class="muted small">no decided label</span>`}</div>
+        <div class="sim-flag">${flag}</div>
+        <div class="sim-review">${review}</div>
+        <div class="sim-score" title="cosine similarity to this creative"><span class="sim-bar"><i data-width="${Math.max(2, Math.min(100, similarity * 100)).toFixed(0)}"></i></span><b>${similarity.toFixed(2)}</b></div>
+      </li>`;
+  }
+
+  function renderSimilarSelection() {
+    // Updates what depends on the ticks without rebuilding the list, so keyboard focus stays where it is.
+    const n = state.similarSelected.size;
+    $$("#similar .similar-list .sim-row").forEach((row) => {
+      const box = $("input[data-similar]", row);
+      row.classList.toggle("ticked", !!box && box.checked);
+    });
+    const chip = $("#group-chip");
+    if (chip) {
+      chip.hidden = n === 0;
+      chip.textContent = `Your decision applies to this item and ${n} ticked similar creative${n === 1 ? "" : "s"} (one action, one undo).`;
+    }
+    const foot = $("#similar-foot");
+    if (!foot) return;
+    foot.hidden = n === 0;
+    if (!n) { foot.innerHTML = ""; return; }
+    const it = state.item;
+    const leaf = it?.suggested_label ? splitPath(it.suggested_label.path).pop() : null;
+    foot.innerHTML = `
+      <span class="similar-count"><b>${n + 1} items</b>: this one and ${n} ticked; your decision applies to all of them</span>
+      <button class="btn btn-sm btn-primary" data-group="confirm" ${leaf ? "" : "disabled"}>Confirm “${esc(leaf || "–")}” for ${n + 1}<kbd>⏎</kbd></button>
+      <button class="btn btn-sm" data-group="search">Label ${n + 1}…<kbd>/</kbd></button>
+      <button class="btn btn-sm btn-danger-ghost" data-group="reject">Reject ${n + 1}…<kbd>X</kbd></button>
+      <button class="btn btn-ghost btn-sm" data-group="clear" title="Untick all">✕</button>`;
+  }
+
+  function tickSimilar(id, on) {
+    if (on) state.similarSelected.add(id); else state.similarSelected.delete(id);
+    const box = $(`#similar input[data-similar="${id}"]`);
+    if (box) box.checked = on;
+    renderSimilarSelection();
+  }
+
+  function tickAllSimilar() {
+    const boxes = $$("#similar input[data-similar]");
+    if (!boxes.length) return toast("No similar creative with an open review item.", "", 2000);
+    const all = boxes.every((b) => b.checked);
+    boxes.forEach((b) => tickSimilar(Number(b.dataset.similar), !all));
+  }
+
+  function focusSimilar(step) {
+    const boxes = $$("#similar input[data-similar]");
+    if (!boxes.length) return toast(state.similar?.status === "ok" ? "No similar creative with an open review item." : "Similar creatives are not loaded.", "", 2000);
+    const at = boxes.indexOf(document.activeElement);
+    const next = at < 0 ? 0 : Math.min(boxes.length - 1, Math.max(0, at + step));
+    boxes[next].focus();
+    boxes[next].closest(".sim-row")?.scrollIntoView({ block: "nearest" });
+  }
+
+  async function groupAction(action, label) {
+    // "Confirm" means: this item's suggested label, for every ticked item too. A ticked item whose own suggestion
+    // differs would get its own label from a bulk confirm, so then the label is named (relabel) for all of them.
+    if (action !== ACTION.CONFIRM) return { action, label };
+    const target = state.item.suggested_label;
+    const others = await Promise.all([...state.similarSelected].map((id) => api("GET", `/v1/review/${id}`)));
+    const same = others.every((other) => other.suggested_label && other.suggested_label.id === target.id);
+    return same ? { action } : { action: ACTION.RELABEL, label: target.path };
+  }
+
+  async function decideGroup(action, label, note, { throwErrors = false } = {}) {
+    const it = state.item;
+    const ids = [it.id, ...state.similarSelected];
+    state.loading = true;
+    try {
+      const chosen = await groupAction(action, label);
+      const body = { ids, action: chosen.action };
+      if (chosen.label !== undefined && chosen.label !== null) body.label = chosen.label;
+      if (note) body.note = note;
+      const result = await api("POST", "/v1/review/bulk", body);
+      state.lastDecided = it.id;
+      state.lastGroup = ids.slice(1);
+      ids.forEach((id) => state.selected.delete(id));
+      state.similarSelected.clear();
+      const what = action === ACTION.REJECT ? "Rejected" : `Labelled ${esc(result.decisions[0]?.label?.path || chosen.label || "")}`;
+      toast(`${what}: ${result.decided} items in one decision <span class="muted">· #${ids.join(", #")}</span> &nbsp;<kbd>U</kbd> undo`);
+      if (result.label_created) await loadLabels();
+    } catch (err) {
+      state.loading = false;
+      const conflicts = err.body?.detail?.conflicts || err.body?.conflicts;
+      if (err.status === 409 && conflicts) {
+        // All or nothing: nothing was decided. Untick what cannot be decided now; the reviewer decides again.
+        conflicts.forEach((c) => { if (c.id !== it.id) tickSimilar(c.id, false); });
+        if (conflicts.some((c) => c.id === it.id)) { fail(err); return nextItem(); }
+        loadSimilar(it);
+      }
+      if (throwErrors) throw err;
+      fail(err);
+      return;
+    }
+    state.loading = false;
+    closeModal();
+    nextItem();
   }
 
   // ------------------------------------------------------------------------------------------ decisions
   async function decide(action, label, note) {
     const it = state.item;
     if (!it || state.loading) return;
+    if (state.similarSelected.size) return decideGroup(action, label, note);
     state.loading = true;
     try {
       const body = { action, version: it.version };
@@ -423,6 +628,7 @@
       if (note) body.note = note;
       const result = await api("POST", `/v1/review/${it.id}/decision`, body);
       state.lastDecided = it.id;
+      state.lastGroup = [];
       state.selected.delete(it.id);
       const what = action === ACTION.REJECT ? "Rejected" : `${action === ACTION.NEW_LABEL ? "Created and applied" : "Labelled"} ${esc(result.decision.label?.path || "")}`;
       toast(`${what} <span class="muted">· #${it.id}</span> &nbsp;<kbd>U</kbd> undo`);
@@ -443,13 +649,24 @@
     if (!id) return toast("Nothing to undo yet.");
     try {
       await releaseCurrent();
+      // A decision taken with ticked similar creatives is undone for all of them; they come back open and ticked.
+      const group = state.lastGroup;
+      for (const other of group) await api("POST", `/v1/review/${other}/reopen`);
       state.item = await api("POST", `/v1/review/${id}/reopen`);
       state.lastDecided = null;
-      toast(`Reopened #${id}: decide it again.`);
+      state.lastGroup = [];
+      state.similar = null;
+      showSimilarTicks(group);
+      toast(`Reopened #${[id, ...group].join(", #")}: decide ${group.length ? "them" : "it"} again.`);
       renderItem();
       loadUpcoming();
       refreshStats();
     } catch (err) { fail(err); }
+  }
+
+  function showSimilarTicks(ids) {
+    // Kept for the next load of the panel: renderItem starts a fresh search and the ticks survive it.
+    state.pendingTicks = ids;
   }
 
   function skip() {
@@ -625,6 +842,9 @@
       [["/", "L"], "Search any label"], [["N"], "New label (created under an existing parent)"],
       [["X"], "Reject, with a reason"], [["S", "→"], "Skip to the next item"], [["U"], "Undo your last decision"],
       [["Space"], "Select the current item for a bulk decision"],
+      [["M"], "Move into the similar creatives (↑ ↓ move, Space ticks, Esc leaves)"],
+      [["A"], "Tick every similar creative with an open review item"],
+      [["⏎", "1", "/", "X"], "With similar creatives ticked: the decision applies to this item and them"],
       [["Q", "P"], "Queue / proposals"], [["J", "K"], "Next / previous proposal"], [["A", "R"], "Accept / reject proposal"],
       [["D"], "Run discovery now (proposals view)"], [["?"], "This help"], [["Esc"], "Close a dialog"],
     ];
@@ -835,7 +1055,7 @@
 
   function renderKeys() {
     const hints = state.view === "queue"
-      ? [["⏎", "confirm"], ["1–9", "pick"], ["/", "search"], ["N", "new label"], ["X", "reject"], ["S", "skip"], ["U", "undo"], ["Space", "select"], ["P", "proposals"], ["?", "help"]]
+      ? [["⏎", "confirm"], ["1–9", "pick"], ["/", "search"], ["N", "new label"], ["X", "reject"], ["S", "skip"], ["U", "undo"], ["M", "similar"], ["Space", "select"], ["P", "proposals"], ["?", "help"]]
       : [["J/K", "next/previous"], ["A", "accept"], ["R", "reject"], ["D", "discover"], ["Q", "queue"], ["?", "help"]];
     $("#keys").innerHTML = hints.map(([k, v]) => `<span><kbd>${esc(k)}</kbd>${esc(v)}</span>`).join("");
   }
@@ -848,7 +1068,17 @@
       if (state.modal.onKey && state.modal.onKey(e)) { e.preventDefault(); }
       return;
     }
-    const typing = e.target.matches("input, select, textarea");
+    const inSimilar = e.target.matches("#similar input[data-similar]");
+    if (inSimilar) {
+      // In the similar list: arrows move, Space ticks (the checkbox's own), Esc leaves; every other key is the
+      // page's, so a reviewer ticks twins and decides without reaching for the mouse.
+      if (e.key === " ") return;
+      if (e.key === "ArrowDown" || e.key === "j") { e.preventDefault(); return focusSimilar(1); }
+      if (e.key === "ArrowUp" || e.key === "k") { e.preventDefault(); return focusSimilar(-1); }
+      if (e.key === "Escape" || e.key === "Tab") { if (e.key === "Escape") e.target.blur(); return; }
+      e.target.blur();
+    }
+    const typing = !inSimilar && e.target.matches("input, select, textarea");
     if (typing) {
       if (e.key === "Escape") e.target.blur();
       if (e.key === "Enter" && e.target.closest("#filters")) { e.preventDefault(); e.target.blur(); releaseCurrent().then(() => { state.item = null; nextItem(); }); }
@@ -886,6 +1116,8 @@
     if (k === "x" || k === "X") { handled(); if (it) rejectDialog((note) => decide(ACTION.REJECT, null, note)); return; }
     if (k === "s" || k === "S" || k === "ArrowRight") { handled(); return skip(); }
     if (k === "u" || k === "U") { handled(); return undo(); }
+    if ((k === "m" || k === "M") && it) { handled(); return focusSimilar(0); }
+    if ((k === "a" || k === "A") && it) { handled(); return tickAllSimilar(); }
     if (k === " " && it) {
       handled();
       if (state.selected.has(it.id)) state.selected.delete(it.id); else state.selected.add(it.id);
@@ -897,8 +1129,10 @@
   async function decideOrThrow(action, label) {
     // The new-label dialog shows the API's refusal (parent missing, duplicate) in place instead of closing.
     const it = state.item;
+    if (state.similarSelected.size) return decideGroup(action, label, null, { throwErrors: true });
     const result = await api("POST", `/v1/review/${it.id}/decision`, { action, label, version: it.version });
     state.lastDecided = it.id;
+    state.lastGroup = [];
     toast(`Created and applied ${esc(result.decision.label?.path || label)} <kbd>U</kbd> undo`);
     closeModal();
     await loadLabels();
@@ -927,6 +1161,19 @@
       if (act === "reject") return rejectDialog((note) => decide(ACTION.REJECT, null, note));
       if (act === "skip") return skip();
       if (act === "undo") return undo();
+    });
+    $("#main").addEventListener("click", (e) => {
+      if (e.target.closest("[data-similar-retry]") && state.item) return loadSimilar(state.item);
+      const group = e.target.closest("[data-group]")?.dataset.group;
+      if (!group || !state.item) return;
+      if (group === "clear") { [...state.similarSelected].forEach((id) => tickSimilar(id, false)); return; }
+      if (group === "confirm") return decide(ACTION.CONFIRM);
+      if (group === "search") return labelPalette({ title: `Label ${state.similarSelected.size + 1} items`, onPick: (l) => decide(ACTION.RELABEL, l.path) });
+      if (group === "reject") return rejectDialog((note) => decide(ACTION.REJECT, null, note));
+    });
+    $("#main").addEventListener("change", (e) => {
+      const box = e.target.closest("input[data-similar]");
+      if (box) tickSimilar(Number(box.dataset.similar), box.checked);
     });
     $("#queue").addEventListener("click", (e) => {
       const box = e.target.closest("[data-select]");

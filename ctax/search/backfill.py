@@ -1,0 +1,82 @@
+"""A version's creatives collection filled with the creatives stored before it existed.
+
+The labelling worker indexes what a version labels; a new version (the pretrained one at first start, a trained
+candidate) starts empty and would find nothing labelled before it. The backfill walks the stored, labelled
+creatives in (created_at, id) order a chunk at a time, skips those the collection already holds and encodes the
+rest with the version's towers (versions.sync.encode_stored, as a promotion's inherited traffic is). A chunk is one
+task, so labelling runs between chunks; a chain cut short (a worker killed) is started again from the beginning
+and skips what is done, so the walk is resumable without any stored cursor.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from ctax.embedding.space import SharedSpace
+from ctax.index.qdrant import LabelIndex
+from ctax.store.blobs import BlobStore
+from ctax.store.repos import search as rows
+from ctax.store.session import Database
+from ctax.versions.sync import encode_stored
+
+log = logging.getLogger(__name__)
+
+Cursor = tuple[dt.datetime, str]
+
+
+@dataclass(frozen=True)
+class BackfillStep:
+    after: Cursor | None  # where the next chunk starts; None when the walk is done
+    scanned: int
+    added: int
+    indexed: int  # the version's collection after this step
+    total: int  # searchable creatives stored
+
+    @property
+    def done(self) -> bool:
+        return self.after is None
+
+
+def backfill_chunk(
+    db: Database, space: SharedSpace, index: LabelIndex, blobs: BlobStore, after: Cursor | None, chunk: int,
+) -> BackfillStep:
+    version = space.version
+    with db.read() as session:
+        total = rows.searchable_count(session)
+        page = rows.searchable_page(session, after, chunk) if index.count_creatives(version) < total or after else []
+    if not page:
+        return BackfillStep(None, 0, 0, index.count_creatives(version), total)
+    have = index.indexed_creatives(version, [row.id for row in page])
+    missing = [row for row in page if row.id not in have]
+    added = 0
+    for start in range(0, len(missing), space.text_batch):
+        part = missing[start : start + space.text_batch]
+        encoded = dict(encode_stored(space, blobs, part))
+        kept = [row for row in part if row.id in encoded]
+        if kept:
+            index.upsert_creatives(version, [row.id for row in kept], np.stack([encoded[row.id] for row in kept]), [
+                {"label_id": row.decided_label_id, "account_id": row.account_id,
+                 "created_at": row.created_at.timestamp()} for row in kept])
+            added += len(kept)
+    indexed = index.count_creatives(version)
+    last = page[-1]
+    step = BackfillStep((last.created_at, last.id) if len(page) == chunk else None, len(page), added, indexed, total)
+    log.info("creatives of %s backfilled: +%d of %d scanned, %d of %d indexed%s", version, added, len(page),
+             indexed, total, "" if step.done else " (continuing)")
+    return step
+
+
+def backfill(db: Database, space: SharedSpace, index: LabelIndex, blobs: BlobStore, chunk: int = 512) -> int:
+    """The whole walk in this call (tests, benches, `ctax` commands); the worker runs it a chunk per task."""
+    after: Cursor | None = None
+    added = 0
+    while True:
+        step = backfill_chunk(db, space, index, blobs, after, chunk)
+        added += step.added
+        if step.done:
+            return added
+        after = step.after

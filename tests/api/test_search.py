@@ -1,0 +1,98 @@
+"""POST /v1/search as the API checks it, before any worker is asked: what to search for, the image, the filters,
+who may see which creatives, and a 503 with Retry-After when no worker answers in time. The answers themselves
+come from the index owner: tests/search (the service) and tests/e2e/test_search.py (through a real worker)."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+
+from ctax.config import Settings
+from ctax.jobs import SEARCH_QUEUE
+from ctax.store.repos import workers
+from tests.conftest import headers, make_settings, png_bytes
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path / "var", search_timeout_s=0.5)
+
+
+@pytest.fixture
+def posters(client, keys) -> dict[str, dict]:
+    """Two accounts, each with a poster key and one creative."""
+    admin = headers(keys["admin"])
+    out = {}
+    for name in ("a", "b"):
+        account = client.post("/v1/accounts", headers=admin, json={"name": name, "kind": "advertiser"}).json()["id"]
+        key = client.post("/v1/api-keys", headers=admin,
+                          json={"name": name, "role": "poster", "account_id": account}).json()["key"]
+        creative = client.post("/v1/creatives", headers=headers(key), json={"ocr_text": f"ad of {name}"}).json()["id"]
+        out[name] = {"account": account, "key": key, "creative": creative}
+    return out
+
+
+def search(client, key: str, **body):
+    return client.post("/v1/search", headers=headers(key), json=body)
+
+
+@pytest.mark.parametrize(("body", "problem"), [
+    ({}, "nothing to search for"),
+    ({"text": "   "}, "text is empty"),
+    ({"text": ""}, "text is empty"),
+    ({"text": "cars", "creative_id": "0" * 32}, "give it alone"),
+    ({"text": "cars", "limit": 0}, "limit"),
+    ({"text": "cars", "limit": 101}, "limit"),
+    ({"text": "cars", "labels_limit": 51}, "labels_limit"),
+    ({"text": "cars", "filters": {"flag": ["sometimes"]}}, "flag"),
+    ({"text": "cars", "filters": {"colour": "red"}}, "colour"),
+    ({"text": "cars", "image_base64": "not base64!"}, "not valid base64"),
+])
+def test_bad_requests_are_refused_naming_the_problem(client, keys, body: dict, problem: str) -> None:
+    response = search(client, keys["reviewer"], **body)
+    assert response.status_code == 422, response.text
+    assert problem in response.text
+
+
+def test_an_image_that_is_not_an_image_is_refused(client, keys) -> None:
+    response = search(client, keys["reviewer"], image_base64=base64.b64encode(b"%PDF-1.4 not an image").decode())
+    assert response.status_code == 415 and response.json()["detail"]["field"] == "image"
+
+
+def test_a_filter_on_an_unknown_label_is_refused_naming_it(client, keys, pitt_labels) -> None:
+    response = search(client, keys["reviewer"], text="cars", filters={"label": "Product/Spaceships"})
+    assert response.status_code == 422 and "Product/Spaceships" in response.json()["message"]
+    assert response.json()["detail"]["field"] == "filters.label"
+    assert search(client, keys["reviewer"], text="cars", filters={"label": 999999}).status_code == 422
+
+
+def test_an_unknown_creative_or_another_accounts_answers_404(client, keys, posters) -> None:
+    a, b = posters["a"], posters["b"]
+    assert search(client, a["key"], creative_id="0" * 32).status_code == 404
+    # Another account's creative is as absent to a poster as an id that does not exist.
+    theirs = search(client, a["key"], creative_id=b["creative"])
+    assert theirs.status_code == 404 and theirs.json()["error"] == "not_found"
+    forbidden = search(client, a["key"], text="ad", filters={"account_id": b["account"]})
+    assert forbidden.status_code == 403
+    assert search(client, keys["reviewer"], text="ad", filters={"account_id": 999999}).status_code == 422
+
+
+def test_without_a_worker_the_answer_is_503_with_retry_after(client, keys, posters, db) -> None:
+    # Nobody consumes the search queue: refused at once.
+    response = search(client, keys["reviewer"], creative_id=posters["b"]["creative"])
+    assert response.status_code == 503 and SEARCH_QUEUE in response.json()["message"]
+    assert int(response.headers["Retry-After"]) >= 1
+    # A worker that says it consumes the queue but does not answer: refused after CTAX_SEARCH_TIMEOUT_S.
+    with db.write() as session:
+        workers.beat(session, "silent", pid=1, queues=[SEARCH_QUEUE], device="cpu", ready=True, info={})
+    response = search(client, posters["a"]["key"], image_base64=base64.b64encode(png_bytes("SALE")).decode())
+    assert response.status_code == 503 and "CTAX_SEARCH_TIMEOUT_S" in response.json()["message"]
+    assert response.headers["Retry-After"] == "1"
+
+
+def test_the_operation_is_documented(client) -> None:
+    operation = client.get("/openapi.json").json()["paths"]["/v1/search"]["post"]
+    assert {"200", "404", "415", "422", "503"} <= set(operation["responses"])
+    assert "SearchIn" in str(operation["requestBody"])

@@ -1,0 +1,90 @@
+"""Search through the real service: POST /v1/search -> the search queue -> the index-owning worker -> the result
+backend -> HTTP, on both profiles."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support import ROOT, ServiceProcesses
+
+pytestmark = pytest.mark.e2e
+
+ADS = [
+    ("Buy the new Honda Civic sedan, a great family car with low fuel costs", "Product/Vehicles/Cars"),
+    ("Adopt a rescue dog today and stop animal cruelty", "PSA/Animal Rights"),
+    ("The best burgers in town, open late every night", None),
+]
+
+
+def test_search_answers_through_a_worker(service: ServiceProcesses, shared_data) -> None:
+    with service.client() as http:
+        taxonomy = (shared_data / "pitt_ads_taxonomy.txt").read_bytes()
+        assert http.post("/v1/labels/import", files={"file": ("pitt.txt", taxonomy)}).status_code == 200
+        ids = [http.post("/v1/creatives", json={"ocr_text": text}).json()["id"] for text, _ in ADS]
+        account = http.post("/v1/accounts", json={"name": "Acme", "kind": "advertiser"}).json()["id"]
+        poster = http.post("/v1/api-keys", json={"name": "poster", "role": "poster",
+                                                 "account_id": account}).json()["key"]
+    with service.client(poster) as http:
+        own = http.post("/v1/creatives", json={"ocr_text": "Buy the new Honda Civic hatchback, sporty and cheap"})
+        own_id = own.json()["id"]
+    service.wait_for([*ids, own_id])
+    with service.client() as http:
+        started = time.monotonic()
+        response = http.post("/v1/search", json={"text": ADS[0][0], "limit": 3, "labels_limit": 3})
+        elapsed = time.monotonic() - started
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["creatives"][0]["id"] == ids[0] and body["creatives"][0]["similarity"] > 0.99
+        assert body["labels"][0]["path"].startswith("Product/Vehicles")
+        assert body["indexed"]["creatives"] == body["indexed"]["total"] >= 3
+        assert body["query"] == {"kind": "text", "creative_id": None, "modalities_used": ["text"]}
+        assert elapsed < 10, elapsed
+
+        by_creative = http.post("/v1/search", json={"creative_id": ids[1], "limit": 5}).json()
+        assert ids[1] not in [c["id"] for c in by_creative["creatives"]]
+        assert http.post("/v1/search", json={"creative_id": "0" * 32}).status_code == 404
+        flagged = http.post("/v1/search", json={"text": ADS[0][0], "filters": {"flag": ["none"]}}).json()
+        assert all(c["flag"] == "none" for c in flagged["creatives"])
+    with service.client(poster) as http:  # a poster finds its own account's creatives only
+        mine = http.post("/v1/search", json={"text": ADS[0][0], "limit": 10}).json()
+        assert [c["id"] for c in mine["creatives"]] == [own_id]
+        assert http.post("/v1/search", json={"creative_id": ids[0]}).status_code == 404
+
+
+@pytest.mark.parametrize("profile", ["embedded"], indirect=True)
+def test_a_worker_start_backfills_what_the_version_has_not_indexed(service: ServiceProcesses, shared_data,
+                                                                   tmp_path: Path) -> None:
+    """Imported creatives were never labelled by the version: the index owner's start walks them in."""
+    rows = [json.loads(line) for line in (shared_data / "pitt_ads_dev.jsonl").open()][:40]
+    # One text segment each: a query of that text is then the creative's own vector (segments are averaged).
+    rows = [{**row, "texts": [" ".join(row["texts"])]} for row in rows]
+    path = tmp_path / "imported.jsonl"
+    path.write_text("".join(json.dumps({"id": f"r{n}", "texts": row["texts"], "label": row["label"]}) + "\n"
+                            for n, row in enumerate(rows)))
+    with service.client() as http:
+        taxonomy = (shared_data / "pitt_ads_taxonomy.txt").read_bytes()
+        assert http.post("/v1/labels/import", files={"file": ("pitt.txt", taxonomy)}).status_code == 200
+    subprocess.run([sys.executable, "-m", "ctax", "creatives", "import", str(path)], env=service.env, check=True,
+                   cwd=ROOT, capture_output=True)
+    with service.client() as http:
+        before = http.post("/v1/search", json={"text": " ".join(rows[0]["texts"])}).json()
+        assert before["indexed"] == {"creatives": 0, "total": 40}
+    service.kill_worker("label")
+    service.start_worker("label")
+    service.wait_ready()
+    deadline = time.monotonic() + 120
+    with service.client() as http:
+        while time.monotonic() < deadline:
+            response = http.post("/v1/search", json={"text": " ".join(rows[0]["texts"]), "limit": 1})
+            if response.status_code == 200 and response.json()["indexed"]["creatives"] == 40:
+                break
+            time.sleep(0.5)
+        body = response.json()
+    assert body["indexed"] == {"creatives": 40, "total": 40}, service.logs()
+    assert body["creatives"][0]["similarity"] > 0.99 and body["creatives"][0]["text_excerpt"]
