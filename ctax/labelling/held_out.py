@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ctax.labelling.novelty import TRAFFIC_K
+from ctax.labelling.novelty import DUPLICATE_SIMILARITY, TRAFFIC_K
 from ctax.labelling.trigger import Evidence
 from ctax.taxonomy.tree import Taxonomy
 
@@ -70,6 +70,10 @@ def build_evidence(
             sims = ex_sims[row].copy()
             if cid in own:  # a creative is never its own neighbour
                 sims[own[cid]] = -np.inf
+            # Nor are its copies (the same ad filed twice, on both sides of a split): serving compares a creative
+            # with exemplars it is new to, and a copy among them would make known creatives look surer than they
+            # are, setting the `new_label` threshold too high.
+            sims[sims >= DUPLICATE_SIMILARITY] = -np.inf
             if drop_own_label:
                 sims[ref.exemplar_labels == true_label] = -np.inf
             k = min(exemplar_k, len(sims))
