@@ -24,7 +24,7 @@ from ctax.config import Settings
 from ctax.creatives.intake import CreativeSubmission, create_creative
 from ctax.dataset.importing import BadLine, Row, import_labelled, scan_rows
 from ctax.embedding.space import SharedSpace
-from ctax.enums import RunStatus
+from ctax.enums import CreativeStatus, RunStatus, Source
 from ctax.errors import InvalidInput
 from ctax.evaluation.figures import figure_data
 from ctax.evaluation.progress_view import TrainingView
@@ -32,7 +32,7 @@ from ctax.evaluation.scoring import flag_of, novelty_by_label, score
 from ctax.jobs import LABEL_QUEUE, TRAIN_QUEUE
 from ctax.labelling.sweep import sweep
 from ctax.store.migrate import upgrade
-from ctax.store.models import TrainingRun
+from ctax.store.models import Creative, TrainingRun
 from ctax.store.repos import creatives, labels
 from ctax.taxonomy import catalog
 from ctax.taxonomy.importers import ImportResult, parse_taxonomy_file
@@ -61,6 +61,9 @@ class EvalOptions:
     work_dir: Path | None = None
     skip_invalid: bool = False
     verdicts: bool = False  # also return each test creative's flags, in posting order (bench.arrival's bursts)
+    # OCR texts of ad images, one {"id", "text", "label"} per line (pitt_ads_ocr_dev.jsonl): labelled as image ads
+    # whose text OCR read, after the test stream, and reported apart as the `ocr` block.
+    ocr_test: Path | None = None
 
 
 def choose_holdout(paths: set[LabelPath], rows: list[Row], n: int, seed: int) -> list[LabelPath]:
@@ -92,6 +95,14 @@ class _Split:
     test: list[Row]
     held_out: list[LabelPath]
     invalid: dict[str, list[BadLine]]
+    ocr: list[OcrRow]
+
+
+@dataclass
+class OcrRow:
+    external_id: str
+    text: str
+    label: LabelPath
 
 
 def run_eval(options: EvalOptions, base: Settings | None = None) -> dict[str, Any]:
@@ -125,6 +136,7 @@ def run_eval(options: EvalOptions, base: Settings | None = None) -> dict[str, An
         thresholds = active.thresholds if active else {}
         version_name = active.id if active else None
         artefact_dir = active.artefact_dir if active else None
+    ocr = _ocr_block(rt, settings, data, options) if data.ocr else None
     rt.stop()
     rt.index.client.close()
     metrics = score(posted, rows, ids)
@@ -137,7 +149,8 @@ def run_eval(options: EvalOptions, base: Settings | None = None) -> dict[str, An
     at_arrival = {key: first[key] for key in ("novelty_auroc", "novelty_precision", "novelty_recall", "flags",
                                               "known_flagged_new_rate")}
     at_arrival["by_held_out_label"] = novelty_by_label(posted, rows, at_arrival=True)
-    return {**metrics, "n_train": len(data.train), "n_test": len(data.test),
+    return {**metrics, **({"ocr": ocr} if ocr is not None else {}),
+            "n_train": len(data.train), "n_test": len(data.test),
             "at_arrival": at_arrival, "novelty_sweep": swept, "by_held_out_label": novelty_by_label(posted, rows),
             "held_out_labels": [str(p) for p in data.held_out], "seconds": round(time.perf_counter() - started, 1),
             "train_seconds": round(train_seconds, 1), "model_version": version_name, "trained": not options.no_train,
@@ -178,7 +191,30 @@ def _split(options: EvalOptions, limits: Settings) -> _Split:
     hidden = set(held_out)
     kept = ImportResult([item for item in parsed.labels if item.path not in hidden], parsed.warnings)
     return _Split(kept, [row for row in train_rows if row.label not in hidden], test_rows, held_out,
-                  {name: scan.bad for name, scan in scans.items()})
+                  {name: scan.bad for name, scan in scans.items()},
+                  read_ocr_rows(options.ocr_test) if options.ocr_test else [])
+
+
+def read_ocr_rows(path: Path) -> list[OcrRow]:
+    """The OCR test file, every line checked before any service is made: a JSON object with a non-empty "text"
+    and a "label" path."""
+    rows: list[OcrRow] = []
+    with path.open() as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+                text, label = data["text"], LabelPath.parse(data["label"])
+                if not isinstance(text, str) or not text.strip():
+                    raise ValueError("an empty \"text\"")
+            except (ValueError, KeyError, TypeError) as exc:
+                raise InvalidInput(f"{path.name} line {number}: not an OCR row with \"text\" and \"label\" "
+                                   f"({exc})") from exc
+            rows.append(OcrRow(str(data.get("id") or f"ocr-{number}"), text, label))
+    if not rows:
+        raise InvalidInput(f"{path.name} holds no OCR rows")
+    return rows
 
 
 class InvalidEvalLines(InvalidInput):
@@ -241,6 +277,59 @@ def _post_test_rows(rt: Runtime, settings: Settings, test_rows: list[Row], hidde
             creative, _ = create_creative(session, rt.blobs, settings, sub, None)
             posted.append({"id": creative.id, "label": row.label, "novel": novel, "wrong": wrong})
     return posted, ids
+
+
+def _ocr_block(rt: Runtime, settings: Settings, data: _Split, options: EvalOptions) -> dict[str, Any]:
+    """The OCR rows labelled as image ads whose text OCR read (stored OCR text, no text of their own: the
+    labeller compares them by it and judges them with the version's OCR thresholds), after the test stream and
+    its sweep, so that the stream's figures are untouched. Rows whose ad id is among the training rows (the same
+    ad, summarised) are left out: its summary would be an exemplar. Figures are the verdicts as they arrived."""
+    in_train = {row.external_id for row in data.train if row.external_id}
+    kept = [row for row in data.ocr if row.external_id not in in_train]
+    hidden = set(data.held_out)
+    rng = random.Random(options.seed + 2)
+    with rt.db.read() as session:
+        ids = {LabelPath.parse(label.path): label.id for label in labels.active(session)}
+        taxonomy = catalog.active_taxonomy(session)
+    leaves = [path for path in ids if taxonomy.is_leaf(ids[path])]
+    posted: list[dict[str, Any]] = []
+    with rt.db.write() as session:
+        for row in kept:
+            novel = row.label in hidden
+            wrong = not novel and row.label in ids and rng.random() < options.wrong_label_rate
+            asserted = (rng.choice([p for p in leaves if p != row.label and not p.is_ancestor_of(row.label)
+                                    and not row.label.is_ancestor_of(p)]) if wrong else row.label)
+            creative = Creative(texts=[], ocr_text=row.text, external_id=f"ocr:{row.external_id}",
+                                asserted_label_id=ids.get(asserted) if not novel else None,
+                                status=CreativeStatus.QUEUED, source=Source.API)
+            session.add(creative)
+            session.flush()
+            posted.append({"id": creative.id, "label": row.label, "novel": novel, "wrong": wrong})
+    _label(rt, settings, posted)
+    with rt.db.read() as session:
+        rows = {c.id: c for c in creatives.by_ids(session, [p["id"] for p in posted])}
+    metrics = score(posted, rows, ids)
+    with rt.db.read() as session:
+        active = registry.active_version(session)
+        thresholds = (active.thresholds or {}) if active else {}
+    return {key: metrics.get(key) for key in ("top1", "top5", "novelty_auroc", "novelty_precision", "novelty_recall",
+                                              "known_flagged_new_rate", "wrong_label_auroc", "flags")} | {
+        "n": len(posted), "n_novel": sum(p["novel"] for p in posted), "left_out_in_train": len(data.ocr) - len(kept),
+        # The same verdicts under the supplied-text threshold: what the OCR-read creatives got before it had its own.
+        "known_flagged_new_rate_text_threshold": _flagged_below(posted, rows, thresholds.get("new_label")),
+        "thresholds": {key: thresholds.get(key) for key in ("new_label", "ocr_new_label", "wrong_label",
+                                                             "ocr_wrong_label")},
+        "by_held_out_label": novelty_by_label(posted, rows),
+    }
+
+
+def _flagged_below(posted: list[dict[str, Any]], rows: dict[str, Creative], threshold: float | None) -> float | None:
+    """The share of known-label creatives whose fit is below `threshold`."""
+    scored = [((rows[p["id"]].prediction or {}).get("scores") or {}).get("fit") for p in posted if not p["novel"]]
+    fits = [float(f) for f in scored if f is not None]
+    if threshold is None or not fits:
+        return None
+    return sum(f < threshold for f in fits) / len(fits)
 
 
 def _label(rt: Runtime, settings: Settings, posted: list[dict[str, Any]]) -> None:

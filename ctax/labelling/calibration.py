@@ -95,10 +95,11 @@ class _Assertions:
 
 def calibrate(
     taxonomy: Taxonomy, held: Held, ref: Reference, *, top_k: int = 5, exemplar_k: int = 10, seed: int = 13,
-    traffic_window: int = 0,
+    traffic_window: int = 0, ocr_held: Held | None = None,
 ) -> tuple[Thresholds, dict[str, Any]]:
     """traffic_window: how many recent creatives the service keeps as novelty evidence (0: none, and the
-    learned novelty score does without the traffic feature)."""
+    learned novelty score does without the traffic feature). ocr_held: OCR-like readings of (some of) the held
+    creatives (ocr_noise.py), same ids and labels; the thresholds for OCR-read creatives are set on them."""
     if len(held.label_ids) == 0:
         return Thresholds(source="defaults (no labelled validation data)"), {"n_validation": 0}
     rng = np.random.default_rng(seed)
@@ -145,13 +146,48 @@ def calibrate(
         "method": f"simulated assertions, {WRONG_RATE:.0%} wrong",
     }
     report["top1"] = by_weight[best_weight]
+    if ocr_held is not None and len(ocr_held.label_ids) > 0:
+        thresholds, report["ocr"] = _ocr_thresholds(validation, thresholds, held, ocr_held, ref, exemplar_k,
+                                                    traffic is not None, rng)
     report["figures"] = curves.calibration_figures(
         validation.trigger(thresholds), validation.known, validation.novel, validation.truth, validation.taxonomy,
         (assertions.gaps, assertions.positive), report, NOVEL_RATE, WRONG_RATE)
     return thresholds, report
 
 
-def _top1_by_exemplar_weight(validation: _Validation) -> dict[float, float]:
+def _ocr_thresholds(
+    validation: _Validation, thresholds: Thresholds, held: Held, ocr_held: Held, ref: Reference, exemplar_k: int,
+    with_traffic: bool, rng: np.random.Generator,
+) -> tuple[Thresholds, dict[str, Any]]:
+    """Step 6: the `new_label` and `wrong_label` thresholds of OCR-read creatives, set as steps 3 and 5 set the
+    supplied-text ones but on OCR-like readings of the validation creatives, scored with everything else the
+    calibration chose (weights, novelty scorer). Their traffic is the clean validation creatives, their own
+    clean text aside: an OCR-read creative arrives among creatives with supplied text."""
+    traffic = simulated_traffic(held, ocr_held) if with_traffic else None
+    window = len(held.creative_ids) - 1
+    ocr = _Validation(validation.taxonomy, ocr_held.label_ids,
+                      build_evidence(ocr_held, ref, exemplar_k, traffic=traffic, window=window),
+                      build_evidence(ocr_held, ref, exemplar_k, drop_own_label=True, traffic=traffic, window=window),
+                      validation.top_k, validation.has_exemplars)
+    new_threshold, new_report = _new_label_threshold(ocr, ocr.trigger(thresholds))
+    assertions = _simulated_assertions(ocr, ocr.trigger(thresholds), rng)
+    wrong_t, wrong_p, wrong_r = _best_f1_threshold(assertions.gaps, assertions.positive, assertions.weight)
+    top1 = _top1_by_exemplar_weight(ocr, (thresholds.exemplar_weight,))[thresholds.exemplar_weight]
+    report = {
+        "n_validation": len(ocr_held.label_ids),
+        "new_label": new_report,
+        "wrong_label": {"threshold": wrong_t, "precision": wrong_p, "recall": wrong_r,
+                        "auroc": auroc(assertions.gaps[assertions.positive == 1],
+                                       assertions.gaps[assertions.positive == 0])},
+        "top1": top1,
+        "method": "OCR-like readings of the validation creatives (ocr_noise.py), scored as the clean ones",
+    }
+    return replace(thresholds, ocr_new_label=new_threshold, ocr_wrong_label=wrong_t), report
+
+
+def _top1_by_exemplar_weight(
+    validation: _Validation, weights: Sequence[float] | None = None
+) -> dict[float, float]:
     """Step 1, the exemplar blend for ranking: validation top-1 for each candidate weight."""
     def top1(thresholds: Thresholds) -> float:
         trigger = validation.trigger(thresholds)
@@ -161,7 +197,8 @@ def _top1_by_exemplar_weight(validation: _Validation) -> dict[float, float]:
             hits += max(combined, key=combined.__getitem__) == y if combined else 0
         return hits / len(validation.truth)
 
-    weights = EXEMPLAR_WEIGHTS if validation.has_exemplars else (0.0,)
+    if weights is None:
+        weights = EXEMPLAR_WEIGHTS if validation.has_exemplars else (0.0,)
     return {w: top1(replace(Thresholds(), exemplar_weight=w)) for w in weights}
 
 

@@ -23,6 +23,7 @@ from ctax.embedding.space import SharedSpace
 from ctax.enums import VersionKind, VersionStatus
 from ctax.index.qdrant import LabelIndex
 from ctax.labelling.calibration import Held, Reference, calibrate
+from ctax.labelling.ocr_noise import ocr_like
 from ctax.store.blobs import BlobStore
 from ctax.store.session import Database
 from ctax.taxonomy.catalog import active_taxonomy
@@ -36,6 +37,8 @@ CALIBRATION_SAMPLE = 2000
 # The pretrained version's calibration holds out this share of each label's labelled creatives from the exemplars
 # it scores them against; a label with fewer than MIN_TO_SPLIT keeps them all as exemplars.
 CALIBRATION_SHARE = 0.3
+# OCR-like readings encoded per calibration (an extra text encoding each).
+OCR_CALIBRATION_SAMPLE = 1000
 MIN_TO_SPLIT = 3
 ERROR_CHARS = 4000
 
@@ -140,6 +143,22 @@ def calibration_split(items: Sequence[LabelledCreative], seed: int) -> tuple[lis
     return calibration, [row for row in range(len(items)) if row not in held]
 
 
+def ocr_readings(space: SharedSpace, held: Held, items: Sequence[LabelledCreative], seed: int) -> Held:
+    """OCR-like readings (ocr_noise.py) of at most OCR_CALIBRATION_SAMPLE of the held creatives, encoded by the
+    version's text tower: what calibration sets the OCR-read creatives' thresholds on. Seeded, so that the same
+    data calibrates the same way."""
+    by_id = {item.creative_id: item for item in items}
+    rng = np.random.default_rng(seed)
+    rows = [n for n, cid in enumerate(held.creative_ids[:OCR_CALIBRATION_SAMPLE])
+            if cid in by_id and (by_id[cid].texts or by_id[cid].ocr_text)]
+    # A creative labelled from an image already has OCR text: it is its own reading.
+    texts = [ocr_like(by_id[held.creative_ids[n]].texts, rng) if by_id[held.creative_ids[n]].texts
+             else by_id[held.creative_ids[n]].ocr_text or "" for n in rows]
+    vectors = space.text.encode(texts) if texts else np.zeros((0, space.dim), np.float32)
+    return Held([held.creative_ids[n] for n in rows], [held.label_ids[n] for n in rows],
+                np.asarray(vectors, dtype=np.float32))
+
+
 def recalibrate_pretrained(
     db: Database, space: SharedSpace, index: LabelIndex, settings: Settings
 ) -> None:
@@ -154,6 +173,7 @@ def recalibrate_pretrained(
     thresholds, report = calibrate(
         taxonomy, held, ref, top_k=settings.top_k, exemplar_k=settings.exemplar_k, seed=settings.train_seed,
         traffic_window=settings.novelty_traffic_window,
+        ocr_held=ocr_readings(space, held, annotations, settings.train_seed),
     )
     with db.write() as session:
         version = registry.get_version(session, space.version)
