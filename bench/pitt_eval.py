@@ -32,6 +32,8 @@ METRICS = ("top1", "top5", "tier1_accuracy", "novelty_auroc", "novelty_precision
            "wrong_label_auroc", "wrong_label_precision", "wrong_label_recall", "known_flagged_new_rate")
 # Before the novelty sweep re-decided the stream with all of it in the traffic window.
 AT_ARRIVAL = ("novelty_auroc", "novelty_precision", "novelty_recall", "known_flagged_new_rate")
+# Of the OCR rows (--ocr-test), labelled as image ads read by OCR after the test stream.
+OCR_METRICS = ("top1", "novelty_auroc", "known_flagged_new_rate", "wrong_label_auroc", "n", "n_novel")
 
 
 def split(seed: int, test_fraction: float = 0.3, out: Path = OUT) -> tuple[Path, Path]:
@@ -52,6 +54,8 @@ def flatten(result: dict[str, Any]) -> dict[str, Any]:
     for metric in AT_ARRIVAL:
         flat[f"{metric} at arrival"] = (result.get("at_arrival") or {}).get(metric)
     flat["raised by the sweep"] = (result.get("novelty_sweep") or {}).get("raised")
+    for metric in OCR_METRICS if "ocr" in result else ():
+        flat[f"ocr {metric}"] = result["ocr"].get(metric)
     return flat
 
 
@@ -70,7 +74,7 @@ def _one(name: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     shutil.rmtree(work, ignore_errors=True)  # a fresh service each run: nothing carried over
     result = run_eval(EvalOptions(SHARED_DATA / "pitt_ads_taxonomy.txt", train, test, args.holdout_labels,
                                   args.wrong_label_rate, seed, no_train=name == "pretrained", epochs=args.epochs,
-                                  work_dir=work))
+                                  work_dir=work, ocr_test=args.ocr_test))
     result["wall_seconds"] = round(time.perf_counter() - started, 1)
     (OUT / f"pitt_eval_{name}_s{seed}.json").write_text(json.dumps(result, indent=2, default=str))
     return result
@@ -86,7 +90,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--only", choices=["pretrained", "trained"], default=None)
     parser.add_argument("--json", type=Path, default=None, help="write every run and the aggregate here")
+    parser.add_argument("--ocr-test", type=Path, default=SHARED_DATA / "pitt_ads_ocr_dev.jsonl",
+                        help="OCR texts reported apart (default the shared OCR dev file; 'none' for none)")
     args = parser.parse_args()
+    if args.ocr_test is not None and str(args.ocr_test) == "none":
+        args.ocr_test = None
     seeds = [args.seed] if args.seed is not None else args.seeds
     names = [n for n in ("pretrained", "trained") if not args.only or args.only == n]
     results = {name: [_one(name, seed, args) for seed in seeds] for name in names}

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from string import Formatter
 from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ctax import settings_checks as checks
 from ctax.jobs import LABEL_QUEUE
 
 DEFAULT_IMAGE_ARCH = "ViT-B-32"
@@ -210,16 +210,7 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _database(cls, value: str | None) -> str | None:
-        # Read by hand, not with sqlalchemy.engine.make_url: only ctax.store may import SQLAlchemy.
-        if value is None:
-            return value
-        scheme, separator, _ = value.partition("://")
-        backend = scheme.split("+", 1)[0].lower()
-        if not separator or not backend:
-            raise ValueError("is not a database URL (dialect[+driver]://user@host/db, or sqlite:///path)")
-        if backend not in DATABASE_BACKENDS:
-            raise ValueError(f"must be a {' or '.join(DATABASE_BACKENDS)} URL, got {backend}")
-        return value
+        return None if value is None else checks.database_url(value, DATABASE_BACKENDS)
 
     @field_validator("qdrant_url")
     @classmethod
@@ -231,16 +222,7 @@ class Settings(BaseSettings):
     @field_validator("label_template", "train_label_template")
     @classmethod
     def _template(cls, value: str) -> str:
-        try:
-            fields = {name for _, name, _, _ in Formatter().parse(value) if name is not None}
-        except ValueError as exc:
-            raise ValueError(f"is not a format string ({exc})") from None
-        unknown = sorted(fields - set(LABEL_TEMPLATE_PLACEHOLDERS))
-        if unknown or not fields:
-            allowed = ", ".join("{" + name + "}" for name in LABEL_TEMPLATE_PLACEHOLDERS)
-            raise ValueError(f"must use only the placeholders {allowed}, at least one"
-                             + (f"; unknown: {', '.join(unknown)}" if unknown else ""))
-        return value
+        return checks.label_template(value, LABEL_TEMPLATE_PLACEHOLDERS)
 
     @field_validator("worker_heartbeat_s")
     @classmethod

@@ -50,10 +50,11 @@ def test_no_function_is_longer_than_60_lines() -> None:
 
 def test_only_the_unit_of_work_commits() -> None:
     """`Database.write()` commits; a commit anywhere else would be a second transaction boundary in a request."""
-    allowed = PACKAGE / "store" / "session.py"
+    # collections.py commits Qdrant local mode's own SQLite file (one commit per write request), not our database.
+    allowed = {PACKAGE / "store" / "session.py", PACKAGE / "index" / "collections.py"}
     found = []
     for path in _modules():
-        if path == allowed:
+        if path in allowed:
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "commit":

@@ -20,7 +20,7 @@ from prometheus_client.registry import Collector
 
 from ctax.api.deps import Reviewer
 from ctax.store.repos import creatives as creative_rows
-from ctax.store.repos import review as review_rows
+from ctax.store.repos import review_counts
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -44,7 +44,7 @@ class _DatabaseCollector(Collector):
         with db.read() as session:
             for status, count in creative_rows.count_by_status(session):
                 creatives.add_metric([status], count)
-            for status, flag, count in review_rows.count_by_status_and_flag(session):
+            for status, flag, count in review_counts.count_by_status_and_flag(session):
                 review.add_metric([status, flag], count)
         yield creatives
         yield review

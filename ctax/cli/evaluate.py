@@ -17,6 +17,7 @@ from ctax.errors import CtaxError
 SHOWN = ("top1", "top5", "tier1_accuracy", "novelty_auroc", "novelty_precision", "novelty_recall",
          "wrong_label_auroc", "wrong_label_precision", "wrong_label_recall", "known_flagged_new_rate", "n_train",
          "n_test", "seconds")
+OCR_SHOWN = ("top1", "novelty_auroc", "known_flagged_new_rate", "wrong_label_auroc", "n", "n_novel")
 
 
 def evaluate(taxonomy: Annotated[Path, typer.Option(help="IAB TSV or one path per line")],
@@ -34,6 +35,10 @@ def evaluate(taxonomy: Annotated[Path, typer.Option(help="IAB TSV or one path pe
                                                             "them; without it any bad line stops the run")] = False,
              report: Annotated[Path | None, typer.Option(help="write an HTML page with the evaluation's pictures "
                                                               "(index.html and PNGs) in this folder")] = None,
+             ocr_test: Annotated[Path | None, typer.Option(help="OCR texts of ad images, one {\"id\", \"text\", "
+                                                                "\"label\"} per line (pitt_ads_ocr_dev.jsonl): "
+                                                                "labelled as image ads read by OCR and reported "
+                                                                "apart as the `ocr` block")] = None,
              ) -> None:
     """Run the evaluation contract: train (unless --no-train), then label every test row as the service would."""
     # Imported here: the evaluation loads the towers and the index, which no other command needs.
@@ -46,7 +51,7 @@ def evaluate(taxonomy: Annotated[Path, typer.Option(help="IAB TSV or one path pe
         fail(ValueError(f"--report {report} is a file, not a folder"))
     try:
         result = run_eval(EvalOptions(taxonomy, train, test, holdout_labels, wrong_label_rate, seed, no_train, epochs,
-                                      work_dir, skip_invalid))
+                                      work_dir, skip_invalid, ocr_test=ocr_test))
     except InvalidEvalLines as exc:
         for name, line in exc.bad:
             report_bad_lines(train if name == "train" else test, [line])
@@ -64,4 +69,7 @@ def evaluate(taxonomy: Annotated[Path, typer.Option(help="IAB TSV or one path pe
     for key in SHOWN:
         value = result.get(key)
         table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    for key in OCR_SHOWN if "ocr" in result else ():
+        value = result["ocr"].get(key)
+        table.add_row(f"ocr {key}", f"{value:.4f}" if isinstance(value, float) else str(value))
     Console().print(table)

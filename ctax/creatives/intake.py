@@ -18,6 +18,7 @@ from ctax.creatives.validation import CreativeSubmission, clean_text, request_ha
 from ctax.enums import CreativeStatus, Source
 from ctax.errors import ConcurrentChange, Conflict, InvalidInput, NotFound
 from ctax.jobs import LABEL_CREATIVES
+from ctax.store import outbox as outbox_rows
 from ctax.store.blobs import BlobStore
 from ctax.store.models import Creative
 from ctax.store.repos import creatives as repo
@@ -197,7 +198,7 @@ def dispatch(
     one forward pass; the broker then costs per batch, not per creative."""
     now = utcnow()
     with db.read() as session:
-        ids = repo.undispatched(
+        ids = outbox_rows.undispatched(
             session,
             settings.label_batch_size * limit_batches,
             now - dt.timedelta(seconds=settings.requeue_after_s),
@@ -211,5 +212,5 @@ def dispatch(
         sent_at = utcnow()
         send(LABEL_CREATIVES, [chunk], settings.label_queue)
         with db.write() as session:
-            repo.mark_dispatched(session, chunk, sent_at)
+            outbox_rows.mark_dispatched(session, chunk, sent_at)
     return len(ids)

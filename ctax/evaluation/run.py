@@ -27,6 +27,7 @@ from ctax.embedding.space import SharedSpace
 from ctax.enums import RunStatus
 from ctax.errors import InvalidInput
 from ctax.evaluation.figures import figure_data
+from ctax.evaluation.ocr import OcrRow, ocr_block, read_ocr_rows
 from ctax.evaluation.progress_view import TrainingView
 from ctax.evaluation.scoring import flag_of, novelty_by_label, score
 from ctax.jobs import LABEL_QUEUE, TRAIN_QUEUE
@@ -61,6 +62,9 @@ class EvalOptions:
     work_dir: Path | None = None
     skip_invalid: bool = False
     verdicts: bool = False  # also return each test creative's flags, in posting order (bench.arrival's bursts)
+    # OCR texts of ad images, one {"id", "text", "label"} per line (pitt_ads_ocr_dev.jsonl): labelled as image ads
+    # whose text OCR read, after the test stream, and reported apart as the `ocr` block.
+    ocr_test: Path | None = None
 
 
 def choose_holdout(paths: set[LabelPath], rows: list[Row], n: int, seed: int) -> list[LabelPath]:
@@ -92,6 +96,7 @@ class _Split:
     test: list[Row]
     held_out: list[LabelPath]
     invalid: dict[str, list[BadLine]]
+    ocr: list[OcrRow]
 
 
 def run_eval(options: EvalOptions, base: Settings | None = None) -> dict[str, Any]:
@@ -125,6 +130,7 @@ def run_eval(options: EvalOptions, base: Settings | None = None) -> dict[str, An
         thresholds = active.thresholds if active else {}
         version_name = active.id if active else None
         artefact_dir = active.artefact_dir if active else None
+    ocr = ocr_block(rt, settings, data, options, _label) if data.ocr else None
     rt.stop()
     rt.index.client.close()
     metrics = score(posted, rows, ids)
@@ -137,7 +143,8 @@ def run_eval(options: EvalOptions, base: Settings | None = None) -> dict[str, An
     at_arrival = {key: first[key] for key in ("novelty_auroc", "novelty_precision", "novelty_recall", "flags",
                                               "known_flagged_new_rate")}
     at_arrival["by_held_out_label"] = novelty_by_label(posted, rows, at_arrival=True)
-    return {**metrics, "n_train": len(data.train), "n_test": len(data.test),
+    return {**metrics, **({"ocr": ocr} if ocr is not None else {}),
+            "n_train": len(data.train), "n_test": len(data.test),
             "at_arrival": at_arrival, "novelty_sweep": swept, "by_held_out_label": novelty_by_label(posted, rows),
             "held_out_labels": [str(p) for p in data.held_out], "seconds": round(time.perf_counter() - started, 1),
             "train_seconds": round(train_seconds, 1), "model_version": version_name, "trained": not options.no_train,
@@ -178,7 +185,8 @@ def _split(options: EvalOptions, limits: Settings) -> _Split:
     hidden = set(held_out)
     kept = ImportResult([item for item in parsed.labels if item.path not in hidden], parsed.warnings)
     return _Split(kept, [row for row in train_rows if row.label not in hidden], test_rows, held_out,
-                  {name: scan.bad for name, scan in scans.items()})
+                  {name: scan.bad for name, scan in scans.items()},
+                  read_ocr_rows(options.ocr_test) if options.ocr_test else [])
 
 
 class InvalidEvalLines(InvalidInput):

@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -27,6 +26,13 @@ from ctax.labelling import curves
 from ctax.labelling.held_out import Held, Reference, build_evidence, simulated_traffic
 from ctax.labelling.novelty import FEATURES, fit_novelty_model, novelty_features
 from ctax.labelling.trigger import Evidence, Thresholds, Trigger
+from ctax.labelling.wrong_label import (
+    WRONG_RATE,
+    best_f1_threshold,
+    per_label_wrong_thresholds,
+    simulated_assertions,
+    wrong_label_report,
+)
 from ctax.taxonomy.tree import Taxonomy
 
 # Held, Reference and build_evidence are calibrate's inputs; callers import them from here.
@@ -34,9 +40,6 @@ __all__ = ["Held", "Reference", "auroc", "build_evidence", "calibrate", "simulat
 
 KNOWN_PASS_RATE = 0.95
 NOVEL_RATE = 0.10
-WRONG_RATE = 0.20
-WRONG_PER_ROW = 3
-MIN_PER_LABEL = 10
 EXEMPLAR_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 3.0)
 EXEMPLAR_FIT_WEIGHTS = (0.0, 0.25, 0.5, 0.75)
 
@@ -50,21 +53,6 @@ def auroc(positives: Sequence[float] | np.ndarray, negatives: Sequence[float] | 
     return float(roc_auc_score(y, np.r_[positives, negatives]))
 
 
-def _best_f1_threshold(scores: np.ndarray, positive: np.ndarray, weights: np.ndarray) -> tuple[float, float, float]:
-    """The threshold t (flag when score > t) maximising weighted F1; returns (t, precision, recall)."""
-    order = np.argsort(-scores)
-    s, p, w = scores[order], positive[order], weights[order]
-    tp = np.cumsum(w * p)
-    fp = np.cumsum(w * (1 - p))
-    total_pos = (w * p).sum()
-    precision = tp / np.maximum(tp + fp, 1e-12)
-    recall = tp / max(total_pos, 1e-12)
-    f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
-    # Only cut between distinct scores.
-    valid = np.r_[s[1:] < s[:-1], True]
-    best = int(np.argmax(np.where(valid, f1, -1)))
-    threshold = float((s[best] + s[best + 1]) / 2) if best + 1 < len(s) else float(s[best] - 1e-6)
-    return threshold, float(precision[best]), float(recall[best])
 
 
 @dataclass(frozen=True)
@@ -83,22 +71,13 @@ class _Validation:
         return Trigger(self.taxonomy, thresholds, self.top_k)
 
 
-@dataclass(frozen=True)
-class _Assertions:
-    """Simulated assertions: each validation creative asserted with its true label and some wrong ones."""
-
-    gaps: np.ndarray
-    positive: np.ndarray  # 1 where the asserted label is wrong
-    weight: np.ndarray
-    asserted: np.ndarray
-
-
 def calibrate(
     taxonomy: Taxonomy, held: Held, ref: Reference, *, top_k: int = 5, exemplar_k: int = 10, seed: int = 13,
-    traffic_window: int = 0,
+    traffic_window: int = 0, ocr_held: Held | None = None,
 ) -> tuple[Thresholds, dict[str, Any]]:
     """traffic_window: how many recent creatives the service keeps as novelty evidence (0: none, and the
-    learned novelty score does without the traffic feature)."""
+    learned novelty score does without the traffic feature). ocr_held: OCR-like readings of (some of) the held
+    creatives (ocr_noise.py), same ids and labels; the thresholds for OCR-read creatives are set on them."""
     if len(held.label_ids) == 0:
         return Thresholds(source="defaults (no labelled validation data)"), {"n_validation": 0}
     rng = np.random.default_rng(seed)
@@ -131,27 +110,62 @@ def calibrate(
     best_margin, report["low_confidence"] = _low_confidence_margin(validation, trigger)
     thresholds = replace(thresholds, new_label=new_threshold, margin=best_margin)
 
-    assertions = _simulated_assertions(validation, validation.trigger(thresholds), rng)
-    global_t, global_p, global_r = _best_f1_threshold(assertions.gaps, assertions.positive, assertions.weight)
+    assertions = simulated_assertions(validation, validation.trigger(thresholds), rng)
+    global_t, global_p, global_r = best_f1_threshold(assertions.gaps, assertions.positive, assertions.weight)
     thresholds = replace(
         thresholds,
         wrong_label=global_t,
-        per_label_wrong=_per_label_wrong_thresholds(assertions, global_t),
+        per_label_wrong=per_label_wrong_thresholds(assertions, global_t),
         source=f"calibrated on {len(held.label_ids)} validation creatives",
     )
-    report["wrong_label"] = _wrong_label_report(assertions, thresholds) | {
+    report["wrong_label"] = wrong_label_report(assertions, thresholds) | {
         "global_only": {"precision": global_p, "recall": global_r},
         "auroc": auroc(assertions.gaps[assertions.positive == 1], assertions.gaps[assertions.positive == 0]),
         "method": f"simulated assertions, {WRONG_RATE:.0%} wrong",
     }
     report["top1"] = by_weight[best_weight]
+    if ocr_held is not None and len(ocr_held.label_ids) > 0:
+        thresholds, report["ocr"] = _ocr_thresholds(validation, thresholds, held, ocr_held, ref, exemplar_k,
+                                                    traffic is not None, rng)
     report["figures"] = curves.calibration_figures(
         validation.trigger(thresholds), validation.known, validation.novel, validation.truth, validation.taxonomy,
         (assertions.gaps, assertions.positive), report, NOVEL_RATE, WRONG_RATE)
     return thresholds, report
 
 
-def _top1_by_exemplar_weight(validation: _Validation) -> dict[float, float]:
+def _ocr_thresholds(
+    validation: _Validation, thresholds: Thresholds, held: Held, ocr_held: Held, ref: Reference, exemplar_k: int,
+    with_traffic: bool, rng: np.random.Generator,
+) -> tuple[Thresholds, dict[str, Any]]:
+    """Step 6: the `new_label` and `wrong_label` thresholds of OCR-read creatives, set as steps 3 and 5 set the
+    supplied-text ones but on OCR-like readings of the validation creatives, scored with everything else the
+    calibration chose (weights, novelty scorer). Their traffic is the clean validation creatives, their own
+    clean text aside: an OCR-read creative arrives among creatives with supplied text."""
+    traffic = simulated_traffic(held, ocr_held) if with_traffic else None
+    window = len(held.creative_ids) - 1
+    ocr = _Validation(validation.taxonomy, ocr_held.label_ids,
+                      build_evidence(ocr_held, ref, exemplar_k, traffic=traffic, window=window),
+                      build_evidence(ocr_held, ref, exemplar_k, drop_own_label=True, traffic=traffic, window=window),
+                      validation.top_k, validation.has_exemplars)
+    new_threshold, new_report = _new_label_threshold(ocr, ocr.trigger(thresholds))
+    assertions = simulated_assertions(ocr, ocr.trigger(thresholds), rng)
+    wrong_t, wrong_p, wrong_r = best_f1_threshold(assertions.gaps, assertions.positive, assertions.weight)
+    top1 = _top1_by_exemplar_weight(ocr, (thresholds.exemplar_weight,))[thresholds.exemplar_weight]
+    report = {
+        "n_validation": len(ocr_held.label_ids),
+        "new_label": new_report,
+        "wrong_label": {"threshold": wrong_t, "precision": wrong_p, "recall": wrong_r,
+                        "auroc": auroc(assertions.gaps[assertions.positive == 1],
+                                       assertions.gaps[assertions.positive == 0])},
+        "top1": top1,
+        "method": "OCR-like readings of the validation creatives (ocr_noise.py), scored as the clean ones",
+    }
+    return replace(thresholds, ocr_new_label=new_threshold, ocr_wrong_label=wrong_t), report
+
+
+def _top1_by_exemplar_weight(
+    validation: _Validation, weights: Sequence[float] | None = None
+) -> dict[float, float]:
     """Step 1, the exemplar blend for ranking: validation top-1 for each candidate weight."""
     def top1(thresholds: Thresholds) -> float:
         trigger = validation.trigger(thresholds)
@@ -161,7 +175,8 @@ def _top1_by_exemplar_weight(validation: _Validation) -> dict[float, float]:
             hits += max(combined, key=combined.__getitem__) == y if combined else 0
         return hits / len(validation.truth)
 
-    weights = EXEMPLAR_WEIGHTS if validation.has_exemplars else (0.0,)
+    if weights is None:
+        weights = EXEMPLAR_WEIGHTS if validation.has_exemplars else (0.0,)
     return {w: top1(replace(Thresholds(), exemplar_weight=w)) for w in weights}
 
 
@@ -236,63 +251,3 @@ def _low_confidence_margin(validation: _Validation, trigger: Trigger) -> tuple[f
     }
 
 
-def _simulated_assertions(validation: _Validation, trigger: Trigger, rng: np.random.Generator) -> _Assertions:
-    """Step 5a: every validation creative asserted once with its true label and WRONG_PER_ROW times with a random
-    leaf off its lineage, weighted to a WRONG_RATE mix; a gap that cannot be measured counts as the largest."""
-    taxonomy = validation.taxonomy
-    leaves = [lid for lid in taxonomy.leaves()]
-    gaps, positive, weight, asserted_of = [], [], [], []
-    for ev, y in zip(validation.known, validation.truth, strict=True):
-        combined, _ = trigger.combined_scores(ev)
-        if not combined:
-            continue
-        top = max(combined, key=combined.__getitem__)
-        lineage = {y, *taxonomy.ancestors(y)}
-        right = trigger.wrong_gap(combined, top, y)
-        gaps.append(np.inf if right is None else right)
-        positive.append(0)
-        weight.append(1 - WRONG_RATE)
-        asserted_of.append(y)
-        choices = [lid for lid in leaves if lid not in lineage and y not in taxonomy.ancestors(lid)]
-        for wrong in rng.choice(choices, size=min(WRONG_PER_ROW, len(choices)), replace=False) if choices else []:
-            gap = trigger.wrong_gap(combined, top, int(wrong))
-            gaps.append(np.inf if gap is None else gap)
-            positive.append(1)
-            weight.append(WRONG_RATE / WRONG_PER_ROW)
-            asserted_of.append(int(wrong))
-    gaps_arr = np.array(gaps)
-    finite_max = float(np.nanmax(np.where(np.isfinite(gaps_arr), gaps_arr, np.nan))) if len(gaps_arr) else 1.0
-    gaps_arr = np.where(np.isfinite(gaps_arr), gaps_arr, finite_max + 1.0)
-    return _Assertions(gaps_arr, np.array(positive, dtype=float), np.array(weight), np.array(asserted_of))
-
-
-def _per_label_wrong_thresholds(assertions: _Assertions, global_t: float) -> dict[int, float]:
-    """Step 5b: a threshold per asserted label with MIN_PER_LABEL right and wrong assertions, kept within a
-    factor of two of the global one."""
-    per_label: dict[int, float] = {}
-    counts: dict[int, list[int]] = defaultdict(lambda: [0, 0])
-    for a, p in zip(assertions.asserted, assertions.positive, strict=True):
-        counts[int(a)][int(p)] += 1
-    for lid, (n_right, n_wrong) in counts.items():
-        if n_right >= MIN_PER_LABEL and n_wrong >= MIN_PER_LABEL:
-            mask = assertions.asserted == lid
-            t, _, _ = _best_f1_threshold(assertions.gaps[mask], assertions.positive[mask], assertions.weight[mask])
-            per_label[lid] = float(np.clip(t, global_t * 0.5, global_t * 2.0)) if global_t > 0 else t
-    return per_label
-
-
-def _wrong_label_report(assertions: _Assertions, thresholds: Thresholds) -> dict[str, Any]:
-    """Step 5c: precision and recall of the thresholds as applied, per-label ones included."""
-    pos, w = assertions.positive, assertions.weight
-    applied = np.array(
-        [gap > thresholds.wrong_threshold(int(a)) for gap, a in zip(assertions.gaps, assertions.asserted, strict=True)],
-        dtype=float,
-    )
-    tp = (applied * pos * w).sum()
-    fp = (applied * (1 - pos) * w).sum()
-    return {
-        "threshold": thresholds.wrong_label,
-        "per_label": len(thresholds.per_label_wrong),
-        "precision": float(tp / max(tp + fp, 1e-12)),
-        "recall": float(tp / max((pos * w).sum(), 1e-12)),
-    }

@@ -11,7 +11,7 @@ from ctax.jobs import DISCOVER
 from ctax.labelling.trigger import Decision
 from ctax.store.models import OutboxJob, ReviewItem
 from ctax.store.outbox import enqueue
-from ctax.store.repos import groups
+from ctax.store.repos import groups, review_counts
 from ctax.store.repos import proposals as proposal_rows
 from ctax.store.repos import review as review_items
 from ctax.store.session import Session
@@ -136,6 +136,6 @@ def maybe_request_discovery(session: Session, every: int = AUTO_DISCOVER_EVERY) 
     last = proposal_rows.last_discovery_request_at(session)
     if last is not None and utcnow() - last < AUTO_DISCOVER_MIN_INTERVAL:
         return None
-    if review_items.open_count_flagged(session, Flag.NEW_LABEL, since=last) < every:
+    if review_counts.open_count_flagged(session, Flag.NEW_LABEL, since=last) < every:
         return None
     return enqueue(session, DISCOVER, {"reason": f"{every} new_label flags since the last run"})

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ctax.labelling.novelty import TRAFFIC_K
+from ctax.labelling.novelty import DUPLICATE_SIMILARITY, TRAFFIC_K
 from ctax.labelling.trigger import Evidence
 from ctax.taxonomy.tree import Taxonomy
 
@@ -36,17 +36,23 @@ class Held:
     vectors: np.ndarray
 
 
-def simulated_traffic(held: Held) -> list[list[float]]:
+def simulated_traffic(held: Held, readers: Held | None = None) -> list[list[float]]:
     """What a full traffic window shows each held creative: similarities to the other held creatives, best first
     (as many as the labeller fetches). The held creatives stand in for the traffic; the novelty sweep, which
-    re-decides creatives once the window has filled, sees the window the same way (novelty_sweep.py)."""
+    re-decides creatives once the window has filled, sees the window the same way (novelty_sweep.py).
+
+    readers: other creatives looking at the same window (OCR-like readings of held ones), one row each; a
+    reader's own creative is left out of its window, as a held creative's is."""
     if len(held.creative_ids) == 0:
         return []
-    norms = np.linalg.norm(held.vectors, axis=1, keepdims=True)
-    unit = held.vectors / np.where(norms == 0, 1.0, norms)
-    sims = unit @ unit.T
-    np.fill_diagonal(sims, -np.inf)
-    limit = min(2 * TRAFFIC_K, len(sims) - 1)
+    unit = _unit(held.vectors)
+    queries = readers if readers is not None else held
+    sims = _unit(queries.vectors) @ unit.T
+    position = {cid: n for n, cid in enumerate(held.creative_ids)}
+    for row, cid in enumerate(queries.creative_ids):
+        if cid in position:
+            sims[row, position[cid]] = -np.inf
+    limit = min(2 * TRAFFIC_K, len(held.creative_ids) - 1)
     out = []
     for row in sims:
         top = np.argpartition(-row, limit - 1)[:limit] if limit > 0 else np.zeros(0, dtype=np.int64)
@@ -54,10 +60,17 @@ def simulated_traffic(held: Held) -> list[list[float]]:
     return out
 
 
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.where(norms == 0, 1.0, norms)
+
+
 def build_evidence(
     held: Held, ref: Reference, exemplar_k: int, *, drop_own_label: bool = False, taxonomy: Taxonomy | None = None,
-    traffic: Sequence[Sequence[float]] | None = None,
+    traffic: Sequence[Sequence[float]] | None = None, window: int | None = None,
 ) -> list[Evidence]:
+    """window: the size of the traffic window `traffic` was drawn from (default: the held creatives less one)."""
+    window = len(held.creative_ids) - 1 if window is None else window
     label_sims = held.vectors @ ref.label_vectors.T if len(ref.label_ids) else np.zeros((len(held.label_ids), 0))
     has_exemplars = len(ref.exemplar_ids) > 0
     ex_sims = held.vectors @ ref.exemplar_vectors.T if has_exemplars else None
@@ -70,6 +83,10 @@ def build_evidence(
             sims = ex_sims[row].copy()
             if cid in own:  # a creative is never its own neighbour
                 sims[own[cid]] = -np.inf
+            # Nor are its copies (the same ad filed twice, on both sides of a split): serving compares a creative
+            # with exemplars it is new to, and a copy among them would make known creatives look surer than they
+            # are, setting the `new_label` threshold too high.
+            sims[sims >= DUPLICATE_SIMILARITY] = -np.inf
             if drop_own_label:
                 sims[ref.exemplar_labels == true_label] = -np.inf
             k = min(exemplar_k, len(sims))
@@ -79,5 +96,5 @@ def build_evidence(
         if drop_own_label:
             scores.pop(true_label, None)
         evidence.append(Evidence(scores, exemplars, traffic=traffic[row] if traffic is not None else (),
-                                 traffic_window=len(held.creative_ids) - 1 if traffic is not None else 0))
+                                 traffic_window=window if traffic is not None else 0))
     return evidence

@@ -18,7 +18,7 @@ from ctax.embedding.space import CreativeContent, SharedSpace
 from ctax.index.qdrant import LabelIndex
 from ctax.labelling.duplicates import near_duplicates
 from ctax.labelling.novelty import LABEL_CANDIDATES, traffic_k
-from ctax.labelling.trigger import Decision, Evidence, Thresholds, Trigger
+from ctax.labelling.trigger import OCR, TEXT, Decision, Evidence, Thresholds, Trigger
 from ctax.taxonomy.tree import Taxonomy
 from ctax.vectors import normalise
 
@@ -26,6 +26,12 @@ log = logging.getLogger(__name__)
 
 # Labels fetched per creative (enough for the top-k, the margin, the ancestor rule and the novelty features)
 # without asking for all: LABEL_CANDIDATES, defined beside the features that depend on it.
+
+
+def text_source(modalities: dict[str, str]) -> str:
+    """OCR where the text the creative was compared by was read from its image (SharedSpace.encode's modalities;
+    a creative with an image and no text, OCR text stored or read now); TEXT otherwise."""
+    return OCR if modalities.get("ocr") == "used" else TEXT
 
 
 @dataclass
@@ -115,7 +121,8 @@ class Labeller:
             near = near_duplicates(self.index, self.version, vectors, ids, self.duplicate_similarity)
             members = [root is not None for root in near]
             decisions = self.decide(vectors, [requests[i].asserted_label_id for i in rows],
-                                    *self._traffic(self.version, vectors, ids, members))
+                                    *self._traffic(self.version, vectors, ids, members),
+                                    sources=[text_source(encoded[i].modalities) for i in rows])
             for i, decision, root in zip(rows, decisions, near, strict=True):
                 outcomes[i] = LabelOutcome(
                     requests[i].creative_id,
@@ -137,11 +144,11 @@ class Labeller:
 
     def decide(
         self, vectors: np.ndarray, asserted: Sequence[int | None], traffic: Sequence[Sequence[float]],
-        windows: Sequence[int],
+        windows: Sequence[int], sources: Sequence[str] | None = None,
     ) -> list[Decision]:
         """The trigger's decision for creatives already encoded by this version (per row: asserted label, traffic
-        similarities and the size of the window they came from): label candidates, the asserted label's lineage
-        and exemplars from the index."""
+        similarities, the size of the window they came from, and where its text came from, TEXT by default):
+        label candidates, the asserted label's lineage and exemplars from the index."""
         version = self.version
         label_hits = self.index.nearest(version, vectors, LABEL_CANDIDATES)
         asserted_rows = [n for n, label_id in enumerate(asserted) if label_id in self.taxonomy]
@@ -162,6 +169,7 @@ class Labeller:
                 asserted_label_id=asserted[n],
                 traffic=traffic[n],
                 traffic_window=windows[n],
+                text_source=sources[n] if sources is not None else TEXT,
             )
             decisions.append(self.trigger.decide(evidence))
         return decisions

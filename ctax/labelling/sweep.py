@@ -19,7 +19,7 @@ from typing import Any
 from ctax.enums import Flag
 from ctax.labelling.flagging import flag_for_review
 from ctax.labelling.labeller import Labeller
-from ctax.labelling.trigger import Decision
+from ctax.labelling.trigger import OCR, TEXT, Decision
 from ctax.store.models import Creative
 from ctax.store.repos import creatives as repo
 from ctax.store.session import Database, Session
@@ -53,13 +53,18 @@ def sweep(db: Database, labeller: Labeller, batch_size: int = 512) -> SweepRepor
             kept_ids = [chunk_ids[n] for n in keep]
             traffic, windows = labeller.full_window_traffic(chunk_vectors[keep], kept_ids)
             decisions = labeller.decide(chunk_vectors[keep], [rows[cid].asserted_label_id for cid in kept_ids],
-                                        traffic, windows)
+                                        traffic, windows, sources=[_text_source(rows[cid]) for cid in kept_ids])
             for cid, decision in zip(kept_ids, decisions, strict=True):
                 report.raised += _redecide(session, labeller, rows[cid], decision)
             report.swept += len(kept_ids)
     log.info("novelty sweep of %s: %d in the window, %d swept, %d raised to new_label", version, report.window,
              report.swept, report.raised)
     return report
+
+
+def _text_source(row: Creative) -> str:
+    """As the labeller judged it: OCR when the creative had no text of its own and its image's text was read."""
+    return OCR if not any(t.strip() for t in row.texts or []) and (row.ocr_text or "").strip() else TEXT
 
 
 def _redecide(session: Session, labeller: Labeller, row: Creative, decision: Decision) -> bool:

@@ -24,6 +24,10 @@ from ctax.enums import Flag
 from ctax.labelling.novelty import DUPLICATE_SIMILARITY, NoveltyModel, novelty_features, traffic_k
 from ctax.taxonomy.tree import Taxonomy
 
+# Where a creative's text came from: supplied with it, or read from its image by OCR.
+TEXT = "text"
+OCR = "ocr"
+
 
 @dataclass(frozen=True)
 class Thresholds:
@@ -38,9 +42,22 @@ class Thresholds:
     novelty_model: Mapping[str, Any] | None = None
     # The traffic window calibration simulated (validation creatives less one); see novelty.traffic_k.
     traffic_reference: int = 0
+    # For creatives whose text was read by OCR (Evidence.text_source "ocr"): calibrated on OCR-like readings of the
+    # validation creatives (ocr_noise.py), since OCR text sits further from every label than supplied text does.
+    # None (a version calibrated before, or without labelled data): the supplied-text thresholds serve both.
+    ocr_new_label: float | None = None
+    ocr_wrong_label: float | None = None
     source: str = "defaults"
 
-    def wrong_threshold(self, label_id: int) -> float:
+    def new_label_threshold(self, text_source: str = TEXT) -> float:
+        if text_source == OCR and self.ocr_new_label is not None:
+            return self.ocr_new_label
+        return self.new_label
+
+    def wrong_threshold(self, label_id: int, text_source: str = TEXT) -> float:
+        # Per-label thresholds were fitted on supplied text; OCR-read creatives use the global OCR one.
+        if text_source == OCR and self.ocr_wrong_label is not None:
+            return self.ocr_wrong_label
         return self.per_label_wrong.get(label_id, self.wrong_label)
 
     def to_json(self) -> dict[str, Any]:
@@ -64,6 +81,7 @@ class Evidence:
     asserted_label_id: int | None = None
     traffic: Sequence[float] = ()  # similarities of the nearest creatives labelled recently, best first
     traffic_window: int = 0  # how many recent creatives those were the nearest of
+    text_source: str = TEXT  # OCR when the text compared was read from the creative's image
 
 
 @dataclass(frozen=True)
@@ -169,27 +187,32 @@ class Trigger:
         lineage = {top, *self.taxonomy.ancestors(top)}
         rivals = [lid for lid in order[1:] if lid not in lineage and top not in self.taxonomy.ancestors(lid)]
         margin = combined[top] - combined[rivals[0]] if rivals else float("inf")
+        new_threshold = self.thresholds.new_label_threshold(evidence.text_source)
         scores: dict[str, float | None] = {
             "fit": fit,
-            "new_label_threshold": self.thresholds.new_label,
+            "new_label_threshold": new_threshold,
             "top_score": combined[top],
             "margin": None if margin == float("inf") else margin,
             "margin_threshold": self.thresholds.margin,
         }
         if self.novelty_model is not None and "traffic_minus_exemplar" in self.novelty_model.features:
             scores["recent_like_it"] = self.recent_like_it(evidence)
-        if fit < self.thresholds.new_label:
-            return Decision(ranked, None, Flag.NEW_LABEL, scores, self._novelty_reasons(fit, top, scores))
+        if fit < new_threshold:
+            return Decision(ranked, None, Flag.NEW_LABEL, scores,
+                            self._novelty_reasons(fit, top, scores, new_threshold, evidence.text_source))
 
         decided, flag, reasons = self._settle_leaf(combined, top, rivals, margin)
         if evidence.asserted_label_id is not None:
-            flag = self._check_assertion(combined, top, evidence.asserted_label_id, flag, scores, reasons)
+            flag = self._check_assertion(combined, top, evidence.asserted_label_id, flag, scores, reasons,
+                                         evidence.text_source)
         return Decision(ranked, decided, flag, scores, reasons)
 
-    def _novelty_reasons(self, fit: float, top: int, scores: Mapping[str, float | None]) -> list[str]:
+    def _novelty_reasons(self, fit: float, top: int, scores: Mapping[str, float | None], threshold: float,
+                         text_source: str) -> list[str]:
+        which = "OCR-text " if text_source == OCR and self.thresholds.ocr_new_label is not None else ""
         reasons = [
             f"fits no existing label: {'learned ' if self.novelty_model else ''}fit {fit:.3f} is below the "
-            f"new-label threshold {self.thresholds.new_label:.3f}"
+            f"{which}new-label threshold {threshold:.3f}"
             f" (nearest: {self._name(top)})"
         ]
         if scores.get("recent_like_it"):
@@ -220,12 +243,12 @@ class Trigger:
 
     def _check_assertion(
         self, combined: Mapping[int, float], top: int, asserted: int, flag: Flag,
-        scores: dict[str, float | None], reasons: list[str],
+        scores: dict[str, float | None], reasons: list[str], text_source: str = TEXT,
     ) -> Flag:
         """Scores the asserted label against the top one (into `scores` and `reasons`); wrong_label overrides
         the flag so far when it trails by more than its threshold or is nowhere near."""
         gap = self.wrong_gap(combined, top, asserted)
-        threshold = self.thresholds.wrong_threshold(asserted)
+        threshold = self.thresholds.wrong_threshold(asserted, text_source)
         scores["asserted_score"] = combined.get(asserted)
         scores["wrong_label_gap"] = gap
         scores["wrong_label_threshold"] = threshold

@@ -19,6 +19,7 @@ from typing import Any
 from ctax.errors import NotFound
 from ctax.store.models import ReviewDecision, ReviewItem
 from ctax.store.repos import review as items
+from ctax.store.repos import review_counts
 from ctax.store.repos.review import QueueFilter
 from ctax.store.session import Session
 from ctax.store.types import utcnow
@@ -44,7 +45,7 @@ def list_items(
 
 def counts(session: Session, key_id: int, now: dt.datetime | None = None) -> dict[str, Any]:
     now = now or utcnow()
-    by_flag = items.open_count_by_flag(session)
+    by_flag = review_counts.open_count_by_flag(session)
     mine = items.decision_count_by(session, key_id, since=now - dt.timedelta(hours=24))
     return {"open": sum(by_flag.values()), "open_by_flag": by_flag, "decided_by_me_24h": mine}
 

@@ -1,15 +1,18 @@
-"""Jobs written in the same transaction as the change that needs them, sent to the queue after commit."""
+"""Jobs written in the same transaction as the change that needs them, sent to the queue after commit; and the
+creatives waiting to be sent to the labelling queue (the creatives table is their outbox)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import datetime as dt
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from ctax.enums import CreativeStatus
 from ctax.jobs import DEFAULT_QUEUES, SYNC_INDEX
-from ctax.store.models import OutboxJob
+from ctax.store.models import Creative, OutboxJob
 from ctax.store.session import Database, mark_queued_work
 from ctax.store.types import utcnow
 
@@ -46,3 +49,44 @@ def flush(db: Database, send: Callable[[str, list[Any], str], None], limit: int 
             job.sent_at = utcnow()
             sent += 1
     return sent
+
+
+def undispatched(session: Session, limit: int, requeue_before: dt.datetime, lease_before: dt.datetime) -> list[str]:
+    """Ids to send: never dispatched, dispatched long ago but still queued (the message was lost), or held
+    by a worker whose lease ran out."""
+    rows = session.scalars(
+        select(Creative.id)
+        .where(
+            or_(
+                (Creative.status == CreativeStatus.QUEUED) & Creative.dispatched_at.is_(None),
+                (Creative.status == CreativeStatus.QUEUED) & (Creative.dispatched_at < requeue_before),
+                # Resent once per lease: after the resend dispatched_at is newer than the stale claim.
+                (Creative.status == CreativeStatus.PROCESSING)
+                & (Creative.claimed_at < lease_before)
+                & (Creative.dispatched_at < Creative.claimed_at),
+            )
+        )
+        .order_by(Creative.created_at)
+        .limit(limit)
+    )
+    return list(rows)
+
+
+def mark_dispatched(session: Session, ids: Sequence[str], at: dt.datetime) -> None:
+    if ids:
+        session.execute(update(Creative).where(Creative.id.in_(ids)).values(dispatched_at=at))
+
+
+def resend_dispatched(session: Session) -> int:
+    """Send again every creative dispatched but not claimed yet: the SQLite broker hides a message once it is
+    delivered, so the message a SIGKILLed worker had fetched is gone. A duplicate message costs one UPDATE that
+    claims nothing (`claim` takes only what is free)."""
+    result = session.execute(
+        update(Creative)
+        .where(Creative.status == CreativeStatus.QUEUED, Creative.dispatched_at.is_not(None))
+        .values(dispatched_at=None)
+    )
+    count = int(getattr(result, "rowcount", 0) or 0)
+    if count:
+        mark_queued_work(session)
+    return count

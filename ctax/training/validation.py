@@ -17,6 +17,7 @@ from ctax.labelling.calibration import Held, Reference, calibrate
 from ctax.labelling.trigger import Thresholds
 from ctax.store.blobs import BlobStore
 from ctax.training.snapshot import Snapshot
+from ctax.versions.lifecycle import ocr_readings
 
 
 def encode_examples(space: SharedSpace, items: Sequence[LabelledCreative], blobs: BlobStore,
@@ -52,7 +53,8 @@ def evaluate_space(space: SharedSpace, snap: Snapshot, train: Sequence[LabelledC
                     np.array([e.label_id for e in ex_items], dtype=np.int64), ex_vectors)
     held = Held([e.creative_id for e in val_items], [e.label_id for e in val_items], val_vectors)
     return calibrate(snap.taxonomy, held, ref, top_k=settings.top_k, exemplar_k=settings.exemplar_k,
-                     seed=settings.train_seed, traffic_window=settings.novelty_traffic_window)
+                     seed=settings.train_seed, traffic_window=settings.novelty_traffic_window,
+                     ocr_held=ocr_readings(space, held, val_items, settings.train_seed))
 
 
 def headline(report: dict[str, Any]) -> dict[str, float]:

@@ -46,6 +46,13 @@ def _calibration_lines(calibration: Any, trained: bool) -> list[str]:
         lines.append(f"- `wrong_label` threshold {_cell(wrong.get('threshold'))} ({wrong.get('per_label', 0)} "
                      f"per-label): precision {_cell(wrong.get('precision'))}, recall {_cell(wrong.get('recall'))}, "
                      f"AUROC {_cell(wrong.get('auroc'))} ({wrong.get('method', '')})")
+    ocr = calibration.get("ocr") or {}
+    if ocr:
+        ocr_new, ocr_wrong = ocr.get("new_label") or {}, ocr.get("wrong_label") or {}
+        lines.append(f"- creatives whose text was read by OCR: `new_label` threshold {_cell(ocr_new.get('threshold'))} "
+                     f"(recall {_cell(ocr_new.get('recall'))}, AUROC {_cell(ocr_new.get('auroc'))}), `wrong_label` "
+                     f"threshold {_cell(ocr_wrong.get('threshold'))} (AUROC {_cell(ocr_wrong.get('auroc'))}), top-1 "
+                     f"{_cell(ocr.get('top1'))}, on {ocr.get('n_validation')} {ocr.get('method', '')}")
     low = calibration.get("low_confidence") or {}
     if low:
         lines.append(f"- `low_confidence` margin {_cell(low.get('margin'))}: flags {_cell(low.get('flagged_share'))} "

@@ -6,6 +6,7 @@ with what its runtime holds, and `LoadSpace` is its cache of loaded towers."""
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import numpy as np
 
 from ctax.config import Settings
 from ctax.dataset.labelled import LabelledCreative, current_annotations
+from ctax.dataset.representatives import SAMPLE_SEED, representatives
 from ctax.embedding.config import CorruptArtefact
 from ctax.embedding.device import resolve_device
 from ctax.embedding.ocr import OcrReader
@@ -21,6 +23,7 @@ from ctax.embedding.space import SharedSpace
 from ctax.enums import VersionKind, VersionStatus
 from ctax.index.qdrant import LabelIndex
 from ctax.labelling.calibration import Held, Reference, calibrate
+from ctax.labelling.ocr_noise import ocr_like
 from ctax.store.blobs import BlobStore
 from ctax.store.session import Database
 from ctax.taxonomy.catalog import active_taxonomy
@@ -31,6 +34,12 @@ from ctax.versions.sync import inherit_traffic, sync_exemplars, sync_labels
 log = logging.getLogger(__name__)
 
 CALIBRATION_SAMPLE = 2000
+# The pretrained version's calibration holds out this share of each label's labelled creatives from the exemplars
+# it scores them against; a label with fewer than MIN_TO_SPLIT keeps them all as exemplars.
+CALIBRATION_SHARE = 0.3
+# OCR-like readings encoded per calibration (an extra text encoding each).
+OCR_CALIBRATION_SAMPLE = 1000
+MIN_TO_SPLIT = 3
 ERROR_CHARS = 4000
 
 LoadSpace = Callable[[str, Path], SharedSpace]
@@ -80,28 +89,74 @@ def build(
 def held_from_index(
     index: LabelIndex, version: str, annotations: Sequence[LabelledCreative], seed: int, dim: int
 ) -> tuple[Held, Reference]:
-    """Validation from the stored exemplars themselves, each scored against the representatives (never itself):
-    the reference is exactly what the labeller searches, the held creatives are drawn from every label's sample.
+    """The pretrained version's calibration split, from the stored exemplars (each label's sample): a share of
+    every label's creatives (CALIBRATION_SHARE, at most CALIBRATION_SAMPLE in all) is held out and scored against
+    representatives chosen by the index's own rule (representatives.py) from the rest of the label alone.
 
-    The sample (at most CALIBRATION_SAMPLE) and its order are drawn by the creatives' content
-    (LabelledCreative.draw_key), so that the same data calibrates the same way in every database."""
+    Why a split, not the stored representatives: serving compares a new creative with exemplars that never saw it,
+    and a calibration creative scored against the set it was drawn from (or the simulated traffic made of that
+    same set) sits nearer its label than a new one does, so the `new_label` threshold came out too high and
+    10-26% of known-label creatives were flagged new before any training (docs/benchmarks.md, issue 17). A training
+    run calibrates the same way on its validation split (training/validation.py).
+
+    Both the split and the order are drawn by the creatives' content (LabelledCreative.draw_key), so that the same
+    data calibrates the same way in every database."""
     by_id = {item.creative_id: item for item in annotations}
     label_ids, label_vectors = index.label_vectors(version)
     label_vectors = label_vectors.reshape(len(label_ids), dim)
     points = index.exemplar_points(version, dim)
-    searched = np.flatnonzero(points.representative)
-    ref = Reference(label_ids, label_vectors, [points.creative_ids[n] for n in searched],
-                    points.label_ids[searched], points.vectors[searched])
     rows = [n for n, cid in enumerate(points.creative_ids)
             if cid in by_id and by_id[cid].label_id == points.label_ids[n]]
-    # In content order too, not the index's (by random id): calibration's simulated assertions draw row by row.
-    rows = sorted(rows, key=lambda n: by_id[points.creative_ids[n]].draw_key(seed))[:CALIBRATION_SAMPLE]
+    calibration, kept = calibration_split([by_id[points.creative_ids[n]] for n in rows], seed)
+    calibration_rows = [rows[n] for n in calibration]
+    exemplar_rows = [rows[n] for n in kept]
+    chosen = representatives([by_id[points.creative_ids[n]].draw_key(SAMPLE_SEED) for n in exemplar_rows],
+                             [int(points.label_ids[n]) for n in exemplar_rows], points.vectors[exemplar_rows],
+                             index.exemplars_per_label)
+    searched = [exemplar_rows[n] for n in chosen]
+    ref = Reference(label_ids, label_vectors, [points.creative_ids[n] for n in searched],
+                    points.label_ids[searched], points.vectors[searched])
     held = Held(
-        [points.creative_ids[n] for n in rows],
-        [int(points.label_ids[n]) for n in rows],
-        points.vectors[rows] if rows else np.zeros((0, dim), np.float32),
+        [points.creative_ids[n] for n in calibration_rows],
+        [int(points.label_ids[n]) for n in calibration_rows],
+        points.vectors[calibration_rows] if calibration_rows else np.zeros((0, dim), np.float32),
     )
     return held, ref
+
+
+def calibration_split(items: Sequence[LabelledCreative], seed: int) -> tuple[list[int], list[int]]:
+    """Row indices of (calibration, exemplars): per label, the CALIBRATION_SHARE of its creatives with the smallest
+    draw keys (none of a label with fewer than MIN_TO_SPLIT, which keeps them all as exemplars), at most
+    CALIBRATION_SAMPLE in all; the calibration rows in draw-key order (calibration's simulated assertions draw row
+    by row)."""
+    by_label: dict[int, list[int]] = defaultdict(list)
+    for row, item in enumerate(items):
+        by_label[item.label_id].append(row)
+    keys = [item.draw_key(seed) for item in items]
+    calibration: list[int] = []
+    for rows in by_label.values():
+        if len(rows) >= MIN_TO_SPLIT:
+            rows = sorted(rows, key=keys.__getitem__)
+            calibration += rows[: max(1, round(len(rows) * CALIBRATION_SHARE))]
+    calibration = sorted(calibration, key=keys.__getitem__)[:CALIBRATION_SAMPLE]
+    held = set(calibration)
+    return calibration, [row for row in range(len(items)) if row not in held]
+
+
+def ocr_readings(space: SharedSpace, held: Held, items: Sequence[LabelledCreative], seed: int) -> Held:
+    """OCR-like readings (ocr_noise.py) of at most OCR_CALIBRATION_SAMPLE of the held creatives, encoded by the
+    version's text tower: what calibration sets the OCR-read creatives' thresholds on. Seeded, so that the same
+    data calibrates the same way."""
+    by_id = {item.creative_id: item for item in items}
+    rng = np.random.default_rng(seed)
+    rows = [n for n, cid in enumerate(held.creative_ids[:OCR_CALIBRATION_SAMPLE])
+            if cid in by_id and (by_id[cid].texts or by_id[cid].ocr_text)]
+    # A creative labelled from an image already has OCR text: it is its own reading.
+    texts = [ocr_like(by_id[held.creative_ids[n]].texts, rng) if by_id[held.creative_ids[n]].texts
+             else by_id[held.creative_ids[n]].ocr_text or "" for n in rows]
+    vectors = space.text.encode(texts) if texts else np.zeros((0, space.dim), np.float32)
+    return Held([held.creative_ids[n] for n in rows], [held.label_ids[n] for n in rows],
+                np.asarray(vectors, dtype=np.float32))
 
 
 def recalibrate_pretrained(
@@ -118,6 +173,7 @@ def recalibrate_pretrained(
     thresholds, report = calibrate(
         taxonomy, held, ref, top_k=settings.top_k, exemplar_k=settings.exemplar_k, seed=settings.train_seed,
         traffic_window=settings.novelty_traffic_window,
+        ocr_held=ocr_readings(space, held, annotations, settings.train_seed),
     )
     with db.write() as session:
         version = registry.get_version(session, space.version)

@@ -52,6 +52,7 @@ def test_a_chunk_claimed_before_its_dispatch_is_marked_is_still_resent_when_the_
     import datetime as dt
 
     from ctax.creatives.intake import dispatch
+    from ctax.store import outbox as outbox_rows
     from ctax.store.repos import creatives as repo
     from ctax.store.types import utcnow
 
@@ -66,6 +67,6 @@ def test_a_chunk_claimed_before_its_dispatch_is_marked_is_still_resent_when_the_
     assert dispatch(db, send_to_a_fast_worker, settings) == 3 and len(claimed) == 3
     later = utcnow() + dt.timedelta(seconds=settings.lease_s + 1)  # the worker died: no renewal, the lease ran out
     with db.read() as session:
-        resent = repo.undispatched(session, 100, later - dt.timedelta(seconds=settings.requeue_after_s),
+        resent = outbox_rows.undispatched(session, 100, later - dt.timedelta(seconds=settings.requeue_after_s),
                                    later - dt.timedelta(seconds=settings.lease_s))
     assert sorted(resent) == sorted(claimed)

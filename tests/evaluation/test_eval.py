@@ -72,8 +72,12 @@ def test_ctax_eval_holds_labels_out_and_refuses_a_used_work_folder(tmp_path, sha
 def test_ctax_eval_prints_training_progress_and_records_arrival_and_per_label_figures(tmp_path, shared_data) -> None:
     train, test, _ = write_split(shared_data, tmp_path, per_label=20)
     out = tmp_path / "metrics.json"
+    ocr = tmp_path / "ocr.jsonl"
+    ocr.write_text("".join(line for _, line in zip(range(8), (shared_data / "pitt_ads_ocr_dev.jsonl").open(),
+                                                   strict=False)))
     args = ["eval", "--taxonomy", str(shared_data / "pitt_ads_taxonomy.txt"), "--train", str(train),
-            "--test", str(test), "--holdout-labels", "1", "--epochs", "1", "--json", str(out)]
+            "--test", str(test), "--holdout-labels", "1", "--epochs", "1", "--json", str(out),
+            "--ocr-test", str(ocr)]
     env = {"CTAX_IMAGE_ENABLED": "false", "CTAX_OCR_ENABLED": "false", "CTAX_TRAIN_BATCH_SIZE": "8"}
     result = CliRunner().invoke(app, args, env=env)
     assert result.exit_code == 0, result.output
@@ -96,3 +100,22 @@ def test_ctax_eval_prints_training_progress_and_records_arrival_and_per_label_fi
             "new_label", 0)
     # The sweep only ever raises flags: no fewer known creatives flagged after it than at arrival.
     assert metrics["known_flagged_new_rate"] >= arrival["known_flagged_new_rate"]
+    # The OCR rows, labelled as image ads read by OCR, are reported apart, judged by the version's OCR thresholds.
+    block = metrics["ocr"]
+    assert block["n"] + block["left_out_in_train"] == 8 and block["n"] > 0
+    assert block["thresholds"]["ocr_new_label"] is not None and 0 <= block["known_flagged_new_rate"] <= 1
+    assert "ocr known_flagged_new_rate" in result.output
+
+
+def test_a_bad_ocr_test_line_is_refused_naming_it(tmp_path) -> None:
+    from ctax.errors import InvalidInput
+    from ctax.evaluation.run import read_ocr_rows
+
+    ocr = tmp_path / "ocr.jsonl"
+    ocr.write_text(json.dumps({"id": "1", "text": "COCA-COLA", "label": "Product/Food and Drink/Soft Drinks"}) + "\n"
+                   + json.dumps({"id": "2", "text": "  ", "label": "PSA/Animal Rights"}) + "\n")
+    with pytest.raises(InvalidInput, match=r"ocr\.jsonl line 2"):
+        read_ocr_rows(ocr)
+    ocr.write_text(json.dumps({"id": "1", "label": "PSA/Animal Rights"}) + "\n")
+    with pytest.raises(InvalidInput, match="line 1"):
+        read_ocr_rows(ocr)

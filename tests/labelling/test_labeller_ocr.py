@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 from PIL import Image
@@ -12,6 +13,7 @@ from ctax.config import Settings
 from ctax.embedding.ocr import probe_images
 from ctax.jobs import LABEL_QUEUE
 from ctax.labelling.labeller import LabelRequest
+from ctax.labelling.trigger import Trigger
 from ctax.worker.runtime import Runtime
 
 
@@ -50,3 +52,18 @@ def test_only_creatives_with_an_image_and_no_text_are_read(runtime: Runtime) -> 
     labeller.ocr = None  # CTAX_OCR_ENABLED=false: nothing read, and an image-only creative says why it failed
     outcome = labeller.label([LabelRequest(ids[1], [], coffee)])[0]
     assert outcome.ocr_text is None and outcome.error is not None
+
+
+def test_a_creative_read_by_ocr_is_judged_by_the_versions_ocr_thresholds(runtime: Runtime) -> None:
+    labeller = runtime.labeller()
+    # Thresholds no creative can miss for supplied text, none can meet for OCR text: the source alone decides.
+    thresholds = replace(labeller.trigger.thresholds, new_label=-10.0, ocr_new_label=10.0)
+    labeller.trigger = Trigger(labeller.taxonomy, thresholds, top_k=labeller.trigger.top_k)
+    supplied, read = labeller.label([
+        LabelRequest(str(uuid.uuid4()), ["Winter tyres on sale"]),
+        LabelRequest(str(uuid.uuid4()), [], ocr_text="Winter tyres on sale"),
+    ])
+    assert supplied.decision is not None and supplied.decision.flag != "new_label"
+    assert read.decision is not None and read.decision.flag == "new_label"
+    assert read.decision.scores["new_label_threshold"] == 10.0
+    assert "OCR-text new-label threshold" in read.decision.reasons[0]

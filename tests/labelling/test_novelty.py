@@ -14,6 +14,7 @@ from ctax.labelling.novelty import (
     LABEL_CANDIDATES,
     MAX_TRAFFIC_K,
     TRAFFIC_K,
+    VARIANT_SIMILARITY,
     NoveltyModel,
     fit_novelty_model,
     novelty_features,
@@ -173,6 +174,17 @@ def test_traffic_feature_compares_recent_creatives_with_exemplars_and_ignores_co
     assert traffic_feature([0.995] * 8 + [0.7] * 3) == pytest.approx(traffic_feature([0.7] * 3))
     assert traffic_mean([0.5] * 10) == pytest.approx(0.5) and TRAFFIC_K == 10
     assert DUPLICATE_SIMILARITY < 1.0
+
+
+def test_variants_of_one_creative_count_once_as_traffic() -> None:
+    # A campaign's burst: reworded variants of one ad, each nearer to the others than distinct ads ever are.
+    burst = [0.97, 0.96, 0.95, 0.95, 0.94] * 4
+    assert traffic_mean(burst) == pytest.approx(0.97 / TRAFFIC_K)  # one variant, the rest of the window quiet
+    assert traffic_mean(burst + [0.7] * 9) == pytest.approx((0.97 + 0.7 * 9) / TRAFFIC_K)
+    # A crowd of distinct creatives of one kind (below VARIANT_SIMILARITY) counts in full.
+    crowd = [0.9, 0.88, 0.85, 0.85, 0.8] * 4
+    assert traffic_mean(crowd) == pytest.approx(np.mean(sorted(crowd, reverse=True)[:TRAFFIC_K]))
+    assert DUPLICATE_SIMILARITY > VARIANT_SIMILARITY > 0.9
 
 
 def test_a_model_stored_before_the_traffic_feature_keeps_reading_its_own_features() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ctax.labelling.trigger import Evidence, Thresholds, Trigger
+from ctax.labelling.trigger import OCR, Evidence, Thresholds, Trigger
 from ctax.taxonomy.paths import LabelPath
 from ctax.taxonomy.tree import Taxonomy, TaxonomyNode
 
@@ -104,3 +104,28 @@ def test_thresholds_round_trip_through_json() -> None:
                           exemplar_weight=0.2, exemplar_fit_weight=0.25, source="calibrated")
     assert Thresholds.from_json(original.to_json()) == original
     assert Thresholds.from_json(None) == Thresholds()
+
+
+def test_ocr_read_creatives_are_judged_by_the_ocr_thresholds(taxonomy) -> None:
+    thresholds = Thresholds(new_label=0.3, wrong_label=0.1, margin=0.02, per_label_wrong={8: 0.1},
+                            ocr_new_label=0.2, ocr_wrong_label=0.3)
+    trigger = Trigger(taxonomy, thresholds, top_k=3)
+    # Fit 0.25: below the supplied-text new_label threshold, above the OCR one.
+    scores = {3: 0.25, 4: 0.1}
+    assert trigger.decide(Evidence(scores, [])).flag == "new_label"
+    read = trigger.decide(Evidence(scores, [], text_source=OCR))
+    assert read.flag == "none" and read.scores["new_label_threshold"] == 0.2
+    # The asserted label trails by 0.2: wrong against its per-label threshold (0.1) for supplied text, within the
+    # OCR one (0.3), which replaces the per-label ones fitted on supplied text.
+    scores = {3: 0.45, 4: 0.1, 8: 0.25}
+    assert trigger.decide(Evidence(scores, [], 8)).flag == "wrong_label"
+    read = trigger.decide(Evidence(scores, [], 8, text_source=OCR))
+    assert read.flag == "none" and read.scores["wrong_label_threshold"] == 0.3
+    assert Thresholds.from_json(thresholds.to_json()) == thresholds
+
+
+def test_without_ocr_thresholds_ocr_read_creatives_use_the_supplied_text_ones(taxonomy) -> None:
+    stored_before = {"new_label": 0.3, "wrong_label": 0.1, "margin": 0.02}  # a version calibrated before
+    trigger = Trigger(taxonomy, Thresholds.from_json(stored_before), top_k=3)
+    read = trigger.decide(Evidence({3: 0.25, 4: 0.1}, [], None, text_source=OCR))
+    assert read.flag == "new_label" and read.scores["new_label_threshold"] == 0.3

@@ -46,7 +46,7 @@ def test_calibration_sample_is_the_same_creatives_in_the_same_order_in_two_impor
     from ctax.index.qdrant import LabelIndex
     from ctax.versions import lifecycle
 
-    monkeypatch.setattr(lifecycle, "CALIBRATION_SAMPLE", 30)
+    monkeypatch.setattr(lifecycle, "CALIBRATION_SAMPLE", 20)
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(80, 4)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -61,6 +61,6 @@ def test_calibration_sample_is_the_same_creatives_in_the_same_order_in_two_impor
         held, _ = lifecycle.held_from_index(index, "v1", annotations, seed=13, dim=4)
         text_of = {item.creative_id: item.texts for item in annotations}
         drawn.append([text_of[cid] for cid in held.creative_ids])
-        assert len(held.creative_ids) == 30 and len(held.vectors) == 30
+        assert len(held.creative_ids) == 20 and len(held.vectors) == 20
         index.client.close()
     assert drawn[0] == drawn[1]

@@ -15,6 +15,7 @@ from ctax.creatives.intake import CreativeSubmission, create_creative
 from ctax.enums import CreativeStatus
 from ctax.jobs import LABEL_QUEUE, TRAIN_QUEUE
 from ctax.labelling.labeller import LabelOutcome, LabelRequest
+from ctax.store import outbox as outbox_rows
 from ctax.store.models import Creative
 from ctax.store.repos import creatives as repo
 from ctax.store.session import Database
@@ -90,7 +91,7 @@ def test_a_worker_that_stopped_beating_loses_its_claims_one_lease_later(settings
             time.sleep(0.05)
             now = utcnow()
             with db.read() as session:  # what the API's dispatcher sends, with the lease the settings give
-                resent = repo.undispatched(session, 100, now - dt.timedelta(seconds=rt.settings.requeue_after_s),
+                resent = outbox_rows.undispatched(session, 100, now - dt.timedelta(seconds=rt.settings.requeue_after_s),
                                            now - dt.timedelta(seconds=LEASE_S))
         assert sorted(resent) == ids
         assert LEASE_S - BEAT_S <= time.monotonic() - died < LEASE_S + 1.0

@@ -1,4 +1,4 @@
-"""Creatives: the API's reads, the dispatcher's outbox view of them, and the worker's lease protocol.
+"""Creatives: the API's reads and the worker's lease protocol (the dispatcher's outbox view: dispatch.py).
 
 A claim is a lease: `claim` takes creatives that are queued or held under an expired lease, `store_results` and
 `fail` write only where the calling worker still holds the claim, so a slow worker never overwrites the result of
@@ -105,35 +105,6 @@ def requeue(session: Session, creative: Creative) -> Creative:
     creative.dispatched_at = None
     mark_queued_work(session)
     return creative
-
-
-# -- dispatch ------------------------------------------------------------------------------------------------
-
-
-def undispatched(session: Session, limit: int, requeue_before: dt.datetime, lease_before: dt.datetime) -> list[str]:
-    """Ids to send: never dispatched, dispatched long ago but still queued (the message was lost), or held
-    by a worker whose lease ran out."""
-    rows = session.scalars(
-        select(Creative.id)
-        .where(
-            or_(
-                (Creative.status == CreativeStatus.QUEUED) & Creative.dispatched_at.is_(None),
-                (Creative.status == CreativeStatus.QUEUED) & (Creative.dispatched_at < requeue_before),
-                # Resent once per lease: after the resend dispatched_at is newer than the stale claim.
-                (Creative.status == CreativeStatus.PROCESSING)
-                & (Creative.claimed_at < lease_before)
-                & (Creative.dispatched_at < Creative.claimed_at),
-            )
-        )
-        .order_by(Creative.created_at)
-        .limit(limit)
-    )
-    return list(rows)
-
-
-def mark_dispatched(session: Session, ids: Sequence[str], at: dt.datetime) -> None:
-    if ids:
-        session.execute(update(Creative).where(Creative.id.in_(ids)).values(dispatched_at=at))
 
 
 # -- the worker's lease ----------------------------------------------------------------------------------------
@@ -302,18 +273,3 @@ def release_claims(session: Session, worker_prefix: str) -> list[str]:
     if ids:
         mark_queued_work(session)
     return ids
-
-
-def resend_dispatched(session: Session) -> int:
-    """Send again every creative dispatched but not claimed yet: the SQLite broker hides a message once it is
-    delivered, so the message a SIGKILLed worker had fetched is gone. A duplicate message costs one UPDATE that
-    claims nothing (`claim` takes only what is free)."""
-    result = session.execute(
-        update(Creative)
-        .where(Creative.status == CreativeStatus.QUEUED, Creative.dispatched_at.is_not(None))
-        .values(dispatched_at=None)
-    )
-    count = int(getattr(result, "rowcount", 0) or 0)
-    if count:
-        mark_queued_work(session)
-    return count

@@ -132,21 +132,6 @@ def first_held(session: Session, f: QueueFilter, key_id: int, now: dt.datetime) 
     ).first()
 
 
-def open_count_by_flag(session: Session) -> dict[str, int]:
-    rows = session.execute(
-        select(ReviewItem.flag, func.count()).where(ReviewItem.status == ReviewStatus.OPEN).group_by(ReviewItem.flag)
-    ).all()
-    return {flag: count for flag, count in rows}
-
-
-def open_count_flagged(session: Session, flag: Flag, since: dt.datetime | None = None) -> int:
-    """Open items flagged `flag` (since `since`, when given)."""
-    query = select(func.count(ReviewItem.id)).where(ReviewItem.flag == flag, ReviewItem.status == ReviewStatus.OPEN)
-    if since is not None:
-        query = query.where(ReviewItem.created_at > since)
-    return session.scalar(query) or 0
-
-
 def item_of_creative(session: Session, creative_id: str) -> ReviewItem | None:
     return session.scalar(select(ReviewItem).where(ReviewItem.creative_id == creative_id))
 
@@ -295,10 +280,3 @@ def delete_annotations_of(session: Session, decision_id: int) -> None:
     session.execute(delete(Annotation).where(Annotation.decision_id == decision_id))
 
 
-
-def count_by_status_and_flag(session: Session) -> list[tuple[str, str, int]]:
-    """How many review items there are of each status and flag (the review queue's depth, for /metrics)."""
-    rows = session.execute(
-        select(ReviewItem.status, ReviewItem.flag, func.count()).group_by(ReviewItem.status, ReviewItem.flag)
-    )
-    return [(str(status), str(flag), count) for status, flag, count in rows]
