@@ -42,9 +42,11 @@ def test_a_calibrated_version_has_its_pictures_and_a_card_page(calibrated: Runti
         version = session.get(ModelVersion, "v1-pretrained")
         figures, thresholds = version.metrics["calibration"]["figures"], version.thresholds
     # The pictures show the thresholds the version uses, and every validation creative.
-    assert figures["new_label"]["threshold"] == thresholds["new_label"] and figures["new_label"]["n_known"] == 90
+    # The pretrained version calibrates on a share of the 90 stored creatives held apart from its exemplars.
+    n_known = figures["new_label"]["n_known"]
+    assert figures["new_label"]["threshold"] == thresholds["new_label"] and 0 < n_known < 90
     assert figures["wrong_label"]["threshold"] == thresholds["wrong_label"]
-    assert sum(row["n"] for row in figures["per_label"]) == 90 and len(figures["per_label"]) == 6
+    assert sum(row["n"] for row in figures["per_label"]) == n_known and len(figures["per_label"]) == 6
     assert "![Per-label accuracy](card/per_label.png)" in (directory / "MODEL_CARD.md").read_text()
 
     with TestClient(create_app(calibrated.settings, start_dispatcher=False)) as client:

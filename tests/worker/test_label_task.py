@@ -109,7 +109,8 @@ def test_a_batch_stores_only_the_results_whose_claims_this_worker_still_holds(ru
 
 def test_labelling_again_updates_open_review_items_and_leaves_decided_ones(runtime: Runtime, pitt_labels) -> None:
     car = "Buy the new Honda Civic sedan, a great family car"
-    ids = submit(runtime, *[CreativeSubmission(texts=[f"{car} {n}"], asserted_label="PSA/Animal Rights")
+    # Told apart by letters, not numbers: copies that differ only by a number would join one duplicate group.
+    ids = submit(runtime, *[CreativeSubmission(texts=[f"{car} {'xyz'[n]}"], asserted_label="PSA/Animal Rights")
                             for n in range(3)])
     run(runtime, ids[:2])
     with runtime.db.write() as session:
