@@ -13,15 +13,16 @@ from typing import TYPE_CHECKING, Any
 from ctax.config import Settings
 from ctax.enums import CreativeStatus, Source
 from ctax.errors import InvalidInput
+from ctax.evaluation.posting import post_rows
 from ctax.evaluation.scoring import novelty_by_label, score
 from ctax.store.models import Creative
-from ctax.store.repos import creatives, labels
-from ctax.taxonomy import catalog
+from ctax.store.repos import creatives
 from ctax.taxonomy.paths import LabelPath
 from ctax.versions import registry
 
 if TYPE_CHECKING:
     from ctax.evaluation.run import EvalOptions, _Split
+    from ctax.store.session import Session
     from ctax.worker.runtime import Runtime
 
 
@@ -62,25 +63,16 @@ def ocr_block(rt: Runtime, settings: Settings, data: _Split, options: EvalOption
     ad, summarised) are left out: its summary would be an exemplar. Figures are the verdicts as they arrived."""
     in_train = {row.external_id for row in data.train if row.external_id}
     kept = [row for row in data.ocr if row.external_id not in in_train]
-    hidden = set(data.held_out)
-    rng = random.Random(options.seed + 2)
-    with rt.db.read() as session:
-        ids = {LabelPath.parse(label.path): label.id for label in labels.active(session)}
-        taxonomy = catalog.active_taxonomy(session)
-    leaves = [path for path in ids if taxonomy.is_leaf(ids[path])]
-    posted: list[dict[str, Any]] = []
-    with rt.db.write() as session:
-        for row in kept:
-            novel = row.label in hidden
-            wrong = not novel and row.label in ids and rng.random() < options.wrong_label_rate
-            asserted = (rng.choice([p for p in leaves if p != row.label and not p.is_ancestor_of(row.label)
-                                    and not row.label.is_ancestor_of(p)]) if wrong else row.label)
-            creative = Creative(texts=[], ocr_text=row.text, external_id=f"ocr:{row.external_id}",
-                                asserted_label_id=ids.get(asserted) if not novel else None,
-                                status=CreativeStatus.QUEUED, source=Source.API)
-            session.add(creative)
-            session.flush()
-            posted.append({"id": creative.id, "label": row.label, "novel": novel, "wrong": wrong})
+
+    def create(session: Session, row: OcrRow, _asserted: LabelPath | None, asserted_id: int | None) -> str:
+        creative = Creative(texts=[], ocr_text=row.text, external_id=f"ocr:{row.external_id}",
+                            asserted_label_id=asserted_id, status=CreativeStatus.QUEUED, source=Source.API)
+        session.add(creative)
+        session.flush()
+        return creative.id
+
+    posted, ids = post_rows(rt, kept, set(data.held_out), random.Random(options.seed + 2), options.wrong_label_rate,
+                            create)
     label(rt, settings, posted)
     with rt.db.read() as session:
         rows = {c.id: c for c in creatives.by_ids(session, [p["id"] for p in posted])}

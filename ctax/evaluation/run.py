@@ -28,13 +28,14 @@ from ctax.enums import RunStatus
 from ctax.errors import InvalidInput
 from ctax.evaluation.figures import figure_data
 from ctax.evaluation.ocr import OcrRow, ocr_block, read_ocr_rows
+from ctax.evaluation.posting import post_rows
 from ctax.evaluation.progress_view import TrainingView
 from ctax.evaluation.scoring import flag_of, novelty_by_label, score
 from ctax.jobs import LABEL_QUEUE, TRAIN_QUEUE
 from ctax.labelling.sweep import sweep
 from ctax.store.migrate import upgrade
 from ctax.store.models import TrainingRun
-from ctax.store.repos import creatives, labels
+from ctax.store.repos import creatives
 from ctax.taxonomy import catalog
 from ctax.taxonomy.importers import ImportResult, parse_taxonomy_file
 from ctax.taxonomy.paths import LabelPath
@@ -43,6 +44,7 @@ from ctax.versions import registry
 from ctax.versions.lifecycle import activate, build
 
 if TYPE_CHECKING:
+    from ctax.store.session import Session
     from ctax.worker.runtime import Runtime
 
 console = Console(stderr=True)
@@ -227,28 +229,16 @@ def _train_and_activate(rt: Runtime, settings: Settings, options: EvalOptions) -
 
 def _post_test_rows(rt: Runtime, settings: Settings, test_rows: list[Row], hidden: set[LabelPath],
                     options: EvalOptions) -> tuple[list[dict[str, Any]], dict[LabelPath, int]]:
-    """Every test row posted as a creative; a fraction of the known ones carries a wrong asserted label. Returns
-    what was posted and the active labels' ids by path."""
-    rng = random.Random(options.seed + 1)
-    with rt.db.read() as session:
-        ids = {LabelPath.parse(label.path): label.id for label in labels.active(session)}
-        taxonomy = catalog.active_taxonomy(session)
-    leaves = [path for path in ids if taxonomy.is_leaf(ids[path])]
-    posted: list[dict[str, Any]] = []
-    with rt.db.write() as session:
-        for row in test_rows:
-            novel = row.label in hidden
-            asserted: LabelPath | None = None
-            wrong = False
-            if not novel and row.label in ids:
-                wrong = rng.random() < options.wrong_label_rate
-                asserted = rng.choice([p for p in leaves if p != row.label and not p.is_ancestor_of(row.label)
-                                       and not row.label.is_ancestor_of(p)]) if wrong else row.label
-            sub = CreativeSubmission(texts=row.texts, image=row.image.read_bytes() if row.image else None,
-                                     asserted_label=str(asserted) if asserted else None, external_id=row.external_id)
-            creative, _ = create_creative(session, rt.blobs, settings, sub, None)
-            posted.append({"id": creative.id, "label": row.label, "novel": novel, "wrong": wrong})
-    return posted, ids
+    """Every test row posted as a creative, validated as the API does; a fraction of the known ones carries a wrong
+    asserted label. Returns what was posted and the active labels' ids by path."""
+
+    def create(session: Session, row: Row, asserted: LabelPath | None, _asserted_id: int | None) -> str:
+        sub = CreativeSubmission(texts=row.texts, image=row.image.read_bytes() if row.image else None,
+                                 asserted_label=str(asserted) if asserted else None, external_id=row.external_id)
+        creative, _ = create_creative(session, rt.blobs, settings, sub, None)
+        return creative.id
+
+    return post_rows(rt, test_rows, hidden, random.Random(options.seed + 1), options.wrong_label_rate, create)
 
 
 def _label(rt: Runtime, settings: Settings, posted: list[dict[str, Any]]) -> None:
