@@ -137,3 +137,36 @@ class Collections:
             yield from points
             if offset is None:
                 return
+
+    def _nearest_points(
+        self, collection: str, vectors: np.ndarray, limit: int, skip: Sequence[str | None],
+        allowed: Sequence[Sequence[str] | None] | None = None,
+    ) -> list[list[tuple[Any, float]]]:
+        """(point id, cosine) of the `limit` points nearest each vector, best first, in the in-memory mirror in
+        local mode, else in one batch of server queries. Row i never returns point `skip[i]` (None: none skipped);
+        `allowed[i]` restricts row i to those points (None: all; empty: none qualify)."""
+        if not self.is_server:
+            rows = self._table(collection).nearest(vectors, limit + 1, allowed)
+            return [
+                # An empty allow-list means "none qualify"; the table reads it as "no restriction".
+                [] if allowed is not None and allowed[n] is not None and not allowed[n]
+                else [(point, score) for point, _, score in row if point != own][:limit]
+                for n, (row, own) in enumerate(zip(rows, skip, strict=True))
+            ]
+        asked, requests = [], []
+        for n, (vector, own) in enumerate(zip(vectors, skip, strict=True)):
+            must: list[Any] = []
+            if allowed is not None and allowed[n] is not None:
+                if not allowed[n]:  # none qualify: nothing to ask
+                    continue
+                must.append(models.HasIdCondition(has_id=list(allowed[n])))  # type: ignore[arg-type]
+            must_not: list[Any] = [models.HasIdCondition(has_id=[own])] if own else []
+            asked.append(n)
+            requests.append(models.QueryRequest(
+                query=vector.tolist(), limit=limit, with_payload=False,
+                filter=models.Filter(must=must or None, must_not=must_not or None) if must or must_not else None))
+        out: list[list[tuple[Any, float]]] = [[] for _ in range(len(vectors))]
+        if requests:
+            for n, response in zip(asked, self.client.query_batch_points(collection, requests=requests), strict=True):
+                out[n] = [(p.id, float(p.score)) for p in response.points]
+        return out

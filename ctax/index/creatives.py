@@ -105,32 +105,5 @@ class Creatives(Exemplars):
             return [[] for _ in range(len(vectors))]
         skip = [point_id(cid) if cid else None for cid in exclude] if exclude else [None] * len(vectors)
         allowed = [None if ids is None else [point_id(cid) for cid in ids] for ids in only] if only else None
-        if not self.is_server:
-            rows = self._table(name).nearest(vectors, limit + 1, allowed)
-            found: list[list[CreativeHit]] = []
-            for n, (row, own) in enumerate(zip(rows, skip, strict=True)):
-                if allowed is not None and allowed[n] is not None and not allowed[n]:
-                    # An empty allow-list means "none qualify"; the table reads it as "no restriction".
-                    found.append([])
-                    continue
-                found.append([CreativeHit(creative_id_of(point), score) for point, _, score in row
-                              if point != own][:limit])
-            return found
-        asked, requests = [], []
-        for n, vector in enumerate(vectors):
-            must: list[Any] = []
-            if allowed is not None and allowed[n] is not None:
-                if not allowed[n]:  # none qualify: nothing to ask
-                    continue
-                must.append(models.HasIdCondition(has_id=list(allowed[n])))  # type: ignore[arg-type]
-            own = skip[n]
-            must_not: list[Any] = [models.HasIdCondition(has_id=[own])] if own else []
-            asked.append(n)
-            requests.append(models.QueryRequest(
-                query=vector.tolist(), limit=limit, with_payload=False,
-                filter=models.Filter(must=must, must_not=must_not) if must or must_not else None))
-        out: list[list[CreativeHit]] = [[] for _ in range(len(vectors))]
-        if requests:
-            for n, response in zip(asked, self.client.query_batch_points(name, requests=requests), strict=True):
-                out[n] = [CreativeHit(creative_id_of(p.id), float(p.score)) for p in response.points]
-        return out
+        rows = self._nearest_points(name, vectors, limit, skip, allowed)
+        return [[CreativeHit(creative_id_of(point), score) for point, score in row] for row in rows]

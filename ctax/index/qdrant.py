@@ -203,16 +203,5 @@ class LabelIndex(Creatives):
         if len(vectors) == 0 or not self.client.collection_exists(name):
             return [[] for _ in range(len(vectors))]
         skip = [point_id(cid) for cid in exclude] if exclude else [None] * len(vectors)
-        if not self.is_server:
-            rows = self._table(name).nearest(vectors, limit + 1)
-            return [[TrafficHit(creative_id_of(point), score) for point, _, score in row if point != own][:limit]
-                    for row, own in zip(rows, skip, strict=True)]
-        requests = [
-            models.QueryRequest(
-                query=vector.tolist(), limit=limit, with_payload=False,
-                filter=models.Filter(must_not=[models.HasIdCondition(has_id=[own])]) if own else None,
-            )
-            for vector, own in zip(vectors, skip, strict=True)
-        ]
-        responses = self.client.query_batch_points(name, requests=requests)
-        return [[TrafficHit(creative_id_of(p.id), float(p.score)) for p in response.points] for response in responses]
+        rows = self._nearest_points(name, vectors, limit, skip)
+        return [[TrafficHit(creative_id_of(point), score) for point, score in row] for row in rows]
