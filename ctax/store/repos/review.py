@@ -19,7 +19,8 @@ from sqlalchemy import ColumnElement, Select, String, cast, delete, func, insert
 from sqlalchemy.orm import Session, joinedload
 
 from ctax.enums import REOPEN, Flag, QueueOrder, ReviewStatus
-from ctax.store.models import Annotation, ApiKey, Creative, Label, ReviewDecision, ReviewItem
+from ctax.store.filters import label_subtree, of_account
+from ctax.store.models import Annotation, ApiKey, Creative, ReviewDecision, ReviewItem
 
 
 @dataclass(frozen=True)
@@ -56,13 +57,6 @@ def claimable_by(key_id: int, now: dt.datetime) -> ColumnElement[bool]:
     return or_(ReviewItem.claimed_by.is_(None), ReviewItem.claimed_by == key_id, ReviewItem.claim_expires_at < now)
 
 
-def _subtree_ids(session: Session, label_id: int) -> Select[int]:
-    label = session.get(Label, label_id)
-    if label is None:
-        return select(Label.id).where(Label.id == label_id)
-    return select(Label.id).where(or_(Label.id == label.id, Label.path.startswith(label.path + "/", autoescape=True)))
-
-
 def _matching_text(text: str) -> Select[str]:
     return select(Creative.id).where(
         *[or_(cast(Creative.texts, String).ilike(f"%{term}%"), Creative.ocr_text.ilike(f"%{term}%"))
@@ -77,9 +71,9 @@ def _queue(session: Session, f: QueueFilter, now: dt.datetime) -> Select[ReviewI
     if f.flag:
         query = query.where(ReviewItem.flag == f.flag)
     if f.label_id is not None:
-        query = query.where(ReviewItem.suggested_label_id.in_(_subtree_ids(session, f.label_id)))
+        query = query.where(ReviewItem.suggested_label_id.in_(label_subtree(session, f.label_id)))
     if f.asserted_label_id is not None:
-        query = query.where(ReviewItem.asserted_label_id.in_(_subtree_ids(session, f.asserted_label_id)))
+        query = query.where(ReviewItem.asserted_label_id.in_(label_subtree(session, f.asserted_label_id)))
     if f.min_score is not None:
         query = query.where(ReviewItem.top_score >= f.min_score)
     if f.max_score is not None:
@@ -97,7 +91,7 @@ def _queue(session: Session, f: QueueFilter, now: dt.datetime) -> Select[ReviewI
     if f.text:
         query = query.where(ReviewItem.creative_id.in_(_matching_text(f.text)))
     if f.account_id is not None:
-        query = query.where(ReviewItem.creative_id.in_(select(Creative.id).where(Creative.account_id == f.account_id)))
+        query = query.where(of_account(ReviewItem.creative_id, f.account_id))
     return query
 
 

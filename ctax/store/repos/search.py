@@ -7,10 +7,11 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, func, or_, select, tuple_
+from sqlalchemy import ColumnElement, func, select, tuple_
 from sqlalchemy.orm import Session
 
 from ctax.enums import CreativeStatus, Flag, ReviewStatus
+from ctax.store.filters import label_subtree, of_account
 from ctax.store.models import Creative, Label, ReviewItem
 from ctax.store.repos.creatives import MAX_ID_CHARS
 
@@ -55,11 +56,7 @@ class HitRow:
 def _conditions(session: Session, f: SearchFilter) -> list[ColumnElement[bool]]:
     where: list[ColumnElement[bool]] = []
     if f.label_id:
-        label = session.get(Label, f.label_id)
-        path = label.path if label is not None else ""
-        subtree = select(Label.id).where(or_(Label.id == f.label_id,
-                                             Label.path.startswith(path + "/", autoescape=True)))
-        where.append(Creative.decided_label_id.in_(subtree))
+        where.append(Creative.decided_label_id.in_(label_subtree(session, f.label_id)))
     if f.flags:
         where.append(Creative.flag.in_(list(f.flags)))
     if f.statuses:
@@ -68,7 +65,7 @@ def _conditions(session: Session, f: SearchFilter) -> list[ColumnElement[bool]]:
         where.append(Creative.id.in_(select(ReviewItem.creative_id).where(
             ReviewItem.status.in_(list(f.review_statuses)))))
     if f.account_id is not None:
-        where.append(Creative.account_id == f.account_id)
+        where.append(of_account(Creative.id, f.account_id))
     if f.created_after is not None:
         where.append(Creative.created_at >= f.created_after)
     if f.created_before is not None:
