@@ -59,7 +59,11 @@ class Creatives(Exemplars):
             self._delete_points(name, points, batch=1024)
 
     def count_creatives(self, version: str) -> int:
-        name = self.creatives_collection(version)
+        return self._count_points(self.creatives_collection(version))
+
+    def _count_points(self, name: str) -> int:
+        """The points of a creatives or traffic collection (0: none yet); in local mode the in-memory table
+        answers, not a count over Qdrant."""
         if not self.client.collection_exists(name):
             return 0
         if not self.is_server:

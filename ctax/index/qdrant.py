@@ -175,12 +175,7 @@ class LabelIndex(Creatives):
 
     def count_traffic(self, version: str) -> int:
         """Asked on every labelled batch: in local mode the in-memory table answers, not a count over Qdrant."""
-        name = self.traffic_collection(version)
-        if not self.client.collection_exists(name):
-            return 0
-        if not self.is_server:
-            return len(self._table(name))
-        return int(self.client.count(name, exact=True).count)
+        return self._count_points(self.traffic_collection(version))
 
     def traffic_similarities(
         self, version: str, vectors: np.ndarray, limit: int, exclude: Sequence[str] = ()
