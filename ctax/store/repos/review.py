@@ -156,67 +156,45 @@ def key_names(session: Session, key_ids: Iterable[int | None]) -> dict[int, str]
 # -- state changes: one conditional UPDATE each ------------------------------------------------------------------
 
 
-def claim_if_available(session: Session, item_id: int, key_id: int, until: dt.datetime, now: dt.datetime) -> bool:
-    """The WHERE clause is the check, so two reviewers cannot both hold an item."""
+def _changed(session: Session, where: Sequence[ColumnElement[bool]], **values: Any) -> bool:
+    """One conditional UPDATE of an item; whether it matched (the caller explains a refusal)."""
     result = session.execute(
-        update(ReviewItem)
-        .where(ReviewItem.id == item_id, ReviewItem.status == ReviewStatus.OPEN, claimable_by(key_id, now))
-        .values(claimed_by=key_id, claim_expires_at=until)
-        .execution_options(synchronize_session=False)
+        update(ReviewItem).where(*where).values(**values).execution_options(synchronize_session=False)
     )
     return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
 
 
+def claim_if_available(session: Session, item_id: int, key_id: int, until: dt.datetime, now: dt.datetime) -> bool:
+    """The WHERE clause is the check, so two reviewers cannot both hold an item."""
+    return _changed(session, [ReviewItem.id == item_id, ReviewItem.status == ReviewStatus.OPEN,
+                              claimable_by(key_id, now)], claimed_by=key_id, claim_expires_at=until)
+
+
 def release_claim(session: Session, item_id: int, key_id: int) -> None:
-    session.execute(
-        update(ReviewItem)
-        .where(ReviewItem.id == item_id, ReviewItem.claimed_by == key_id)
-        .values(claimed_by=None, claim_expires_at=None)
-        .execution_options(synchronize_session=False)
-    )
+    _changed(session, [ReviewItem.id == item_id, ReviewItem.claimed_by == key_id], claimed_by=None,
+             claim_expires_at=None)
 
 
 def decide_if_unchanged(session: Session, item: ReviewItem, key_id: int, now: dt.datetime) -> bool:
     """Mark the item decided if it is still open, at the version the caller read, and not held by another key."""
-    result = session.execute(
-        update(ReviewItem)
-        .where(
-            ReviewItem.id == item.id,
-            ReviewItem.version == item.version,
-            ReviewItem.status == ReviewStatus.OPEN,
-            claimable_by(key_id, now),
-        )
-        .values(
-            status=ReviewStatus.DECIDED,
-            decided_at=now,
-            claimed_by=None,
-            claim_expires_at=None,
-            version=ReviewItem.version + 1,
-            updated_at=now,
-        )
-        .execution_options(synchronize_session=False)
+    return _changed(
+        session,
+        [ReviewItem.id == item.id, ReviewItem.version == item.version, ReviewItem.status == ReviewStatus.OPEN,
+         claimable_by(key_id, now)],
+        status=ReviewStatus.DECIDED, decided_at=now, claimed_by=None, claim_expires_at=None,
+        version=ReviewItem.version + 1, updated_at=now,
     )
-    return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
 
 
 def reopen_if_unchanged(session: Session, item: ReviewItem, key_id: int, until: dt.datetime,
                         now: dt.datetime) -> bool:
     """Open a decided item again, claimed by `key_id`, if it is still at the version the caller read."""
-    result = session.execute(
-        update(ReviewItem)
-        .where(ReviewItem.id == item.id, ReviewItem.version == item.version,
-               ReviewItem.status == ReviewStatus.DECIDED)
-        .values(
-            status=ReviewStatus.OPEN,
-            decided_at=None,
-            claimed_by=key_id,
-            claim_expires_at=until,
-            version=ReviewItem.version + 1,
-            updated_at=now,
-        )
-        .execution_options(synchronize_session=False)
+    return _changed(
+        session,
+        [ReviewItem.id == item.id, ReviewItem.version == item.version, ReviewItem.status == ReviewStatus.DECIDED],
+        status=ReviewStatus.OPEN, decided_at=None, claimed_by=key_id, claim_expires_at=until,
+        version=ReviewItem.version + 1, updated_at=now,
     )
-    return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
 
 
 # -- decisions and the annotations they made ---------------------------------------------------------------------
