@@ -48,7 +48,7 @@ from rich.table import Table
 from tqdm import tqdm
 
 from bench.render_ads import is_legible, render_ad_detailed, row_seed, word_recall
-from bench.throughput import ADMIN, full_queue, post_all
+from bench.throughput import ADMIN, full_queue, import_taxonomy, post_all
 from bench.throughput import images as plain_jpegs
 from ctax.creatives.images import decode_rgb
 from ctax.embedding.ocr import OcrReader, cpu_count, installed_backends
@@ -163,9 +163,7 @@ def service_rows(payloads: list[bytes], batch_size: int, work: Path) -> list[dic
         console.print(f"end to end, OCR {ocr}: starting the service (API + labelling worker)...")
         service.start(timeout=900)
         try:
-            with service.client(ADMIN) as http:
-                taxonomy = (SHARED_DATA / "pitt_ads_taxonomy.txt").read_bytes()
-                http.post("/v1/labels/import", files={"file": ("pitt.txt", taxonomy)}).raise_for_status()
+            import_taxonomy(service)
             post_all(service, "image", payloads[: min(8, batch_size)], "batch", 1, batch_size)  # lazy imports
             per_s, seconds = full_queue(service, "image", payloads, batch_size)
         finally:

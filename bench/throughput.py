@@ -95,6 +95,13 @@ def labelled_count(http: httpx.Client) -> int:
     return int(http.get("/v1/creatives", params={"status": "labelled", "limit": 1}).json()["total"])
 
 
+def import_taxonomy(service: ServiceProcesses) -> None:
+    """The Pitt ads taxonomy imported through the API, as an operator would before posting."""
+    with service.client(ADMIN) as http:
+        taxonomy = (SHARED_DATA / "pitt_ads_taxonomy.txt").read_bytes()
+        http.post("/v1/labels/import", files={"file": ("pitt.txt", taxonomy)}).raise_for_status()
+
+
 def post_all(service: ServiceProcesses, mode: str, payloads: list[Any], endpoint: str, clients: int,
              batch_items: int) -> tuple[float, float, float]:
     """Post everything, wait for the last label; returns (end-to-end /s, posting /s, seconds)."""
@@ -179,9 +186,7 @@ def run_mode(mode: str, n: int, batch_size: int, clients: int, seed: int, work: 
     console.print(f"[bold]{mode}[/bold]: starting the service (API + labelling worker)...")
     service.start(timeout=600)
     try:
-        with service.client(ADMIN) as http:
-            taxonomy = (SHARED_DATA / "pitt_ads_taxonomy.txt").read_bytes()
-            http.post("/v1/labels/import", files={"file": ("pitt.txt", taxonomy)}).raise_for_status()
+        import_taxonomy(service)
         warm = payloads[: min(batch_size, len(payloads))]
         post_all(service, mode, warm, "batch", 1, batch_size)  # first batch pays for lazy imports
         console.print(f"{mode}: raw batched throughput of the same encoders, batch {batch_size}...")
