@@ -153,7 +153,8 @@ def _train_towers(job: _Run, version_id: str, directory: Path) -> SpaceConfig:
     job.progress(0.05, "text tower: starting", TEXT_TOWER)
     train_text_tower(settings.resolved_text_model(), examples, phrases, parents, directory / "text",
                      epochs=job.epochs, batch_size=settings.train_batch_size, seed=job.seed, device=job.device,
-                     on_progress=text_progress, recipe=TextTrainingRecipe(open_set=settings.train_open_set),
+                     on_progress=text_progress,
+                     recipe=TextTrainingRecipe(open_set=settings.train_open_set, ocr_noise=settings.train_ocr_noise),
                      on_step=job.progress.step_reporter(TEXT_TOWER))
     config = SpaceConfig(version=version_id, kind=VersionKind.TRAINED, text_model="text", label_template=template)
     config.write(directory)
