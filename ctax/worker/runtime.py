@@ -184,7 +184,8 @@ class Runtime:
             ocr=self.ocr,
             traffic_window=self.settings.novelty_traffic_window,
             index_creatives=True,
-            duplicate_similarity=self.settings.duplicate_similarity if self.settings.duplicate_groups else 0.0,
+            duplicate_similarity=thresholds.near_duplicate_similarity(self.settings.duplicate_similarity)
+            if self.settings.duplicate_groups else 0.0,
         )
         with self._lock:
             self._labellers = {k: v for k, v in self._labellers.items() if k[0] != version_id}
