@@ -211,12 +211,12 @@ def _write_candidate(db: Database, job: _Run, version_id: str, config: SpaceConf
         artefacts.write_json(directory, "thresholds.json", version.thresholds)
         artefacts.write_json(directory, "metrics.json", version.metrics)
         artefacts.write_json(directory, "labels.json", {str(i): str(p) for i, p in job.snap.paths.items()})
-        card.write_model_card(version, {"Training": f"run {job.run_id}; {job.epochs} text epochs; seed {job.seed}; "
-                                                    f"open-set training {job.settings.train_open_set}; "
-                                                    f"{n_train} training and {n_validation} held-out creatives"})
         run = runs.get(session, job.run_id)
         run.metrics = {**headline(report), "comparison": comparison}  # type: ignore[union-attr]
         enqueue(session, BUILD_VERSION, version_id)
+    card.draw_model_card(version, {"Training": f"run {job.run_id}; {job.epochs} text epochs; seed {job.seed}; "
+                                               f"open-set training {job.settings.train_open_set}; "
+                                               f"{n_train} training and {n_validation} held-out creatives"})
 
 
 def _build_backends(job: _Run, space: SharedSpace, directory: Path, accuracy: dict[str, float]) -> dict[str, Any]:
