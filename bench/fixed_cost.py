@@ -65,6 +65,7 @@ def main() -> None:
     from ctax.labelling import batch as batch_module
     from ctax.labelling import flagging
     from ctax.labelling.labeller import Labeller
+    from ctax.store import leases
     from ctax.store.repos import creatives
     from ctax.worker.tasks import label as label_task
 
@@ -77,8 +78,7 @@ def main() -> None:
 
     parts: dict[str, float] = defaultdict(float)
     for owner, name, label in [
-        (creatives, "claim_inputs", "claim (UPDATE ... RETURNING)"),
-        (creatives, "claim", "claim (UPDATE ... RETURNING)"),
+        (leases, "claim_inputs", "claim (UPDATE ... RETURNING)"),
         (batch_module.LabellingWorker, "_read", "read the claimed rows"),
         (Labeller, "label", "Labeller.label"),
         (Labeller, "_traffic", "  traffic search"),

@@ -23,9 +23,10 @@ from ctax.index.qdrant import LabelIndex
 from ctax.jobs import TRAIN_QUEUE
 from ctax.labelling.labeller import Labeller
 from ctax.labelling.trigger import Thresholds
+from ctax.store import leases
 from ctax.store.blobs import BlobStore
 from ctax.store.models import ModelVersion
-from ctax.store.repos import creatives, runs, versions, workers
+from ctax.store.repos import runs, versions, workers
 from ctax.store.session import Database
 from ctax.taxonomy.catalog import active_taxonomy
 from ctax.taxonomy.tree import Taxonomy
@@ -143,7 +144,7 @@ class Runtime:
         with self.db.write() as session:
             workers.beat(session, self.name, pid=os.getpid(), queues=self.queues, device=self.device,
                          ready=self.ready, info=self.info)
-            creatives.renew_claims(session, self.name)
+            leases.renew_claims(session, self.name)
 
     # -- labelling -----------------------------------------------------------------------------------------
     def active_space(self) -> tuple[SharedSpace, Taxonomy]:
