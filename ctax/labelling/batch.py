@@ -86,7 +86,12 @@ class LabellingWorker:
         try:
             labeller = self.labeller()
         except Exception as exc:  # no active version yet (first start still building): hand the work back
-            self._fail_all([row.id for row in claimed], f"labeller not ready: {exc}", counts)
+            # Nothing was tried: the attempts the claim counted are taken back, so that a long first build
+            # neither fails creatives nor turns them into retries (labelled one at a time).
+            log.info("labeller not ready (%s): %d creatives handed back", exc, len(claimed))
+            with self.db.write() as session:
+                counts["requeued"] += leases.hand_back(session, self.name, [r.id for r in claimed if not r.retry],
+                                                       [r.id for r in claimed if r.retry])
             return counts
         size = self.settings.label_batch_size
         fresh = [row for row in claimed if not row.retry]

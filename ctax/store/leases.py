@@ -90,6 +90,25 @@ def give_up(session: Session, ids: Sequence[str], lease_s: float, max_attempts: 
     return [row[0] for row in result]
 
 
+def hand_back(session: Session, worker: str, fresh: Sequence[str], retries: Sequence[str]) -> int:
+    """Queue again, uncounted, what `worker` claimed and did not start: the attempts its claim counted for the
+    fresh ones are taken back (retries had none counted). Returns how many were handed back."""
+    handed = 0
+    for ids, attempts in ((fresh, Creative.attempts - 1), (retries, Creative.attempts)):
+        if ids:
+            result = session.execute(
+                update(Creative)
+                .where(Creative.id.in_(list(ids)), Creative.claimed_by == worker,
+                       Creative.status == CreativeStatus.PROCESSING)
+                .values(status=CreativeStatus.QUEUED, claimed_at=None, claimed_by=None, dispatched_at=None,
+                        attempts=attempts)
+            )
+            handed += int(getattr(result, "rowcount", 0) or 0)
+    if handed:
+        mark_queued_work(session)
+    return handed
+
+
 def count_attempt(session: Session, creative_id: str, worker: str) -> bool:
     """A retry's attempt, counted (and committed by the caller) before labelling starts on it; False when the
     worker no longer holds the claim."""

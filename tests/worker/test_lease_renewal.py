@@ -146,3 +146,18 @@ def test_a_creative_that_stops_every_worker_is_given_up_and_its_batch_mates_are_
     assert run(rt, [fresh])["labelled"] == 1
     with rt.db.read() as session:
         assert session.get(Creative, fresh).attempts == 1  # type: ignore[union-attr]
+
+
+def test_work_that_arrives_before_any_version_is_handed_back_uncounted(settings: Settings, db: Database) -> None:
+    """The first start is still building its version: the worker hands its batch back without counting an
+    attempt, so a long build neither fails creatives nor makes them retries."""
+    rt = Runtime(settings, [LABEL_QUEUE], owns_index=True)  # not started: no version exists yet
+    with db.write() as session:
+        ids = [create_creative(session, rt.blobs, settings, CreativeSubmission(texts=[f"Ad number {n} here"]),
+                               None)[0].id for n in range(3)]
+    for _ in range(settings.max_attempts + 1):
+        assert run(rt, ids) == {"claimed": 3, "labelled": 0, "failed": 0, "requeued": 3}
+    with db.read() as session:
+        rows = [session.get(Creative, creative_id) for creative_id in ids]
+        assert all(row.status == CreativeStatus.QUEUED and row.attempts == 0 for row in rows)  # type: ignore[union-attr]
+        assert all(row.claimed_by is None and row.dispatched_at is None for row in rows)  # type: ignore[union-attr]
