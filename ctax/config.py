@@ -163,6 +163,8 @@ class Settings(BaseSettings):
     train_open_set: Literal["none", "background", "parent"] = Field(
         default="none", description="Also train for labels the taxonomy lacks by leaving some out per pass "
         "(TextTrainingRecipe.open_set); measured in docs/benchmarks.md and not better so far.")
+    train_ocr_noise: float = Field(default=0.0, ge=0, le=1, description="Share of creatives that also train as "
+                                   "an OCR-like reading of their text, per epoch (TextTrainingRecipe.ocr_noise).")
     validation_fraction: float = Field(default=0.15, gt=0, lt=0.5)
     train_progress_interval_s: float = Field(
         default=3.0, ge=0, description="A running training run writes its step, loss and time left to its row at "

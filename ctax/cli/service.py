@@ -17,9 +17,9 @@ from ctax.cli.supervisor import Child, GaveUp, Supervisor
 from ctax.config import Settings
 from ctax.embedding.ocr import OcrUnavailable, check_backend
 from ctax.jobs import INDEX_QUEUE, LABEL_GPU_QUEUE, SEARCH_QUEUE, TRAIN_QUEUE
+from ctax.store import leases
 from ctax.store import outbox as dispatch_rows
 from ctax.store.migrate import upgrade
-from ctax.store.repos import creatives as creative_rows
 from ctax.store.repos import workers as worker_rows
 from ctax.store.session import Database
 
@@ -133,7 +133,7 @@ def hand_back(db: Database, child: Child, code: int) -> None:
         return
     prefix = worker_rows.name_prefix(socket.gethostname(), child.pid)
     with db.write() as session:
-        released = creative_rows.release_claims(session, prefix)
+        released = leases.release_claims(session, prefix)
         resent = dispatch_rows.resend_dispatched(session) if child.name == LABEL_WORKER and code != 0 else 0
         worker_rows.remove_process(session, prefix)
     if released or resent:

@@ -10,9 +10,12 @@ them until their lease runs out.
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +33,24 @@ IMMEDIATE_S = 10.0
 MAX_IMMEDIATE_FAILURES = 5
 POLL_S = 0.2
 STOP_TIMEOUT_S = 30.0
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _stop_with_parent(parent: int) -> Callable[[], None] | None:
+    """Linux: the child gets SIGTERM when the supervisor dies, however it dies. Without it a `ctax run` killed by
+    SIGKILL (or the OOM killer) leaves its API and worker running: they keep the port and Qdrant local mode's
+    folder lock, and the next `ctax run` cannot start. SIGTERM, not SIGKILL: the worker then hands back its claims
+    as on Ctrl-C. Elsewhere (no prctl) nothing is set."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def set_death_signal() -> None:  # runs in the child between fork and exec
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the supervisor died before prctl: nobody would send the signal
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return set_death_signal
 
 
 @dataclass
@@ -141,7 +162,7 @@ class Supervisor:
             log.exception("clean-up after %s (pid %s) exited failed", child.name, child.pid)
 
     def _spawn(self, child: Child) -> None:
-        child.process = subprocess.Popen(list(child.argv))
+        child.process = subprocess.Popen(list(child.argv), preexec_fn=_stop_with_parent(os.getpid()))
         child.pid = child.process.pid
         child.started_at = time.monotonic()
         if child.restart_at is not None:

@@ -23,6 +23,7 @@ from ctax.labelling import duplicates
 from ctax.labelling.flagging import flag_batch
 from ctax.labelling.labeller import Labeller, LabelOutcome, LabelRequest
 from ctax.labelling.sweep import sweep
+from ctax.store import leases
 from ctax.store.blobs import BlobStore
 from ctax.store.repos import creatives as repo
 from ctax.store.repos import groups
@@ -70,26 +71,44 @@ class LabellingWorker:
 
     def run(self, ids: Sequence[str]) -> dict[str, int]:
         with self.db.write() as session:
+            given_up = leases.give_up(session, ids, self.settings.lease_s, self.settings.max_attempts)
             # What labelling reads of them comes back with the claim: no second query per batch.
-            taken = {row.id: row for row in repo.claim_inputs(session, ids, self.name, self.settings.lease_s)}
+            taken = {row.id: row for row in leases.claim_inputs(session, ids, self.name, self.settings.lease_s)}
+        if given_up:
+            log.warning("gave up on %d creatives whose every attempt ended with its worker gone: %s", len(given_up),
+                        ", ".join(given_up[:10]))
         # In the order they arrived (the message's), not the database's: earlier creatives of a batch are the
         # traffic later ones are judged against, as if the batch had been labelled one by one.
         claimed = [taken[creative_id] for creative_id in dict.fromkeys(ids) if creative_id in taken]
-        counts = {"claimed": len(claimed), "labelled": 0, "failed": 0, "requeued": 0}
+        counts = {"claimed": len(claimed), "labelled": 0, "failed": len(given_up), "requeued": 0}
         if not claimed:
             return counts
         try:
             labeller = self.labeller()
         except Exception as exc:  # no active version yet (first start still building): hand the work back
-            self._fail_all([row.id for row in claimed], f"labeller not ready: {exc}", counts)
+            # Nothing was tried: the attempts the claim counted are taken back, so that a long first build
+            # neither fails creatives nor turns them into retries (labelled one at a time).
+            log.info("labeller not ready (%s): %d creatives handed back", exc, len(claimed))
+            with self.db.write() as session:
+                counts["requeued"] += leases.hand_back(session, self.name, [r.id for r in claimed if not r.retry],
+                                                       [r.id for r in claimed if r.retry])
             return counts
         size = self.settings.label_batch_size
-        for start in range(0, len(claimed), size):
-            self._label_chunk(labeller, claimed[start : start + size], counts)
+        fresh = [row for row in claimed if not row.retry]
+        for start in range(0, len(fresh), size):
+            self._label_chunk(labeller, fresh[start : start + size], counts)
+        for row in claimed:
+            # A retry may be what stopped the last worker: alone, its attempt counted (and committed) first, so
+            # only its own count rises if it stops this one too (store/leases.py).
+            if row.retry:
+                with self.db.write() as session:
+                    held = leases.count_attempt(session, row.id, self.name)
+                if held:
+                    self._label_chunk(labeller, [row], counts)
         self._maybe_sweep(labeller, counts)
         return counts
 
-    def _label_chunk(self, labeller: Labeller, chunk: list[repo.Claimed], counts: dict[str, int]) -> None:
+    def _label_chunk(self, labeller: Labeller, chunk: list[leases.Claimed], counts: dict[str, int]) -> None:
         batch = self._read(chunk)
         requests = batch.to_label()
         try:
@@ -136,7 +155,7 @@ class LabellingWorker:
                 earlier.setdefault(k, creative_id)
         return out
 
-    def _read(self, rows: list[repo.Claimed]) -> _Batch:
+    def _read(self, rows: list[leases.Claimed]) -> _Batch:
         """The chunk's requests, exact duplicates found first so that their images are not even decoded."""
         batch = _Batch()
         for row in rows:
@@ -156,7 +175,7 @@ class LabellingWorker:
                                                row.account_id, row.created_at.timestamp()))
         return batch
 
-    def _image(self, row: repo.Claimed) -> Image.Image | None:
+    def _image(self, row: leases.Claimed) -> Image.Image | None:
         """Decoded no larger than needed (a batch holds all its images at once): OCR reads creatives that came
         without text, up to image_decode_max_side; the image towers alone need far less."""
         if not row.image_sha256:
@@ -249,5 +268,5 @@ class LabellingWorker:
                 counts["requeued" if status == CreativeStatus.QUEUED else "failed"] += 1
 
 
-def _needs_ocr(row: repo.Claimed) -> bool:
+def _needs_ocr(row: leases.Claimed) -> bool:
     return row.image_sha256 is not None and row.ocr_text is None and not any(t.strip() for t in row.texts or [])

@@ -23,7 +23,14 @@ from typing import Any
 import numpy as np
 
 from ctax.labelling import curves
-from ctax.labelling.held_out import Held, Reference, build_evidence, simulated_traffic
+from ctax.labelling.held_out import (
+    FALSE_GROUP_SHARE,
+    Held,
+    Reference,
+    build_evidence,
+    duplicate_floor,
+    simulated_traffic,
+)
 from ctax.labelling.novelty import FEATURES, fit_novelty_model, novelty_features
 from ctax.labelling.trigger import Evidence, Thresholds, Trigger
 from ctax.labelling.wrong_label import (
@@ -98,7 +105,6 @@ def calibrate(
     # Serving scales the traffic neighbourhood by its window's size against this one (novelty.traffic_k).
     traffic_reference = len(held.creative_ids) - 1 if traffic is not None else None
     thresholds, scorer = _choose_novelty_scorer(validation, thresholds, by_fit[best_fit_weight], traffic_reference)
-
     trigger = validation.trigger(thresholds)
     new_threshold, report["new_label"] = _new_label_threshold(validation, trigger)
     report["new_label"] |= {
@@ -124,6 +130,7 @@ def calibrate(
         "method": f"simulated assertions, {WRONG_RATE:.0%} wrong",
     }
     report["top1"] = by_weight[best_weight]
+    thresholds, report["duplicates"] = _near_duplicate_floor(thresholds, held, ref)
     if ocr_held is not None and len(ocr_held.label_ids) > 0:
         thresholds, report["ocr"] = _ocr_thresholds(validation, thresholds, held, ocr_held, ref, exemplar_k,
                                                     traffic is not None, rng)
@@ -131,6 +138,14 @@ def calibrate(
         validation.trigger(thresholds), validation.known, validation.novel, validation.truth, validation.taxonomy,
         (assertions.gaps, assertions.positive), report, NOVEL_RATE, WRONG_RATE)
     return thresholds, report
+
+
+def _near_duplicate_floor(thresholds: Thresholds, held: Held, ref: Reference) -> tuple[Thresholds, dict[str, Any]]:
+    """Step 7: the version's floor for near-duplicate grouping (held_out.duplicate_floor)."""
+    floor = duplicate_floor(held, ref)
+    return replace(thresholds, duplicate_similarity=floor), {
+        "similarity_floor": floor, "false_group_share": FALSE_GROUP_SHARE,
+        "method": "nearest other labelled creative of each validation creative, copies aside"}
 
 
 def _ocr_thresholds(

@@ -98,3 +98,32 @@ def build_evidence(
         evidence.append(Evidence(scores, exemplars, traffic=traffic[row] if traffic is not None else (),
                                  traffic_window=window if traffic is not None else 0))
     return evidence
+
+
+# Share of distinct labelled creatives a version's near-duplicate threshold may put in another's group: the
+# precision target of grouping (docs/benchmarks.md, "Near-duplicate groups") read as a false-group rate.
+FALSE_GROUP_SHARE = 0.01
+
+
+def duplicate_floor(held: Held, ref: Reference, share: float = FALSE_GROUP_SHARE) -> float | None:
+    """The similarity above which only `share` of the held creatives have a different labelled creative (another
+    held one, or an exemplar), copies (>= DUPLICATE_SIMILARITY: the same ad filed twice) aside.
+
+    Why per version: the near-duplicate threshold was calibrated on the pretrained space (bench/duplicates.py); a
+    trained space pulls a label's creatives together, and distinct ads of one label could then pass it and be
+    grouped. None without enough creatives to tell (fewer than 1/share)."""
+    if len(held.creative_ids) < round(1 / share):
+        return None
+    others = np.concatenate([held.vectors, ref.exemplar_vectors]) if len(ref.exemplar_ids) else held.vectors
+    positions: dict[str, list[int]] = {}
+    for n, other in enumerate([*held.creative_ids, *ref.exemplar_ids]):
+        positions.setdefault(other, []).append(n)
+    nearest = np.empty(len(held.creative_ids), dtype=np.float32)
+    for start in range(0, len(held.creative_ids), 512):  # bounded memory: 512 rows of similarities at a time
+        sims = held.vectors[start : start + 512] @ others.T
+        for row, creative_id in enumerate(held.creative_ids[start : start + 512]):
+            sims[row, positions[creative_id]] = -1.0  # itself (as a held creative, and as an exemplar if it is one)
+        sims[sims >= DUPLICATE_SIMILARITY] = -1.0
+        nearest[start : start + 512] = sims.max(axis=1)
+    return float(np.quantile(nearest, 1 - share, method="higher"))
+

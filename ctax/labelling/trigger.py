@@ -47,7 +47,16 @@ class Thresholds:
     # None (a version calibrated before, or without labelled data): the supplied-text thresholds serve both.
     ocr_new_label: float | None = None
     ocr_wrong_label: float | None = None
+    # The version's floor for near-duplicate grouping (held_out.duplicate_floor); None: the setting alone.
+    duplicate_similarity: float | None = None
     source: str = "defaults"
+
+    def near_duplicate_similarity(self, setting: float) -> float:
+        """From which cosine a creative joins a labelled one's group: the setting, raised to this version's floor
+        where its space puts distinct creatives closer (0 stays 0: only exact duplicates group)."""
+        if setting <= 0 or self.duplicate_similarity is None:
+            return setting
+        return min(max(setting, self.duplicate_similarity), 1.0)
 
     def new_label_threshold(self, text_source: str = TEXT) -> float:
         if text_source == OCR and self.ocr_new_label is not None:

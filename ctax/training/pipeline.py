@@ -153,7 +153,8 @@ def _train_towers(job: _Run, version_id: str, directory: Path) -> SpaceConfig:
     job.progress(0.05, "text tower: starting", TEXT_TOWER)
     train_text_tower(settings.resolved_text_model(), examples, phrases, parents, directory / "text",
                      epochs=job.epochs, batch_size=settings.train_batch_size, seed=job.seed, device=job.device,
-                     on_progress=text_progress, recipe=TextTrainingRecipe(open_set=settings.train_open_set),
+                     on_progress=text_progress,
+                     recipe=TextTrainingRecipe(open_set=settings.train_open_set, ocr_noise=settings.train_ocr_noise),
                      on_step=job.progress.step_reporter(TEXT_TOWER))
     config = SpaceConfig(version=version_id, kind=VersionKind.TRAINED, text_model="text", label_template=template)
     config.write(directory)
@@ -210,12 +211,12 @@ def _write_candidate(db: Database, job: _Run, version_id: str, config: SpaceConf
         artefacts.write_json(directory, "thresholds.json", version.thresholds)
         artefacts.write_json(directory, "metrics.json", version.metrics)
         artefacts.write_json(directory, "labels.json", {str(i): str(p) for i, p in job.snap.paths.items()})
-        card.write_model_card(version, {"Training": f"run {job.run_id}; {job.epochs} text epochs; seed {job.seed}; "
-                                                    f"open-set training {job.settings.train_open_set}; "
-                                                    f"{n_train} training and {n_validation} held-out creatives"})
         run = runs.get(session, job.run_id)
         run.metrics = {**headline(report), "comparison": comparison}  # type: ignore[union-attr]
         enqueue(session, BUILD_VERSION, version_id)
+    card.draw_model_card(version, {"Training": f"run {job.run_id}; {job.epochs} text epochs; seed {job.seed}; "
+                                               f"open-set training {job.settings.train_open_set}; "
+                                               f"{n_train} training and {n_validation} held-out creatives"})
 
 
 def _build_backends(job: _Run, space: SharedSpace, directory: Path, accuracy: dict[str, float]) -> dict[str, Any]:

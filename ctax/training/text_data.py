@@ -13,6 +13,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from ctax.labelling.ocr_noise import ocr_like
 from ctax.training.text_recipe import (
     BACKGROUND_PHRASE,
     DEFAULT_RECIPE,
@@ -133,6 +136,14 @@ def _epoch_texts(examples: Sequence[tuple[list[str], str]], epoch: int, per_epoc
     return pairs
 
 
+def _ocr_readings(examples: Sequence[tuple[list[str], str]], share: float,
+                  rng: np.random.Generator) -> list[tuple[str, str]]:
+    """OCR-like readings of `share` of the creatives (each drawn independently), paired with their labels."""
+    chosen = rng.random(len(examples)) < share
+    readings = [(ocr_like(texts, rng), label) for (texts, label), take in zip(examples, chosen, strict=True) if take]
+    return [(text, label) for text, label in readings if text.strip()]
+
+
 def build_training_datasets(
     examples: Sequence[Example],
     label_phrases: Mapping[str, str],
@@ -151,8 +162,12 @@ def build_training_datasets(
 
     cleaned = _clean_examples(examples, label_phrases)
     rows = _RowBuilder(label_phrases, parent_of, recipe, random.Random(seed))
+    # A stream of its own: the rows a run draws without OCR noise stay the ones it drew before the option.
+    noise_rng = np.random.default_rng(seed)
     for epoch in range(epochs):
         epoch_pairs = _epoch_texts(cleaned, epoch, recipe.texts_per_epoch)
+        if recipe.ocr_noise > 0:
+            epoch_pairs += _ocr_readings(cleaned, recipe.ocr_noise, noise_rng)
         if rows.open_set:
             rows.add_open_set_chunks(epoch, epoch_pairs)
         rows.add_epoch(epoch_pairs)

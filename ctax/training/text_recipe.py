@@ -59,6 +59,9 @@ class TextTrainingRecipe:
     its parent as a hard negative: the tower learns that a parent wins only when none of its children fits, so
     "best parent above best leaf" marks a missing child and says where it belongs. Left-out labels without a
     known parent sit their chunk out.
+    ``ocr_noise``: per epoch, this share of the creatives also gives a row whose text is an OCR-like reading of
+    its texts (``ctax.labelling.ocr_noise.ocr_like``: broken lines, misread letters, lost framing, fine print),
+    paired with its label like the clean text: image ads arrive as OCR text, which looks nothing like clean copy.
     """
 
     loss: LossKind = "mnrl"
@@ -74,6 +77,7 @@ class TextTrainingRecipe:
     graded_labels_per_text: int = 2
     open_set: OpenSetKind = "none"
     leave_out: float = 0.15
+    ocr_noise: float = 0.0
 
 
 DEFAULT_RECIPE = TextTrainingRecipe()

@@ -255,4 +255,4 @@ def ensure_backends(db: Database, settings: Settings, version_id: str, directory
     with db.write() as session:
         version = registry.get_version(session, version_id)
         version.metrics = {**(version.metrics or {}), "backends": summary}
-        card.write_model_card(version)
+    card.draw_model_card(version)

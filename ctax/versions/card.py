@@ -4,12 +4,15 @@ thresholds were calibrated and how it compares with the version it would replace
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ctax.pictures.card import write_card_pictures
 from ctax.store.models import ModelVersion
+
+log = logging.getLogger(__name__)
 
 
 def _cell(value: Any) -> str:
@@ -84,6 +87,18 @@ def _backend_lines(summary: Any) -> list[str]:
             lines.append(f"| {name} | {speeds or row.get('error') or '-'} | {_cell(row.get('speedup'))} | "
                          f"{cosine or '-'} | {loss or '-'} |")
     return lines
+
+
+def draw_model_card(version: ModelVersion, extra: Mapping[str, Any] | None = None) -> Path | None:
+    """The card, written after the version's row is committed, never inside a write transaction: drawing its
+    pictures takes seconds (matplotlib), and under the writer lock every API write (a creative posted, a review
+    decision) would wait for it. A card that cannot be written costs the card, never the version (logged; the
+    next calibration or training writes it again)."""
+    try:
+        return write_model_card(version, extra)
+    except Exception:
+        log.exception("writing the model card of %s failed", version.id)
+        return None
 
 
 def write_model_card(version: ModelVersion, extra: Mapping[str, Any] | None = None) -> Path:

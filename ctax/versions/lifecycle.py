@@ -181,7 +181,7 @@ def recalibrate_pretrained(
         kept = {key: value for key, value in (version.metrics or {}).items() if key == "backends"}
         version.metrics = {**kept, "calibration": report, **_headline(report)}
         artefacts.write_json(Path(version.artefact_dir), "thresholds.json", version.thresholds)
-        card.write_model_card(version)
+    card.draw_model_card(version)
     log.info("calibrated %s on %s labelled creatives", space.version, report.get("n_validation"))
 
 

@@ -23,9 +23,10 @@ from ctax.index.qdrant import LabelIndex
 from ctax.jobs import TRAIN_QUEUE
 from ctax.labelling.labeller import Labeller
 from ctax.labelling.trigger import Thresholds
+from ctax.store import leases
 from ctax.store.blobs import BlobStore
 from ctax.store.models import ModelVersion
-from ctax.store.repos import creatives, runs, versions, workers
+from ctax.store.repos import runs, versions, workers
 from ctax.store.session import Database
 from ctax.taxonomy.catalog import active_taxonomy
 from ctax.taxonomy.tree import Taxonomy
@@ -143,7 +144,7 @@ class Runtime:
         with self.db.write() as session:
             workers.beat(session, self.name, pid=os.getpid(), queues=self.queues, device=self.device,
                          ready=self.ready, info=self.info)
-            creatives.renew_claims(session, self.name)
+            leases.renew_claims(session, self.name)
 
     # -- labelling -----------------------------------------------------------------------------------------
     def active_space(self) -> tuple[SharedSpace, Taxonomy]:
@@ -184,7 +185,8 @@ class Runtime:
             ocr=self.ocr,
             traffic_window=self.settings.novelty_traffic_window,
             index_creatives=True,
-            duplicate_similarity=self.settings.duplicate_similarity if self.settings.duplicate_groups else 0.0,
+            duplicate_similarity=thresholds.near_duplicate_similarity(self.settings.duplicate_similarity)
+            if self.settings.duplicate_groups else 0.0,
         )
         with self._lock:
             self._labellers = {k: v for k, v in self._labellers.items() if k[0] != version_id}

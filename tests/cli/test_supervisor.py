@@ -148,3 +148,27 @@ def test_sigterm_stops_every_child_and_kills_one_that_will_not_stop(tmp_path: Pa
     # The one that ignored SIGTERM was killed after the timeout; each exit was handed to on_exit.
     exits = sorted(line.split()[1::2] for line in notes.read_text().splitlines())
     assert exits == [["api", str(-signal.SIGTERM)], ["worker", str(-signal.SIGKILL)]]
+
+
+def test_children_stop_when_the_supervisor_is_killed_outright(tmp_path: Path) -> None:
+    """SIGKILL (or the OOM killer) gives the supervisor no chance to stop its children: they get SIGTERM from the
+    kernel instead, so no API keeps the port and no worker keeps Qdrant's folder lock for the next `ctax run`."""
+    script, notes = tmp_path / "supervise.py", tmp_path / "exits.txt"
+    script.write_text(textwrap.dedent(SCRIPT))
+    proc = subprocess.Popen([PY, str(script), str(notes)], stdout=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).resolve().parents[2])
+    try:
+        assert proc.stdout is not None
+        pids = sorted(int(proc.stdout.readline()) for _ in range(2))
+        [api] = [pid for pid in pids if "SIG_IGN" not in psutil.Process(pid).cmdline()[-1]]
+        time.sleep(0.5)
+        proc.kill()
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while not gone(api):
+            assert time.monotonic() < deadline, "the API child outlived its supervisor"
+            time.sleep(0.05)
+    finally:
+        for pid in pids:  # the stubborn child ignores SIGTERM by design: it is the test's to clean up
+            if not gone(pid):
+                os.kill(pid, signal.SIGKILL)

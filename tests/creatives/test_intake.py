@@ -52,8 +52,8 @@ def test_a_chunk_claimed_before_its_dispatch_is_marked_is_still_resent_when_the_
     import datetime as dt
 
     from ctax.creatives.intake import dispatch
+    from ctax.store import leases
     from ctax.store import outbox as outbox_rows
-    from ctax.store.repos import creatives as repo
     from ctax.store.types import utcnow
 
     submit(db, _blobs(settings), settings, [CreativeSubmission(texts=[f"Fresh bread number {n}"]) for n in range(3)],
@@ -62,7 +62,7 @@ def test_a_chunk_claimed_before_its_dispatch_is_marked_is_still_resent_when_the_
 
     def send_to_a_fast_worker(_task: str, args: list, _queue: str) -> None:
         with db.write() as session:
-            claimed.extend(repo.claim(session, args[0], "fast-worker", settings.lease_s))
+            claimed.extend(leases.claim(session, args[0], "fast-worker", settings.lease_s))
 
     assert dispatch(db, send_to_a_fast_worker, settings) == 3 and len(claimed) == 3
     later = utcnow() + dt.timedelta(seconds=settings.lease_s + 1)  # the worker died: no renewal, the lease ran out

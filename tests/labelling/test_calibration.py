@@ -129,3 +129,37 @@ def test_an_ocr_reading_sees_the_traffic_window_without_its_own_creative() -> No
     traffic = simulated_traffic(held, readings)
     assert len(traffic) == 5
     assert np.allclose(traffic, simulated_traffic(held)[:5])  # a reading identical to its creative: the same window
+
+
+def test_a_space_that_packs_distinct_creatives_close_raises_the_versions_near_duplicate_similarity() -> None:
+    from ctax.labelling.held_out import duplicate_floor
+    from ctax.labelling.trigger import Thresholds
+
+    # Spread: distinct creatives of a label sit far apart, so the setting (0.931) keeps grouping as it is.
+    taxonomy, held, ref, _ = _world(noise=0.35)
+    spread, report = calibrate(taxonomy, held, ref, seed=1)
+    assert spread.duplicate_similarity is not None and spread.duplicate_similarity < 0.9
+    assert report["duplicates"]["similarity_floor"] == spread.duplicate_similarity
+    assert spread.near_duplicate_similarity(0.931) == 0.931
+    # Packed, as training pulls a label's creatives together: distinct creatives' nearest others pass 0.931,
+    # so the version's floor takes over (and 1% of them at most would still group).
+    taxonomy, held, ref, _ = _world(noise=0.12)
+    packed, _ = calibrate(taxonomy, held, ref, seed=1)
+    floor = packed.duplicate_similarity
+    assert floor is not None and 0.95 < floor < 0.98
+    assert packed.near_duplicate_similarity(0.931) == floor
+    others = np.vstack([held.vectors, ref.exemplar_vectors])
+    sims = held.vectors @ others.T
+    sims[np.arange(len(held.vectors)), np.arange(len(held.vectors))] = -1
+    assert 0 < np.mean(sims.max(axis=1) > floor) <= 0.01 + 1 / len(held.vectors)
+    assert np.mean(sims.max(axis=1) > 0.931) > 0.5  # what the setting alone would have grouped
+    # 0 (exact duplicates only) stays 0; the value travels with the version's thresholds.
+    assert packed.near_duplicate_similarity(0.0) == 0.0
+    assert Thresholds.from_json(packed.to_json()).duplicate_similarity == floor
+    # Copies of an exemplar (the same ad filed twice) are not distinct creatives: they do not raise the floor.
+    copies = Held([f"c{n}" for n in range(120)], held.label_ids, ref.exemplar_vectors[:120].copy())
+    floor_of_copies = duplicate_floor(copies, ref)
+    assert floor_of_copies is not None and floor_of_copies < 0.98
+    # Too few creatives to tell: no floor, the setting serves.
+    assert duplicate_floor(Held(held.creative_ids[:50], held.label_ids[:50], held.vectors[:50]), ref) is None
+    assert Thresholds().near_duplicate_similarity(0.931) == 0.931

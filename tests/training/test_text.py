@@ -88,3 +88,25 @@ def test_too_few_examples_are_refused() -> None:
         check_trainable([(["one"], "A/x"), (["two"], "A/x"), (["three"], "A/y")], PHRASES)
     with pytest.raises(ValueError, match="no label phrase"):
         check_trainable([(["one"], "C/q")], PHRASES)
+
+
+def test_ocr_noise_adds_an_ocr_like_reading_of_a_share_of_the_creatives_paired_with_their_label() -> None:
+    examples = [([f"I should visit {leaf} because the {leaf} sale ends {i} May at the Shop"], leaf)
+                for leaf in LEAVES for i in range(12)]
+    clean = list(build_training_datasets(examples, PHRASES, PARENTS, epochs=1, seed=3)["pairs"])
+    rows = list(build_training_datasets(examples, PHRASES, PARENTS, epochs=1, seed=3,
+                                        recipe=TextTrainingRecipe(ocr_noise=1.0))["pairs"])
+    assert rows[: len(clean)] == clean  # the clean rows come first, as without the option
+    readings = rows[len(clean):]
+    assert len(readings) == len(examples)  # every creative, at share 1.0
+    texts = {text for example_texts, _ in examples for text in example_texts}
+    for row, (_, label) in zip(readings, examples, strict=True):
+        assert row["anchor"] not in texts and row["anchor"].strip()
+        assert row["positive"] == PHRASES[label]
+        assert LABEL_OF_PHRASE[row["negative_2"]] == PARENTS[label]
+    # OCR-like: the summary's framing gone, short broken lines.
+    assert not any("I should" in row["anchor"] for row in readings)
+    assert sum("\n" in row["anchor"] for row in readings) > len(readings) / 2
+    half = build_training_datasets(examples, PHRASES, PARENTS, epochs=2, seed=3,
+                                   recipe=TextTrainingRecipe(ocr_noise=0.5))["pairs"]
+    assert 2 * len(examples) + 0.3 * 2 * len(examples) < len(half) < 2 * len(examples) + 0.7 * 2 * len(examples)

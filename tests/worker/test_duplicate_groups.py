@@ -151,3 +151,25 @@ def test_a_group_counts_once_in_the_traffic_window_and_in_a_one_per_group_export
     assert sorted(every) == sorted(ids)
     assert sorted(grouped) == sorted([ids[0], ids[3]])
     assert sum('"duplicate_of"' in line for line in lines) == 2
+
+
+def test_a_version_whose_space_packs_ads_close_groups_only_above_its_own_floor(runtime: Runtime) -> None:
+    """The version's calibrated floor (thresholds.duplicate_similarity) raises the setting: the reworded variant
+    that joins at the setting (test above) stays apart under a version whose distinct ads sit that close."""
+    from ctax.store.models import ModelVersion
+    from ctax.store.repos import versions
+
+    with runtime.db.write() as session:
+        version = session.get(ModelVersion, versions.active(session).id)  # type: ignore[union-attr]
+        assert version is not None
+        version.thresholds = {**(version.thresholds or {}), "duplicate_similarity": 0.9999}
+    [root] = submit(runtime, misfiled("Honda Civic 2024: now only $19,999 at your local dealer until May 31"))
+    assert run(runtime, [root])["labelled"] == 1
+    [variant] = submit(runtime, misfiled("Honda Civic 2024: now just $19,999 at your local dealer until May 31"))
+    assert run(runtime, [variant])["labelled"] == 1
+    assert load(runtime, [variant])[variant].duplicate_of is None
+    assert runtime.labeller().duplicate_similarity == 0.9999
+    # Exact duplicates still group whatever the floor.
+    [copy] = submit(runtime, misfiled("HONDA Civic 2024 - now only $18,499 at your local dealer, until June 30!"))
+    assert run(runtime, [copy])["labelled"] == 1
+    assert load(runtime, [copy])[copy].duplicate_of == root

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from ctax.store.models import Annotation, Creative, Label
@@ -63,3 +65,30 @@ def test_exemplars_follow_the_latest_annotation(runtime: Runtime, pitt_labels) -
         session.add(Annotation(creative_id=creative.id, label_id=None, kind="reject", source="review"))
     assert sync_exemplars(runtime.db, space, runtime.index, runtime.blobs).deleted == 1
     assert runtime.index.exemplar_labels(space.version) == {}
+
+
+def test_a_card_that_cannot_be_drawn_costs_the_card_not_the_calibration(runtime: Runtime) -> None:
+    """The card is drawn after the calibration is committed (never under the writer lock): when its folder cannot
+    be written the thresholds are stored all the same, and the next calibration draws it."""
+    import shutil
+
+    from ctax.store.models import ModelVersion
+    from ctax.store.repos import versions
+    from ctax.versions.lifecycle import recalibrate_pretrained
+
+    labeller = runtime.labeller()
+    with runtime.db.read() as session:
+        version = versions.active(session)
+        assert version is not None
+        directory = Path(version.artefact_dir)
+    shutil.rmtree(directory / "card", ignore_errors=True)
+    (directory / "card").write_text("not a folder")  # the pictures cannot be written
+    with runtime.db.write() as session:
+        session.get(ModelVersion, version.id).thresholds = {"source": "stale"}  # type: ignore[union-attr]
+    recalibrate_pretrained(runtime.db, labeller.space, runtime.index, runtime.settings)
+    with runtime.db.read() as session:
+        assert session.get(ModelVersion, version.id).thresholds["source"] != "stale"  # type: ignore[union-attr]
+    assert (directory / "card").is_file()
+    (directory / "card").unlink()
+    recalibrate_pretrained(runtime.db, labeller.space, runtime.index, runtime.settings)
+    assert (directory / "card" / "card.json").is_file() and (directory / "MODEL_CARD.md").is_file()

@@ -128,6 +128,7 @@ def test_train_calibrate_compare_promote_and_roll_back(trainer: Runtime, shared_
         assert listed[0]["id"] == version_id and listed[0]["calibration"]["new_label"]["threshold"] is not None
         scorer = listed[0]["calibration"]["novelty_scorer"]
         assert scorer["chosen"] == listed[0]["thresholds"]["novelty_score"] in ("learned", "blend")
+        assert "duplicate_similarity" in listed[0]["thresholds"]  # the version's near-duplicate floor (or None)
         promoted = client.post(f"/v1/models/{version_id}/promote", headers=admin, json={"force": True})
         assert promoted.status_code == 200 and promoted.json()["previous"] == "v1-pretrained"
         activate_version(version_id)

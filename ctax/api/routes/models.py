@@ -45,6 +45,7 @@ def version_view(version: ModelVersion) -> dict[str, Any]:
             "per_label_wrong": len((version.thresholds or {}).get("per_label_wrong") or {}),
             "margin": (version.thresholds or {}).get("margin"),
             "exemplar_weight": (version.thresholds or {}).get("exemplar_weight"),
+            "duplicate_similarity": (version.thresholds or {}).get("duplicate_similarity"),
             # Which novelty score the fit is: the learned one's coefficients are in the version's thresholds.
             "novelty_score": "learned" if (version.thresholds or {}).get("novelty_model") else "blend",
             "source": (version.thresholds or {}).get("source"),

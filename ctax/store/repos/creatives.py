@@ -1,13 +1,12 @@
-"""Creatives: the API's reads and the worker's lease protocol (the dispatcher's outbox view: dispatch.py).
+"""Creatives: the API's reads and what the worker writes under its lease (the lease itself: store/leases.py; the
+dispatcher's outbox view: store/outbox.py).
 
-A claim is a lease: `claim` takes creatives that are queued or held under an expired lease, `store_results` and
-`fail` write only where the calling worker still holds the claim, so a slow worker never overwrites the result of
-the one that took its work over.
+`store_results` and `fail` write only where the calling worker still holds the claim, so a slow worker never
+overwrites the result of the one that took its work over.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -110,47 +109,6 @@ def requeue(session: Session, creative: Creative) -> Creative:
 # -- the worker's lease ----------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Claimed:
-    """What labelling reads of a creative it just claimed (none of it changes after the creative arrived)."""
-
-    id: str
-    texts: list[str]
-    image_sha256: str | None
-    ocr_text: str | None
-    asserted_label_id: int | None
-    account_id: int | None
-    created_at: dt.datetime
-
-
-def claim(session: Session, ids: Sequence[str], worker: str, lease_s: float) -> list[str]:
-    """Atomically take the given creatives that are free (queued, or processing under an expired lease)."""
-    return [row.id for row in claim_inputs(session, ids, worker, lease_s)]
-
-
-def claim_inputs(session: Session, ids: Sequence[str], worker: str, lease_s: float) -> list[Claimed]:
-    """`claim`, returning what labelling needs of each creative taken in the same statement (no second read)."""
-    if not ids:
-        return []
-    now = utcnow()
-    result = session.execute(
-        update(Creative)
-        .where(Creative.id.in_(list(ids)))
-        .where(
-            or_(
-                Creative.status == CreativeStatus.QUEUED,
-                (Creative.status == CreativeStatus.PROCESSING)
-                & (Creative.claimed_at < now - dt.timedelta(seconds=lease_s)),
-            )
-        )
-        .values(status=CreativeStatus.PROCESSING, claimed_at=now, claimed_by=worker, attempts=Creative.attempts + 1)
-        .returning(Creative.id, Creative.texts, Creative.image_sha256, Creative.ocr_text, Creative.asserted_label_id,
-                   Creative.account_id, Creative.created_at)
-    )
-    return [Claimed(creative_id, list(texts or []), image, ocr, asserted, account, created)
-            for creative_id, texts, image, ocr, asserted, account, created in result]
-
-
 def by_ids(session: Session, ids: Sequence[str]) -> list[Creative]:
     if not ids:
         return []
@@ -242,34 +200,3 @@ def reviewed_among(session: Session, ids: Sequence[str]) -> set[str]:
         return set()
     return set(session.scalars(select(ReviewItem.creative_id).where(
         ReviewItem.creative_id.in_(list(ids)), ReviewItem.status != ReviewStatus.OPEN)))
-
-
-# -- leases kept and handed back ---------------------------------------------------------------------------------
-
-
-def renew_claims(session: Session, worker: str) -> int:
-    """The live `worker` still holds what it claimed: its leases start afresh (its heartbeat calls this)."""
-    result = session.execute(
-        update(Creative)
-        .where(Creative.claimed_by == worker, Creative.status == CreativeStatus.PROCESSING)
-        .values(claimed_at=utcnow())
-    )
-    return int(getattr(result, "rowcount", 0) or 0)
-
-
-def release_claims(session: Session, worker_prefix: str) -> list[str]:
-    """Queue again, at once, what dead workers whose names start with `worker_prefix` held; returns the ids.
-
-    Only for workers known to be dead (a supervisor saw the process exit): a live one would store nothing more
-    (its claim is gone) but would have labelled for nothing."""
-    result = session.execute(
-        update(Creative)
-        .where(Creative.status == CreativeStatus.PROCESSING, Creative.claimed_by.startswith(worker_prefix,
-                                                                                            autoescape=True))
-        .values(status=CreativeStatus.QUEUED, claimed_at=None, claimed_by=None, dispatched_at=None)
-        .returning(Creative.id)
-    )
-    ids = [row[0] for row in result]
-    if ids:
-        mark_queued_work(session)
-    return ids
