@@ -162,9 +162,11 @@ class Supervisor:
             log.exception("clean-up after %s (pid %s) exited failed", child.name, child.pid)
 
     def _spawn(self, child: Child) -> None:
+        # Taken before the fork: with a preexec_fn the fork copies the parent's page tables (no vfork), which in a
+        # large parent takes a good part of a second; the backoff is the supervisor's wait, not the fork's.
+        child.started_at = time.monotonic()
         child.process = subprocess.Popen(list(child.argv), preexec_fn=_stop_with_parent(os.getpid()))
         child.pid = child.process.pid
-        child.started_at = time.monotonic()
         if child.restart_at is not None:
             child.restarts += 1
             log.warning("%s restarted (pid %s, restart %d)", child.name, child.pid, child.restarts)
