@@ -2,6 +2,7 @@
 
     python -m bench.load                          # every scenario below, ~20 s each
     python -m bench.load --only embedded-open --duration 10 --json out.json
+    python -m bench.load --only embedded-closed-worker --search-share 0.2   # a fifth of the requests search
 
 The service runs as processes (`ctax api` and `ctax worker`, as `make run` starts them) with the Pitt taxonomy and
 1,000 labelled Pitt ads imported, on the embedded profile (SQLite, SQLite broker, Qdrant local mode) or the
@@ -14,6 +15,11 @@ ten times a second each. Scenarios:
 - `*-closed`: each client posts again as soon as it has its answer (the API's capacity);
 - the labelling worker is stopped for the API-only scenarios (creatives queue up; the API's dispatcher still sends
   them to the broker), and running, on the same cores, for `embedded-closed-worker`.
+
+Where the worker runs, a share of the requests (`--search-share`, default 0.1) are `POST /v1/search` instead of
+posts: a Pitt ad text as the query, half of them filtered (flag `none` or `low_confidence`), reported as their own
+rows (`POST /v1/search`; a 503, search busy or its worker not answering, counts as an error). The labelling worker
+answers searches, so scenarios without it post only.
 
 Latencies are wall-clock from this process, which shares the machine: compare ratios within one run.
 """
@@ -53,7 +59,7 @@ class Scenario:
     profile: str  # embedded | production
     worker: bool
     mode: str  # open | closed
-    rate: float | None = None  # total POST/s offered, open loop only
+    rate: float | None = None  # total requests/s offered, open loop only
 
 
 SCENARIOS = (
@@ -119,6 +125,33 @@ async def _post(http: aiohttp.ClientSession, body: dict[str, Any], rec: Recorder
         rec.add("POST /v1/creatives", time.perf_counter() - due, False, repr(exc))
 
 
+async def _search(http: aiohttp.ClientSession, body: dict[str, Any], rec: Recorder, due: float) -> None:
+    route = "POST /v1/search"
+    try:
+        async with http.post("/v1/search", json=body) as response:
+            text = await response.text()
+        rec.add(route, time.perf_counter() - due, response.status == 200, f"{response.status} {text}")
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        rec.add(route, time.perf_counter() - due, False, repr(exc))
+
+
+def search_body(rng: random.Random, texts: list[str]) -> dict[str, Any]:
+    """A search as a reviewer or an ad server asks it: an ad's text, half of the time narrowed by flag."""
+    body: dict[str, Any] = {"text": rng.choice(texts)[:500], "limit": 10}
+    if rng.random() < 0.5:
+        body["filters"] = {"flag": ["none", "low_confidence"]}
+    return body
+
+
+async def _request(http: aiohttp.ClientSession, rng: random.Random, share: float, texts: list[str],
+                   labels: list[str], rec: Recorder, due: float, posted: list[str]) -> None:
+    """One client request: a search with probability `share`, else a posted creative."""
+    if share > 0 and rng.random() < share:
+        await _search(http, search_body(rng, texts), rec, due)
+    else:
+        await _post(http, _body(rng, texts, labels), rec, due, posted)
+
+
 def _body(rng: random.Random, texts: list[str], labels: list[str]) -> dict[str, Any]:
     body: dict[str, Any] = {"ocr_text": rng.choice(texts)}
     if rng.random() < 0.2:
@@ -127,7 +160,7 @@ def _body(rng: random.Random, texts: list[str], labels: list[str]) -> dict[str, 
 
 
 async def _open_loop(http: aiohttp.ClientSession, scenario: Scenario, clients: int, duration: float, rec: Recorder,
-                     posted: list[str], texts: list[str], labels: list[str]) -> None:
+                     posted: list[str], texts: list[str], labels: list[str], share: float) -> None:
     rng = random.Random(1)
     slots = asyncio.Semaphore(clients)
     interval = 1.0 / float(scenario.rate or 1.0)
@@ -136,7 +169,7 @@ async def _open_loop(http: aiohttp.ClientSession, scenario: Scenario, clients: i
 
     async def one(due: float) -> None:
         async with slots:
-            await _post(http, _body(rng, texts, labels), rec, due, posted)
+            await _request(http, rng, share, texts, labels, rec, due, posted)
 
     n = 0
     while (due := start + n * interval) < start + duration:
@@ -147,13 +180,13 @@ async def _open_loop(http: aiohttp.ClientSession, scenario: Scenario, clients: i
 
 
 async def _closed_loop(http: aiohttp.ClientSession, clients: int, duration: float, rec: Recorder, posted: list[str],
-                       texts: list[str], labels: list[str]) -> None:
+                       texts: list[str], labels: list[str], share: float) -> None:
     end = time.perf_counter() + duration
 
     async def client(seed: int) -> None:
         rng = random.Random(seed)
         while time.perf_counter() < end:
-            await _post(http, _body(rng, texts, labels), rec, time.perf_counter(), posted)
+            await _request(http, rng, share, texts, labels, rec, time.perf_counter(), posted)
 
     await asyncio.gather(*(client(n) for n in range(clients)))
 
@@ -177,7 +210,10 @@ async def _reader(http: aiohttp.ClientSession, stop: asyncio.Event, rec: Recorde
         await asyncio.sleep(max(0.0, 1.0 / per_s - (time.perf_counter() - started)))
 
 
-async def drive(url: str, key: str, scenario: Scenario, clients: int, duration: float) -> Recorder:
+async def drive(url: str, key: str, scenario: Scenario, clients: int, duration: float,
+                search_share: float = 0.0) -> Recorder:
+    """`search_share` of the requests search (only where the worker runs: it answers searches)."""
+    share = search_share if scenario.worker else 0.0
     rec = Recorder()
     posted: list[str] = []
     texts, labels = ad_texts(2000, 7), leaf_labels()
@@ -193,9 +229,9 @@ async def drive(url: str, key: str, scenario: Scenario, clients: int, duration: 
         stop = asyncio.Event()
         reader = asyncio.create_task(_reader(reading, stop, rec, posted))
         if scenario.mode == "open":
-            await _open_loop(http, scenario, clients, duration, rec, posted, texts, labels)
+            await _open_loop(http, scenario, clients, duration, rec, posted, texts, labels, share)
         else:
-            await _closed_loop(http, clients, duration, rec, posted, texts, labels)
+            await _closed_loop(http, clients, duration, rec, posted, texts, labels, share)
         stop.set()
         await reader
     rec.latencies["_elapsed"] = [duration]
@@ -284,11 +320,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", action="append", choices=[s.name for s in SCENARIOS], help="run only these")
     parser.add_argument("--clients", type=int, default=50)
-    parser.add_argument("--rate", type=float, default=None, help="open-loop total POST/s (default 200)")
+    parser.add_argument("--rate", type=float, default=None, help="open-loop total requests/s (default 200)")
+    parser.add_argument("--search-share", type=float, default=0.1,
+                        help="share of the requests that are POST /v1/search, where the worker runs (0: none)")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per scenario")
     parser.add_argument("--seed-rows", type=int, default=1000, help="labelled Pitt ads imported first")
     parser.add_argument("--json", type=Path, help="write the rows here")
     args = parser.parse_args()
+    if not 0.0 <= args.search_share <= 1.0:
+        parser.error(f"--search-share is {args.search_share}; give a share between 0 and 1")
     chosen = [s for s in SCENARIOS if not args.only or s.name in args.only]
     if args.rate is not None:
         chosen = [Scenario(s.name, s.profile, s.worker, s.mode, args.rate if s.mode == "open" else None)
@@ -305,9 +345,10 @@ def main() -> None:
                 for scenario in scenarios:
                     service.worker(scenario.worker)
                     console.print(f"{scenario.name}: {args.clients} clients, {scenario.mode} loop"
-                                  + (f" at {scenario.rate:.0f} POST/s" if scenario.rate else "")
+                                  + (f" at {scenario.rate:.0f} requests/s" if scenario.rate else "")
                                   + f", worker {'running' if scenario.worker else 'stopped'}, {args.duration:.0f} s")
-                    rec = asyncio.run(drive(service.processes.url, key, scenario, args.clients, args.duration))
+                    rec = asyncio.run(drive(service.processes.url, key, scenario, args.clients, args.duration,
+                                            args.search_share))
                     for route, example in rec.examples.items():
                         console.print(f"[red]{scenario.name} {route} error, e.g.: {example}[/red]")
                     rows += summarise(scenario, rec, args.duration)

@@ -13,11 +13,13 @@ from ctax.creatives.images import ImageInfo, validate_image
 from ctax.creatives.intake import clean_text
 from ctax.enums import CreativeStatus, Source
 from ctax.errors import CtaxError, InvalidInput
+from ctax.jobs import BACKFILL_CREATIVES
 from ctax.store.blobs import BlobStore
 from ctax.store.models import Annotation, Creative, Label
-from ctax.store.outbox import request_index_sync
+from ctax.store.outbox import enqueue, request_index_sync
 from ctax.store.repos import annotations as annotation_rows
 from ctax.store.repos import labels as label_rows
+from ctax.store.repos import versions as version_rows
 from ctax.store.session import Session
 from ctax.store.types import new_id
 from ctax.taxonomy import catalog
@@ -153,6 +155,11 @@ def import_labelled(
         report.imported += 1
     if report.imported:
         request_index_sync(session, f"{report.imported} labelled creatives imported")
+        # Never labelled by a worker, so not in the active version's creatives collection: search finds them once
+        # the index owner has backfilled them (a version activated later backfills on its own).
+        active = version_rows.active(session)
+        if active is not None:
+            enqueue(session, BACKFILL_CREATIVES, active.id)
     return report
 
 

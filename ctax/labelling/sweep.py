@@ -8,6 +8,12 @@ raises `new_label` on those that now fit no label. It never lowers a flag (a rev
 touches a creative a reviewer has already decided. Each swept prediction keeps its fit at arrival beside the new
 one (`scores.fit_at_arrival`), and a raised one its flag at arrival (`flag_at_arrival`, with `raised_by_sweep`), so
 what the sweep changed stays visible.
+
+Members of a near-duplicate group are not in the window (a group counts once), so the sweep re-decides their root,
+and the members, which carry their group's decision, take the root's flag, decided label and prediction again
+(store/repos/groups.follow_roots): raised with it, their evidence brought up to date with it. The group's one
+review item is the root's: opened (or, while open, re-flagged) as a single creative's would be, counting the
+members; a group a reviewer decided is left alone like any reviewed creative.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from ctax.labelling.labeller import Labeller
 from ctax.labelling.trigger import OCR, TEXT, Decision
 from ctax.store.models import Creative
 from ctax.store.repos import creatives as repo
+from ctax.store.repos import groups
 from ctax.store.session import Database, Session
 from ctax.store.types import utcnow
 
@@ -36,6 +43,8 @@ class SweepReport:
     window: int = 0  # creatives in the traffic window
     swept: int = 0  # of those, still labelled by this version and undecided by reviewers
     raised: int = 0  # newly flagged new_label
+    members: int = 0  # duplicates that took a swept root's decision again
+    members_raised: int = 0  # of those, raised to new_label with their root
 
 
 def sweep(db: Database, labeller: Labeller, batch_size: int = 512) -> SweepReport:
@@ -54,11 +63,16 @@ def sweep(db: Database, labeller: Labeller, batch_size: int = 512) -> SweepRepor
             traffic, windows = labeller.full_window_traffic(chunk_vectors[keep], kept_ids)
             decisions = labeller.decide(chunk_vectors[keep], [rows[cid].asserted_label_id for cid in kept_ids],
                                         traffic, windows, sources=[_text_source(rows[cid]) for cid in kept_ids])
-            for cid, decision in zip(kept_ids, decisions, strict=True):
-                report.raised += _redecide(session, labeller, rows[cid], decision)
+            raised = {cid for cid, decision in zip(kept_ids, decisions, strict=True)
+                      if _redecide(session, labeller, rows[cid], decision)}
+            # Members carry their group's decision: after the root's, theirs (the root's item counts them).
+            followed = groups.follow_roots(session, [rows[cid] for cid in kept_ids])
+            report.raised += len(raised)
+            report.members += sum(followed.values())
+            report.members_raised += sum(n for root, n in followed.items() if root in raised)
             report.swept += len(kept_ids)
-    log.info("novelty sweep of %s: %d in the window, %d swept, %d raised to new_label", version, report.window,
-             report.swept, report.raised)
+    log.info("novelty sweep of %s: %d in the window, %d swept, %d raised to new_label (and %d of their duplicates)",
+             version, report.window, report.swept, report.raised, report.members_raised)
     return report
 
 

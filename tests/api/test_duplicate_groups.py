@@ -66,3 +66,42 @@ def test_a_group_is_one_review_item_and_its_decision_applies_to_every_member(cli
     assert len(grouped) == 2  # the header and one row for the whole group
     bad = client.get("/v1/export?one_per_group=sometimes", headers=admin)
     assert bad.status_code == 422 and "one_per_group" in bad.text
+
+
+def test_a_member_taken_out_of_its_group_leaves_the_count_the_listing_and_the_groups_decision(client, keys, db,
+                                                                                             flag_creative) -> None:
+    item_id, root, members = _group(db, flag_creative)
+    r = headers(keys["reviewer"])
+    shown = client.get(f"/v1/review/{item_id}", headers=r).json()
+    assert shown["members"] == 3 and sorted(m["id"] for m in shown["group_members"]) == sorted(members)
+    assert client.post(f"/v1/review/{item_id}/decision", headers=r, json={"action": "confirm"}).status_code == 200
+
+    # The second copy is another ad after all: a reviewer takes it out of the decided group.
+    split = client.post(f"/v1/review/{item_id}/members/{members[1]}/split", headers=r)
+    assert split.status_code == 200, split.text
+    group, own = split.json()["item"], split.json()["split"]
+    assert (group["id"], group["members"], group["status"]) == (item_id, 2, "decided")
+    assert (own["creative"]["id"], own["status"], own["flag"], own["members"]) == (members[1], "open", "wrong_label", 1)
+    assert [m["id"] for m in client.get(f"/v1/review/{item_id}", headers=r).json()["group_members"]] == [members[0]]
+    assert client.get("/v1/review?status=all", headers=r).json()["total"] == 2
+    view = client.get(f"/v1/creatives/{members[1]}", headers=headers(keys["admin"])).json()
+    assert view["duplicate_of"] is None and view["review"]["id"] == own["id"]
+    assert view["split_from"] == root
+    with db.read() as session:
+        labelled = {a.creative_id for a in session.scalars(select(Annotation))}
+    assert labelled == {root, members[0]}  # the group's decision no longer speaks for the one taken out
+    assert client.get(f"/v1/review/{own['id']}", headers=r).json()["history"][0]["action"] == "split"
+
+    # Not a member (any more, or ever), or no such item: 404 naming it, and the count stays.
+    for creative_id, item in ((members[1], item_id), (root, item_id), ("nope", item_id), (members[0], 999999)):
+        refused = client.post(f"/v1/review/{item}/members/{creative_id}/split", headers=r)
+        assert refused.status_code == 404 and (creative_id in refused.text or str(item) in refused.text)
+    assert client.get(f"/v1/review/{item_id}", headers=r).json()["members"] == 2
+    assert client.post(f"/v1/review/{item_id}/members/{members[0]}/split",
+                       headers=headers(keys["poster"])).status_code == 403
+
+    # Undone and decided again, the group's decision applies to the members it still has.
+    assert client.post(f"/v1/review/{item_id}/reopen", headers=r).status_code == 200
+    again = client.post(f"/v1/review/{item_id}/decision", headers=r, json={"action": "confirm"})
+    assert again.json()["decision"]["previous"]["group_members"] == [members[0]]
+    assert again.json()["item"]["members"] == 2

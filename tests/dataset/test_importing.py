@@ -141,3 +141,28 @@ def test_ctax_eval_with_skip_invalid_goes_on_without_the_bad_lines(tmp_path, sha
     [bad] = metrics["invalid_lines"]["test"]
     assert bad["line"] == n_test - 1 and "not valid JSON" in bad["reason"]
     assert f"test.jsonl line {n_test - 1} (skipped): not valid JSON" in " ".join(result.output.split())
+
+
+def test_imported_creatives_are_backfilled_into_the_active_versions_creatives_collection(
+        db, settings, tmp_path, pitt_labels) -> None:
+    """Search finds every labelled creative: imported ones were never labelled by a worker, so the import asks the
+    index owner to backfill the active version's collection (before, they waited for the next worker start)."""
+    from ctax.enums import VersionKind, VersionStatus
+    from ctax.jobs import BACKFILL_CREATIVES
+    from ctax.store.models import ModelVersion, OutboxJob
+
+    path = tmp_path / "ads.jsonl"
+    path.write_text(json.dumps(GOOD) + "\n")
+    blobs = BlobStore(settings.blob_dir)
+    with db.write() as session:  # no version yet: the first one backfills when it is activated
+        import_labelled(session, blobs, settings, path, create_labels=True)
+        assert not session.scalars(select(OutboxJob).where(OutboxJob.task == BACKFILL_CREATIVES)).all()
+    with db.write() as session:
+        session.add(ModelVersion(id="v1-pretrained", seq=1, kind=VersionKind.PRETRAINED, status=VersionStatus.ACTIVE,
+                                 artefact_dir=str(tmp_path / "v1")))
+    path.write_text(json.dumps(SPACED) + "\n")
+    with db.write() as session:
+        import_labelled(session, blobs, settings, path, create_labels=True)
+    with db.read() as session:
+        jobs = session.scalars(select(OutboxJob).where(OutboxJob.task == BACKFILL_CREATIVES)).all()
+        assert [job.args for job in jobs] == [["v1-pretrained"]]

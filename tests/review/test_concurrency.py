@@ -91,3 +91,44 @@ def test_queue_filters_run_on_postgresql(db, flag_creative, pitt_labels) -> None
         recent, total = review.list_items(session, review.QueueFilter(max_age_s=3600, order=QueueOrder.SCORE_DESC))
     assert [i.id for i in by_text] == [sedan] and [i.id for i in by_label] == [sedan]
     assert total == 2 and recent[0].id == sedan
+
+
+def test_of_reviewers_taking_one_member_out_of_its_group_at_once_one_does(db, reviewers, flag_creative) -> None:
+    """The split's conditional UPDATE: the count drops once, one item is opened, the others are told it left."""
+    from ctax.errors import NotFound
+    from ctax.labelling import duplicates
+    from ctax.review import groups as review_groups
+    from ctax.store.models import Creative
+
+    item_id = flag_creative("The new sedan", {"Product/Vehicles/Cars": 0.6, "Service/Travel/Vacations and Travel": 0.3},
+                            asserted="Service/Travel/Vacations and Travel")
+    assert item_id is not None
+    with db.write() as session:
+        root = session.get(ReviewItem, item_id).creative
+        member = Creative(status="labelled", texts=["The new sedan!"], duplicate_of=root.id, flag=root.flag,
+                          prediction={**(root.prediction or {}), "duplicate_of": root.id})
+        session.add(member)
+        session.flush()
+        member_id = member.id
+        duplicates.join(session, {member_id: root.id})
+    barrier = threading.Barrier(len(reviewers))
+    results: list[str] = []
+
+    def run(key_id: int) -> None:
+        barrier.wait()
+        try:
+            with db.write() as session:
+                review_groups.split(session, item_id, member_id, session.get(ApiKey, key_id))
+            results.append("ok")
+        except NotFound:
+            results.append("not a member")
+
+    threads = [threading.Thread(target=run, args=(key_id,)) for key_id in reviewers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(results) == ["not a member"] * (RACERS - 1) + ["ok"]
+    with db.read() as session:
+        assert session.get(ReviewItem, item_id).members == 1
+        assert session.scalar(select(func.count(ReviewItem.id)).where(ReviewItem.creative_id == member_id)) == 1

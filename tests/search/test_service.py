@@ -71,6 +71,23 @@ def test_filters(world: World, only_cap: int) -> None:
     assert search(account_id=a, flags=[Flag.NONE]) == [CIVIC]
 
 
+def test_a_duplicate_group_member_is_shown_and_filtered_with_its_groups_review_item(world: World) -> None:
+    """A member has no review item of its own: its group's (the root's) is what a reviewer decides it through."""
+    from ctax.store.models import Creative, ReviewItem
+
+    with world.db.write() as session:
+        session.get(Creative, world.ids[SMOKE]).duplicate_of = world.ids[DOG]  # type: ignore[union-attr]
+        item = ReviewItem(creative_id=world.ids[DOG], flag=Flag.WRONG_LABEL, status=ReviewStatus.OPEN, members=2)
+        session.add(item)
+        session.flush()
+        item_id = item.id
+    answer = world.searcher().search(SearchQuery(text=SMOKE, limit=10,
+                                                 filter=SearchFilter(review_statuses=[ReviewStatus.OPEN])))
+    assert set(found(answer, world)) == {DOG, SMOKE}
+    assert {c["review_item_id"] for c in answer["creatives"]} == {item_id}
+    assert {c["review_status"] for c in answer["creatives"]} == {"open"}
+
+
 def test_an_image_query_on_a_version_without_an_image_tower_reads_its_text(world: World) -> None:
     from ctax.embedding.ocr import open_reader
 

@@ -114,3 +114,36 @@ def test_within_a_batch_creatives_are_judged_in_the_order_they_arrived(runtime: 
         fits = [rows[cid].prediction["scores"]["fit"] for cid in order]
         # The first to arrive saw no rocket ad before it (fit 0); every later one saw at least one like it.
         assert fits[0] == 0 and max(fits[1:]) < 0, fits
+
+
+def test_the_members_of_a_group_are_raised_with_their_root_and_counted_on_its_one_item(runtime: Runtime) -> None:
+    """Members are not in the traffic window: the sweep re-decides their root, and they carry its decision."""
+    set_thresholds(runtime, novelty_model=TRAFFIC_ONLY, new_label=-100.0)
+    rockets = submit(runtime, *[CreativeSubmission(texts=[t]) for t in ROCKETS])
+    for cid in rockets:
+        run(runtime, [cid])
+    # The first ad again, in capitals: the same words, so a member of its group (not encoded, not in the window).
+    [copy] = submit(runtime, CreativeSubmission(texts=[ROCKETS[0].upper()]))
+    run(runtime, [copy])
+    rows = load(runtime, [rockets[0], copy])
+    assert rows[copy].duplicate_of == rockets[0]
+    assert rows[copy].flag == rows[rockets[0]].flag != "new_label"
+
+    set_thresholds(runtime, new_label=rows[rockets[0]].prediction["scores"]["fit"] - 1e-6)
+    report = sweep(runtime.db, runtime.labeller())
+    rows = load(runtime, [rockets[0], copy])
+    root, member = rows[rockets[0]], rows[copy]
+    assert root.flag == "new_label"
+    assert (member.flag, member.decided_label_id) == ("new_label", None)
+    assert report.members_raised == 1
+    assert member.prediction == {**root.prediction, "duplicate_of": root.id}  # raised_by_sweep, fit_at_arrival...
+    with runtime.db.read() as session:
+        found = {item.creative_id: item for item in session.scalars(select(ReviewItem))}
+    assert copy not in found  # still one item for the group: the root's, open, counting both
+    assert (found[root.id].flag, found[root.id].status, found[root.id].members) == ("new_label", "open", 2)
+
+    # Later sweeps bring the members' evidence up to date with the root's and raise nothing more.
+    again = sweep(runtime.db, runtime.labeller())
+    assert again.raised == again.members_raised == 0 and again.members == 1
+    rows = load(runtime, [rockets[0], copy])
+    assert rows[copy].prediction == {**rows[rockets[0]].prediction, "duplicate_of": rockets[0]}

@@ -10,13 +10,14 @@ from pydantic import BaseModel, Field, ValidationError, ValidatorFunctionWrapHan
 from pydantic_core import PydanticCustomError
 
 from ctax.api.deps import DbDep, Reviewer, SettingsDep
-from ctax.api.params import AgeSeconds, Id, IdList, LabelRef, LabelRefText, Offset, Score, Text, Version
+from ctax.api.params import AgeSeconds, CreativeId, Id, IdList, LabelRef, LabelRefText, Offset, Score, Text, Version
 from ctax.api.routes.accounts import AccountFilter
-from ctax.api.views.review import decision_views, item_views, label_ref
+from ctax.api.views.review import decision_views, group_members_view, item_views, label_ref
 from ctax.enums import Action, Flag, QueueOrder, ReviewStatus
 from ctax.errors import InvalidInput
 from ctax.review import audit, claims
 from ctax.review import decisions as review_decisions
+from ctax.review import groups as review_groups
 from ctax.review import queue as review
 from ctax.store import keys
 from ctax.store.models import ApiKey
@@ -210,7 +211,8 @@ def get_item(item_id: Id, key: Reviewer, db: DbDep) -> dict[str, Any]:
     with db.read() as session:
         item = review.get_item(session, item_id)
         history = review.history(session, item.id)
-        return {**item_views(session, [item], key)[0], "history": decision_views(session, history)}
+        return {**item_views(session, [item], key)[0], "group_members": group_members_view(session, item),
+                "history": decision_views(session, history)}
 
 
 @router.post("/{item_id}/claim")
@@ -253,3 +255,13 @@ def reopen(item_id: Id, key: Reviewer, db: DbDep, settings: SettingsDep) -> dict
     with db.write() as session:
         item = review_decisions.reopen(session, item_id, key, settings.claim_ttl_s)
         return item_views(session, [item], key)[0]
+
+
+@router.post("/{item_id}/members/{creative_id}/split")
+def split_member(item_id: Id, creative_id: CreativeId, key: Reviewer, db: DbDep) -> dict[str, Any]:
+    """Take a creative that is not the same ad out of the item's duplicate group (`group_members` of
+    `GET /v1/review/{id}`): the item counts one fewer, the group's decisions stop applying to it, and it opens a
+    review item of its own (`split`) to be decided on its own."""
+    with db.write() as session:
+        group, own = review_groups.split(session, item_id, creative_id, key)
+        return {"item": item_views(session, [group], key)[0], "split": item_views(session, [own], key)[0]}

@@ -57,6 +57,7 @@ def creative_view(creative: Creative, review: ReviewItem | None = None) -> dict[
         "modalities_used": prediction.get("modalities_used", []),
         # The root of the near-duplicate group it joined (none: a root, or in no group): it took the group's decision.
         "duplicate_of": creative.duplicate_of,
+        "split_from": prediction.get("split_from"),  # the group a reviewer took it out of (review/groups.py)
         # Its review item, or for a group member its group's (one item per group; `members` counts the creatives
         # it stands for, the root included).
         "review": {"id": review.id, "status": review.status, "flag": review.flag, "members": review.members,

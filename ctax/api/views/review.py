@@ -8,7 +8,8 @@ from typing import Any
 
 from ctax.enums import FLAG_TITLES
 from ctax.review import queue as review
-from ctax.store.models import ApiKey, Label, ReviewDecision, ReviewItem
+from ctax.store.models import ApiKey, Creative, Label, ReviewDecision, ReviewItem
+from ctax.store.repos import groups
 from ctax.store.session import Session
 from ctax.store.types import utcnow
 from ctax.taxonomy import catalog
@@ -79,6 +80,16 @@ def item_views(session: Session, items: list[ReviewItem], me: ApiKey) -> list[di
     names = review.holder_names(session, {item.claimed_by for item in items})
     now = utcnow()
     return [item_view(item, labels, names, me, now) for item in items]
+
+
+def group_members_view(session: Session, item: ReviewItem, limit: int = 100) -> list[dict[str, Any]]:
+    """The duplicates the item stands for beside its creative (the first `limit`; `members` counts them all)."""
+    def view(creative: Creative) -> dict[str, Any]:
+        return {"id": creative.id, "external_id": creative.external_id, "texts": creative.texts or [],
+                "ocr_text": creative.ocr_text,
+                "image_url": f"/v1/creatives/{creative.id}/image" if creative.image_sha256 else None,
+                "flag": creative.flag, "created_at": creative.created_at, "labelled_at": creative.labelled_at}
+    return [view(c) for c in groups.member_rows(session, item.creative_id, limit)]
 
 
 def decision_view(decision: ReviewDecision, labels: dict[int, Label]) -> dict[str, Any]:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from ctax.enums import CreativeStatus, ReviewStatus
-from ctax.store.models import Annotation, Creative, ReviewItem
+from ctax.store.models import Annotation, Creative, ReviewDecision, ReviewItem
 
 
 def labelled_with_same_content(session: Session, text_keys: Sequence[str],
@@ -38,8 +38,48 @@ def members_of(session: Session, root_id: str) -> list[str]:
     return list(session.scalars(select(Creative.id).where(Creative.duplicate_of == root_id).order_by(Creative.id)))
 
 
+def member_rows(session: Session, root_id: str, limit: int) -> list[Creative]:
+    """The first `limit` members of the group `root_id` is the root of, in the order they were labelled."""
+    return list(session.scalars(select(Creative).where(Creative.duplicate_of == root_id)
+                                .order_by(Creative.labelled_at, Creative.id).limit(limit)))
+
+
+def leave_if_member(session: Session, creative_id: str, root_id: str) -> bool:
+    """The creative leaves the group of `root_id` if it is still in it (a conditional UPDATE: of two reviewers
+    taking it out at the same moment, one does)."""
+    result = session.execute(update(Creative).where(Creative.id == creative_id, Creative.duplicate_of == root_id)
+                             .values(duplicate_of=None).execution_options(synchronize_session=False))
+    return int(getattr(result, "rowcount", 0) or 0) == 1
+
+
+def drop_group_annotations(session: Session, creative_id: str, item_id: int) -> int:
+    """The annotations the decisions on a group's item gave one of its members (not the member's own decisions)."""
+    decisions = select(ReviewDecision.id).where(ReviewDecision.review_item_id == item_id)
+    result = session.execute(delete(Annotation).where(Annotation.creative_id == creative_id,
+                                                      Annotation.decision_id.in_(decisions)))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 def member_count(session: Session, root_id: str) -> int:
     return session.scalar(select(func.count(Creative.id)).where(Creative.duplicate_of == root_id)) or 0
+
+
+def follow_roots(session: Session, roots: Sequence[Creative]) -> dict[str, int]:
+    """The members of these roots take their root's decision again (its flag, decided label and prediction, marked
+    `duplicate_of`), as when they joined; the novelty sweep calls this after re-deciding roots. Returns, per root
+    with members, how many were brought in line."""
+    with_members = roots_among(session, [root.id for root in roots])
+    followed: dict[str, int] = {}
+    for root in roots:
+        if root.id not in with_members:
+            continue
+        result = session.execute(
+            update(Creative).where(Creative.duplicate_of == root.id, Creative.status == CreativeStatus.LABELLED)
+            .values(flag=root.flag, decided_label_id=root.decided_label_id,
+                    prediction={**(root.prediction or {}), "duplicate_of": root.id})
+            .execution_options(synchronize_session=False))
+        followed[root.id] = int(getattr(result, "rowcount", 0) or 0)
+    return followed
 
 
 def add_members(session: Session, joined: dict[str, int]) -> None:

@@ -62,8 +62,9 @@ def _conditions(session: Session, f: SearchFilter) -> list[ColumnElement[bool]]:
     if f.statuses:
         where.append(Creative.status.in_(list(f.statuses)))
     if f.review_statuses:
-        where.append(Creative.id.in_(select(ReviewItem.creative_id).where(
-            ReviewItem.status.in_(list(f.review_statuses)))))
+        # A duplicate group's members are reviewed through their root's item (labelling/duplicates.py).
+        reviewed = select(ReviewItem.creative_id).where(ReviewItem.status.in_(list(f.review_statuses)))
+        where.append(or_(Creative.id.in_(reviewed), Creative.duplicate_of.in_(reviewed)))
     if f.account_id is not None:
         where.append(of_account(Creative.id, f.account_id))
     if f.created_after is not None:
@@ -109,7 +110,8 @@ def hit_rows(session: Session, ids: Sequence[str]) -> dict[str, HitRow]:
     query = (
         select(Creative, Label.path, ReviewItem.id, ReviewItem.status)
         .outerjoin(Label, Label.id == Creative.decided_label_id)
-        .outerjoin(ReviewItem, ReviewItem.creative_id == Creative.id)
+        # Its review item, or a duplicate group member's group's (the root's): one item per group.
+        .outerjoin(ReviewItem, ReviewItem.creative_id == func.coalesce(Creative.duplicate_of, Creative.id))
         .where(Creative.id.in_(list(ids)))
     )
     out: dict[str, HitRow] = {}

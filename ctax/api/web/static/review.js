@@ -360,6 +360,7 @@
           <h1>${esc(it.flag_title)}</h1>
           ${it.status === STATUS.DECIDED ? `<span class="chip chip-ok">decided</span>` : ""}
           ${it.proposal_id ? `<span class="chip chip-label">in proposal #${it.proposal_id}</span>` : ""}
+          ${it.members > 1 ? `<span class="chip chip-label" title="Near-duplicates of this creative joined its group: your decision applies to all ${it.members} (GET /v1/review/${it.id} lists them)">group of ${it.members} creatives</span>` : ""}
           <div class="item-meta">
             <span>#${it.id}</span>
             <span>flagged ${esc(age(it.created_at))}</span>
