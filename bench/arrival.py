@@ -8,7 +8,9 @@ Every run trains its own service (the full configuration trains 12 times: hours 
 traffic window is `--traffic-window` (500 by default, so that the trickle stream spans several windows; the
 service's default is 5000). Prints one table (mean ± std over the seeds) and, with --json, writes the rows:
 pattern, version, seed, novelty_auroc_at_arrival, novelty_auroc_final, known_flagged_new_rate (for burst and
-mixed: over the burst's variants), top1, wrong_label_auroc, and seen_before_first_flag per held-out label.
+mixed: over the burst's variants), top1, wrong_label_auroc, seen_before_first_flag per held-out label, and how
+near-duplicate grouping met the burst (n_burst_grouped, burst_groups, burst_source_first). Rows are written as they
+come; `--out DIR` gives a concurrent run its own split, stream and service files.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import json
 import random
 import shutil
 import statistics
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +65,9 @@ def prepare(seed: int, out: Path, max_train: int | None, max_test: int | None) -
 
 
 def held_out_labels(train: Path, test: Path, n: int, seed: int, limits: Settings) -> set[str]:
-    """The labels `ctax eval` will hold out on these files (its own choice, made the same way ahead of it)."""
+    """The labels held out in every stream of this split: `ctax eval`'s own choice on the train and test files,
+    passed to it (a stream's own counts could make it choose others: a trickle thins the held-out labels' creatives,
+    a burst adds 200 of one label)."""
     paths = {item.path for item in parse_taxonomy_file(TAXONOMY.read_bytes()).labels}
     rows = scan_rows(train, limits).rows + scan_rows(test, limits).rows
     return {str(p) for p in choose_holdout(paths, rows, n, seed)}
@@ -89,8 +94,26 @@ def row_of(pattern: str, version: str, seed: int, result: dict[str, Any]) -> dic
         "seen_before_first_flag": seen, "never_flagged_labels": sum(n is None for n in seen.values()),
         "seen_before_first_flag_mean": statistics.fmean(counted) if counted else None,
         "n_stream": result["n_test"], "n_novel": result["n_novel_test"], "n_burst": len(burst),
+        **burst_groups(result["verdicts"], burst),
         "held_out_labels": result["held_out_labels"],
     }
+
+
+def burst_groups(verdicts: list[dict[str, Any]], burst: list[dict[str, Any]]) -> dict[str, Any]:
+    """How near-duplicate grouping met the burst: how many variants joined a group, each group's root (the source
+    ad or a variant) with its members and its flag at arrival, and whether the source ad arrived before the burst
+    (only then can the variants join the source's group)."""
+    if not burst:
+        return {"n_burst_grouped": 0, "burst_groups": {}, "burst_source_first": None}
+    source = str(burst[0]["external_id"]).split("-", 2)[2]
+    at = {str(v["external_id"]): n for n, v in enumerate(verdicts)}
+    members = Counter(str(v["duplicate_of"]) for v in burst if v.get("duplicate_of"))
+    groups = {root: {"members": n, "root_is_source": root == source,
+                     "root_flag_at_arrival": verdicts[at[root]]["flag_at_arrival"] if root in at else None}
+              for root, n in members.most_common()}
+    first = min(n for n, v in enumerate(verdicts) if str(v["external_id"]).startswith(BURST_PREFIX))
+    return {"n_burst_grouped": sum(members.values()), "burst_groups": groups,
+            "burst_source_first": at.get(source, len(verdicts)) < first}
 
 
 def run(patterns: list[str], versions: list[str], seeds: list[int], args: argparse.Namespace,
@@ -112,9 +135,10 @@ def run(patterns: list[str], versions: list[str], seeds: list[int], args: argpar
                 shutil.rmtree(work, ignore_errors=True)
                 result = run_eval(EvalOptions(TAXONOMY, train, stream, args.holdout_labels, args.wrong_label_rate,
                                               seed, no_train=version == "pretrained", epochs=args.epochs,
-                                              work_dir=work, verdicts=True), base)
-                assert set(result["held_out_labels"]) == held, "ctax eval held out other labels than the stream's"
+                                              work_dir=work, verdicts=True, held_out=tuple(sorted(held))), base)
                 rows.append(row_of(pattern, version, seed, result))
+                if getattr(args, "json", None):  # every row as it comes: hours of runs are not lost to a late failure
+                    args.json.write_text(json.dumps(rows, indent=2, default=str))
                 shutil.rmtree(work, ignore_errors=True)
     return rows
 
@@ -145,13 +169,20 @@ def main() -> None:
     parser.add_argument("--max-train", type=int, default=None, help="a seeded sample of the train split (reduced run)")
     parser.add_argument("--max-test", type=int, default=None, help="a seeded sample of the test split (reduced run)")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=OUT, help="where the split, the streams and the services go "
+                        "(one per concurrent run: each rewrites its seed's files)")
     args = parser.parse_args()
     patterns = [p.strip() for p in args.patterns.split(",") if p.strip()]
     if unknown := [p for p in patterns if p not in PATTERNS]:
         parser.error(f"unknown pattern {', '.join(unknown)}; choose from {', '.join(PATTERNS)}")
     versions = [v for v in ("pretrained", "trained") if not args.only or args.only == v]
-    rows = run(patterns, versions, args.seeds, args)
+    rows = run(patterns, versions, args.seeds, args, out=args.out)
     Console(width=max(console.width, 200)).print(table(rows))  # wide: a log or pipe would cut every column
+    for row in rows:
+        if row["n_burst"]:
+            console.print(f"{row['pattern']}, {row['version']}, seed {row['seed']}: {row['n_burst_grouped']} of "
+                          f"{row['n_burst']} variants grouped (source ad first: {row['burst_source_first']}); "
+                          f"groups: {row['burst_groups']}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2, default=str))
 

@@ -67,6 +67,10 @@ class EvalOptions:
     # OCR texts of ad images, one {"id", "text", "label"} per line (pitt_ads_ocr_dev.jsonl): labelled as image ads
     # whose text OCR read, after the test stream, and reported apart as the `ocr` block.
     ocr_test: Path | None = None
+    # The labels to hold out, chosen by the caller instead of choose_holdout on these files: bench.arrival holds out
+    # the same labels in every stream of one split, though a trickle thins their creatives and a burst adds 200 of
+    # one known label (either can move a label across MIN_ROWS_TO_HOLD_OUT, and choose_holdout would draw others).
+    held_out: tuple[str, ...] | None = None
 
 
 def choose_holdout(paths: set[LabelPath], rows: list[Row], n: int, seed: int) -> list[LabelPath]:
@@ -137,8 +141,10 @@ def run_eval(options: EvalOptions, base: Settings | None = None) -> dict[str, An
     rt.index.client.close()
     metrics = score(posted, rows, ids)
     if options.verdicts:
+        # duplicate_of: the external id of the group's root where the creative joined a near-duplicate group.
         metrics["verdicts"] = [{"external_id": rows[p["id"]].external_id, "novel": p["novel"],
-                                "flag": flag_of(rows[p["id"]], False), "flag_at_arrival": flag_of(rows[p["id"]], True)}
+                                "flag": flag_of(rows[p["id"]], False), "flag_at_arrival": flag_of(rows[p["id"]], True),
+                                "duplicate_of": _external_id(rows, rows[p["id"]].duplicate_of)}
                                for p in posted]
     first = score(posted, rows, ids, at_arrival=True)
     # The verdicts as each creative arrived, before any sweep: what a reviewer sees first.
@@ -155,6 +161,13 @@ def run_eval(options: EvalOptions, base: Settings | None = None) -> dict[str, An
             "work_dir": str(work), "artefact_dir": artefact_dir,
             "figures": figure_data(posted, rows, ids, thresholds or {}, metrics),
             "invalid_lines": {name: [asdict(b) for b in bad] for name, bad in data.invalid.items() if bad}}
+
+
+def _external_id(rows: dict[str, Any], creative_id: str | None) -> str | None:
+    """A group root's external id (its own id where it was not among the posted rows)."""
+    if creative_id is None:
+        return None
+    return rows[creative_id].external_id if creative_id in rows else creative_id
 
 
 def _service_settings(options: EvalOptions, base: Settings | None) -> tuple[Path, Settings]:
@@ -182,8 +195,13 @@ def _split(options: EvalOptions, limits: Settings) -> _Split:
     train_rows, test_rows = scans["train"].rows, scans["test"].rows
     if not train_rows or not test_rows:
         raise InvalidInput(f"{options.train.name if not train_rows else options.test.name} holds no usable rows")
-    held_out = choose_holdout({item.path for item in parsed.labels}, train_rows + test_rows,
-                              options.holdout_labels, options.seed)
+    if options.held_out is not None:
+        held_out = sorted(LabelPath.parse(path) for path in options.held_out)
+        if unknown := [str(p) for p in held_out if p not in {item.path for item in parsed.labels}]:
+            raise InvalidInput(f"held-out labels not in {options.taxonomy.name}: {', '.join(unknown)}")
+    else:
+        held_out = choose_holdout({item.path for item in parsed.labels}, train_rows + test_rows,
+                                  options.holdout_labels, options.seed)
     hidden = set(held_out)
     kept = ImportResult([item for item in parsed.labels if item.path not in hidden], parsed.warnings)
     return _Split(kept, [row for row in train_rows if row.label not in hidden], test_rows, held_out,

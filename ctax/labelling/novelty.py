@@ -37,11 +37,12 @@ MAX_TRAFFIC_K = 100
 # or re-cut by a campaign), not evidence of a kind of creative the labelled data lacks.
 DUPLICATE_SIMILARITY = 0.98
 # Recent creatives this similar are variants of the one being labelled (reworded, reordered, a price or date
-# changed: a campaign's burst), and count once as traffic evidence: 200 variants of one known ad are one ad, not a
-# crowd of a kind the labelled data lacks. Above the nearest neighbour of 99% of distinct Pitt ads (0.916 with
-# pretrained MiniLM, 600 training ads), below what the burst variants of bench.arrival show each other (their 10th
-# nearest: median 0.978, 5th percentile 0.959).
-VARIANT_SIMILARITY = 0.93
+# changed: a campaign's burst), and are no traffic evidence at all: 200 variants of one known ad are one ad, not a
+# crowd of a kind the labelled data lacks, and even one variant counted moved the learned score by ~28 logits (a
+# burst's later group roots were flagged new_label for their earlier roots; docs/benchmarks.md, "Arrival patterns",
+# 2026-12-03). Variants of short ads sit at 0.83-0.93 to each other (pretrained MiniLM); of 600 distinct Pitt test
+# ads, 3.5% have two or more neighbours at >= 0.88 and 0.03% of pairs reach it.
+VARIANT_SIMILARITY = 0.88
 ENTROPY_TEMPERATURE = 0.05
 # The labels the labeller fetches per creative. Features read only this many best labels, so that calibration
 # (which scores every label) and serving (which also adds the asserted label's lineage) see the same ones.
@@ -60,10 +61,9 @@ def traffic_k(window: int, reference: int) -> int:
 
 
 def traffic_mean(traffic: Sequence[float], k: int = TRAFFIC_K) -> float:
-    """Mean similarity of the k nearest recent creatives, copies left out and variants counted once; slots the
+    """Mean similarity of the k nearest recent creatives, copies and variants left out; slots the
     traffic cannot fill count as 0, so a quiet window reads as "nothing like it lately", not as novelty."""
-    near = sorted((s for s in traffic if s < DUPLICATE_SIMILARITY), reverse=True)
-    near = [s for n, s in enumerate(near) if s < VARIANT_SIMILARITY or n == 0][:k]
+    near = sorted((s for s in traffic if s < VARIANT_SIMILARITY), reverse=True)[:k]
     return float(sum(near) / k)
 
 

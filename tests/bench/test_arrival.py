@@ -94,7 +94,30 @@ def test_a_tiny_run_gives_every_field_for_every_pattern(tmp_path, monkeypatch) -
             assert 0.0 <= row[key] <= 1.0, key
         assert set(row["seen_before_first_flag"]) == set(row["held_out_labels"])
     assert burst["n_burst"] == 20 and burst["n_stream"] == 140
+    assert 0 <= burst["n_burst_grouped"] <= 20 and isinstance(burst["burst_source_first"], bool)
+    assert sum(group["members"] for group in burst["burst_groups"].values()) == burst["n_burst_grouped"]
     assert burst["known_flagged_new_rate"] * 20 == pytest.approx(round(burst["known_flagged_new_rate"] * 20))
     assert trickle["n_burst"] == 0 and trickle["n_stream"] >= 20 * trickle["n_novel"]
     assert trickle["known_flagged_new_rate"] == trickle["stream_known_flagged_new_rate"]
     assert len(table(rows).columns) == 4 + len(FIGURES)
+
+
+def test_the_burst_row_says_which_group_each_variant_joined() -> None:
+    from bench.arrival import burst_groups
+
+    def verdict(external_id: str, root: str | None = None, flag: str = "none") -> dict:
+        return {"external_id": external_id, "novel": False, "flag": flag, "flag_at_arrival": flag,
+                "duplicate_of": root}
+
+    source = verdict("ad-7", flag="new_label")
+    burst = [verdict("burst-0-ad-7", "ad-7"), verdict("burst-1-ad-7"), verdict("burst-2-ad-7", "burst-1-ad-7"),
+             verdict("burst-3-ad-7", "ad-7")]
+    verdicts = [verdict("ad-1"), source, *burst, verdict("ad-2")]
+    got = burst_groups(verdicts, burst)
+    assert got["n_burst_grouped"] == 3 and got["burst_source_first"] is True
+    assert got["burst_groups"] == {
+        "ad-7": {"members": 2, "root_is_source": True, "root_flag_at_arrival": "new_label"},
+        "burst-1-ad-7": {"members": 1, "root_is_source": False, "root_flag_at_arrival": "none"}}
+    # The source ad after the burst: the variants cannot join its group (it is not labelled yet).
+    assert burst_groups([*burst, source], burst)["burst_source_first"] is False
+    assert burst_groups(verdicts, []) == {"n_burst_grouped": 0, "burst_groups": {}, "burst_source_first": None}

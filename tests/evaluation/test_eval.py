@@ -119,3 +119,21 @@ def test_a_bad_ocr_test_line_is_refused_naming_it(tmp_path) -> None:
     ocr.write_text(json.dumps({"id": "1", "label": "PSA/Animal Rights"}) + "\n")
     with pytest.raises(InvalidInput, match="line 1"):
         read_ocr_rows(ocr)
+
+
+def test_held_out_labels_given_by_the_caller_are_the_ones_held_out(tmp_path, shared_data) -> None:
+    """bench.arrival passes the split's held-out labels: a stream's own counts (a trickle thins the held-out
+    labels' creatives) must not make the evaluation hold out others."""
+    from ctax.config import Settings
+    from ctax.errors import InvalidInput
+    from ctax.evaluation.run import EvalOptions, _split
+
+    train, test, _ = write_split(shared_data, tmp_path)
+    taxonomy = shared_data / "pitt_ads_taxonomy.txt"
+    given = EvalOptions(taxonomy, train, test, holdout_labels=1, held_out=("Product/Food and Drink/Soft Drinks",))
+    data = _split(given, Settings())
+    assert [str(p) for p in data.held_out] == ["Product/Food and Drink/Soft Drinks"]
+    assert all(str(row.label) != "Product/Food and Drink/Soft Drinks" for row in data.train)
+    assert "Product/Food and Drink/Soft Drinks" not in {str(item.path) for item in data.labels.labels}
+    with pytest.raises(InvalidInput, match="Product/No Such Label"):
+        _split(EvalOptions(taxonomy, train, test, held_out=("Product/No Such Label",)), Settings())
