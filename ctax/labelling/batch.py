@@ -132,10 +132,12 @@ class LabellingWorker:
                 {"label_id": root.decided_label_id, "account_id": at[cid].account_id, "created_at": at[cid].created_at}
                 for cid, root in exact.items()])
 
-    def _exact_duplicates(self, batch: _Batch, ids: list[str]) -> dict[str, str]:
+    def _exact_duplicates(self, batch: _Batch, rows: list[leases.Claimed]) -> dict[str, str]:
         """Creative -> the already-labelled creative (or, failing one, the earlier creative of this batch) with
-        the same text key or image bytes; a creative is never its own duplicate, nor its own members' (labelled
-        again)."""
+        the same text key or image bytes and an assertion it may join (duplicates.may_join); a creative is never
+        its own duplicate, nor its own members' (labelled again)."""
+        asserted = {row.id: row.asserted_label_id for row in rows}
+        ids = [row.id for row in rows]
         with self.db.read() as session:
             found = groups.labelled_with_same_content(session, [k for k in batch.keys.values() if k],
                                                     [d for d in batch.images.values() if d])
@@ -144,10 +146,12 @@ class LabellingWorker:
         for creative_id in ids:
             mine = [(kind, key) for kind, key in (("text", batch.keys.get(creative_id)),
                                                   ("image", batch.images.get(creative_id))) if key]
-            candidate = next((cid for text, image, cid, root in found if creative_id not in (cid, root)
-                              and (("text", text) in mine or ("image", image) in mine)), None)
+            candidate = next((cid for text, image, cid, root, said, decided in found if creative_id not in (cid, root)
+                              and (("text", text) in mine or ("image", image) in mine)
+                              and duplicates.may_join(asserted[creative_id], said, decided)), None)
             if candidate is None:
-                first = next((earlier[k] for k in mine if k in earlier), None)
+                first = next((earlier[k] for k in mine if k in earlier
+                              and duplicates.may_join(asserted[creative_id], asserted[earlier[k]], None)), None)
                 candidate = out.get(first, first) if first is not None else None
             if candidate is not None:
                 out[creative_id] = candidate
@@ -164,7 +168,7 @@ class LabellingWorker:
             if _needs_ocr(row):
                 batch.needs_ocr.add(row.id)
         if self.settings.duplicate_groups:
-            batch.exact = self._exact_duplicates(batch, [row.id for row in rows])
+            batch.exact = self._exact_duplicates(batch, rows)
         for row in rows:
             try:
                 image = None if row.id in batch.exact else self._image(row)
@@ -230,6 +234,9 @@ class LabellingWorker:
                 repo.LabelResult(o.creative_id, o.prediction, d.flag, d.decided_label_id, o.ocr_text,
                                  keys.get(o.creative_id)) for o, d in own])
             roots = duplicates.resolve_roots(session, {**near, **batch.exact}) if near or batch.exact else {}
+            # A near duplicate posted under another label is labelled on its own (exact ones were matched so).
+            roots = {cid: root for cid, root in roots.items() if cid in batch.exact
+                     or duplicates.may_join(asserted.get(cid), root.asserted_label_id, root.decided_label_id)}
             alone = [(o, d) for o, d in labelled if o.creative_id in near and o.creative_id not in roots]
             stored |= repo.store_results(session, self.name, version, [
                 repo.LabelResult(o.creative_id, o.prediction, d.flag, d.decided_label_id, o.ocr_text,

@@ -98,6 +98,14 @@ class Root:
     flag: Any
     decided_label_id: int | None
     ocr_text: str | None
+    asserted_label_id: int | None = None
+
+
+def may_join(asserted: int | None, group_asserted: int | None, group_decided: int | None) -> bool:
+    """Whether a duplicate posted under `asserted` may take its group's decision: only where its poster says
+    nothing or says what the group was posted under or decided as. A copy posted under another label is labelled
+    on its own, so that its label's distance is judged (and `wrong_label` raised) as for any creative."""
+    return asserted is None or asserted in (group_asserted, group_decided)
 
 
 def resolve_roots(session: Session, candidates: dict[str, str]) -> dict[str, Root]:
@@ -118,7 +126,8 @@ def resolve_roots(session: Session, candidates: dict[str, str]) -> dict[str, Roo
             continue
         prediction = dict(root.prediction or {})
         prediction["duplicate_of"] = root.id
-        out[creative_id] = Root(root.id, prediction, root.flag, root.decided_label_id, root.ocr_text)
+        out[creative_id] = Root(root.id, prediction, root.flag, root.decided_label_id, root.ocr_text,
+                                root.asserted_label_id)
     return out
 
 

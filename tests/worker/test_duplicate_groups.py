@@ -11,7 +11,7 @@ from ctax.dataset import export
 from ctax.enums import Action, ReviewStatus
 from ctax.review import decisions as review_decisions
 from ctax.store.keys import create_key
-from ctax.store.models import Annotation, ApiKey, ReviewDecision, ReviewItem
+from ctax.store.models import Annotation, ApiKey, Label, ReviewDecision, ReviewItem
 from ctax.worker.runtime import Runtime
 from ctax.worker.tasks.label import run
 from tests.conftest import png_bytes
@@ -173,3 +173,28 @@ def test_a_version_whose_space_packs_ads_close_groups_only_above_its_own_floor(r
     [copy] = submit(runtime, misfiled("HONDA Civic 2024 - now only $18,499 at your local dealer, until June 30!"))
     assert run(runtime, [copy])["labelled"] == 1
     assert load(runtime, [copy])[copy].duplicate_of == root
+
+
+def test_a_copy_posted_under_another_label_is_judged_on_its_own(runtime: Runtime) -> None:
+    """A group's decision covers what its poster said; a copy posted under a different label says something else,
+    so it is labelled alone and a wrong label on it is flagged, as for any creative."""
+    [root] = submit(runtime, CreativeSubmission(texts=[AD]))  # posted with no label: not flagged, no item
+    assert run(runtime, [root])["labelled"] == 1
+    decided = load(runtime, [root])[root].decided_label_id
+    # An exact copy and a reworded one, each posted under a wrong label; a copy saying nothing; a copy posted
+    # under the label the group was decided as (the poster agrees with the group).
+    exact, near, silent = submit(
+        runtime, misfiled(AD), misfiled("Buy the new Honda Civic today: low monthly payments at your nearby dealer"),
+        CreativeSubmission(texts=[AD]))
+    assert run(runtime, [exact, near, silent])["labelled"] == 3
+    rows = load(runtime, [root, exact, near, silent])
+    for alone in (exact, near):
+        assert rows[alone].duplicate_of is None and rows[alone].flag == "wrong_label"
+        assert alone in items(runtime)  # its own review item
+    assert rows[silent].duplicate_of == root and rows[silent].flag == rows[root].flag
+    with runtime.db.read() as session:
+        agreeing_label = session.get(Label, decided)
+        assert agreeing_label is not None
+    [agreeing] = submit(runtime, CreativeSubmission(texts=[AD], asserted_label=str(agreeing_label.path)))
+    assert run(runtime, [agreeing])["labelled"] == 1
+    assert load(runtime, [agreeing])[agreeing].duplicate_of == root
