@@ -128,14 +128,20 @@ print("stopped", flush=True)
 """
 
 
-def test_sigterm_stops_every_child_and_kills_one_that_will_not_stop(tmp_path: Path) -> None:
+def supervising(tmp_path: Path) -> tuple[subprocess.Popen[str], list[int], Path]:
+    """SCRIPT started as a supervisor process: it, its two children's pids (once both have started) and the file
+    its on_exit writes to."""
     script, notes = tmp_path / "supervise.py", tmp_path / "exits.txt"
     script.write_text(textwrap.dedent(SCRIPT))
     proc = subprocess.Popen([PY, str(script), str(notes)], stdout=subprocess.PIPE, text=True,
                             cwd=Path(__file__).resolve().parents[2])
+    assert proc.stdout is not None
+    return proc, sorted(int(proc.stdout.readline()) for _ in range(2)), notes
+
+
+def test_sigterm_stops_every_child_and_kills_one_that_will_not_stop(tmp_path: Path) -> None:
+    proc, pids, notes = supervising(tmp_path)
     try:
-        assert proc.stdout is not None
-        pids = sorted(int(proc.stdout.readline()) for _ in range(2))
         assert sorted(c.pid for c in psutil.Process(proc.pid).children()) == pids
         time.sleep(0.5)  # both children have installed their signal handlers
         proc.send_signal(signal.SIGTERM)
@@ -153,13 +159,8 @@ def test_sigterm_stops_every_child_and_kills_one_that_will_not_stop(tmp_path: Pa
 def test_children_stop_when_the_supervisor_is_killed_outright(tmp_path: Path) -> None:
     """SIGKILL (or the OOM killer) gives the supervisor no chance to stop its children: they get SIGTERM from the
     kernel instead, so no API keeps the port and no worker keeps Qdrant's folder lock for the next `ctax run`."""
-    script, notes = tmp_path / "supervise.py", tmp_path / "exits.txt"
-    script.write_text(textwrap.dedent(SCRIPT))
-    proc = subprocess.Popen([PY, str(script), str(notes)], stdout=subprocess.PIPE, text=True,
-                            cwd=Path(__file__).resolve().parents[2])
+    proc, pids, _ = supervising(tmp_path)
     try:
-        assert proc.stdout is not None
-        pids = sorted(int(proc.stdout.readline()) for _ in range(2))
         [api] = [pid for pid in pids if "SIG_IGN" not in psutil.Process(pid).cmdline()[-1]]
         time.sleep(0.5)
         proc.kill()
