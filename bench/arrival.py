@@ -3,6 +3,8 @@ on the Pitt split, pretrained and trained, over three seeds, through `ctax eval`
 
     python -m bench.arrival                                   # 4 patterns x 2 versions x seeds 13,14,15
     python -m bench.arrival --seeds 13 --only pretrained --max-test 600 --max-train 1500 --json arrival.json
+    CTAX_TRAIN_OCR_NOISE=0.5 python -m bench.arrival --patterns crowd --only trained --epochs 1 \
+        --ocr-test ../shared/data/pitt_ads_ocr_dev.jsonl --max-test 600 --max-train 1500 --json noise.json
 
 Every run trains its own service (the full configuration trains 12 times: hours on a small CPU machine). The
 traffic window is `--traffic-window` (500 by default, so that the trickle stream spans several windows; the
@@ -96,6 +98,7 @@ def row_of(pattern: str, version: str, seed: int, result: dict[str, Any]) -> dic
         "n_stream": result["n_test"], "n_novel": result["n_novel_test"], "n_burst": len(burst),
         **burst_groups(result["verdicts"], burst),
         "held_out_labels": result["held_out_labels"],
+        **({"ocr": result["ocr"]} if "ocr" in result else {}),
     }
 
 
@@ -128,6 +131,9 @@ def run(patterns: list[str], versions: list[str], seeds: list[int], args: argpar
                                base)
         for pattern in patterns:
             stream = _write(build(pattern, test, held, seed, args.burst_size), out / f"arrival_{pattern}_s{seed}.jsonl")
+            if getattr(args, "prepare_only", False):
+                console.print(f"{pattern}, seed {seed}: {stream} written; held out: {', '.join(sorted(held))}")
+                continue
             for version in versions:
                 console.print(f"[bold]{pattern}[/bold], {version}, seed {seed}: {sum(1 for _ in stream.open())} "
                               f"creatives, held out: {', '.join(sorted(held))}")
@@ -135,7 +141,8 @@ def run(patterns: list[str], versions: list[str], seeds: list[int], args: argpar
                 shutil.rmtree(work, ignore_errors=True)
                 result = run_eval(EvalOptions(TAXONOMY, train, stream, args.holdout_labels, args.wrong_label_rate,
                                               seed, no_train=version == "pretrained", epochs=args.epochs,
-                                              work_dir=work, verdicts=True, held_out=tuple(sorted(held))), base)
+                                              work_dir=work, verdicts=True, held_out=tuple(sorted(held)),
+                                              ocr_test=getattr(args, "ocr_test", None)), base)
                 rows.append(row_of(pattern, version, seed, result))
                 if getattr(args, "json", None):  # every row as it comes: hours of runs are not lost to a late failure
                     args.json.write_text(json.dumps(rows, indent=2, default=str))
@@ -169,6 +176,10 @@ def main() -> None:
     parser.add_argument("--max-train", type=int, default=None, help="a seeded sample of the train split (reduced run)")
     parser.add_argument("--max-test", type=int, default=None, help="a seeded sample of the test split (reduced run)")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--ocr-test", type=Path, default=None, help="OCR texts reported apart in each row (e.g. the "
+                        "shared pitt_ads_ocr_dev.jsonl): the `ocr` block of `ctax eval`")
+    parser.add_argument("--prepare-only", action="store_true", help="write the split and stream files, evaluate "
+                        "nothing (to run `ctax eval` on them by hand)")
     parser.add_argument("--out", type=Path, default=OUT, help="where the split, the streams and the services go "
                         "(one per concurrent run: each rewrites its seed's files)")
     args = parser.parse_args()
@@ -177,6 +188,8 @@ def main() -> None:
         parser.error(f"unknown pattern {', '.join(unknown)}; choose from {', '.join(PATTERNS)}")
     versions = [v for v in ("pretrained", "trained") if not args.only or args.only == v]
     rows = run(patterns, versions, args.seeds, args, out=args.out)
+    if args.prepare_only:
+        return
     Console(width=max(console.width, 200)).print(table(rows))  # wide: a log or pipe would cut every column
     for row in rows:
         if row["n_burst"]:

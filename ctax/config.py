@@ -93,6 +93,10 @@ class Settings(BaseSettings):
         default=1000, ge=0,
         description="Re-decide the traffic window after this many creatives a worker labelled (0: never).")
     label_batch_size: int = Field(default=64, ge=1, le=4096, description="Creatives encoded in one forward pass.")
+    label_pipeline: bool = Field(
+        default=True,
+        description="Finish a labelled batch (index search, trigger, store) on a second thread while the worker "
+        "encodes the next message's batch (ctax/worker/finisher.py); off: one after the other.")
     duplicate_groups: bool = Field(
         default=True,
         description="Group a creative with an already-labelled one it duplicates (same texts and image, or a vector "

@@ -260,12 +260,14 @@ def _post_test_rows(rt: Runtime, settings: Settings, test_rows: list[Row], hidde
 
 
 def _label(rt: Runtime, settings: Settings, posted: list[dict[str, Any]]) -> None:
-    """The posted creatives labelled by the worker's task code, a batch at a time."""
+    """The posted creatives labelled by the worker's task code, a batch at a time, pipelined as the service's
+    worker runs it (CTAX_LABEL_PIPELINE), every batch stored before this returns."""
     from ctax.worker.tasks.label import run as label_batch
 
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("labelling test creatives", total=len(posted))
         size = settings.label_batch_size
         for start in range(0, len(posted), size):
-            label_batch(rt, [p["id"] for p in posted[start : start + size]])
+            label_batch(rt, [p["id"] for p in posted[start : start + size]], pipelined=settings.label_pipeline)
             bar.advance(task, min(size, len(posted) - start))
+        rt.finisher.settle()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Protocol
 
 from PIL import Image
@@ -21,12 +22,11 @@ from ctax.enums import CreativeStatus, Flag
 from ctax.errors import ConcurrentChange, StoreUnavailable
 from ctax.labelling import duplicates
 from ctax.labelling.flagging import flag_batch
-from ctax.labelling.labeller import Labeller, LabelOutcome, LabelRequest
+from ctax.labelling.labeller import EncodedBatch, Labeller, LabelOutcome, LabelRequest
 from ctax.labelling.sweep import sweep
 from ctax.store import leases
 from ctax.store.blobs import BlobStore
 from ctax.store.repos import creatives as repo
-from ctax.store.repos import groups
 from ctax.store.session import Database
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,6 @@ class _Batch:
     requests: list[LabelRequest] = field(default_factory=list)
     broken: list[tuple[str, str]] = field(default_factory=list)
     keys: dict[str, str | None] = field(default_factory=dict)  # text keys (duplicates.text_key)
-    images: dict[str, str | None] = field(default_factory=dict)  # image digests
     needs_ocr: set[str] = field(default_factory=set)  # image-only creatives without OCR text yet
     # Exact duplicates (creative -> an already-labelled creative, or an earlier one of the batch, with the same
     # content): they take their group's decision and are neither read by OCR nor encoded.
@@ -55,6 +54,23 @@ class _Batch:
 
     def to_label(self) -> list[LabelRequest]:
         return [r for r in self.requests if r.creative_id not in self.exact]
+
+
+@dataclass
+class _Encoded:
+    """A chunk between its encoding and its finishing; `error` where it cannot be labelled."""
+
+    batch: _Batch
+    vectors: EncodedBatch | None
+    error: str | None = None
+
+
+class Behind(Protocol):
+    """Where a worker finishes its chunks behind its encoding (ctax/worker/finisher.py): one at a time, in order."""
+
+    def submit(self, work: Callable[[], None]) -> None: ...
+
+    def settle(self) -> None: ...
 
 
 @dataclass
@@ -69,7 +85,11 @@ class LabellingWorker:
     labeller: Callable[[], Labeller]
     counter: SweepCounter
 
-    def run(self, ids: Sequence[str]) -> dict[str, int]:
+    def run(self, ids: Sequence[str], behind: Behind | None = None) -> dict[str, int]:
+        """Label what of `ids` is free to take. With `behind`, each chunk is only encoded here and finished (index,
+        trigger, store, sweep) on the finisher's thread while the next chunk, or the next message's, is encoded:
+        the counts then cover only what was finished here (retries), and a worker that dies before its finisher
+        stored a chunk leaves it claimed until the lease expires and the dispatcher sends it again."""
         with self.db.write() as session:
             given_up = leases.give_up(session, ids, self.settings.lease_s, self.settings.max_attempts)
             # What labelling reads of them comes back with the claim: no second query per batch.
@@ -96,26 +116,53 @@ class LabellingWorker:
         size = self.settings.label_batch_size
         fresh = [row for row in claimed if not row.retry]
         for start in range(0, len(fresh), size):
-            self._label_chunk(labeller, fresh[start : start + size], counts)
-        for row in claimed:
+            encoded = self._encode(labeller, fresh[start : start + size])
+            if behind is None:
+                self._finish(labeller, encoded, counts)
+            else:
+                behind.submit(partial(self._finish_behind, labeller, encoded))
+        retries = [row for row in claimed if row.retry]
+        if retries and behind is not None:
+            behind.settle()  # nothing runs beside a retry, and the sweep below has the finisher's thread to itself
+        for row in retries:
             # A retry may be what stopped the last worker: alone, its attempt counted (and committed) first, so
             # only its own count rises if it stops this one too (store/leases.py).
-            if row.retry:
-                with self.db.write() as session:
-                    held = leases.count_attempt(session, row.id, self.name)
-                if held:
-                    self._label_chunk(labeller, [row], counts)
-        self._maybe_sweep(labeller, counts)
+            with self.db.write() as session:
+                held = leases.count_attempt(session, row.id, self.name)
+            if held:
+                self._finish(labeller, self._encode(labeller, [row]), counts)
+        if behind is None or retries:
+            self._maybe_sweep(labeller, counts)
         return counts
 
-    def _label_chunk(self, labeller: Labeller, chunk: list[leases.Claimed], counts: dict[str, int]) -> None:
+    def _finish_behind(self, labeller: Labeller, encoded: _Encoded) -> None:
+        """On the finisher's thread: the chunk finished and, when due, the novelty sweep (batches are finished in
+        order, one at a time, so the sweep sees every batch before it)."""
+        counts = dict.fromkeys(("labelled", "failed", "requeued"), 0)
+        self._finish(labeller, encoded, counts)
+        self._maybe_sweep(labeller, counts)
+        log.debug("finished behind: %s", counts)
+
+    def _encode(self, labeller: Labeller, chunk: list[leases.Claimed]) -> _Encoded:
+        """The chunk read and encoded: the part of its labelling that another batch's finishing may overlap."""
         batch = self._read(chunk)
         requests = batch.to_label()
         try:
-            outcomes = labeller.label(requests) if requests else []
+            return _Encoded(batch, labeller.encode(requests) if requests else None)
         except Exception as exc:
-            log.exception("labelling a batch of %d failed", len(requests))
-            self._fail_all([r.creative_id for r in batch.requests], f"labelling failed: {exc!r}", counts)
+            log.exception("encoding a batch of %d failed", len(requests))
+            return _Encoded(batch, None, f"labelling failed: {exc!r}")
+
+    def _finish(self, labeller: Labeller, encoded: _Encoded, counts: dict[str, int]) -> None:
+        """The encoded chunk decided (index, trigger) and stored, in one transaction."""
+        batch, outcomes = encoded.batch, []
+        try:
+            outcomes = labeller.finish(encoded.vectors) if encoded.error is None and encoded.vectors else []
+        except Exception as exc:
+            log.exception("labelling a batch of %d failed", len(batch.requests))
+            encoded.error = f"labelling failed: {exc!r}"
+        if encoded.error is not None:
+            self._fail_all([r.creative_id for r in batch.requests], encoded.error, counts)
             outcomes, batch.exact = [], {}
         try:
             members = self._store_retrying(labeller.version, outcomes, batch, counts)
@@ -132,43 +179,17 @@ class LabellingWorker:
                 {"label_id": root.decided_label_id, "account_id": at[cid].account_id, "created_at": at[cid].created_at}
                 for cid, root in exact.items()])
 
-    def _exact_duplicates(self, batch: _Batch, rows: list[leases.Claimed]) -> dict[str, str]:
-        """Creative -> the already-labelled creative (or, failing one, the earlier creative of this batch) with
-        the same text key or image bytes and an assertion it may join (duplicates.may_join); a creative is never
-        its own duplicate, nor its own members' (labelled again)."""
-        asserted = {row.id: row.asserted_label_id for row in rows}
-        ids = [row.id for row in rows]
-        with self.db.read() as session:
-            found = groups.labelled_with_same_content(session, [k for k in batch.keys.values() if k],
-                                                    [d for d in batch.images.values() if d])
-        out: dict[str, str] = {}
-        earlier: dict[tuple[str, str], str] = {}  # ("text" | "image", key) -> the first creative of the batch with it
-        for creative_id in ids:
-            mine = [(kind, key) for kind, key in (("text", batch.keys.get(creative_id)),
-                                                  ("image", batch.images.get(creative_id))) if key]
-            candidate = next((cid for text, image, cid, root, said, decided in found if creative_id not in (cid, root)
-                              and (("text", text) in mine or ("image", image) in mine)
-                              and duplicates.may_join(asserted[creative_id], said, decided)), None)
-            if candidate is None:
-                first = next((earlier[k] for k in mine if k in earlier
-                              and duplicates.may_join(asserted[creative_id], asserted[earlier[k]], None)), None)
-                candidate = out.get(first, first) if first is not None else None
-            if candidate is not None:
-                out[creative_id] = candidate
-            for k in mine:
-                earlier.setdefault(k, creative_id)
-        return out
-
     def _read(self, rows: list[leases.Claimed]) -> _Batch:
         """The chunk's requests, exact duplicates found first so that their images are not even decoded."""
         batch = _Batch()
         for row in rows:
             batch.keys[row.id] = duplicates.text_key(row.texts or [])
-            batch.images[row.id] = row.image_sha256
             if _needs_ocr(row):
                 batch.needs_ocr.add(row.id)
         if self.settings.duplicate_groups:
-            batch.exact = self._exact_duplicates(batch, rows)
+            with self.db.read() as session:
+                batch.exact = duplicates.exact_matches(session, [duplicates.Content(
+                    row.id, row.asserted_label_id, batch.keys[row.id], row.image_sha256) for row in rows])
         for row in rows:
             try:
                 image = None if row.id in batch.exact else self._image(row)

@@ -108,6 +108,43 @@ def may_join(asserted: int | None, group_asserted: int | None, group_decided: in
     return asserted is None or asserted in (group_asserted, group_decided)
 
 
+@dataclass(frozen=True)
+class Content:
+    """What exact duplicates are matched by: a creative's text key and image digest, and the label it was posted
+    under (may_join)."""
+
+    creative_id: str
+    asserted_label_id: int | None
+    text_key: str | None
+    image_sha256: str | None
+
+
+def exact_matches(session: Session, batch: Sequence[Content]) -> dict[str, str]:
+    """Creative -> the already-labelled creative (or, failing one, the earlier creative of this batch, which is in
+    arrival order) with the same text key or image bytes and an assertion it may join (may_join); a creative is
+    never its own duplicate, nor its own members' (labelled again)."""
+    found = groups.labelled_with_same_content(session, [c.text_key for c in batch if c.text_key],
+                                              [c.image_sha256 for c in batch if c.image_sha256])
+    asserted = {c.creative_id: c.asserted_label_id for c in batch}
+    out: dict[str, str] = {}
+    earlier: dict[tuple[str, str], str] = {}  # ("text" | "image", key) -> the first creative of the batch with it
+    for content in batch:
+        creative_id = content.creative_id
+        mine = [(kind, key) for kind, key in (("text", content.text_key), ("image", content.image_sha256)) if key]
+        candidate = next((cid for text, image, cid, root, said, decided in found if creative_id not in (cid, root)
+                          and (("text", text) in mine or ("image", image) in mine)
+                          and may_join(asserted[creative_id], said, decided)), None)
+        if candidate is None:
+            first = next((earlier[k] for k in mine if k in earlier
+                          and may_join(asserted[creative_id], asserted[earlier[k]], None)), None)
+            candidate = out.get(first, first) if first is not None else None
+        if candidate is not None:
+            out[creative_id] = candidate
+        for k in mine:
+            earlier.setdefault(k, creative_id)
+    return out
+
+
 def resolve_roots(session: Session, candidates: dict[str, str]) -> dict[str, Root]:
     """For each creative (key) the root of the group its candidate (value) is in, where that root is labelled and
     the creative may join it (not itself, not a creative with members of its own)."""

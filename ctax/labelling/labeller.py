@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from ctax.embedding.ocr import OcrReader
-from ctax.embedding.space import CreativeContent, SharedSpace
+from ctax.embedding.space import CreativeContent, Encoded, SharedSpace
 from ctax.index.qdrant import LabelIndex
 from ctax.labelling.duplicates import near_duplicates
 from ctax.labelling.novelty import LABEL_CANDIDATES, traffic_k
@@ -55,6 +55,15 @@ class LabelOutcome:
     # A creative this one's vector is a near-duplicate of (ctax/labelling/duplicates.py); the store resolves it to
     # its group's root and gives this creative the group's decision.
     duplicate_of: str | None = None
+
+
+@dataclass
+class EncodedBatch:
+    """A batch between its encoding and its finishing (Labeller.encode, Labeller.finish)."""
+
+    requests: list[LabelRequest]
+    ocr_texts: list[str | None]
+    encoded: list[Encoded]
 
 
 class Labeller:
@@ -104,9 +113,19 @@ class Labeller:
         return texts
 
     def label(self, requests: Sequence[LabelRequest]) -> list[LabelOutcome]:
+        return self.finish(self.encode(requests))
+
+    def encode(self, requests: Sequence[LabelRequest]) -> EncodedBatch:
+        """OCR where needed and both towers: the batch's heavy work, which touches neither the index nor the
+        database, so a worker may run it for one batch while it finishes the one before (labelling/behind.py)."""
         ocr_texts = self._ocr_texts(requests)
         contents = [CreativeContent(r.texts, r.image, o) for r, o in zip(requests, ocr_texts, strict=True)]
-        encoded = self.space.encode(contents)
+        return EncodedBatch(list(requests), ocr_texts, self.space.encode(contents))
+
+    def finish(self, batch: EncodedBatch) -> list[LabelOutcome]:
+        """The index searched, the trigger's decisions, and the index's traffic and creatives brought up to date:
+        batches must be finished in the order they arrived (earlier creatives are later ones' traffic)."""
+        requests, ocr_texts, encoded = batch.requests, batch.ocr_texts, batch.encoded
         rows = [i for i, item in enumerate(encoded) if item.vector is not None]
         outcomes: list[LabelOutcome | None] = [None] * len(requests)
         for i, item in enumerate(encoded):

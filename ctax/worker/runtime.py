@@ -32,6 +32,7 @@ from ctax.taxonomy.catalog import active_taxonomy
 from ctax.taxonomy.tree import Taxonomy
 from ctax.versions.lifecycle import bootstrap
 from ctax.versions.sync import sync_labels
+from ctax.worker.finisher import Finisher
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +59,13 @@ class Runtime:
         self.info: dict[str, Any] = {}
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
+        self.finisher = Finisher()  # finishes labelled batches behind their encoding (finisher.py)
 
     # -- parts ---------------------------------------------------------------------------------------------
     @property
     def index(self) -> LabelIndex:
+        # Whatever this process does with the index waits for the batch being finished: one user at a time.
+        self.finisher.settle()
         if self._index is None:
             path = None if self.settings.qdrant_url else self.settings.qdrant_path
             self._index = LabelIndex(
@@ -125,6 +129,7 @@ class Runtime:
         log.info("worker %s ready on %s: %s", self.name, self.device, self.info)
 
     def stop(self) -> None:
+        self.finisher.close()  # the last batch stored before the worker says it is gone
         self._stop.set()
         if self._heartbeat is not None:  # a beat in flight would write the row back after we delete it
             self._heartbeat.join(timeout=30)

@@ -68,9 +68,10 @@ def test_a_worker_whose_claim_was_taken_over_stores_nothing(runtime: Runtime, mo
 
     class TakenOverWhileLabelling:
         version = labeller.version
+        encode = labeller.encode
 
-        def label(self, requests):
-            outcomes = labeller.label(requests)
+        def finish(self, batch):
+            outcomes = labeller.finish(batch)
             with runtime.db.write() as session:  # this worker stalled past its lease; another took the work over
                 session.execute(update(Creative).where(Creative.id == creative_id).values(
                     claimed_by="other-worker", claimed_at=utcnow()))
@@ -90,9 +91,10 @@ def test_a_batch_stores_only_the_results_whose_claims_this_worker_still_holds(ru
 
     class OneTakenOverWhileLabelling:
         version = labeller.version
+        encode = labeller.encode
 
-        def label(self, requests):
-            outcomes = labeller.label(requests)
+        def finish(self, batch):
+            outcomes = labeller.finish(batch)
             with runtime.db.write() as session:  # one creative of the batch was taken over by another worker
                 session.execute(update(Creative).where(Creative.id == ids[1]).values(
                     claimed_by="other-worker", claimed_at=utcnow()))

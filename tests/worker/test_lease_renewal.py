@@ -14,7 +14,7 @@ from ctax.config import Settings
 from ctax.creatives.intake import CreativeSubmission, create_creative
 from ctax.enums import CreativeStatus
 from ctax.jobs import LABEL_QUEUE, TRAIN_QUEUE
-from ctax.labelling.labeller import LabelOutcome, LabelRequest
+from ctax.labelling.labeller import EncodedBatch, LabelRequest
 from ctax.store import leases
 from ctax.store import outbox as outbox_rows
 from ctax.store.models import Creative
@@ -53,12 +53,13 @@ def test_a_batch_longer_than_the_lease_keeps_its_claims_and_stores_its_results(
         """The real labeller, after a pause three leases long (a huge creative, a busy machine)."""
 
         version = labeller.version
+        finish = labeller.finish
 
-        def label(self, requests: list[LabelRequest]) -> list[LabelOutcome]:
+        def encode(self, requests: list[LabelRequest]) -> EncodedBatch:
             time.sleep(3 * LEASE_S)
             with rt.db.write() as session:  # another worker sees the message again now
                 taken_over.extend(leases.claim(session, [creative_id], "other-worker", LEASE_S))
-            return labeller.label(requests)
+            return labeller.encode(requests)
 
     monkeypatch.setattr(rt, "labeller", Slow)
     assert run(rt, [creative_id]) == {"claimed": 1, "labelled": 1, "failed": 0, "requeued": 0}

@@ -11,11 +11,16 @@ from ctax.worker.runtime import Runtime, current
 
 @shared_task(name=LABEL_CREATIVES, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def label_creatives(ids: list[str]) -> dict[str, int]:
-    return run(current(), ids)
+    rt = current()
+    return run(rt, ids, pipelined=rt.settings.label_pipeline)
 
 
-def run(rt: Runtime, ids: list[str]) -> dict[str, int]:
-    """Idempotent: ids already labelled, failed or held by a live worker are skipped."""
+def run(rt: Runtime, ids: list[str], pipelined: bool = False) -> dict[str, int]:
+    """Idempotent: ids already labelled, failed or held by a live worker are skipped. Pipelined, the task returns
+    once its batch is encoded and the runtime's finisher stores it while the next message is encoded; otherwise
+    (and for whoever calls this directly) everything is stored when it returns."""
     # The runtime counts labelled creatives across tasks: it is the sweep's counter.
     worker = LabellingWorker(rt.db, rt.blobs, rt.settings, rt.name, rt.labeller, counter=rt)
-    return worker.run(ids)
+    if not pipelined:
+        rt.finisher.settle()
+    return worker.run(ids, rt.finisher if pipelined else None)
