@@ -93,6 +93,11 @@ class Settings(BaseSettings):
         default=1000, ge=0,
         description="Re-decide the traffic window after this many creatives a worker labelled (0: never).")
     label_batch_size: int = Field(default=64, ge=1, le=4096, description="Creatives encoded in one forward pass.")
+    new_label_known_rate: float = Field(
+        default=0.03, gt=0.0, lt=0.5,
+        description="A trained version's new_label threshold is set so that this share of its known-label validation "
+        "creatives fall below it: the review load of good creatives flagged 'fits no label' (the pretrained "
+        "version's is 0.05).")
     label_pipeline: bool = Field(
         default=True,
         description="Finish a labelled batch (index search, trigger, store) on a second thread while the worker "

@@ -54,7 +54,8 @@ def evaluate_space(space: SharedSpace, snap: Snapshot, train: Sequence[LabelledC
     held = Held([e.creative_id for e in val_items], [e.label_id for e in val_items], val_vectors)
     return calibrate(snap.taxonomy, held, ref, top_k=settings.top_k, exemplar_k=settings.exemplar_k,
                      seed=settings.train_seed, traffic_window=settings.novelty_traffic_window,
-                     ocr_held=ocr_readings(space, held, val_items, settings.train_seed))
+                     ocr_held=ocr_readings(space, held, val_items, settings.train_seed),
+                     known_flag_rate=settings.new_label_known_rate)
 
 
 def headline(report: dict[str, Any]) -> dict[str, float]:

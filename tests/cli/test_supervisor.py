@@ -136,7 +136,13 @@ def supervising(tmp_path: Path) -> tuple[subprocess.Popen[str], list[int], Path]
     proc = subprocess.Popen([PY, str(script), str(notes)], stdout=subprocess.PIPE, text=True,
                             cwd=Path(__file__).resolve().parents[2])
     assert proc.stdout is not None
-    return proc, sorted(int(proc.stdout.readline()) for _ in range(2)), notes
+    pids: list[int] = []
+    while len(pids) < 2:  # the children's pid lines; anything else on the shared stdout (a blank line) is not one
+        line = proc.stdout.readline()
+        assert line, "the supervisor stopped before both children started"
+        if line.strip().isdigit():
+            pids.append(int(line))
+    return proc, sorted(pids), notes
 
 
 def test_sigterm_stops_every_child_and_kills_one_that_will_not_stop(tmp_path: Path) -> None:

@@ -57,6 +57,17 @@ def test_thresholds_let_95_percent_of_known_creatives_pass_and_catch_novel_ones(
     assert trigger.decide(near).decided_label_id == 2
 
 
+def test_a_lower_known_flag_rate_flags_fewer_known_creatives_at_a_lower_threshold() -> None:
+    """A trained version is given CTAX_NEW_LABEL_KNOWN_RATE (3%) instead of the pretrained version's 5%."""
+    taxonomy, held, ref, _ = _world()
+    default, default_report = calibrate(taxonomy, held, ref, seed=1)
+    strict, strict_report = calibrate(taxonomy, held, ref, seed=1, known_flag_rate=0.03)
+    assert strict.new_label < default.new_label
+    assert 0.96 <= strict_report["new_label"]["known_pass_rate"] <= 0.98  # 120 validation creatives: 3-4 flagged
+    assert strict_report["new_label"]["known_pass_rate"] > default_report["new_label"]["known_pass_rate"]
+    assert strict_report["new_label"]["recall"] <= default_report["new_label"]["recall"]
+
+
 def test_no_validation_data_gives_documented_defaults() -> None:
     taxonomy, _, ref, _ = _world()
     thresholds, report = calibrate(taxonomy, Held([], [], np.zeros((0, 32), np.float32)), ref)

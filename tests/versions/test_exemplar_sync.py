@@ -172,6 +172,27 @@ def test_training_calibration_keeps_the_representatives_the_index_keeps(parts: P
     assert report["n_exemplars"] == len(searched) == BUDGET + 2
 
 
+def test_a_training_runs_new_label_threshold_flags_the_configured_share_of_known_creatives(
+    parts: Parts, settings: Settings
+) -> None:
+    from ctax.store.repos import versions
+    from ctax.taxonomy.catalog import active_taxonomy
+    from ctax.training.snapshot import Snapshot
+    from ctax.training.validation import evaluate_space
+
+    parts.sync()
+    with parts.db.read() as session:
+        taxonomy, stamp = active_taxonomy(session), versions.label_set_stamp(session)
+    snap = Snapshot(taxonomy, {lid: taxonomy.path(lid) for lid in taxonomy.nodes}, parts.annotations(), stamp)
+    held = snap.examples[:8]
+    thresholds = {}
+    for rate in (0.03, 0.4):  # CTAX_NEW_LABEL_KNOWN_RATE
+        report = evaluate_space(parts.space, snap, snap.examples, held, parts.blobs,
+                                settings.model_copy(update={"new_label_known_rate": rate}))[1]
+        thresholds[rate] = report["new_label"]["threshold"]
+    assert thresholds[0.03] < thresholds[0.4]
+
+
 # -- the sync's plan and its application at scale, without the towers: synthetic vectors, the real LabelIndex -----
 
 DIM = 16
