@@ -255,9 +255,9 @@ class LabellingWorker:
                 repo.LabelResult(o.creative_id, o.prediction, d.flag, d.decided_label_id, o.ocr_text,
                                  keys.get(o.creative_id)) for o, d in own])
             roots = duplicates.resolve_roots(session, {**near, **batch.exact}) if near or batch.exact else {}
-            # A near duplicate posted under another label is labelled on its own (exact ones were matched so).
-            roots = {cid: root for cid, root in roots.items() if cid in batch.exact
-                     or duplicates.may_join(asserted.get(cid), root.asserted_label_id, root.decided_label_id)}
+            # A near duplicate the group's verdict is not about is labelled on its own (exact ones were matched so).
+            roots = {cid: root for cid, root in roots.items() if cid in batch.exact or duplicates.may_join(
+                asserted.get(cid), root.asserted_label_id, root.decided_label_id, root.flag)}
             alone = [(o, d) for o, d in labelled if o.creative_id in near and o.creative_id not in roots]
             stored |= repo.store_results(session, self.name, version, [
                 repo.LabelResult(o.creative_id, o.prediction, d.flag, d.decided_label_id, o.ocr_text,

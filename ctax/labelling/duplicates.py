@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ctax.enums import CreativeStatus
+from ctax.enums import CreativeStatus, Flag
 from ctax.index.qdrant import LabelIndex
 from ctax.store.models import Annotation
 from ctax.store.outbox import request_index_sync
@@ -101,11 +101,20 @@ class Root:
     asserted_label_id: int | None = None
 
 
-def may_join(asserted: int | None, group_asserted: int | None, group_decided: int | None) -> bool:
-    """Whether a duplicate posted under `asserted` may take its group's decision: only where its poster says
-    nothing or says what the group was posted under or decided as. A copy posted under another label is labelled
-    on its own, so that its label's distance is judged (and `wrong_label` raised) as for any creative."""
-    return asserted is None or asserted in (group_asserted, group_decided)
+def may_join(asserted: int | None, group_asserted: int | None, group_decided: int | None,
+             group_flag: str | None) -> bool:
+    """Whether a duplicate posted under `asserted` may take its group's decision: where it was posted under the
+    group's label, or, unless the group was flagged `wrong_label`, where its poster says nothing or says what the
+    group was decided as. A copy posted under another label is labelled on its own, so that its label's distance
+    is judged (and `wrong_label` raised) as for any creative; and a `wrong_label` verdict is about its root's
+    assertion, so a copy that did not make it (posted under the right label, or none) is labelled on its own too
+    instead of taking a flag that is not its own. group_flag None: the group is not decided yet (an earlier
+    creative of the same batch): only the same assertion joins."""
+    if asserted == group_asserted:
+        return True
+    if group_flag is None or group_flag == Flag.WRONG_LABEL:
+        return False
+    return asserted is None or asserted == group_decided
 
 
 @dataclass(frozen=True)
@@ -131,12 +140,12 @@ def exact_matches(session: Session, batch: Sequence[Content]) -> dict[str, str]:
     for content in batch:
         creative_id = content.creative_id
         mine = [(kind, key) for kind, key in (("text", content.text_key), ("image", content.image_sha256)) if key]
-        candidate = next((cid for text, image, cid, root, said, decided in found if creative_id not in (cid, root)
-                          and (("text", text) in mine or ("image", image) in mine)
-                          and may_join(asserted[creative_id], said, decided)), None)
+        candidate = next((cid for text, image, cid, root, said, decided, flag in found
+                          if creative_id not in (cid, root) and (("text", text) in mine or ("image", image) in mine)
+                          and may_join(asserted[creative_id], said, decided, flag)), None)
         if candidate is None:
             first = next((earlier[k] for k in mine if k in earlier
-                          and may_join(asserted[creative_id], asserted[earlier[k]], None)), None)
+                          and may_join(asserted[creative_id], asserted[earlier[k]], None, None)), None)
             candidate = out.get(first, first) if first is not None else None
         if candidate is not None:
             out[creative_id] = candidate

@@ -198,3 +198,25 @@ def test_a_copy_posted_under_another_label_is_judged_on_its_own(runtime: Runtime
     [agreeing] = submit(runtime, CreativeSubmission(texts=[AD], asserted_label=str(agreeing_label.path)))
     assert run(runtime, [agreeing])["labelled"] == 1
     assert load(runtime, [agreeing])[agreeing].duplicate_of == root
+
+
+def test_a_wrong_label_verdict_is_shared_only_by_copies_posted_under_the_same_label(runtime: Runtime) -> None:
+    """A group flagged wrong_label was flagged for its root's assertion: a copy posted under the right label, or
+    under none, did not make that assertion and is labelled on its own instead of taking the flag."""
+    [root] = submit(runtime, misfiled(AD))
+    assert run(runtime, [root])["labelled"] == 1
+    rows = load(runtime, [root])
+    assert rows[root].flag == "wrong_label"
+    with runtime.db.read() as session:
+        right = session.get(Label, rows[root].decided_label_id)
+        assert right is not None
+    reworded = "Buy the new Honda Civic today: low monthly payments at your nearby dealer"
+    same, right_exact, right_near, silent = submit(
+        runtime, misfiled(AD), CreativeSubmission(texts=[AD], asserted_label=str(right.path)),
+        CreativeSubmission(texts=[reworded], asserted_label=str(right.path)), CreativeSubmission(texts=[AD]))
+    assert run(runtime, [same, right_exact, right_near, silent])["labelled"] == 4
+    rows = load(runtime, [root, same, right_exact, right_near, silent])
+    assert rows[same].duplicate_of == root and rows[same].flag == "wrong_label"  # the same assertion: the group's
+    for alone in (right_exact, right_near, silent):
+        assert rows[alone].duplicate_of is None and rows[alone].flag != "wrong_label"
+        assert rows[alone].decided_label_id == rows[root].decided_label_id

@@ -14,14 +14,15 @@ from ctax.store.models import Annotation, Creative, ReviewDecision, ReviewItem
 
 def labelled_with_same_content(session: Session, text_keys: Sequence[str],
                                image_digests: Sequence[str]
-                               ) -> list[tuple[str | None, str | None, str, str | None, int | None, int | None]]:
+                               ) -> list[tuple[str | None, str | None, str, str | None, int | None, int | None,
+                                               str | None]]:
     """Labelled creatives whose text key is one of `text_keys` or whose image is one of `image_digests`:
-    (text key, image digest, id, duplicate_of, asserted label, decided label), earliest labelled first."""
+    (text key, image digest, id, duplicate_of, asserted label, decided label, flag), earliest labelled first."""
     if not text_keys and not image_digests:
         return []
     rows = session.execute(
         select(Creative.text_sha256, Creative.image_sha256, Creative.id, Creative.duplicate_of,
-               Creative.asserted_label_id, Creative.decided_label_id)
+               Creative.asserted_label_id, Creative.decided_label_id, Creative.flag)
         .where(or_(Creative.text_sha256.in_(list(set(text_keys))), Creative.image_sha256.in_(list(set(image_digests)))),
                Creative.status == CreativeStatus.LABELLED)
         .order_by(Creative.labelled_at, Creative.id))
