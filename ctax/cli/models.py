@@ -23,6 +23,7 @@ from ctax.versions import registry
 models_app = typer.Typer(help="Model versions.", no_args_is_help=True)
 
 HEADLINE = ("top1", "novelty_auroc", "wrong_label_auroc")
+POLL_S = 0.5  # how often `ctax train` reads its run's row (a cheap read; the training reports steps as they end)
 
 
 def _metric_cells(metrics: dict[str, Any]) -> list[str]:
@@ -116,7 +117,7 @@ def _until_finished(db: Database, run_id: int, view: TrainingView) -> TrainingRu
                                  run.loss, run.eta_s))
             if run.status in (RunStatus.SUCCEEDED, RunStatus.FAILED):
                 return run
-        time.sleep(1)
+        time.sleep(POLL_S)
 
 
 def _until_indexed(db: Database, version_id: str | None) -> None:
@@ -125,4 +126,4 @@ def _until_indexed(db: Database, version_id: str | None) -> None:
             version = versions.get(session, version_id) if version_id is not None else None
             if version is None or version.index_ready or version.status == VersionStatus.FAILED:
                 return
-        time.sleep(1)
+        time.sleep(POLL_S)

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 import ctax.worker.runtime as runtime_module
 from ctax.api.app import create_app
 from ctax.cli import app
+from ctax.cli import models as models_cli
 from ctax.creatives.intake import CreativeSubmission, create_creative
 from ctax.jobs import INDEX_QUEUE, LABEL_QUEUE, TRAIN_QUEUE
 from ctax.store.models import Annotation, Creative, ModelVersion, TrainingRun
@@ -327,6 +328,8 @@ def test_ctax_train_follows_the_run_with_its_step_and_loss(trainer: Runtime, sha
     trainer.settings = trainer.settings.model_copy(update={"train_progress_interval_s": 0.0, "train_batch_size": 4})
     trainer.start()
     monkeypatch.setenv("CTAX_DATA_DIR", str(trainer.settings.data_dir))
+    # On a quiet machine the tiny tower's steps all end between two of the command's 0.5 s reads of the row.
+    monkeypatch.setattr(models_cli, "POLL_S", 0.02)
     errors: list[BaseException] = []
 
     def worker() -> None:  # the training worker, then the labelling worker's index build, as `ctax run` would
