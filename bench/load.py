@@ -31,6 +31,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -285,12 +286,28 @@ class Service:
         console.print(f"[{self.profile}] starting the API and a labelling worker (indexes {seed_rows} exemplars)")
         self.processes.start(timeout=600)
         with self.processes.client() as http:
+            self._wait_for_backfill(http)
             account = http.post("/v1/accounts", json={"name": "load", "kind": "advertiser"})
             account.raise_for_status()  # poster keys belong to an account
             answer = http.post("/v1/api-keys", json={"name": "load poster", "role": "poster",
                                                      "account_id": account.json()["id"]})
             answer.raise_for_status()
             return str(answer.json()["key"])
+
+    def _wait_for_backfill(self, http: Any, timeout: float = 600.0) -> None:
+        """The imported creatives are indexed by the worker's backfill, chunk by chunk, between other tasks: the
+        scenarios measure the service after it, not a worker busy with it (search's `indexed` says how far)."""
+        deadline = time.monotonic() + timeout
+        indexed: dict[str, int] = {}
+        while time.monotonic() < deadline:
+            answer = http.post("/v1/search", json={"text": "warm up", "limit": 1, "labels_limit": 1})
+            if answer.status_code == 200:
+                indexed = answer.json()["indexed"]
+                if indexed["creatives"] >= indexed["total"]:
+                    console.print(f"[{self.profile}] backfill done: {indexed['creatives']} creatives indexed")
+                    return
+            time.sleep(1.0)
+        raise TimeoutError(f"the backfill did not finish in {timeout:.0f} s: {indexed}")
 
     def worker(self, running: bool) -> None:
         has = "worker-label" in self.processes.procs
@@ -326,6 +343,8 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per scenario")
     parser.add_argument("--seed-rows", type=int, default=1000, help="labelled Pitt ads imported first")
     parser.add_argument("--json", type=Path, help="write the rows here")
+    parser.add_argument("--logs", type=Path, default=Path("load-logs"),
+                        help="where the service's logs are copied when a scenario had errors (default ./load-logs)")
     args = parser.parse_args()
     if not 0.0 <= args.search_share <= 1.0:
         parser.error(f"--search-share is {args.search_share}; give a share between 0 and 1")
@@ -351,6 +370,10 @@ def main() -> None:
                                             args.search_share))
                     for route, example in rec.examples.items():
                         console.print(f"[red]{scenario.name} {route} error, e.g.: {example}[/red]")
+                    if rec.examples:  # the temp folder goes with the run: keep what explains the errors
+                        kept = args.logs / f"{scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+                        shutil.copytree(Path(tmp) / "logs", kept, dirs_exist_ok=True)
+                        console.print(f"[red]the service's logs are kept in {kept}[/red]")
                     rows += summarise(scenario, rec, args.duration)
             finally:
                 service.stop()

@@ -42,12 +42,10 @@ class Settings(BaseSettings):
     # Encoders of the pretrained (bootstrap) model version.
     text_model: str | None = Field(default=None, description="sentence-transformers name or path.")
     image_arch: str = DEFAULT_IMAGE_ARCH
-    image_pretrained: str | None = Field(
-        default=DEFAULT_IMAGE_PRETRAINED, description="open_clip pretrained tag, or a checkpoint path."
-    )
+    image_pretrained: str | None = Field(default=DEFAULT_IMAGE_PRETRAINED,
+                                        description="open_clip pretrained tag, or a checkpoint path.")
     image_projection: str | None = Field(
-        default=None, description="'random' gives the pretrained version an untrained projection (benchmarks only)."
-    )
+        default=None, description="'random' gives the pretrained version an untrained projection (benchmarks only).")
     image_enabled: bool = True
     ocr_enabled: bool = True
     ocr_backend: Literal["auto", "onnxruntime", "openvino"] = Field(
@@ -86,22 +84,19 @@ class Settings(BaseSettings):
         default=64, ge=0, le=100_000,
         description="Labelled creatives kept per label as exemplars the labeller searches, chosen by k-means "
                     "(ctax/dataset/representatives.py); 0 keeps every labelled creative.")
-    novelty_traffic_window: int = Field(
-        default=5000, ge=0, le=1_000_000,
-        description="Recently labelled creatives kept per version as novelty evidence (0: none kept).")
-    novelty_sweep_every: int = Field(
-        default=1000, ge=0,
-        description="Re-decide the traffic window after this many creatives a worker labelled (0: never).")
+    novelty_traffic_window: int = Field(default=5000, ge=0, le=1_000_000, description="Recently labelled "
+                                        "creatives kept per version as novelty evidence (0: none kept).")
+    novelty_sweep_every: int = Field(default=1000, ge=0, description="Re-decide the traffic window after this "
+                                     "many creatives a worker labelled (0: never).")
     label_batch_size: int = Field(default=64, ge=1, le=4096, description="Creatives encoded in one forward pass.")
     new_label_known_rate: float = Field(
         default=0.03, gt=0.0, lt=0.5,
         description="A trained version's new_label threshold is set so that this share of its known-label validation "
         "creatives fall below it: the review load of good creatives flagged 'fits no label' (the pretrained "
         "version's is 0.05).")
-    label_pipeline: bool = Field(
-        default=True,
-        description="Finish a labelled batch (index search, trigger, store) on a second thread while the worker "
-        "encodes the next message's batch (ctax/worker/finisher.py); off: one after the other.")
+    label_pipeline: bool = Field(default=True, description="Finish a labelled batch (index search, trigger, "
+                                 "store) on a second thread while the worker encodes the next message's batch "
+                                 "(ctax/worker/finisher.py); off: one after the other.")
     duplicate_groups: bool = Field(
         default=True,
         description="Group a creative with an already-labelled one it duplicates (same texts and image, or a vector "
@@ -133,6 +128,10 @@ class Settings(BaseSettings):
                                            "default: the broker's Redis, else db+sqlite:///<data_dir>/results.sqlite.")
     search_timeout_s: float = Field(default=15.0, gt=0, le=300,
                                     description="The API waits this long for a search, then answers 503.")
+    # Each waiting search holds one of the API's 40 threads: past this many the rest answer 503 at once, so that a
+    # busy index owner cannot starve POST /v1/creatives and the other routes of threads.
+    search_max_waiting: int = Field(default=16, ge=1, le=32,
+                                    description="Searches one API process lets wait for the worker at once.")
     broker_poll_s: float = Field(default=0.05, gt=0, le=5, description="How often workers poll the SQLite broker's "
                                  "empty queues (kombu's default: 1 s, the wait a search had to be picked up).")
 
@@ -185,10 +184,11 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     access_log: bool = Field(default=False, description="Log every HTTP request (uvicorn's access log).")
-    key_cache_s: float = Field(
-        default=5.0, ge=0, le=300,
-        description="How long the API trusts an API key it checked before reading it again (0: every request). A key "
-                    "revoked through another API process keeps working that long.")
+    # Longer than a proxy's idle timeout (AWS ALB's 60 s) and a client pool's: a connection the API closes just as a
+    # client reuses it resets that request (uvicorn's 5 s did so to POSTs under bench.load when a stall idled them).
+    keep_alive_s: int = Field(default=75, ge=1, le=3600, description="How long the API keeps an idle connection.")
+    key_cache_s: float = Field(default=5.0, ge=0, le=300, description="How long the API trusts an API key it checked "
+                               "before reading it again (0: every request); a revoked key keeps working that long.")
     worker_heartbeat_s: float = Field(default=5.0, gt=0, le=60,
                                       description="How often a worker reports itself alive and renews its claims.")
     worker_stale_s: float = Field(default=15.0, gt=0, le=600,

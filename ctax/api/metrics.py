@@ -36,6 +36,10 @@ class _DatabaseCollector(Collector):
         self.app = app
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
+        search = getattr(self.app.state, "search", None)
+        if search is not None:
+            yield GaugeMetricFamily("ctax_searches_waiting", "Searches waiting for the index owner (this process)",
+                                    value=search.waiting)
         db = getattr(self.app.state, "db", None)
         if db is None:
             return

@@ -11,13 +11,16 @@ route's waits in its thread pool.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import threading
 import time
 from typing import Any
 
 from celery import Celery
+from celery.exceptions import TaskRevokedError
 from celery.exceptions import TimeoutError as CeleryTimeout
+from sqlalchemy.exc import OperationalError
 
 from ctax.config import Settings
 from ctax.errors import CtaxError, ServiceUnavailable
@@ -28,6 +31,16 @@ from ctax.store.types import utcnow
 
 # How often the API looks for the answer in a database result backend (Redis pushes it): a SELECT by primary key.
 RESULT_POLL_S = 0.02
+# A search still queued this close to its client's deadline is dropped by the worker (a fifth of the timeout, at
+# least ANSWER_MARGIN_S): under load its answer would come too late, and the client hears "busy" at once instead.
+ANSWER_MARGIN_S = 1.0
+ANSWER_MARGIN_SHARE = 0.2
+
+
+def queue_expiry_s(timeout_s: float) -> float:
+    """How long a search may wait in the queue before the worker drops it: its client's timeout less the time an
+    answer may take, but never under half the timeout, so short timeouts still leave a worker time."""
+    return max(timeout_s - max(ANSWER_MARGIN_S, ANSWER_MARGIN_SHARE * timeout_s), timeout_s / 2)
 
 
 class SearchUnavailable(ServiceUnavailable):
@@ -54,6 +67,8 @@ class SearchClient:
         self.settings = settings
         self.db = db
         self._local = threading.local()
+        self._waiting = 0
+        self._waiting_lock = threading.Lock()
 
     def _app(self) -> Celery:
         app: Celery | None = getattr(self._local, "app", None)
@@ -74,15 +89,34 @@ class SearchClient:
                        for beat in workers.heartbeats(session))
 
     def search(self, query: dict[str, Any]) -> dict[str, Any]:
-        timeout = self.settings.search_timeout_s
-        retry = max(1, round(timeout / 3))
+        retry = max(1, round(self.settings.search_timeout_s / 3))
         if not self.has_worker():
             raise SearchUnavailable(f"no live worker answers searches (queue {SEARCH_QUEUE}); start one with "
                                     "`ctax worker`", retry)
-        started = time.perf_counter()
+        with self._waiting_lock:
+            if self._waiting >= self.settings.search_max_waiting:
+                raise SearchUnavailable(
+                    f"{self._waiting} searches are already waiting for the index owner (CTAX_SEARCH_MAX_WAITING); "
+                    "it is busy", retry)
+            self._waiting += 1
         try:
-            # expires: a search its client gave up on is dropped by the worker, not run late for nobody.
-            result = self._app().send_task(SEARCH, args=[query], queue=SEARCH_QUEUE, expires=timeout)
+            return self._ask(query, retry)
+        finally:
+            with self._waiting_lock:
+                self._waiting -= 1
+
+    @property
+    def waiting(self) -> int:
+        """Searches of this API process waiting for the index owner now (the ctax_searches_waiting gauge)."""
+        return self._waiting
+
+    def _ask(self, query: dict[str, Any], retry: int) -> dict[str, Any]:
+        timeout = self.settings.search_timeout_s
+        started = time.perf_counter()
+        expires = queue_expiry_s(timeout)
+        try:
+            # expires: a search that cannot be answered in time is dropped by the worker, not run late for nobody.
+            result = self._app().send_task(SEARCH, args=[query], queue=SEARCH_QUEUE, expires=expires)
         except Exception as exc:  # the broker is down or refused: nothing was queued
             raise SearchUnavailable(f"the search could not be queued: {exc}", retry) from exc
         try:
@@ -91,8 +125,16 @@ class SearchClient:
             raise SearchUnavailable(
                 f"the index owner did not answer within {timeout:g} s (CTAX_SEARCH_TIMEOUT_S); it may be busy "
                 "labelling a large batch or starting", retry) from exc
+        except TaskRevokedError as exc:  # the worker reached it after `expires` and dropped it unanswered
+            raise SearchUnavailable(
+                f"the search waited in the queue for more than {expires:g} s and was dropped unanswered; the index "
+                "owner is busy", retry) from exc
+        except (OperationalError, OSError) as exc:  # the result backend (SQLite locked, Redis away) failed us
+            raise SearchUnavailable(f"the answer could not be read from the result backend: {exc}", retry) from exc
         finally:
-            result.forget()
+            # A backend that failed the wait may fail this too; result_expires removes the row later.
+            with contextlib.suppress(OperationalError, OSError):
+                result.forget()
         if "error" in answer:
             raise RemoteError(answer["error"], int(answer.get("status", 400)))
         answer["took_ms"] = round((time.perf_counter() - started) * 1000, 2)

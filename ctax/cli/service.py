@@ -48,6 +48,7 @@ def api(host: str | None = None, port: int | None = None, workers: int = 1) -> N
         # A log line per request cost about 8% of the API's time under load (measured with py-spy);
         # /metrics counts requests by route and status instead.
         access_log=current.access_log,
+        timeout_keep_alive=current.keep_alive_s,
     )
 
 

@@ -5,6 +5,8 @@ come from the index owner: tests/search (the service) and tests/e2e/test_search.
 from __future__ import annotations
 
 import base64
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,7 @@ from tests.conftest import headers, make_settings, png_bytes
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return make_settings(tmp_path / "var", search_timeout_s=0.5)
+    return make_settings(tmp_path / "var", search_timeout_s=2.0, search_max_waiting=1)
 
 
 @pytest.fixture
@@ -90,6 +92,33 @@ def test_without_a_worker_the_answer_is_503_with_retry_after(client, keys, poste
     response = search(client, posters["a"]["key"], image_base64=base64.b64encode(png_bytes("SALE")).decode())
     assert response.status_code == 503 and "CTAX_SEARCH_TIMEOUT_S" in response.json()["message"]
     assert response.headers["Retry-After"] == "1"
+
+
+def test_searches_past_the_waiting_cap_are_refused_at_once(client, keys, db) -> None:
+    """CTAX_SEARCH_MAX_WAITING = 1 here: while one search waits for a silent worker, the next is refused at once
+    instead of holding another of the API's threads; the slot is free again when the first gives up."""
+    with db.write() as session:
+        workers.beat(session, "silent", pid=1, queues=[SEARCH_QUEUE], device="cpu", ready=True, info={})
+    reviewer = keys["reviewer"]
+    first: dict[str, object] = {}
+    waiting = threading.Thread(target=lambda: first.update(response=search(client, reviewer, text="cars")))
+    waiting.start()
+    metrics = ""
+    deadline = time.monotonic() + 10
+    while "ctax_searches_waiting 1.0" not in metrics and time.monotonic() < deadline:
+        metrics = client.get("/metrics", headers=headers(reviewer)).text
+    assert "ctax_searches_waiting 1.0" in metrics
+    started = time.monotonic()
+    refused = search(client, reviewer, text="boats")
+    assert time.monotonic() - started < 1.5  # not the 2 s timeout
+    assert refused.status_code == 503 and "CTAX_SEARCH_MAX_WAITING" in refused.json()["message"]
+    assert int(refused.headers["Retry-After"]) >= 1
+    waiting.join(10)
+    timed_out = first["response"]
+    assert timed_out.status_code == 503 and "CTAX_SEARCH_TIMEOUT_S" in timed_out.json()["message"]  # type: ignore[attr-defined]
+    assert "ctax_searches_waiting 0.0" in client.get("/metrics", headers=headers(reviewer)).text
+    again = search(client, reviewer, text="boats")  # the slot is free again: this one waits its turn
+    assert again.status_code == 503 and "CTAX_SEARCH_TIMEOUT_S" in again.json()["message"]
 
 
 def test_the_operation_is_documented(client) -> None:

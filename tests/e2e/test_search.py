@@ -4,13 +4,19 @@ backend -> HTTP, on both profiles."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from ctax.api.search_client import queue_expiry_s
 from tests.support import ROOT, ServiceProcesses
 
 pytestmark = pytest.mark.e2e
@@ -88,3 +94,50 @@ def test_a_worker_start_backfills_what_the_version_has_not_indexed(service: Serv
         body = response.json()
     assert body["indexed"] == {"creatives": 40, "total": 40}, service.logs()
     assert body["creatives"][0]["similarity"] > 0.99 and body["creatives"][0]["text_excerpt"]
+
+
+@pytest.fixture
+def slow_search_service(service_env: dict[str, str], tmp_path: Path) -> Iterator[ServiceProcesses]:
+    """The service with a 10 s search timeout, and heartbeats that stay fresh while the worker is stopped."""
+    env = {**service_env, "CTAX_SEARCH_TIMEOUT_S": "10", "CTAX_WORKER_HEARTBEAT_S": "5", "CTAX_WORKER_STALE_S": "60"}
+    processes = ServiceProcesses(env, tmp_path / "logs")
+    processes.start()
+    try:
+        yield processes
+    finally:
+        processes.stop()
+
+
+def test_a_search_the_worker_reaches_too_late_answers_503_at_once(slow_search_service: ServiceProcesses) -> None:
+    """The worker is stopped (as by a long labelling batch) while a search waits in its queue, and goes on after the
+    search's queue expiry: it drops the search as revoked, and the API says so with a 503 before its own deadline
+    (this was a 500 under bench.load: the revoked result raised out of the API's wait)."""
+    service = slow_search_service
+    with service.client() as http:
+        assert http.post("/v1/search", json={"text": "warm the worker up"}).status_code == 200
+    worker = service.procs["worker-label"]
+    expires = queue_expiry_s(10.0)
+    answer: dict[str, Any] = {}
+
+    def ask() -> None:
+        with service.client() as http:
+            started = time.monotonic()
+            response = http.post("/v1/search", json={"text": "a search nobody answers in time"})
+            answer.update(status=response.status_code, body=response.json(), headers=response.headers,
+                          took=time.monotonic() - started)
+
+    os.kill(worker.pid, signal.SIGSTOP)
+    try:
+        asking = threading.Thread(target=ask)
+        started = time.monotonic()
+        asking.start()
+        time.sleep(expires + 0.5 - (time.monotonic() - started))
+    finally:
+        os.kill(worker.pid, signal.SIGCONT)
+    asking.join(30)
+    assert answer["status"] == 503, (answer, service.logs())
+    assert "dropped unanswered" in answer["body"]["message"], answer
+    assert answer["headers"]["Retry-After"]
+    assert answer["took"] < 10.0, answer
+    with service.client() as http:  # the worker goes on answering
+        assert http.post("/v1/search", json={"text": "and now in time"}).status_code == 200

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import http.client
 import time
 
 import httpx
@@ -85,6 +86,25 @@ def test_worker_killed_mid_batch_loses_nothing(service: ServiceProcesses, shared
     results = service.wait_for(ids, statuses=("labelled",), timeout=300)
     assert len(results) == len(ids)
     assert {r["top_k"][0]["path"].split("/")[0] for r in results.values()} == {"Product"}
+
+
+@pytest.mark.parametrize("profile", ["embedded"], indirect=True)
+def test_an_idle_connection_outlives_a_client_pools_idle_time(service: ServiceProcesses) -> None:
+    """A client (or proxy) that reuses a connection idle for longer than uvicorn's default keep-alive (5 s) had it
+    closed under it: the request sent on it was reset. CTAX_KEEP_ALIVE_S (75 s) keeps it open."""
+    host, port = service.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        connection.request("GET", "/healthz")
+        assert connection.getresponse().read() == b'{"status":"ok"}'
+        first_socket = connection.sock
+        time.sleep(7)
+        connection.request("GET", "/healthz")  # raises RemoteDisconnected where the API closed the connection
+        response = connection.getresponse()
+        assert response.status == 200 and response.read() == b'{"status":"ok"}'
+        assert connection.sock is first_socket  # the same connection, not a new one
+    finally:
+        connection.close()
 
 
 def test_readiness_follows_the_worker(service: ServiceProcesses) -> None:

@@ -25,8 +25,9 @@ from ctax.worker.runtime import current
 
 log = logging.getLogger(__name__)
 
-# Stored creatives a backfill task encodes before it queues the next chunk (labelling runs in between).
-BACKFILL_CHUNK = 512
+# Stored creatives a backfill task encodes before it queues the next chunk: labelling and searches wait for a chunk
+# (the worker runs one task at a time), and 512 multi-text Pitt ads held them up for 13 s under bench.load.
+BACKFILL_CHUNK = 128
 
 
 @shared_task(name=SEARCH, ignore_result=False, acks_late=False)
