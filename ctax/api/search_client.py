@@ -20,13 +20,12 @@ from typing import Any
 from celery import Celery
 from celery.exceptions import TaskRevokedError
 from celery.exceptions import TimeoutError as CeleryTimeout
-from sqlalchemy.exc import OperationalError
 
 from ctax.config import Settings
 from ctax.errors import CtaxError, ServiceUnavailable
 from ctax.jobs import SEARCH, SEARCH_QUEUE
 from ctax.store.repos import workers
-from ctax.store.session import Database
+from ctax.store.session import DATABASE_UNAVAILABLE, Database
 from ctax.store.types import utcnow
 
 # How often the API looks for the answer in a database result backend (Redis pushes it): a SELECT by primary key.
@@ -35,6 +34,8 @@ RESULT_POLL_S = 0.02
 # least ANSWER_MARGIN_S): under load its answer would come too late, and the client hears "busy" at once instead.
 ANSWER_MARGIN_S = 1.0
 ANSWER_MARGIN_SHARE = 0.2
+# The result backend failing the wait: SQLite locked or unreadable (embedded), Redis away (production).
+BACKEND_ERRORS: tuple[type[Exception], ...] = (*DATABASE_UNAVAILABLE, OSError)
 
 
 def queue_expiry_s(timeout_s: float) -> float:
@@ -129,11 +130,11 @@ class SearchClient:
             raise SearchUnavailable(
                 f"the search waited in the queue for more than {expires:g} s and was dropped unanswered; the index "
                 "owner is busy", retry) from exc
-        except (OperationalError, OSError) as exc:  # the result backend (SQLite locked, Redis away) failed us
+        except BACKEND_ERRORS as exc:  # the result backend (SQLite locked, Redis away) failed us
             raise SearchUnavailable(f"the answer could not be read from the result backend: {exc}", retry) from exc
         finally:
             # A backend that failed the wait may fail this too; result_expires removes the row later.
-            with contextlib.suppress(OperationalError, OSError):
+            with contextlib.suppress(*BACKEND_ERRORS):
                 result.forget()
         if "error" in answer:
             raise RemoteError(answer["error"], int(answer.get("status", 400)))

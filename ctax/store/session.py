@@ -29,7 +29,11 @@ QUEUED_WORK = "ctax_queued_work"
 # Execution option on the engine behind write sessions: SQLite begins their transactions with the write lock.
 WRITE_OPTION = "ctax_write"
 
-__all__ = ["Database", "Session", "make_engine", "mark_queued_work"]  # Session: for type hints above the store
+# What a database used outside our sessions raises when it is busy or away (Celery's SQLAlchemy result backend,
+# which the API reads search answers from): for code above the store, which imports no SQLAlchemy.
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (OperationalError,)
+
+__all__ = ["DATABASE_UNAVAILABLE", "Database", "Session", "make_engine", "mark_queued_work"]  # Session: for hints
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
