@@ -21,6 +21,10 @@ posts: a Pitt ad text as the query, half of them filtered (flag `none` or `low_c
 rows (`POST /v1/search`; a 503, search busy or its worker not answering, counts as an error). The labelling worker
 answers searches, so scenarios without it post only.
 
+The scenarios start once the worker has indexed the imported creatives (its backfill); with `--during-backfill`
+they start at once, while the index owner is busy with it for tens of seconds (as after an import or a promotion):
+how searches and posts fare when the worker is stalled. A scenario with errors keeps the service's logs (`--logs`).
+
 Latencies are wall-clock from this process, which shares the machine: compare ratios within one run.
 """
 
@@ -274,7 +278,7 @@ class Service:
         self.env = env
         self.processes = ServiceProcesses(env, work / "logs")
 
-    def start(self, seed_rows: int) -> str:
+    def start(self, seed_rows: int, during_backfill: bool = False) -> str:
         full = {**os.environ, **self.env}
         run = [sys.executable, "-m", "ctax"]
         subprocess.run([*run, "db", "upgrade"], env=full, check=True, cwd=ROOT, capture_output=True)
@@ -286,7 +290,8 @@ class Service:
         console.print(f"[{self.profile}] starting the API and a labelling worker (indexes {seed_rows} exemplars)")
         self.processes.start(timeout=600)
         with self.processes.client() as http:
-            self._wait_for_backfill(http)
+            if not during_backfill:
+                self._wait_for_backfill(http)
             account = http.post("/v1/accounts", json={"name": "load", "kind": "advertiser"})
             account.raise_for_status()  # poster keys belong to an account
             answer = http.post("/v1/api-keys", json={"name": "load poster", "role": "poster",
@@ -343,6 +348,9 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per scenario")
     parser.add_argument("--seed-rows", type=int, default=1000, help="labelled Pitt ads imported first")
     parser.add_argument("--json", type=Path, help="write the rows here")
+    parser.add_argument("--during-backfill", action="store_true",
+                        help="drive the service while its worker still backfills the imported creatives (an index "
+                             "owner busy for tens of seconds, as after an import or a promotion); default: after")
     parser.add_argument("--logs", type=Path, default=Path("load-logs"),
                         help="where the service's logs are copied when a scenario had errors (default ./load-logs)")
     args = parser.parse_args()
@@ -360,7 +368,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix=f"ctax-load-{profile}-") as tmp:
             service = Service(profile, Path(tmp))
             try:
-                key = service.start(args.seed_rows)
+                key = service.start(args.seed_rows, args.during_backfill)
                 for scenario in scenarios:
                     service.worker(scenario.worker)
                     console.print(f"{scenario.name}: {args.clients} clients, {scenario.mode} loop"

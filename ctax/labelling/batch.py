@@ -155,14 +155,14 @@ class LabellingWorker:
 
     def _finish(self, labeller: Labeller, encoded: _Encoded, counts: dict[str, int]) -> None:
         """The encoded chunk decided (index, trigger) and stored, in one transaction."""
-        batch, outcomes = encoded.batch, []
+        batch, outcomes, error = encoded.batch, [], encoded.error
         try:
-            outcomes = labeller.finish(encoded.vectors) if encoded.error is None and encoded.vectors else []
+            outcomes = labeller.finish(encoded.vectors) if error is None and encoded.vectors else []
         except Exception as exc:
             log.exception("labelling a batch of %d failed", len(batch.requests))
-            encoded.error = f"labelling failed: {exc!r}"
-        if encoded.error is not None:
-            self._fail_all([r.creative_id for r in batch.requests], encoded.error, counts)
+            error = f"labelling failed: {exc!r}"
+        if error is not None:
+            self._fail_all([r.creative_id for r in batch.requests], error, counts)
             outcomes, batch.exact = [], {}
         try:
             members = self._store_retrying(labeller.version, outcomes, batch, counts)

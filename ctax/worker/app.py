@@ -6,6 +6,7 @@ from celery import Celery
 
 from ctax.config import Settings
 from ctax.jobs import INDEX_QUEUE, LABEL_CREATIVES, LABEL_QUEUE, SEARCH_QUEUE, TRAIN_QUEUE
+from ctax.worker import queue_order
 
 TASK_MODULES = [
     "ctax.worker.tasks.label",
@@ -48,7 +49,8 @@ def create_celery(settings: Settings, queues: list[str] | None = None, owns_inde
     )
     if settings.celery_broker_url.startswith("redis"):
         # Longer than any task runs, so Redis does not hand a running task to a second worker.
-        app.conf.broker_transport_options = {"visibility_timeout": 4 * 3600}
+        app.conf.broker_transport_options = {"visibility_timeout": 4 * 3600,
+                                             "queue_order_strategy": queue_order.REDIS_STRATEGY}
     else:
         # kombu's SQLAlchemy transport polls its queues, sleeping polling_interval (1 s by default) when all are
         # empty: a search (or a lone creative) waited up to that long to be picked up. Set on the transport class:
@@ -57,6 +59,7 @@ def create_celery(settings: Settings, queues: list[str] | None = None, owns_inde
         from kombu.transport import sqlalchemy as sqla_transport
 
         sqla_transport.Transport.polling_interval = settings.broker_poll_s
+        queue_order.use_search_first_sqlalchemy()
     import ctax.worker.signals  # noqa: F401  (connects the process hooks)
 
     return app

@@ -5,12 +5,17 @@ come from the index owner: tests/search (the service) and tests/e2e/test_search.
 from __future__ import annotations
 
 import base64
+import itertools
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
+from celery import Celery
+from celery.exceptions import TimeoutError as CeleryTimeout
 
+from ctax.api.search_client import RESULT_POLL_MAX_S, wait_for_answer
 from ctax.config import Settings
 from ctax.jobs import SEARCH_QUEUE
 from ctax.store.repos import workers
@@ -119,6 +124,29 @@ def test_searches_past_the_waiting_cap_are_refused_at_once(client, keys, db) -> 
     assert "ctax_searches_waiting 0.0" in client.get("/metrics", headers=headers(reviewer)).text
     again = search(client, reviewer, text="boats")  # the slot is free again: this one waits its turn
     assert again.status_code == 503 and "CTAX_SEARCH_TIMEOUT_S" in again.json()["message"]
+
+
+def test_a_long_wait_asks_the_database_result_backend_less_and_less_often(settings, db) -> None:
+    """Waiting on the embedded profile's result backend polls SQLite: every 20 ms at first (a quick answer is seen
+    quickly), then ever less often, up to every RESULT_POLL_MAX_S (16 waiting searches polling every 20 ms took
+    80% of the API's CPU)."""
+    app = Celery("poll-test", backend=settings.celery_result_url, set_as_current=False)
+    result = app.AsyncResult(uuid.uuid4().hex)  # a task nobody answers
+    looks: list[float] = []
+    ask = result.backend.get_task_meta
+
+    def counted(*args: object, **kwargs: object) -> object:
+        looks.append(time.monotonic())
+        return ask(*args, **kwargs)
+
+    result.backend.get_task_meta = counted
+    started = time.monotonic()
+    with pytest.raises(CeleryTimeout):
+        wait_for_answer(result, 3.0)
+    assert 2.9 < time.monotonic() - started < 4.0
+    gaps = [b - a for a, b in itertools.pairwise(looks)]
+    assert len(looks) < 30, len(looks)  # every 20 ms throughout: 150
+    assert gaps[0] < 0.1 and max(gaps) <= RESULT_POLL_MAX_S + 0.1 and gaps[-2] > RESULT_POLL_MAX_S / 2, gaps
 
 
 def test_the_operation_is_documented(client) -> None:

@@ -1,0 +1,85 @@
+"""The index owner takes a waiting search before its other queues' work, up to SEARCH_BURST in a row.
+
+A worker runs one task at a time (`--pool=solo`) and kombu takes its queues in turn, one message each: a search
+then waited for a labelling batch (or a backfill chunk) per search ahead of it. Under bench.load that held searches
+to about one a second while the worker labelled, and most were refused as busy. Searches are short (tens of ms) and
+someone is waiting for each, so they go first; after SEARCH_BURST in a row the other queues get their turn, so a
+flood of searches slows labelling but cannot stop it (the API also lets only CTAX_SEARCH_MAX_WAITING wait).
+
+Written here because kombu has no per-queue priority across queues: its Redis transport takes the class that orders
+the queues for each BRPOP by name (the `queue_order_strategy` transport option: `REDIS_STRATEGY` names the one
+below), and its SQLAlchemy transport always uses FairCycle, so the worker swaps in a Channel whose cycle asks the
+search queue first (`use_search_first_sqlalchemy`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from queue import Empty  # what kombu's virtual channels raise for an empty queue
+from typing import Any
+
+from kombu.utils.scheduling import FairCycle, round_robin_cycle
+
+from ctax.jobs import SEARCH_QUEUE
+
+SEARCH_BURST = 8
+REDIS_STRATEGY = "ctax.worker.queue_order:SearchFirstRedisCycle"
+
+
+class SearchFirstRedisCycle(round_robin_cycle):
+    """The order of the queues for the Redis transport's next BRPOP (which takes from the first non-empty one):
+    the search queue first unless it was served SEARCH_BURST times in a row, the others in round-robin."""
+
+    def __init__(self, it: list[str] | None = None) -> None:
+        super().__init__(it)  # type: ignore[no-untyped-call]
+        self.searches_in_a_row = 0
+
+    def consume(self, n: int) -> list[str]:
+        queues: list[str] = list(super().consume(n))  # type: ignore[no-untyped-call]
+        if SEARCH_QUEUE in queues:
+            queues.remove(SEARCH_QUEUE)
+            queues.insert(0 if self.searches_in_a_row < SEARCH_BURST else len(queues), SEARCH_QUEUE)
+        return queues
+
+    def rotate(self, last_used: str) -> str:
+        self.searches_in_a_row = self.searches_in_a_row + 1 if last_used == SEARCH_QUEUE else 0
+        if last_used == SEARCH_QUEUE:  # the others keep their turn order
+            return last_used
+        result: str = super().rotate(last_used)  # type: ignore[no-untyped-call]
+        return result
+
+
+class SearchFirstCycle(FairCycle):
+    """FairCycle (one queue after the other) with a look at the search queue before each turn."""
+
+    def __init__(self, fun: Callable[..., Any], resources: list[str], predicate: type[Exception] = Exception) -> None:
+        super().__init__(fun, resources, predicate)  # type: ignore[no-untyped-call]
+        self.searches_in_a_row = 0
+
+    def get(self, callback: Callable[..., Any], **kwargs: Any) -> Any:
+        if SEARCH_QUEUE in self.resources and self.searches_in_a_row < SEARCH_BURST:
+            try:
+                delivered = self.fun(SEARCH_QUEUE, callback, **kwargs)
+            except self.predicate:
+                pass
+            else:
+                self.searches_in_a_row += 1
+                return delivered
+        self.searches_in_a_row = 0
+        return super().get(callback, **kwargs)  # type: ignore[no-untyped-call]
+
+
+def use_search_first_sqlalchemy() -> None:
+    """Make kombu's SQLAlchemy transport (the embedded broker) take searches first, in this process."""
+    from kombu.transport import sqlalchemy as sqla_transport
+
+    if getattr(sqla_transport.Transport.Channel, "ctax_search_first", False):
+        return
+
+    class SearchFirstChannel(sqla_transport.Channel):
+        ctax_search_first = True
+
+        def _reset_cycle(self) -> None:
+            self._cycle = SearchFirstCycle(self._get_and_deliver, self._active_queues, Empty)
+
+    sqla_transport.Transport.Channel = SearchFirstChannel
