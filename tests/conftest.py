@@ -23,7 +23,14 @@ from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 from ctax.config import Settings  # noqa: E402
 from ctax.store.migrate import upgrade  # noqa: E402
 from ctax.store.session import Database  # noqa: E402
-from tests.support import PG_ADMIN_URL, REDIS_URL, SHARED_DATA, ServiceProcesses, drop_pg_database  # noqa: E402
+from tests.support import (  # noqa: E402
+    PG_ADMIN_URL,
+    REDIS_URL,
+    SHARED_DATA,
+    ServiceProcesses,
+    drop_pg_database,
+    running_service,
+)
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
 
@@ -211,12 +218,8 @@ def service_env(profile: str, tmp_path: Path, tiny_clip_checkpoint: Path,
 @pytest.fixture
 def service(service_env: dict[str, str], tmp_path: Path) -> Iterator[ServiceProcesses]:
     """The API and a labelling worker, as real processes on a free port; logs are printed if a test fails."""
-    processes = ServiceProcesses(service_env, tmp_path / "logs")
-    processes.start()
-    try:
+    with running_service(service_env, tmp_path / "logs") as processes:
         yield processes
-    finally:
-        processes.stop()
 
 
 # -- the review queue --------------------------------------------------------------------------------------------

@@ -7,6 +7,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -136,3 +138,14 @@ class ServiceProcesses:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+@contextmanager
+def running_service(env: dict[str, str], log_dir: Path) -> Iterator[ServiceProcesses]:
+    """The service started, and stopped whatever happens: what the fixtures that start one yield."""
+    processes = ServiceProcesses(env, log_dir)
+    processes.start()
+    try:
+        yield processes
+    finally:
+        processes.stop()

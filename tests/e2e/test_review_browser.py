@@ -21,7 +21,7 @@ from ctax.review.discovery import ProposalDraft
 from ctax.store.models import Label, Proposal, ReviewDecision, ReviewItem
 from ctax.store.session import Database
 from tests.conftest import png_bytes
-from tests.support import SHARED_DATA, ServiceProcesses
+from tests.support import SHARED_DATA, ServiceProcesses, running_service
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
@@ -51,12 +51,8 @@ def service(tmp_path: Path) -> Iterator[ServiceProcesses]:
         # review item, and the similar panel is what a reviewer uses for near twins that were not grouped.
         "CTAX_DUPLICATE_SIMILARITY": "0",
     }
-    processes = ServiceProcesses(env, tmp_path / "logs")
-    processes.start()
-    try:
+    with running_service(env, tmp_path / "logs") as processes:
         yield processes
-    finally:
-        processes.stop()
 
 
 def _seed(service: ServiceProcesses) -> str:

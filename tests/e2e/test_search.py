@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from ctax.api.search_client import queue_expiry_s
-from tests.support import ROOT, ServiceProcesses
+from tests.support import ROOT, ServiceProcesses, running_service
 
 pytestmark = pytest.mark.e2e
 
@@ -100,12 +100,8 @@ def test_a_worker_start_backfills_what_the_version_has_not_indexed(service: Serv
 def slow_search_service(service_env: dict[str, str], tmp_path: Path) -> Iterator[ServiceProcesses]:
     """The service with a 10 s search timeout, and heartbeats that stay fresh while the worker is stopped."""
     env = {**service_env, "CTAX_SEARCH_TIMEOUT_S": "10", "CTAX_WORKER_HEARTBEAT_S": "5", "CTAX_WORKER_STALE_S": "60"}
-    processes = ServiceProcesses(env, tmp_path / "logs")
-    processes.start()
-    try:
+    with running_service(env, tmp_path / "logs") as processes:
         yield processes
-    finally:
-        processes.stop()
 
 
 def test_a_search_the_worker_reaches_too_late_answers_503_at_once(slow_search_service: ServiceProcesses) -> None:
