@@ -57,4 +57,12 @@ def test_a_flood_of_searches_lets_labelling_in_after_a_burst(broker: str | None,
     sent = [LABEL_QUEUE] + [SEARCH_QUEUE] * (SEARCH_BURST + 4)
     got = handed_over(broker, tmp_path, sent)
     assert got[:SEARCH_BURST] == [SEARCH_QUEUE] * SEARCH_BURST, got
-    assert LABEL_QUEUE in got[SEARCH_BURST : SEARCH_BURST + 2], got  # not after every search
+    assert got[SEARCH_BURST] == LABEL_QUEUE, got  # not after every search
+
+
+def test_under_a_long_flood_of_searches_labelling_gets_every_turn_after_a_burst(broker: str | None,
+                                                                               tmp_path: Path) -> None:
+    """The index queue is empty: the turn after a burst must still go to labelling, not to the next search."""
+    sent = [LABEL_QUEUE] * 3 + [SEARCH_QUEUE] * (3 * SEARCH_BURST + 2)
+    got = handed_over(broker, tmp_path, sent)
+    assert got == ([SEARCH_QUEUE] * SEARCH_BURST + [LABEL_QUEUE]) * 3 + [SEARCH_QUEUE] * 2, got
