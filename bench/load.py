@@ -14,7 +14,8 @@ ten times a second each. Scenarios:
   do; its latency counts from when it was due, so a stalled server cannot hide its queue);
 - `*-closed`: each client posts again as soon as it has its answer (the API's capacity);
 - the labelling worker is stopped for the API-only scenarios (creatives queue up; the API's dispatcher still sends
-  them to the broker), and running, on the same cores, for `embedded-closed-worker`.
+  them to the broker), and running, on the same cores, for `*-closed-worker` (on Redis the API is told a
+  search's answer, on the SQLite result backend it polls for it).
 
 Where the worker runs, a share of the requests (`--search-share`, default 0.1) are `POST /v1/search` instead of
 posts: a Pitt ad text as the query, half of them filtered (flag `none` or `low_confidence`), reported as their own
@@ -73,6 +74,7 @@ SCENARIOS = (
     Scenario("production-open", "production", worker=False, mode="open", rate=200.0),
     Scenario("production-closed", "production", worker=False, mode="closed"),
     Scenario("embedded-closed-worker", "embedded", worker=True, mode="closed"),
+    Scenario("production-closed-worker", "production", worker=True, mode="closed"),
 )
 
 

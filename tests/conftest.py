@@ -206,6 +206,9 @@ def service_env(profile: str, tmp_path: Path, tiny_clip_checkpoint: Path,
         "CTAX_REQUEUE_AFTER_S": "10",
         "CTAX_LABEL_BATCH_SIZE": "16",
         "CTAX_BACKEND": "torch",  # as in make_settings: building the backends is tests/versions/test_backends.py's
+        # As in make_settings: auto times both OCR engines at every worker start, ~10 s of each e2e test's set-up
+        # (tests/embedding/test_ocr_backends.py covers it).
+        "CTAX_OCR_BACKEND": "onnxruntime",
         "CTAX_WORKER_HEARTBEAT_S": "1",
         "CTAX_WORKER_STALE_S": "6",
     }

@@ -83,6 +83,7 @@ def test_a_tiny_run_gives_every_field_for_every_pattern(tmp_path, monkeypatch) -
 
     monkeypatch.setenv("CTAX_IMAGE_ENABLED", "false")
     monkeypatch.setenv("CTAX_OCR_ENABLED", "false")
+    monkeypatch.setenv("CTAX_BACKEND", "torch")  # auto would export and time every backend per version built
     args = argparse.Namespace(max_train=400, max_test=120, holdout_labels=2, wrong_label_rate=0.2, epochs=None,
                               traffic_window=50, burst_size=20)
     rows = run(["trickle", "burst"], ["pretrained"], [13], args, out=tmp_path)

@@ -133,7 +133,8 @@ def test_ctax_eval_with_skip_invalid_goes_on_without_the_bad_lines(tmp_path, sha
     out = tmp_path / "m.json"
     args = ["eval", "--taxonomy", str(shared_data / "pitt_ads_taxonomy.txt"), "--train", str(train),
             "--test", str(test), "--no-train", "--json", str(out), "--skip-invalid"]
-    result = CliRunner().invoke(app, args, env={"CTAX_IMAGE_ENABLED": "false", "CTAX_OCR_ENABLED": "false"})
+    result = CliRunner().invoke(app, args, env={"CTAX_IMAGE_ENABLED": "false", "CTAX_OCR_ENABLED": "false",
+                                                "CTAX_BACKEND": "torch"})
     assert result.exit_code == 0, result.output
     n_test = sum(1 for line in test.read_text().splitlines() if line.strip())
     metrics = json.loads(out.read_text())

@@ -47,6 +47,7 @@ def service(tmp_path: Path) -> Iterator[ServiceProcesses]:
         "CTAX_IMAGE_ENABLED": "false",
         "CTAX_OCR_ENABLED": "false",
         "CTAX_WORKER_HEARTBEAT_S": "1",
+        "CTAX_BACKEND": "torch",  # auto would export and time every backend when v1 is built (tens of seconds)
         # Exact copies only: the twins below (0.98 alike) would otherwise join one near-duplicate group with one
         # review item, and the similar panel is what a reviewer uses for near twins that were not grouped.
         "CTAX_DUPLICATE_SIMILARITY": "0",

@@ -39,7 +39,8 @@ def test_ctax_eval_holds_labels_out_and_refuses_a_used_work_folder(tmp_path, sha
     args = ["eval", "--taxonomy", str(shared_data / "pitt_ads_taxonomy.txt"), "--train", str(train),
             "--test", str(test), "--holdout-labels", "1", "--no-train", "--json", str(out), "--work-dir", str(work),
             "--report", str(report)]
-    env = {"CTAX_IMAGE_ENABLED": "false", "CTAX_OCR_ENABLED": "false"}
+    # torch: auto would export and time every backend for each version built (tests/versions covers it)
+    env = {"CTAX_IMAGE_ENABLED": "false", "CTAX_OCR_ENABLED": "false", "CTAX_BACKEND": "torch"}
     result = CliRunner().invoke(app, args, env=env)
     assert result.exit_code == 0, result.output
     metrics = json.loads(out.read_text())
@@ -78,7 +79,8 @@ def test_ctax_eval_prints_training_progress_and_records_arrival_and_per_label_fi
     args = ["eval", "--taxonomy", str(shared_data / "pitt_ads_taxonomy.txt"), "--train", str(train),
             "--test", str(test), "--holdout-labels", "1", "--epochs", "1", "--json", str(out),
             "--ocr-test", str(ocr)]
-    env = {"CTAX_IMAGE_ENABLED": "false", "CTAX_OCR_ENABLED": "false", "CTAX_TRAIN_BATCH_SIZE": "8"}
+    env = {"CTAX_IMAGE_ENABLED": "false", "CTAX_OCR_ENABLED": "false", "CTAX_TRAIN_BATCH_SIZE": "8",
+           "CTAX_BACKEND": "torch"}
     result = CliRunner().invoke(app, args, env=env)
     assert result.exit_code == 0, result.output
     # Off a terminal the training's progress comes as lines: the phase, its step, the loss and the time left.
