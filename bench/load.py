@@ -43,7 +43,7 @@ import tempfile
 import time
 import uuid
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -93,19 +93,40 @@ class Row:
     p95_ms: float | None
     p99_ms: float | None
     max_ms: float | None
+    # Latency of the answered requests alone, and each kind of error (status and error code, or the client's
+    # exception) with its count and median latency: a refusal in 2 ms and a timeout after 15 s are both "errors".
+    answered_p50_ms: float | None = None
+    answered_p95_ms: float | None = None
+    error_kinds: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 class Recorder:
     def __init__(self) -> None:
         self.latencies: dict[str, list[float]] = defaultdict(list)
+        self.answered: dict[str, list[float]] = defaultdict(list)
         self.errors: dict[str, int] = defaultdict(int)
+        self.by_kind: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
         self.examples: dict[str, str] = {}
 
     def add(self, route: str, seconds: float, ok: bool, what: str = "") -> None:
         self.latencies[route].append(seconds)
-        if not ok:
+        if ok:
+            self.answered[route].append(seconds)
+        else:
             self.errors[route] += 1
+            self.by_kind[route][error_kind(what)].append(seconds)
             self.examples.setdefault(route, what[:300])
+
+
+def error_kind(what: str) -> str:
+    """A failed request's kind: `503 search_unavailable` from a 503 with that error code, or the exception's name."""
+    status, _, body = what.partition(" ")
+    if not status.isdigit():
+        return what.split("(", 1)[0]
+    try:
+        return f"{status} {json.loads(body).get('error', '')}".strip()
+    except (ValueError, AttributeError):
+        return status
 
 
 def ad_texts(n: int, seed: int) -> list[str]:
@@ -254,8 +275,15 @@ def summarise(scenario: Scenario, rec: Recorder, duration: float) -> list[Row]:
         rows.append(Row(scenario.name, scenario.profile, scenario.worker, scenario.mode, scenario.rate, route,
                         len(values), round(len(values) / duration, 1), rec.errors.get(route, 0),
                         *(round(float(np.percentile(ms, q)), 1) if len(ms) else None for q in (50, 95, 99)),
-                        round(float(ms.max()), 1) if len(ms) else None))
+                        round(float(ms.max()), 1) if len(ms) else None,
+                        *(_percentile(rec.answered[route], q) for q in (50, 95)),
+                        {kind: {"n": len(seconds), "p50_ms": _percentile(seconds, 50) or 0.0}
+                         for kind, seconds in sorted(rec.by_kind[route].items())}))
     return rows
+
+
+def _percentile(seconds: list[float], q: float) -> float | None:
+    return round(float(np.percentile(np.array(seconds) * 1000, q)), 1) if seconds else None
 
 
 class Service:
@@ -338,6 +366,15 @@ def print_table(rows: list[Row]) -> None:
         table.add_row(r.scenario, r.route, str(r.requests), f"{r.per_s:.1f}", str(r.errors),
                       *(f"{v:.1f}" if v is not None else "-" for v in (r.p50_ms, r.p95_ms, r.p99_ms, r.max_ms)))
     console.print(table)
+    kinds = Table(title="answered and refused, per route (latency in ms)")
+    for column in ("scenario", "route", "answered", "p50", "p95", "errors by kind: count, p50"):
+        kinds.add_column(column, justify="left" if column in ("scenario", "route") or "kind" in column else "right")
+    for r in rows:
+        errors = "; ".join(f"{kind}: {k['n']:.0f}, {k['p50_ms']:.0f}" for kind, k in r.error_kinds.items())
+        kinds.add_row(r.scenario, r.route, str(r.requests - r.errors),
+                      *(f"{v:.1f}" if v is not None else "-" for v in (r.answered_p50_ms, r.answered_p95_ms)),
+                      errors or "-")
+    console.print(kinds)
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ flood of searches slows labelling but cannot stop it (the API also lets only CTA
 Written here because kombu has no per-queue priority across queues: its Redis transport takes the class that orders
 the queues for each BRPOP by name (the `queue_order_strategy` transport option: `REDIS_STRATEGY` names the one
 below), and its SQLAlchemy transport always uses FairCycle, so the worker swaps in a Channel whose cycle asks the
-search queue first (`use_search_first_sqlalchemy`).
+search queue first (`use_search_first_sqlalchemy`). That cycle also ends a stopping worker's poll at once.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from collections.abc import Callable
 from queue import Empty  # what kombu's virtual channels raise for an empty queue
 from typing import Any
 
+from celery.worker import state as worker_state
 from kombu.utils.scheduling import FairCycle, round_robin_cycle
 
 from ctax.jobs import SEARCH_QUEUE
@@ -60,6 +61,11 @@ class SearchFirstCycle(FairCycle):
         self.searches_in_a_row = 0
 
     def get(self, callback: Callable[..., Any], **kwargs: Any) -> Any:
+        if _stopping():
+            # kombu's drain_events polls empty queues until its 2 s timeout, and Celery's loop drains once more
+            # after it has seen the stop flag: a worker told to stop took up to 4 s to leave. A timeout ends the
+            # drain at once (what the loop expects of an idle broker); a stopping worker takes no new message.
+            raise TimeoutError()  # socket.timeout, which the loop catches
         searching = SEARCH_QUEUE in self.resources
         if searching and self.searches_in_a_row < SEARCH_BURST:
             try:
@@ -83,6 +89,12 @@ class SearchFirstCycle(FairCycle):
         delivered = self.fun(SEARCH_QUEUE, callback, **kwargs)
         self.searches_in_a_row += 1
         return delivered
+
+
+def _stopping() -> bool:
+    """Whether Celery has been told to stop this worker (warm or cold; the flags hold an exit code, 0 included)."""
+    return any(flag is not None and flag is not False
+               for flag in (worker_state.should_stop, worker_state.should_terminate))
 
 
 def use_search_first_sqlalchemy() -> None:

@@ -66,3 +66,28 @@ def test_under_a_long_flood_of_searches_labelling_gets_every_turn_after_a_burst(
     sent = [LABEL_QUEUE] * 3 + [SEARCH_QUEUE] * (3 * SEARCH_BURST + 2)
     got = handed_over(broker, tmp_path, sent)
     assert got == ([SEARCH_QUEUE] * SEARCH_BURST + [LABEL_QUEUE]) * 3 + [SEARCH_QUEUE] * 2, got
+
+
+def test_a_worker_told_to_stop_leaves_its_poll_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Celery drains the broker in 2 s cycles and once more after it sees the stop flag; on the SQLite broker the
+    drain returns at once instead, leaving what waits in the queue to the next worker."""
+    from celery.worker import state as worker_state
+
+    settings = make_settings(tmp_path / "var")
+    settings.ensure_dirs()
+    app = create_celery(settings)
+    queue = Queue(LABEL_QUEUE, routing_key=LABEL_QUEUE)
+    got: list[int] = []
+    with app.connection_for_write() as connection:
+        queue(connection.default_channel).declare()
+        connection.Producer().publish({"n": 1}, routing_key=LABEL_QUEUE, serializer="json")
+    with (app.connection_for_read() as connection,
+          Consumer(connection, queues=[queue], callbacks=[lambda body, message: got.append(body["n"])],
+                   prefetch_count=1)):
+        monkeypatch.setattr(worker_state, "should_stop", 0)  # a warm shutdown's flag: exit code 0
+        with pytest.raises(TimeoutError):
+            connection.drain_events(timeout=30)
+        assert got == []  # a stopping worker takes no new message
+        monkeypatch.setattr(worker_state, "should_stop", None)
+        connection.drain_events(timeout=30)
+        assert got == [1]  # still there for whoever takes it next
