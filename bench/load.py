@@ -104,7 +104,6 @@ class Recorder:
     def __init__(self) -> None:
         self.latencies: dict[str, list[float]] = defaultdict(list)
         self.answered: dict[str, list[float]] = defaultdict(list)
-        self.errors: dict[str, int] = defaultdict(int)
         self.by_kind: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
         self.examples: dict[str, str] = {}
 
@@ -113,9 +112,11 @@ class Recorder:
         if ok:
             self.answered[route].append(seconds)
         else:
-            self.errors[route] += 1
             self.by_kind[route][error_kind(what)].append(seconds)
             self.examples.setdefault(route, what[:300])
+
+    def errors(self, route: str) -> int:
+        return sum(map(len, self.by_kind[route].values()))
 
 
 def error_kind(what: str) -> str:
@@ -273,7 +274,7 @@ def summarise(scenario: Scenario, rec: Recorder, duration: float) -> list[Row]:
             continue
         ms = np.array(values) * 1000
         rows.append(Row(scenario.name, scenario.profile, scenario.worker, scenario.mode, scenario.rate, route,
-                        len(values), round(len(values) / duration, 1), rec.errors.get(route, 0),
+                        len(values), round(len(values) / duration, 1), rec.errors(route),
                         *(round(float(np.percentile(ms, q)), 1) if len(ms) else None for q in (50, 95, 99)),
                         round(float(ms.max()), 1) if len(ms) else None,
                         *(_percentile(rec.answered[route], q) for q in (50, 95)),

@@ -32,6 +32,10 @@ def _find_shared_data() -> Path:
 
 SHARED_DATA = _find_shared_data()
 
+# What a test's `ctax eval` runs with: text only, and the torch backend (auto would export and time every inference
+# backend for each version it builds, tens of seconds; tests/versions/test_backends.py builds them on purpose).
+EVAL_ENV = {"CTAX_IMAGE_ENABLED": "false", "CTAX_OCR_ENABLED": "false", "CTAX_BACKEND": "torch"}
+
 
 def drop_pg_database(name: str) -> None:
     import psycopg

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench.arrival_streams import BURST_PREFIX, PATTERNS, build, variants
+from tests.support import EVAL_ENV
 
 HELD = {"PSA/Animal Rights", "Product/Vehicles/Cars"}
 
@@ -81,9 +82,8 @@ def test_mixed_has_a_crowd_a_trickle_and_a_burst(rows) -> None:
 def test_a_tiny_run_gives_every_field_for_every_pattern(tmp_path, monkeypatch) -> None:
     from bench.arrival import FIGURES, run, table
 
-    monkeypatch.setenv("CTAX_IMAGE_ENABLED", "false")
-    monkeypatch.setenv("CTAX_OCR_ENABLED", "false")
-    monkeypatch.setenv("CTAX_BACKEND", "torch")  # auto would export and time every backend per version built
+    for name, value in EVAL_ENV.items():
+        monkeypatch.setenv(name, value)
     args = argparse.Namespace(max_train=400, max_test=120, holdout_labels=2, wrong_label_rate=0.2, epochs=None,
                               traffic_window=50, burst_size=20)
     rows = run(["trickle", "burst"], ["pretrained"], [13], args, out=tmp_path)

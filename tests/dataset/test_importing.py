@@ -19,6 +19,7 @@ from ctax.store.blobs import BlobStore
 from ctax.store.models import Creative
 from ctax.store.session import Database
 from tests.conftest import png_bytes
+from tests.support import EVAL_ENV
 
 GOOD = {"id": "good-1", "texts": ["Fresh pizza delivered hot"], "label": "Product/Food and Drink/Soft Drinks"}
 SPACED = {"id": "good-2", "texts": ["Buy one pizza, get one FREE!" + " " * 300 + "Tony's Pizzeria"],
@@ -133,8 +134,7 @@ def test_ctax_eval_with_skip_invalid_goes_on_without_the_bad_lines(tmp_path, sha
     out = tmp_path / "m.json"
     args = ["eval", "--taxonomy", str(shared_data / "pitt_ads_taxonomy.txt"), "--train", str(train),
             "--test", str(test), "--no-train", "--json", str(out), "--skip-invalid"]
-    result = CliRunner().invoke(app, args, env={"CTAX_IMAGE_ENABLED": "false", "CTAX_OCR_ENABLED": "false",
-                                                "CTAX_BACKEND": "torch"})
+    result = CliRunner().invoke(app, args, env=EVAL_ENV)
     assert result.exit_code == 0, result.output
     n_test = sum(1 for line in test.read_text().splitlines() if line.strip())
     metrics = json.loads(out.read_text())

@@ -12,6 +12,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from ctax.cli import app
+from tests.support import EVAL_ENV
 
 pytestmark = pytest.mark.slow  # trains towers: `make test-fast` leaves it out
 
@@ -39,9 +40,7 @@ def test_ctax_eval_holds_labels_out_and_refuses_a_used_work_folder(tmp_path, sha
     args = ["eval", "--taxonomy", str(shared_data / "pitt_ads_taxonomy.txt"), "--train", str(train),
             "--test", str(test), "--holdout-labels", "1", "--no-train", "--json", str(out), "--work-dir", str(work),
             "--report", str(report)]
-    # torch: auto would export and time every backend for each version built (tests/versions covers it)
-    env = {"CTAX_IMAGE_ENABLED": "false", "CTAX_OCR_ENABLED": "false", "CTAX_BACKEND": "torch"}
-    result = CliRunner().invoke(app, args, env=env)
+    result = CliRunner().invoke(app, args, env=EVAL_ENV)
     assert result.exit_code == 0, result.output
     metrics = json.loads(out.read_text())
     (held,) = metrics["held_out_labels"]
@@ -65,7 +64,7 @@ def test_ctax_eval_holds_labels_out_and_refuses_a_used_work_folder(tmp_path, sha
         metrics["n_novel_test"]
     assert figures["wrong_label"]["point"]["recall"] == metrics["wrong_label_recall"]
 
-    again = CliRunner().invoke(app, args, env=env)
+    again = CliRunner().invoke(app, args, env=EVAL_ENV)
     assert again.exit_code == 2
     assert "not empty" in again.output and str(work) in again.output.replace("\n", "")
 
@@ -79,8 +78,7 @@ def test_ctax_eval_prints_training_progress_and_records_arrival_and_per_label_fi
     args = ["eval", "--taxonomy", str(shared_data / "pitt_ads_taxonomy.txt"), "--train", str(train),
             "--test", str(test), "--holdout-labels", "1", "--epochs", "1", "--json", str(out),
             "--ocr-test", str(ocr)]
-    env = {"CTAX_IMAGE_ENABLED": "false", "CTAX_OCR_ENABLED": "false", "CTAX_TRAIN_BATCH_SIZE": "8",
-           "CTAX_BACKEND": "torch"}
+    env = {**EVAL_ENV, "CTAX_TRAIN_BATCH_SIZE": "8"}
     result = CliRunner().invoke(app, args, env=env)
     assert result.exit_code == 0, result.output
     # Off a terminal the training's progress comes as lines: the phase, its step, the loss and the time left.
