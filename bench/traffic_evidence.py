@@ -13,8 +13,11 @@ traffic windows:
   arrives one in twenty among known ones; known ads still see all of theirs.
 
 Rows: the static features alone (no traffic), the two-sided `traffic_minus_exemplar` (what calibration fitted
-before) and the one-sided `traffic_excess` (what it fits now). Figures are novelty AUROC; this bench reads no
-timings. Encoding all 8,469 ads takes ~2 minutes on 2 cores.
+before) and the one-sided `traffic_excess` (what it fits now); and two levers tried and not kept: the two-sided
+feature fitted on simulated novel creatives half crowded, half trickled, and per-label density evidence (the
+nearest exemplar's similarity minus its label's median nearest-neighbour similarity among its own exemplars) beside
+the static features. Figures are novelty AUROC; this bench reads no timings. Encoding all 8,469 ads takes ~3
+minutes on 2 cores.
 """
 
 from __future__ import annotations
@@ -37,19 +40,30 @@ from ctax.dataset.importing import scan_rows
 from ctax.embedding.text import TextEncoder
 from ctax.evaluation.run import choose_holdout
 from ctax.labelling.held_out import Held, Reference, build_evidence
-from ctax.labelling.novelty import CALIBRATED_FEATURES, FEATURES, TRAFFIC_FEATURES, fit_novelty_model, novelty_features
+from ctax.labelling.novelty import (
+    CALIBRATED_FEATURES,
+    DUPLICATE_SIMILARITY,
+    FEATURES,
+    TRAFFIC_FEATURES,
+    fit_novelty_model,
+    novelty_features,
+    novelty_pipeline,
+)
 from ctax.taxonomy.importers import parse_taxonomy_file
 from ctax.taxonomy.paths import LabelPath
 from ctax.taxonomy.tree import Taxonomy, TaxonomyNode
 from tests.support import SHARED_DATA
 
 console = Console()
+STATIC, TWO_SIDED = "static (no traffic)", "two-sided traffic_minus_exemplar"
 SCORES = {
-    "static (no traffic)": tuple(f for f in CALIBRATED_FEATURES if f not in TRAFFIC_FEATURES),
-    "two-sided traffic_minus_exemplar": (*(f for f in CALIBRATED_FEATURES if f not in TRAFFIC_FEATURES),
-                                         "traffic_minus_exemplar"),
+    STATIC: tuple(f for f in CALIBRATED_FEATURES if f not in TRAFFIC_FEATURES),
+    TWO_SIDED: (*(f for f in CALIBRATED_FEATURES if f not in TRAFFIC_FEATURES), "traffic_minus_exemplar"),
     "one-sided traffic_excess (served)": CALIBRATED_FEATURES,
 }
+MIXED = "two-sided, fitted on crowded + trickled (not kept)"
+DENSITY = "static + label density (not kept)"
+ROWS = (*SCORES, MIXED, DENSITY)
 
 
 def window(vectors: np.ndarray, groups: np.ndarray, keep_own: np.ndarray, rng: np.random.Generator
@@ -66,6 +80,27 @@ def window(vectors: np.ndarray, groups: np.ndarray, keep_own: np.ndarray, rng: n
         finite = sims[row][np.isfinite(sims[row])]
         out.append(np.sort(finite)[::-1][:20].tolist())
     return out
+
+
+def label_density(held: Held, ref: Reference, drop_own: bool) -> np.ndarray:
+    """Per held creative: its nearest exemplar's similarity minus the median, over that exemplar's label, of each
+    exemplar's similarity to its nearest fellow (how tightly the label's own creatives sit), copies aside."""
+    within = ref.exemplar_vectors @ ref.exemplar_vectors.T
+    np.fill_diagonal(within, -np.inf)
+    within[within >= DUPLICATE_SIMILARITY] = -np.inf
+    spread: dict[int, float] = {}
+    for label in np.unique(ref.exemplar_labels):
+        members = np.flatnonzero(ref.exemplar_labels == label)
+        nearest = within[np.ix_(members, members)].max(axis=1) if len(members) > 1 else np.array([])
+        spread[int(label)] = float(np.median(nearest[np.isfinite(nearest)])) if np.isfinite(nearest).any() else np.nan
+    fallback = float(np.nanmedian(list(spread.values())))
+    sims = held.vectors @ ref.exemplar_vectors.T
+    sims[sims >= DUPLICATE_SIMILARITY] = -np.inf
+    if drop_own:
+        sims[ref.exemplar_labels[None, :] == np.array(held.label_ids)[:, None]] = -np.inf
+    nearest_exemplar = sims.argmax(axis=1)
+    level = np.array([spread[int(ref.exemplar_labels[j])] for j in nearest_exemplar])
+    return np.asarray(sims.max(axis=1) - np.where(np.isnan(level), fallback, level), dtype=np.float64)
 
 
 def one_seed(seed: int, vectors: dict[str, np.ndarray], encoder: TextEncoder, args: argparse.Namespace
@@ -101,6 +136,8 @@ def one_seed(seed: int, vectors: dict[str, np.ndarray], encoder: TextEncoder, ar
         return np.array([novelty_features(e.label_scores, e.exemplars, taxonomy, e.traffic) for e in evidence])
 
     fit_known, fit_novel = features(val, val_traffic), features(val, val_traffic, drop_own=True)
+    trickled = window(val.vectors, np.array(val.label_ids), np.full(len(validation), args.trickle_keep), rng)
+    fit_novel_trickled = features(val, trickled, drop_own=True)
     novel = np.array([row["label"] in held_out for row in test])
     groups = np.array([row["label"] for row in test])
     tested = Held([r["id"] for r in test], [0 if n else label_of(r) for r, n in zip(test, novel, strict=True)],
@@ -114,8 +151,28 @@ def one_seed(seed: int, vectors: dict[str, np.ndarray], encoder: TextEncoder, ar
         fitted = fit_novelty_model(fit_known, fit_novel, val.label_ids, used)
         assert fitted is not None, "too little validation data to fit the score"
         for stream, rows_ in streams.items():
-            score = [fitted[0].logit(row) for row in rows_]
-            result[f"{name} | {stream}"] = float(roc_auc_score(novel, score))
+            result[f"{name} | {stream}"] = float(roc_auc_score(novel, [fitted[0].logit(row) for row in rows_]))
+    return result | levers_not_kept((val, fit_known, fit_novel, fit_novel_trickled), ref, tested, novel, streams)
+
+
+def levers_not_kept(fitting: tuple[Held, np.ndarray, np.ndarray, np.ndarray], ref: Reference, tested: Held,
+                    novel: np.ndarray, streams: dict[str, np.ndarray]) -> dict[str, float]:
+    """The MIXED and DENSITY rows, fitted by the same pipeline as the service's score."""
+    val, fit_known, fit_novel, fit_novel_trickled = fitting
+    two_sided = [FEATURES.index(f) for f in SCORES[TWO_SIDED]]
+    mixed = novelty_pipeline().fit(np.r_[fit_known, fit_known, fit_novel, fit_novel_trickled][:, two_sided],
+                                   np.r_[np.zeros(2 * len(fit_known)), np.ones(2 * len(fit_novel))])
+    static = [FEATURES.index(f) for f in SCORES[STATIC]]
+    density = novelty_pipeline().fit(
+        np.c_[np.r_[fit_known, fit_novel][:, static], np.r_[label_density(val, ref, False),
+                                                               label_density(val, ref, True)]],
+        np.r_[np.zeros(len(fit_known)), np.ones(len(fit_novel))])
+    test_density = label_density(tested, ref, False)
+    result = {}
+    for stream, rows_ in streams.items():
+        result[f"{MIXED} | {stream}"] = float(roc_auc_score(novel, mixed.decision_function(rows_[:, two_sided])))
+        result[f"{DENSITY} | {stream}"] = float(roc_auc_score(
+            novel, density.decision_function(np.c_[rows_[:, static], test_density])))
     return result
 
 
@@ -136,11 +193,11 @@ def main() -> None:
     for seed in args.seeds:
         runs.append(one_seed(seed, vectors, encoder, args))
         console.print(f"seed {seed} done")
-    figures = aggregate(runs, [f"{name} | {stream}" for name in SCORES for stream in ("crowd", "trickle")])
+    figures = aggregate(runs, [f"{name} | {stream}" for name in ROWS for stream in ("crowd", "trickle")])
     table = Table(title=f"novelty AUROC on TEST, pretrained, seeds {args.seeds} (mean ± std)")
     for column in ("score's traffic feature", "crowd", "trickle"):
         table.add_column(column)
-    for name in SCORES:
+    for name in ROWS:
         table.add_row(name, cell(figures[f"{name} | crowd"]), cell(figures[f"{name} | trickle"]))
     console.print(table)
     if args.json:
