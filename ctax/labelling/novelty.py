@@ -33,9 +33,10 @@ FEATURES = (
     "traffic_minus_exemplar",
     # The same, counted only where the traffic is nearer than the exemplars. Traffic with few creatives like this
     # one is no evidence that it is known: a new kind that trickles in has few fellows in any window. Fitted on
-    # the two-sided feature, the score learned "novel = crowded" and scored a trickle's new creatives as known:
-    # pretrained, three Pitt seeds, trickle-like traffic, AUROC 0.842 against 0.855 with no traffic at all; one-sided
-    # 0.866, crowd 0.938 -> 0.938 (docs/benchmarks.md, "A one-sided traffic feature").
+    # the two-sided feature, the score learned "novel = crowded" and scored a trickle's new creatives as known,
+    # worse than with no traffic evidence at all. One-sided, bench.arrival's trickle went from 0.788 to 0.830 at
+    # arrival, the crowd from 0.905 to 0.902 (pretrained, three seeds; docs/benchmarks.md, "A one-sided traffic
+    # feature").
     "traffic_excess",
 )
 # The features that read the traffic window: left out of the score where the service keeps no traffic.
