@@ -33,7 +33,7 @@ from ctax.labelling.held_out import (
     duplicate_floor,
     simulated_traffic,
 )
-from ctax.labelling.novelty import CALIBRATED_FEATURES, TRAFFIC_FEATURES, fit_novelty_model, novelty_features
+from ctax.labelling.novelty import FEATURES, fit_novelty_model, novelty_features
 from ctax.labelling.trigger import Evidence, Thresholds, Trigger
 from ctax.labelling.wrong_label import (
     WRONG_RATE,
@@ -218,7 +218,7 @@ def _choose_novelty_scorer(
         return np.array([novelty_features(ev.label_scores, ev.exemplars, validation.taxonomy, ev.traffic)
                          for ev in rows])
 
-    used = tuple(f for f in CALIBRATED_FEATURES if traffic_reference is not None or f not in TRAFFIC_FEATURES)
+    used = FEATURES if traffic_reference is not None else tuple(f for f in FEATURES if f != "traffic_minus_exemplar")
     learned = fit_novelty_model(features_of(validation.known), features_of(validation.novel), validation.truth, used)
     scorer = {"blend_auroc": blend_auroc, "learned_cv_auroc": learned[1] if learned else None,
               "chosen": "blend", "features": list(used)}

@@ -29,20 +29,8 @@ FEATURES = (
     "parent_minus_leaf",  # best parent minus best leaf: a creative nearer a parent than any leaf is suspect
     # Mean similarity of the nearest recently labelled creatives (traffic_k) minus that of the nearest exemplars:
     # a kind of creative the traffic has many of and the labelled data has none of is what a missing label is.
-    # Read only by novelty models stored before traffic_excess replaced it.
     "traffic_minus_exemplar",
-    # The same, counted only where the traffic is nearer than the exemplars. Traffic with few creatives like this
-    # one is no evidence that it is known: a new kind that trickles in has few fellows in any window. Fitted on
-    # the two-sided feature, the score learned "novel = crowded" and scored a trickle's new creatives as known,
-    # worse than with no traffic evidence at all. One-sided, bench.arrival's trickle went from 0.788 to 0.830 at
-    # arrival, the crowd from 0.905 to 0.902 (pretrained, three seeds; docs/benchmarks.md, "A one-sided traffic
-    # feature").
-    "traffic_excess",
 )
-# The features that read the traffic window: left out of the score where the service keeps no traffic.
-TRAFFIC_FEATURES = frozenset({"traffic_minus_exemplar", "traffic_excess"})
-# What calibration fits new scores on.
-CALIBRATED_FEATURES = tuple(name for name in FEATURES if name != "traffic_minus_exemplar")
 TRAFFIC_K = 10
 MAX_TRAFFIC_K = 100
 # Recent creatives at least this similar to one being labelled are copies of it (the same ad posted again, resized
@@ -112,9 +100,8 @@ def novelty_features(
         exemplar_mean, exemplar_best = float(ex_sims.mean()), float(ex_sims.max())
     else:
         agreement, exemplar_mean, exemplar_best = 0.0, 0.0, 0.0
-    traffic_gap = traffic_mean(traffic, k) - exemplar_mean
     return np.array([best, best - second, float(sims[:5].mean()), entropy, exemplar_mean, exemplar_best,
-                     agreement, best_parent - best_leaf, traffic_gap, max(traffic_gap, 0.0)])
+                     agreement, best_parent - best_leaf, traffic_mean(traffic, k) - exemplar_mean])
 
 
 @dataclass(frozen=True)

@@ -21,13 +21,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ctax.enums import Flag
-from ctax.labelling.novelty import (
-    DUPLICATE_SIMILARITY,
-    TRAFFIC_FEATURES,
-    NoveltyModel,
-    novelty_features,
-    traffic_k,
-)
+from ctax.labelling.novelty import DUPLICATE_SIMILARITY, NoveltyModel, novelty_features, traffic_k
 from ctax.taxonomy.tree import Taxonomy
 
 # Where a creative's text came from: supplied with it, or read from its image by OCR.
@@ -210,7 +204,7 @@ class Trigger:
             "margin": None if margin == float("inf") else margin,
             "margin_threshold": self.thresholds.margin,
         }
-        if self.novelty_model is not None and TRAFFIC_FEATURES & set(self.novelty_model.features):
+        if self.novelty_model is not None and "traffic_minus_exemplar" in self.novelty_model.features:
             scores["recent_like_it"] = self.recent_like_it(evidence)
         if fit < new_threshold:
             return Decision(ranked, None, Flag.NEW_LABEL, scores,

@@ -9,7 +9,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ctax.labelling.novelty import TRAFFIC_FEATURES
 from ctax.pictures.card import write_card_pictures
 from ctax.store.models import ModelVersion
 
@@ -40,7 +39,7 @@ def _calibration_lines(calibration: Any, trained: bool) -> list[str]:
             lines.append(f"- novelty score: {scorer.get('chosen')} (AUROC of the exemplar blend "
                          f"{_cell(scorer.get('blend_auroc'))}, of the learned score under cross-validation by "
                          f"label {_cell(scorer.get('learned_cv_auroc'))})")
-            if TRAFFIC_FEATURES & set(scorer.get("features") or []):
+            if "traffic_minus_exemplar" in (scorer.get("features") or []):
                 lines.append("- the learned score weighs recent traffic (creatives like this one that arrived "
                              "lately against labelled ones like it); these figures let the validation creatives "
                              "play a full traffic window, which a creative arriving early does not have (the "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -14,7 +13,6 @@ from ctax.labelling.novelty import (
     FEATURES,
     LABEL_CANDIDATES,
     MAX_TRAFFIC_K,
-    TRAFFIC_FEATURES,
     TRAFFIC_K,
     VARIANT_SIMILARITY,
     NoveltyModel,
@@ -169,15 +167,9 @@ def test_traffic_feature_compares_recent_creatives_with_exemplars_and_ignores_co
     def traffic_feature(traffic: list[float]) -> float:
         return float(novelty_features(scores, exemplars, taxonomy, traffic)[FEATURES.index("traffic_minus_exemplar")])
 
-    def excess(traffic: list[float]) -> float:
-        return float(novelty_features(scores, exemplars, taxonomy, traffic)[FEATURES.index("traffic_excess")])
-
     assert traffic_feature([]) == pytest.approx(-0.4)  # a quiet window: nothing like it lately
     assert traffic_feature([0.7] * 12) == pytest.approx(0.7 - 0.4)  # only the TRAFFIC_K nearest count
     assert traffic_feature([0.7] * 3) == pytest.approx(0.21 - 0.4)  # unfilled slots count as 0
-    # The one-sided feature calibration fits: traffic nearer than the exemplars counts, a quiet window is no evidence.
-    assert excess([0.7] * 12) == pytest.approx(0.7 - 0.4)
-    assert excess([]) == 0.0 and excess([0.7] * 3) == 0.0
     # The same ad posted again (similarity >= DUPLICATE_SIMILARITY) is not a crowd of new creatives.
     assert traffic_feature([0.995] * 8 + [0.7] * 3) == pytest.approx(traffic_feature([0.7] * 3))
     assert traffic_mean([0.5] * 10) == pytest.approx(0.5) and TRAFFIC_K == 10
@@ -233,30 +225,10 @@ def test_calibration_lets_the_validation_creatives_play_the_traffic_window() -> 
         assert np.allclose(traffic[row], np.sort(others)[::-1][: 2 * TRAFFIC_K], atol=1e-5)
     _, with_traffic = calibrate(taxonomy, held, ref, seed=1, traffic_window=5000)
     thresholds, without = calibrate(taxonomy, held, ref, seed=1, traffic_window=0)
-    # New scores read the one-sided traffic feature; the two-sided one is kept for models stored before it.
-    assert "traffic_excess" in with_traffic["new_label"]["scorer"]["features"]
-    assert "traffic_minus_exemplar" not in with_traffic["new_label"]["scorer"]["features"]
-    assert not TRAFFIC_FEATURES & set(without["new_label"]["scorer"]["features"])
+    assert "traffic_minus_exemplar" in with_traffic["new_label"]["scorer"]["features"]
+    assert "traffic_minus_exemplar" not in without["new_label"]["scorer"]["features"]
     assert thresholds.novelty_model is not None
-    assert not TRAFFIC_FEATURES & set(thresholds.novelty_model["features"])
-
-
-def test_a_calibrated_score_reads_a_quiet_window_as_no_evidence_that_a_creative_is_known() -> None:
-    # A new kind of creative that trickles in has few fellows in any traffic window. Its score must not drop
-    # below what it would be with the window just as near as its exemplars: the two-sided feature made "no
-    # crowd" a sign of "known", and a trickle's new creatives scored as known (docs/benchmarks.md).
-    taxonomy, held, ref, sample = _sibling_pairs()
-    thresholds, report = calibrate(taxonomy, held, ref, seed=1, traffic_window=len(held.creative_ids) - 1)
-    assert report["new_label"]["scorer"]["chosen"] == "learned"
-    trigger = Trigger(taxonomy, thresholds)
-    fresh = Held([f"n{i}" for i in range(10)], list(range(10)), np.vstack([sample(i, 1) for i in range(10)]))
-    for evidence in build_evidence(fresh, ref, 10, drop_own_label=True):
-        level = sum(s for _, s in evidence.exemplars) / len(evidence.exemplars)
-        as_near = replace(evidence, traffic=[level] * TRAFFIC_K, traffic_window=len(held.creative_ids) - 1)
-        quiet = replace(evidence, traffic=[], traffic_window=len(held.creative_ids) - 1)
-        crowded = replace(as_near, traffic=[min(level + 0.2, VARIANT_SIMILARITY - 0.01)] * TRAFFIC_K)
-        assert trigger.fit(quiet) == pytest.approx(trigger.fit(as_near))
-        assert trigger.fit(crowded) < trigger.fit(as_near)  # a crowd like it still counts towards "new"
+    assert "traffic_minus_exemplar" not in thresholds.novelty_model["features"]
 
 
 def test_the_model_card_says_when_the_novelty_score_leans_on_recent_traffic(tmp_path) -> None:
@@ -272,8 +244,7 @@ def test_the_model_card_says_when_the_novelty_score_leans_on_recent_traffic(tmp_
         return write_model_card(version).read_text()
 
     assert "recent traffic" in card(list(FEATURES)) and "novelty sweep" in card(list(FEATURES))
-    assert "recent traffic" not in card([f for f in FEATURES if f not in TRAFFIC_FEATURES])
-    assert "recent traffic" in card(["best_label", "traffic_excess"])
+    assert "recent traffic" not in card([f for f in FEATURES if f != "traffic_minus_exemplar"])
 
 
 def test_the_traffic_neighbourhood_grows_with_the_window_calibration_compares_it_with() -> None:
