@@ -41,7 +41,7 @@ from ctax.dataset.importing import scan_rows
 from ctax.embedding.text import TextEncoder
 from ctax.evaluation.run import choose_holdout
 from ctax.labelling.held_out import Held, Reference, build_evidence
-from ctax.labelling.novelty import DUPLICATE_SIMILARITY, FEATURES, novelty_features, novelty_pipeline
+from ctax.labelling.novelty import DUPLICATE_SIMILARITY, FEATURES, TRAFFIC_K, novelty_features, novelty_pipeline
 from ctax.taxonomy.importers import parse_taxonomy_file
 from ctax.taxonomy.paths import LabelPath
 from ctax.taxonomy.tree import Taxonomy, TaxonomyNode
@@ -63,8 +63,9 @@ ROWS = (*SCORES, MIXED, DENSITY)
 
 def window(vectors: np.ndarray, groups: np.ndarray, keep_own: np.ndarray, rng: np.random.Generator
            ) -> list[list[float]]:
-    """Each row's similarities to the other rows, best first (as many as the labeller fetches), with each row of
-    its own group kept at the rate keep_own[row]."""
+    """Each row's similarities to the other rows, best first (as many as held_out.simulated_traffic keeps), with
+    each row of its own group kept at the rate keep_own[row]: simulated_traffic's window, thinned (the service has
+    no use for a thinned window, so it lives here)."""
     sims = vectors @ vectors.T
     np.fill_diagonal(sims, -np.inf)
     out = []
@@ -73,7 +74,7 @@ def window(vectors: np.ndarray, groups: np.ndarray, keep_own: np.ndarray, rng: n
             fellows = np.flatnonzero(groups == groups[row])
             sims[row, fellows[rng.random(len(fellows)) >= keep_own[row]]] = -np.inf
         finite = sims[row][np.isfinite(sims[row])]
-        out.append(np.sort(finite)[::-1][:20].tolist())
+        out.append(np.sort(finite)[::-1][: 2 * TRAFFIC_K].tolist())
     return out
 
 
@@ -103,17 +104,18 @@ def one_seed(seed: int, vectors: dict[str, np.ndarray], encoder: TextEncoder, ar
     train_path, test_path = split(seed)
     train = [json.loads(line) for line in train_path.open()]
     test = [json.loads(line) for line in test_path.open()]
+    settings = Settings()
     paths = {item.path for item in parse_taxonomy_file((SHARED_DATA / "pitt_ads_taxonomy.txt").read_bytes()).labels}
-    rows = scan_rows(train_path, Settings()).rows + scan_rows(test_path, Settings()).rows
+    rows = scan_rows(train_path, settings).rows + scan_rows(test_path, settings).rows
     held_out = {str(p) for p in choose_holdout(paths, rows, 6, seed)}
     known = sorted((p for p in paths if str(p) not in held_out), key=str)
     ids = {path: n for n, path in enumerate(known)}
     taxonomy = Taxonomy([TaxonomyNode(ids[p], p, ids.get(p.parent) if p.parent else None) for p in known])
-    label_vectors = encoder.encode([p.phrase(Settings().label_template) for p in known])
+    label_vectors = encoder.encode([p.phrase(settings.label_template) for p in known])
 
     train = [row for row in train if row["label"] not in held_out]
     random.Random(seed).shuffle(train)
-    cut = int(len(train) * Settings().validation_fraction)
+    cut = int(len(train) * settings.validation_fraction)
     validation, exemplars = train[:cut], train[cut:]
 
     def label_of(row: dict[str, Any]) -> int:
