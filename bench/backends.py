@@ -8,8 +8,9 @@ creatives/s end to end through the worker's task code, vectors' cosine to torch'
 
 Per modality a pretrained version is made once (its image tower saved, so every load is the same tower) and its
 backends built and measured by the version build itself (ctax/versions/backends.py). Then for each backend, in this
-process: the raw figure (the version's towers loaded with that backend, timed on the payloads in batches of the
-worker's batch size, the faster of two passes after a warm-up), then end to end (a worker runtime loading the
+process: the raw figure (the version's towers loaded with that backend, timed on the payloads in messages of the
+worker's batch size, each encoded as the worker encodes a message, the fastest of two passes after a warm-up before
+end to end and two after it), then end to end (a worker runtime loading the
 version with CTAX_BACKEND=<backend>, the payloads stored as creatives and labelled by the labelling task's own code,
 batch by batch: database, towers, index search, trigger, as the worker runs them, pipelined as the task runs by
 default (each batch finished on the finisher thread while the next is encoded) and, for comparison in the same
@@ -34,11 +35,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
 from bench.pitt_eval import split
-from bench.throughput import images, texts
+from bench.throughput import WORKER_BATCH, images, texts
 
 console = Console(width=160)
 BACKENDS = ("torch", "onnx", "onnx-int8", "openvino", "openvino-int8")
@@ -94,30 +96,38 @@ def make_version(mode: str, work: Path, batch_size: int, device: str, payloads: 
     return directory
 
 
-def raw(mode: str, directory: Path, backend: str, payloads: list[Any], batch_size: int, device: str,
-        reference: Any) -> tuple[float, float, Any]:
-    """Creatives/s of the towers alone at the worker's batch size, and the lowest cosine to `reference`."""
-    import numpy as np
+class RawTowers:
+    """The version's towers loaded with one backend, timed alone: the payloads in messages of the worker's batch
+    size, each encoded as `SharedSpace.encode` encodes a message (the tower's own batch, space.text_batch /
+    image_batch, within it), so that raw and end to end differ only by the labelling task's own work."""
 
-    from ctax.creatives.images import decode_rgb
-    from ctax.embedding.space import SharedSpace
-    from ctax.versions.backends import rate
+    def __init__(self, mode: str, directory: Path, backend: str, payloads: list[Any], batch_size: int,
+                 device: str) -> None:
+        from ctax.embedding.space import SharedSpace
 
-    space = SharedSpace.load(directory, device, backend)
-    if mode == "text":
-        def encode() -> Any:
-            return np.concatenate([space.text.encode_groups([[t] for t in payloads[i : i + batch_size]], batch_size)
-                                   for i in range(0, len(payloads), batch_size)])
-    else:
+        self.mode, self.payloads, self.batch_size = mode, payloads, batch_size
+        self.space = SharedSpace.load(directory, device, backend)
+        self.best = 0.0
+
+    def encode(self) -> Any:
+        from ctax.creatives.images import decode_rgb
+
+        space, step = self.space, self.batch_size
+        messages = [self.payloads[i : i + step] for i in range(0, len(self.payloads), step)]
+        if self.mode == "text":
+            return np.concatenate([space.text.encode_groups([[t] for t in m], space.text_batch) for m in messages])
         image = space.image
         assert image is not None
+        # Decoding is part of the tower's work per creative, as in bench.throughput.
+        return np.concatenate([image.encode([decode_rgb(p) for p in m], space.image_batch) for m in messages])
 
-        def encode() -> Any:  # decoding is part of the tower's work per creative, as in bench.throughput
-            return np.concatenate([image.encode([decode_rgb(p) for p in payloads[i : i + batch_size]], batch_size)
-                                   for i in range(0, len(payloads), batch_size)])
-    vectors, per_s = rate(encode, len(payloads))
-    cosine = 1.0 if reference is None else float(np.min(np.sum(vectors * reference, axis=1)))
-    return per_s, cosine, vectors
+    def measure(self) -> Any:
+        """Vectors of an untimed pass, then the faster of two timed ones; the best over every call is kept."""
+        from ctax.versions.backends import rate
+
+        vectors, per_s = rate(self.encode, len(self.payloads))
+        self.best = max(self.best, per_s)
+        return vectors
 
 
 def import_taxonomy(mode: str, work: Path, batch_size: int, device: str) -> None:
@@ -234,11 +244,18 @@ def run_mode(mode: str, args: argparse.Namespace, work: Path, split_files: tuple
         import_taxonomy(mode, work, args.batch_size, args.device)
     rows, reference = [], None
     for backend in ["torch", *names]:
-        console.print(f"{mode}: {backend}: raw towers on {n} creatives, batch {args.batch_size}...")
-        per_s, cosine, vectors = raw(mode, directory, backend, payloads, args.batch_size, args.device, reference)
+        console.print(f"{mode}: {backend}: raw towers on {n} creatives, messages of {args.batch_size}...")
+        towers = RawTowers(mode, directory, backend, payloads, args.batch_size, args.device)
+        vectors = towers.measure()
         reference = vectors if reference is None else reference
+        cosine = float(np.min(np.sum(vectors * reference, axis=1)))
         console.print(f"{mode}: {backend}: end to end through the labelling task...")
         e2e, serial = end_to_end(mode, work, backend, payloads, args.batch_size, args.device, args.traffic_window)
+        # Raw again after end to end, the faster kept: both figures are then the best of passes spread over the
+        # same minutes, so a shared machine's slow spell does not land on one side of the ratio only.
+        towers.measure()
+        per_s = towers.best
+        del towers
         row: dict[str, Any] = {"backend": backend, "modality": mode, "raw_per_s": round(per_s, 2),
                                "end_to_end_per_s": round(e2e, 2), "end_to_end_serial_per_s": round(serial, 2),
                                "cosine_to_torch": round(cosine, 6),
@@ -275,7 +292,8 @@ def main() -> None:
     parser.add_argument("--backends", default=",".join(BACKENDS))
     parser.add_argument("--n-text", type=int, default=1024)
     parser.add_argument("--n-image", type=int, default=192)
-    parser.add_argument("--batch-size", type=int, default=64, help="the worker's batch (CTAX_LABEL_BATCH_SIZE)")
+    parser.add_argument("--batch-size", type=int, default=WORKER_BATCH,
+                        help="the worker's batch (CTAX_LABEL_BATCH_SIZE; default: the setting's default)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (CTAX_DEVICE)")
     parser.add_argument("--eval-train", type=int, default=0, help="subsample the Pitt TRAIN split (0: all of it)")
     parser.add_argument("--eval-test", type=int, default=0, help="subsample the Pitt TEST split (0: all of it)")

@@ -48,7 +48,7 @@ from rich.table import Table
 from tqdm import tqdm
 
 from bench.render_ads import is_legible, render_ad_detailed, row_seed, word_recall
-from bench.throughput import ADMIN, full_queue, import_taxonomy, post_all
+from bench.throughput import ADMIN, WORKER_BATCH, full_queue, import_taxonomy, post_all
 from bench.throughput import images as plain_jpegs
 from ctax.creatives.images import decode_rgb
 from ctax.embedding.ocr import OcrReader, cpu_count, installed_backends
@@ -201,7 +201,8 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=96, help="images per set")
-    parser.add_argument("--batch-size", type=int, default=64, help="the worker's label_batch_size")
+    parser.add_argument("--batch-size", type=int, default=WORKER_BATCH,
+                        help="the worker's label_batch_size (default: the setting's default)")
     parser.add_argument("--layouts", default=f"1x0,1x1,{cpu_count()}x1",
                         help="engine layouts WxT: W engines of T threads each (0: the library's default)")
     parser.add_argument("--sets", default="rendered ads,plain", help="image sets: rendered ads, plain")

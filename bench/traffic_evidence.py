@@ -57,8 +57,9 @@ SCORES = {
     "one-sided traffic_excess (not kept)": (*(f for f in FEATURES if f != "traffic_minus_exemplar"), "traffic_excess"),
 }
 MIXED = "two-sided, fitted on crowded + trickled (not kept)"
+BOTH = "two-sided + one-sided, fitted on crowded + trickled (not kept)"
 DENSITY = "static + label density (not kept)"
-ROWS = (*SCORES, MIXED, DENSITY)
+ROWS = (*SCORES, MIXED, BOTH, DENSITY)
 
 
 def window(vectors: np.ndarray, groups: np.ndarray, keep_own: np.ndarray, rng: np.random.Generator
@@ -156,11 +157,14 @@ def one_seed(seed: int, vectors: dict[str, np.ndarray], encoder: TextEncoder, ar
 
 def levers_not_kept(fitting: tuple[Held, np.ndarray, np.ndarray, np.ndarray], ref: Reference, tested: Held,
                     novel: np.ndarray, streams: dict[str, np.ndarray]) -> dict[str, float]:
-    """The MIXED and DENSITY rows, fitted by the same pipeline as the service's score."""
+    """The MIXED, BOTH and DENSITY rows, fitted by the same pipeline as the service's score."""
     val, fit_known, fit_novel, fit_novel_trickled = fitting
     two_sided = [COLUMNS.index(f) for f in SCORES[TWO_SIDED]]
     mixed = novelty_pipeline().fit(np.r_[fit_known, fit_known, fit_novel, fit_novel_trickled][:, two_sided],
                                    np.r_[np.zeros(2 * len(fit_known)), np.ones(2 * len(fit_novel))])
+    both = [*two_sided, COLUMNS.index("traffic_excess")]
+    both_fit = novelty_pipeline().fit(np.r_[fit_known, fit_known, fit_novel, fit_novel_trickled][:, both],
+                                      np.r_[np.zeros(2 * len(fit_known)), np.ones(2 * len(fit_novel))])
     static = [COLUMNS.index(f) for f in SCORES[STATIC]]
     density = novelty_pipeline().fit(
         np.c_[np.r_[fit_known, fit_novel][:, static], np.r_[label_density(val, ref, False),
@@ -170,6 +174,7 @@ def levers_not_kept(fitting: tuple[Held, np.ndarray, np.ndarray, np.ndarray], re
     result = {}
     for stream, rows_ in streams.items():
         result[f"{MIXED} | {stream}"] = float(roc_auc_score(novel, mixed.decision_function(rows_[:, two_sided])))
+        result[f"{BOTH} | {stream}"] = float(roc_auc_score(novel, both_fit.decision_function(rows_[:, both])))
         result[f"{DENSITY} | {stream}"] = float(roc_auc_score(
             novel, density.decision_function(np.c_[rows_[:, static], test_density])))
     return result

@@ -88,7 +88,7 @@ class Settings(BaseSettings):
                                         "creatives kept per version as novelty evidence (0: none kept).")
     novelty_sweep_every: int = Field(default=1000, ge=0, description="Re-decide the traffic window after this "
                                      "many creatives a worker labelled (0: never).")
-    label_batch_size: int = Field(default=64, ge=1, le=4096, description="Creatives encoded in one forward pass.")
+    label_batch_size: int = Field(default=128, ge=1, le=4096, description="Creatives per labelling message.")
     new_label_known_rate: float = Field(
         default=0.03, gt=0.0, lt=0.5,
         description="A trained version's new_label threshold is set so that this share of its known-label validation "

@@ -20,6 +20,9 @@ from ctax.embedding.text import TextEncoder
 from ctax.taxonomy.paths import LabelPath
 
 log = logging.getLogger(__name__)
+# Creatives per forward pass of each tower on CPU (size_batches sets them from free memory on CUDA). A labelling
+# message (label_batch_size) may hold more: the text tower sorts its texts by length before cutting its passes.
+TEXT_PASS, IMAGE_PASS = 64, 32
 
 
 @dataclass
@@ -49,7 +52,7 @@ class SharedSpace:
         self.backend = "torch"  # what runs the towers (embedding/backends), and why: said at worker start-up
         self.backend_reason = "torch towers as loaded"
         # Creatives per forward pass and tower; on CUDA sized from free memory (size_batches).
-        self.text_batch, self.image_batch = 64, 32
+        self.text_batch, self.image_batch = TEXT_PASS, IMAGE_PASS
 
     @property
     def version(self) -> str:

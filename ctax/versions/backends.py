@@ -34,7 +34,7 @@ from ctax.versions import card, registry
 log = logging.getLogger(__name__)
 
 Evaluate = Callable[[SharedSpace], dict[str, float]]  # a space -> its headline metrics on validation data
-PROBE_BATCHES = 4  # worker batches of texts the backends are timed on (64 per batch: 256 texts)
+PROBE_TEXTS = 256  # texts the backends are timed on, in the worker's messages
 MAX_PROBE_IMAGES = 64
 CALIBRATION_BATCHES = 8  # NNCF's activation ranges: batches of the version's own inputs
 
@@ -63,15 +63,15 @@ def synthetic_images(n: int, seed: int = 7) -> list[Image.Image]:
     return out
 
 
-def export_all(space: SharedSpace, directory: Path, names: Sequence[BackendName], probe: Probe,
-               batch_size: int) -> tuple[Manifest, dict[str, str]]:
+def export_all(space: SharedSpace, directory: Path, names: Sequence[BackendName], probe: Probe
+               ) -> tuple[Manifest, dict[str, str]]:
     """Every tower of `space` exported for each backend named; returns the manifest and, per backend, why its
     export failed (a failure drops that backend, never the version)."""
     manifest, failed = Manifest(), dict[str, str]()
     towers: list[Modality] = ["text", "image"] if space.image is not None else ["text"]
     for tower in towers:
         try:
-            samples = _export_tower(space, directory, tower, probe, batch_size, manifest)
+            samples = _export_tower(space, directory, tower, probe, manifest)
         except Exception as exc:  # the torch export itself failed: no exported backend for this version
             log.exception("exporting the %s tower of %s failed", tower, space.version)
             return Manifest(), {name: f"{tower} export: {exc}" for name in names}
@@ -88,15 +88,17 @@ def export_all(space: SharedSpace, directory: Path, names: Sequence[BackendName]
     return manifest, failed
 
 
-def _export_tower(space: SharedSpace, directory: Path, tower: Modality, probe: Probe, batch_size: int,
-                  manifest: Manifest) -> list[dict[str, np.ndarray]]:
+def _export_tower(space: SharedSpace, directory: Path, tower: Modality, probe: Probe, manifest: Manifest
+                  ) -> list[dict[str, np.ndarray]]:
     """The tower's fp32 ONNX graph (what every other backend is converted from) and calibration batches."""
     source = directory / DIRECTORY / f"{tower}.onnx"
     if tower == "text":
         names = export.export_text(space.text, source)
         manifest.towers["text"] = {"inputs": names}
         texts = probe.texts or ["an example creative"]
-        batches = [texts[start : start + batch_size] for start in range(0, len(texts), batch_size)]
+        # In the tower's own passes: the shapes the engine will be fed (a worker's message may hold several).
+        step = space.text_batch
+        batches = [texts[start : start + step] for start in range(0, len(texts), step)]
         model: Any = space.text.model
         return [{name: model.preprocess(batch)[name].numpy() for name in names}
                 for batch in batches[:CALIBRATION_BATCHES]]
@@ -153,7 +155,7 @@ def build_backends(space: SharedSpace, directory: Path, settings: Settings, devi
         return {"setting": settings.backend, "backend": "torch", "serves": "torch",
                 "reason": "CTAX_BACKEND=torch: nothing exported"}
     started, batch = time.perf_counter(), settings.label_batch_size
-    manifest, failed = export_all(space, directory, names, probe, batch)
+    manifest, failed = export_all(space, directory, names, probe)
     if "onnx" not in manifest.files:  # the fp32 graphs were only the converters' source
         for tower in ("text", "image"):
             (directory / DIRECTORY / f"{tower}.onnx").unlink(missing_ok=True)
@@ -211,8 +213,8 @@ def probe_texts(n: int) -> list[str]:
 def probe_of(items: Sequence[Any], images: Callable[[str], Image.Image], with_images: bool,
              batch_size: int) -> Probe:
     """The version's labelled creatives (texts, decoded images) as probe inputs, topped up with generated ones:
-    PROBE_BATCHES worker batches of texts, two of images (at most MAX_PROBE_IMAGES; images are slow)."""
-    n_texts, n_images = PROBE_BATCHES * batch_size, min(MAX_PROBE_IMAGES, 2 * batch_size)
+    PROBE_TEXTS texts, two worker batches of images (at most MAX_PROBE_IMAGES; images are slow)."""
+    n_texts, n_images = PROBE_TEXTS, min(MAX_PROBE_IMAGES, 2 * batch_size)
     texts = [t for item in items for t in (list(item.texts) or [item.ocr_text or ""])[:1] if t.strip()]
     texts = (texts[:n_texts] + probe_texts(n_texts))[:n_texts]
     shas = [item.image_sha256 for item in items if item.image_sha256][:n_images] if with_images else []
@@ -226,14 +228,14 @@ def _encode_all(space: SharedSpace, probe: Probe, batch_size: int) -> dict[str, 
     out: dict[str, tuple[np.ndarray, float]] = {}
     texts = probe.texts
     if texts:
-        def encode_texts() -> np.ndarray:  # a worker's batches, one after the other
+        def encode_texts() -> np.ndarray:  # a worker's messages one after the other, each as SharedSpace.encode
             return np.concatenate([space.text.encode_groups([[text] for text in texts[start : start + batch_size]],
-                                                            batch_size)
+                                                            space.text_batch)
                                    for start in range(0, len(texts), batch_size)])
         out["text"] = rate(encode_texts, len(texts))
     image, images = space.image, probe.images
     if image is not None and images:
-        out["image"] = rate(lambda: np.asarray(image.encode(images, batch_size=batch_size)), len(images))
+        out["image"] = rate(lambda: np.asarray(image.encode(images, batch_size=space.image_batch)), len(images))
     return out
 
 
