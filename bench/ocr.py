@@ -52,6 +52,7 @@ from bench.throughput import ADMIN, WORKER_BATCH, full_queue, import_taxonomy, p
 from bench.throughput import images as plain_jpegs
 from ctax.creatives.images import decode_rgb
 from ctax.embedding.ocr import OcrReader, cpu_count, installed_backends
+from ctax.embedding.space import IMAGE_PASS
 from tests.support import SHARED_DATA, ServiceProcesses
 
 console = Console(width=200)  # the table stays readable when the output is a file
@@ -124,8 +125,8 @@ def tower_rows(name: str, images: list[Image.Image], best: dict[str, Any], batch
     torch.set_num_threads(cpu_count())
     tower = ImageEncoder.load("ViT-B-32", None, dim=384)
 
-    def encode(batch: list[Image.Image]) -> None:
-        tower.encode(batch, batch_size=batch_size)
+    def encode(batch: list[Image.Image]) -> None:  # a message, in the tower's own passes as the worker runs it
+        tower.encode(batch, batch_size=IMAGE_PASS)
 
     per_s, _ = timed(images, batch_size, encode, f"{name} tower")
     rows = [{"images": name, "what": "image tower", "backend": "torch", "layout": "ViT-B-32", "n": len(images),
