@@ -23,7 +23,16 @@ def test_raw_towers_encode_each_message_as_the_worker_does_and_keep_the_fastest_
     towers = RawTowers("text", directory, "torch", TEXTS, batch_size=3, device="cpu")
     towers.space.text_batch = 2  # the tower's batch, smaller than a message, as 64 is within 128 on CPU
 
+    passes: list[int] = []
+    encode_groups = towers.space.text.encode_groups
+
+    def recorded(groups: list[list[str]], batch_size: int = 64) -> np.ndarray:  # the real call, its batch noted
+        passes.append(batch_size)
+        return encode_groups(groups, batch_size)
+
+    towers.space.text.encode_groups = recorded  # type: ignore[method-assign]
     raw = towers.measure()
+    assert set(passes) == {2}  # every message cut into the tower's passes, not encoded at the message size
     worker = SharedSpace.load(directory)
     worker.text_batch = 2
     expected = np.stack([e.vector for i in range(0, len(TEXTS), 3)
