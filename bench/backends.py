@@ -112,14 +112,10 @@ class RawTowers:
     def encode(self) -> Any:
         from ctax.creatives.images import decode_rgb
 
-        space, step = self.space, self.batch_size
-        messages = [self.payloads[i : i + step] for i in range(0, len(self.payloads), step)]
         if self.mode == "text":
-            return np.concatenate([space.text.encode_groups([[t] for t in m], space.text_batch) for m in messages])
-        image = space.image
-        assert image is not None
+            return self.space.encode_messages(texts=self.payloads, message=self.batch_size)
         # Decoding is part of the tower's work per creative, as in bench.throughput.
-        return np.concatenate([image.encode([decode_rgb(p) for p in m], space.image_batch) for m in messages])
+        return self.space.encode_messages(images=[decode_rgb(p) for p in self.payloads], message=self.batch_size)
 
     def measure(self) -> Any:
         """Vectors of an untimed pass, then the faster of two timed ones; the best over every call is kept."""

@@ -149,6 +149,19 @@ class SharedSpace:
         if image is not None:
             self.image_batch = batch_size_for(device, images, fraction) or self.image_batch
 
+    def encode_messages(self, texts: Sequence[str] = (), images: Sequence[Image.Image] = (), message: int = 128
+                        ) -> np.ndarray:
+        """Single-text (or else image) creatives in messages of `message`, each cut into the tower's own passes as
+        `encode` cuts a worker's message: how the benches and the version build time a tower alone."""
+        parts = []
+        for start in range(0, len(texts) or len(images), message):
+            if texts:
+                parts.append(self.text.encode_groups([[text] for text in texts[start : start + message]],
+                                                     self.text_batch))
+            elif self.image is not None:
+                parts.append(np.asarray(self.image.encode(images[start : start + message], self.image_batch)))
+        return np.concatenate(parts) if parts else np.zeros((0, self.dim), dtype=np.float32)
+
     def encode(self, contents: Sequence[CreativeContent], batch_size: int | None = None) -> list[Encoded]:
         """Encode a batch: one forward pass per tower over all creatives that have that modality."""
         batch_size = batch_size or self.text_batch

@@ -15,7 +15,7 @@ from PIL import Image
 from ctax.embedding.backends.manifest import MANIFEST_FILE, Manifest
 from ctax.embedding.backends.spec import BackendFileError, BackendUnavailable
 from ctax.embedding.config import ImageConfig
-from ctax.embedding.space import SharedSpace
+from ctax.embedding.space import CreativeContent, SharedSpace
 from ctax.versions import artefacts
 from ctax.versions.backends import Probe, build_backends, probe_texts, synthetic_images
 from tests.conftest import make_settings
@@ -149,3 +149,27 @@ def test_batch_sizing_runs_its_probes_on_cpu_and_keeps_the_sizes(version_dir: Pa
     space = SharedSpace.load(version_dir, backend="onnx")
     space.size_batches(0.5)  # on CUDA: sized from free memory; here the same probe calls run through both towers
     assert (space.text_batch, space.image_batch) == (64, 32)
+
+
+def test_messages_are_cut_into_the_towers_passes_and_agree_with_encode(version_dir: Path) -> None:
+    """encode_messages is how the benches and the version build time a tower alone: a worker's messages, each in
+    the tower's own passes, giving the vectors the labelling path (encode) gives."""
+    space = SharedSpace.load(version_dir, backend="torch")
+    space.text_batch, space.image_batch = 4, 3
+    calls: list[tuple[str, int, int]] = []
+    text_groups, image_encode = space.text.encode_groups, space.image.encode
+    space.text.encode_groups = lambda groups, batch_size=64: (  # type: ignore[method-assign]
+        calls.append(("text", len(groups), batch_size)) or text_groups(groups, batch_size))
+    space.image.encode = lambda images, batch_size=32: (  # type: ignore[method-assign]
+        calls.append(("image", len(images), batch_size)) or image_encode(images, batch_size))
+    vectors = space.encode_messages(texts=TEXTS, message=10)
+    assert calls == [("text", 10, 4), ("text", 10, 4), ("text", len(TEXTS) - 20, 4)]
+    expected = np.stack([e.vector for e in space.encode([CreativeContent(texts=[t]) for t in TEXTS])])
+    assert _cosines(vectors, expected).min() >= 0.9999
+    calls.clear()
+    images = synthetic_images(7, seed=5)
+    vectors = space.encode_messages(images=images, message=4)
+    assert calls == [("image", 4, 3), ("image", 3, 3)]
+    expected = np.stack([e.vector for e in space.encode([CreativeContent(image=i) for i in images])])
+    assert _cosines(vectors, expected).min() >= 0.9999
+    assert space.encode_messages(message=4).shape == (0, space.dim)
