@@ -27,11 +27,13 @@ import numpy as np
 from ctax.labelling import curves
 from ctax.labelling.held_out import (
     FALSE_GROUP_SHARE,
+    VARIANT_SHARE,
     Held,
     Reference,
     build_evidence,
     duplicate_floor,
     simulated_traffic,
+    variant_level,
 )
 from ctax.labelling.novelty import FEATURES, fit_novelty_model, novelty_features
 from ctax.labelling.trigger import Evidence, Thresholds, Trigger
@@ -93,9 +95,7 @@ def calibrate(
     traffic = simulated_traffic(held) if traffic_window > 0 else None
     validation = _Validation(
         taxonomy, held.label_ids, build_evidence(held, ref, exemplar_k, traffic=traffic),
-        build_evidence(held, ref, exemplar_k, drop_own_label=True, traffic=traffic), top_k,
-        len(ref.exemplar_ids) > 0,
-    )
+        build_evidence(held, ref, exemplar_k, drop_own_label=True, traffic=traffic), top_k, len(ref.exemplar_ids) > 0)
     report: dict[str, Any] = {"n_validation": len(held.label_ids), "n_exemplars": len(ref.exemplar_ids)}
 
     by_weight = _top1_by_exemplar_weight(validation)
@@ -104,6 +104,7 @@ def calibrate(
     by_fit = _novelty_auroc_by_fit_weight(validation)
     best_fit_weight = max(by_fit, key=lambda a: (round(by_fit[a], 4), -a))
     thresholds = replace(Thresholds(), exemplar_weight=best_weight, exemplar_fit_weight=best_fit_weight)
+    thresholds, report["variants"] = _variant_level(thresholds, held, ref, traffic is not None)
     # Serving scales the traffic neighbourhood by its window's size against this one (novelty.traffic_k).
     traffic_reference = len(held.creative_ids) - 1 if traffic is not None else None
     thresholds, scorer = _choose_novelty_scorer(validation, thresholds, by_fit[best_fit_weight], traffic_reference)
@@ -140,6 +141,16 @@ def calibrate(
         validation.trigger(thresholds), validation.known, validation.novel, validation.truth, validation.taxonomy,
         (assertions.gaps, assertions.positive), report, NOVEL_RATE, WRONG_RATE)
     return thresholds, report
+
+
+def _variant_level(thresholds: Thresholds, held: Held, ref: Reference, keeps_traffic: bool
+                   ) -> tuple[Thresholds, dict[str, Any]]:
+    """Step 2a: from which similarity recent creatives are variants of the one scored, in this version's space
+    (held_out.variant_level); before the novelty score is fitted, which reads the traffic without them."""
+    level = variant_level(held, ref) if keeps_traffic else None
+    return replace(thresholds, variant_similarity=level), {
+        "similarity": level, "share": VARIANT_SHARE,
+        "method": "nearest other labelled creative of each validation creative, copies aside"}
 
 
 def _near_duplicate_floor(thresholds: Thresholds, held: Held, ref: Reference) -> tuple[Thresholds, dict[str, Any]]:
@@ -215,8 +226,8 @@ def _choose_novelty_scorer(
     """Step 2b: a learned novelty score over several similarities, kept only when it beats the blend across
     labels. traffic_reference: the simulated traffic window, None where no traffic is kept."""
     def features_of(rows: list[Evidence]) -> np.ndarray:
-        return np.array([novelty_features(ev.label_scores, ev.exemplars, validation.taxonomy, ev.traffic)
-                         for ev in rows])
+        return np.array([novelty_features(ev.label_scores, ev.exemplars, validation.taxonomy, ev.traffic,
+                                          variant=thresholds.variant_level) for ev in rows])
 
     used = FEATURES if traffic_reference is not None else tuple(f for f in FEATURES if f != "traffic_minus_exemplar")
     learned = fit_novelty_model(features_of(validation.known), features_of(validation.novel), validation.truth, used)

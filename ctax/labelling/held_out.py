@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ctax.labelling.novelty import DUPLICATE_SIMILARITY, TRAFFIC_K
+from ctax.labelling.novelty import DUPLICATE_SIMILARITY, TRAFFIC_K, VARIANT_SIMILARITY
 from ctax.labelling.trigger import Evidence
 from ctax.taxonomy.tree import Taxonomy
 
@@ -127,3 +127,23 @@ def duplicate_floor(held: Held, ref: Reference, share: float = FALSE_GROUP_SHARE
         nearest[start : start + 512] = sims.max(axis=1)
     return float(np.quantile(nearest, 1 - share, method="higher"))
 
+
+
+# Share of validation creatives whose nearest distinct labelled creative a version counts as a variant of it: the
+# share that the level set on burst variants in the pretrained space (novelty.VARIANT_SIMILARITY, 0.88) cuts on
+# the Pitt split, measured in docs/benchmarks.md ("Variant level per version").
+VARIANT_SHARE = 0.28
+
+
+def variant_level(held: Held, ref: Reference) -> float | None:
+    """The similarity from which a recent creative is a variant of the one scored and no traffic evidence, for this
+    version's space: where only VARIANT_SHARE of the validation creatives have a distinct labelled creative, and
+    never below novelty.VARIANT_SIMILARITY.
+
+    Why per version: a trained space pulls a label's distinct creatives together, far above the pretrained 0.88;
+    a fixed level then leaves a crowd of a new kind out of the traffic as if it were one campaign's burst, and the
+    traffic feature says nothing. Why a floor: with fewer labelled creatives each one's nearest is further away, so
+    a small calibration set would read the same space as sparser and count more of its traffic as variants.
+    None without enough creatives to tell (VARIANT_SIMILARITY serves)."""
+    level = duplicate_floor(held, ref, VARIANT_SHARE)
+    return None if level is None else max(level, VARIANT_SIMILARITY)

@@ -41,7 +41,9 @@ DUPLICATE_SIMILARITY = 0.98
 # crowd of a kind the labelled data lacks, and even one variant counted moved the learned score by ~28 logits (a
 # burst's later group roots were flagged new_label for their earlier roots; docs/benchmarks.md, "Arrival patterns",
 # 2026-12-03). Variants of short ads sit at 0.83-0.93 to each other (pretrained MiniLM); of 600 distinct Pitt test
-# ads, 3.5% have two or more neighbours at >= 0.88 and 0.03% of pairs reach it.
+# ads, 3.5% have two or more neighbours at >= 0.88 and 0.03% of pairs reach it. This is the level for a version
+# calibrated without it; calibration sets each version's own (held_out.variant_level), since a trained space packs
+# a label's distinct ads far above 0.88 and would leave a crowd of them out of the traffic.
 VARIANT_SIMILARITY = 0.88
 ENTROPY_TEMPERATURE = 0.05
 # The labels the labeller fetches per creative. Features read only this many best labels, so that calibration
@@ -60,10 +62,10 @@ def traffic_k(window: int, reference: int) -> int:
     return int(min(max(round(TRAFFIC_K * window / reference), 1), MAX_TRAFFIC_K))
 
 
-def traffic_mean(traffic: Sequence[float], k: int = TRAFFIC_K) -> float:
-    """Mean similarity of the k nearest recent creatives, copies and variants left out; slots the
-    traffic cannot fill count as 0, so a quiet window reads as "nothing like it lately", not as novelty."""
-    near = sorted((s for s in traffic if s < VARIANT_SIMILARITY), reverse=True)[:k]
+def traffic_mean(traffic: Sequence[float], k: int = TRAFFIC_K, variant: float = VARIANT_SIMILARITY) -> float:
+    """Mean similarity of the k nearest recent creatives, copies and variants (from `variant` up) left out; slots
+    the traffic cannot fill count as 0, so a quiet window reads as "nothing like it lately", not as novelty."""
+    near = sorted((s for s in traffic if s < variant), reverse=True)[:k]
     return float(sum(near) / k)
 
 
@@ -73,9 +75,10 @@ def novelty_features(
     taxonomy: Taxonomy,
     traffic: Sequence[float] = (),
     k: int = TRAFFIC_K,
+    variant: float = VARIANT_SIMILARITY,
 ) -> np.ndarray:
     """The FEATURES of one creative; label_scores, exemplars and traffic as in the trigger's Evidence, k as
-    traffic_k gives it."""
+    traffic_k gives it, variant the version's variant level (Thresholds.variant_level)."""
     items = sorted(((lid, s) for lid, s in label_scores.items() if lid in taxonomy), key=lambda item: -item[1])
     items = items[:LABEL_CANDIDATES]
     if not items:
@@ -101,7 +104,7 @@ def novelty_features(
     else:
         agreement, exemplar_mean, exemplar_best = 0.0, 0.0, 0.0
     return np.array([best, best - second, float(sims[:5].mean()), entropy, exemplar_mean, exemplar_best,
-                     agreement, best_parent - best_leaf, traffic_mean(traffic, k) - exemplar_mean])
+                     agreement, best_parent - best_leaf, traffic_mean(traffic, k, variant) - exemplar_mean])
 
 
 @dataclass(frozen=True)

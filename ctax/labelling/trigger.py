@@ -21,7 +21,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ctax.enums import Flag
-from ctax.labelling.novelty import DUPLICATE_SIMILARITY, NoveltyModel, novelty_features, traffic_k
+from ctax.labelling.novelty import (
+    DUPLICATE_SIMILARITY,
+    VARIANT_SIMILARITY,
+    NoveltyModel,
+    novelty_features,
+    traffic_k,
+)
 from ctax.taxonomy.tree import Taxonomy
 
 # Where a creative's text came from: supplied with it, or read from its image by OCR.
@@ -49,7 +55,14 @@ class Thresholds:
     ocr_wrong_label: float | None = None
     # The version's floor for near-duplicate grouping (held_out.duplicate_floor); None: the setting alone.
     duplicate_similarity: float | None = None
+    # From which similarity a recent creative is a variant of the one scored and no traffic evidence
+    # (held_out.variant_level); None (calibrated before it was per version): novelty.VARIANT_SIMILARITY.
+    variant_similarity: float | None = None
     source: str = "defaults"
+
+    @property
+    def variant_level(self) -> float:
+        return VARIANT_SIMILARITY if self.variant_similarity is None else self.variant_similarity
 
     def near_duplicate_similarity(self, setting: float) -> float:
         """From which cosine a creative joins a labelled one's group: the setting, raised to this version's floor
@@ -156,7 +169,8 @@ class Trigger:
         if self.novelty_model is not None:
             k = traffic_k(evidence.traffic_window, self.thresholds.traffic_reference)
             return -self.novelty_model.logit(
-                novelty_features(evidence.label_scores, evidence.exemplars, self.taxonomy, evidence.traffic, k)
+                novelty_features(evidence.label_scores, evidence.exemplars, self.taxonomy, evidence.traffic, k,
+                                 self.thresholds.variant_level)
             )
         best_label = max((s for lid, s in evidence.label_scores.items() if lid in self.taxonomy), default=-1.0)
         weight = self.thresholds.exemplar_fit_weight

@@ -174,3 +174,40 @@ def test_a_space_that_packs_distinct_creatives_close_raises_the_versions_near_du
     # Too few creatives to tell: no floor, the setting serves.
     assert duplicate_floor(Held(held.creative_ids[:50], held.label_ids[:50], held.vectors[:50]), ref) is None
     assert Thresholds().near_duplicate_similarity(0.931) == 0.931
+
+
+def test_a_packed_space_sets_its_own_variant_level_so_a_crowd_of_one_kind_still_counts_as_traffic() -> None:
+    from ctax.labelling.held_out import VARIANT_SHARE
+    from ctax.labelling.novelty import FEATURES, VARIANT_SIMILARITY, NoveltyModel, traffic_mean
+    from ctax.labelling.trigger import Evidence, Thresholds
+
+    taxonomy, held, ref, sample = _world(noise=0.35)
+    spread, _ = calibrate(taxonomy, held, ref, seed=1, traffic_window=100)
+    taxonomy, held, ref, sample = _world(noise=0.12)
+    packed, report = calibrate(taxonomy, held, ref, seed=1, traffic_window=100)
+    level = packed.variant_similarity
+    assert spread.variant_similarity is not None and level is not None
+    # Training packs a space; the level follows it, never below the pretrained space's 0.88.
+    assert spread.variant_similarity == VARIANT_SIMILARITY < level
+    assert report["variants"]["similarity"] == level and report["variants"]["share"] == VARIANT_SHARE
+    others = np.vstack([held.vectors, ref.exemplar_vectors])
+    sims = held.vectors @ others.T
+    sims[np.arange(len(held.vectors)), np.arange(len(held.vectors))] = -1
+    assert abs(np.mean(sims.max(axis=1) >= level) - VARIANT_SHARE) <= 1 / len(held.vectors)
+    # A crowd of one kind of creative in the packed space: at the fixed 0.88 its nearest fellows are "variants" and
+    # the window reads as half empty; at the version's level they are the traffic evidence the novelty score reads.
+    crowd = sample(0, 12)
+    fellows = sorted((crowd[1:] @ crowd[0]).tolist(), reverse=True)
+    assert traffic_mean(fellows) < 0.5 < 0.85 < traffic_mean(fellows, variant=level)
+    # A learned score serves with the version's level: the same crowd reads as newer than at the fixed 0.88.
+    weights = tuple(float(name == "traffic_minus_exemplar") for name in FEATURES)
+    packed = replace(packed, traffic_reference=100, novelty_model=NoveltyModel(
+        (0.0,) * len(FEATURES), (1.0,) * len(FEATURES), weights, 0.0).to_json())
+    [evidence] = build_evidence(Held(["q"], [0], crowd[:1]), ref, 10, drop_own_label=True, taxonomy=taxonomy)
+    evidence = Evidence(evidence.label_scores, evidence.exemplars, traffic=fellows, traffic_window=100)
+    at_fixed = replace(packed, variant_similarity=None)
+    assert at_fixed.variant_level == VARIANT_SIMILARITY
+    assert Trigger(taxonomy, packed).fit(evidence) < Trigger(taxonomy, at_fixed).fit(evidence) - 0.3
+    assert Thresholds.from_json(packed.to_json()).variant_level == level
+    # No traffic kept: nothing to leave out, no level calibrated.
+    assert calibrate(taxonomy, held, ref, seed=1)[0].variant_similarity is None

@@ -46,6 +46,8 @@ def version_view(version: ModelVersion) -> dict[str, Any]:
             "margin": (version.thresholds or {}).get("margin"),
             "exemplar_weight": (version.thresholds or {}).get("exemplar_weight"),
             "duplicate_similarity": (version.thresholds or {}).get("duplicate_similarity"),
+            # From which similarity recent creatives are variants, no novelty evidence (None: the fixed 0.88).
+            "variant_similarity": (version.thresholds or {}).get("variant_similarity"),
             # Which novelty score the fit is: the learned one's coefficients are in the version's thresholds.
             "novelty_score": "learned" if (version.thresholds or {}).get("novelty_model") else "blend",
             "source": (version.thresholds or {}).get("source"),
