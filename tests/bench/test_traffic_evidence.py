@@ -23,3 +23,25 @@ def test_a_trickle_window_hides_a_creatives_fellows_and_never_shows_it_itself() 
     assert np.allclose(crowd[0], fellows)  # all of them, but never itself (its similarity 1.0 is absent)
     assert max(crowd[0]) < 0.9999
     assert np.allclose(alone[15], crowd[15])  # creatives kept in full see the same window
+
+
+def test_variant_levels_fall_as_the_share_grows_and_the_fixed_levels_share_matches_them() -> None:
+    from bench.traffic_evidence import VARIANT_SHARES, variant_levels
+    from ctax.labelling.held_out import Held, Reference
+
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(5, 16))
+    vectors = np.repeat(centres, 60, axis=0) + 0.6 * rng.normal(size=(300, 16))
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    held = Held([f"h{n}" for n in range(100)], [n % 5 for n in range(100)], vectors[:100])
+    ref = Reference([], np.zeros((0, 16)), [f"e{n}" for n in range(200)], np.zeros(200, dtype=int), vectors[100:])
+    levels = variant_levels(held, ref)
+    by_share = [levels[f"variant level at {share:.0%}"] for share in VARIANT_SHARES]
+    assert by_share == sorted(by_share, reverse=True) and by_share[0] > by_share[-1]
+    sims = held.vectors @ np.vstack([held.vectors, ref.exemplar_vectors]).T
+    sims[np.arange(100), np.arange(100)] = -1
+    sims[sims >= 0.98] = -1  # copies aside, as for the near-duplicate floor
+    nearest = sims.max(axis=1)
+    for share, level in zip(VARIANT_SHARES, by_share, strict=True):
+        assert abs(np.mean(nearest >= level) - share) <= 0.011  # that share of creatives has a neighbour above it
+    assert levels["share at 0.88"] == np.mean(nearest >= 0.88)
