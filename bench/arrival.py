@@ -98,6 +98,9 @@ def row_of(pattern: str, version: str, seed: int, result: dict[str, Any]) -> dic
         "n_stream": result["n_test"], "n_novel": result["n_novel_test"], "n_burst": len(burst),
         **burst_groups(result["verdicts"], burst),
         "held_out_labels": result["held_out_labels"],
+        # The version's levels: from which similarity recent creatives are variants, and creatives group.
+        "variant_similarity": (result.get("thresholds") or {}).get("variant_similarity"),
+        "duplicate_similarity": (result.get("thresholds") or {}).get("duplicate_similarity"),
         **({"ocr": result["ocr"]} if "ocr" in result else {}),
     }
 
