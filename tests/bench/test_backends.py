@@ -44,4 +44,4 @@ def test_raw_towers_encode_each_message_as_the_worker_does_and_keep_the_fastest_
     assert first > 0
     towers.best = first / 2  # a slower pass later must not lower the figure
     towers.measure()
-    assert towers.best > first / 2
+    assert towers.best >= first / 2  # kept, or raised by a faster pass (under load the pass can be slower)

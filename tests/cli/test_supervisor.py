@@ -54,7 +54,8 @@ def test_a_process_that_keeps_dying_is_restarted_with_a_growing_backoff() -> Non
         supervisor.stop()
     waits = [deaths[n + 1][1] - deaths[n][0] for n in range(3)]  # from a death to the next start
     for wait, expected in zip(waits, (0.2, 0.4, 0.8), strict=True):
-        assert expected <= wait < expected + 0.3, waits
+        # 10 ms of slack below: the death is stamped when the supervisor reaps it, a tick after it happened.
+        assert expected - 0.01 <= wait < expected + 0.3, waits
     assert child.restarts >= 3 and child.exits[:4] == [3, 3, 3, 3]
 
 
