@@ -44,7 +44,7 @@ from ctax.config import Settings
 from ctax.dataset.importing import scan_rows
 from ctax.embedding.text import TextEncoder
 from ctax.evaluation.run import choose_holdout
-from ctax.labelling.held_out import Held, Reference, build_evidence, duplicate_floor
+from ctax.labelling.held_out import Held, Reference, build_evidence, nearest_distinct
 from ctax.labelling.novelty import (
     DUPLICATE_SIMILARITY,
     FEATURES,
@@ -96,13 +96,10 @@ VARIANT_SHARES = (0.01, 0.05, 0.1, 0.2, 0.28, 0.3)
 def variant_levels(held: Held, ref: Reference) -> dict[str, float]:
     """The level held_out.variant_level would set at each of VARIANT_SHARES (no floor), and the share of held
     creatives whose nearest distinct labelled creative reaches VARIANT_SIMILARITY (what the fixed level cut)."""
-    levels = {f"variant level at {share:.0%}": float(duplicate_floor(held, ref, share) or np.nan)
+    nearest = nearest_distinct(held, ref)
+    levels = {f"variant level at {share:.0%}": float(np.quantile(nearest, 1 - share, method="higher"))
               for share in VARIANT_SHARES}
-    others = np.concatenate([held.vectors, ref.exemplar_vectors])
-    sims = held.vectors @ others.T
-    sims[np.arange(len(held.vectors)), np.arange(len(held.vectors))] = -1.0
-    sims[sims >= DUPLICATE_SIMILARITY] = -1.0
-    return levels | {f"share at {VARIANT_SIMILARITY}": float(np.mean(sims.max(axis=1) >= VARIANT_SIMILARITY))}
+    return levels | {f"share at {VARIANT_SIMILARITY}": float(np.mean(nearest >= VARIANT_SIMILARITY))}
 
 
 def label_density(held: Held, ref: Reference, drop_own: bool) -> np.ndarray:

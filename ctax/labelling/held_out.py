@@ -114,6 +114,12 @@ def duplicate_floor(held: Held, ref: Reference, share: float = FALSE_GROUP_SHARE
     grouped. None without enough creatives to tell (fewer than 1/share)."""
     if len(held.creative_ids) < round(1 / share):
         return None
+    return float(np.quantile(nearest_distinct(held, ref), 1 - share, method="higher"))
+
+
+def nearest_distinct(held: Held, ref: Reference) -> np.ndarray:
+    """Per held creative: its similarity to the nearest other labelled creative (held or exemplar), copies
+    (>= DUPLICATE_SIMILARITY) and itself aside."""
     others = np.concatenate([held.vectors, ref.exemplar_vectors]) if len(ref.exemplar_ids) else held.vectors
     positions: dict[str, list[int]] = {}
     for n, other in enumerate([*held.creative_ids, *ref.exemplar_ids]):
@@ -125,8 +131,7 @@ def duplicate_floor(held: Held, ref: Reference, share: float = FALSE_GROUP_SHARE
             sims[row, positions[creative_id]] = -1.0  # itself (as a held creative, and as an exemplar if it is one)
         sims[sims >= DUPLICATE_SIMILARITY] = -1.0
         nearest[start : start + 512] = sims.max(axis=1)
-    return float(np.quantile(nearest, 1 - share, method="higher"))
-
+    return nearest
 
 
 # Share of validation creatives whose nearest distinct labelled creative a version counts as a variant of it: the
