@@ -13,10 +13,12 @@ for _name in [name for name in os.environ if name.startswith("CTAX_")]:
     del os.environ[_name]  # tests choose their settings explicitly
 
 import io  # noqa: E402
+import math  # noqa: E402
 import uuid  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
@@ -144,6 +146,20 @@ def png_bytes(text: str = "", size: tuple[int, int] = (320, 120), colour: tuple[
 
 
 # -- the production profile ------------------------------------------------------------------------------------
+
+def campaign_neighbourhood(dim: int = 8) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """A creative (row 0 of the first array) and four recent creatives near it, by id, with unit vectors built so
+    that at a variant level of 0.9: a is its variant (0.95); b sits at 0.85 to it and 0.96 to a (a looser variant of
+    the same campaign); d is a distinct creative at 0.80; e sits at 0.78 to it and 0.95 to d (d's campaign again).
+    Counted once, the traffic is d alone; at the level alone it is b, d and e."""
+    basis = np.eye(dim, dtype=np.float64)
+    creative = basis[0]
+    a = 0.95 * basis[0] + math.sqrt(1 - 0.95**2) * basis[1]
+    b = 0.85 * basis[0] + 0.5 * basis[1] + math.sqrt(1 - 0.85**2 - 0.25) * basis[2]
+    d = 0.8 * basis[0] + 0.6 * basis[3]
+    e = 0.78 * basis[0] + 0.55 * basis[3] + math.sqrt(1 - 0.78**2 - 0.55**2) * basis[4]
+    return np.stack([creative]), ["a", "b", "d", "e"], np.stack([a, b, d, e])
+
 
 @pytest.fixture
 def postgres_url() -> Iterator[str]:

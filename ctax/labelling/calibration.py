@@ -3,7 +3,8 @@
 - exemplar_weight: the blend of label similarity and exemplar votes that maximises top-1 on validation.
 - novelty scorer: a logistic regression over several similarities (novelty.py), fitted on the same
   leave-one-label-out simulation, replaces the blend where it scores a higher AUROC under cross-validation
-  by label. Where the service keeps recent traffic, the validation creatives play that traffic for each other.
+  by label. Where the service keeps recent traffic, the validation creatives play that traffic for each other,
+  each campaign counted once at the version's variant level (novelty.one_per_campaign).
 - new_label: the fit below which a creative is "new"; set so that `known_flag_rate` of known-label validation
   creatives fall below it (5% by default, where the pretrained version is calibrated; trained versions are given
   CTAX_NEW_LABEL_KNOWN_RATE, 3%).
@@ -92,19 +93,20 @@ def calibrate(
     if len(held.label_ids) == 0:
         return Thresholds(source="defaults (no labelled validation data)"), {"n_validation": 0}
     rng = np.random.default_rng(seed)
-    traffic = simulated_traffic(held) if traffic_window > 0 else None
+    thresholds, variants = _variant_level(Thresholds(), held, ref, traffic_window > 0)
+    traffic = simulated_traffic(held, campaigns_at=thresholds.variant_level) if traffic_window > 0 else None
     validation = _Validation(
         taxonomy, held.label_ids, build_evidence(held, ref, exemplar_k, traffic=traffic),
         build_evidence(held, ref, exemplar_k, drop_own_label=True, traffic=traffic), top_k, len(ref.exemplar_ids) > 0)
-    report: dict[str, Any] = {"n_validation": len(held.label_ids), "n_exemplars": len(ref.exemplar_ids)}
+    report: dict[str, Any] = {"n_validation": len(held.label_ids), "n_exemplars": len(ref.exemplar_ids),
+                              "variants": variants}
 
     by_weight = _top1_by_exemplar_weight(validation)
     best_weight = max(by_weight, key=lambda w: (round(by_weight[w], 4), -w))
     report["exemplar_weight"] = {"chosen": best_weight, "top1_by_weight": by_weight}
     by_fit = _novelty_auroc_by_fit_weight(validation)
     best_fit_weight = max(by_fit, key=lambda a: (round(by_fit[a], 4), -a))
-    thresholds = replace(Thresholds(), exemplar_weight=best_weight, exemplar_fit_weight=best_fit_weight)
-    thresholds, report["variants"] = _variant_level(thresholds, held, ref, traffic is not None)
+    thresholds = replace(thresholds, exemplar_weight=best_weight, exemplar_fit_weight=best_fit_weight)
     # Serving scales the traffic neighbourhood by its window's size against this one (novelty.traffic_k).
     traffic_reference = len(held.creative_ids) - 1 if traffic is not None else None
     thresholds, scorer = _choose_novelty_scorer(validation, thresholds, by_fit[best_fit_weight], traffic_reference)
@@ -145,11 +147,11 @@ def calibrate(
 
 def _variant_level(thresholds: Thresholds, held: Held, ref: Reference, keeps_traffic: bool
                    ) -> tuple[Thresholds, dict[str, Any]]:
-    """Step 2a: from which similarity recent creatives are variants of the one scored, in this version's space
-    (held_out.variant_level); before the novelty score is fitted, which reads the traffic without them."""
+    """Step 0: from which similarity recent creatives are variants of the one scored, in this version's space
+    (held_out.variant_level); before the simulated traffic is drawn, which counts each campaign once at it."""
     level = variant_level(held, ref) if keeps_traffic else None
-    return replace(thresholds, variant_similarity=level), {
-        "similarity": level, "share": VARIANT_SHARE,
+    return replace(thresholds, variant_similarity=level, campaigns_once=keeps_traffic), {
+        "similarity": level, "share": VARIANT_SHARE, "campaigns_once": keeps_traffic,
         "method": "nearest other labelled creative of each validation creative, copies aside"}
 
 
@@ -169,7 +171,7 @@ def _ocr_thresholds(
     supplied-text ones but on OCR-like readings of the validation creatives, scored with everything else the
     calibration chose (weights, novelty scorer). Their traffic is the clean validation creatives, their own
     clean text aside: an OCR-read creative arrives among creatives with supplied text."""
-    traffic = simulated_traffic(held, ocr_held) if with_traffic else None
+    traffic = simulated_traffic(held, ocr_held, campaigns_at=thresholds.variant_level) if with_traffic else None
     window = len(held.creative_ids) - 1
     ocr = _Validation(validation.taxonomy, ocr_held.label_ids,
                       build_evidence(ocr_held, ref, exemplar_k, traffic=traffic, window=window),

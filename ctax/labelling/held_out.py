@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ctax.labelling.novelty import DUPLICATE_SIMILARITY, TRAFFIC_K, VARIANT_SIMILARITY
+from ctax.labelling.novelty import DUPLICATE_SIMILARITY, TRAFFIC_K, VARIANT_SIMILARITY, one_per_campaign
 from ctax.labelling.trigger import Evidence
 from ctax.taxonomy.tree import Taxonomy
 
@@ -36,13 +36,15 @@ class Held:
     vectors: np.ndarray
 
 
-def simulated_traffic(held: Held, readers: Held | None = None) -> list[list[float]]:
+def simulated_traffic(held: Held, readers: Held | None = None, campaigns_at: float | None = None
+                      ) -> list[list[float]]:
     """What a full traffic window shows each held creative: similarities to the other held creatives, best first
     (as many as the labeller fetches). The held creatives stand in for the traffic; the novelty sweep, which
     re-decides creatives once the window has filled, sees the window the same way (novelty_sweep.py).
 
     readers: other creatives looking at the same window (OCR-like readings of held ones), one row each; a
-    reader's own creative is left out of its window, as a held creative's is."""
+    reader's own creative is left out of its window, as a held creative's is. campaigns_at: the variant level at
+    which each campaign counts once (novelty.one_per_campaign), as the labeller reads a version that does so."""
     if len(held.creative_ids) == 0:
         return []
     unit = _unit(held.vectors)
@@ -56,7 +58,11 @@ def simulated_traffic(held: Held, readers: Held | None = None) -> list[list[floa
     out = []
     for row in sims:
         top = np.argpartition(-row, limit - 1)[:limit] if limit > 0 else np.zeros(0, dtype=np.int64)
-        out.append(sorted(row[top].tolist(), reverse=True))
+        top = top[np.argsort(-row[top], kind="stable")]
+        if campaigns_at is None:
+            out.append(row[top].tolist())
+        else:
+            out.append(one_per_campaign(row[top], unit[top], campaigns_at))
     return out
 
 

@@ -17,7 +17,7 @@ from ctax.embedding.ocr import OcrReader
 from ctax.embedding.space import CreativeContent, Encoded, SharedSpace
 from ctax.index.qdrant import LabelIndex
 from ctax.labelling.duplicates import near_duplicates
-from ctax.labelling.novelty import LABEL_CANDIDATES, traffic_k
+from ctax.labelling.novelty import LABEL_CANDIDATES, one_per_campaign, traffic_k
 from ctax.labelling.trigger import OCR, TEXT, Decision, Evidence, Thresholds, Trigger
 from ctax.taxonomy.tree import Taxonomy
 from ctax.vectors import normalise
@@ -140,7 +140,7 @@ class Labeller:
             near = near_duplicates(self.index, self.version, vectors, ids, self.duplicate_similarity)
             members = [root is not None for root in near]
             decisions = self.decide(vectors, [requests[i].asserted_label_id for i in rows],
-                                    *self._traffic(self.version, vectors, ids, members),
+                                    *self.arrival_traffic(vectors, ids, members),
                                     sources=[text_source(encoded[i].modalities) for i in rows])
             for i, decision, root in zip(rows, decisions, near, strict=True):
                 outcomes[i] = LabelOutcome(
@@ -203,31 +203,39 @@ class Labeller:
         """Each creative's similarities to the whole traffic window (itself aside), arrivals after it included,
         and the window's size: what the novelty sweep re-decides with."""
         window = max(self.index.count_traffic(self.version) - 1, 0)
-        scores = self.index.traffic_similarities(self.version, vectors, self._fetch(window), exclude=creative_ids)
-        return scores, [window] * len(creative_ids)
+        near = self.index.traffic_neighbours(self.version, vectors, self._fetch(window), exclude=creative_ids)
+        return [self._campaigns(np.asarray(scores), units) for scores, units in near], [window] * len(creative_ids)
 
-    def _traffic(
-        self, version: str, vectors: np.ndarray, creative_ids: Sequence[str], members: Sequence[bool] = (),
+    def _campaigns(self, scores: np.ndarray, units: np.ndarray) -> list[float]:
+        """The traffic the trigger reads from neighbours' similarities (best first) and unit vectors."""
+        thresholds = self.trigger.thresholds
+        if not thresholds.campaigns_once:
+            return [float(s) for s in scores]
+        return one_per_campaign(scores, units, thresholds.variant_level)
+
+    def arrival_traffic(
+        self, vectors: np.ndarray, creative_ids: Sequence[str], members: Sequence[bool] = (),
     ) -> tuple[list[list[float]], list[int]]:
         """Similarities of each creative to the recent creatives before it, and how many those were: the
         version's traffic window and the earlier ones of this batch, as if the batch had been labelled one by one.
         Earlier members of duplicate groups (`members[m]`) are not in the window, so they are not counted here."""
         if self.traffic_window <= 0:
             return [[] for _ in creative_ids], [0] * len(creative_ids)
-        stored = self.index.count_traffic(version)
+        stored = self.index.count_traffic(self.version)
         limit = self._fetch(stored + len(creative_ids))
-        stored_scores = self.index.traffic_similarities(version, vectors, limit, exclude=creative_ids)
+        near = self.index.traffic_neighbours(self.version, vectors, limit, exclude=creative_ids)
         unit = normalise(np.asarray(vectors, dtype=np.float32))
         within = (unit @ unit.T).astype(np.float64)
         ids = np.asarray(creative_ids, dtype=object)
         out = []
         is_member = np.asarray(members, dtype=bool) if members else np.zeros(len(creative_ids), dtype=bool)
-        for n, scores in enumerate(stored_scores):
+        for n, (scores, units) in enumerate(near):
             # The earlier creatives of this batch (a creative twice in one batch is not its own neighbour; earlier
             # members of duplicate groups are not in the window, so not counted either).
-            earlier = within[n, :n][(ids[:n] != ids[n]) & ~is_member[:n]]
-            merged = np.concatenate([np.asarray(scores, dtype=np.float64), earlier])
-            out.append(np.sort(merged)[::-1][:limit].tolist())
+            earlier = (ids[:n] != ids[n]) & ~is_member[:n]
+            merged = np.concatenate([np.asarray(scores, dtype=np.float64), within[n, :n][earlier]])
+            best = np.argsort(-merged, kind="stable")[:limit]
+            out.append(self._campaigns(merged[best], np.concatenate([units, unit[:n][earlier]])[best]))
         counted = [0, *np.cumsum(~is_member).tolist()]
         return out, [stored + int(counted[n]) for n in range(len(creative_ids))]
 

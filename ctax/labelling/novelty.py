@@ -69,6 +69,35 @@ def traffic_mean(traffic: Sequence[float], k: int = TRAFFIC_K, variant: float = 
     return float(sum(near) / k)
 
 
+def one_per_campaign(similarities: np.ndarray, neighbours: np.ndarray, level: float) -> list[float]:
+    """The traffic a creative's novelty reads, each campaign counted once: `similarities` of its nearest recent
+    creatives to it, `neighbours` their unit vectors in the same order. A recent creative at `level` or above to
+    the creative is a variant of it; one at `level` or above to such a variant, or to a nearer one already kept, is
+    that campaign again. The similarities kept, best first.
+
+    Why: a burst's loosest variants sit below the level to some of their fellows and above it to others, so the
+    level alone let the 10-20 loosest of 200 back into the traffic, where they read as a crowd with no labelled
+    fellows (docs/benchmarks.md, "Campaigns counted once"). Distinct creatives of one kind rarely pass the level
+    to each other (it is set so: held_out.variant_level), so a crowd keeps almost all of its members. By hand: a
+    greedy leader pass over at most 2 x MAX_TRAFFIC_K neighbours, which no clustering library does with the
+    creative's own campaign as a given cluster."""
+    sims = np.asarray(similarities, dtype=np.float64)
+    if len(sims) == 0:
+        return []
+    order = np.argsort(-sims, kind="stable")
+    sims, unit = sims[order], np.asarray(neighbours, dtype=np.float32)[order]
+    pairwise = unit @ unit.T
+    same = np.zeros(len(sims), dtype=bool)  # at the level to a campaign already seen (the creative's or a kept one)
+    kept = []
+    for n in range(len(sims)):
+        if sims[n] >= level:
+            same |= pairwise[n] >= level
+        elif not same[n]:
+            kept.append(float(sims[n]))
+            same |= pairwise[n] >= level
+    return kept
+
+
 def novelty_features(
     label_scores: Mapping[int, float],
     exemplars: Sequence[tuple[int, float]],

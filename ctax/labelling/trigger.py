@@ -58,6 +58,9 @@ class Thresholds:
     # From which similarity a recent creative is a variant of the one scored and no traffic evidence
     # (held_out.variant_level); None (calibrated before it was per version): novelty.VARIANT_SIMILARITY.
     variant_similarity: float | None = None
+    # The traffic counts each campaign once (novelty.one_per_campaign); False for a version whose novelty score
+    # was fitted before, on traffic read at the variant level alone.
+    campaigns_once: bool = False
     source: str = "defaults"
 
     @property

@@ -157,8 +157,18 @@ def test_traffic_window_keeps_the_most_recent_creatives_and_never_returns_the_qu
     expected = sorted((float(vectors[0] @ v / np.linalg.norm(vectors[0]) / np.linalg.norm(v)) for v in vectors[1:]),
                       reverse=True)
     assert np.allclose([h.score for h in hits[0]], expected, atol=1e-5)
-    assert index.traffic_similarities("v1", vectors[:2], 30, exclude=ids[:2]) == [[h.score for h in row]
-                                                                                  for row in hits]
+    # What the novelty feature reads: the same neighbours' similarities and their unit vectors, from the in-memory
+    # table and from the requests a server would be sent (evaluated by qdrant-client itself).
+    unit_of = {cid: v / np.linalg.norm(v) for cid, v in zip(ids, vectors, strict=True)}
+    for server in (False, True):
+        index.is_server = server
+        near = index.traffic_neighbours("v1", vectors[:2], 30, exclude=ids[:2])
+        for (scores, units), row in zip(near, hits, strict=True):
+            assert np.allclose(scores, [h.score for h in row], atol=1e-5)
+            assert np.allclose(units, [unit_of[h.creative_id] for h in row], atol=1e-5)
+    index.is_server = False
+    for scores, units in index.traffic_neighbours("v2", vectors[:2], 30):  # a version with no traffic yet
+        assert scores == [] and units.shape == (0, dim)
 
     # Over the window (plus its slack) the oldest are forgotten, in arrival order.
     index.record_traffic("v1", [f"{i:032x}" for i in range(30, 40)], vectors[:10] * -1, window=25)

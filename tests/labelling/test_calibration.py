@@ -178,7 +178,7 @@ def test_a_space_that_packs_distinct_creatives_close_raises_the_versions_near_du
 
 def test_a_packed_space_sets_its_own_variant_level_so_a_crowd_of_one_kind_still_counts_as_traffic() -> None:
     from ctax.labelling.held_out import VARIANT_SHARE
-    from ctax.labelling.novelty import FEATURES, VARIANT_SIMILARITY, NoveltyModel, traffic_mean
+    from ctax.labelling.novelty import FEATURES, VARIANT_SIMILARITY, NoveltyModel, one_per_campaign, traffic_mean
     from ctax.labelling.trigger import Evidence, Thresholds
 
     taxonomy, held, ref, sample = _world(noise=0.35)
@@ -199,6 +199,9 @@ def test_a_packed_space_sets_its_own_variant_level_so_a_crowd_of_one_kind_still_
     crowd = sample(0, 12)
     fellows = sorted((crowd[1:] @ crowd[0]).tolist(), reverse=True)
     assert traffic_mean(fellows) < 0.5 < 0.85 < traffic_mean(fellows, variant=level)
+    # Counted once per campaign at that level, the crowd keeps (almost) every member: they are distinct ads.
+    assert packed.campaigns_once
+    assert len(one_per_campaign(crowd[1:] @ crowd[0], crowd[1:], level)) >= len(crowd) - 3
     # A learned score serves with the version's level: the same crowd reads as newer than at the fixed 0.88.
     weights = tuple(float(name == "traffic_minus_exemplar") for name in FEATURES)
     packed = replace(packed, traffic_reference=100, novelty_model=NoveltyModel(

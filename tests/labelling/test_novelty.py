@@ -18,12 +18,14 @@ from ctax.labelling.novelty import (
     NoveltyModel,
     fit_novelty_model,
     novelty_features,
+    one_per_campaign,
     traffic_k,
     traffic_mean,
 )
 from ctax.labelling.trigger import Evidence, Thresholds, Trigger
 from ctax.taxonomy.paths import LabelPath
 from ctax.taxonomy.tree import Taxonomy, TaxonomyNode
+from tests.conftest import campaign_neighbourhood
 
 
 def _tree() -> Taxonomy:
@@ -188,6 +190,44 @@ def test_variants_of_one_creative_are_not_traffic_evidence() -> None:
     assert DUPLICATE_SIMILARITY > VARIANT_SIMILARITY > 0.85
 
 
+def test_each_campaign_in_the_traffic_counts_once_and_the_creatives_own_not_at_all() -> None:
+    creative, _, near = campaign_neighbourhood()
+    sims = near @ creative[0]
+    # At the level alone the looser variant b and both of d's campaign count; counted once, d alone does.
+    assert traffic_mean(sims.tolist(), k=4, variant=0.9) == pytest.approx((0.85 + 0.8 + 0.78) / 4)
+    assert one_per_campaign(sims, near, 0.9) == pytest.approx([0.8])
+    assert one_per_campaign(sims[::-1], near[::-1], 0.9) == pytest.approx([0.8])  # any order in, best first out
+    # Below every pair's similarity nothing is told apart but the creative's own; above them, nothing is merged.
+    assert one_per_campaign(sims, near, 0.5) == []
+    assert one_per_campaign(sims, near, 0.99) == pytest.approx(sims.tolist())
+    assert one_per_campaign(np.zeros(0), np.zeros((0, 8)), 0.9) == []
+
+
+def test_a_burst_of_one_campaign_reads_as_one_creative_and_a_crowd_of_one_kind_as_a_crowd() -> None:
+    rng = np.random.default_rng(3)
+    dim, level = 64, 0.92
+
+    def around(centre: np.ndarray, spread: np.ndarray) -> np.ndarray:
+        out = centre + spread[:, None] * rng.normal(size=(len(spread), dim)) / math.sqrt(dim)
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+    centre = rng.normal(size=dim)
+    centre /= np.linalg.norm(centre)
+    # 200 variants of one ad, some barely changed, some reworded throughout; the loosest one is being labelled.
+    burst = around(centre, np.linspace(0.1, 0.5, 200))
+    creative, others = burst[-1], burst[:-1]
+    sims = others @ creative
+    nearest = np.argsort(-sims)[: 2 * TRAFFIC_K]  # what the labeller fetches
+    assert np.all(sims < level)  # the level alone takes all of them for distinct creatives: a crowd
+    assert traffic_mean(sims[nearest].tolist(), variant=level) > 0.85
+    counted = one_per_campaign(sims[nearest], others[nearest], level)
+    assert len(counted) <= 2 and traffic_mean(counted, variant=level) < 0.2
+    # Distinct creatives of one kind sit below the level to each other: every one of them counts.
+    crowd = around(centre, np.full(21, 1.0))  # ~0.5 to each other
+    sims = crowd[1:] @ crowd[0]
+    assert one_per_campaign(sims, crowd[1:], level) == pytest.approx(sorted(sims.tolist(), reverse=True))
+
+
 def test_a_model_stored_before_the_traffic_feature_keeps_reading_its_own_features() -> None:
     old = list(FEATURES[:8])
     stored = {"features": old, "mean": [0.5] * 8, "scale": [2.0] * 8, "coef": [float(i) for i in range(8)],
@@ -223,8 +263,14 @@ def test_calibration_lets_the_validation_creatives_play_the_traffic_window() -> 
     for row in (0, 57, len(held.creative_ids) - 1):
         others = np.delete(unit @ unit[row], row)  # never itself
         assert np.allclose(traffic[row], np.sort(others)[::-1][: 2 * TRAFFIC_K], atol=1e-5)
-    _, with_traffic = calibrate(taxonomy, held, ref, seed=1, traffic_window=5000)
+        # Read as a version that counts each campaign once: the same neighbours, told apart at the level.
+        nearest = np.argsort(-(unit @ unit[row]))[1 : 2 * TRAFFIC_K + 1]
+        once = simulated_traffic(held, campaigns_at=0.9)[row]
+        assert np.allclose(once, one_per_campaign(unit[nearest] @ unit[row], unit[nearest], 0.9), atol=1e-5)
+    with_once, with_traffic = calibrate(taxonomy, held, ref, seed=1, traffic_window=5000)
     thresholds, without = calibrate(taxonomy, held, ref, seed=1, traffic_window=0)
+    assert with_once.campaigns_once and with_traffic["variants"]["campaigns_once"]
+    assert not thresholds.campaigns_once and not Thresholds().campaigns_once  # and a version fitted before
     assert "traffic_minus_exemplar" in with_traffic["new_label"]["scorer"]["features"]
     assert "traffic_minus_exemplar" not in without["new_label"]["scorer"]["features"]
     assert thresholds.novelty_model is not None

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
+import numpy as np
+import pytest
 from sqlalchemy import select
 
 from ctax.creatives.intake import CreativeSubmission
@@ -14,6 +17,7 @@ from ctax.versions import registry
 from ctax.versions.lifecycle import build
 from ctax.worker.runtime import Runtime
 from ctax.worker.tasks.label import run
+from tests.conftest import campaign_neighbourhood
 from tests.worker.test_label_task import load, submit
 
 ROCKETS = [
@@ -147,3 +151,26 @@ def test_the_members_of_a_group_are_raised_with_their_root_and_counted_on_its_on
     assert again.raised == again.members_raised == 0 and again.members == 1
     rows = load(runtime, [rockets[0], copy])
     assert rows[copy].prediction == {**rows[rockets[0]].prediction, "duplicate_of": rockets[0]}
+
+
+def test_the_labeller_counts_each_campaign_in_the_traffic_once_where_the_version_does(runtime: Runtime) -> None:
+    """At arrival (the window and the earlier creatives of the batch) and in the sweep (the whole window), the
+    traffic a version calibrated to count campaigns once reads is one creative per campaign; a version fitted
+    before reads every neighbour, as it was fitted on."""
+    creative, names, near = campaign_neighbourhood(dim=384)
+    ids = {name: uuid.uuid4().hex for name in names}
+    query_id = uuid.uuid4().hex
+    labeller = runtime.labeller()
+    labeller.index.record_traffic(labeller.version, [ids[n] for n in names[:2]], near[:2].astype(np.float32), 100)
+    batch = np.vstack([near[2:], creative]).astype(np.float32)  # d and e arrive in the batch, then the creative
+    batch_ids = [ids["d"], ids["e"], query_id]
+    expected = {False: [0.95, 0.85, 0.8, 0.78], True: [0.8]}
+    for once in (False, True):
+        set_thresholds(runtime, campaigns_once=once, variant_similarity=0.9)
+        traffic, windows = runtime.labeller().arrival_traffic(batch, batch_ids)
+        assert traffic[2] == pytest.approx(expected[once], abs=1e-5) and windows[2] == 4
+    labeller.index.record_traffic(labeller.version, batch_ids, batch, 100)
+    for once in (False, True):
+        set_thresholds(runtime, campaigns_once=once, variant_similarity=0.9)
+        [swept], [window] = runtime.labeller().full_window_traffic(creative.astype(np.float32), [query_id])
+        assert swept == pytest.approx(expected[once], abs=1e-5) and window == 4

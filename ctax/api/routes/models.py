@@ -48,6 +48,8 @@ def version_view(version: ModelVersion) -> dict[str, Any]:
             "duplicate_similarity": (version.thresholds or {}).get("duplicate_similarity"),
             # From which similarity recent creatives are variants, no novelty evidence (None: the fixed 0.88).
             "variant_similarity": (version.thresholds or {}).get("variant_similarity"),
+            # Whether its traffic counts each campaign once (novelty.one_per_campaign): a burst reads as one ad.
+            "campaigns_once": bool((version.thresholds or {}).get("campaigns_once")),
             # Which novelty score the fit is: the learned one's coefficients are in the version's thresholds.
             "novelty_score": "learned" if (version.thresholds or {}).get("novelty_model") else "blend",
             "source": (version.thresholds or {}).get("source"),
