@@ -13,6 +13,7 @@ from qdrant_client import QdrantClient, models
 
 from ctax.index.points import normal_point_id
 from ctax.index.table import VectorTable
+from ctax.vectors import normalise
 
 LOCAL_SCROLL_PAGE = 16_384
 UPSERT_BATCH = 512
@@ -153,6 +154,32 @@ class Collections:
                 else [(point, score) for point, _, score in row if point != own][:limit]
                 for n, (row, own) in enumerate(zip(rows, skip, strict=True))
             ]
+        responses = self._server_nearest(collection, vectors, limit, skip, allowed, with_vector=False)
+        return [[(p.id, float(p.score)) for p in points] for points in responses]
+
+    def _nearest_vectors(
+        self, collection: str, vectors: np.ndarray, limit: int, skip: Sequence[str | None]
+    ) -> list[tuple[list[float], np.ndarray]]:
+        """As _nearest_points, with the points' unit vectors in place of their ids: (cosines best first, their
+        vectors as rows). Local mode reads the mirror's rows without going through point ids."""
+        dim = int(vectors.shape[1])
+        if not self.is_server:
+            table = self._table(collection)
+            out = []
+            for (rows, scores), own in zip(table.nearest_rows(vectors, limit + 1), skip, strict=True):
+                own_row = table.rows.get(own) if own is not None else None
+                keep = [n for n, row in enumerate(rows) if row != own_row][:limit]
+                out.append(([scores[n] for n in keep], table.vectors[[rows[n] for n in keep]].reshape(-1, dim)))
+            return out
+        return [([float(p.score) for p in points],
+                 normalise(np.asarray([p.vector for p in points], dtype=np.float32).reshape(-1, dim)))
+                for points in self._server_nearest(collection, vectors, limit, skip, None, with_vector=True)]
+
+    def _server_nearest(
+        self, collection: str, vectors: np.ndarray, limit: int, skip: Sequence[str | None],
+        allowed: Sequence[Sequence[str] | None] | None, with_vector: bool,
+    ) -> list[list[Any]]:
+        """One batch of server queries, one per vector: the scored points of each, [] where none qualify."""
         asked, requests = [], []
         for n, (vector, own) in enumerate(zip(vectors, skip, strict=True)):
             must: list[Any] = []
@@ -163,10 +190,10 @@ class Collections:
             must_not: list[Any] = [models.HasIdCondition(has_id=[own])] if own else []
             asked.append(n)
             requests.append(models.QueryRequest(
-                query=vector.tolist(), limit=limit, with_payload=False,
+                query=vector.tolist(), limit=limit, with_payload=False, with_vector=with_vector,
                 filter=models.Filter(must=must or None, must_not=must_not or None) if must or must_not else None))
-        out: list[list[tuple[Any, float]]] = [[] for _ in range(len(vectors))]
+        out: list[list[Any]] = [[] for _ in range(len(vectors))]
         if requests:
             for n, response in zip(asked, self.client.query_batch_points(collection, requests=requests), strict=True):
-                out[n] = [(p.id, float(p.score)) for p in response.points]
+                out[n] = list(response.points)
         return out

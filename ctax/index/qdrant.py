@@ -21,7 +21,6 @@ from qdrant_client import models
 from ctax.errors import NotFound
 from ctax.index.creatives import Creatives
 from ctax.index.points import LabelHit, TrafficHit, creative_id_of, normal_point_id, point_id
-from ctax.vectors import normalise
 
 
 class LabelIndex(Creatives):
@@ -183,28 +182,13 @@ class LabelIndex(Creatives):
     ) -> list[tuple[list[float], np.ndarray]]:
         """Per vector, the similarities of its `limit` nearest recently labelled creatives, best first, and their
         unit vectors (what the novelty feature reads: novelty.one_per_campaign tells a campaign's variants apart
-        by them); row i never returns exclude[i]. In local mode straight from the table's rows."""
+        by them); row i never returns exclude[i]."""
         name = self.traffic_collection(version)
         dim = int(vectors.shape[1]) if vectors.ndim == 2 else 0
         if len(vectors) == 0 or not self.client.collection_exists(name):
             return [([], np.zeros((0, dim), dtype=np.float32)) for _ in range(len(vectors))]
         skip = [point_id(cid) for cid in exclude] if exclude else [None] * len(vectors)
-        if not self.is_server:
-            table = self._table(name)
-            out = []
-            for row, own in zip(table.nearest(vectors, limit + 1), skip, strict=True):
-                hits = [(point, score) for point, _, score in row if point != own][:limit]
-                rows = [table.rows[point] for point, _ in hits]
-                out.append(([score for _, score in hits], table.vectors[rows].reshape(len(rows), dim)))
-            return out
-        requests = [models.QueryRequest(
-            query=vector.tolist(), limit=limit, with_payload=False, with_vector=True,
-            filter=models.Filter(must_not=[models.HasIdCondition(has_id=[own])]) if own else None)
-            for vector, own in zip(vectors, skip, strict=True)]
-        responses = self.client.query_batch_points(name, requests=requests)
-        return [([float(p.score) for p in response.points],
-                 normalise(np.asarray([p.vector for p in response.points], dtype=np.float32).reshape(-1, dim)))
-                for response in responses]
+        return self._nearest_vectors(name, vectors, limit, skip)
 
     def nearest_traffic(
         self, version: str, vectors: np.ndarray, limit: int, exclude: Sequence[str] = ()

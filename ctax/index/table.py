@@ -75,24 +75,33 @@ class VectorTable:
         out: list[list[tuple[Any, int, float]]] = [[] for _ in range(len(scores))]
         free = [n for n, allowed in enumerate(filters) if not allowed]
         if free and limit > 0:
-            # The queries without a filter in one go (a batch's per-row numpy calls and numpy scalars cost more
-            # than the product itself); per row exactly what _nearest_among gives over every point.
-            sub = scores[free]
-            if len(self) > limit:
-                chosen = np.argpartition(-sub, limit - 1, axis=1)[:, :limit]
-            else:
-                chosen = np.broadcast_to(np.arange(len(self)), sub.shape)
-            chosen_scores = np.take_along_axis(sub, chosen, axis=1)
-            order = np.argsort(-chosen_scores, axis=1, kind="stable")
             labels = self.label_ids.tolist()
-            for n, rows, row_scores in zip(free, np.take_along_axis(chosen, order, axis=1).tolist(),
-                                           np.take_along_axis(chosen_scores, order, axis=1).tolist(), strict=True):
-                out[n] = [(self.point_ids[r], labels[r], score) for r, score in zip(rows, row_scores, strict=True)]
+            for n, (best, row_scores) in zip(free, self._best_rows(scores[free], limit), strict=True):
+                out[n] = [(self.point_ids[r], labels[r], score) for r, score in zip(best, row_scores, strict=True)]
         for n, allowed in enumerate(filters):
             if allowed:
                 rows = np.array([self._row[p] for p in allowed if p in self._row], dtype=np.int64)
                 out[n] = self._nearest_among(scores[n], rows, limit)
         return out
+
+    def nearest_rows(self, queries: np.ndarray, limit: int) -> list[tuple[list[int], list[float]]]:
+        """(rows, cosines) of the `limit` nearest points per query, best first: for callers that read the rows'
+        vectors (`self.vectors[rows]`) rather than point ids."""
+        if len(self) == 0 or limit <= 0:
+            return [([], []) for _ in range(len(queries))]
+        return self._best_rows(normalise(np.asarray(queries, dtype=np.float32)) @ self.vectors.T, limit)
+
+    def _best_rows(self, scores: np.ndarray, limit: int) -> list[tuple[list[int], list[float]]]:
+        # Every query in one go (a batch's per-row numpy calls and numpy scalars cost more than the product
+        # itself); per row exactly what _nearest_among gives over every point.
+        if len(self) > limit:
+            chosen = np.argpartition(-scores, limit - 1, axis=1)[:, :limit]
+        else:
+            chosen = np.broadcast_to(np.arange(len(self)), scores.shape)
+        chosen_scores = np.take_along_axis(scores, chosen, axis=1)
+        order = np.argsort(-chosen_scores, axis=1, kind="stable")
+        return list(zip(np.take_along_axis(chosen, order, axis=1).tolist(),
+                        np.take_along_axis(chosen_scores, order, axis=1).tolist(), strict=True))
 
     def _nearest_among(self, row_scores: np.ndarray, rows: np.ndarray, limit: int) -> list[tuple[Any, int, float]]:
         if len(rows) > limit:  # argpartition: the top `limit` without sorting every exemplar

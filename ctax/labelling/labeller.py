@@ -203,13 +203,23 @@ class Labeller:
         """Each creative's similarities to the whole traffic window (itself aside), arrivals after it included,
         and the window's size: what the novelty sweep re-decides with."""
         window = max(self.index.count_traffic(self.version) - 1, 0)
-        near = self.index.traffic_neighbours(self.version, vectors, self._fetch(window), exclude=creative_ids)
+        near = self._traffic_neighbours(vectors, self._fetch(window), creative_ids)
         return [self._campaigns(np.asarray(scores), units) for scores, units in near], [window] * len(creative_ids)
 
-    def _campaigns(self, scores: np.ndarray, units: np.ndarray) -> list[float]:
+    def _traffic_neighbours(
+        self, vectors: np.ndarray, limit: int, creative_ids: Sequence[str]
+    ) -> list[tuple[list[float], np.ndarray | None]]:
+        """Neighbours' similarities in the traffic window, with their unit vectors only where the version counts
+        each campaign once: the others never read them, and fetching them costs the hot path."""
+        if self.trigger.thresholds.campaigns_once:
+            return list(self.index.traffic_neighbours(self.version, vectors, limit, exclude=creative_ids))
+        return [([hit.score for hit in row], None)
+                for row in self.index.nearest_traffic(self.version, vectors, limit, exclude=creative_ids)]
+
+    def _campaigns(self, scores: np.ndarray, units: np.ndarray | None) -> list[float]:
         """The traffic the trigger reads from neighbours' similarities (best first) and unit vectors."""
         thresholds = self.trigger.thresholds
-        if not thresholds.campaigns_once:
+        if units is None or not thresholds.campaigns_once:
             return [float(s) for s in scores]
         return one_per_campaign(scores, units, thresholds.variant_level)
 
@@ -223,7 +233,7 @@ class Labeller:
             return [[] for _ in creative_ids], [0] * len(creative_ids)
         stored = self.index.count_traffic(self.version)
         limit = self._fetch(stored + len(creative_ids))
-        near = self.index.traffic_neighbours(self.version, vectors, limit, exclude=creative_ids)
+        near = self._traffic_neighbours(vectors, limit, creative_ids)
         unit = normalise(np.asarray(vectors, dtype=np.float32))
         within = (unit @ unit.T).astype(np.float64)
         ids = np.asarray(creative_ids, dtype=object)
@@ -235,7 +245,8 @@ class Labeller:
             earlier = (ids[:n] != ids[n]) & ~is_member[:n]
             merged = np.concatenate([np.asarray(scores, dtype=np.float64), within[n, :n][earlier]])
             best = np.argsort(-merged, kind="stable")[:limit]
-            out.append(self._campaigns(merged[best], np.concatenate([units, unit[:n][earlier]])[best]))
+            fellows = None if units is None else np.concatenate([units, unit[:n][earlier]])[best]
+            out.append(self._campaigns(merged[best], fellows))
         counted = [0, *np.cumsum(~is_member).tolist()]
         return out, [stored + int(counted[n]) for n in range(len(creative_ids))]
 

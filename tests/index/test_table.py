@@ -27,6 +27,7 @@ def test_delete_filters_and_limits() -> None:
     assert [p for p, _, _ in table.nearest(query, 5)[0]] == ["b", "c"]
     table.delete(["b", "c"])
     assert table.nearest(query, 5) == [[]]
+    assert table.nearest_rows(query, 5) == [([], [])]
 
 
 def test_a_batch_of_queries_ranks_as_each_query_alone_ties_included() -> None:
@@ -41,6 +42,12 @@ def test_a_batch_of_queries_ranks_as_each_query_alone_ties_included() -> None:
         assert batch == table.nearest(queries, limit, only=everything)  # the one-query-at-a-time path
         assert [len(row) for row in batch] == [min(limit, 90)] * len(queries)
         assert all(isinstance(label, int) and isinstance(score, float) for row in batch for _, label, score in row)
+        # The rows variant ranks the same points, and its rows index the table's vectors.
+        by_rows = table.nearest_rows(queries, limit)
+        assert [[table.point_ids[r] for r in rows] for rows, _ in by_rows] == [[p for p, _, _ in row] for row in batch]
+        assert [scores for _, scores in by_rows] == [[s for _, _, s in row] for row in batch]
+        rows, _ = by_rows[-1]
+        assert np.allclose(table.vectors[rows[0]], base[1] / np.linalg.norm(base[1]), atol=1e-6)
     # Filtered and free rows in one call (scores compared loosely: BLAS may round a 3-row product differently).
     mixed = table.nearest(queries[:3], 5, only=[None, ["p1", "p2"], []])
     for n in (0, 2):
