@@ -13,7 +13,9 @@ inside the row above them). Compare figures from one machine state: it is a prof
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
+import importlib
 import json
 import tempfile
 import time
@@ -48,6 +50,36 @@ def timed(parts: dict[str, float], owner: Any, name: str, label: str) -> None:
     setattr(owner, name, inner)
 
 
+# What is timed, as (module, attribute within it, attribute, row label); nested rows are inside the row above.
+PARTS = [
+    ("ctax.store.leases", "", "claim_inputs", "claim (UPDATE ... RETURNING)"),
+    ("ctax.labelling.batch", "LabellingWorker", "_read", "read the claimed rows"),
+    ("ctax.labelling.labeller", "Labeller", "label", "Labeller.label"),
+    ("ctax.labelling.labeller", "Labeller", "arrival_traffic", "  traffic search"),
+    ("ctax.labelling.labeller", "Labeller", "decide", "  decide (label/exemplar search + trigger)"),
+    ("ctax.labelling.labeller", "Labeller", "prediction", "  prediction JSON"),
+    ("ctax.index.qdrant", "LabelIndex", "record_traffic", "  record_traffic"),
+    ("ctax.index.qdrant", "LabelIndex", "upsert_creatives", "  upsert_creatives"),
+    ("ctax.labelling.batch", "LabellingWorker", "_store_retrying", "store transaction"),
+    ("ctax.store.repos.creatives", "", "store_results", "  store_results"),
+    ("ctax.labelling.batch", "LabellingWorker", "_maybe_sweep", "novelty sweep"),
+]
+
+
+def timed_parts() -> list[tuple[Any, str, str]]:
+    """(owner, attribute, row label) for each of PARTS that the code being measured has: an older checkout (on
+    PYTHONPATH, to compare) may lack some, and those rows are left out with a line saying so."""
+    out = []
+    for module_name, owner_name, name, label in PARTS:
+        module = importlib.import_module(module_name)
+        owner = getattr(module, owner_name) if owner_name else module
+        if hasattr(owner, name):
+            out.append((owner, name, label))
+        else:
+            console.print(f"not timed: {module_name}.{owner_name or ''}{'.' if owner_name else ''}{name} is absent")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backend", default="openvino")
@@ -55,18 +87,16 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--taxonomy", action="store_true", help="import the Pitt taxonomy first")
     parser.add_argument("--traffic-window", type=int, default=0, help="CTAX_NOVELTY_TRAFFIC_WINDOW (0: none)")
+    parser.add_argument("--campaigns-once", choices=["version", "on", "off"], default="version",
+                        help="count each campaign once in the traffic as the version says, or always, or never")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
 
     from ctax.embedding import space as space_module
     from ctax.embedding.space import CreativeContent
-    from ctax.index.qdrant import LabelIndex
     from ctax.labelling import batch as batch_module
     from ctax.labelling import flagging
-    from ctax.labelling.labeller import Labeller
-    from ctax.store import leases
-    from ctax.store.repos import creatives
     from ctax.worker.tasks import label as label_task
 
     payloads = texts(args.n, args.seed)
@@ -77,20 +107,7 @@ def main() -> None:
         bench_backends.import_taxonomy("text", work, args.batch_size, "cpu")
 
     parts: dict[str, float] = defaultdict(float)
-    for owner, name, label in [
-        (leases, "claim_inputs", "claim (UPDATE ... RETURNING)"),
-        (batch_module.LabellingWorker, "_read", "read the claimed rows"),
-        (Labeller, "label", "Labeller.label"),
-        (Labeller, "_traffic", "  traffic search"),
-        (Labeller, "decide", "  decide (label/exemplar search + trigger)"),
-        (Labeller, "prediction", "  prediction JSON"),
-        (LabelIndex, "record_traffic", "  record_traffic"),
-        (LabelIndex, "upsert_creatives", "  upsert_creatives"),
-        (batch_module.LabellingWorker, "_store_retrying", "store transaction"),
-        (creatives, "asserted_labels", "  asserted labels"),
-        (creatives, "store_results", "  store_results"),
-        (batch_module.LabellingWorker, "_maybe_sweep", "novelty sweep"),
-    ]:
+    for owner, name, label in timed_parts():
         timed(parts, owner, name, label)
     batch_module.flag_batch = flagging.flag_batch  # type: ignore[attr-defined]
     timed(parts, batch_module, "flag_batch", "  flag_batch")
@@ -107,6 +124,7 @@ def main() -> None:
 
     run = label_task.run
     calls = {"n": 0}
+    once = {"on": False}
     batches_per_pass = -(-args.n // args.batch_size)
 
     def run_after_warm_up(rt: Any, ids: list[str], pipelined: bool = False) -> Any:
@@ -117,6 +135,11 @@ def main() -> None:
         parts["whole task"] += time.perf_counter() - start
         calls["n"] += 1
         if calls["n"] == 1:  # the first batch pays for lazy set-up; then every text is encoded once, untimed
+            trigger = rt.labeller().trigger
+            if args.campaigns_once != "version":
+                trigger.thresholds = dataclasses.replace(trigger.thresholds,
+                                                         campaigns_once=args.campaigns_once == "on")
+            once["on"] = trigger.thresholds.campaigns_once
             space_module.SharedSpace.encode = replayed  # type: ignore[method-assign]
             space = rt.labeller().space
             for start in range(0, len(payloads), args.batch_size):
@@ -138,10 +161,12 @@ def main() -> None:
         out.add_row(label, f"{ms:.3f}")
     console.print(out)
     console.print(f"backend {args.backend}, taxonomy {args.taxonomy}, traffic window {args.traffic_window}, "
+                  f"campaigns counted once {once['on']}, "
                   f"{timed_n} creatives timed; work folder {work}")
     if args.json:
         args.json.write_text(json.dumps({"backend": args.backend, "taxonomy": args.taxonomy,
-                                         "traffic_window": args.traffic_window, "ms_per_creative": figures},
+                                         "traffic_window": args.traffic_window, "campaigns_once": once["on"],
+                                         "ms_per_creative": figures},
                                         indent=2))
 
 
