@@ -13,7 +13,8 @@ opens no review item of its own but adds one to the root's item's `members`; whe
 root's item, the member gets the same annotation. A reviewer's decision on the item applies to every member
 (ctax/review/decisions.py). Members are not recorded into the novelty traffic window: a burst of copies of one
 campaign counts once as evidence. A creative with members of its own never joins another group (its members would
-be orphaned), and a creative is never its own member.
+be orphaned), and a creative is never its own member. An imported example (labelled by a person, never by a
+version) is no root: it has no decision to share, so a copy of it is labelled on its own.
 """
 
 from __future__ import annotations
@@ -155,8 +156,8 @@ def exact_matches(session: Session, batch: Sequence[Content]) -> dict[str, str]:
 
 
 def resolve_roots(session: Session, candidates: dict[str, str]) -> dict[str, Root]:
-    """For each creative (key) the root of the group its candidate (value) is in, where that root is labelled and
-    the creative may join it (not itself, not a creative with members of its own)."""
+    """For each creative (key) the root of the group its candidate (value) is in, where that root is labelled by a
+    version and the creative may join it (not itself, not a creative with members of its own)."""
     if not candidates:
         return {}
     rows = {row.id: row for row in creative_rows.by_ids(session, list(set(candidates.values())))}
@@ -167,8 +168,11 @@ def resolve_roots(session: Session, candidates: dict[str, str]) -> dict[str, Roo
     for creative_id, candidate in candidates.items():
         row = rows.get(candidate)
         root = rows.get(row.duplicate_of or row.id) if row is not None else None
+        # A root without a prediction is a labelled example (imported, never labelled by a version): it has no
+        # decision to share, and a copy that took it would answer with no labels at all; the copy is labelled on
+        # its own, next to that example in the space.
         if (root is None or root.id == creative_id or root.status != CreativeStatus.LABELLED
-                or creative_id in with_members):
+                or root.prediction is None or creative_id in with_members):
             continue
         prediction = dict(root.prediction or {})
         prediction["duplicate_of"] = root.id

@@ -4,12 +4,17 @@ item, take a reviewer's decision on it, count once in the traffic window and onc
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from sqlalchemy import select
 
 from ctax.creatives.intake import CreativeSubmission
 from ctax.dataset import export
+from ctax.dataset.importing import import_labelled
 from ctax.enums import Action, ReviewStatus
 from ctax.review import decisions as review_decisions
+from ctax.search.backfill import backfill
 from ctax.store.keys import create_key
 from ctax.store.models import Annotation, ApiKey, Label, ReviewDecision, ReviewItem
 from ctax.worker.runtime import Runtime
@@ -79,6 +84,31 @@ def test_exact_image_duplicates_are_neither_read_nor_encoded_again(runtime: Runt
     index = runtime.labeller().index
     vectors = index.creative_vectors(runtime.labeller().version, [root, copy])
     assert set(vectors) == {root, copy}
+
+
+def test_a_copy_of_an_imported_example_is_labelled_on_its_own_not_left_without_labels(
+        runtime: Runtime, tmp_path: Path) -> None:
+    # An imported example is labelled by a person, not by a version: no prediction, flag or decided label to share.
+    source = tmp_path / "seed.jsonl"
+    source.write_text(json.dumps({"id": "seed-1", "texts": [AD], "label": "Product/Vehicles/Cars"}) + "\n")
+    with runtime.db.write() as session:
+        import_labelled(session, runtime.blobs, runtime.settings, source)
+    labeller = runtime.labeller()
+    # In the version's creatives collection, as the worker's backfill puts every labelled creative: near matches.
+    assert backfill(runtime.db, labeller.space, labeller.index, runtime.blobs) == 1
+    [copy, variant] = submit(runtime, CreativeSubmission(texts=[AD]),
+                             CreativeSubmission(texts=[AD.replace("today", "this week")]))
+    assert run(runtime, [copy, variant])["labelled"] == 2
+    rows = load(runtime, [copy, variant])
+    for creative in (copy, variant):  # both near the example; neither joins it
+        assert rows[creative].duplicate_of is None and rows[creative].flag is not None
+        assert rows[creative].prediction["top_k"][0]["path"] == "Product/Vehicles/Cars"
+    # The copy, labelled by the version, is a root as any: a later copy takes its decision.
+    [again] = submit(runtime, CreativeSubmission(texts=[AD]))
+    assert run(runtime, [again])["labelled"] == 1
+    rows = load(runtime, [copy, again])
+    assert rows[again].duplicate_of == copy
+    assert rows[again].prediction["top_k"] == rows[copy].prediction["top_k"]
 
 
 def test_a_near_variant_joins_and_a_different_ad_of_the_same_label_does_not(runtime: Runtime) -> None:
