@@ -158,22 +158,25 @@ class Collections:
         return [[(p.id, float(p.score)) for p in points] for points in responses]
 
     def _nearest_vectors(
-        self, collection: str, vectors: np.ndarray, limit: int, skip: Sequence[str | None]
-    ) -> list[tuple[list[float], np.ndarray]]:
-        """As _nearest_points, with the points' unit vectors in place of their ids: (cosines best first, their
-        vectors as rows). Local mode reads the mirror's rows without going through point ids."""
+        self, collection: str, vectors: np.ndarray, limit: int, skip: Sequence[str | None], with_vectors: bool = True,
+    ) -> list[tuple[list[float], np.ndarray | None]]:
+        """As _nearest_points, with the points' unit vectors (None unless `with_vectors`) in place of their ids:
+        (cosines best first, their vectors as rows). Local mode reads the mirror's rows without going through
+        point ids, which costs more than the search itself (bench.fixed_cost)."""
         dim = int(vectors.shape[1])
         if not self.is_server:
             table = self._table(collection)
-            out = []
+            out: list[tuple[list[float], np.ndarray | None]] = []
             for (rows, scores), own in zip(table.nearest_rows(vectors, limit + 1), skip, strict=True):
                 own_row = table.rows.get(own) if own is not None else None
                 keep = [n for n, row in enumerate(rows) if row != own_row][:limit]
-                out.append(([scores[n] for n in keep], table.vectors[[rows[n] for n in keep]].reshape(-1, dim)))
+                out.append(([scores[n] for n in keep], table.vectors[[rows[n] for n in keep]].reshape(-1, dim)
+                            if with_vectors else None))
             return out
         return [([float(p.score) for p in points],
-                 normalise(np.asarray([p.vector for p in points], dtype=np.float32).reshape(-1, dim)))
-                for points in self._server_nearest(collection, vectors, limit, skip, None, with_vector=True)]
+                 normalise(np.asarray([p.vector for p in points], dtype=np.float32).reshape(-1, dim))
+                 if with_vectors else None)
+                for points in self._server_nearest(collection, vectors, limit, skip, None, with_vector=with_vectors)]
 
     def _server_nearest(
         self, collection: str, vectors: np.ndarray, limit: int, skip: Sequence[str | None],

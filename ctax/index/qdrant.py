@@ -178,17 +178,17 @@ class LabelIndex(Creatives):
         return self._count_points(self.traffic_collection(version))
 
     def traffic_neighbours(
-        self, version: str, vectors: np.ndarray, limit: int, exclude: Sequence[str] = ()
-    ) -> list[tuple[list[float], np.ndarray]]:
+        self, version: str, vectors: np.ndarray, limit: int, exclude: Sequence[str] = (), with_vectors: bool = True,
+    ) -> list[tuple[list[float], np.ndarray | None]]:
         """Per vector, the similarities of its `limit` nearest recently labelled creatives, best first, and their
         unit vectors (what the novelty feature reads: novelty.one_per_campaign tells a campaign's variants apart
-        by them); row i never returns exclude[i]."""
+        by them; None unless `with_vectors`); row i never returns exclude[i]."""
         name = self.traffic_collection(version)
         dim = int(vectors.shape[1]) if vectors.ndim == 2 else 0
         if len(vectors) == 0 or not self.client.collection_exists(name):
-            return [([], np.zeros((0, dim), dtype=np.float32)) for _ in range(len(vectors))]
+            return [([], np.zeros((0, dim), dtype=np.float32) if with_vectors else None) for _ in range(len(vectors))]
         skip = [point_id(cid) for cid in exclude] if exclude else [None] * len(vectors)
-        return self._nearest_vectors(name, vectors, limit, skip)
+        return self._nearest_vectors(name, vectors, limit, skip, with_vectors)
 
     def nearest_traffic(
         self, version: str, vectors: np.ndarray, limit: int, exclude: Sequence[str] = ()

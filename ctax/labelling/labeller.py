@@ -210,11 +210,9 @@ class Labeller:
         self, vectors: np.ndarray, limit: int, creative_ids: Sequence[str]
     ) -> list[tuple[list[float], np.ndarray | None]]:
         """Neighbours' similarities in the traffic window, with their unit vectors only where the version counts
-        each campaign once: the others never read them, and fetching them costs the hot path."""
-        if self.trigger.thresholds.campaigns_once:
-            return list(self.index.traffic_neighbours(self.version, vectors, limit, exclude=creative_ids))
-        return [([hit.score for hit in row], None)
-                for row in self.index.nearest_traffic(self.version, vectors, limit, exclude=creative_ids)]
+        each campaign once: the others never read them, and a server would send them."""
+        return self.index.traffic_neighbours(self.version, vectors, limit, exclude=creative_ids,
+                                             with_vectors=self.trigger.thresholds.campaigns_once)
 
     def _campaigns(self, scores: np.ndarray, units: np.ndarray | None) -> list[float]:
         """The traffic the trigger reads from neighbours' similarities (best first) and unit vectors."""

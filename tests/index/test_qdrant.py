@@ -166,9 +166,13 @@ def test_traffic_window_keeps_the_most_recent_creatives_and_never_returns_the_qu
         for (scores, units), row in zip(near, hits, strict=True):
             assert np.allclose(scores, [h.score for h in row], atol=1e-5)
             assert np.allclose(units, [unit_of[h.creative_id] for h in row], atol=1e-5)
+        # Without vectors (a version that does not count campaigns once): the same similarities, no vectors.
+        bare = index.traffic_neighbours("v1", vectors[:2], 30, exclude=ids[:2], with_vectors=False)
+        assert [units for _, units in bare] == [None, None]
+        assert all(np.allclose(a, b, atol=1e-6) for (a, _), (b, _) in zip(bare, near, strict=True))
     index.is_server = False
     for scores, units in index.traffic_neighbours("v2", vectors[:2], 30):  # a version with no traffic yet
-        assert scores == [] and units.shape == (0, dim)
+        assert scores == [] and units is not None and units.shape == (0, dim)
 
     # Over the window (plus its slack) the oldest are forgotten, in arrival order.
     index.record_traffic("v1", [f"{i:032x}" for i in range(30, 40)], vectors[:10] * -1, window=25)
