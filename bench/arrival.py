@@ -11,8 +11,13 @@ traffic window is `--traffic-window` (500 by default, so that the trickle stream
 service's default is 5000). Prints one table (mean ± std over the seeds) and, with --json, writes the rows:
 pattern, version, seed, novelty_auroc_at_arrival, novelty_auroc_final, known_flagged_new_rate (for burst and
 mixed: over the burst's variants), top1, wrong_label_auroc, seen_before_first_flag per held-out label, and how
-near-duplicate grouping met the burst (n_burst_grouped, burst_groups, burst_source_first). Rows are written as they
-come; `--out DIR` gives a concurrent run its own split, stream and service files.
+near-duplicate grouping met the burst (n_burst_grouped, burst_groups, burst_source_first, burst_flagged_by_source).
+Rows are written as they come; `--out DIR` gives a concurrent run its own split, stream and service files.
+
+    python -m bench.arrival --patterns campaigns --only pretrained --json campaigns.json   # ten bursts per seed
+
+A burst's variants take their source's decision, so one burst per seed says whether one ad is flagged; the
+campaigns pattern (ten ads, a tenth of the variants each) measures the share over many bursts.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bench.arrival_streams import BURST_PREFIX, PATTERNS, build
+from bench.arrival_streams import BURST_PREFIX, EXTRA_PATTERNS, PATTERNS, build
 from bench.pitt_eval import OUT, split
 from bench.seeds import DEFAULT_SEEDS, aggregate, cell, parse_seeds
 from ctax.config import Settings
@@ -106,20 +111,28 @@ def row_of(pattern: str, version: str, seed: int, result: dict[str, Any]) -> dic
 
 
 def burst_groups(verdicts: list[dict[str, Any]], burst: list[dict[str, Any]]) -> dict[str, Any]:
-    """How near-duplicate grouping met the burst: how many variants joined a group, each group's root (the source
-    ad or a variant) with its members and its flag at arrival, and whether the source ad arrived before the burst
-    (only then can the variants join the source's group)."""
+    """How near-duplicate grouping met the burst: how many variants joined a group, each group's root (a source
+    ad or a variant) with its members and its flag at arrival, and whether each source ad arrived before its
+    variants (only then can they join the source's group). Per source ad (one for burst and mixed, CAMPAIGNS for
+    campaigns): its variants' share flagged `new_label`."""
     if not burst:
-        return {"n_burst_grouped": 0, "burst_groups": {}, "burst_source_first": None}
-    source = str(burst[0]["external_id"]).split("-", 2)[2]
+        return {"n_burst_grouped": 0, "burst_groups": {}, "burst_source_first": None, "burst_sources": 0,
+                "burst_flagged_by_source": {}}
+    def source_of(verdict: dict[str, Any]) -> str:
+        return str(verdict["external_id"]).split("-", 2)[2]
+
+    sources = list(dict.fromkeys(source_of(v) for v in burst))
     at = {str(v["external_id"]): n for n, v in enumerate(verdicts)}
     members = Counter(str(v["duplicate_of"]) for v in burst if v.get("duplicate_of"))
-    groups = {root: {"members": n, "root_is_source": root == source,
+    groups = {root: {"members": n, "root_is_source": root in sources,
                      "root_flag_at_arrival": verdicts[at[root]]["flag_at_arrival"] if root in at else None}
               for root, n in members.most_common()}
-    first = min(n for n, v in enumerate(verdicts) if str(v["external_id"]).startswith(BURST_PREFIX))
+    first = {source: min(at[str(v["external_id"])] for v in burst if source_of(v) == source) for source in sources}
+    flagged = {source: statistics.fmean(v["flag"] == Flag.NEW_LABEL for v in burst if source_of(v) == source)
+               for source in sources}
     return {"n_burst_grouped": sum(members.values()), "burst_groups": groups,
-            "burst_source_first": at.get(source, len(verdicts)) < first}
+            "burst_source_first": all(at.get(source, len(verdicts)) < first[source] for source in sources),
+            "burst_sources": len(sources), "burst_flagged_by_source": flagged}
 
 
 def run(patterns: list[str], versions: list[str], seeds: list[int], args: argparse.Namespace,
@@ -169,7 +182,8 @@ def table(rows: list[dict[str, Any]]) -> Table:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=parse_seeds, default=list(DEFAULT_SEEDS))
-    parser.add_argument("--patterns", default=",".join(PATTERNS), help=f"comma-separated, of {', '.join(PATTERNS)}")
+    parser.add_argument("--patterns", default=",".join(PATTERNS),
+                        help=f"comma-separated, of {', '.join(PATTERNS + EXTRA_PATTERNS)} (campaigns: not by default)")
     parser.add_argument("--only", choices=["pretrained", "trained"], default=None)
     parser.add_argument("--holdout-labels", type=int, default=6)
     parser.add_argument("--wrong-label-rate", type=float, default=0.2)
@@ -187,8 +201,8 @@ def main() -> None:
                         "(one per concurrent run: each rewrites its seed's files)")
     args = parser.parse_args()
     patterns = [p.strip() for p in args.patterns.split(",") if p.strip()]
-    if unknown := [p for p in patterns if p not in PATTERNS]:
-        parser.error(f"unknown pattern {', '.join(unknown)}; choose from {', '.join(PATTERNS)}")
+    if unknown := [p for p in patterns if p not in PATTERNS + EXTRA_PATTERNS]:
+        parser.error(f"unknown pattern {', '.join(unknown)}; choose from {', '.join(PATTERNS + EXTRA_PATTERNS)}")
     versions = [v for v in ("pretrained", "trained") if not args.only or args.only == v]
     rows = run(patterns, versions, args.seeds, args, out=args.out)
     if args.prepare_only:
@@ -199,6 +213,9 @@ def main() -> None:
             console.print(f"{row['pattern']}, {row['version']}, seed {row['seed']}: {row['n_burst_grouped']} of "
                           f"{row['n_burst']} variants grouped (source ad first: {row['burst_source_first']}); "
                           f"groups: {row['burst_groups']}")
+            if row["burst_sources"] > 1:
+                rates = sorted(row["burst_flagged_by_source"].values(), reverse=True)
+                console.print(f"  flagged new_label per source ad: {', '.join(f'{r:.0%}' for r in rates)}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2, default=str))
 

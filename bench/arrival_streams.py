@@ -10,6 +10,10 @@ Rows are the Pitt JSONL objects (`id`, `texts`, `label`). Every builder is deter
 - burst: the crowd stream with `size` (200) close variants of one known-label ad arriving together at a random
   place: reworded, reordered, a changed price or date. Its variants must not look like a new label.
 - mixed: half the held-out labels as a crowd (one block), the others trickling, and a burst.
+- campaigns (not in the default run): the crowd stream with `size` variants split over CAMPAIGNS known-label ads,
+  each ad's variants arriving together at a place of their own. A burst's variants join their source's group and
+  take its decision, so one burst's flagged share is close to all or nothing: whether that one ad is flagged.
+  Ten campaigns per seed measure the share a user meets over many bursts.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from typing import Any
 
 Row = dict[str, Any]
 PATTERNS = ("crowd", "trickle", "burst", "mixed")
+EXTRA_PATTERNS = ("campaigns",)
+CAMPAIGNS = 10
 BURST_PREFIX = "burst-"
 
 # Rewording by phrase: words an advertiser (or the summary's writer) swaps without changing what the ad is.
@@ -148,6 +154,23 @@ def burst(rows: Sequence[Row], held_out: set[str], rng: random.Random, size: int
     return with_burst(list(rows), burst_source(rows, held_out, rng), size, rng)
 
 
+def campaigns(rows: Sequence[Row], held_out: set[str], rng: random.Random, size: int = 200,
+              n: int = CAMPAIGNS) -> list[Row]:
+    """`size` variants over `n` distinct known-label ads (of two or more texts), each ad's arriving together."""
+    known = [r for r in rows if r["label"] not in held_out and len(r["texts"]) >= 2]
+    blocks = []
+    for k, source in enumerate(rng.sample(known, min(n, len(known)))):
+        share = size // n + (k < size % n)
+        blocks.append([{**v, "id": f"{BURST_PREFIX}{k}.{v['id'][len(BURST_PREFIX):]}"}
+                       for v in variants(source, share, rng)])
+    # Each block at its own place in the crowd stream, never inside another block.
+    places = sorted(rng.randint(0, len(rows)) for _ in blocks)
+    stream: list[Row] = []
+    for start, end, block in zip([0, *places[:-1]], places, blocks, strict=True):
+        stream += list(rows[start:end]) + block
+    return stream + list(rows[places[-1] if places else 0 :])
+
+
 def mixed(rows: Sequence[Row], held_out: set[str], rng: random.Random, size: int = 200, ratio: int = 20) -> list[Row]:
     labels = sorted(held_out)
     crowding = set(rng.sample(labels, len(labels) // 2))
@@ -166,4 +189,6 @@ def build(pattern: str, rows: Sequence[Row], held_out: set[str], seed: int, burs
         return burst(rows, held_out, rng, burst_size)
     if pattern == "mixed":
         return mixed(rows, held_out, rng, burst_size)
+    if pattern == "campaigns":
+        return campaigns(rows, held_out, rng, burst_size)
     return {"crowd": crowd, "trickle": trickle}[pattern](rows, held_out, rng)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.arrival_streams import BURST_PREFIX, PATTERNS, build, variants
+from bench.arrival_streams import BURST_PREFIX, CAMPAIGNS, PATTERNS, build, variants
 from tests.support import EVAL_ENV
 
 HELD = {"PSA/Animal Rights", "Product/Vehicles/Cars"}
@@ -121,4 +121,29 @@ def test_the_burst_row_says_which_group_each_variant_joined() -> None:
         "burst-1-ad-7": {"members": 1, "root_is_source": False, "root_flag_at_arrival": "none"}}
     # The source ad after the burst: the variants cannot join its group (it is not labelled yet).
     assert burst_groups([*burst, source], burst)["burst_source_first"] is False
-    assert burst_groups(verdicts, []) == {"n_burst_grouped": 0, "burst_groups": {}, "burst_source_first": None}
+    assert got["burst_sources"] == 1 and got["burst_flagged_by_source"] == {"ad-7": 0.0}
+    assert burst_groups(verdicts, [])["burst_source_first"] is None and burst_groups(verdicts, [])["burst_sources"] == 0
+
+
+def test_campaigns_are_ten_known_ads_bursts_each_arriving_together_and_each_measured(rows) -> None:
+    from bench.arrival import burst_groups
+
+    stream = build("campaigns", rows, HELD, 13)
+    assert [r for r in stream if not r["id"].startswith(BURST_PREFIX)] == rows
+    at = [n for n, row in enumerate(stream) if row["id"].startswith(BURST_PREFIX)]
+    assert len(at) == 200
+    by_source: dict[str, list[int]] = {}
+    for n in at:
+        by_source.setdefault(stream[n]["id"].split("-", 2)[2], []).append(n)
+    assert len(by_source) == CAMPAIGNS
+    for source, places in by_source.items():
+        assert places == list(range(places[0], places[0] + len(places))) and len(places) == 200 // CAMPAIGNS
+        label = next(r["label"] for r in rows if r["id"] == source)
+        assert label not in HELD and {stream[n]["label"] for n in places} == {label}
+    assert build("campaigns", rows, HELD, 13) == stream and build("campaigns", rows, HELD, 14) != stream
+    # Per source ad, its variants' share flagged new_label.
+    verdicts = [{"external_id": row["id"], "flag": "new_label" if row["id"].split("-", 2)[-1] == min(by_source)
+                 else "none", "flag_at_arrival": "none", "duplicate_of": None} for row in stream]
+    got = burst_groups(verdicts, [verdicts[n] for n in at])
+    assert got["burst_sources"] == CAMPAIGNS and got["burst_source_first"] in (True, False)
+    assert sorted(got["burst_flagged_by_source"].values()) == [0.0] * (CAMPAIGNS - 1) + [1.0]
