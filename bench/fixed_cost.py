@@ -54,7 +54,8 @@ def timed(parts: dict[str, float], owner: Any, name: str, label: str) -> None:
 PARTS = [
     ("ctax.store.leases", "", "claim_inputs", "claim (UPDATE ... RETURNING)"),
     ("ctax.labelling.batch", "LabellingWorker", "_read", "read the claimed rows"),
-    ("ctax.labelling.labeller", "Labeller", "label", "Labeller.label"),
+    ("ctax.labelling.labeller", "Labeller", "encode", "Labeller.encode (replayed)"),
+    ("ctax.labelling.labeller", "Labeller", "finish", "Labeller.finish"),
     ("ctax.labelling.labeller", "Labeller", "arrival_traffic", "  traffic search"),
     ("ctax.labelling.labeller", "Labeller", "decide", "  decide (label/exemplar search + trigger)"),
     ("ctax.labelling.labeller", "Labeller", "prediction", "  prediction JSON"),
