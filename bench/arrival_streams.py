@@ -76,7 +76,9 @@ def _price_or_date(text: str, rng: random.Random) -> str:
     return f"{text.rstrip('. ')} - {rng.choice(TAGS).format(price=rng.choice(PRICES), date=date)}"
 
 
-EDITS: tuple[Callable[[str, random.Random], str], ...] = (_reword, _reorder, _price_or_date)
+# By name, for bench.variant_edits, which posts each edit alone.
+EDITS: dict[str, Callable[[str, random.Random], str]] = {"reword": _reword, "reorder": _reorder,
+                                                         "price_or_date": _price_or_date}
 
 
 def variants(row: Row, n: int, rng: random.Random) -> list[Row]:
@@ -86,7 +88,7 @@ def variants(row: Row, n: int, rng: random.Random) -> list[Row]:
     for k in range(n):
         texts = []
         for text in row["texts"]:
-            edits = [edit for edit in EDITS if rng.random() < 0.5] or [rng.choice(EDITS)]
+            edits = [edit for edit in EDITS.values() if rng.random() < 0.5] or [rng.choice(list(EDITS.values()))]
             for edit in edits:
                 text = edit(text, rng)
             texts.append(text)

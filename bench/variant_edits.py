@@ -30,12 +30,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bench.arrival_streams import _price_or_date, _reorder, _reword
+from bench.arrival_streams import EDITS
 from bench.load import Service
 from tests.support import SHARED_DATA
 
 console = Console(width=160)
-EDITS = {"reword": _reword, "reorder": _reorder, "price_or_date": _price_or_date}
 Verdict = dict[str, Any]  # flag, fit, top_path, top_similarity, recent_like_it
 
 
