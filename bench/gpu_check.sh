@@ -7,6 +7,8 @@
 #
 # Options: --device cuda|cpu (default cuda), --quick (small payloads, no accuracy runs), --no-install,
 # --out DIR (default: a new temporary folder). Figures land in DIR as JSON beside the printed tables.
+# CTAX_PYTHON (default .venv/bin/python): the interpreter, for a machine whose image already holds torch with CUDA
+# and cannot reach a package registry (then --no-install, with the missing packages on PYTHONPATH).
 #  1. `make install` (offline: HF_HUB_OFFLINE=1; the venv's onnxruntime has a CUDA provider only if
 #     onnxruntime-gpu is installed: without it the onnx backends are left out on CUDA, and the script says so).
 #  2. The device: nvidia-smi's view, torch's, onnxruntime's providers.
@@ -37,7 +39,7 @@ cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 OUT="${OUT:-$(mktemp -d -t ctax-gpu-check-XXXXXX)}"
 mkdir -p "$OUT"
-PY=.venv/bin/python
+PY="${CTAX_PYTHON:-.venv/bin/python}"
 echo "== gpu_check: device $DEVICE, quick $QUICK, figures in $OUT"
 
 if [[ $INSTALL -eq 1 ]]; then
@@ -96,7 +98,8 @@ for row in json.loads((out / "backends.json").read_text()):
           + (f"  torch peak {peak:.0f} MiB" if peak is not None else ""))
 if (out / "throughput.json").is_file():
     for row in json.loads((out / "throughput.json").read_text()):
-        print(f"service {row['mode']:>5} {row['endpoint']:<10} end to end {row['end_to_end_per_s']:8.1f}/s")
+        print(f"service {row['mode']:>5} {row['endpoint']:<10} end to end {row['end_to_end_per_s']:8.1f}/s  raw "
+              f"{row['raw_encoder_per_s']:8.1f}/s on {row.get('device', 'cpu')}  ratio {row['ratio']:.2f}")
 samples = out / "gpu_memory_mib.log"
 if samples.is_file() and samples.stat().st_size:
     used = [int(line) for line in samples.read_text().split() if line.strip().isdigit()]

@@ -68,17 +68,20 @@ def images(n: int, seed: int) -> list[bytes]:
     return out
 
 
-def served(service: ServiceProcesses, data_dir: Path) -> tuple[Path, str]:
-    """The active version's artefact directory and the backend its labelling worker serves (GET /readyz)."""
+def served(service: ServiceProcesses, data_dir: Path) -> tuple[Path, str, str]:
+    """The active version's artefact directory, and the backend and device its labelling worker serves it on
+    (GET /readyz)."""
     with service.client(ADMIN) as http:
         ready = http.get("/readyz").json()
     worker = next(w for w in ready["workers"] if "ctax.label" in w.get("queues", []))
-    return Settings(data_dir=data_dir).model_dir / ready["model_version"], str(worker.get("backend") or "torch")
+    return (Settings(data_dir=data_dir).model_dir / ready["model_version"], str(worker.get("backend") or "torch"),
+            str(worker.get("device") or "cpu"))
 
 
-def raw_throughput(mode: str, payloads: list[Any], batch_size: int, directory: Path, backend: str) -> float:
-    """The towers the worker serves (its version, on its backend), loaded in this process, timed on the same
-    payloads in messages of the worker's batch size: `SharedSpace.encode_messages`, the call bench.backends and
+def raw_throughput(mode: str, payloads: list[Any], batch_size: int, directory: Path, backend: str,
+                   device: str = "cpu") -> float:
+    """The towers the worker serves (its version, on its backend and device), loaded in this process, timed on
+    the same payloads in messages of the worker's batch size: `SharedSpace.encode_messages`, the call bench.backends and
     the version build time too, so raw here is what the worker's encoder does and nothing else."""
     import torch
 
@@ -86,7 +89,7 @@ def raw_throughput(mode: str, payloads: list[Any], batch_size: int, directory: P
     from ctax.embedding.space import SharedSpace
 
     torch.set_num_threads(os.cpu_count() or 1)
-    space = SharedSpace.load(directory, "cpu", backend)
+    space = SharedSpace.load(directory, device, backend)
     if mode != "text" and space.image is None:
         raise RuntimeError(f"the served version has no image tower here: {space.image_status}")
 
@@ -200,10 +203,10 @@ def run_mode(mode: str, n: int, batch_size: int, clients: int, seed: int, work: 
         import_taxonomy(service)
         warm = payloads[: min(batch_size, len(payloads))]
         post_all(service, mode, warm, "batch", 1, batch_size)  # first batch pays for lazy imports
-        directory, backend = served(service, work / mode / "var")
-        console.print(f"{mode}: raw batched throughput of the same encoders ({directory.name} on {backend}), "
-                      f"batch {batch_size}...")
-        raw_before = raw_throughput(mode, payloads, batch_size, directory, backend)
+        directory, backend, device = served(service, work / mode / "var")
+        console.print(f"{mode}: raw batched throughput of the same encoders ({directory.name} on {backend}, "
+                      f"{device}), batch {batch_size}...")
+        raw_before = raw_throughput(mode, payloads, batch_size, directory, backend, device)
         rows = []
         console.print(f"{mode}: filling the queue with {n} creatives while the worker is stopped...")
         drain, seconds = full_queue(service, mode, payloads, batch_size)
@@ -215,10 +218,10 @@ def run_mode(mode: str, n: int, batch_size: int, clients: int, seed: int, work: 
             rows.append({"mode": mode, "endpoint": endpoint, "n": n, "end_to_end_per_s": e2e, "posting_per_s": posting,
                          "seconds": seconds})
         console.print(f"{mode}: raw batched throughput again, after the end-to-end runs...")
-        raw_after = raw_throughput(mode, payloads, batch_size, directory, backend)
+        raw_after = raw_throughput(mode, payloads, batch_size, directory, backend, device)
         raw = max(raw_before, raw_after)
         for row in rows:
-            row |= {"backend": backend, "raw_before_per_s": raw_before, "raw_after_per_s": raw_after,
+            row |= {"backend": backend, "device": device, "raw_before_per_s": raw_before, "raw_after_per_s": raw_after,
                     "raw_encoder_per_s": raw, "ratio": row["end_to_end_per_s"] / raw}
         return rows
     finally:
@@ -244,7 +247,8 @@ def main() -> None:
     table = Table("creatives", "backend", "endpoint", "N", "end to end /s", "posting /s",
                   "raw encoder /s (before, after)", "ratio to the faster raw")
     for row in rows:
-        table.add_row(row["mode"], row["backend"], row["endpoint"], str(row["n"]), f"{row['end_to_end_per_s']:.1f}",
+        table.add_row(row["mode"], f"{row['backend']} on {row['device']}", row["endpoint"], str(row["n"]),
+                      f"{row['end_to_end_per_s']:.1f}",
                       f"{row['posting_per_s']:.1f}" if row["posting_per_s"] else "-",
                       f"{row['raw_before_per_s']:.1f}, {row['raw_after_per_s']:.1f}", f"{row['ratio']:.2f}")
     console.print(table)

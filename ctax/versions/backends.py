@@ -152,8 +152,10 @@ def build_backends(space: SharedSpace, directory: Path, settings: Settings, devi
     (default: what CTAX_BACKEND asks for on `device`) the backends to build."""
     names = list(candidates(settings.backend, device) if names is None else names)
     if not names:
-        return {"setting": settings.backend, "backend": "torch", "serves": "torch",
-                "reason": "CTAX_BACKEND=torch: nothing exported"}
+        reason = ("CTAX_BACKEND=torch: nothing exported" if settings.backend == "torch" else
+                  f"CTAX_BACKEND={settings.backend}: no exported backend runs on {device} here (OpenVINO runs on "
+                  "CPUs; ONNX on CUDA needs onnxruntime-gpu): nothing exported")
+        return {"setting": settings.backend, "backend": "torch", "serves": "torch", "reason": reason}
     started, batch = time.perf_counter(), settings.label_batch_size
     manifest, failed = export_all(space, directory, names, probe)
     if "onnx" not in manifest.files:  # the fp32 graphs were only the converters' source

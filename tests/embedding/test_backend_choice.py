@@ -55,9 +55,20 @@ def test_speed_counts_every_tower_and_failures_or_slower_backends_leave_torch() 
         choose([lopsided], tolerance=0.005)
 
 
+def test_auto_on_cuda_exports_onnx_only_where_onnxruntime_has_a_cuda_provider(monkeypatch: pytest.MonkeyPatch) -> None:
+    import onnxruntime
+
+    # This machine's onnxruntime is the CPU wheel: an ONNX export would only ever run on the CPU beside a GPU.
+    assert "CUDAExecutionProvider" not in onnxruntime.get_available_providers()
+    assert candidates("auto", "cuda:0") == [] and candidates("auto", "cpu") != []
+    monkeypatch.setattr(onnxruntime, "get_available_providers",
+                        lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert candidates("auto", "cuda:0") == ["onnx", "onnx-int8"]  # OpenVINO never runs on CUDA
+    assert candidates("onnx", "cuda:0") == ["onnx"]  # a named backend is built as asked, and refused at load
+
+
 def test_what_each_setting_builds_on_each_device() -> None:
     assert candidates("auto", "cpu") == ["onnx", "onnx-int8", "openvino", "openvino-int8"]
-    assert candidates("auto", "cuda:0") == ["onnx", "onnx-int8"]  # OpenVINO never runs on CUDA
     assert candidates("torch", "cpu") == [] and candidates("openvino", "cpu") == ["openvino"]
     assert not runs_on("openvino-int8", "cuda") and runs_on("onnx", "cuda")
     assert spec("openvino-int8").files("text") == ["backends/text.openvino-int8.xml",

@@ -126,6 +126,18 @@ def test_auto_serves_torch_for_a_version_without_exports(version_dir: Path, tmp_
         SharedSpace.load(directory, backend="onnx")
 
 
+def test_auto_on_cuda_without_onnxruntime_gpu_exports_nothing_and_says_why(version_dir: Path,
+                                                                          tmp_path: Path) -> None:
+    directory = _copy(version_dir, tmp_path)
+    before = sorted(p.name for p in directory.rglob("*"))
+    settings = make_settings(tmp_path / "var", backend="auto")
+    summary = build_backends(SharedSpace.load_torch(directory), directory, settings, "cuda",
+                             Probe(TEXTS[:16], synthetic_images(8)))
+    assert summary["serves"] == "torch" and "no exported backend runs on cuda" in summary["reason"]
+    assert "onnxruntime-gpu" in summary["reason"]
+    assert sorted(p.name for p in directory.rglob("*")) == before  # nothing exported or written
+
+
 def test_an_unreadable_manifest_is_refused_naming_it(version_dir: Path, tmp_path: Path) -> None:
     directory = _copy(version_dir, tmp_path)
     (directory / MANIFEST_FILE).write_text("{ half a manifest")

@@ -12,10 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from ctax.embedding.backends.spec import BackendFileError, BackendUnavailable, Spec
+from ctax.embedding.backends.spec import CUDA_PROVIDER, BackendFileError, BackendUnavailable, Spec
 
 log = logging.getLogger(__name__)
-CUDA_PROVIDER = "CUDAExecutionProvider"
 _core: Any = None
 
 

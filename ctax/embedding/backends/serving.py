@@ -34,8 +34,8 @@ def select(manifest: Manifest | None, setting: str, device: str, version: str) -
     exported = sorted(manifest.files) if manifest else []
     if setting == "auto":
         if manifest is None:
-            return Selected(TORCH, f"auto: {version} has no exported backends (built before them, or with "
-                                   "CTAX_BACKEND=torch)")
+            return Selected(TORCH, f"auto: {version} has no exported backends (built before them, with "
+                                   "CTAX_BACKEND=torch, or on a device none of them runs on)")
         chosen = manifest.chosen
         if chosen != TORCH and not runs_on(chosen, device):  # type: ignore[arg-type]
             return Selected(TORCH, f"auto: {version}'s chosen {chosen} cannot run on {device}; torch serves")

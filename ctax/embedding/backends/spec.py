@@ -15,6 +15,7 @@ BACKENDS: tuple[BackendName, ...] = get_args(BackendName)
 EXPORTED: tuple[BackendName, ...] = tuple(name for name in BACKENDS if name != "torch")
 MODALITIES: tuple[Modality, ...] = get_args(Modality)
 DIRECTORY = "backends"  # inside the version's artefact directory
+CUDA_PROVIDER = "CUDAExecutionProvider"
 
 
 class BackendFileError(CorruptArtefact):
@@ -55,11 +56,22 @@ def runs_on(name: BackendName, device: str) -> bool:
     return not (device.startswith("cuda") and spec(name).engine == "openvino")
 
 
+def onnx_runs_on_cuda() -> bool:
+    """Whether this install's onnxruntime has a CUDA provider (onnxruntime-gpu); the CPU wheel has none."""
+    import onnxruntime
+
+    return CUDA_PROVIDER in onnxruntime.get_available_providers()
+
+
 def candidates(setting: BackendSetting, device: str) -> list[BackendName]:
-    """The exported backends a version built under this setting gets: all that run on the device for `auto`,
-    none for `torch`, the one named otherwise."""
+    """The exported backends a version built under this setting gets: all that run on the device for `auto`
+    (on CUDA, the ONNX ones only where onnxruntime has a CUDA provider: exporting what would then fall back to
+    the CPU costs the build minutes for a backend that can never win), none for `torch`, the one named
+    otherwise."""
     if setting == "auto":
-        return [name for name in EXPORTED if runs_on(name, device)]
+        cuda = device.startswith("cuda")
+        return [name for name in EXPORTED if runs_on(name, device)
+                and not (cuda and spec(name).engine == "onnx" and not onnx_runs_on_cuda())]
     if setting == "torch":
         return []
     return [setting]
