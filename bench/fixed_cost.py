@@ -33,19 +33,29 @@ from bench.throughput import texts
 console = Console(width=160)
 
 
+SWEEP = "novelty sweep"
+# The rows being timed right now, outermost first: a function the task and the sweep both call (Labeller.decide)
+# is counted under the sweep's own rows while the sweep runs.
+ACTIVE: list[str] = []
+
+
 def timed(parts: dict[str, float], owner: Any, name: str, label: str) -> None:
-    """Wrap owner.name so that its time adds to parts[label] (absent attributes are left out)."""
+    """Wrap owner.name so that its time adds to parts[label], or to the sweep's row of it when called inside the
+    novelty sweep (absent attributes are left out)."""
     if not hasattr(owner, name):
         return
     fn: Callable[..., Any] = getattr(owner, name)
 
     @functools.wraps(fn)
     def inner(*args: Any, **kwargs: Any) -> Any:
+        row = f"    in the sweep: {label.strip()}" if SWEEP in ACTIVE and label != SWEEP else label
+        ACTIVE.append(label)
         start = time.perf_counter()
         try:
             return fn(*args, **kwargs)
         finally:
-            parts[label] += time.perf_counter() - start
+            parts[row] += time.perf_counter() - start
+            ACTIVE.pop()
 
     setattr(owner, name, inner)
 
@@ -63,7 +73,14 @@ PARTS = [
     ("ctax.index.qdrant", "LabelIndex", "upsert_creatives", "  upsert_creatives"),
     ("ctax.labelling.batch", "LabellingWorker", "_store_retrying", "store transaction"),
     ("ctax.store.repos.creatives", "", "store_results", "  store_results"),
-    ("ctax.labelling.batch", "LabellingWorker", "_maybe_sweep", "novelty sweep"),
+    ("ctax.labelling.batch", "LabellingWorker", "_maybe_sweep", SWEEP),
+    # Inside the sweep (Labeller.decide above is counted here too while the sweep runs):
+    ("ctax.index.qdrant", "LabelIndex", "traffic_window", "  the window's ids and vectors"),
+    ("ctax.labelling.sweep", "", "_label_scores", "  label scores not kept from an earlier sweep"),
+    ("ctax.store.repos.creatives", "", "labelled_by", "  load the window's rows"),
+    ("ctax.labelling.labeller", "Labeller", "full_window_traffic", "  traffic over the whole window"),
+    ("ctax.labelling.sweep", "", "_redecide", "  new predictions"),
+    ("ctax.store.repos.groups", "", "follow_roots", "  follow_roots (with the autoflush of the chunk's writes)"),
 ]
 
 

@@ -173,6 +173,16 @@ class LabelIndex(Creatives):
         return ([creative_id_of(point.id) for point in points],
                 np.asarray([point.vector for point in points], dtype=np.float32))
 
+    def traffic_window(self, version: str) -> tuple[list[str], np.ndarray]:
+        """The creatives in the version's traffic window and their unit vectors, in no set order: what the novelty
+        sweep re-decides. Local mode reads its in-memory mirror: a scroll of the window and a sort by arrival were
+        a sixth of the sweep (bench.fixed_cost)."""
+        name = self.traffic_collection(version)
+        if self.is_server or not self.client.collection_exists(name):
+            return self.traffic_vectors(version)
+        table = self._table(name)
+        return [creative_id_of(point) for point in table.point_ids], table.vectors.copy()
+
     def count_traffic(self, version: str) -> int:
         """Asked on every labelled batch: in local mode the in-memory table answers, not a count over Qdrant."""
         return self._count_points(self.traffic_collection(version))

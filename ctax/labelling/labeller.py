@@ -6,7 +6,7 @@ The worker runs this for every batch, and `ctax eval` runs it too, so the figure
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,6 +95,9 @@ class Labeller:
         self.index_creatives = index_creatives
         self._names: dict[int, str] = {}  # label paths as text, for predictions (the taxonomy is fixed per labeller)
         self.duplicate_similarity = duplicate_similarity
+        # Creative id -> its label scores, kept by the novelty sweep across sweeps for as long as this labeller
+        # (its labels) stands: a creative's label scores never change under it, only its traffic does.
+        self.swept_label_scores: dict[str, dict[int, float]] = {}
 
     @property
     def version(self) -> str:
@@ -161,27 +164,31 @@ class Labeller:
                     for i, d in zip(rows, decisions, strict=True)])
         return [outcome for outcome in outcomes if outcome is not None]
 
+    def label_scores(self, vectors: np.ndarray, asserted: Sequence[int | None]) -> list[dict[int, float]]:
+        """Per row, the label candidates' similarities and the asserted label's lineage's (they may rank below the
+        candidates): what a decision reads from the labels, fixed for a creative while this labeller stands."""
+        label_hits = self.index.nearest(self.version, vectors, LABEL_CANDIDATES)
+        scores = [{hit.label_id: hit.score for hit in row} for row in label_hits]
+        asserted_rows = [n for n, label_id in enumerate(asserted) if label_id in self.taxonomy]
+        if asserted_rows:
+            only = [self._lineage_below(asserted[n]) for n in asserted_rows]  # type: ignore[arg-type]
+            hits = self.index.nearest(self.version, vectors[asserted_rows], 64, only=only)
+            for n, row in zip(asserted_rows, hits, strict=True):
+                scores[n].update({h.label_id: h.score for h in row})
+        return scores
+
     def decide(
         self, vectors: np.ndarray, asserted: Sequence[int | None], traffic: Sequence[Sequence[float]],
         windows: Sequence[int], sources: Sequence[str] | None = None,
+        label_scores: Sequence[Mapping[int, float]] | None = None,
     ) -> list[Decision]:
         """The trigger's decision for creatives already encoded by this version (per row: asserted label, traffic
         similarities, the size of the window they came from, and where its text came from, TEXT by default):
-        label candidates, the asserted label's lineage and exemplars from the index."""
-        version = self.version
-        label_hits = self.index.nearest(version, vectors, LABEL_CANDIDATES)
-        asserted_rows = [n for n, label_id in enumerate(asserted) if label_id in self.taxonomy]
-        asserted_hits: dict[int, dict[int, float]] = {}
-        if asserted_rows:
-            # The asserted label (and its descendants, for the lineage rule) may rank below the candidates.
-            only = [self._lineage_below(asserted[n]) for n in asserted_rows]  # type: ignore[arg-type]
-            hits = self.index.nearest(version, vectors[asserted_rows], 64, only=only)
-            asserted_hits = {n: {h.label_id: h.score for h in row} for n, row in zip(asserted_rows, hits, strict=True)}
-        exemplar_hits = self.index.nearest_exemplars(version, vectors, self.exemplar_k)
+        label scores (`label_scores` when the caller kept them) and exemplars from the index."""
+        scores_by_row = self.label_scores(vectors, asserted) if label_scores is None else label_scores
+        exemplar_hits = self.index.nearest_exemplars(self.version, vectors, self.exemplar_k)
         decisions = []
-        for n in range(len(vectors)):
-            scores = {hit.label_id: hit.score for hit in label_hits[n]}
-            scores.update(asserted_hits.get(n, {}))
+        for n, scores in enumerate(scores_by_row):
             evidence = Evidence(
                 label_scores=scores,
                 exemplars=[(hit.label_id, hit.score) for hit in exemplar_hits[n]],

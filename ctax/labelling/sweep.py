@@ -22,6 +22,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from ctax.enums import Flag
 from ctax.labelling.flagging import flag_for_review
 from ctax.labelling.labeller import Labeller
@@ -49,8 +51,11 @@ class SweepReport:
 
 def sweep(db: Database, labeller: Labeller, batch_size: int = 512) -> SweepReport:
     version = labeller.version
-    ids, vectors = labeller.index.traffic_vectors(version)
+    ids, vectors = labeller.index.traffic_window(version)
     report = SweepReport(version, window=len(ids))
+    known = labeller.swept_label_scores
+    for gone in set(known).difference(ids):  # left the window: never swept again
+        del known[gone]
     for start in range(0, len(ids), batch_size):
         chunk_ids, chunk_vectors = ids[start : start + batch_size], vectors[start : start + batch_size]
         with db.write() as session:
@@ -61,8 +66,11 @@ def sweep(db: Database, labeller: Labeller, batch_size: int = 512) -> SweepRepor
                 continue
             kept_ids = [chunk_ids[n] for n in keep]
             traffic, windows = labeller.full_window_traffic(chunk_vectors[keep], kept_ids)
-            decisions = labeller.decide(chunk_vectors[keep], [rows[cid].asserted_label_id for cid in kept_ids],
-                                        traffic, windows, sources=[_text_source(rows[cid]) for cid in kept_ids])
+            asserted = [rows[cid].asserted_label_id for cid in kept_ids]
+            _label_scores(labeller, chunk_vectors[keep], kept_ids, asserted)
+            decisions = labeller.decide(chunk_vectors[keep], asserted, traffic, windows,
+                                        sources=[_text_source(rows[cid]) for cid in kept_ids],
+                                        label_scores=[known[cid] for cid in kept_ids])
             raised = {cid for cid, decision in zip(kept_ids, decisions, strict=True)
                       if _redecide(session, labeller, rows[cid], decision)}
             # Members carry their group's decision: after the root's, theirs (the root's item counts them).
@@ -74,6 +82,17 @@ def sweep(db: Database, labeller: Labeller, batch_size: int = 512) -> SweepRepor
     log.info("novelty sweep of %s: %d in the window, %d swept, %d raised to new_label (and %d of their duplicates)",
              version, report.window, report.swept, report.raised, report.members_raised)
     return report
+
+
+def _label_scores(labeller: Labeller, vectors: np.ndarray, creative_ids: list[str],
+                  asserted: list[int | None]) -> None:
+    """Label scores for those of these creatives the labeller has not kept since an earlier sweep: a creative is
+    swept about window / sweep_every times, and only its traffic changes between sweeps."""
+    known = labeller.swept_label_scores
+    missing = [n for n, cid in enumerate(creative_ids) if cid not in known]
+    if missing:
+        scores = labeller.label_scores(vectors[missing], [asserted[n] for n in missing])
+        known.update({creative_ids[n]: row for n, row in zip(missing, scores, strict=True)})
 
 
 def _text_source(row: Creative) -> str:

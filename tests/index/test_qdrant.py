@@ -191,6 +191,29 @@ def test_traffic_window_keeps_the_most_recent_creatives_and_never_returns_the_qu
     assert again.count_traffic("v1") == 0
 
 
+def test_the_sweeps_window_is_the_traffic_window_read_from_the_mirror_or_from_qdrant(tmp_path) -> None:
+    rng = np.random.default_rng(2)
+    index = LabelIndex(open_qdrant(None, tmp_path / "qdrant"), "t")
+    index.ensure_version("v1", 8)
+    assert index.traffic_window("v1")[0] == []  # nothing labelled yet
+    ids = [f"{i:032x}" for i in range(40)]
+    vectors = rng.normal(size=(40, 8)).astype(np.float32)
+    for start in range(0, 40, 10):
+        index.record_traffic("v1", ids[start : start + 10], vectors[start : start + 10], window=25)
+    index.nearest_traffic("v1", vectors[:1], 3)  # the in-memory mirror is read
+    windows = {}
+    for server in (False, True):  # the mirror, and a scroll as a server is read
+        index.is_server = server
+        got_ids, got = index.traffic_window("v1")
+        windows[server] = dict(zip(got_ids, got, strict=True))
+    assert set(windows[False]) == set(windows[True]) == set(index.traffic_vectors("v1")[0])
+    assert len(windows[False]) == index.count_traffic("v1") == 25
+    unit_of = {cid: v / np.linalg.norm(v) for cid, v in zip(ids, vectors, strict=True)}
+    for window in windows.values():
+        assert all(np.allclose(vector, unit_of[cid], atol=1e-5) for cid, vector in window.items())
+    index.client.close()
+
+
 def test_local_writes_are_kept_when_the_process_is_killed_without_closing(tmp_path) -> None:
     # Local mode's writes commit once per request, in a WAL journal (collections.py): a worker killed right after
     # a write must find all of it, and nothing it deleted, when the index is opened again.

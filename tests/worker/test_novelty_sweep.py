@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from ctax.creatives.intake import CreativeSubmission
 from ctax.enums import CreativeStatus
@@ -75,6 +75,43 @@ def test_a_creative_whose_kind_keeps_arriving_is_raised_to_new_label_by_the_swee
     again = sweep(runtime.db, runtime.labeller())
     assert again.raised == 0
     assert load(runtime, [rockets[0]])[rockets[0]].prediction["scores"]["fit_at_arrival"] == first_fit
+
+
+def test_the_sweep_keeps_each_creatives_label_scores_while_it_stays_in_the_window(runtime: Runtime) -> None:
+    """Only the traffic changes between sweeps: label scores are searched once per creative and labeller, and a
+    sweep that reuses them decides exactly as one that searches again."""
+    ids = submit(runtime, *[CreativeSubmission(texts=[t]) for t in [*ROCKETS, "Buy the new Honda Civic today"]])
+    run(runtime, ids)
+    labeller = runtime.labeller()
+    version = labeller.version
+
+    def swept_scores() -> dict[str, Any]:
+        return {cid: row.prediction["scores"] for cid, row in load(runtime, ids).items()}
+
+    sweep(runtime.db, labeller)
+    kept = dict(labeller.swept_label_scores)
+    window_ids, vectors = runtime.index.traffic_window(version)
+    assert set(kept) == set(window_ids) == set(ids)
+    assert labeller.label_scores(vectors, [None] * len(window_ids)) == [kept[cid] for cid in window_ids]
+    sweep(runtime.db, labeller)  # with the kept scores
+    reused = swept_scores()
+    labeller.swept_label_scores.clear()
+    sweep(runtime.db, labeller)  # searching again
+    assert swept_scores() == reused
+
+    statements: list[str] = []
+    listen = lambda *args: statements.append(args[2])  # noqa: E731  (conn, cursor, statement, ...)
+    event.listen(runtime.db.engine, "before_cursor_execute", listen)
+    try:
+        sweep(runtime.db, labeller)
+    finally:
+        event.remove(runtime.db.engine, "before_cursor_execute", listen)
+    # A fixed number of statements per chunk, whatever its size: no column the sweep reads is loaded row by row.
+    assert len(statements) <= 8, statements
+
+    runtime.index.prune_traffic(version, 3)  # the oldest leave the window: their scores are not kept
+    sweep(runtime.db, labeller)
+    assert set(labeller.swept_label_scores) == set(runtime.index.traffic_window(version)[0]) == set(ids[-3:])
 
 
 def test_reviewed_creatives_are_left_alone_and_the_worker_sweeps_on_its_own(runtime: Runtime) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, func, or_, select, update
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, load_only, selectinload
 
 from ctax.enums import CreativeStatus, Flag, ReviewStatus
 from ctax.store.models import Creative, ReviewItem
@@ -185,11 +185,19 @@ def fail(
 # -- the novelty sweep -----------------------------------------------------------------------------------------
 
 
+# What the sweep reads and writes of each creative in the window; the rest of a row (its dates, metadata, claim)
+# is loaded, deferred, only for the rare creative raised to new_label.
+SWEPT_COLUMNS = (Creative.id, Creative.status, Creative.model_version_id, Creative.texts, Creative.ocr_text,
+                 Creative.asserted_label_id, Creative.prediction, Creative.decided_label_id, Creative.flag,
+                 Creative.duplicate_of)
+
+
 def labelled_by(session: Session, ids: Sequence[str], version: str) -> dict[str, Creative]:
-    """Those of `ids` still labelled by `version` (not relabelled by a later one, not failed since)."""
+    """Those of `ids` still labelled by `version` (not relabelled by a later one, not failed since), with the
+    columns the novelty sweep reads loaded."""
     if not ids:
         return {}
-    rows = session.scalars(select(Creative).where(
+    rows = session.scalars(select(Creative).options(load_only(*SWEPT_COLUMNS)).where(
         Creative.id.in_(list(ids)), Creative.status == CreativeStatus.LABELLED, Creative.model_version_id == version))
     return {row.id: row for row in rows}
 
