@@ -48,17 +48,14 @@ class Settings(BaseSettings):
         default=None, description="'random' gives the pretrained version an untrained projection (benchmarks only).")
     image_enabled: bool = True
     ocr_enabled: bool = True
-    ocr_backend: Literal["auto", "onnxruntime", "openvino"] = Field(
-        default="auto",
+    ocr_backend: Literal["auto", "onnxruntime", "openvino"] = Field(default="auto",
         description="What runs rapidocr's models: auto = the faster of the installed ones, measured when the worker "
                     "starts (the worker's start-up line says which).")
-    ocr_workers: int = Field(
-        default=0, ge=0, le=64,
+    ocr_workers: int = Field(default=0, ge=0, le=64,
         description="OCR engines reading a batch's images side by side, each with an equal share of the cores "
                     "(0: one per core).")
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    backend: Literal["auto", "torch", "onnx", "onnx-int8", "openvino", "openvino-int8"] = Field(
-        default="auto",
+    backend: Literal["auto", "torch", "onnx", "onnx-int8", "openvino", "openvino-int8"] = Field(default="auto",
         description="What runs the towers (ctax/embedding/backends): auto = the fastest backend exported with the "
                     "version whose accuracy loss is within backend_tolerance; a named one must have been exported "
                     "with the version and run on this device, or the worker stops with a line saying why.")
@@ -76,6 +73,9 @@ class Settings(BaseSettings):
                                 description="How the pretrained version phrases a label path for the text tower.")
     train_label_template: str = Field(default="{leaf} ({pretty_path})",
                                       description="How training phrases label paths; trained versions keep it.")
+    mask_offers: Literal["off", "drop", "placeholder"] = Field(default="drop", description="Creative texts reach "
+        "the text tower with their prices, dates and numbers dropped or read as '#' each (ctax/embedding/offers.py); "
+        "a version is built and served with the setting it was created under (SpaceConfig.mask_offers).")
 
     # Labelling.
     top_k: int = Field(default=5, ge=1, le=50)

@@ -15,8 +15,9 @@ for _name in [name for name in os.environ if name.startswith("CTAX_")]:
 import io  # noqa: E402
 import math  # noqa: E402
 import uuid  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
+from collections.abc import Iterator, Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -159,6 +160,32 @@ def campaign_neighbourhood(dim: int = 8) -> tuple[np.ndarray, list[str], np.ndar
     d = 0.8 * basis[0] + 0.6 * basis[3]
     e = 0.78 * basis[0] + 0.55 * basis[3] + math.sqrt(1 - 0.78**2 - 0.55**2) * basis[4]
     return np.stack([creative]), ["a", "b", "d", "e"], np.stack([a, b, d, e])
+
+
+class Recording:
+    """A text tower that records the texts it is given, in order; every vector is ones."""
+
+    dim, device = 4, "cpu"
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        self.seen.extend(texts)
+        return np.ones((len(texts), self.dim), dtype=np.float32)
+
+    def encode_groups(self, groups: Sequence[Sequence[str]], batch_size: int = 64) -> np.ndarray:
+        return self.encode([text for group in groups for text in group], batch_size)[: len(groups)]
+
+
+def recording_space(mode: str) -> tuple[Any, Recording]:
+    """A space of a recording tower whose version masks creative texts by `mode` (SpaceConfig.mask_offers)."""
+    from ctax.embedding.config import SpaceConfig
+    from ctax.embedding.space import SharedSpace
+
+    tower = Recording()
+    config = SpaceConfig("v1", "pretrained", "unused", label_template="{path}", mask_offers=mode)
+    return SharedSpace(config, tower, None, "disabled"), tower  # type: ignore[arg-type]
 
 
 @pytest.fixture

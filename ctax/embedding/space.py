@@ -156,15 +156,27 @@ class SharedSpace:
         parts = []
         for start in range(0, len(texts) or len(images), message):
             if texts:
-                parts.append(self.text.encode_groups([[text] for text in texts[start : start + message]],
-                                                     self.text_batch))
+                chunk = self.config.creative_texts(texts[start : start + message])
+                parts.append(self.text.encode_groups([[text] for text in chunk], self.text_batch))
             elif self.image is not None:
                 parts.append(np.asarray(self.image.encode(images[start : start + message], self.image_batch)))
         return np.concatenate(parts) if parts else np.zeros((0, self.dim), dtype=np.float32)
 
+    def masked(self, content: CreativeContent) -> CreativeContent:
+        """The creative's texts and OCR text as this version's text tower reads them (config.mask_offers)."""
+        if self.config.mask_offers == "off":
+            return content
+        ocr = self.config.creative_texts([content.ocr_text])[0] if content.ocr_text else content.ocr_text
+        return CreativeContent(self.config.creative_texts(content.texts), content.image, ocr)
+
+    def encode_texts(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """One vector per creative text (an OCR reading, say), masked as `encode` masks them."""
+        return self.text.encode(self.config.creative_texts(texts), batch_size)
+
     def encode(self, contents: Sequence[CreativeContent], batch_size: int | None = None) -> list[Encoded]:
         """Encode a batch: one forward pass per tower over all creatives that have that modality."""
         batch_size = batch_size or self.text_batch
+        contents = [self.masked(c) for c in contents]
         text_rows = [i for i, c in enumerate(contents) if any(t.strip() for t in c.texts)]
         ocr_rows = [i for i, c in enumerate(contents) if i not in set(text_rows) and (c.ocr_text or "").strip()]
         image_rows = [i for i, c in enumerate(contents) if c.image is not None and self.image is not None]

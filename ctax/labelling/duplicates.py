@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from ctax.embedding.offers import MONTHS, NUMBERS  # a campaign changes these between cuts and keeps its words
 from ctax.enums import CreativeStatus, Flag
 from ctax.index.qdrant import LabelIndex
 from ctax.store.models import Annotation
@@ -41,11 +42,6 @@ from ctax.vectors import normalise
 _SPACES = re.compile(r"\s+")
 _PUNCTUATION = re.compile(r"[^\w#]+")
 _PLACEHOLDERS = re.compile(r"#(?: #)+")
-# A campaign changes its prices, dates and phone numbers between cuts and keeps its words: numbers (with a currency
-# sign, separators, a percent sign) and month names read as one placeholder each.
-_NUMBERS = re.compile(r"(?<![^\W\d_])[$\u20ac\u00a3\u00a5]?\d[\d,.:/-]*%?")  # not inside a word: "A4", "x5"
-_MONTHS = re.compile(r"\b(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
-                     r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\b")
 # Texts of fewer words than this are too common to call two creatives the same ad ("Shop now", "Sale").
 MIN_TEXT_WORDS = 4
 
@@ -56,7 +52,7 @@ def normalised_text(texts: Sequence[str]) -> str:
     parts = []
     for text in texts:
         folded = unicodedata.normalize("NFKC", text).casefold()
-        words = _SPACES.sub(" ", _PUNCTUATION.sub(" ", _MONTHS.sub("#", _NUMBERS.sub("#", folded)))).strip()
+        words = _SPACES.sub(" ", _PUNCTUATION.sub(" ", MONTHS.sub("#", NUMBERS.sub("#", folded)))).strip()
         parts.append(_PLACEHOLDERS.sub("#", words))  # "May 31" and "1/7" are one date
     return "\n".join(p for p in parts if p)
 

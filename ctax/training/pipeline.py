@@ -144,8 +144,11 @@ def _train_towers(job: _Run, version_id: str, directory: Path) -> SpaceConfig:
     template = settings.train_label_template
     phrases = {str(path): path.phrase(template) for path in snap.paths.values()}
     parents = {str(path): (str(path.parent) if path.parent else None) for path in snap.paths.values()}
-    examples = [(list(e.texts) or [e.ocr_text or ""], str(snap.paths[e.label_id])) for e in job.train
-                if e.texts or e.ocr_text]
+    config = SpaceConfig(version=version_id, kind=VersionKind.TRAINED, text_model="text", label_template=template,
+                         mask_offers=settings.mask_offers)
+    # The tower trains on the texts it will be served (config.mask_offers); the label phrases stay as they are.
+    examples = [(config.creative_texts(list(e.texts) or [e.ocr_text or ""]), str(snap.paths[e.label_id]))
+                for e in job.train if e.texts or e.ocr_text]
 
     def text_progress(fraction: float, stage: str) -> None:
         job.progress(0.05 + 0.55 * fraction, f"text tower: {stage}")
@@ -156,7 +159,6 @@ def _train_towers(job: _Run, version_id: str, directory: Path) -> SpaceConfig:
                      on_progress=text_progress,
                      recipe=TextTrainingRecipe(open_set=settings.train_open_set, ocr_noise=settings.train_ocr_noise),
                      on_step=job.progress.step_reporter(TEXT_TOWER))
-    config = SpaceConfig(version=version_id, kind=VersionKind.TRAINED, text_model="text", label_template=template)
     config.write(directory)
     image_config = None
     if job.params.get("train_images", True) and _image_rows(job.train):
@@ -271,7 +273,8 @@ def train_image(space: SharedSpace, text_dir: Path, out_dir: Path, snap: Snapsho
     text_vectors = np.zeros((len(rows), text.dim), np.float32)
     with_text = [n for n, r in enumerate(rows) if r.texts or r.ocr_text]
     if with_text:
-        text_vectors[with_text] = text.encode_groups([list(rows[n].texts) or [rows[n].ocr_text or ""]
+        text_vectors[with_text] = text.encode_groups([space.config.creative_texts(list(rows[n].texts)
+                                                                                  or [rows[n].ocr_text or ""])
                                                      for n in with_text])
     images = [decode_rgb(blobs.get(r.image_sha256 or "")) for r in rows]
     # A tower trained from random weights must learn features; a pretrained CLIP tower keeps its own.

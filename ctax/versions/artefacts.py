@@ -24,6 +24,7 @@ def pretrained_config(settings: Settings, version_id: str) -> SpaceConfig:
         text_model=settings.resolved_text_model(),
         label_template=settings.label_template,
         image=image,
+        mask_offers=settings.mask_offers,
     )
 
 

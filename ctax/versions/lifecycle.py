@@ -154,7 +154,7 @@ def ocr_readings(space: SharedSpace, held: Held, items: Sequence[LabelledCreativ
     # A creative labelled from an image already has OCR text: it is its own reading.
     texts = [ocr_like(by_id[held.creative_ids[n]].texts, rng) if by_id[held.creative_ids[n]].texts
              else by_id[held.creative_ids[n]].ocr_text or "" for n in rows]
-    vectors = space.text.encode(texts) if texts else np.zeros((0, space.dim), np.float32)
+    vectors = space.encode_texts(texts) if texts else np.zeros((0, space.dim), np.float32)
     return Held([held.creative_ids[n] for n in rows], [held.label_ids[n] for n in rows],
                 np.asarray(vectors, dtype=np.float32))
 
