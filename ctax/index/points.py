@@ -28,12 +28,6 @@ class LabelHit:
 
 
 @dataclass(frozen=True)
-class TrafficHit:
-    creative_id: str
-    score: float
-
-
-@dataclass(frozen=True)
 class ExemplarHit:
     creative_id: str
     label_id: int

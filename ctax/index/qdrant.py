@@ -20,7 +20,7 @@ from qdrant_client import models
 
 from ctax.errors import NotFound
 from ctax.index.creatives import Creatives
-from ctax.index.points import LabelHit, TrafficHit, creative_id_of, normal_point_id, point_id
+from ctax.index.points import LabelHit, creative_id_of, normal_point_id, point_id
 
 
 class LabelIndex(Creatives):
@@ -199,15 +199,3 @@ class LabelIndex(Creatives):
             return [([], np.zeros((0, dim), dtype=np.float32) if with_vectors else None) for _ in range(len(vectors))]
         skip = [point_id(cid) for cid in exclude] if exclude else [None] * len(vectors)
         return self._nearest_vectors(name, vectors, limit, skip, with_vectors)
-
-    def nearest_traffic(
-        self, version: str, vectors: np.ndarray, limit: int, exclude: Sequence[str] = ()
-    ) -> list[list[TrafficHit]]:
-        """The recently labelled creatives nearest each vector, best first; row i never returns exclude[i] (a
-        creative labelled again is not its own neighbour)."""
-        name = self.traffic_collection(version)
-        if len(vectors) == 0 or not self.client.collection_exists(name):
-            return [[] for _ in range(len(vectors))]
-        skip = [point_id(cid) for cid in exclude] if exclude else [None] * len(vectors)
-        rows = self._nearest_points(name, vectors, limit, skip)
-        return [[TrafficHit(creative_id_of(point), score) for point, score in row] for row in rows]

@@ -144,28 +144,28 @@ def test_traffic_window_keeps_the_most_recent_creatives_and_never_returns_the_qu
     index = LabelIndex(open_qdrant(None, path), "t")
     index.ensure_version("v1", dim)
     query = rng.normal(size=(1, dim)).astype(np.float32)
-    assert index.nearest_traffic("v1", query, 5) == [[]]  # nothing labelled yet
+    assert index.traffic_neighbours("v1", query, 5)[0][0] == []  # nothing labelled yet
     ids = [f"{i:032x}" for i in range(30)]
     vectors = rng.normal(size=(30, dim)).astype(np.float32)
     for start in range(0, 30, 10):  # three batches, oldest first
         index.record_traffic("v1", ids[start : start + 10], vectors[start : start + 10], window=100)
     assert index.count_traffic("v1") == 30
 
-    hits = index.nearest_traffic("v1", vectors[:2], 30, exclude=ids[:2])
-    assert [len(row) for row in hits] == [29, 29]
-    assert ids[0] not in {h.creative_id for h in hits[0]} and ids[1] not in {h.creative_id for h in hits[1]}
-    expected = sorted((float(vectors[0] @ v / np.linalg.norm(vectors[0]) / np.linalg.norm(v)) for v in vectors[1:]),
-                      reverse=True)
-    assert np.allclose([h.score for h in hits[0]], expected, atol=1e-5)
-    # What the novelty feature reads: the same neighbours' similarities and their unit vectors, from the in-memory
-    # table and from the requests a server would be sent (evaluated by qdrant-client itself).
-    unit_of = {cid: v / np.linalg.norm(v) for cid, v in zip(ids, vectors, strict=True)}
+    # What the novelty feature reads: each query's neighbours' similarities, best first, and their unit vectors,
+    # never the query's own creative; from the in-memory table and from the requests a server would be sent
+    # (evaluated by qdrant-client itself).
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    expected = []
+    for n in range(2):
+        others = [m for m in range(30) if m != n]
+        order = sorted(others, key=lambda m: -float(unit[n] @ unit[m]))
+        expected.append(([float(unit[n] @ unit[m]) for m in order], unit[order]))
     for server in (False, True):
         index.is_server = server
         near = index.traffic_neighbours("v1", vectors[:2], 30, exclude=ids[:2])
-        for (scores, units), row in zip(near, hits, strict=True):
-            assert np.allclose(scores, [h.score for h in row], atol=1e-5)
-            assert np.allclose(units, [unit_of[h.creative_id] for h in row], atol=1e-5)
+        for (scores, units), (want_scores, want_units) in zip(near, expected, strict=True):
+            assert len(scores) == 29 and np.allclose(scores, want_scores, atol=1e-5)
+            assert np.allclose(units, want_units, atol=1e-5)
         # Without vectors (a version that does not count campaigns once): the same similarities, no vectors.
         bare = index.traffic_neighbours("v1", vectors[:2], 30, exclude=ids[:2], with_vectors=False)
         assert [units for _, units in bare] == [None, None]
@@ -177,14 +177,14 @@ def test_traffic_window_keeps_the_most_recent_creatives_and_never_returns_the_qu
     # Over the window (plus its slack) the oldest are forgotten, in arrival order.
     index.record_traffic("v1", [f"{i:032x}" for i in range(30, 40)], vectors[:10] * -1, window=25)
     assert index.count_traffic("v1") == 25
-    kept = {h.creative_id for h in index.nearest_traffic("v1", query, 100)[0]}
+    kept = set(index.traffic_window("v1")[0])
     assert kept == {f"{i:032x}" for i in range(15, 40)}
     index.client.close()
 
     again = LabelIndex(open_qdrant(None, path), "t")  # read back from disk into a fresh in-memory table
-    assert {h.creative_id for h in again.nearest_traffic("v1", query, 100)[0]} == kept
+    assert set(again.traffic_window("v1")[0]) == kept
     assert again.prune_traffic("v1", 5) == 20 and again.count_traffic("v1") == 5
-    assert {h.creative_id for h in again.nearest_traffic("v1", query, 100)[0]} == {f"{i:032x}" for i in range(35, 40)}
+    assert set(again.traffic_window("v1")[0]) == {f"{i:032x}" for i in range(35, 40)}
     again.drop_version("v1")
     assert again.count_traffic("v1") == 0
     again.record_traffic("v1", ids[:1], vectors[:1], window=0)  # a window of 0 keeps nothing
@@ -200,7 +200,7 @@ def test_the_sweeps_window_is_the_traffic_window_read_from_the_mirror_or_from_qd
     vectors = rng.normal(size=(40, 8)).astype(np.float32)
     for start in range(0, 40, 10):
         index.record_traffic("v1", ids[start : start + 10], vectors[start : start + 10], window=25)
-    index.nearest_traffic("v1", vectors[:1], 3)  # the in-memory mirror is read
+    index.traffic_neighbours("v1", vectors[:1], 3)  # the in-memory mirror is read
     windows = {}
     for server in (False, True):  # the mirror, and a scroll as a server is read
         index.is_server = server
