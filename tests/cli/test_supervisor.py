@@ -120,9 +120,12 @@ def note(child, code):
     with open(out, "a") as f:
         f.write(f"exit {child.name} {child.pid} {code}\\n")
 
-sleeper = "import os, time; print(os.getpid(), flush=True); time.sleep(60)"
+# One write per pid line: with stdout unbuffered (PYTHONUNBUFFERED in the environment) print writes the number and
+# its newline apart, and two children sharing
+# stdout then interleave ("22917" "22916" "\\n" "\\n" read as one pid 2291722916, then a blank line).
+sleeper = "import os, time; os.write(1, b'%d\\\\n' % os.getpid()); time.sleep(60)"
 stubborn = ("import os, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-            "print(os.getpid(), flush=True); time.sleep(60)")
+            "os.write(1, b'%d\\\\n' % os.getpid()); time.sleep(60)")
 children = [Child("api", [sys.executable, "-c", sleeper]), Child("worker", [sys.executable, "-c", stubborn])]
 Supervisor(children, on_exit=note, policy=Policy(stop_timeout_s=1.0)).run()
 print("stopped", flush=True)
