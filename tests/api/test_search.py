@@ -152,7 +152,10 @@ def test_a_long_wait_asks_the_database_result_backend_less_and_less_often(settin
     started = time.monotonic()
     with pytest.raises(CeleryTimeout):
         wait_for_answer(result, 3.0)
-    assert 2.9 < time.monotonic() - started < 4.5
+    # Not timed from above: a loaded machine stretches each look and sleep. What the waiter asks for is exact: its
+    # pauses never add up to more than the timeout, so it never sleeps past the deadline.
+    assert time.monotonic() - started > 2.9
+    assert sum(pauses) <= 3.0 + 1e-6, pauses
     assert len(looks) == len(pauses) + 1 and len(looks) < 30, len(looks)  # every 20 ms throughout: 150
     asked = pauses[:-1]  # the last pause is cut to the time left
     assert asked[0] == pytest.approx(0.02) and asked == sorted(asked), pauses

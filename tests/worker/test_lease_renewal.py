@@ -95,7 +95,7 @@ def test_a_worker_that_stopped_beating_loses_its_claims_one_lease_later(settings
                 resent = outbox_rows.undispatched(session, 100, now - dt.timedelta(seconds=rt.settings.requeue_after_s),
                                            now - dt.timedelta(seconds=LEASE_S))
         assert sorted(resent) == ids
-        assert LEASE_S - BEAT_S <= time.monotonic() - died < LEASE_S + 1.0
+        assert LEASE_S - BEAT_S <= time.monotonic() - died < LEASE_S + 2.0  # slack for a loaded machine
         with db.write() as session:
             assert sorted(leases.claim(session, ids, "other-worker", LEASE_S)) == ids
     finally:
