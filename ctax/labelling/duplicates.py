@@ -7,10 +7,11 @@ A creative joins the group of an already-labelled creative when
   the database before encoding, so an exact duplicate is neither read by OCR nor encoded; or
 - near: its vector in the version's space is at least `duplicate_similarity` alike to that creative's (the
   version's creatives collection, ctax/index/creatives.py, and the earlier creatives of its own batch).
-The group's root is the creative the first of them joined (`duplicate_of` always names the root, never another
-member). A member takes the root's decided label and flag (and its prediction, marked with `duplicate_of`); it
-opens no review item of its own but adds one to the root's item's `members`; where a reviewer already decided the
-root's item, the member gets the same annotation. A reviewer's decision on the item applies to every member
+The group's root is the creative the first of them joined, or, for a group formed within one batch, its median
+member by fit (represent_groups; `duplicate_of` always names the root, never another member). A member takes the
+root's decided label and flag (and its prediction, marked with `duplicate_of`); it opens no review item of its own
+but adds one to the root's item's `members`; where a reviewer already decided the root's item, the member gets the
+same annotation. A reviewer's decision on the item applies to every member
 (ctax/review/decisions.py). Members are not recorded into the novelty traffic window: a burst of copies of one
 campaign counts once as evidence. A creative with members of its own never joins another group (its members would
 be orphaned), and a creative is never its own member. An imported example (labelled by a person, never by a
@@ -86,6 +87,31 @@ def near_duplicates(
     return found
 
 
+def represent_groups(near: Sequence[str | None], creative_ids: Sequence[str],
+                     fits: Sequence[float | None]) -> list[str | None]:
+    """`near` (near_duplicates) with each group formed within the batch rooted at its median member by learned fit
+    (of two, the better-fitting) instead of its first. A member takes its root's decision, so the first of a burst
+    decided the whole burst: a campaign's variant whose edit happened to lower its fit flagged every variant after
+    it (bench.arrival --patterns campaigns). The median, not the best, so that one lucky member does not clear a
+    burst of a kind the taxonomy lacks either. A group whose root is an already-labelled creative keeps it, and
+    rows without a fit (no learned novelty score) keep the first."""
+    first: dict[str, int] = {}
+    for n, creative_id in enumerate(creative_ids):
+        first.setdefault(creative_id, n)
+    groups: dict[int, list[int]] = {}
+    for n, target in enumerate(near):
+        if target is not None and target in first and near[first[target]] is None:
+            groups.setdefault(first[target], [first[target]]).append(n)
+    out = list(near)
+    for rows in groups.values():
+        if any(fits[n] is None for n in rows) or len({creative_ids[n] for n in rows}) < len(rows):
+            continue
+        chosen = sorted(rows, key=lambda n: (fits[n], n))[len(rows) // 2]
+        for n in rows:
+            out[n] = None if n == chosen else creative_ids[chosen]
+    return out
+
+
 @dataclass(frozen=True)
 class Root:
     """The group a creative joins: the root and what it was decided as."""
@@ -156,6 +182,9 @@ def resolve_roots(session: Session, candidates: dict[str, str]) -> dict[str, Roo
     version and the creative may join it (not itself, not a creative with members of its own)."""
     if not candidates:
         return {}
+    # A candidate joining a group in this same batch (an exact copy of a batch row that represent_groups made a
+    # member) is not stored yet: its own root is the one to join.
+    candidates = {cid: candidates.get(candidate, candidate) for cid, candidate in candidates.items()}
     rows = {row.id: row for row in creative_rows.by_ids(session, list(set(candidates.values())))}
     upward = {row.duplicate_of for row in rows.values() if row.duplicate_of and row.duplicate_of not in rows}
     rows.update({row.id: row for row in creative_rows.by_ids(session, list(upward))})

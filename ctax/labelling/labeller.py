@@ -16,7 +16,7 @@ from PIL import Image
 from ctax.embedding.ocr import OcrReader
 from ctax.embedding.space import CreativeContent, Encoded, SharedSpace
 from ctax.index.qdrant import LabelIndex
-from ctax.labelling.duplicates import near_duplicates
+from ctax.labelling.duplicates import near_duplicates, represent_groups
 from ctax.labelling.novelty import LABEL_CANDIDATES, one_per_campaign, traffic_k
 from ctax.labelling.trigger import OCR, TEXT, Decision, Evidence, Thresholds, Trigger
 from ctax.taxonomy.tree import Taxonomy
@@ -145,6 +145,9 @@ class Labeller:
             decisions = self.decide(vectors, [requests[i].asserted_label_id for i in rows],
                                     *self.arrival_traffic(vectors, ids, members),
                                     sources=[text_source(encoded[i].modalities) for i in rows])
+            # Rerooting leaves the batch's traffic as it was read: the group counted once, by a vector as alike.
+            near = represent_groups(near, ids, [d.scores.get("fit") for d in decisions])
+            members = [root is not None for root in near]
             for i, decision, root in zip(rows, decisions, near, strict=True):
                 outcomes[i] = LabelOutcome(
                     requests[i].creative_id,

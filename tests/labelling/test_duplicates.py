@@ -11,7 +11,7 @@ import numpy as np
 
 from ctax.index.connect import open_qdrant
 from ctax.index.qdrant import LabelIndex
-from ctax.labelling.duplicates import MIN_TEXT_WORDS, near_duplicates, normalised_text, text_key
+from ctax.labelling.duplicates import MIN_TEXT_WORDS, near_duplicates, normalised_text, represent_groups, text_key
 
 
 def test_texts_that_differ_only_in_case_spacing_punctuation_prices_or_dates_share_a_key() -> None:
@@ -46,3 +46,19 @@ def test_near_duplicates_are_found_in_the_collection_and_among_earlier_creatives
     index.upsert_creatives("v", ids[:1], batch[:1])
     assert near_duplicates(index, "v", batch[:1], ids[:1], 0.99) == ["a" * 32]
     assert near_duplicates(index, "v", labelled[1:], ["b" * 32], 0.99) == [None]
+
+
+
+def test_a_group_formed_within_the_batch_is_rooted_at_its_median_member_by_fit() -> None:
+    ids = [f"{n:032x}" for n in range(8)]
+    stored = "s" * 32
+    # Rows 0-3: one group formed in the batch (0 first); 4 and 5: a pair; 6 joins an already-labelled creative;
+    # 7 stands alone.
+    near = [None, ids[0], ids[0], ids[0], None, ids[4], stored, None]
+    fits: list[float | None] = [-2.0, 1.0, 0.5, 3.0, 0.2, 0.9, -5.0, 0.0]
+    assert represent_groups(near, ids, fits) == [
+        ids[1], None, ids[1], ids[1],  # by fit: 0 (-2), 2 (0.5), 1 (1.0), 3 (3.0): the median is row 1
+        ids[5], None,  # of two, the better-fitting
+        stored, None]  # an already-labelled root stays; a lone creative is in no group
+    # Without a learned fit to rank by, the first stays the root.
+    assert represent_groups(near, ids, [None, *fits[1:]])[:4] == near[:4]

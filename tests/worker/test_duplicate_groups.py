@@ -7,12 +7,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 from sqlalchemy import select
 
 from ctax.creatives.intake import CreativeSubmission
 from ctax.dataset import export
 from ctax.dataset.importing import import_labelled
 from ctax.enums import Action, ReviewStatus
+from ctax.labelling.labeller import LabelRequest
 from ctax.review import decisions as review_decisions
 from ctax.search.backfill import backfill
 from ctax.store.keys import create_key
@@ -250,3 +252,26 @@ def test_a_wrong_label_verdict_is_shared_only_by_copies_posted_under_the_same_la
     for alone in (right_exact, right_near, silent):
         assert rows[alone].duplicate_of is None and rows[alone].flag != "wrong_label"
         assert rows[alone].decided_label_id == rows[root].decided_label_id
+
+
+def test_a_group_formed_within_one_batch_takes_its_median_members_decision_not_its_firsts(runtime: Runtime) -> None:
+    """Three close variants of one ad, the worst-fitting first: the group is rooted at (and decided as) the one whose
+    learned fit is the median, so that the first of a burst does not decide it alone. Exact copies follow."""
+    worst, median, best = ("Fresh sourdough bread baked daily at the corner bakery near you",
+                           "Fresh sourdough bread, baked daily at our corner bakery",
+                           "Our corner bakery: fresh sourdough bread, baked every day")
+    texts = (worst, median, best)
+    ids = submit(runtime, *(CreativeSubmission(texts=[text]) for text in texts))
+    labeller = runtime.labeller()
+    encoded = labeller.encode([LabelRequest(cid, texts=[text]) for cid, text in zip(ids, texts, strict=True)])
+    vectors = np.stack([item.vector for item in encoded.encoded])  # type: ignore[misc]
+    fits = [d.scores["fit"] for d in labeller.decide(vectors, [None] * 3, *labeller.arrival_traffic(vectors, ids))]
+    assert fits[0] < fits[1] < fits[2], fits  # what the test is about: the first is not the median
+    # An exact copy of the first in the same batch (not encoded, matched to it by its words) follows it to the root.
+    ids += submit(runtime, CreativeSubmission(texts=[worst.upper()]))
+    assert run(runtime, ids)["labelled"] == 4
+    rows = load(runtime, ids)
+    assert rows[ids[1]].duplicate_of is None
+    assert [rows[ids[n]].duplicate_of for n in (0, 2, 3)] == [ids[1]] * 3
+    assert len({(row.flag, row.decided_label_id) for row in rows.values()}) == 1
+    assert rows[ids[0]].prediction["duplicate_of"] == ids[1]
