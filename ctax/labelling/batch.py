@@ -171,13 +171,10 @@ class LabellingWorker:
             self._fail_all([o.creative_id for o in outcomes] + list(batch.exact), f"storing results failed: {exc!r}",
                            counts)
             return
-        if members and labeller.index_creatives:
-            # Exact duplicates were not encoded: their vectors in the creatives collection are their roots'.
-            exact = {cid: root for cid, root in members.items() if cid in batch.exact}
-            at = {r.creative_id: r for r in batch.requests}
-            duplicates.index_members(labeller.index, labeller.version, exact, [
-                {"label_id": root.decided_label_id, "account_id": at[cid].account_id, "created_at": at[cid].created_at}
-                for cid, root in exact.items()])
+        if labeller.index_creatives:
+            duplicates.index_after_store(labeller.index, labeller.version, labeller.traffic_window, members,
+                                         batch.exact, {r.creative_id: r for r in batch.requests},
+                                         [o.creative_id for o in outcomes if o.duplicate_of])
 
     def _read(self, rows: list[leases.Claimed]) -> _Batch:
         """The chunk's requests, exact duplicates found first so that their images are not even decoded."""

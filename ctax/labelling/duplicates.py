@@ -23,9 +23,9 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -232,6 +232,29 @@ def join(session: Session, members: dict[str, str]) -> None:
     if annotated:
         request_index_sync(session, f"{len(members)} duplicates joined decided groups")
 
+
+
+class Posted(Protocol):
+    """What the creatives collection keeps of a creative beside its vector."""
+
+    account_id: int | None
+    created_at: float | None
+
+
+def index_after_store(index: LabelIndex, version: str, traffic_window: int, members: dict[str, Root],
+                      exact: Collection[str], posted: Mapping[str, Posted], near: Sequence[str]) -> None:
+    """The index brought up to date with what the store decided: exact members (never encoded) get their roots'
+    vectors in the creatives collection; near duplicates labelled on their own after all (their match was an
+    imported example, or a group that may not take them: may_join) join the traffic window, which
+    Labeller.finish kept them out of as members, so that they count as traffic and the novelty sweep sees them."""
+    joined = {cid: root for cid, root in members.items() if cid in exact}
+    index_members(index, version, joined, [{"label_id": root.decided_label_id, "account_id": posted[cid].account_id,
+                                            "created_at": posted[cid].created_at} for cid, root in joined.items()])
+    alone = [cid for cid in near if cid not in members]
+    if alone and traffic_window > 0:
+        vectors = index.creative_vectors(version, alone)
+        if kept := [cid for cid in alone if cid in vectors]:
+            index.record_traffic(version, kept, np.stack([vectors[cid] for cid in kept]), traffic_window)
 
 
 def index_members(index: LabelIndex, version: str, members: dict[str, Root],

@@ -105,6 +105,9 @@ def test_a_copy_of_an_imported_example_is_labelled_on_its_own_not_left_without_l
     for creative in (copy, variant):  # both near the example; neither joins it
         assert rows[creative].duplicate_of is None and rows[creative].flag is not None
         assert rows[creative].prediction["top_k"][0]["path"] == "Product/Vehicles/Cars"
+    # Labelled on their own, they are traffic like any creative (and swept), not kept out of it as members are.
+    window, _ = labeller.index.traffic_window(labeller.version)
+    assert {copy, variant} <= set(window)
     # The copy, labelled by the version, is a root as any: a later copy takes its decision.
     [again] = submit(runtime, CreativeSubmission(texts=[AD]))
     assert run(runtime, [again])["labelled"] == 1
@@ -224,6 +227,9 @@ def test_a_copy_posted_under_another_label_is_judged_on_its_own(runtime: Runtime
         assert rows[alone].duplicate_of is None and rows[alone].flag == "wrong_label"
         assert alone in items(runtime)  # its own review item
     assert rows[silent].duplicate_of == root and rows[silent].flag == rows[root].flag
+    labeller = runtime.labeller()
+    window, _ = labeller.index.traffic_window(labeller.version)
+    assert near in window and silent not in window  # labelled alone: traffic; a member: counted by its root
     with runtime.db.read() as session:
         agreeing_label = session.get(Label, decided)
         assert agreeing_label is not None
