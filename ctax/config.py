@@ -103,9 +103,9 @@ class Settings(BaseSettings):
                     "at least duplicate_similarity alike): it takes the group's decision and adds to the group's "
                     "review item instead of opening another (docs/architecture.md, 'Near-duplicate groups').")
     # Calibrated by bench/duplicates.py (docs/benchmarks.md, "Near-duplicate groups"): the lowest similarity whose
-    # grouping precision was >= 0.99 on the calibration split of rendered Pitt ads and their variants.
+    # grouping precision was >= 0.99 on the calibration split of rendered Pitt ads and their variants, offers masked.
     duplicate_similarity: float = Field(
-        default=0.931, ge=0.0, le=1.0,
+        default=0.946, ge=0.0, le=1.0,
         description="Cosine similarity in the version's space from which a creative is a near-duplicate of an "
                     "already-labelled one (0: only exact duplicates group).")
     # Capped: the index owner labels nothing while it projects (about 13 s for 2,000; docs/benchmarks.md), and

@@ -263,9 +263,9 @@ def test_a_wrong_label_verdict_is_shared_only_by_copies_posted_under_the_same_la
 def test_a_group_formed_within_one_batch_takes_its_median_members_decision_not_its_firsts(runtime: Runtime) -> None:
     """Three close variants of one ad, the worst-fitting first: the group is rooted at (and decided as) the one whose
     learned fit is the median, so that the first of a burst does not decide it alone. Exact copies follow."""
-    worst, median, best = ("Fresh sourdough bread baked daily at the corner bakery near you",
-                           "Fresh sourdough bread, baked daily at our corner bakery",
-                           "Our corner bakery: fresh sourdough bread, baked every day")
+    worst, median, best = ("Fresh sourdough bread, baked daily at the corner bakery",
+                           "Fresh sourdough bread, baked daily at our corner bakery near you",
+                           "Our corner bakery: fresh sourdough bread, baked daily")
     texts = (worst, median, best)
     ids = submit(runtime, *(CreativeSubmission(texts=[text]) for text in texts))
     labeller = runtime.labeller()
@@ -280,4 +280,7 @@ def test_a_group_formed_within_one_batch_takes_its_median_members_decision_not_i
     assert rows[ids[1]].duplicate_of is None
     assert [rows[ids[n]].duplicate_of for n in (0, 2, 3)] == [ids[1]] * 3
     assert len({(row.flag, row.decided_label_id) for row in rows.values()}) == 1
+    first_alone, median_alone = labeller.decide(vectors[:2], [None] * 2, [[], []], [0, 0])
+    assert first_alone.decided_label_id != median_alone.decided_label_id  # so the label says whose decision it is
+    assert rows[ids[0]].decided_label_id == median_alone.decided_label_id
     assert rows[ids[0]].prediction["duplicate_of"] == ids[1]
