@@ -171,10 +171,10 @@ class LabellingWorker:
             self._fail_all([o.creative_id for o in outcomes] + list(batch.exact), f"storing results failed: {exc!r}",
                            counts)
             return
-        if labeller.index_creatives:
+        near = [o.creative_id for o in outcomes if o.duplicate_of]
+        if (members or near) and labeller.index_creatives:
             duplicates.index_after_store(labeller.index, labeller.version, labeller.traffic_window, members,
-                                         batch.exact, {r.creative_id: r for r in batch.requests},
-                                         [o.creative_id for o in outcomes if o.duplicate_of])
+                                         batch.exact, {r.creative_id: r for r in batch.requests}, near)
 
     def _read(self, rows: list[leases.Claimed]) -> _Batch:
         """The chunk's requests, exact duplicates found first so that their images are not even decoded."""
