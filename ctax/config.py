@@ -44,8 +44,8 @@ class Settings(BaseSettings):
     image_arch: str = DEFAULT_IMAGE_ARCH
     image_pretrained: str | None = Field(default=DEFAULT_IMAGE_PRETRAINED,
                                         description="open_clip pretrained tag, or a checkpoint path.")
-    image_projection: str | None = Field(
-        default=None, description="'random' gives the pretrained version an untrained projection (benchmarks only).")
+    image_projection: str | None = Field(default=None, description="'random' gives the pretrained version an "
+                                         "untrained projection (benchmarks only).")
     image_enabled: bool = True
     ocr_enabled: bool = True
     ocr_backend: Literal["auto", "onnxruntime", "openvino"] = Field(default="auto",
@@ -59,9 +59,8 @@ class Settings(BaseSettings):
         description="What runs the towers (ctax/embedding/backends): auto = the fastest backend exported with the "
                     "version whose accuracy loss is within backend_tolerance; a named one must have been exported "
                     "with the version and run on this device, or the worker stops with a line saying why.")
-    backend_tolerance: float = Field(
-        default=0.005, ge=0.0, le=1.0,
-        description="Largest loss of top-1 / novelty AUROC / wrong-label AUROC against torch that auto accepts.")
+    backend_tolerance: float = Field(default=0.005, ge=0.0, le=1.0, description="Largest loss of top-1 / novelty "
+                                     "AUROC / wrong-label AUROC against torch that auto accepts.")
     autocast: Literal["auto", "bf16", "fp16", "off"] = Field(
         default="auto", description="Torch towers on CUDA compute in bf16 (auto, where supported) or fp16; CPU: fp32.")
     gpu_memory_fraction: float = Field(
@@ -88,26 +87,27 @@ class Settings(BaseSettings):
                                         "creatives kept per version as novelty evidence (0: none kept).")
     novelty_sweep_every: int = Field(default=1000, ge=0, description="Re-decide the traffic window after this "
                                      "many creatives a worker labelled (0: never).")
+    # A crowd's first members are what the sweep is for, and a creative's later arrivals are mostly in by its
+    # second sweep: re-deciding all 5000 at every sweep was two thirds of the labelling task (docs/benchmarks.md).
+    novelty_sweep_young: int = Field(default=2000, ge=0, description="A sweep re-decides only this many of the "
+                                     "window's most recently labelled creatives, against the whole window (0: all).")
     label_batch_size: int = Field(default=128, ge=1, le=4096, description="Creatives per labelling message.")
-    new_label_known_rate: float = Field(
-        default=0.03, gt=0.0, lt=0.5,
-        description="A trained version's new_label threshold is set so that this share of its known-label validation "
-        "creatives fall below it: the review load of good creatives flagged 'fits no label' (the pretrained "
-        "version's is 0.05).")
+    new_label_known_rate: float = Field(default=0.03, gt=0.0, lt=0.5, description="A trained version's new_label "
+                                        "threshold is set so that this share of its known-label validation creatives "
+                                        "fall below it: the review load of good creatives flagged 'fits no label' "
+                                        "(the pretrained version's is 0.05).")
     label_pipeline: bool = Field(default=True, description="Finish a labelled batch (index search, trigger, "
                                  "store) on a second thread while the worker encodes the next message's batch "
                                  "(ctax/worker/finisher.py); off: one after the other.")
-    duplicate_groups: bool = Field(
-        default=True,
-        description="Group a creative with an already-labelled one it duplicates (same texts and image, or a vector "
-                    "at least duplicate_similarity alike): it takes the group's decision and adds to the group's "
-                    "review item instead of opening another (docs/architecture.md, 'Near-duplicate groups').")
+    duplicate_groups: bool = Field(default=True, description="Group a creative with an already-labelled one it "
+                                   "duplicates (same texts and image, or a vector at least duplicate_similarity "
+                                   "alike): it takes the group's decision and adds to the group's review item "
+                                   "instead of opening another (docs/architecture.md, 'Near-duplicate groups').")
     # Calibrated by bench/duplicates.py (docs/benchmarks.md, "Near-duplicate groups"): the lowest similarity whose
     # grouping precision was >= 0.99 on the calibration split of rendered Pitt ads and their variants, offers masked.
-    duplicate_similarity: float = Field(
-        default=0.946, ge=0.0, le=1.0,
-        description="Cosine similarity in the version's space from which a creative is a near-duplicate of an "
-                    "already-labelled one (0: only exact duplicates group).")
+    duplicate_similarity: float = Field(default=0.946, ge=0.0, le=1.0, description="Cosine similarity in the "
+                                        "version's space from which a creative is a near-duplicate of an "
+                                        "already-labelled one (0: only exact duplicates group).")
     # Capped: the index owner labels nothing while it projects (about 13 s for 2,000; docs/benchmarks.md), and
     # from 4,096 points UMAP's approximate neighbours take minutes.
     map_creatives: int = Field(default=2000, ge=0, le=4000,

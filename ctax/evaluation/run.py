@@ -128,8 +128,10 @@ def run_eval(options: EvalOptions, base: Settings | None = None) -> dict[str, An
     posted, ids = _post_test_rows(rt, settings, data.test, hidden, options)
     _label(rt, settings, posted)
     # The verdicts as each creative arrived, then after the novelty sweep the service runs as traffic accumulates
-    # (novelty_sweep.py), run once here over the whole test stream: the headline figures are the final verdicts.
-    swept = asdict(sweep(rt.db, rt.labeller())) if settings.novelty_traffic_window > 0 else {}
+    # (labelling/sweep.py), run once more here as the worker's next one would: the headline figures are the final
+    # verdicts.
+    swept = (asdict(sweep(rt.db, rt.labeller(), settings.novelty_sweep_young))
+             if settings.novelty_traffic_window > 0 else {})
     with rt.db.read() as session:
         rows = {c.id: c for c in creatives.by_ids(session, [p["id"] for p in posted])}
         active = registry.active_version(session)

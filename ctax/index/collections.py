@@ -115,6 +115,9 @@ class Collections:
             # Exemplars outside their label's representatives are kept for re-choosing, never searched.
             points = [point for point in self._scroll(collection, with_vectors=True)
                       if (point.payload or {}).get("representative", True) is not False]
+            # A traffic window's mirror is kept oldest first (later writes append): the novelty sweep reads its
+            # newest creatives off the end. Other points carry no "seen" and keep their order.
+            points.sort(key=lambda point: float((point.payload or {}).get("seen", 0.0)))
             if points:
                 table.upsert(
                     [normal_point_id(point.id) for point in points],

@@ -148,7 +148,9 @@ class LabelIndex(Creatives):
         ]
         self._write_points(name, points)
         if (table := self._tables.get(name)) is not None:
-            table.upsert([point.id for point in points], [0] * len(points), vectors)
+            ids = [point.id for point in points]
+            table.delete(ids)  # a creative labelled again arrived again: to the end, where the window is newest
+            table.upsert(ids, [0] * len(points), vectors)
         if self.count_traffic(version) > window + max(window // 10, 1):
             self.prune_traffic(version, window)
 
@@ -174,9 +176,9 @@ class LabelIndex(Creatives):
                 np.asarray([point.vector for point in points], dtype=np.float32))
 
     def traffic_window(self, version: str) -> tuple[list[str], np.ndarray]:
-        """The creatives in the version's traffic window and their unit vectors, in no set order: what the novelty
-        sweep re-decides. Local mode reads its in-memory mirror: a scroll of the window and a sort by arrival were
-        a sixth of the sweep (bench.fixed_cost)."""
+        """The creatives in the version's traffic window and their unit vectors, oldest first: what the novelty
+        sweep re-decides. Local mode reads its in-memory mirror, kept in that order: a scroll of the window and a
+        sort by arrival were a sixth of the sweep (bench.fixed_cost)."""
         name = self.traffic_collection(version)
         if self.is_server or not self.client.collection_exists(name):
             return self.traffic_vectors(version)

@@ -213,7 +213,7 @@ class LabellingWorker:
             return
         self.counter.labelled_since_sweep = 0
         try:
-            counts["raised_by_sweep"] = sweep(self.db, labeller).raised
+            counts["raised_by_sweep"] = sweep(self.db, labeller, self.settings.novelty_sweep_young).raised
         except (StoreUnavailable, ConcurrentChange):
             # Another worker's sweep or a reviewer got there first; the labels stand and the next sweep covers it.
             log.exception("novelty sweep failed")

@@ -1,13 +1,16 @@
 """The novelty sweep: re-decide recently labelled creatives once more of the traffic around them has arrived.
 
 A new kind of creative (a product line the taxonomy lacks) arrives as many creatives over days. The first of them
-are labelled before there is any traffic like them, so the traffic feature of the learned novelty score
-(novelty.py) cannot speak for them; once their fellows have arrived it can. The sweep takes the creatives in the
-active version's traffic window, recomputes their fit against the whole window (later arrivals included) and
-raises `new_label` on those that now fit no label. It never lowers a flag (a reviewer decides those) and never
-touches a creative a reviewer has already decided. Each swept prediction keeps its fit at arrival beside the new
-one (`scores.fit_at_arrival`), and a raised one its flag at arrival (`flag_at_arrival`, with `raised_by_sweep`), so
-what the sweep changed stays visible.
+are labelled before there is any traffic like them, so the traffic feature of the learned novelty score (novelty.py)
+cannot speak for them; once their fellows have arrived it can. The sweep takes the young creatives of the active
+version's traffic window (the `novelty_sweep_young` labelled most recently), recomputes their fit against the whole
+window (later arrivals included) and raises `new_label` on those that now fit no label. Only the young: a crowd's
+first members are what the sweep is for, by its second sweep a creative has seen the arrivals of one or two sweep
+intervals after it, and re-deciding the whole window at every sweep was two thirds of the labelling task's cost
+(docs/benchmarks.md, "The sweep re-decides only young creatives"). It never lowers a flag (a reviewer decides those)
+and never touches a creative a reviewer has already decided. Each swept prediction keeps its fit at arrival beside
+the new one (`scores.fit_at_arrival`), and a raised one its flag at arrival (`flag_at_arrival`, with
+`raised_by_sweep`), so what the sweep changed stays visible.
 
 Members of a near-duplicate group are not in the window (a group counts once), so the sweep re-decides their root,
 and the members, which carry their group's decision, take the root's flag, decided label and prediction again
@@ -43,18 +46,22 @@ SWEPT_REASON = "raised by the novelty sweep: creatives like it kept arriving aft
 class SweepReport:
     version: str
     window: int = 0  # creatives in the traffic window
-    swept: int = 0  # of those, still labelled by this version and undecided by reviewers
+    swept: int = 0  # of its young ones, those still labelled by this version and undecided by reviewers
     raised: int = 0  # newly flagged new_label
     members: int = 0  # duplicates that took a swept root's decision again
     members_raised: int = 0  # of those, raised to new_label with their root
 
 
-def sweep(db: Database, labeller: Labeller, batch_size: int = 512) -> SweepReport:
+def sweep(db: Database, labeller: Labeller, young: int = 0, batch_size: int = 512) -> SweepReport:
+    """Re-decide the `young` creatives of the window labelled most recently (0: all of it) against the whole
+    window, arrivals after them included."""
     version = labeller.version
-    ids, vectors = labeller.index.traffic_window(version)
+    ids, vectors = labeller.index.traffic_window(version)  # oldest first
     report = SweepReport(version, window=len(ids))
+    if 0 < young < len(ids):
+        ids, vectors = ids[-young:], vectors[-young:]
     known = labeller.swept_label_scores
-    for gone in set(known).difference(ids):  # left the window: never swept again
+    for gone in set(known).difference(ids):  # grown old or left the window: never swept again
         del known[gone]
     for start in range(0, len(ids), batch_size):
         chunk_ids, chunk_vectors = ids[start : start + batch_size], vectors[start : start + batch_size]

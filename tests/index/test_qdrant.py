@@ -191,12 +191,14 @@ def test_traffic_window_keeps_the_most_recent_creatives_and_never_returns_the_qu
     assert again.count_traffic("v1") == 0
 
 
-def test_the_sweeps_window_is_the_traffic_window_read_from_the_mirror_or_from_qdrant(tmp_path) -> None:
+def test_the_sweeps_window_is_the_traffic_window_oldest_first_from_the_mirror_or_from_qdrant(tmp_path) -> None:
     rng = np.random.default_rng(2)
-    index = LabelIndex(open_qdrant(None, tmp_path / "qdrant"), "t")
+    path = tmp_path / "qdrant"
+    index = LabelIndex(open_qdrant(None, path), "t")
     index.ensure_version("v1", 8)
     assert index.traffic_window("v1")[0] == []  # nothing labelled yet
-    ids = [f"{i:032x}" for i in range(40)]
+    # Random ids, so that the order of point ids (a scroll's) is not the order of arrival.
+    ids = [uuid.UUID(int=int(rng.integers(2**62)) << 64 | int(rng.integers(2**62))).hex for _ in range(40)]
     vectors = rng.normal(size=(40, 8)).astype(np.float32)
     for start in range(0, 40, 10):
         index.record_traffic("v1", ids[start : start + 10], vectors[start : start + 10], window=25)
@@ -206,12 +208,20 @@ def test_the_sweeps_window_is_the_traffic_window_read_from_the_mirror_or_from_qd
         index.is_server = server
         got_ids, got = index.traffic_window("v1")
         windows[server] = dict(zip(got_ids, got, strict=True))
-    assert set(windows[False]) == set(windows[True]) == set(index.traffic_vectors("v1")[0])
+    # The sweep takes the newest off the end: both read the window oldest first.
+    assert list(windows[False]) == list(windows[True]) == index.traffic_vectors("v1")[0] == ids[-25:]
     assert len(windows[False]) == index.count_traffic("v1") == 25
     unit_of = {cid: v / np.linalg.norm(v) for cid, v in zip(ids, vectors, strict=True)}
     for window in windows.values():
         assert all(np.allclose(vector, unit_of[cid], atol=1e-5) for cid, vector in window.items())
+    index.is_server = False
+    index.record_traffic("v1", ids[20:21], vectors[20:21], window=25)  # labelled again: it arrived again
+    assert index.traffic_window("v1")[0] == [*ids[15:20], *ids[21:], ids[20]]
     index.client.close()
+
+    again = LabelIndex(open_qdrant(None, path), "t")  # a fresh mirror, read back from disk in the same order
+    assert again.traffic_window("v1")[0] == [*ids[15:20], *ids[21:], ids[20]]
+    again.client.close()
 
 
 def test_local_writes_are_kept_when_the_process_is_killed_without_closing(tmp_path) -> None:

@@ -138,6 +138,39 @@ def test_reviewed_creatives_are_left_alone_and_the_worker_sweeps_on_its_own(runt
     assert all(rows[cid].flag == "new_label" for cid in ids[1:])
 
 
+def test_a_sweep_re_decides_only_the_young_creatives_of_the_window_against_all_of_it(runtime: Runtime) -> None:
+    """novelty_sweep_young: the creatives labelled most recently are re-decided, older ones are left as they are,
+    and the young are judged against the whole window, older creatives included."""
+    set_thresholds(runtime, novelty_model=TRAFFIC_ONLY, new_label=-100.0)
+    rockets = submit(runtime, *[CreativeSubmission(texts=[t]) for t in ROCKETS])
+    for cid in rockets:  # one at a time, so that the order of arrival is known
+        run(runtime, [cid])
+    arrival = {cid: row.prediction["scores"]["fit"] for cid, row in load(runtime, rockets).items()}
+    like_it = load(runtime, [rockets[3]])[rockets[3]].prediction["scores"]["recent_like_it"]
+    set_thresholds(runtime, new_label=max(arrival.values()) + 1.0)  # every rocket ad is "new" from now on
+
+    # The worker sweeps after each creative, the two newest of the window.
+    runtime.settings = runtime.settings.model_copy(update={"novelty_sweep_every": 1, "novelty_sweep_young": 2})
+    runtime.labelled_since_sweep = 0
+    [car] = submit(runtime, CreativeSubmission(texts=["Buy the new Honda Civic, a great family car"]))
+    counts = run(runtime, [car])
+    assert counts["raised_by_sweep"] == 1  # the last rocket ad; the car itself is new, so no longer raisable
+    rows = load(runtime, rockets)
+    assert [rows[cid].flag == "new_label" for cid in rockets] == [False] * 5 + [True]
+
+    report = sweep(runtime.db, runtime.labeller(), young=4)
+    assert (report.window, report.swept, report.raised) == (7, 4, 2)
+    rows = load(runtime, rockets)
+    assert [rows[cid].flag == "new_label" for cid in rockets] == [False] * 3 + [True] * 3
+    assert not any("novelty_swept_at" in rows[cid].prediction for cid in rockets[:3])  # old: left as they were
+    # Against all of the window: the fourth rocket ad now reads the three before it and the two after it.
+    assert rows[rockets[3]].prediction["scores"]["fit"] < arrival[rockets[3]]
+    assert rows[rockets[3]].prediction["scores"]["recent_like_it"] >= like_it + 2
+    assert set(runtime.labeller().swept_label_scores) == {*rockets[3:], car}  # the old ones' are not kept
+
+    assert sweep(runtime.db, runtime.labeller(), young=0).raised == 3  # 0: the whole window
+
+
 def test_within_a_batch_creatives_are_judged_in_the_order_they_arrived(runtime: Runtime) -> None:
     """The earlier creatives of a batch are traffic for the later ones, in the order the message lists them (the
     order they arrived), not the database's order of their random ids."""
