@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 import numpy as np
@@ -23,9 +24,6 @@ from ctax.taxonomy.tree import Taxonomy
 from ctax.vectors import normalise
 
 log = logging.getLogger(__name__)
-
-# Labels fetched per creative (enough for the top-k, the margin, the ancestor rule and the novelty features)
-# without asking for all: LABEL_CANDIDATES, defined beside the features that depend on it.
 
 
 def text_source(modalities: dict[str, str]) -> str:
@@ -142,9 +140,11 @@ class Labeller:
             ids = [requests[i].creative_id for i in rows]
             near = near_duplicates(self.index, self.version, vectors, ids, self.duplicate_similarity)
             members = [root is not None for root in near]
+            label_scores = self.label_scores(vectors, [requests[i].asserted_label_id for i in rows])
             decisions = self.decide(vectors, [requests[i].asserted_label_id for i in rows],
                                     *self.arrival_traffic(vectors, ids, members),
-                                    sources=[text_source(encoded[i].modalities) for i in rows])
+                                    sources=[text_source(encoded[i].modalities) for i in rows],
+                                    label_scores=label_scores)
             # Rerooting leaves the batch's traffic as it was read: the group counted once, by a vector as alike.
             near = represent_groups(near, ids, [d.scores.get("fit") for d in decisions])
             members = [root is not None for root in near]
@@ -160,12 +160,23 @@ class Labeller:
                 # A group counts once as novelty evidence: its members stay out of the traffic window.
                 kept = [n for n, member in enumerate(members) if not member]
                 self.index.record_traffic(self.version, [ids[n] for n in kept], vectors[kept], self.traffic_window)
+                self._keep_label_scores([ids[n] for n in kept], [label_scores[n] for n in kept])
             if self.index_creatives:
                 self.index.upsert_creatives(self.version, ids, vectors, [
                     {"label_id": d.decided_label_id, "account_id": requests[i].account_id,
                      "created_at": requests[i].created_at}
                     for i, d in zip(rows, decisions, strict=True)])
         return [outcome for outcome in outcomes if outcome is not None]
+
+    def _keep_label_scores(self, creative_ids: Sequence[str], scores: Sequence[dict[int, float]]) -> None:
+        """From arrival, for the novelty sweep, which would search them again (about 0.1 ms a creative,
+        bench.fixed_cost): a window's worth at most, the oldest dropped first (dicts keep insertion order)."""
+        known = self.swept_label_scores
+        for creative_id, row in zip(creative_ids, scores, strict=True):
+            known.pop(creative_id, None)
+            known[creative_id] = row
+        for stale in list(islice(known, max(len(known) - self.traffic_window, 0))):
+            del known[stale]
 
     def label_scores(self, vectors: np.ndarray, asserted: Sequence[int | None]) -> list[dict[int, float]]:
         """Per row, the label candidates' similarities and the asserted label's lineage's (they may rank below the
@@ -273,24 +284,13 @@ class Labeller:
         return name
 
     def prediction(self, decision: Decision, modalities: dict[str, str], used: list[str]) -> dict[str, Any]:
-        name = self._name
+        name, decided = self._name, decision.decided_label_id
         return {
             "model_version": self.version,
-            "top_k": [
-                {
-                    "label_id": r.label_id,
-                    "path": name(r.label_id),
-                    "score": round(r.score, 5),
-                    "similarity": round(r.similarity, 5),
-                    "exemplar_share": round(r.exemplar_share, 5),
-                }
-                for r in decision.ranked
-            ],
-            "decided_label": (
-                {"label_id": decision.decided_label_id, "path": name(decision.decided_label_id)}
-                if decision.decided_label_id is not None
-                else None
-            ),
+            "top_k": [{"label_id": r.label_id, "path": name(r.label_id), "score": round(r.score, 5),
+                       "similarity": round(r.similarity, 5), "exemplar_share": round(r.exemplar_share, 5)}
+                      for r in decision.ranked],
+            "decided_label": {"label_id": decided, "path": name(decided)} if decided is not None else None,
             "flag": decision.flag,
             "scores": {k: (round(v, 5) if isinstance(v, float) else v) for k, v in decision.scores.items()},
             "reasons": decision.reasons,

@@ -33,6 +33,12 @@ TRAFFIC_ONLY = {"features": ["traffic_minus_exemplar"], "mean": [0.0], "scale": 
                 "intercept": 0.0}
 
 
+def same_scores(a: list[dict[int, float]], b: list[dict[int, float]]) -> bool:
+    """The same label search, batched differently: equal but for the last float32 digit."""
+    return len(a) == len(b) and all(x.keys() == y.keys() and all(abs(x[k] - y[k]) < 1e-6 for k in x)
+                                    for x, y in zip(a, b, strict=True))
+
+
 def set_thresholds(rt: Runtime, **changes: Any) -> None:
     with rt.db.write() as session:
         version = registry.active_version(session)
@@ -88,11 +94,14 @@ def test_the_sweep_keeps_each_creatives_label_scores_while_it_stays_in_the_windo
     def swept_scores() -> dict[str, Any]:
         return {cid: row.prediction["scores"] for cid, row in load(runtime, ids).items()}
 
+    # Kept from arrival (the search labelling made), so that the first sweep does not search them again.
+    window_ids, vectors = runtime.index.traffic_window(version)
+    assert list(labeller.swept_label_scores) == window_ids == ids
+    assert same_scores(labeller.label_scores(vectors, [None] * len(ids)), list(labeller.swept_label_scores.values()))
     sweep(runtime.db, labeller)
     kept = dict(labeller.swept_label_scores)
-    window_ids, vectors = runtime.index.traffic_window(version)
     assert set(kept) == set(window_ids) == set(ids)
-    assert labeller.label_scores(vectors, [None] * len(window_ids)) == [kept[cid] for cid in window_ids]
+    assert same_scores(labeller.label_scores(vectors, [None] * len(window_ids)), [kept[cid] for cid in window_ids])
     sweep(runtime.db, labeller)  # with the kept scores
     reused = swept_scores()
     labeller.swept_label_scores.clear()
@@ -112,6 +121,13 @@ def test_the_sweep_keeps_each_creatives_label_scores_while_it_stays_in_the_windo
     runtime.index.prune_traffic(version, 3)  # the oldest leave the window: their scores are not kept
     sweep(runtime.db, labeller)
     assert set(labeller.swept_label_scores) == set(runtime.index.traffic_window(version)[0]) == set(ids[-3:])
+
+    # Never more than a window's worth kept from arrival, where no sweep prunes them: the oldest go first.
+    labeller.traffic_window = 4
+    later = submit(runtime, CreativeSubmission(texts=["Fresh sourdough bread, baked daily at the corner bakery"]),
+                   CreativeSubmission(texts=["Cheap flights to Lisbon and Porto this spring"]))
+    run(runtime, later)
+    assert list(labeller.swept_label_scores) == [*ids[-2:], *later]
 
 
 def test_reviewed_creatives_are_left_alone_and_the_worker_sweeps_on_its_own(runtime: Runtime) -> None:
