@@ -5,8 +5,8 @@ are labelled before there is any traffic like them, so the traffic feature of th
 cannot speak for them; once their fellows have arrived it can. The sweep takes the young creatives of the active
 version's traffic window (the `novelty_sweep_young` labelled most recently), recomputes their fit against the whole
 window (later arrivals included) and raises `new_label` on those that now fit no label. Only the young: a crowd's
-first members are what the sweep is for, by its second sweep a creative has seen the arrivals of one or two sweep
-intervals after it, and re-deciding the whole window at every sweep was two thirds of the labelling task's cost
+first members are what the sweep is for, by its third sweep a creative has seen the arrivals of two to three sweep
+intervals after it, and re-deciding the whole window at every sweep was over half of the labelling task's cost
 (docs/benchmarks.md, "The sweep re-decides only young creatives"). It never lowers a flag (a reviewer decides those)
 and never touches a creative a reviewer has already decided. Each swept prediction keeps its fit at arrival beside
 the new one (`scores.fit_at_arrival`), and a raised one its flag at arrival (`flag_at_arrival`, with
