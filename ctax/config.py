@@ -63,8 +63,7 @@ class Settings(BaseSettings):
                                      "AUROC / wrong-label AUROC against torch that auto accepts.")
     autocast: Literal["auto", "bf16", "fp16", "off"] = Field(
         default="auto", description="Torch towers on CUDA compute in bf16 (auto, where supported) or fp16; CPU: fp32.")
-    gpu_memory_fraction: float = Field(
-        default=0.5, gt=0.0, le=0.95,
+    gpu_memory_fraction: float = Field(default=0.5, gt=0.0, le=0.95,
         description="Share of the GPU's free memory a batch may take; the batch size is chosen from it on CUDA.")
     # Both templates were chosen by measurement (docs/text_training_study.md): the pretrained encoder reads a
     # sentence best, while the fine-tuned one learns the leaf-plus-path form that keeps siblings apart.
@@ -79,8 +78,7 @@ class Settings(BaseSettings):
     # Labelling.
     top_k: int = Field(default=5, ge=1, le=50)
     exemplar_k: int = Field(default=10, ge=1, le=100)
-    exemplars_per_label: int = Field(
-        default=64, ge=0, le=100_000,
+    exemplars_per_label: int = Field(default=64, ge=0, le=100_000,
         description="Labelled creatives kept per label as exemplars the labeller searches, chosen by k-means "
                     "(ctax/dataset/representatives.py); 0 keeps every labelled creative.")
     novelty_traffic_window: int = Field(default=5000, ge=0, le=1_000_000, description="Recently labelled "
@@ -113,8 +111,7 @@ class Settings(BaseSettings):
     map_creatives: int = Field(default=2000, ge=0, le=4000,
                                description="Recent creatives the /map page draws beside the labels.")
     label_queue: str = Field(default=LABEL_QUEUE, description="Queue the API sends labelling work to.")
-    dispatch_interval_s: float = Field(
-        default=0.2, gt=0, le=10,
+    dispatch_interval_s: float = Field(default=0.2, gt=0, le=10,
         description="How long the dispatcher gathers creatives into one message after a request queued work.")
     requeue_after_s: float = Field(default=120.0, gt=0, description="Re-send queued work not picked up by then.")
     # Short, because the worker renews its claims on every heartbeat while a batch runs: a claim outlives its
@@ -140,26 +137,20 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(default=40_000_000, ge=1024,
                                   description="Largest width x height an image may declare; checked before decoding.")
     max_text_chars: int = Field(default=20_000, ge=1, description="A creative's texts, in characters, in total.")
-    max_text_segments: int = Field(
-        default=32, ge=1, le=10_000,
+    max_text_segments: int = Field(default=32, ge=1, le=10_000,
         description="Text segments (ocr_text, texts[]) one creative may carry: each is encoded on its own.")
     max_batch_items: int = Field(default=500, ge=1, description="Creatives in one POST /v1/creatives/batch.")
-    max_batch_bytes: int = Field(
-        default=32 * 1024 * 1024, ge=1024,
+    max_batch_bytes: int = Field(default=32 * 1024 * 1024, ge=1024,
         description="Body of one POST /v1/creatives/batch, in bytes, counted while it streams in.")
-    max_request_bytes: int = Field(
-        default=1024 * 1024, ge=1024,
+    max_request_bytes: int = Field(default=1024 * 1024, ge=1024,
         description="Body of any other request (one creative's limit follows from the image and text limits).")
     max_metadata_bytes: int = Field(default=16_384, ge=2, description="A creative's metadata, as JSON bytes.")
     max_metadata_depth: int = Field(default=16, ge=1, le=100,
                                     description="How deeply a creative's metadata may nest objects and lists.")
-    image_decode_budget_pixels: int = Field(
-        default=80_000_000, ge=1024,
+    image_decode_budget_pixels: int = Field(default=80_000_000, ge=1024,
         description="Pixels the API decodes at once across concurrent requests; more wait (then 503).")
-    image_decode_max_side: int = Field(
-        default=DEFAULT_DECODE_MAX_SIDE, ge=224, le=20_000,
-        description="The labelling worker decodes images no larger than this on their longer side (OCR reads at "
-                    "most 2000 px; the image towers 224-336 px).")
+    image_decode_max_side: int = Field(default=DEFAULT_DECODE_MAX_SIDE, ge=224, le=20_000, description="The "
+        "labelling worker decodes images no larger than this on their longer side (OCR: 2000 px; towers: 224-336).")
 
     # Review and training.
     claim_ttl_s: float = Field(default=900.0, gt=0)
@@ -242,6 +233,15 @@ class Settings(BaseSettings):
         lease = info.data.get("lease_s")
         if lease is not None and value * 3 > lease:
             raise ValueError(f"must be at most a third of CTAX_LEASE_S ({lease:g} s)")
+        return value
+
+    @field_validator("novelty_sweep_young")
+    @classmethod
+    def _young_spans_an_interval(cls, value: int, info: ValidationInfo) -> int:
+        every = info.data.get("novelty_sweep_every")
+        if value and every and value < every:
+            raise ValueError(f"must be 0 (the whole window) or at least CTAX_NOVELTY_SWEEP_EVERY ({every}): fewer "
+                             "would leave some creatives never swept")
         return value
 
     @field_validator("worker_stale_s")

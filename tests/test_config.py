@@ -40,6 +40,7 @@ def test_the_bootstrap_admin_key_must_be_as_long_as_any_key() -> None:
     ({"label_template": "an ad for {leef}"}, "label_template", "unknown: leef"),
     ({"train_label_template": "no placeholder"}, "train_label_template", "at least one"),
     ({"worker_heartbeat_s": 5, "worker_stale_s": 5}, "worker_stale_s", "more than CTAX_WORKER_HEARTBEAT_S"),
+    ({"novelty_sweep_every": 1000, "novelty_sweep_young": 999}, "novelty_sweep_young", "never swept"),
     ({"port": 70000}, "port", "65535"),
 ])
 def test_values_that_would_fail_later_are_refused_when_read(values: dict[str, object], field: str,
