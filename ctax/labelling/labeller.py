@@ -140,9 +140,9 @@ class Labeller:
             ids = [requests[i].creative_id for i in rows]
             near = near_duplicates(self.index, self.version, vectors, ids, self.duplicate_similarity)
             members = [root is not None for root in near]
-            label_scores = self.label_scores(vectors, [requests[i].asserted_label_id for i in rows])
-            decisions = self.decide(vectors, [requests[i].asserted_label_id for i in rows],
-                                    *self.arrival_traffic(vectors, ids, members),
+            asserted = [requests[i].asserted_label_id for i in rows]
+            label_scores = self.label_scores(vectors, asserted)  # kept for the sweep below
+            decisions = self.decide(vectors, asserted, *self.arrival_traffic(vectors, ids, members),
                                     sources=[text_source(encoded[i].modalities) for i in rows],
                                     label_scores=label_scores)
             # Rerooting leaves the batch's traffic as it was read: the group counted once, by a vector as alike.
