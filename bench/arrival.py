@@ -34,7 +34,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bench.arrival_streams import BURST_PREFIX, EXTRA_PATTERNS, PATTERNS, build
+from bench.arrival_streams import BURST_PREFIX, EXTRA_PATTERNS, PATTERNS, build, without_campaigns
 from bench.pitt_eval import OUT, split
 from bench.seeds import DEFAULT_SEEDS, aggregate, cell, parse_seeds
 from ctax.config import Settings
@@ -146,7 +146,10 @@ def run(patterns: list[str], versions: list[str], seeds: list[int], args: argpar
         held = held_out_labels(train, _write(test, out / f"arrival_test_s{seed}.jsonl"), args.holdout_labels, seed,
                                base)
         for pattern in patterns:
-            stream = _write(build(pattern, test, held, seed, args.burst_size), out / f"arrival_{pattern}_s{seed}.jsonl")
+            built = build(pattern, test, held, seed, args.burst_size)
+            if getattr(args, "no_campaign_ids", False):
+                built = without_campaigns(built)
+            stream = _write(built, out / f"arrival_{pattern}_s{seed}.jsonl")
             if getattr(args, "prepare_only", False):
                 console.print(f"{pattern}, seed {seed}: {stream} written; held out: {', '.join(sorted(held))}")
                 continue
@@ -159,7 +162,8 @@ def run(patterns: list[str], versions: list[str], seeds: list[int], args: argpar
                                               seed, no_train=version == "pretrained", epochs=args.epochs,
                                               work_dir=work, verdicts=True, held_out=tuple(sorted(held)),
                                               ocr_test=getattr(args, "ocr_test", None)), base)
-                rows.append(row_of(pattern, version, seed, result))
+                rows.append({**row_of(pattern, version, seed, result),
+                             "campaign_ids": not getattr(args, "no_campaign_ids", False)})
                 if getattr(args, "json", None):  # every row as it comes: hours of runs are not lost to a late failure
                     args.json.write_text(json.dumps(rows, indent=2, default=str))
                 shutil.rmtree(work, ignore_errors=True)
@@ -190,6 +194,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--traffic-window", type=int, default=500)
     parser.add_argument("--burst-size", type=int, default=200)
+    parser.add_argument("--no-campaign-ids", action="store_true", help="post a burst's variants without their "
+                        "campaign id (a poster that sends none): campaigns are then told apart by similarity alone")
     parser.add_argument("--max-train", type=int, default=None, help="a seeded sample of the train split (reduced run)")
     parser.add_argument("--max-test", type=int, default=None, help="a seeded sample of the test split (reduced run)")
     parser.add_argument("--json", type=Path, default=None)

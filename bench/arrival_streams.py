@@ -14,6 +14,9 @@ Rows are the Pitt JSONL objects (`id`, `texts`, `label`). Every builder is deter
   each ad's variants arriving together at a place of their own. A burst's variants join their source's group and
   take its decision, so one burst's flagged share is close to all or nothing: whether that one ad is flagged.
   Ten campaigns per seed measure the share a user meets over many bursts.
+
+A burst's variants, and the ad they were made from, carry `campaign` (`campaign-<ad id>`), as an ad server posts
+a campaign's creatives with its campaign id; `without_campaigns` takes it away, for a poster that sends none.
 """
 
 from __future__ import annotations
@@ -95,8 +98,24 @@ def variants(row: Row, n: int, rng: random.Random) -> list[Row]:
         rng.shuffle(texts)
         if len(texts) > 2 and rng.random() < 0.3:
             texts.pop()
-        made.append({"id": f"{BURST_PREFIX}{k}-{row['id']}", "texts": texts, "label": row["label"]})
+        made.append({"id": f"{BURST_PREFIX}{k}-{row['id']}", "texts": texts, "label": row["label"],
+                     "campaign": campaign_of(row)})
     return made
+
+
+def campaign_of(row: Row) -> str:
+    return f"campaign-{row['id']}"
+
+
+def _with_sources_tagged(stream: list[Row]) -> list[Row]:
+    """The ads the stream's bursts were made from carry their campaign too: they are its first creative."""
+    campaigns = {row["campaign"] for row in stream if "campaign" in row}
+    return [{**row, "campaign": campaign_of(row)} if "campaign" not in row and campaign_of(row) in campaigns else row
+            for row in stream]
+
+
+def without_campaigns(stream: Sequence[Row]) -> list[Row]:
+    return [{key: value for key, value in row.items() if key != "campaign"} for row in stream]
 
 
 def _split(rows: Sequence[Row], held_out: set[str]) -> tuple[list[Row], list[Row]]:
@@ -188,9 +207,9 @@ def build(pattern: str, rows: Sequence[Row], held_out: set[str], seed: int, burs
     """The stream of `pattern` over the test rows, for this seed."""
     rng = random.Random(f"{pattern}:{seed}")
     if pattern == "burst":
-        return burst(rows, held_out, rng, burst_size)
+        return _with_sources_tagged(burst(rows, held_out, rng, burst_size))
     if pattern == "mixed":
-        return mixed(rows, held_out, rng, burst_size)
+        return _with_sources_tagged(mixed(rows, held_out, rng, burst_size))
     if pattern == "campaigns":
-        return campaigns(rows, held_out, rng, burst_size)
+        return _with_sources_tagged(campaigns(rows, held_out, rng, burst_size))
     return {"crowd": crowd, "trickle": trickle}[pattern](rows, held_out, rng)

@@ -74,6 +74,7 @@ def _new_creative(
         image_height=item.image.height if item.image else None,
         asserted_label_id=asserted_id,
         external_id=item.sub.external_id,
+        campaign=item.sub.campaign,
         metadata_=item.sub.metadata,
         idempotency_key=item.sub.idempotency_key,
         request_hash=item.digest,

@@ -22,6 +22,7 @@ class CreativeSubmission:
     external_id: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     idempotency_key: str | None = None
+    campaign: str | None = None
 
 
 # Runs of spaces, tabs and newlines count as one space when a text is judged: a human-written ad with a run of
@@ -74,18 +75,22 @@ def validate_submission(sub: CreativeSubmission, settings: Settings) -> Creative
         raise PayloadTooLarge(f"texts total more than {settings.max_text_chars} characters", field="ocr_text")
     if sub.image is None and not texts:
         raise InvalidInput("empty creative: send an image, some text, or both", field="image")
-    if sub.external_id is not None and (
-        not isinstance(sub.external_id, str) or not sub.external_id.strip() or len(sub.external_id) > 200
-        or "\x00" in sub.external_id
-    ):
-        raise InvalidInput("external_id must be a non-empty string of at most 200 characters, without NUL",
-                           field="external_id")
-    if sub.external_id is not None:
-        _refuse_surrogates(sub.external_id, "external_id")
+    for name, value in (("external_id", sub.external_id), ("campaign", sub.campaign)):
+        _check_identifier(value, name)
     _check_metadata(sub.metadata, settings.max_metadata_bytes, settings.max_metadata_depth)
     if sub.idempotency_key is not None and (not 0 < len(sub.idempotency_key) <= 200 or "\x00" in sub.idempotency_key):
         raise InvalidInput("Idempotency-Key must be 1 to 200 characters, without NUL", field="Idempotency-Key")
-    return CreativeSubmission(texts, sub.image, sub.asserted_label, sub.external_id, sub.metadata, sub.idempotency_key)
+    return CreativeSubmission(texts, sub.image, sub.asserted_label, sub.external_id, sub.metadata, sub.idempotency_key,
+                              sub.campaign)
+
+
+def _check_identifier(value: object, name: str) -> None:
+    """external_id and campaign: the poster's own names for things, stored and compared as given."""
+    if value is None:
+        return
+    if not isinstance(value, str) or not value.strip() or len(value) > 200 or "\x00" in value:
+        raise InvalidInput(f"{name} must be a non-empty string of at most 200 characters, without NUL", field=name)
+    _refuse_surrogates(value, name)
 
 
 def _check_metadata(metadata: object, max_bytes: int, max_depth: int) -> None:
@@ -129,8 +134,9 @@ def _strings(value: object) -> list[str]:
 def request_hash(sub: CreativeSubmission) -> str:
     """The fingerprint of a validated submission: the same Idempotency-Key with another request is a conflict."""
     digest = hashlib.sha256()
-    digest.update(
-        json.dumps([sub.texts, str(sub.asserted_label), sub.external_id, sub.metadata], sort_keys=True).encode()
-    )
+    fields: list[Any] = [sub.texts, str(sub.asserted_label), sub.external_id, sub.metadata]
+    if sub.campaign is not None:  # so that a request stored before campaigns existed hashes as it did
+        fields.append(sub.campaign)
+    digest.update(json.dumps(fields, sort_keys=True).encode())
     digest.update(hashlib.sha256(sub.image or b"").digest())
     return digest.hexdigest()

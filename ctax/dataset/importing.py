@@ -49,6 +49,7 @@ class Row:
     label: LabelPath
     image: Path | None
     image_info: ImageInfo | None = None
+    campaign: str | None = None  # the poster's campaign (rows posted as creatives by `ctax eval`)
 
 
 @dataclass
@@ -128,8 +129,10 @@ def _row(path: Path, number: int, raw: bytes, settings: Settings) -> Row:
                               max_pixels=settings.max_image_pixels)
     if not cleaned and image is None:
         raise InvalidInput("no text and no image")
-    external = data.get("id")
-    return Row(number, str(external) if external is not None else None, cleaned, label, image, info)
+    external, campaign = data.get("id"), data.get("campaign")
+    if campaign is not None and (not isinstance(campaign, str) or not campaign.strip() or len(campaign) > 200):
+        raise InvalidInput("campaign must be a non-empty string of at most 200 characters")
+    return Row(number, str(external) if external is not None else None, cleaned, label, image, info, campaign)
 
 
 def import_labelled(
@@ -200,6 +203,7 @@ def _creative(row: Row, blobs: BlobStore, settings: Settings, path: Path) -> Cre
         source=Source.IMPORT,
         status=CreativeStatus.LABELLED,
         external_id=row.external_id,
+        campaign=row.campaign,
         texts=row.texts,
         image_sha256=sha,
         image_mime=mime,

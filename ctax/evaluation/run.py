@@ -90,6 +90,8 @@ def _write_rows(rows: list[Row], path: Path) -> None:
             data: dict[str, Any] = {"id": row.external_id, "texts": row.texts, "label": str(row.label)}
             if row.image is not None:
                 data["image"] = str(row.image.resolve())
+            if row.campaign is not None:
+                data["campaign"] = row.campaign
             handle.write(json.dumps(data) + "\n")
 
 
@@ -254,7 +256,8 @@ def _post_test_rows(rt: Runtime, settings: Settings, test_rows: list[Row], hidde
 
     def create(session: Session, row: Row, asserted: LabelPath | None, _asserted_id: int | None) -> str:
         sub = CreativeSubmission(texts=row.texts, image=row.image.read_bytes() if row.image else None,
-                                 asserted_label=str(asserted) if asserted else None, external_id=row.external_id)
+                                 asserted_label=str(asserted) if asserted else None, external_id=row.external_id,
+                                 campaign=row.campaign)
         creative, _ = create_creative(session, rt.blobs, settings, sub, None)
         return creative.id
 

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from qdrant_client import QdrantClient, models
 
-from ctax.index.points import normal_point_id
+from ctax.index.points import campaign_code, normal_point_id
 from ctax.index.table import VectorTable
 from ctax.vectors import normalise
 
@@ -121,8 +121,9 @@ class Collections:
             if points:
                 table.upsert(
                     [normal_point_id(point.id) for point in points],
-                    # Traffic points carry no label: 0 stands in.
-                    [int((point.payload or {}).get("label_id", point.id if isinstance(point.id, int) else 0))
+                    # Traffic points carry no label: their campaign's code stands in (0 for none).
+                    [int((point.payload or {}).get("label_id", point.id if isinstance(point.id, int)
+                                                   else campaign_code((point.payload or {}).get("campaign"))))
                      for point in points],
                     np.asarray([point.vector for point in points], dtype=np.float32),
                 )
@@ -162,15 +163,18 @@ class Collections:
 
     def _nearest_vectors(
         self, collection: str, vectors: np.ndarray, limit: int, skip: Sequence[str | None], with_vectors: bool = True,
+        campaigns: Sequence[str | None] | None = None,
     ) -> list[tuple[list[float], np.ndarray | None]]:
         """As _nearest_points, with the points' unit vectors (None unless `with_vectors`) in place of their ids:
-        (cosines best first, their vectors as rows). Local mode reads the mirror's rows without going through
-        point ids, which costs more than the search itself (bench.fixed_cost)."""
+        (cosines best first, their vectors as rows); row i never returns a point of campaign `campaigns[i]`.
+        Local mode reads the mirror's rows without going through point ids, which costs more than the search
+        itself (bench.fixed_cost)."""
         dim = int(vectors.shape[1])
         if not self.is_server:
             table = self._table(collection)
             out: list[tuple[list[float], np.ndarray | None]] = []
-            for (rows, scores), own in zip(table.nearest_rows(vectors, limit + 1), skip, strict=True):
+            unlike = [campaign_code(c) for c in campaigns] if campaigns is not None else None
+            for (rows, scores), own in zip(table.nearest_rows(vectors, limit + 1, unlike), skip, strict=True):
                 own_row = table.rows.get(own) if own is not None else None
                 keep = [n for n, row in enumerate(rows) if row != own_row][:limit]
                 out.append(([scores[n] for n in keep], table.vectors[[rows[n] for n in keep]].reshape(-1, dim)
@@ -179,11 +183,13 @@ class Collections:
         return [([float(p.score) for p in points],
                  normalise(np.asarray([p.vector for p in points], dtype=np.float32).reshape(-1, dim))
                  if with_vectors else None)
-                for points in self._server_nearest(collection, vectors, limit, skip, None, with_vector=with_vectors)]
+                for points in self._server_nearest(collection, vectors, limit, skip, None, with_vector=with_vectors,
+                                                   campaigns=campaigns)]
 
     def _server_nearest(
         self, collection: str, vectors: np.ndarray, limit: int, skip: Sequence[str | None],
         allowed: Sequence[Sequence[str] | None] | None, with_vector: bool,
+        campaigns: Sequence[str | None] | None = None,
     ) -> list[list[Any]]:
         """One batch of server queries, one per vector: the scored points of each, [] where none qualify."""
         asked, requests = [], []
@@ -194,6 +200,8 @@ class Collections:
                     continue
                 must.append(models.HasIdCondition(has_id=list(allowed[n])))  # type: ignore[arg-type]
             must_not: list[Any] = [models.HasIdCondition(has_id=[own])] if own else []
+            if campaigns is not None and (campaign := campaigns[n]):
+                must_not.append(models.FieldCondition(key="campaign", match=models.MatchValue(value=campaign)))
             asked.append(n)
             requests.append(models.QueryRequest(
                 query=vector.tolist(), limit=limit, with_payload=False, with_vector=with_vector,

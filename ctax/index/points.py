@@ -3,6 +3,7 @@ creatives (exemplars, traffic) by their id as a UUID, which Qdrant requires of s
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,14 @@ def point_id(creative_id: str) -> str:
 
 def creative_id_of(point_id: Any) -> str:
     return uuid.UUID(str(point_id)).hex
+
+
+def campaign_code(campaign: str | None) -> int:
+    """A campaign name as the int the in-memory traffic table keeps in its label slot (traffic has no label): 0
+    for none. 63 bits of a hash, so two campaigns of one window share a code about once in 10^14 windows."""
+    if not campaign:
+        return 0
+    return int.from_bytes(hashlib.blake2b(campaign.encode(), digest_size=8).digest(), "big") >> 1 or 1
 
 
 def normal_point_id(point_id: Any) -> int | str:

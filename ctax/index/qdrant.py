@@ -20,7 +20,7 @@ from qdrant_client import models
 
 from ctax.errors import NotFound
 from ctax.index.creatives import Creatives
-from ctax.index.points import LabelHit, creative_id_of, normal_point_id, point_id
+from ctax.index.points import LabelHit, campaign_code, creative_id_of, normal_point_id, point_id
 
 
 class LabelIndex(Creatives):
@@ -132,25 +132,29 @@ class LabelIndex(Creatives):
         return [[LabelHit(int(p.id), float(p.score)) for p in response.points] for response in responses]
 
     # -- traffic -----------------------------------------------------------------------------------------
-    def record_traffic(self, version: str, creative_ids: Sequence[str], vectors: np.ndarray, window: int) -> None:
+    def record_traffic(self, version: str, creative_ids: Sequence[str], vectors: np.ndarray, window: int,
+                       campaigns: Sequence[str | None] | None = None) -> None:
         """Remember creatives this version just labelled, keeping about the `window` most recent (a few more
-        between prunes, so that pruning is not a scroll per batch)."""
+        between prunes, so that pruning is not a scroll per batch), each with its poster's campaign (if any)."""
         if not creative_ids or window <= 0:
             return
         name = self.traffic_collection(version)
         if not self.client.collection_exists(name):  # versions built before traffic was kept get it lazily
-            self._create(name, int(vectors.shape[1]), {"seen": models.PayloadSchemaType.FLOAT})
+            self._create(name, int(vectors.shape[1]), {"seen": models.PayloadSchemaType.FLOAT,
+                                                       "campaign": models.PayloadSchemaType.KEYWORD})
         seen = time.time()
         # Later rows of a batch arrived later: the order breaks ties in the window.
+        named = list(campaigns) if campaigns is not None else [None] * len(creative_ids)
         points = [
-            models.PointStruct(id=point_id(cid), vector=vector.tolist(), payload={"seen": seen + n * 1e-6})
-            for n, (cid, vector) in enumerate(zip(creative_ids, vectors, strict=True))
+            models.PointStruct(id=point_id(cid), vector=vector.tolist(), payload={
+                "seen": seen + n * 1e-6, **({"campaign": campaign} if campaign else {})})
+            for n, (cid, vector, campaign) in enumerate(zip(creative_ids, vectors, named, strict=True))
         ]
         self._write_points(name, points)
         if (table := self._tables.get(name)) is not None:
             ids = [point.id for point in points]
             table.delete(ids)  # a creative labelled again arrived again: to the end, where the window is newest
-            table.upsert(ids, [0] * len(points), vectors)
+            table.upsert(ids, [campaign_code(c) for c in named], vectors)
         if self.count_traffic(version) > window + max(window // 10, 1):
             self.prune_traffic(version, window)
 
@@ -191,13 +195,15 @@ class LabelIndex(Creatives):
 
     def traffic_neighbours(
         self, version: str, vectors: np.ndarray, limit: int, exclude: Sequence[str] = (), with_vectors: bool = True,
+        campaigns: Sequence[str | None] | None = None,
     ) -> list[tuple[list[float], np.ndarray | None]]:
         """Per vector, the similarities of its `limit` nearest recently labelled creatives, best first, and their
         unit vectors (what the novelty feature reads: novelty.one_per_campaign tells a campaign's variants apart
-        by them; None unless `with_vectors`); row i never returns exclude[i]."""
+        by them; None unless `with_vectors`); row i never returns exclude[i], nor a creative its poster said was
+        of campaign `campaigns[i]` (a campaign's own creatives are no evidence of a kind arriving from many)."""
         name = self.traffic_collection(version)
         dim = int(vectors.shape[1]) if vectors.ndim == 2 else 0
         if len(vectors) == 0 or not self.client.collection_exists(name):
             return [([], np.zeros((0, dim), dtype=np.float32) if with_vectors else None) for _ in range(len(vectors))]
         skip = [point_id(cid) for cid in exclude] if exclude else [None] * len(vectors)
-        return self._nearest_vectors(name, vectors, limit, skip, with_vectors)
+        return self._nearest_vectors(name, vectors, limit, skip, with_vectors, campaigns)

@@ -84,12 +84,25 @@ class VectorTable:
                 out[n] = self._nearest_among(scores[n], rows, limit)
         return out
 
-    def nearest_rows(self, queries: np.ndarray, limit: int) -> list[tuple[list[int], list[float]]]:
+    def nearest_rows(self, queries: np.ndarray, limit: int, unlike: Sequence[int] | None = None
+                     ) -> list[tuple[list[int], list[float]]]:
         """(rows, cosines) of the `limit` nearest points per query, best first: for callers that read the rows'
-        vectors (`self.vectors[rows]`) rather than point ids."""
+        vectors (`self.vectors[rows]`) rather than point ids. `unlike[i]` (0: none) leaves out the points whose
+        label slot holds it (a traffic table keeps campaign codes there), as a Qdrant must_not filter would."""
         if len(self) == 0 or limit <= 0:
             return [([], []) for _ in range(len(queries))]
-        return self._best_rows(normalise(np.asarray(queries, dtype=np.float32)) @ self.vectors.T, limit)
+        scores = normalise(np.asarray(queries, dtype=np.float32)) @ self.vectors.T
+        masked = [n for n, code in enumerate(unlike or []) if code]
+        if not masked:
+            return self._best_rows(scores, limit)
+        codes = list(unlike or [])
+        for n in masked:
+            scores[n, self.label_ids == codes[n]] = -np.inf
+        out = []
+        for rows, row_scores in self._best_rows(scores, limit):
+            kept = [s for s in row_scores if s != -np.inf]  # a row with fewer other points than `limit`
+            out.append((rows[: len(kept)], kept))
+        return out
 
     def _best_rows(self, scores: np.ndarray, limit: int) -> list[tuple[list[int], list[float]]]:
         # Every query in one go (a batch's per-row numpy calls and numpy scalars cost more than the product

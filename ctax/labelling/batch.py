@@ -194,7 +194,7 @@ class LabellingWorker:
                 batch.broken.append((row.id, f"stored image cannot be read: {exc}"))
                 continue
             batch.requests.append(LabelRequest(row.id, row.texts, image, row.ocr_text, row.asserted_label_id,
-                                               row.account_id, row.created_at.timestamp()))
+                                               row.account_id, row.created_at.timestamp(), row.campaign))
         return batch
 
     def _image(self, row: leases.Claimed) -> Image.Image | None:

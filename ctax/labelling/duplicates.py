@@ -239,6 +239,7 @@ class Posted(Protocol):
 
     account_id: int | None
     created_at: float | None
+    campaign: str | None
 
 
 def index_after_store(index: LabelIndex, version: str, traffic_window: int, members: dict[str, Root],
@@ -254,7 +255,8 @@ def index_after_store(index: LabelIndex, version: str, traffic_window: int, memb
     if alone and traffic_window > 0:
         vectors = index.creative_vectors(version, alone)
         if kept := [cid for cid in alone if cid in vectors]:
-            index.record_traffic(version, kept, np.stack([vectors[cid] for cid in kept]), traffic_window)
+            index.record_traffic(version, kept, np.stack([vectors[cid] for cid in kept]), traffic_window,
+                                 [posted[cid].campaign for cid in kept])
 
 
 def index_members(index: LabelIndex, version: str, members: dict[str, Root],

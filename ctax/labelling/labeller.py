@@ -41,6 +41,7 @@ class LabelRequest:
     asserted_label_id: int | None = None
     account_id: int | None = None  # kept with the creative's vector, so that search can filter by account
     created_at: float | None = None  # epoch seconds, likewise
+    campaign: str | None = None  # the poster's campaign: its creatives are no traffic evidence for each other
 
 
 @dataclass
@@ -66,17 +67,8 @@ class EncodedBatch:
 
 class Labeller:
     def __init__(
-        self,
-        space: SharedSpace,
-        index: LabelIndex,
-        taxonomy: Taxonomy,
-        thresholds: Thresholds,
-        *,
-        top_k: int = 5,
-        exemplar_k: int = 10,
-        ocr: OcrReader | None = None,
-        traffic_window: int = 0,
-        index_creatives: bool = False,
+        self, space: SharedSpace, index: LabelIndex, taxonomy: Taxonomy, thresholds: Thresholds, *, top_k: int = 5,
+        exemplar_k: int = 10, ocr: OcrReader | None = None, traffic_window: int = 0, index_creatives: bool = False,
         duplicate_similarity: float = 0.0,
     ) -> None:
         """index_creatives: keep every labelled creative's vector in the version's creatives collection (what
@@ -142,7 +134,8 @@ class Labeller:
             members = [root is not None for root in near]
             asserted = [requests[i].asserted_label_id for i in rows]
             label_scores = self.label_scores(vectors, asserted)  # kept for the sweep below
-            decisions = self.decide(vectors, asserted, *self.arrival_traffic(vectors, ids, members),
+            campaigns = [requests[i].campaign for i in rows]
+            decisions = self.decide(vectors, asserted, *self.arrival_traffic(vectors, ids, members, campaigns),
                                     sources=[text_source(encoded[i].modalities) for i in rows],
                                     label_scores=label_scores)
             # Rerooting leaves the batch's traffic as it was read: the group counted once, by a vector as alike.
@@ -159,7 +152,8 @@ class Labeller:
             if self.traffic_window > 0 and not all(members):
                 # A group counts once as novelty evidence: its members stay out of the traffic window.
                 kept = [n for n, member in enumerate(members) if not member]
-                self.index.record_traffic(self.version, [ids[n] for n in kept], vectors[kept], self.traffic_window)
+                self.index.record_traffic(self.version, [ids[n] for n in kept], vectors[kept], self.traffic_window,
+                                          [campaigns[n] for n in kept])
                 self._keep_label_scores([ids[n] for n in kept], [label_scores[n] for n in kept])
             if self.index_creatives:
                 self.index.upsert_creatives(self.version, ids, vectors, [
@@ -203,14 +197,9 @@ class Labeller:
         exemplar_hits = self.index.nearest_exemplars(self.version, vectors, self.exemplar_k)
         decisions = []
         for n, scores in enumerate(scores_by_row):
-            evidence = Evidence(
-                label_scores=scores,
-                exemplars=[(hit.label_id, hit.score) for hit in exemplar_hits[n]],
-                asserted_label_id=asserted[n],
-                traffic=traffic[n],
-                traffic_window=windows[n],
-                text_source=sources[n] if sources is not None else TEXT,
-            )
+            evidence = Evidence(label_scores=scores, exemplars=[(hit.label_id, hit.score) for hit in exemplar_hits[n]],
+                                asserted_label_id=asserted[n], traffic=traffic[n], traffic_window=windows[n],
+                                text_source=sources[n] if sources is not None else TEXT)
             decisions.append(self.trigger.decide(evidence))
         return decisions
 
@@ -219,21 +208,22 @@ class Labeller:
         return 2 * traffic_k(window, self.trigger.thresholds.traffic_reference)
 
     def full_window_traffic(
-        self, vectors: np.ndarray, creative_ids: Sequence[str]
+        self, vectors: np.ndarray, creative_ids: Sequence[str], campaigns: Sequence[str | None] | None = None,
     ) -> tuple[list[list[float]], list[int]]:
         """Each creative's similarities to the whole traffic window (itself aside), arrivals after it included,
         and the window's size: what the novelty sweep re-decides with."""
         window = max(self.index.count_traffic(self.version) - 1, 0)
-        near = self._traffic_neighbours(vectors, self._fetch(window), creative_ids)
+        near = self._traffic_neighbours(vectors, self._fetch(window), creative_ids, campaigns)
         return [self._campaigns(np.asarray(scores), units) for scores, units in near], [window] * len(creative_ids)
 
     def _traffic_neighbours(
-        self, vectors: np.ndarray, limit: int, creative_ids: Sequence[str]
+        self, vectors: np.ndarray, limit: int, creative_ids: Sequence[str], campaigns: Sequence[str | None] | None
     ) -> list[tuple[list[float], np.ndarray | None]]:
-        """Neighbours' similarities in the traffic window, with their unit vectors only where the version counts
-        each campaign once: the others never read them, and a server would send them."""
+        """Neighbours' similarities in the traffic window (none of the creative's own campaign), with their unit
+        vectors only where the version counts each campaign once: the others never read them, and a server
+        would send them."""
         return self.index.traffic_neighbours(self.version, vectors, limit, exclude=creative_ids,
-                                             with_vectors=self.trigger.thresholds.campaigns_once)
+                                             with_vectors=self.trigger.thresholds.campaigns_once, campaigns=campaigns)
 
     def _campaigns(self, scores: np.ndarray, units: np.ndarray | None) -> list[float]:
         """The traffic the trigger reads from neighbours' similarities (best first) and unit vectors."""
@@ -244,24 +234,27 @@ class Labeller:
 
     def arrival_traffic(
         self, vectors: np.ndarray, creative_ids: Sequence[str], members: Sequence[bool] = (),
+        campaigns: Sequence[str | None] | None = None,
     ) -> tuple[list[list[float]], list[int]]:
         """Similarities of each creative to the recent creatives before it, and how many those were: the
         version's traffic window and the earlier ones of this batch, as if the batch had been labelled one by one.
-        Earlier members of duplicate groups (`members[m]`) are not in the window, so they are not counted here."""
+        Earlier members of duplicate groups (`members[m]`) are not in the window, so they are not counted here;
+        nor are creatives of its own campaign (`campaigns[m]`, as the poster said)."""
         if self.traffic_window <= 0:
             return [[] for _ in creative_ids], [0] * len(creative_ids)
         stored = self.index.count_traffic(self.version)
         limit = self._fetch(stored + len(creative_ids))
-        near = self._traffic_neighbours(vectors, limit, creative_ids)
+        near = self._traffic_neighbours(vectors, limit, creative_ids, campaigns)
         unit = normalise(np.asarray(vectors, dtype=np.float32))
         within = (unit @ unit.T).astype(np.float64)
         ids = np.asarray(creative_ids, dtype=object)
+        named = np.asarray(campaigns if campaigns is not None else [None] * len(creative_ids), dtype=object)
         out = []
         is_member = np.asarray(members, dtype=bool) if members else np.zeros(len(creative_ids), dtype=bool)
         for n, (scores, units) in enumerate(near):
             # The earlier creatives of this batch (a creative twice in one batch is not its own neighbour; earlier
             # members of duplicate groups are not in the window, so not counted either).
-            earlier = (ids[:n] != ids[n]) & ~is_member[:n]
+            earlier = (ids[:n] != ids[n]) & ~is_member[:n] & ((named[:n] != named[n]) | (named[n] is None))
             merged = np.concatenate([np.asarray(scores, dtype=np.float64), within[n, :n][earlier]])
             best = np.argsort(-merged, kind="stable")[:limit]
             fellows = None if units is None else np.concatenate([units, unit[:n][earlier]])[best]

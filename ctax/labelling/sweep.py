@@ -72,7 +72,8 @@ def sweep(db: Database, labeller: Labeller, young: int = 0, batch_size: int = 51
             if not keep:
                 continue
             kept_ids = [chunk_ids[n] for n in keep]
-            traffic, windows = labeller.full_window_traffic(chunk_vectors[keep], kept_ids)
+            traffic, windows = labeller.full_window_traffic(chunk_vectors[keep], kept_ids,
+                                                            [rows[cid].campaign for cid in kept_ids])
             asserted = [rows[cid].asserted_label_id for cid in kept_ids]
             _label_scores(labeller, chunk_vectors[keep], kept_ids, asserted)
             decisions = labeller.decide(chunk_vectors[keep], asserted, traffic, windows,

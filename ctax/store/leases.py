@@ -41,6 +41,7 @@ class Claimed:
     account_id: int | None
     created_at: dt.datetime
     retry: bool = False
+    campaign: str | None = None
 
 
 def _free(ids: Sequence[str], now: dt.datetime, lease_s: float) -> list[ColumnElement[bool]]:
@@ -69,10 +70,10 @@ def claim_inputs(session: Session, ids: Sequence[str], worker: str, lease_s: flo
             .values(status=CreativeStatus.PROCESSING, claimed_at=now, claimed_by=worker,
                     **({} if retry else {"attempts": Creative.attempts + 1}))
             .returning(Creative.id, Creative.texts, Creative.image_sha256, Creative.ocr_text,
-                       Creative.asserted_label_id, Creative.account_id, Creative.created_at)
+                       Creative.asserted_label_id, Creative.account_id, Creative.created_at, Creative.campaign)
         )
-        taken += [Claimed(creative_id, list(texts or []), image, ocr, asserted, account, created, retry)
-                  for creative_id, texts, image, ocr, asserted, account, created in result]
+        taken += [Claimed(creative_id, list(texts or []), image, ocr, asserted, account, created, retry, campaign)
+                  for creative_id, texts, image, ocr, asserted, account, created, campaign in result]
     return taken
 
 

@@ -248,7 +248,8 @@ def inherit_traffic(
         # Deleted since: left out.
         usable = encode_stored(space, blobs, [rows[cid] for cid in chunk if cid in rows])
         if usable:
-            index.record_traffic(version, [cid for cid, _ in usable], np.stack([v for _, v in usable]), window)
+            index.record_traffic(version, [cid for cid, _ in usable], np.stack([v for _, v in usable]), window,
+                                 [rows[cid].campaign for cid, _ in usable])
             inherited += len(usable)
     log.info("%s inherited %d creatives of traffic from %s", version, inherited, active)
     return inherited

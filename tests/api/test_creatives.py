@@ -45,6 +45,25 @@ def test_multipart_json_and_batch_are_accepted_with_202(client, keys, db, pitt_l
     assert _count(db) == 8
 
 
+def test_a_creative_may_name_its_campaign_and_a_bad_one_is_refused_naming_it(client, keys, db) -> None:
+    h = headers(keys["poster"])
+    posted = client.post("/v1/creatives", headers=h, json={"ocr_text": "Spring sale on sofas", "campaign": "sofa-q2"})
+    form = client.post("/v1/creatives", headers=h, data={"ocr_text": "Sofas, now 20% off", "campaign": "sofa-q2"},
+                       files={"image": ("ad.png", png_bytes("SOFA"), "image/png")})
+    batch = client.post("/v1/creatives/batch", headers=h, json={"items": [
+        {"ocr_text": "Sofa sale ends Sunday", "campaign": "sofa-q2"}, {"ocr_text": "Fresh coffee"}]})
+    assert posted.status_code == form.status_code == batch.status_code == 202, (posted.text, form.text, batch.text)
+    ids = [posted.json()["id"], form.json()["id"], *[item["id"] for item in batch.json()["items"]]]
+    assert [client.get(f"/v1/creatives/{cid}", headers=h).json()["campaign"] for cid in ids] == [
+        "sofa-q2", "sofa-q2", "sofa-q2", None]
+    for campaign, words in (("", "campaign must be a non-empty string"), (" ", "campaign must be a non-empty"),
+                            ("x" * 201, "campaign"), (7, "campaign"), ("a\x00b", "campaign must be")):
+        refused = client.post("/v1/creatives", headers=h, json={"ocr_text": "Sofa sale", "campaign": campaign})
+        assert refused.status_code == 422, (campaign, refused.text)
+        assert words in refused.json()["message"]
+    assert _count(db) == 4
+
+
 def test_idempotency_key_returns_the_same_creative(client, keys, db) -> None:
     h = {**headers(keys["poster"]), "Idempotency-Key": "order-42"}
     first = client.post("/v1/creatives", headers=h, json={"ocr_text": "Cheap flights to Rome"})

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.arrival_streams import BURST_PREFIX, CAMPAIGNS, PATTERNS, build, variants
+from bench.arrival_streams import BURST_PREFIX, CAMPAIGNS, PATTERNS, build, variants, without_campaigns
 from tests.support import EVAL_ENV
 
 HELD = {"PSA/Animal Rights", "Product/Vehicles/Cars"}
@@ -47,9 +47,13 @@ def test_a_burst_is_200_close_variants_of_one_known_ad_arriving_together(rows) -
     stream = build("burst", rows, HELD, 13)
     at = [n for n, row in enumerate(stream) if row["id"].startswith(BURST_PREFIX)]
     assert len(at) == 200 and at == list(range(at[0], at[0] + 200))
-    assert [r for r in stream if not r["id"].startswith(BURST_PREFIX)] == rows
+    assert without_campaigns([r for r in stream if not r["id"].startswith(BURST_PREFIX)]) == rows
     burst = [stream[n] for n in at]
     source = next(r for r in rows if r["id"] == burst[0]["id"].split("-", 2)[2])
+    # The variants and the ad they were made from carry one campaign id, as an ad server posts them; nothing else.
+    tagged = [r for r in stream if "campaign" in r]
+    assert {r["campaign"] for r in tagged} == {f"campaign-{source['id']}"} and len(tagged) == 201
+    assert "campaign" not in without_campaigns(stream)[at[0]]
     assert source["label"] not in HELD and {r["label"] for r in burst} == {source["label"]}
     texts = {tuple(r["texts"]) for r in burst}
     assert len(texts) >= 190 and tuple(source["texts"]) not in texts  # each one changed, almost all different
@@ -94,7 +98,7 @@ def test_a_tiny_run_gives_every_field_for_every_pattern(tmp_path, monkeypatch) -
         for key in ("novelty_auroc_at_arrival", "novelty_auroc_final", "top1", "wrong_label_auroc"):
             assert 0.0 <= row[key] <= 1.0, key
         assert set(row["seen_before_first_flag"]) == set(row["held_out_labels"])
-    assert burst["n_burst"] == 20 and burst["n_stream"] == 140
+    assert burst["n_burst"] == 20 and burst["n_stream"] == 140 and burst["campaign_ids"] is True
     assert 0 <= burst["n_burst_grouped"] <= 20 and isinstance(burst["burst_source_first"], bool)
     assert sum(group["members"] for group in burst["burst_groups"].values()) == burst["n_burst_grouped"]
     assert burst["known_flagged_new_rate"] * 20 == pytest.approx(round(burst["known_flagged_new_rate"] * 20))
@@ -129,7 +133,7 @@ def test_campaigns_are_ten_known_ads_bursts_each_arriving_together_and_each_meas
     from bench.arrival import burst_groups
 
     stream = build("campaigns", rows, HELD, 13)
-    assert [r for r in stream if not r["id"].startswith(BURST_PREFIX)] == rows
+    assert without_campaigns([r for r in stream if not r["id"].startswith(BURST_PREFIX)]) == rows
     at = [n for n, row in enumerate(stream) if row["id"].startswith(BURST_PREFIX)]
     assert len(at) == 200
     by_source: dict[str, list[int]] = {}
@@ -140,6 +144,7 @@ def test_campaigns_are_ten_known_ads_bursts_each_arriving_together_and_each_meas
         assert places == list(range(places[0], places[0] + len(places))) and len(places) == 200 // CAMPAIGNS
         label = next(r["label"] for r in rows if r["id"] == source)
         assert label not in HELD and {stream[n]["label"] for n in places} == {label}
+        assert {stream[n]["campaign"] for n in places} == {f"campaign-{source}"}  # one campaign id per ad
     assert build("campaigns", rows, HELD, 13) == stream and build("campaigns", rows, HELD, 14) != stream
     # Per source ad, its variants' share flagged new_label.
     verdicts = [{"external_id": row["id"], "flag": "new_label" if row["id"].split("-", 2)[-1] == min(by_source)

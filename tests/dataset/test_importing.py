@@ -71,6 +71,17 @@ def test_every_bad_line_is_found_with_its_reason(tmp_path: Path) -> None:
     assert len(read_rows(tmp_path / "labelled.jsonl", skip_invalid=True)) == 3
 
 
+def test_a_row_may_name_its_campaign_as_a_posted_creative_may(tmp_path: Path) -> None:
+    path = tmp_path / "stream.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in [
+        {**GOOD, "campaign": "pizza-q1"}, {**GOOD, "id": "good-2"}, {**GOOD, "id": "b3", "campaign": 7},
+        {**GOOD, "id": "b4", "campaign": " "}]))
+    scan = scan_rows(path)
+    assert [(row.external_id, row.campaign) for row in scan.rows] == [("good-1", "pizza-q1"), ("good-2", None)]
+    assert [(line.line, "campaign must be a non-empty string" in line.reason) for line in scan.bad] == [
+        (3, True), (4, True)]
+
+
 def _stored(db: Database, settings: Settings) -> tuple[int, list[Path]]:
     with db.read() as session:
         count = int(session.scalar(select(func.count(Creative.id))) or 0)

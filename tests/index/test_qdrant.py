@@ -224,6 +224,42 @@ def test_the_sweeps_window_is_the_traffic_window_oldest_first_from_the_mirror_or
     again.client.close()
 
 
+def test_traffic_search_leaves_out_the_creatives_own_campaign_in_the_mirror_on_a_server_and_after_a_restart(
+        tmp_path) -> None:
+    rng = np.random.default_rng(5)
+    path = tmp_path / "qdrant"
+    index = LabelIndex(open_qdrant(None, path), "t")
+    index.ensure_version("v1", 8)
+    centre = rng.normal(size=8)
+    vectors = (centre + 0.1 * rng.normal(size=(12, 8))).astype(np.float32)  # all alike: each other's nearest
+    ids = [f"{n:032x}" for n in range(12)]
+    campaigns = ["spring"] * 5 + ["autumn"] * 4 + [None] * 3
+    index.record_traffic("v1", ids[:6], vectors[:6], window=100, campaigns=campaigns[:6])
+    index.record_traffic("v1", ids[6:], vectors[6:], window=100, campaigns=campaigns[6:])
+    asked = [None, "spring", "autumn", "winter"]  # none; the two campaigns in the window; one it has never seen
+    expected = {None: 11, "spring": 7, "autumn": 8, "winter": 11}  # of the 11 others (the creative itself aside)
+
+    def found(index: LabelIndex) -> list[int]:
+        near = index.traffic_neighbours("v1", vectors[[0, 1, 5, 9]], 20, exclude=[ids[0], ids[1], ids[5], ids[9]],
+                                        campaigns=asked)
+        return [len(scores) for scores, _ in near]
+
+    want = [expected[campaign] for campaign in asked]
+    assert found(index) == want  # the in-memory mirror
+    index.is_server = True
+    assert found(index) == want  # a payload filter, as a Qdrant server runs it
+    index.is_server = False
+    # Nearest first, and only the others: the scores are those of the creatives left.
+    scores, units = index.traffic_neighbours("v1", vectors[:1], 3, exclude=ids[:1], campaigns=["spring"])[0]
+    others = vectors[5:] / np.linalg.norm(vectors[5:], axis=1, keepdims=True)
+    best = np.sort(others @ (vectors[0] / np.linalg.norm(vectors[0])))[::-1][:3]
+    assert np.allclose(scores, best, atol=1e-5) and units is not None and units.shape == (3, 8)
+    index.client.close()
+    again = LabelIndex(open_qdrant(None, path), "t")  # a fresh mirror knows each point's campaign from disk
+    assert found(again) == want
+    again.client.close()
+
+
 def test_local_writes_are_kept_when_the_process_is_killed_without_closing(tmp_path) -> None:
     # Local mode's writes commit once per request, in a WAL journal (collections.py): a worker killed right after
     # a write must find all of it, and nothing it deleted, when the index is opened again.

@@ -260,3 +260,25 @@ def test_the_labeller_counts_each_campaign_in_the_traffic_once_where_the_version
         set_thresholds(runtime, campaigns_once=once, variant_similarity=0.9)
         [swept], [window] = runtime.labeller().full_window_traffic(creative.astype(np.float32), [query_id])
         assert swept == pytest.approx(expected[once], abs=1e-5) and window == 4
+
+
+def test_a_campaigns_own_creatives_are_no_traffic_evidence_for_each_other(runtime: Runtime) -> None:
+    # An ad server posts a campaign's variants with its campaign id: 200 of them are one advertiser's ad, not a
+    # crowd of a kind the labelled data lacks. Another poster's creatives like them still count.
+    set_thresholds(runtime, novelty_model=TRAFFIC_ONLY, new_label=-100.0)
+    tagged = submit(runtime, *[CreativeSubmission(texts=[text], campaign="starvoyage-q3") for text in ROCKETS[:4]])
+    run(runtime, tagged[:1])
+    run(runtime, tagged[1:])  # the others in one batch: the earlier ones of a batch are traffic too
+    rows = load(runtime, tagged)
+    assert all(rows[cid].campaign == "starvoyage-q3" for cid in tagged)
+    assert [rows[cid].prediction["scores"]["recent_like_it"] for cid in tagged] == [0, 0, 0, 0]
+    other = submit(runtime, CreativeSubmission(texts=[ROCKETS[4]]))[0]  # no campaign: every one of them counts
+    run(runtime, [other])
+    assert load(runtime, [other])[other].prediction["scores"]["recent_like_it"] >= 2
+
+    # The sweep reads the window the same way: the campaign's creatives see the other poster's ad, not each other.
+    report = sweep(runtime.db, runtime.labeller())
+    assert report.swept == 5
+    rows = load(runtime, [*tagged, other])
+    assert all(rows[cid].prediction["scores"]["recent_like_it"] <= 1 for cid in tagged)
+    assert rows[other].prediction["scores"]["recent_like_it"] >= 2

@@ -31,6 +31,8 @@ class CreativeJSON(BaseModel):
         None, description="Several text segments (e.g. headline, body); at most CTAX_MAX_TEXT_SEGMENTS in all")
     asserted_label: LabelRef | None = Field(None, description="The label the poster claims: a path or an id")
     external_id: str | None = Field(None, max_length=200)
+    campaign: str | None = Field(None, max_length=200, description="The poster's campaign (e.g. an ad server's "
+                                 "campaign id): a campaign's own creatives are no evidence of a new kind arriving")
     metadata: dict[str, Any] = Field(default_factory=dict, description="A JSON object (CTAX_MAX_METADATA_BYTES, "
                                                                        "nested at most CTAX_MAX_METADATA_DEPTH)")
 
@@ -69,6 +71,7 @@ MULTIPART_SCHEMA = {
         "ocr_text": {"type": "string", "description": "UTF-8; may be repeated, one part per text segment"},
         "asserted_label": {"type": "string"},
         "external_id": {"type": "string"},
+        "campaign": {"type": "string"},
         "metadata": {"type": "string", "description": "a JSON object"},
     },
 }
@@ -150,6 +153,7 @@ def _from_json(
         external_id=item.external_id,
         metadata=item.metadata,
         idempotency_key=idempotency_key,
+        campaign=item.campaign,
     )
 
 
@@ -198,7 +202,7 @@ async def _from_multipart(request: Request, idempotency_key: str | None, setting
         metadata = _parse_json(str(raw_metadata), "metadata")
     texts = [str(t) for t in form.getlist("ocr_text") if not isinstance(t, UploadFile)]
     asserted = form.get("asserted_label")
-    external = form.get("external_id")
+    external, campaign = form.get("external_id"), form.get("campaign")
     return CreativeSubmission(
         texts=texts,
         image=image,
@@ -206,6 +210,7 @@ async def _from_multipart(request: Request, idempotency_key: str | None, setting
         external_id=str(external) if external else None,
         metadata=metadata,
         idempotency_key=idempotency_key,
+        campaign=str(campaign) if campaign else None,
     )
 
 

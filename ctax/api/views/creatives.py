@@ -31,6 +31,7 @@ def creative_view(creative: Creative, review: ReviewItem | None = None) -> dict[
         "id": creative.id,
         "status": creative.status,
         "external_id": creative.external_id,
+        "campaign": creative.campaign,
         "source": creative.source,
         "account_id": creative.account_id,  # none for imported data and for what reviewers or admins posted
         "texts": creative.texts,

@@ -27,6 +27,7 @@ def _creative_view(item: ReviewItem, prediction: dict[str, Any]) -> dict[str, An
     return {
         "id": creative.id,
         "external_id": creative.external_id,
+        "campaign": creative.campaign,
         "account_id": creative.account_id,
         "texts": creative.texts or [],
         "ocr_text": creative.ocr_text,
