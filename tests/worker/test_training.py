@@ -18,6 +18,7 @@ from ctax.api.app import create_app
 from ctax.cli import app
 from ctax.cli import models as models_cli
 from ctax.creatives.intake import CreativeSubmission, create_creative
+from ctax.index.points import creative_id_of
 from ctax.jobs import INDEX_QUEUE, LABEL_QUEUE, TRAIN_QUEUE
 from ctax.store.models import Annotation, Creative, ModelVersion, TrainingRun
 from ctax.store.repos import runs
@@ -80,9 +81,10 @@ def get(rt: Runtime, model, key):  # type: ignore[no-untyped-def]
         return session.get(model, key)
 
 
-def label_one(rt: Runtime, text: str) -> Creative:
+def label_one(rt: Runtime, text: str, campaign: str | None = None) -> Creative:
     with rt.db.write() as session:
-        creative, _ = create_creative(session, rt.blobs, rt.settings, CreativeSubmission(texts=[text]), None)
+        creative, _ = create_creative(session, rt.blobs, rt.settings,
+                                      CreativeSubmission(texts=[text], campaign=campaign), None)
     label_run(rt, [creative.id])
     return get(rt, Creative, creative.id)
 
@@ -90,7 +92,8 @@ def label_one(rt: Runtime, text: str) -> Creative:
 def test_train_calibrate_compare_promote_and_roll_back(trainer: Runtime, shared_data: Path, monkeypatch) -> None:
     seed_examples(trainer, shared_data, LABELS, 12)
     trainer.start()
-    assert label_one(trainer, "I should buy this car because it is fast").model_version_id == "v1-pretrained"
+    first = label_one(trainer, "I should buy this car because it is fast", campaign="civic-q1")
+    assert first.model_version_id == "v1-pretrained"
 
     run_id = new_run(trainer, seed=3)
     version_id = train(run_id)
@@ -137,8 +140,11 @@ def test_train_calibrate_compare_promote_and_roll_back(trainer: Runtime, shared_
         assert promoted.status_code == 200 and promoted.json()["previous"] == "v1-pretrained"
         activate_version(version_id)
         assert trainer.index.active_version() == version_id
-        # The new version took over the creative labelled before the swap as its recent traffic, re-encoded.
+        # The new version took over the creative labelled before the swap as its recent traffic, re-encoded, with
+        # its campaign (a campaign's creatives stay no evidence for each other across the swap).
         assert trainer.index.count_traffic(version_id) == 1
+        traffic = trainer.index._scroll(trainer.index.traffic_collection(version_id))
+        assert [(creative_id_of(p.id), (p.payload or {}).get("campaign")) for p in traffic] == [(first.id, "civic-q1")]
         creative = label_one(trainer, "I should adopt a shelter dog because animals deserve love")
         assert creative.model_version_id == version_id and creative.prediction["model_version"] == version_id
         assert trainer.index.count_traffic(version_id) == 2
