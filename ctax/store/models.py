@@ -97,7 +97,7 @@ class Creative(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     external_id: Mapped[str | None] = mapped_column(String(200), index=True)
     # The poster's campaign (an ad server's campaign id): its creatives are no novelty evidence for each other.
-    campaign: Mapped[str | None] = mapped_column(String(200))
+    campaign: Mapped[str | None] = mapped_column(String(200), index=True)
     # The poster's account; none for imported data and for what reviewers or admins post.
     account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
     api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"))

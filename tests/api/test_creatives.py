@@ -56,6 +56,9 @@ def test_a_creative_may_name_its_campaign_and_a_bad_one_is_refused_naming_it(cli
     ids = [posted.json()["id"], form.json()["id"], *[item["id"] for item in batch.json()["items"]]]
     assert [client.get(f"/v1/creatives/{cid}", headers=h).json()["campaign"] for cid in ids] == [
         "sofa-q2", "sofa-q2", "sofa-q2", None]
+    listed = client.get("/v1/creatives", headers=h, params={"campaign": "sofa-q2"}).json()
+    assert listed["total"] == 3 and {c["id"] for c in listed["items"]} == set(ids[:3])
+    assert client.get("/v1/creatives", headers=h, params={"campaign": "chairs"}).json()["total"] == 0
     for campaign, words in (("", "campaign must be a non-empty string"), (" ", "campaign must be a non-empty"),
                             ("x" * 201, "campaign"), (7, "campaign"), ("a\x00b", "campaign must be")):
         refused = client.post("/v1/creatives", headers=h, json={"ocr_text": "Sofa sale", "campaign": campaign})

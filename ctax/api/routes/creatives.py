@@ -90,15 +90,17 @@ def list_creatives(
     status: CreativeStatus | None = None,
     flag: Flag | None = None,
     external_id: Annotated[Text | None, Query(max_length=200)] = None,
+    campaign: Annotated[Text | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Offset = 0,
     account_id: AccountFilter = None,
 ) -> dict[str, Any]:
-    """Newest first: a poster's own account's; everyone's (or one account's) for reviewers and admins."""
+    """Newest first: a poster's own account's; everyone's (or one account's) for reviewers and admins; filtered by
+    status, flag, external id or campaign."""
     with db.read() as session:
         rows, total = creative_rows.page(
             session, status=status, flag=flag, external_id=external_id, limit=limit, offset=offset,
-            account_id=keys.account_scope(session, key, account_id),
+            account_id=keys.account_scope(session, key, account_id), campaign=campaign,
         )
         return {"items": [creative_view(c) for c in rows], "total": total, "limit": limit, "offset": offset}
 

@@ -1,6 +1,7 @@
 """creatives.campaign: the poster's campaign, whose creatives are no novelty evidence for each other
 
-Optional (an ad server's campaign id, as the poster sends it); existing creatives have none.
+Optional (an ad server's campaign id, as the poster sends it); existing creatives have none. Indexed: a poster
+lists a campaign's creatives (GET /v1/creatives?campaign=...).
 
 Revision ID: 0005
 Revises: 0004
@@ -23,9 +24,11 @@ def upgrade() -> None:
     """Upgrade schema."""
     with op.batch_alter_table('creatives', schema=None) as batch_op:
         batch_op.add_column(sa.Column('campaign', sa.String(length=200), nullable=True))
+        batch_op.create_index(batch_op.f('ix_creatives_campaign'), ['campaign'], unique=False)
 
 
 def downgrade() -> None:
     """Downgrade schema."""
     with op.batch_alter_table('creatives', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_creatives_campaign'))
         batch_op.drop_column('campaign')

@@ -44,6 +44,7 @@ def page(
     limit: int,
     offset: int,
     account_id: int | None = None,
+    campaign: str | None = None,
 ) -> tuple[list[Creative], int]:
     """Newest first, with their asserted labels loaded; and how many match in all (of one account's, if given)."""
     query = select(Creative)
@@ -55,6 +56,8 @@ def page(
         query = query.where(Creative.flag == flag)
     if external_id:
         query = query.where(Creative.external_id == external_id)
+    if campaign:
+        query = query.where(Creative.campaign == campaign)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = session.scalars(
         query.options(selectinload(Creative.asserted_label))
