@@ -56,15 +56,18 @@ def service(tmp_path: Path) -> Iterator[ServiceProcesses]:
         yield processes
 
 
+CAMPAIGN = "summer-q3"
+
+
 def _seed(service: ServiceProcesses) -> str:
     with service.client() as admin:
         taxonomy = (SHARED_DATA / "pitt_ads_taxonomy.txt").read_bytes()
         assert admin.post("/v1/labels/import", files={"file": ("pitt.txt", taxonomy)}).status_code == 200
         key = admin.post("/v1/api-keys", json={"name": "Ana", "role": "reviewer"}).json()["key"]
-        items = [{"ocr_text": text, "asserted_label": label} for text, label in CREATIVES]
+        items = [{"ocr_text": text, "asserted_label": label, "campaign": CAMPAIGN} for text, label in CREATIVES]
         ids = [row["id"] for row in admin.post("/v1/creatives/batch", json={"items": items}).json()["items"]]
         image = admin.post("/v1/creatives", files={"image": ("ad.png", png_bytes("SUMMER SALE"), "image/png")},
-                           data={"ocr_text": "Summer sale on sandals and beachwear",
+                           data={"ocr_text": "Summer sale on sandals and beachwear", "campaign": CAMPAIGN,
                                  "asserted_label": "Service/Finance/Financial Services"})
         ids.append(image.json()["id"])
     done = service.wait_for(ids)
@@ -106,6 +109,8 @@ def test_a_reviewer_works_the_queue_with_the_keyboard(service: ServiceProcesses,
 
     first = _current_item(page)
     page.wait_for_selector("#media img, .creative:not(:has(#media))")
+    assert f"campaign {CAMPAIGN}" in (page.text_content("article.item .creative .meta") or "")  # the poster's
+    page.screenshot(path="/tmp/review_item.png")  # for a person to look at
     suggested = page.get_attribute("article.item", "data-suggested")
     page.keyboard.press("Enter")  # confirm the suggestion
     worked[first] = {"action": "confirm", "label": suggested}

@@ -375,7 +375,7 @@
               ${texts ? `<p class="section-label">Supplied text</p><ul>${texts}</ul>` : ""}
               ${c.ocr_text ? `<p class="section-label">Text read from the image (OCR)</p><div class="ocr">${esc(c.ocr_text)}</div>` : ""}
               ${!texts && !c.ocr_text ? `<p class="muted">No text: judge by the image.</p>` : ""}
-              <p class="meta">${c.external_id ? `${esc(c.external_id)} · ` : ""}used: ${esc((c.modalities_used || []).join(", ") || "–")}</p>
+              <p class="meta">${c.external_id ? `${esc(c.external_id)} · ` : ""}${c.campaign ? `campaign ${esc(c.campaign)} · ` : ""}used: ${esc((c.modalities_used || []).join(", ") || "–")}</p>
             </div>
           </div>
           <div class="side">
