@@ -185,6 +185,8 @@ def _body(rng: random.Random, texts: list[str], labels: list[str]) -> dict[str, 
     body: dict[str, Any] = {"ocr_text": rng.choice(texts)}
     if rng.random() < 0.2:
         body["asserted_label"] = rng.choice(labels)
+    if rng.random() < 0.5:  # half of them from one of a few campaigns, as an ad server posts them
+        body["campaign"] = f"load-campaign-{rng.randrange(8)}"
     return body
 
 
