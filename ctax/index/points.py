@@ -17,6 +17,12 @@ def creative_id_of(point_id: Any) -> str:
     return uuid.UUID(str(point_id)).hex
 
 
+def campaign_key(account_id: int | None, campaign: str | None) -> str | None:
+    """A poster's campaign as the traffic window keeps it: one account's "spring" is not another's, and two ad
+    servers may number their campaigns alike. None where the poster named none."""
+    return f"{account_id if account_id is not None else '-'}/{campaign}" if campaign else None
+
+
 def campaign_code(campaign: str | None) -> int:
     """A campaign name as the int the in-memory traffic table keeps in its label slot (traffic has no label): 0
     for none. 63 bits of a hash, so two campaigns of one window share a code about once in 10^14 windows."""

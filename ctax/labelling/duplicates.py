@@ -31,6 +31,7 @@ import numpy as np
 
 from ctax.embedding.offers import MONTHS, NUMBERS  # a campaign changes these between cuts and keeps its words
 from ctax.enums import CreativeStatus, Flag
+from ctax.index.points import campaign_key
 from ctax.index.qdrant import LabelIndex
 from ctax.store.models import Annotation
 from ctax.store.outbox import request_index_sync
@@ -256,7 +257,7 @@ def index_after_store(index: LabelIndex, version: str, traffic_window: int, memb
         vectors = index.creative_vectors(version, alone)
         if kept := [cid for cid in alone if cid in vectors]:
             index.record_traffic(version, kept, np.stack([vectors[cid] for cid in kept]), traffic_window,
-                                 [posted[cid].campaign for cid in kept])
+                                 [campaign_key(posted[cid].account_id, posted[cid].campaign) for cid in kept])
 
 
 def index_members(index: LabelIndex, version: str, members: dict[str, Root],

@@ -16,6 +16,7 @@ from PIL import Image
 
 from ctax.embedding.ocr import OcrReader
 from ctax.embedding.space import CreativeContent, Encoded, SharedSpace
+from ctax.index.points import campaign_key
 from ctax.index.qdrant import LabelIndex
 from ctax.labelling.duplicates import near_duplicates, represent_groups
 from ctax.labelling.novelty import LABEL_CANDIDATES, one_per_campaign, traffic_k
@@ -134,7 +135,7 @@ class Labeller:
             members = [root is not None for root in near]
             asserted = [requests[i].asserted_label_id for i in rows]
             label_scores = self.label_scores(vectors, asserted)  # kept for the sweep below
-            campaigns = [requests[i].campaign for i in rows]
+            campaigns = [campaign_key(requests[i].account_id, requests[i].campaign) for i in rows]
             decisions = self.decide(vectors, asserted, *self.arrival_traffic(vectors, ids, members, campaigns),
                                     sources=[text_source(encoded[i].modalities) for i in rows],
                                     label_scores=label_scores)
@@ -239,7 +240,7 @@ class Labeller:
         """Similarities of each creative to the recent creatives before it, and how many those were: the
         version's traffic window and the earlier ones of this batch, as if the batch had been labelled one by one.
         Earlier members of duplicate groups (`members[m]`) are not in the window, so they are not counted here;
-        nor are creatives of its own campaign (`campaigns[m]`, as the poster said)."""
+        nor are creatives of its own campaign (`campaigns[m]`, as index.points.campaign_key gives it)."""
         if self.traffic_window <= 0:
             return [[] for _ in creative_ids], [0] * len(creative_ids)
         stored = self.index.count_traffic(self.version)

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ctax.enums import Flag
+from ctax.index.points import campaign_key
 from ctax.labelling.flagging import flag_for_review
 from ctax.labelling.labeller import Labeller
 from ctax.labelling.trigger import OCR, TEXT, Decision
@@ -73,7 +74,8 @@ def sweep(db: Database, labeller: Labeller, young: int = 0, batch_size: int = 51
                 continue
             kept_ids = [chunk_ids[n] for n in keep]
             traffic, windows = labeller.full_window_traffic(chunk_vectors[keep], kept_ids,
-                                                            [rows[cid].campaign for cid in kept_ids])
+                                                            [campaign_key(rows[cid].account_id, rows[cid].campaign)
+                                                             for cid in kept_ids])
             asserted = [rows[cid].asserted_label_id for cid in kept_ids]
             _label_scores(labeller, chunk_vectors[keep], kept_ids, asserted)
             decisions = labeller.decide(chunk_vectors[keep], asserted, traffic, windows,

@@ -21,6 +21,7 @@ from ctax.dataset.representatives import SAMPLE_SEED, draw_sample, medoids
 from ctax.embedding.ocr import OcrReader
 from ctax.embedding.space import CreativeContent, SharedSpace
 from ctax.index.exemplars import StoredExemplar
+from ctax.index.points import campaign_key
 from ctax.index.qdrant import LabelIndex
 from ctax.store.blobs import BlobStore
 from ctax.store.repos import creatives, labels
@@ -249,7 +250,7 @@ def inherit_traffic(
         usable = encode_stored(space, blobs, [rows[cid] for cid in chunk if cid in rows])
         if usable:
             index.record_traffic(version, [cid for cid, _ in usable], np.stack([v for _, v in usable]), window,
-                                 [rows[cid].campaign for cid, _ in usable])
+                                 [campaign_key(rows[cid].account_id, rows[cid].campaign) for cid, _ in usable])
             inherited += len(usable)
     log.info("%s inherited %d creatives of traffic from %s", version, inherited, active)
     return inherited

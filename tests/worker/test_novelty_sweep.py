@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from sqlalchemy import event, select
 
-from ctax.creatives.intake import CreativeSubmission
+from ctax.creatives.intake import CreativeSubmission, create_creative
 from ctax.enums import CreativeStatus
 from ctax.labelling.sweep import sweep
+from ctax.store.keys import create_account
 from ctax.store.models import ReviewItem
 from ctax.versions import registry
 from ctax.versions.lifecycle import build
@@ -272,7 +273,12 @@ def test_a_campaigns_own_creatives_are_no_traffic_evidence_for_each_other(runtim
     rows = load(runtime, tagged)
     assert all(rows[cid].campaign == "starvoyage-q3" for cid in tagged)
     assert [rows[cid].prediction["scores"]["recent_like_it"] for cid in tagged] == [0, 0, 0, 0]
-    other = submit(runtime, CreativeSubmission(texts=[ROCKETS[4]]))[0]  # no campaign: every one of them counts
+    # Another account's campaign of the same name is another campaign (two ad servers may number theirs alike).
+    with runtime.db.write() as session:
+        account = create_account(session, "another ad server", "partner")
+        other = create_creative(session, runtime.blobs, runtime.settings,
+                                CreativeSubmission(texts=[ROCKETS[4]], campaign="starvoyage-q3"), None,
+                                account_id=account.id)[0].id
     run(runtime, [other])
     assert load(runtime, [other])[other].prediction["scores"]["recent_like_it"] >= 2
 

@@ -18,7 +18,7 @@ from ctax.api.app import create_app
 from ctax.cli import app
 from ctax.cli import models as models_cli
 from ctax.creatives.intake import CreativeSubmission, create_creative
-from ctax.index.points import creative_id_of
+from ctax.index.points import campaign_key, creative_id_of
 from ctax.jobs import INDEX_QUEUE, LABEL_QUEUE, TRAIN_QUEUE
 from ctax.store.models import Annotation, Creative, ModelVersion, TrainingRun
 from ctax.store.repos import runs
@@ -144,7 +144,8 @@ def test_train_calibrate_compare_promote_and_roll_back(trainer: Runtime, shared_
         # its campaign (a campaign's creatives stay no evidence for each other across the swap).
         assert trainer.index.count_traffic(version_id) == 1
         traffic = trainer.index._scroll(trainer.index.traffic_collection(version_id))
-        assert [(creative_id_of(p.id), (p.payload or {}).get("campaign")) for p in traffic] == [(first.id, "civic-q1")]
+        assert [(creative_id_of(p.id), (p.payload or {}).get("campaign")) for p in traffic] == [
+            (first.id, campaign_key(None, "civic-q1"))]
         creative = label_one(trainer, "I should adopt a shelter dog because animals deserve love")
         assert creative.model_version_id == version_id and creative.prediction["model_version"] == version_id
         assert trainer.index.count_traffic(version_id) == 2

@@ -192,7 +192,7 @@ def fail(
 # is loaded, deferred, only for the rare creative raised to new_label.
 SWEPT_COLUMNS = (Creative.id, Creative.status, Creative.model_version_id, Creative.texts, Creative.ocr_text,
                  Creative.asserted_label_id, Creative.prediction, Creative.decided_label_id, Creative.flag,
-                 Creative.duplicate_of, Creative.campaign)
+                 Creative.duplicate_of, Creative.campaign, Creative.account_id)
 
 
 def labelled_by(session: Session, ids: Sequence[str], version: str) -> dict[str, Creative]:
