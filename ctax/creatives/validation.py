@@ -76,7 +76,7 @@ def validate_submission(sub: CreativeSubmission, settings: Settings) -> Creative
     if sub.image is None and not texts:
         raise InvalidInput("empty creative: send an image, some text, or both", field="image")
     for name, value in (("external_id", sub.external_id), ("campaign", sub.campaign)):
-        _check_identifier(value, name)
+        check_identifier(value, name)
     _check_metadata(sub.metadata, settings.max_metadata_bytes, settings.max_metadata_depth)
     if sub.idempotency_key is not None and (not 0 < len(sub.idempotency_key) <= 200 or "\x00" in sub.idempotency_key):
         raise InvalidInput("Idempotency-Key must be 1 to 200 characters, without NUL", field="Idempotency-Key")
@@ -84,8 +84,9 @@ def validate_submission(sub: CreativeSubmission, settings: Settings) -> Creative
                               sub.campaign)
 
 
-def _check_identifier(value: object, name: str) -> None:
-    """external_id and campaign: the poster's own names for things, stored and compared as given."""
+def check_identifier(value: object, name: str) -> None:
+    """external_id and campaign (posted, or in a file of rows): the poster's own names for things, stored and
+    compared as given."""
     if value is None:
         return
     if not isinstance(value, str) or not value.strip() or len(value) > 200 or "\x00" in value:

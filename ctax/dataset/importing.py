@@ -11,6 +11,7 @@ from tqdm import tqdm
 from ctax.config import Settings
 from ctax.creatives.images import ImageInfo, validate_image
 from ctax.creatives.intake import clean_text
+from ctax.creatives.validation import check_identifier
 from ctax.enums import CreativeStatus, Source
 from ctax.errors import CtaxError, InvalidInput
 from ctax.jobs import BACKFILL_CREATIVES
@@ -130,8 +131,7 @@ def _row(path: Path, number: int, raw: bytes, settings: Settings) -> Row:
     if not cleaned and image is None:
         raise InvalidInput("no text and no image")
     external, campaign = data.get("id"), data.get("campaign")
-    if campaign is not None and (not isinstance(campaign, str) or not campaign.strip() or len(campaign) > 200):
-        raise InvalidInput("campaign must be a non-empty string of at most 200 characters")
+    check_identifier(campaign, "campaign")
     return Row(number, str(external) if external is not None else None, cleaned, label, image, info, campaign)
 
 
