@@ -17,6 +17,7 @@ import dataclasses
 import functools
 import importlib
 import json
+import random
 import tempfile
 import time
 from collections import defaultdict
@@ -98,6 +99,42 @@ def timed_parts() -> list[tuple[Any, str, str]]:
     return out
 
 
+def import_labelled_examples(work: Path, batch_size: int, traffic_window: int, n: int, payloads: list[str],
+                             seed: int) -> str:
+    """N labelled Pitt ads (none whose texts are among the payloads) imported and the version re-calibrated on
+    them, as the index owner does after an import: a version calibrated on labelled data has a learned novelty
+    score, which reads the traffic (one calibrated without has none, and its labelling never searches the window).
+    Returns what the version's score reads."""
+    from ctax.dataset.importing import import_labelled
+    from ctax.jobs import LABEL_QUEUE
+    from ctax.versions import lifecycle
+    from ctax.worker.runtime import Runtime
+    from tests.support import SHARED_DATA
+
+    taken = set(payloads)
+    rows = [row for row in map(json.loads, (SHARED_DATA / "pitt_ads_dev.jsonl").open())
+            if not taken.intersection(row["texts"])]
+    random.Random(seed).shuffle(rows)
+    path = work / "labelled.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows[:n]))
+    rt = Runtime(bench_backends.settings_for("text", work, "torch", batch_size, "cpu", traffic_window), [LABEL_QUEUE],
+                 owns_index=True)
+    rt.start()
+    try:
+        with rt.db.write() as session:
+            report = import_labelled(session, rt.blobs, rt.settings, path)
+        space = rt.labeller().space
+        lifecycle.build(rt.db, space, rt.index, rt.blobs, rt.ocr)
+        lifecycle.recalibrate_pretrained(rt.db, space, rt.index, rt.settings)
+        model = rt.labeller().trigger.novelty_model
+    finally:
+        rt.stop()
+        rt.index.client.close()
+    reads = "no learned score" if model is None else ", ".join(model.features)
+    console.print(f"{report.imported} labelled ads imported; the version's novelty score reads: {reads}")
+    return reads
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backend", default="openvino")
@@ -107,6 +144,8 @@ def main() -> None:
     parser.add_argument("--traffic-window", type=int, default=0, help="CTAX_NOVELTY_TRAFFIC_WINDOW (0: none)")
     parser.add_argument("--campaigns-once", choices=["version", "on", "off"], default="version",
                         help="count each campaign once in the traffic as the version says, or always, or never")
+    parser.add_argument("--labelled", type=int, default=0,
+                        help="import this many labelled Pitt ads and calibrate on them (needs --taxonomy)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
@@ -123,6 +162,10 @@ def main() -> None:
     bench_backends.make_version("text", work, args.batch_size, "cpu", payloads, names)
     if args.taxonomy:
         bench_backends.import_taxonomy("text", work, args.batch_size, "cpu")
+    score = "no learned score"
+    if args.labelled:
+        score = import_labelled_examples(work, args.batch_size, args.traffic_window, args.labelled, payloads,
+                                         args.seed)
 
     parts: dict[str, float] = defaultdict(float)
     for owner, name, label in timed_parts():
@@ -179,11 +222,12 @@ def main() -> None:
         out.add_row(label, f"{ms:.3f}")
     console.print(out)
     console.print(f"backend {args.backend}, taxonomy {args.taxonomy}, traffic window {args.traffic_window}, "
-                  f"campaigns counted once {once['on']}, "
+                  f"campaigns counted once {once['on']}, labelled ads {args.labelled} (novelty score reads: {score}), "
                   f"{timed_n} creatives timed; work folder {work}")
     if args.json:
         args.json.write_text(json.dumps({"backend": args.backend, "taxonomy": args.taxonomy,
                                          "traffic_window": args.traffic_window, "campaigns_once": once["on"],
+                                         "labelled": args.labelled, "novelty_score_reads": score,
                                          "ms_per_creative": figures},
                                         indent=2))
 

@@ -94,6 +94,13 @@ class Labeller:
     def version(self) -> str:
         return self.space.version
 
+    @property
+    def reads_traffic(self) -> bool:
+        """Whether this version's decisions read the traffic at all: without a learned score over it (a version
+        calibrated without labelled data) no traffic search can change one, and neither can the novelty sweep."""
+        model = self.trigger.novelty_model
+        return self.traffic_window > 0 and model is not None and model.reads_traffic
+
     def _ocr_texts(self, requests: Sequence[LabelRequest]) -> list[str | None]:
         """The text each creative's image says, read only for creatives that came with an image and no text at
         all; the batch's images that need it are read together (OcrReader.read_many: side by side)."""
@@ -155,7 +162,8 @@ class Labeller:
                 kept = [n for n, member in enumerate(members) if not member]
                 self.index.record_traffic(self.version, [ids[n] for n in kept], vectors[kept], self.traffic_window,
                                           [campaigns[n] for n in kept])
-                self._keep_label_scores([ids[n] for n in kept], [label_scores[n] for n in kept])
+                if self.reads_traffic:  # for the sweep, which has nothing to do otherwise
+                    self._keep_label_scores([ids[n] for n in kept], [label_scores[n] for n in kept])
             if self.index_creatives:
                 self.index.upsert_creatives(self.version, ids, vectors, [
                     {"label_id": d.decided_label_id, "account_id": requests[i].account_id,
@@ -241,7 +249,7 @@ class Labeller:
         version's traffic window and the earlier ones of this batch, as if the batch had been labelled one by one.
         Earlier members of duplicate groups (`members[m]`) are not in the window, so they are not counted here;
         nor are creatives of its own campaign (`campaigns[m]`, as index.points.campaign_key gives it)."""
-        if self.traffic_window <= 0:
+        if not self.reads_traffic:
             return [[] for _ in creative_ids], [0] * len(creative_ids)
         stored = self.index.count_traffic(self.version)
         limit = self._fetch(stored + len(creative_ids))
@@ -272,8 +280,7 @@ class Labeller:
         return out
 
     def _name(self, label_id: int) -> str:
-        name = self._names.get(label_id)
-        if name is None:
+        if (name := self._names.get(label_id)) is None:
             name = self._names[label_id] = self.trigger._name(label_id)
         return name
 

@@ -86,16 +86,14 @@ def one_per_campaign(similarities: np.ndarray, neighbours: np.ndarray, level: fl
         return []
     order = np.argsort(-sims, kind="stable")
     sims, unit = sims[order], np.asarray(neighbours, dtype=np.float32)[order]
-    pairwise = unit @ unit.T
-    same = np.zeros(len(sims), dtype=bool)  # at the level to a campaign already seen (the creative's or a kept one)
-    kept = []
-    for n in range(len(sims)):
-        if sims[n] >= level:
-            same |= pairwise[n] >= level
-        elif not same[n]:
-            kept.append(float(sims[n]))
-            same |= pairwise[n] >= level
-    return kept
+    # Pairs at the level, the nearer one first. The greedy pass only has to walk the few creatives that have
+    # such a nearer neighbour: every other one leads its own campaign (kept, or a variant of the creative). A
+    # Python step per neighbour was most of the labelling task's cost (bench.fixed_cost --labelled).
+    earlier = np.triu(unit @ unit.T >= level, 1)
+    leads = np.ones(len(sims), dtype=bool)  # a variant of the creative, or kept: its campaign is seen from here
+    for n in np.flatnonzero(earlier.any(axis=0)):
+        leads[n] = sims[n] >= level or not (earlier[:n, n] & leads[:n]).any()
+    return [float(s) for s in sims[leads & (sims < level)]]
 
 
 def novelty_features(
@@ -152,6 +150,12 @@ class NoveltyModel:
         picked = np.asarray(features, dtype=np.float64)[[FEATURES.index(name) for name in self.features]]
         z = (picked - np.array(self.mean)) / np.array(self.scale)
         return float(z @ np.array(self.coef) + self.intercept)
+
+    @property
+    def reads_traffic(self) -> bool:
+        """Whether the traffic window can move this score (a model fitted where no traffic was kept cannot)."""
+        return any(name == "traffic_minus_exemplar" and coef != 0 for name, coef in zip(self.features, self.coef,
+                                                                                         strict=True))
 
     def to_json(self) -> dict[str, Any]:
         return {"features": list(self.features), "mean": list(self.mean), "scale": list(self.scale),

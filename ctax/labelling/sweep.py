@@ -57,6 +57,9 @@ def sweep(db: Database, labeller: Labeller, young: int = 0, batch_size: int = 51
     """Re-decide the `young` creatives of the window labelled most recently (0: all of it) against the whole
     window, arrivals after them included."""
     version = labeller.version
+    if not labeller.reads_traffic:  # nothing it could change: every decision would come out as it was
+        log.info("novelty sweep of %s: nothing to re-decide, its decisions read no traffic", version)
+        return SweepReport(version, window=labeller.index.count_traffic(version))
     ids, vectors = labeller.index.traffic_window(version)  # oldest first
     report = SweepReport(version, window=len(ids))
     if 0 < young < len(ids):

@@ -203,6 +203,40 @@ def test_each_campaign_in_the_traffic_counts_once_and_the_creatives_own_not_at_a
     assert one_per_campaign(np.zeros(0), np.zeros((0, 8)), 0.9) == []
 
 
+def greedy_leaders(similarities: np.ndarray, neighbours: np.ndarray, level: float) -> list[float]:
+    """The rule one_per_campaign implements, a step per neighbour: best first, a variant of the creative or a
+    neighbour not at the level to any earlier one of those or kept one is kept (the variants are not counted)."""
+    order = np.argsort(-similarities, kind="stable")
+    sims, unit = similarities[order], neighbours[order].astype(np.float32)
+    pairwise = unit @ unit.T
+    same, kept = np.zeros(len(sims), dtype=bool), []
+    for n in range(len(sims)):
+        if sims[n] >= level or not same[n]:
+            kept += [] if sims[n] >= level else [float(sims[n])]
+            same |= pairwise[n] >= level
+    return kept
+
+
+def test_counting_each_campaign_once_keeps_exactly_what_the_greedy_rule_keeps() -> None:
+    """On neighbourhoods of campaigns of every looseness, variants of the creative among them, at several levels:
+    the same similarities, in the same order, as the rule applied one neighbour at a time."""
+    rng = np.random.default_rng(11)
+    dim = 32
+    merged_some = 0
+    for trial in range(60):
+        creative = rng.normal(size=dim)
+        centres = np.vstack([creative, rng.normal(size=(int(rng.integers(1, 12)), dim))])
+        picks = rng.integers(0, len(centres), size=int(rng.integers(1, 200)))
+        near = centres[picks] + rng.uniform(0.05, 1.2, size=(len(picks), 1)) * rng.normal(size=(len(picks), dim))
+        near /= np.linalg.norm(near, axis=1, keepdims=True)
+        sims = near @ (creative / np.linalg.norm(creative))
+        for level in (0.6, 0.8, 0.9):
+            expected = greedy_leaders(sims, near, level)
+            assert one_per_campaign(sims, near, level) == expected, (trial, level)
+            merged_some += 0 < len(expected) < len(sims) - int(np.sum(sims >= level))
+    assert merged_some >= 120  # the draws exercise campaigns merged, not only all kept or all dropped
+
+
 def test_a_burst_of_one_campaign_reads_as_one_creative_and_a_crowd_of_one_kind_as_a_crowd() -> None:
     rng = np.random.default_rng(3)
     dim, level = 64, 0.92

@@ -47,6 +47,40 @@ def set_thresholds(rt: Runtime, **changes: Any) -> None:
         version.thresholds = {**(version.thresholds or {}), **changes}
 
 
+def test_a_version_whose_decisions_read_no_traffic_keeps_the_window_but_neither_searches_nor_sweeps_it(
+        runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a learned score over the traffic (a version calibrated without labelled data) no traffic search
+    can change a decision: labelling records the window (a later version may read it) and skips the rest."""
+    car, *rockets = submit(runtime, CreativeSubmission(texts=["Buy the new Honda Civic, a great family car"]),
+                           *[CreativeSubmission(texts=[t]) for t in ROCKETS])
+    searched: list[int] = []
+    index = runtime.index
+    real_search = index.traffic_neighbours
+
+    def counted(*args: Any, **kwargs: Any) -> Any:  # the real search, counted
+        searched.append(len(args[1]))
+        return real_search(*args, **kwargs)
+
+    monkeypatch.setattr(index, "traffic_neighbours", counted)
+    for cid in [car, *rockets]:
+        run(runtime, [cid])
+    labeller = runtime.labeller()
+    assert not labeller.reads_traffic and not searched
+    assert index.traffic_window(labeller.version)[0] == [car, *rockets]
+    assert not labeller.swept_label_scores  # kept only for a sweep, which will not run
+    before = {cid: row.prediction for cid, row in load(runtime, [car, *rockets]).items()}
+    report = sweep(runtime.db, labeller)
+    assert (report.window, report.swept, report.raised) == (7, 0, 0) and not searched
+    assert {cid: row.prediction for cid, row in load(runtime, [car, *rockets]).items()} == before
+
+    # A score over the traffic makes both speak again (one with a zero coefficient on it would not).
+    set_thresholds(runtime, novelty_model={**TRAFFIC_ONLY, "coef": [0.0]})
+    assert not runtime.labeller().reads_traffic
+    set_thresholds(runtime, novelty_model=TRAFFIC_ONLY, new_label=-100.0)
+    assert runtime.labeller().reads_traffic
+    assert sweep(runtime.db, runtime.labeller()).swept == 7 and searched == [7]
+
+
 def test_a_creative_whose_kind_keeps_arriving_is_raised_to_new_label_by_the_sweep(runtime: Runtime) -> None:
     set_thresholds(runtime, novelty_model=TRAFFIC_ONLY, new_label=-100.0)
     car, *rockets = submit(runtime, CreativeSubmission(texts=["Buy the new Honda Civic, a great family car"]),
@@ -87,6 +121,7 @@ def test_a_creative_whose_kind_keeps_arriving_is_raised_to_new_label_by_the_swee
 def test_the_sweep_keeps_each_creatives_label_scores_while_it_stays_in_the_window(runtime: Runtime) -> None:
     """Only the traffic changes between sweeps: label scores are searched once per creative and labeller, and a
     sweep that reuses them decides exactly as one that searches again."""
+    set_thresholds(runtime, novelty_model=TRAFFIC_ONLY, new_label=-100.0)
     ids = submit(runtime, *[CreativeSubmission(texts=[t]) for t in [*ROCKETS, "Buy the new Honda Civic today"]])
     run(runtime, ids)
     labeller = runtime.labeller()
@@ -253,7 +288,7 @@ def test_the_labeller_counts_each_campaign_in_the_traffic_once_where_the_version
     batch_ids = [ids["d"], ids["e"], query_id]
     expected = {False: [0.95, 0.85, 0.8, 0.78], True: [0.8]}
     for once in (False, True):
-        set_thresholds(runtime, campaigns_once=once, variant_similarity=0.9)
+        set_thresholds(runtime, campaigns_once=once, variant_similarity=0.9, novelty_model=TRAFFIC_ONLY)
         traffic, windows = runtime.labeller().arrival_traffic(batch, batch_ids)
         assert traffic[2] == pytest.approx(expected[once], abs=1e-5) and windows[2] == 4
     labeller.index.record_traffic(labeller.version, batch_ids, batch, 100)
