@@ -80,6 +80,8 @@ PARTS = [
     ("ctax.labelling.sweep", "", "_label_scores", "  label scores not kept from an earlier sweep"),
     ("ctax.store.repos.creatives", "", "labelled_by", "  load the window's rows"),
     ("ctax.labelling.labeller", "Labeller", "full_window_traffic", "  traffic over the whole window"),
+    ("ctax.labelling.labeller", "Labeller", "evidence", "  exemplar search (Labeller.evidence)"),
+    ("ctax.labelling.sweep", "", "_novelty", "  fit, and the whole decision where it may raise"),
     ("ctax.labelling.sweep", "", "_redecide", "  new predictions"),
     ("ctax.store.repos.groups", "", "follow_roots", "  follow_roots (with the autoflush of the chunk's writes)"),
 ]

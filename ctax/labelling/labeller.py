@@ -188,7 +188,7 @@ class Labeller:
         scores = [{hit.label_id: hit.score for hit in row} for row in label_hits]
         asserted_rows = [n for n, label_id in enumerate(asserted) if label_id in self.taxonomy]
         if asserted_rows:
-            only = [self._lineage_below(asserted[n]) for n in asserted_rows]  # type: ignore[arg-type]
+            only = [self.taxonomy.subtree(asserted[n]) for n in asserted_rows]  # type: ignore[arg-type]
             hits = self.index.nearest(self.version, vectors[asserted_rows], 64, only=only)
             for n, row in zip(asserted_rows, hits, strict=True):
                 scores[n].update({h.label_id: h.score for h in row})
@@ -199,18 +199,24 @@ class Labeller:
         windows: Sequence[int], sources: Sequence[str] | None = None,
         label_scores: Sequence[Mapping[int, float]] | None = None,
     ) -> list[Decision]:
-        """The trigger's decision for creatives already encoded by this version (per row: asserted label, traffic
-        similarities, the size of the window they came from, and where its text came from, TEXT by default):
-        label scores (`label_scores` when the caller kept them) and exemplars from the index."""
+        """The trigger's decision for creatives already encoded by this version (arguments as `evidence`)."""
+        return [self.trigger.decide(e) for e in self.evidence(vectors, asserted, traffic, windows, sources,
+                                                                label_scores)]
+
+    def evidence(
+        self, vectors: np.ndarray, asserted: Sequence[int | None], traffic: Sequence[Sequence[float]],
+        windows: Sequence[int], sources: Sequence[str] | None = None,
+        label_scores: Sequence[Mapping[int, float]] | None = None,
+    ) -> list[Evidence]:
+        """What the trigger decides from, per row: asserted label, traffic similarities, the size of the window
+        they came from, where its text came from (TEXT by default), label scores (`label_scores` when the caller
+        kept them) and exemplars from the index."""
         scores_by_row = self.label_scores(vectors, asserted) if label_scores is None else label_scores
         exemplar_hits = self.index.nearest_exemplars(self.version, vectors, self.exemplar_k)
-        decisions = []
-        for n, scores in enumerate(scores_by_row):
-            evidence = Evidence(label_scores=scores, exemplars=[(hit.label_id, hit.score) for hit in exemplar_hits[n]],
-                                asserted_label_id=asserted[n], traffic=traffic[n], traffic_window=windows[n],
-                                text_source=sources[n] if sources is not None else TEXT)
-            decisions.append(self.trigger.decide(evidence))
-        return decisions
+        return [Evidence(label_scores=scores, exemplars=[(hit.label_id, hit.score) for hit in exemplar_hits[n]],
+                         asserted_label_id=asserted[n], traffic=traffic[n], traffic_window=windows[n],
+                         text_source=sources[n] if sources is not None else TEXT)
+                for n, scores in enumerate(scores_by_row)]
 
     def _fetch(self, window: int) -> int:
         # Copies are dropped later (novelty.DUPLICATE_SIMILARITY): fetch enough to leave traffic_k after them.
@@ -270,14 +276,6 @@ class Labeller:
             out.append(self._campaigns(merged[best], fellows))
         counted = [0, *np.cumsum(~is_member).tolist()]
         return out, [stored + int(counted[n]) for n in range(len(creative_ids))]
-
-    def _lineage_below(self, label_id: int) -> list[int]:
-        out, frontier = [label_id], [label_id]
-        while frontier:
-            children = [c for lid in frontier for c in self.taxonomy.children.get(lid, [])]
-            out += children
-            frontier = children
-        return out
 
     def _name(self, label_id: int) -> str:
         if (name := self._names.get(label_id)) is None:

@@ -86,14 +86,17 @@ def one_per_campaign(similarities: np.ndarray, neighbours: np.ndarray, level: fl
         return []
     order = np.argsort(-sims, kind="stable")
     sims, unit = sims[order], np.asarray(neighbours, dtype=np.float32)[order]
-    # Pairs at the level, the nearer one first. The greedy pass only has to walk the few creatives that have
-    # such a nearer neighbour: every other one leads its own campaign (kept, or a variant of the creative). A
-    # Python step per neighbour was most of the labelling task's cost (bench.fixed_cost --labelled).
-    earlier = np.triu(unit @ unit.T >= level, 1)
-    leads = np.ones(len(sims), dtype=bool)  # a variant of the creative, or kept: its campaign is seen from here
-    for n in np.flatnonzero(earlier.any(axis=0)):
-        leads[n] = sims[n] >= level or not (earlier[:n, n] & leads[:n]).any()
-    return [float(s) for s in sims[leads & (sims < level)]]
+    # Each neighbour's fellows at the level as the bits of a Python int: the greedy pass is then a step of a few
+    # integer operations per neighbour. Numpy row operations per step cost more than the search itself did
+    # (bench.fixed_cost --labelled).
+    rows = np.packbits(unit @ unit.T >= level, axis=1, bitorder="little")
+    seen, kept = 0, []  # bit n set: neighbour n is of a campaign already seen (the creative's or a kept one)
+    for n, similarity in enumerate(sims.tolist()):
+        if similarity >= level or not seen >> n & 1:
+            if similarity < level:
+                kept.append(similarity)
+            seen |= int.from_bytes(rows[n].tobytes(), "little")
+    return kept
 
 
 def novelty_features(

@@ -31,7 +31,7 @@ from ctax.enums import Flag
 from ctax.index.points import campaign_key
 from ctax.labelling.flagging import flag_for_review
 from ctax.labelling.labeller import Labeller
-from ctax.labelling.trigger import OCR, TEXT, Decision
+from ctax.labelling.trigger import OCR, TEXT, Decision, Evidence
 from ctax.store.models import Creative
 from ctax.store.repos import creatives as repo
 from ctax.store.repos import groups
@@ -81,11 +81,11 @@ def sweep(db: Database, labeller: Labeller, young: int = 0, batch_size: int = 51
                                                              for cid in kept_ids])
             asserted = [rows[cid].asserted_label_id for cid in kept_ids]
             _label_scores(labeller, chunk_vectors[keep], kept_ids, asserted)
-            decisions = labeller.decide(chunk_vectors[keep], asserted, traffic, windows,
-                                        sources=[_text_source(rows[cid]) for cid in kept_ids],
-                                        label_scores=[known[cid] for cid in kept_ids])
-            raised = {cid for cid, decision in zip(kept_ids, decisions, strict=True)
-                      if _redecide(session, labeller, rows[cid], decision)}
+            evidence = labeller.evidence(chunk_vectors[keep], asserted, traffic, windows,
+                                         sources=[_text_source(rows[cid]) for cid in kept_ids],
+                                         label_scores=[known[cid] for cid in kept_ids])
+            raised = {cid for cid, seen in zip(kept_ids, evidence, strict=True)
+                      if _redecide(session, labeller, rows[cid], _novelty(labeller, rows[cid], seen))}
             # Members carry their group's decision: after the root's, theirs (the root's item counts them).
             followed = groups.follow_roots(session, [rows[cid] for cid in kept_ids])
             report.raised += len(raised)
@@ -113,14 +113,36 @@ def _text_source(row: Creative) -> str:
     return OCR if not any(t.strip() for t in row.texts or []) and (row.ocr_text or "").strip() else TEXT
 
 
-def _redecide(session: Session, labeller: Labeller, row: Creative, decision: Decision) -> bool:
+@dataclass(frozen=True)
+class _Novelty:
+    """A swept creative's novelty evidence now, and the trigger's whole decision where it may raise the flag."""
+
+    fit: float | None
+    recent_like_it: int | None
+    decision: Decision | None
+
+
+def _novelty(labeller: Labeller, row: Creative, evidence: Evidence) -> _Novelty:
+    """The fit, and the whole decision only where it can raise the creative: a raisable flag and a fit below the
+    threshold (or no label left to fit). The rest of a decision (ranking, leaf, assertion and their reasons)
+    cannot have changed since arrival, as only the traffic did, and was most of the sweep's trigger time."""
+    trigger = labeller.trigger
+    if not any(lid in trigger.taxonomy for lid in evidence.label_scores):  # decided new_label, with no fit
+        return _Novelty(None, None, trigger.decide(evidence) if row.flag in RAISABLE else None)
+    fit = trigger.fit(evidence)
+    may_raise = row.flag in RAISABLE and fit < trigger.thresholds.new_label_threshold(evidence.text_source)
+    return _Novelty(fit, trigger.recent_like_it(evidence), trigger.decide(evidence) if may_raise else None)
+
+
+def _redecide(session: Session, labeller: Labeller, row: Creative, novelty: _Novelty) -> bool:
     """Bring one creative's novelty evidence up to date; raise it to new_label (and flag it for review) if it now
     fits no label and its flag may be raised. Returns whether it was raised."""
     old: dict[str, Any] = dict(row.prediction or {})
     old_scores = dict(old.get("scores") or {})
     arrival = old_scores.get("fit_at_arrival", old_scores.get("fit"))
-    raised = row.flag in RAISABLE and decision.flag == Flag.NEW_LABEL
-    if raised:
+    decision = novelty.decision
+    raised = decision is not None and decision.flag == Flag.NEW_LABEL
+    if decision is not None and raised:
         prediction = labeller.prediction(decision, old.get("modalities") or {}, old.get("modalities_used") or [])
         prediction["reasons"] = [*prediction["reasons"], SWEPT_REASON]
         prediction["raised_by_sweep"], prediction["flag_at_arrival"] = True, row.flag
@@ -130,9 +152,8 @@ def _redecide(session: Session, labeller: Labeller, row: Creative, decision: Dec
         flag_for_review(session, row.id, decision, labeller.version, row.asserted_label_id)
     else:  # the label and flag stand; only the novelty evidence is brought up to date
         prediction = old
-        prediction["scores"] = {**old_scores, "fit": decision.scores.get("fit"),
-                                **({"recent_like_it": decision.scores["recent_like_it"]}
-                                   if "recent_like_it" in decision.scores else {})}
+        prediction["scores"] = {**old_scores, "fit": novelty.fit, **(
+            {"recent_like_it": novelty.recent_like_it} if novelty.recent_like_it is not None else {})}
     prediction["scores"] = {**prediction["scores"], "fit_at_arrival": arrival}
     prediction["novelty_swept_at"] = utcnow().isoformat()
     row.prediction = prediction

@@ -49,6 +49,14 @@ class Taxonomy:
             chain = self._ancestors[label_id] = tuple(out)
         return list(chain)
 
+    def subtree(self, label_id: int) -> list[int]:
+        """The label and every label below it, tier by tier."""
+        out, frontier = [label_id], [label_id]
+        while frontier:
+            frontier = [child for lid in frontier for child in self.children.get(lid, [])]
+            out += frontier
+        return out
+
     def is_leaf(self, label_id: int) -> bool:
         return not self.children.get(label_id)
 

@@ -118,6 +118,38 @@ def test_a_creative_whose_kind_keeps_arriving_is_raised_to_new_label_by_the_swee
     assert load(runtime, [rockets[0]])[rockets[0]].prediction["scores"]["fit_at_arrival"] == first_fit
 
 
+def test_the_sweep_stores_what_the_whole_decision_would_and_decides_in_full_only_what_it_may_raise(
+        runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    set_thresholds(runtime, novelty_model=TRAFFIC_ONLY, new_label=-100.0)
+    others = ["Buy the new Honda Civic, a great family car", "Fresh sourdough bread at the corner bakery",
+              "Cheap flights to Lisbon this spring", "Stop smoking today: call the quit line"]
+    ids = submit(runtime, *[CreativeSubmission(texts=[t]) for t in [*others, *ROCKETS]])
+    for cid in ids:
+        run(runtime, [cid])
+    arrival = {cid: row.prediction["scores"]["fit"] for cid, row in load(runtime, ids).items()}
+    set_thresholds(runtime, new_label=float(np.median(list(arrival.values()))))
+    labeller = runtime.labeller()
+    window_ids, vectors = runtime.index.traffic_window(labeller.version)
+    traffic, windows = labeller.full_window_traffic(vectors, window_ids)
+    whole = dict(zip(window_ids, labeller.decide(vectors, [None] * len(ids), traffic, windows), strict=True))
+
+    decided: list[str] = []
+    decide = labeller.trigger.decide
+    monkeypatch.setattr(labeller.trigger, "decide", lambda evidence: decided.append("x") or decide(evidence))
+    report = sweep(runtime.db, labeller)
+    rows = load(runtime, ids)
+    for cid in ids:
+        scores = rows[cid].prediction["scores"]
+        assert scores["fit"] == pytest.approx(whole[cid].scores["fit"], abs=1e-5)  # raised ones: rounded
+        assert scores["recent_like_it"] == whole[cid].scores["recent_like_it"]
+        assert rows[cid].prediction.get("raised_by_sweep", False) == (whole[cid].flag == "new_label")
+    raised = [cid for cid in ids if whole[cid].flag == "new_label"]
+    assert 0 < report.raised == len(raised) < len(ids)
+    assert len(decided) == len(raised)  # the others' fit alone was worked out
+    for cid in raised:
+        assert rows[cid].prediction["top_k"] == labeller.prediction(whole[cid], {}, [])["top_k"]
+
+
 def test_the_sweep_keeps_each_creatives_label_scores_while_it_stays_in_the_window(runtime: Runtime) -> None:
     """Only the traffic changes between sweeps: label scores are searched once per creative and labeller, and a
     sweep that reuses them decides exactly as one that searches again."""
