@@ -3,6 +3,7 @@ the towers (claim, index searches and writes, trigger, storing, review items, th
 
     python -m bench.fixed_cost                                   # bench.backends' end-to-end settings
     python -m bench.fixed_cost --taxonomy --traffic-window 5000  # as the service runs (Pitt labels, traffic, sweep)
+    python -m bench.fixed_cost --taxonomy --traffic-window 5000 --labelled 1500  # ... with a learned novelty score
 
 A text version is made and its backend built as bench.backends does; each text's vectors are computed once and
 handed back afterwards, so the labelling task (`ctax.worker.tasks.label.run`, batch by batch) is timed without the
