@@ -12,10 +12,11 @@ sped up or slowed down during the run cannot flatter them.
 Three end-to-end figures, each until the last creative is labelled: "full queue" (N creatives posted over
 HTTP while the worker is stopped, then the worker's drain rate: the queue kept full), "single" (8 clients
 posting one creative per request while the worker labels), and "batch" (the same through
-POST /v1/creatives/batch). On a 2-core machine the API, the clients and the encoder share the cores, so
-"single" is bounded by how fast HTTP requests can be posted. Image creatives are image-only, encoded by a
-ViT-B-32 tower with random weights (speed does not depend on them) and an untrained projection; OCR is off
-for them so the image tower is what is measured.
+POST /v1/creatives/batch). Each scenario posts creatives of its own (another human summary of the same ads;
+other generated images), so none joins a near-duplicate group unencoded. On a 2-core machine the API, the
+clients and the encoder share the cores, so "single" is bounded by how fast HTTP requests can be posted.
+Image creatives are image-only, encoded by a ViT-B-32 tower with random weights (speed does not depend on them)
+and an untrained projection; OCR is off for them so the image tower is what is measured.
 """
 
 from __future__ import annotations
@@ -54,6 +55,28 @@ def texts(n: int, seed: int) -> list[str]:
     rows = [json.loads(line) for line in (SHARED_DATA / "pitt_ads_dev.jsonl").open()]
     rng = random.Random(seed)
     return [rng.choice(row["texts"]) for row in rng.sample(rows, n)]
+
+
+SCENARIOS = ("full queue", "single", "batch")
+
+
+def scenario_texts(n: int, seed: int) -> list[list[str]]:
+    """n Pitt ads and, per scenario, a different one of each ad's human summaries (ads with fewer left out):
+    no creative is posted twice, since with near-duplicate groups on (the default) a copy of a labelled creative
+    joins its group without being encoded, and would time the grouping, not the labelling."""
+    rows = [json.loads(line) for line in (SHARED_DATA / "pitt_ads_dev.jsonl").open()]
+    rng = random.Random(seed)
+    rng.shuffle(rows)
+    used: set[str] = set()
+    orders = []
+    for row in rows:  # some short summaries ("buy this drink because it tastes great") recur across ads
+        fresh = sorted(set(row["texts"]) - used)
+        if len(fresh) >= len(SCENARIOS) and len(orders) < n:
+            orders.append(rng.sample(fresh, len(SCENARIOS)))
+            used.update(orders[-1])
+    if len(orders) < n:
+        raise ValueError(f"the Pitt file has {len(orders)} ads with {len(SCENARIOS)} summaries of their own, not {n}")
+    return [[order[k] for order in orders] for k in range(len(SCENARIOS))]
 
 
 def images(n: int, seed: int) -> list[bytes]:
@@ -219,11 +242,12 @@ def run_mode(mode: str, n: int, batch_size: int, clients: int, seed: int, work: 
     }
     if mode == "text":
         env |= {"CTAX_IMAGE_ENABLED": "false"}
-        payloads: list[Any] = texts(n, seed)
+        sets: list[list[Any]] = [list(texts) for texts in scenario_texts(n, seed)]
     else:
         env |= {"CTAX_IMAGE_ARCH": "ViT-B-32", "CTAX_IMAGE_PRETRAINED": "none", "CTAX_IMAGE_PROJECTION": "random",
                 "CTAX_OCR_ENABLED": "false"}
-        payloads = images(n, seed)
+        sets = [images(n, seed + 7919 * k) for k in range(len(SCENARIOS))]  # generated: distinct
+    payloads = sets[0]
     service = ServiceProcesses(env, work / mode / "logs")
     console.print(f"[bold]{mode}[/bold]: starting the service (API + labelling worker)...")
     service.start(timeout=600)
@@ -232,21 +256,23 @@ def run_mode(mode: str, n: int, batch_size: int, clients: int, seed: int, work: 
         score = "blend (no labelled data)"
         if labelled and mode == "text":
             console.print(f"{mode}: importing {labelled} labelled ads and waiting for the version's calibration...")
-            score = import_labelled(service, work / mode, labelled, payloads, seed)
-        warm = payloads[: min(batch_size, len(payloads))]
+            score = import_labelled(service, work / mode, labelled, [p for share in sets for p in share], seed)
+        # Not among the payloads: a copy would join the warm-up creative's group unencoded.
+        warm = ([f"Warm-up creative {k} of the throughput bench" for k in range(batch_size)] if mode == "text"
+                else images(batch_size, seed - 1))
         post_all(service, mode, warm, "batch", 1, batch_size)  # first batch pays for lazy imports
         directory, backend, device = served(service, work / mode / "var")
         console.print(f"{mode}: raw batched throughput of the same encoders ({directory.name} on {backend}, "
                       f"{device}), batch {batch_size}...")
         raw_before = raw_throughput(mode, payloads, batch_size, directory, backend, device)
-        rows = []
+        rows: list[dict[str, Any]] = []
         console.print(f"{mode}: filling the queue with {n} creatives while the worker is stopped...")
-        drain, seconds = full_queue(service, mode, payloads, batch_size)
+        drain, seconds = full_queue(service, mode, sets[0], batch_size)
         rows.append({"mode": mode, "endpoint": "full queue", "n": n, "end_to_end_per_s": drain, "posting_per_s": None,
                      "seconds": seconds})
-        for endpoint in ("single", "batch"):
-            console.print(f"{mode}: posting {n} creatives to the {endpoint} endpoint...")
-            e2e, posting, seconds = post_all(service, mode, payloads, endpoint, clients, batch_size)
+        for endpoint, share in zip(SCENARIOS[1:], sets[1:], strict=True):
+            console.print(f"{mode}: posting {n} other creatives to the {endpoint} endpoint...")
+            e2e, posting, seconds = post_all(service, mode, share, endpoint, clients, batch_size)
             rows.append({"mode": mode, "endpoint": endpoint, "n": n, "end_to_end_per_s": e2e, "posting_per_s": posting,
                          "seconds": seconds})
         console.print(f"{mode}: raw batched throughput again, after the end-to-end runs...")
