@@ -14,15 +14,13 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-from threadpoolctl import threadpool_info, threadpool_limits
-
 from ctax.config import Settings
 from ctax.embedding.device import autocast_dtype, resolve_device
 from ctax.embedding.ocr import OcrReader, open_reader
 from ctax.embedding.space import SharedSpace
 from ctax.index.connect import open_qdrant
 from ctax.index.qdrant import LabelIndex
-from ctax.jobs import LABEL_QUEUE, TRAIN_QUEUE
+from ctax.jobs import TRAIN_QUEUE
 from ctax.labelling.labeller import Labeller
 from ctax.labelling.trigger import Thresholds
 from ctax.store import leases
@@ -42,10 +40,8 @@ MODELS_KEPT = 2  # the active version and one candidate or predecessor
 
 
 class Runtime:
-    def __init__(self, settings: Settings, queues: list[str], owns_index: bool, blas_threads: int | None = None
-                 ) -> None:
+    def __init__(self, settings: Settings, queues: list[str], owns_index: bool) -> None:
         self.settings = settings
-        self.blas_threads = blas_threads  # numpy's (and scipy's) BLAS threads once started; None: as they are
         self.queues = queues
         self.owns_index = owns_index
         self.name = workers.name_prefix(socket.gethostname(), os.getpid()) + "+".join(queues)
@@ -128,10 +124,6 @@ class Runtime:
             }
             if not labeller.space.image_ready:
                 log.warning("image tower: %s", labeller.space.image_status)
-        if self.blas_threads is not None:  # every BLAS loaded by now (numpy's, scipy's): after the start-up's work
-            threadpool_limits(self.blas_threads, user_api="blas")
-        self.info["blas_threads"] = max((pool["num_threads"] for pool in threadpool_info()
-                                         if pool["user_api"] == "blas"), default=None)
         self.ready = True
         self._beat()
         log.info("worker %s ready on %s: %s", self.name, self.device, self.info)
@@ -211,12 +203,8 @@ _runtime: Runtime | None = None
 
 
 def init_runtime(settings: Settings, queues: list[str], owns_index: bool) -> Runtime:
-    """A worker process's runtime. A labelling worker's numpy products (a batch against the traffic window, each
-    creative's 200 x 200 for its campaigns) run on the finisher thread beside the towers' own threads, which
-    encode the next batch: with a BLAS thread per core of their own they took CPU from the encoder (full-queue
-    drain 128.8 -> 157.0 creatives/s with one, docs/benchmarks.md). The towers' threads are not numpy's BLAS."""
     global _runtime
-    _runtime = Runtime(settings, queues, owns_index, blas_threads=1 if LABEL_QUEUE in queues else None)
+    _runtime = Runtime(settings, queues, owns_index)
     _runtime.start()
     return _runtime
 
