@@ -18,7 +18,6 @@ import dataclasses
 import functools
 import importlib
 import json
-import random
 import tempfile
 import time
 from collections import defaultdict
@@ -30,7 +29,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench import backends as bench_backends
-from bench.throughput import texts
+from bench.throughput import labelled_file, texts
 
 console = Console(width=160)
 
@@ -112,14 +111,8 @@ def import_labelled_examples(work: Path, batch_size: int, traffic_window: int, n
     from ctax.jobs import LABEL_QUEUE
     from ctax.versions import lifecycle
     from ctax.worker.runtime import Runtime
-    from tests.support import SHARED_DATA
 
-    taken = set(payloads)
-    rows = [row for row in map(json.loads, (SHARED_DATA / "pitt_ads_dev.jsonl").open())
-            if not taken.intersection(row["texts"])]
-    random.Random(seed).shuffle(rows)
-    path = work / "labelled.jsonl"
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows[:n]))
+    path = labelled_file(work, n, payloads, seed)
     rt = Runtime(bench_backends.settings_for("text", work, "torch", batch_size, "cpu", traffic_window), [LABEL_QUEUE],
                  owns_index=True)
     rt.start()

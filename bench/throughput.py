@@ -142,17 +142,23 @@ def import_taxonomy(service: ServiceProcesses) -> None:
         http.post("/v1/labels/import", files={"file": ("pitt.txt", taxonomy)}).raise_for_status()
 
 
-def import_labelled(service: ServiceProcesses, work: Path, n: int, payloads: list[str], seed: int) -> str:
-    """N labelled Pitt ads (none whose texts are posted later) imported with `ctax creatives import`, as an
-    operator would; the index owner re-calibrates the version on them, which gives it a learned novelty score
-    over the traffic (without labelled data it has none, and labelling never searches the traffic window).
-    Waits for that; returns which score the version serves."""
+def labelled_file(work: Path, n: int, payloads: list[str], seed: int) -> Path:
+    """N labelled Pitt ads, none whose texts are among the payloads, as a file `ctax creatives import` reads."""
     taken = set(payloads)
     rows = [row for row in map(json.loads, (SHARED_DATA / "pitt_ads_dev.jsonl").open())
             if not taken.intersection(row["texts"])]
     random.Random(seed).shuffle(rows)
     path = work / "labelled.jsonl"
     path.write_text("".join(json.dumps(row) + "\n" for row in rows[:n]))
+    return path
+
+
+def import_labelled(service: ServiceProcesses, work: Path, n: int, payloads: list[str], seed: int) -> str:
+    """N labelled Pitt ads (none whose texts are posted later) imported with `ctax creatives import`, as an
+    operator would; the index owner re-calibrates the version on them, which gives it a learned novelty score
+    over the traffic (without labelled data it has none, and labelling never searches the traffic window).
+    Waits for that; returns which score the version serves."""
+    path = labelled_file(work, n, payloads, seed)
     subprocess.run([sys.executable, "-m", "ctax", "creatives", "import", str(path)], env=service.env, check=True,
                    capture_output=True)
     deadline = time.monotonic() + 900
