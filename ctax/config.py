@@ -85,10 +85,10 @@ class Settings(BaseSettings):
                                         "creatives kept per version as novelty evidence (0: none kept).")
     novelty_sweep_every: int = Field(default=1000, ge=0, description="Re-decide the traffic window after this "
                                      "many creatives a worker labelled (0: never).")
-    # Each creative swept three times, not five: the task a quarter cheaper, final novelty AUROC 0.004-0.006 lower
-    # in bench.arrival scaled to it (docs/benchmarks.md, "The sweep re-decides only young creatives").
     novelty_sweep_young: int = Field(default=3000, ge=0, description="A sweep re-decides only this many of the "
                                      "window's most recently labelled creatives, against the whole window (0: all).")
+    novelty_sweep_refresh: bool = Field(default=False, description="Refresh every young creative's stored fit at "
+                                        "a sweep, not only where the traffic may raise it (ctax eval reads all).")
     label_batch_size: int = Field(default=128, ge=1, le=4096, description="Creatives per labelling message.")
     new_label_known_rate: float = Field(default=0.03, gt=0.0, lt=0.5, description="A trained version's new_label "
                                         "threshold is set so that this share of its known-label validation creatives "

@@ -132,7 +132,7 @@ def run_eval(options: EvalOptions, base: Settings | None = None) -> dict[str, An
     # The verdicts as each creative arrived, then after the novelty sweep the service runs as traffic accumulates
     # (labelling/sweep.py), run once more here as the worker's next one would: the headline figures are the final
     # verdicts.
-    swept = (asdict(sweep(rt.db, rt.labeller(), settings.novelty_sweep_young))
+    swept = (asdict(sweep(rt.db, rt.labeller(), settings.novelty_sweep_young, refresh=settings.novelty_sweep_refresh))
              if settings.novelty_traffic_window > 0 else {})
     with rt.db.read() as session:
         rows = {c.id: c for c in creatives.by_ids(session, [p["id"] for p in posted])}
@@ -182,7 +182,9 @@ def _service_settings(options: EvalOptions, base: Settings | None) -> tuple[Path
         # of this run would be in its taxonomy and its training data, and the metrics would be meaningless.
         raise ValueError(f"work folder {work} is not empty (an earlier evaluation's service?); "
                          "give an empty or new folder")
-    overrides = {"data_dir": work / "var", "database_url": None, "qdrant_url": None, "broker_url": None}
+    # Its final novelty AUROC reads every creative's fit, which the service's sweep refreshes only where it may raise.
+    overrides = {"data_dir": work / "var", "database_url": None, "qdrant_url": None, "broker_url": None,
+                 "novelty_sweep_refresh": True}
     settings = (base or Settings()).model_copy(update=overrides)
     settings = Settings(**{**settings.model_dump(), **overrides})
     settings.ensure_dirs()

@@ -128,6 +128,11 @@ class Exemplars(Collections):
         return int(self.client.count(self.exemplars_collection(version), count_filter=query_filter,
                                      exact=True).count)
 
+    def exemplars_stamp(self, version: str) -> int | None:
+        """Changes whenever the version's searched exemplars do (local mode, where this process is the only
+        writer); None on a server, where another process may change them unseen."""
+        return None if self.is_server else self._table(self.exemplars_collection(version)).stamp
+
     def nearest_exemplars(self, version: str, vectors: np.ndarray, limit: int) -> list[list[ExemplarHit]]:
         """The nearest representatives of each vector, best first."""
         if len(vectors) == 0:

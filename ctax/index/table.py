@@ -12,16 +12,22 @@ itself stays the store of record and serves every query in server mode.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from itertools import count
 from typing import Any
 
 import numpy as np
 
 from ctax.vectors import normalise
 
+# Every table's contents, as they change, get a new stamp: what was computed from a table is still valid while
+# its stamp is (the novelty sweep keeps each creative's fit while the exemplars it was searched among stand).
+_STAMPS = count(1)
+
 
 class VectorTable:
     def __init__(self, dim: int) -> None:
         self.dim = dim
+        self.stamp = next(_STAMPS)
         self.point_ids: list[Any] = []
         self.label_ids = np.zeros(0, dtype=np.int64)
         self.vectors = np.zeros((0, dim), dtype=np.float32)
@@ -37,6 +43,7 @@ class VectorTable:
 
     def upsert(self, point_ids: Sequence[Any], label_ids: Sequence[int], vectors: np.ndarray) -> None:
         vectors = normalise(np.asarray(vectors, dtype=np.float32).reshape(len(point_ids), self.dim))
+        self.stamp = next(_STAMPS)
         new: dict[Any, tuple[int, np.ndarray]] = {}  # a point written twice in one call keeps its last value
         for point_id, label_id, vector in zip(point_ids, label_ids, vectors, strict=True):
             row = self._row.get(point_id)
@@ -56,6 +63,7 @@ class VectorTable:
         drop = [self._row[p] for p in point_ids if p in self._row]
         if not drop:
             return
+        self.stamp = next(_STAMPS)
         keep = np.ones(len(self.point_ids), dtype=bool)
         keep[drop] = False
         self.point_ids = [point_id for point_id, kept in zip(self.point_ids, keep, strict=True) if kept]

@@ -213,7 +213,8 @@ class LabellingWorker:
             return
         self.counter.labelled_since_sweep = 0
         try:
-            counts["raised_by_sweep"] = sweep(self.db, labeller, self.settings.novelty_sweep_young).raised
+            counts["raised_by_sweep"] = sweep(self.db, labeller, self.settings.novelty_sweep_young,
+                                              refresh=self.settings.novelty_sweep_refresh).raised
         except (StoreUnavailable, ConcurrentChange):
             # Another worker's sweep or a reviewer got there first; the labels stand and the next sweep covers it.
             log.exception("novelty sweep failed")

@@ -89,6 +89,8 @@ class Labeller:
         # Creative id -> its label scores, kept by the novelty sweep across sweeps for as long as this labeller
         # (its labels) stands: a creative's label scores never change under it, only its traffic does.
         self.swept_label_scores: dict[str, dict[int, float]] = {}
+        # Creative id -> (exemplar stamp, its fit with no traffic): kept by the sweep while the exemplars stand.
+        self.swept_fits: dict[str, tuple[int | None, float | None]] = {}
 
     @property
     def version(self) -> str:
@@ -150,13 +152,8 @@ class Labeller:
             near = represent_groups(near, ids, [d.scores.get("fit") for d in decisions])
             members = [root is not None for root in near]
             for i, decision, root in zip(rows, decisions, near, strict=True):
-                outcomes[i] = LabelOutcome(
-                    requests[i].creative_id,
-                    decision,
-                    self.prediction(decision, encoded[i].modalities, encoded[i].used),
-                    ocr_text=ocr_texts[i],
-                    duplicate_of=root,
-                )
+                outcomes[i] = LabelOutcome(requests[i].creative_id, decision, self.prediction(
+                    decision, encoded[i].modalities, encoded[i].used), ocr_text=ocr_texts[i], duplicate_of=root)
             if self.traffic_window > 0 and not all(members):
                 # A group counts once as novelty evidence: its members stay out of the traffic window.
                 kept = [n for n, member in enumerate(members) if not member]
@@ -224,21 +221,24 @@ class Labeller:
 
     def full_window_traffic(
         self, vectors: np.ndarray, creative_ids: Sequence[str], campaigns: Sequence[str | None] | None = None,
+        raw: bool = False,
     ) -> tuple[list[list[float]], list[int]]:
         """Each creative's similarities to the whole traffic window (itself aside), arrivals after it included,
-        and the window's size: what the novelty sweep re-decides with."""
+        and the window's size: what the novelty sweep re-decides with. raw: the neighbours as found, each
+        campaign not yet counted once (a superset of what the trigger reads: what the sweep bounds a fit with)."""
         window = max(self.index.count_traffic(self.version) - 1, 0)
-        near = self._traffic_neighbours(vectors, self._fetch(window), creative_ids, campaigns)
+        near = self._traffic_neighbours(vectors, self._fetch(window), creative_ids, campaigns, not raw)
         return [self._campaigns(np.asarray(scores), units) for scores, units in near], [window] * len(creative_ids)
 
     def _traffic_neighbours(
-        self, vectors: np.ndarray, limit: int, creative_ids: Sequence[str], campaigns: Sequence[str | None] | None
+        self, vectors: np.ndarray, limit: int, creative_ids: Sequence[str], campaigns: Sequence[str | None] | None,
+        vectors_needed: bool = True,
     ) -> list[tuple[list[float], np.ndarray | None]]:
         """Neighbours' similarities in the traffic window (none of the creative's own campaign), with their unit
         vectors only where the version counts each campaign once: the others never read them, and a server
         would send them."""
-        return self.index.traffic_neighbours(self.version, vectors, limit, exclude=creative_ids,
-                                             with_vectors=self.trigger.thresholds.campaigns_once, campaigns=campaigns)
+        return self.index.traffic_neighbours(self.version, vectors, limit, exclude=creative_ids, campaigns=campaigns,
+                                             with_vectors=vectors_needed and self.trigger.thresholds.campaigns_once)
 
     def _campaigns(self, scores: np.ndarray, units: np.ndarray | None) -> list[float]:
         """The traffic the trigger reads from neighbours' similarities (best first) and unit vectors."""

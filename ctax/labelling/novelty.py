@@ -157,8 +157,14 @@ class NoveltyModel:
     @property
     def reads_traffic(self) -> bool:
         """Whether the traffic window can move this score (a model fitted where no traffic was kept cannot)."""
-        return any(name == "traffic_minus_exemplar" and coef != 0 for name, coef in zip(self.features, self.coef,
-                                                                                         strict=True))
+        return self.traffic_weight != 0
+
+    @property
+    def traffic_weight(self) -> float:
+        """How many logits the score moves per unit of the traffic feature (0 where it reads none): positive when
+        more traffic like a creative reads as more novel, which is what lets the sweep bound a score from above."""
+        return sum(coef / scale for name, coef, scale in zip(self.features, self.coef, self.scale, strict=True)
+                   if name == "traffic_minus_exemplar")
 
     def to_json(self) -> dict[str, Any]:
         return {"features": list(self.features), "mean": list(self.mean), "scale": list(self.scale),

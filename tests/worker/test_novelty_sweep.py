@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from typing import Any
 
@@ -78,7 +79,7 @@ def test_a_version_whose_decisions_read_no_traffic_keeps_the_window_but_neither_
     assert not runtime.labeller().reads_traffic
     set_thresholds(runtime, novelty_model=TRAFFIC_ONLY, new_label=-100.0)
     assert runtime.labeller().reads_traffic
-    assert sweep(runtime.db, runtime.labeller()).swept == 7 and searched == [7]
+    assert sweep(runtime.db, runtime.labeller(), refresh=True).swept == 7 and searched == [7]
 
 
 def test_a_creative_whose_kind_keeps_arriving_is_raised_to_new_label_by_the_sweep(runtime: Runtime) -> None:
@@ -99,7 +100,7 @@ def test_a_creative_whose_kind_keeps_arriving_is_raised_to_new_label_by_the_swee
     first_fit = fits[rockets[0]]
     set_thresholds(runtime, new_label=first_fit - 1e-6)
     report = sweep(runtime.db, runtime.labeller())
-    assert report.window == 7 and report.swept == 7
+    assert report.window == 7 and report.swept + report.skipped == 7 and report.swept >= 1
     rows = load(runtime, [car, *rockets])
     first = rows[rockets[0]]
     assert first.flag == "new_label" and first.decided_label_id is None
@@ -136,7 +137,7 @@ def test_the_sweep_stores_what_the_whole_decision_would_and_decides_in_full_only
     decided: list[str] = []
     decide = labeller.trigger.decide
     monkeypatch.setattr(labeller.trigger, "decide", lambda evidence: decided.append("x") or decide(evidence))
-    report = sweep(runtime.db, labeller)
+    report = sweep(runtime.db, labeller, refresh=True)  # every creative's evidence brought up to date
     rows = load(runtime, ids)
     for cid in ids:
         scores = rows[cid].prediction["scores"]
@@ -148,6 +149,75 @@ def test_the_sweep_stores_what_the_whole_decision_would_and_decides_in_full_only
     assert len(decided) == len(raised)  # the others' fit alone was worked out
     for cid in raised:
         assert rows[cid].prediction["top_k"] == labeller.prediction(whole[cid], {}, [])["top_k"]
+
+
+def test_the_service_sweep_raises_what_a_full_refresh_would_and_leaves_what_no_traffic_could_raise(
+        runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without `refresh` (the service's sweep): the same creatives are raised, with the same predictions, as when
+    every young creative is re-decided; the others are left exactly as they were, their traffic searched once,
+    its campaigns not counted (what the raw neighbours allow keeps them above the threshold)."""
+    set_thresholds(runtime, novelty_model=TRAFFIC_ONLY, new_label=-100.0, campaigns_once=True)
+    others = ["Buy the new Honda Civic, a great family car", "Fresh sourdough bread at the corner bakery",
+              "Cheap flights to Lisbon this spring", "Stop smoking today: call the quit line"]
+    ids = submit(runtime, *[CreativeSubmission(texts=[t]) for t in [*others, *ROCKETS]])
+    for cid in ids:
+        run(runtime, [cid])
+    window_ids, vectors = runtime.index.traffic_window(runtime.labeller().version)
+    traffic, windows = runtime.labeller().full_window_traffic(vectors, window_ids)
+    fits = [d.scores["fit"] for d in runtime.labeller().decide(vectors, [None] * len(ids), traffic, windows)]
+    set_thresholds(runtime, new_label=float(np.median(fits)))  # half of them fit no label once all have arrived
+    labeller = runtime.labeller()
+    whole = dict(zip(window_ids, labeller.decide(vectors, [None] * len(ids), traffic, windows), strict=True))
+    before = {cid: row.prediction for cid, row in load(runtime, ids).items()}
+
+    counted: list[str] = []
+    search = labeller.full_window_traffic
+    monkeypatch.setattr(labeller, "full_window_traffic", lambda vectors, creative_ids, campaigns=None, raw=False: (
+        raw or counted.extend(creative_ids), search(vectors, creative_ids, campaigns, raw))[1])
+    report = sweep(runtime.db, labeller)
+    rows = load(runtime, ids)
+    raised = {cid for cid in ids if whole[cid].flag == "new_label"}
+    assert 0 < len(raised) == report.raised and {cid for cid in ids if rows[cid].flag == "new_label"} == raised
+    for cid in raised:
+        assert rows[cid].prediction["scores"]["fit"] == pytest.approx(whole[cid].scores["fit"], abs=1e-5)
+        assert rows[cid].prediction["top_k"] == labeller.prediction(whole[cid], {}, [])["top_k"]
+    left = [cid for cid in ids if cid not in counted]
+    assert report.skipped == len(left) > 0 and report.swept == len(counted) == len(ids) - len(left)
+    assert all(rows[cid].prediction == before[cid] for cid in left)
+    assert set(counted) >= raised
+    assert any(before[cid]["flag"] in ("none", "low_confidence") for cid in left)  # skipped by the bound
+
+
+def test_the_fits_the_sweep_keeps_are_worked_out_again_once_the_exemplars_change(runtime: Runtime) -> None:
+    """Between sweeps only the traffic changes, so each young creative's fit without traffic is kept; exemplars
+    added or removed change it (they are what its fit compares the traffic with), and a kept one would then skip
+    creatives that now fit no label."""
+    set_thresholds(runtime, novelty_model=TRAFFIC_ONLY, new_label=-100.0)
+    others = ["Buy the new Honda Civic, a great family car", "Fresh sourdough bread at the corner bakery"]
+    ids = submit(runtime, *[CreativeSubmission(texts=[t]) for t in [*others, *ROCKETS]])
+    for cid in ids:
+        run(runtime, [cid])
+    labeller = runtime.labeller()
+    version = labeller.version
+    window_ids, vectors = runtime.index.traffic_window(version)
+    # Exemplars exactly like the rocket ads: as far from novel as a creative can be.
+    copies = [uuid.uuid4().hex for _ in ROCKETS]
+    leaf = next(lid for lid in labeller.taxonomy.nodes if not labeller.taxonomy.children.get(lid))
+    runtime.index.upsert_exemplars(version, copies, [leaf] * len(copies), vectors[len(others):])
+    assert sweep(runtime.db, labeller).raised == 0
+    assert set(labeller.swept_fits) == set(ids)
+    kept = dict(labeller.swept_fits)
+
+    runtime.index.delete_exemplars(version, copies)  # a reviewer's relabelling took them away
+    traffic, windows = labeller.full_window_traffic(vectors, window_ids)
+    fits = [d.scores["fit"] for d in labeller.decide(vectors, [None] * len(ids), traffic, windows)]
+    labeller.trigger.thresholds = dataclasses.replace(labeller.trigger.thresholds, new_label=float(np.median(fits)))
+    whole = dict(zip(window_ids, labeller.decide(vectors, [None] * len(ids), traffic, windows), strict=True))
+    report = sweep(runtime.db, labeller)
+    raised = {cid for cid in ids if whole[cid].flag == "new_label"}
+    assert report.raised == len(raised) > 0
+    assert {cid for cid, row in load(runtime, ids).items() if row.flag == "new_label"} == raised
+    assert all(labeller.swept_fits[cid] != kept[cid] for cid in ids if cid not in raised)  # worked out again
 
 
 def test_the_sweep_keeps_each_creatives_label_scores_while_it_stays_in_the_window(runtime: Runtime) -> None:
@@ -166,21 +236,21 @@ def test_the_sweep_keeps_each_creatives_label_scores_while_it_stays_in_the_windo
     window_ids, vectors = runtime.index.traffic_window(version)
     assert list(labeller.swept_label_scores) == window_ids == ids
     assert same_scores(labeller.label_scores(vectors, [None] * len(ids)), list(labeller.swept_label_scores.values()))
-    sweep(runtime.db, labeller)
+    sweep(runtime.db, labeller, refresh=True)
     kept = dict(labeller.swept_label_scores)
     assert set(kept) == set(window_ids) == set(ids)
     assert same_scores(labeller.label_scores(vectors, [None] * len(window_ids)), [kept[cid] for cid in window_ids])
-    sweep(runtime.db, labeller)  # with the kept scores
+    sweep(runtime.db, labeller, refresh=True)  # with the kept scores
     reused = swept_scores()
     labeller.swept_label_scores.clear()
-    sweep(runtime.db, labeller)  # searching again
+    sweep(runtime.db, labeller, refresh=True)  # searching again
     assert swept_scores() == reused
 
     statements: list[str] = []
     listen = lambda *args: statements.append(args[2])  # noqa: E731  (conn, cursor, statement, ...)
     event.listen(runtime.db.engine, "before_cursor_execute", listen)
     try:
-        sweep(runtime.db, labeller)
+        sweep(runtime.db, labeller, refresh=True)
     finally:
         event.remove(runtime.db.engine, "before_cursor_execute", listen)
     # A fixed number of statements per chunk, whatever its size: no column the sweep reads is loaded row by row.
@@ -243,7 +313,8 @@ def test_a_sweep_re_decides_only_the_young_creatives_of_the_window_against_all_o
     assert [rows[cid].flag == "new_label" for cid in rockets] == [False] * 5 + [True]
 
     report = sweep(runtime.db, runtime.labeller(), young=4)
-    assert (report.window, report.swept, report.raised) == (7, 4, 2)
+    # Of the four young, the last rocket ad and the car are new_label already: nothing left to raise in them.
+    assert (report.window, report.swept, report.skipped, report.raised) == (7, 2, 2, 2)
     rows = load(runtime, rockets)
     assert [rows[cid].flag == "new_label" for cid in rockets] == [False] * 3 + [True] * 3
     assert not any("novelty_swept_at" in rows[cid].prediction for cid in rockets[:3])  # old: left as they were
@@ -301,7 +372,7 @@ def test_the_members_of_a_group_are_raised_with_their_root_and_counted_on_its_on
     assert (found[root.id].flag, found[root.id].status, found[root.id].members) == ("new_label", "open", 2)
 
     # Later sweeps bring the members' evidence up to date with the root's and raise nothing more.
-    again = sweep(runtime.db, runtime.labeller())
+    again = sweep(runtime.db, runtime.labeller(), refresh=True)
     assert again.raised == again.members_raised == 0 and again.members == 1
     rows = load(runtime, [rockets[0], copy])
     assert rows[copy].prediction == {**rows[rockets[0]].prediction, "duplicate_of": rockets[0]}
@@ -350,7 +421,7 @@ def test_a_campaigns_own_creatives_are_no_traffic_evidence_for_each_other(runtim
     assert load(runtime, [other])[other].prediction["scores"]["recent_like_it"] >= 2
 
     # The sweep reads the window the same way: the campaign's creatives see the other poster's ad, not each other.
-    report = sweep(runtime.db, runtime.labeller())
+    report = sweep(runtime.db, runtime.labeller(), refresh=True)
     assert report.swept == 5
     rows = load(runtime, [*tagged, other])
     assert all(rows[cid].prediction["scores"]["recent_like_it"] <= 1 for cid in tagged)
