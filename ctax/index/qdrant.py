@@ -163,8 +163,12 @@ class LabelIndex(Creatives):
         name = self.traffic_collection(version)
         if not self.client.collection_exists(name):
             return 0
-        points = sorted(self._scroll(name), key=lambda point: float((point.payload or {}).get("seen", 0.0)))
-        stale = [normal_point_id(point.id) for point in points[: max(len(points) - window, 0)]]
+        if self.is_server:
+            points = sorted(self._scroll(name), key=lambda point: float((point.payload or {}).get("seen", 0.0)))
+            stale = [normal_point_id(point.id) for point in points[: max(len(points) - window, 0)]]
+        else:  # the mirror is kept oldest first: a scroll and sort of the window was half of record_traffic
+            held = self._table(name).point_ids
+            stale = held[: max(len(held) - window, 0)]
         if stale:
             self._delete_points(name, stale, batch=1024)
         return len(stale)
