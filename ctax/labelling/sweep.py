@@ -29,9 +29,9 @@ Those keep the fit of their last re-decision (or arrival) in their prediction; t
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -85,10 +85,11 @@ def sweep(db: Database, labeller: Labeller, young: int = 0, batch_size: int = 51
         chunk_ids, chunk_vectors = ids[start : start + batch_size], vectors[start : start + batch_size]
         with db.write() as session:
             decided = repo.reviewed_among(session, chunk_ids)
-            rows = repo.labelled_by(session, chunk_ids, version)
-            candidates = [n for n, cid in enumerate(chunk_ids) if cid in rows and cid not in decided]
-            keep = candidates if refresh else _may_raise_among(labeller, chunk_vectors, chunk_ids, rows, candidates)
+            brief = repo.labelled_briefly(session, chunk_ids, version)
+            candidates = [n for n, cid in enumerate(chunk_ids) if cid in brief and cid not in decided]
+            keep = candidates if refresh else _may_raise_among(labeller, chunk_vectors, chunk_ids, brief, candidates)
             report.skipped += len(candidates) - len(keep)
+            rows = repo.labelled_by(session, [chunk_ids[n] for n in keep], version)  # the same rows, whole
             if keep:
                 _redecide_all(session, labeller, [rows[chunk_ids[n]] for n in keep], chunk_vectors[keep], report)
     log.info("novelty sweep of %s: %d in the window, %d re-decided (%d could not be raised), %d raised to new_label "
@@ -115,7 +116,26 @@ def _redecide_all(session: Session, labeller: Labeller, rows: list[Creative], ve
     report.swept += len(rows)
 
 
-def _may_raise_among(labeller: Labeller, vectors: np.ndarray, ids: list[str], rows: dict[str, Creative],
+class Bounded(Protocol):
+    """What the sweep reads of a creative to bound its fit (repo.BOUNDED_COLUMNS; a Creative has them too)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def texts(self) -> Sequence[str] | None: ...
+    @property
+    def ocr_text(self) -> str | None: ...
+    @property
+    def asserted_label_id(self) -> int | None: ...
+    @property
+    def flag(self) -> Flag | None: ...
+    @property
+    def campaign(self) -> str | None: ...
+    @property
+    def account_id(self) -> int | None: ...
+
+
+def _may_raise_among(labeller: Labeller, vectors: np.ndarray, ids: list[str], rows: Mapping[str, Bounded],
                      candidates: list[int]) -> list[int]:
     """Those of the candidates (positions in `ids`) whose flag may be raised and whose fit some traffic their
     neighbours allow could bring below the threshold (may_raise): one search of the window for them all, without
@@ -132,7 +152,7 @@ def _may_raise_among(labeller: Labeller, vectors: np.ndarray, ids: list[str], ro
             if may_raise(trigger, base, near, window, _text_source(row))]
 
 
-def _fits_without_traffic(labeller: Labeller, vectors: np.ndarray, rows: list[Creative]) -> list[float | None]:
+def _fits_without_traffic(labeller: Labeller, vectors: np.ndarray, rows: list[Bounded]) -> list[float | None]:
     """Each creative's fit were no traffic like it (None: no label left to fit it), as Labeller.swept_fits keeps
     it across sweeps while the version's exemplars stand (exemplars_stamp): only the traffic changes between."""
     stamp, kept = labeller.index.exemplars_stamp(labeller.version), labeller.swept_fits
@@ -180,11 +200,11 @@ def _label_scores(labeller: Labeller, vectors: np.ndarray, creative_ids: list[st
         known.update({creative_ids[n]: row for n, row in zip(missing, scores, strict=True)})
 
 
-def _campaign(row: Creative) -> str | None:
+def _campaign(row: Bounded) -> str | None:
     return campaign_key(row.account_id, row.campaign)
 
 
-def _text_source(row: Creative) -> str:
+def _text_source(row: Bounded) -> str:
     """As the labeller judged it: OCR when the creative had no text of its own and its image's text was read."""
     return OCR if not any(t.strip() for t in row.texts or []) and (row.ocr_text or "").strip() else TEXT
 
