@@ -50,8 +50,8 @@ from ctax.store.types import utcnow
 log = logging.getLogger(__name__)
 RAISABLE = (Flag.NONE, Flag.LOW_CONFIDENCE)
 SWEPT_REASON = "raised by the novelty sweep: creatives like it kept arriving after it was labelled"
-# A fit bounded from below is compared with the threshold less this: the bound and the fit sum their floats in
-# another order, and a creative exactly at the threshold must not be skipped for a last digit.
+# A creative is left unswept only where its least fit clears the threshold by more than this: the bound and the
+# fit sum their floats in another order, and one exactly at the threshold must not be skipped for a last digit.
 BOUND_SLACK = 1e-9
 
 
@@ -89,8 +89,9 @@ def sweep(db: Database, labeller: Labeller, young: int = 0, batch_size: int = 51
             candidates = [n for n, cid in enumerate(chunk_ids) if cid in brief and cid not in decided]
             keep = candidates if refresh else _may_raise_among(labeller, chunk_vectors, chunk_ids, brief, candidates)
             report.skipped += len(candidates) - len(keep)
-            rows = repo.labelled_by(session, [chunk_ids[n] for n in keep], version)  # the same rows, whole
-            if keep:
+            if keep:  # the same rows, whole (one relabelled meanwhile by another worker's version drops out)
+                rows = repo.labelled_by(session, [chunk_ids[n] for n in keep], version)
+                keep = [n for n in keep if chunk_ids[n] in rows]
                 _redecide_all(session, labeller, [rows[chunk_ids[n]] for n in keep], chunk_vectors[keep], report)
     log.info("novelty sweep of %s: %d in the window, %d re-decided (%d could not be raised), %d raised to new_label "
              "(and %d of their duplicates)", version, report.window, report.swept, report.skipped, report.raised,
@@ -101,6 +102,8 @@ def sweep(db: Database, labeller: Labeller, young: int = 0, batch_size: int = 51
 def _redecide_all(session: Session, labeller: Labeller, rows: list[Creative], vectors: np.ndarray,
                   report: SweepReport) -> None:
     """Re-decide these creatives against the whole window, and their groups' members after them."""
+    if not rows:
+        return
     ids, asserted = [row.id for row in rows], [row.asserted_label_id for row in rows]
     _label_scores(labeller, vectors, ids, asserted)
     traffic, windows = labeller.full_window_traffic(vectors, ids, [_campaign(row) for row in rows])
