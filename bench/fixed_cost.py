@@ -167,6 +167,17 @@ def main() -> None:
     for owner, name, label in timed_parts():
         timed(parts, owner, name, label)
     batch_module.flag_batch = flagging.flag_batch  # type: ignore[attr-defined]
+    # What the timed sweeps did: creatives re-decided, and those left because no traffic could raise them.
+    swept: dict[str, int] = defaultdict(int)
+    real_sweep = batch_module.sweep
+
+    def counted_sweep(*args: Any, **kwargs: Any) -> Any:
+        report = real_sweep(*args, **kwargs)
+        swept["re-decided"] += report.swept
+        swept["left as they were"] += getattr(report, "skipped", 0)  # code before the bound has no such count
+        return report
+
+    batch_module.sweep = counted_sweep  # type: ignore[assignment]
     timed(parts, batch_module, "flag_batch", "  flag_batch")
 
     cache: dict[tuple[str, ...], Any] = {}
@@ -203,6 +214,7 @@ def main() -> None:
                 space.encode([CreativeContent([t]) for t in payloads[start : start + args.batch_size]])
         if calls["n"] == batches_per_pass:  # end_to_end's untimed pass is over: the timed one starts
             parts.clear()
+            swept.clear()
         return out
 
     label_task.run = run_after_warm_up  # type: ignore[assignment]
@@ -217,6 +229,8 @@ def main() -> None:
     for label, ms in figures.items():
         out.add_row(label, f"{ms:.3f}")
     console.print(out)
+    console.print(f"timed sweeps: {swept['re-decided']} young creatives re-decided, {swept['left as they were']} "
+                  "left as they were (no traffic could raise them, or their flag may not be raised)")
     console.print(f"backend {args.backend}, taxonomy {args.taxonomy}, traffic window {args.traffic_window}, "
                   f"campaigns counted once {once['on']}, labelled ads {args.labelled} (novelty score reads: {score}), "
                   f"{timed_n} creatives timed; work folder {work}")
@@ -224,7 +238,7 @@ def main() -> None:
         args.json.write_text(json.dumps({"backend": args.backend, "taxonomy": args.taxonomy,
                                          "traffic_window": args.traffic_window, "campaigns_once": once["on"],
                                          "labelled": args.labelled, "novelty_score_reads": score,
-                                         "ms_per_creative": figures},
+                                         "ms_per_creative": figures, "swept": dict(swept)},
                                         indent=2))
 
 

@@ -197,6 +197,23 @@ class LabelIndex(Creatives):
         """Asked on every labelled batch: in local mode the in-memory table answers, not a count over Qdrant."""
         return self._count_points(self.traffic_collection(version))
 
+    def traffic_similarities(self, version: str, vectors: np.ndarray, limit: int, exclude: Sequence[str],
+                             campaigns: Sequence[str | None]) -> np.ndarray:
+        """The similarities traffic_neighbours would return, as one (vectors x limit) matrix, in no order, -inf
+        where fewer qualify."""
+        name = self.traffic_collection(version)
+        if len(vectors) == 0 or not self.client.collection_exists(name):
+            return np.full((len(vectors), 0), -np.inf)
+        if not self.is_server:
+            return self._table(name).best_scores(vectors, limit, [campaign_code(c) for c in campaigns],
+                                                 [point_id(cid) for cid in exclude])
+        near = self._server_nearest(name, vectors, limit, [point_id(cid) for cid in exclude], None,
+                                    with_vector=False, campaigns=campaigns)
+        out = np.full((len(vectors), limit), -np.inf)
+        for n, points in enumerate(near):
+            out[n, : len(points)] = [float(p.score) for p in points]
+        return out
+
     def traffic_neighbours(
         self, version: str, vectors: np.ndarray, limit: int, exclude: Sequence[str] = (), with_vectors: bool = True,
         campaigns: Sequence[str | None] | None = None,

@@ -215,30 +215,28 @@ class Labeller:
                          text_source=sources[n] if sources is not None else TEXT)
                 for n, scores in enumerate(scores_by_row)]
 
-    def _fetch(self, window: int) -> int:
-        # Copies are dropped later (novelty.DUPLICATE_SIMILARITY): fetch enough to leave traffic_k after them.
+    def fetch_limit(self, window: int) -> int:
+        """Neighbours fetched from a window of `window`: copies are dropped later (novelty.DUPLICATE_SIMILARITY),
+        so enough to leave traffic_k after them."""
         return 2 * traffic_k(window, self.trigger.thresholds.traffic_reference)
 
     def full_window_traffic(
         self, vectors: np.ndarray, creative_ids: Sequence[str], campaigns: Sequence[str | None] | None = None,
-        raw: bool = False,
     ) -> tuple[list[list[float]], list[int]]:
         """Each creative's similarities to the whole traffic window (itself aside), arrivals after it included,
-        and the window's size: what the novelty sweep re-decides with. raw: the neighbours as found, each
-        campaign not yet counted once (a superset of what the trigger reads: what the sweep bounds a fit with)."""
+        and the window's size: what the novelty sweep re-decides with."""
         window = max(self.index.count_traffic(self.version) - 1, 0)
-        near = self._traffic_neighbours(vectors, self._fetch(window), creative_ids, campaigns, not raw)
+        near = self._traffic_neighbours(vectors, self.fetch_limit(window), creative_ids, campaigns)
         return [self._campaigns(np.asarray(scores), units) for scores, units in near], [window] * len(creative_ids)
 
     def _traffic_neighbours(
-        self, vectors: np.ndarray, limit: int, creative_ids: Sequence[str], campaigns: Sequence[str | None] | None,
-        vectors_needed: bool = True,
+        self, vectors: np.ndarray, limit: int, creative_ids: Sequence[str], campaigns: Sequence[str | None] | None
     ) -> list[tuple[list[float], np.ndarray | None]]:
         """Neighbours' similarities in the traffic window (none of the creative's own campaign), with their unit
         vectors only where the version counts each campaign once: the others never read them, and a server
         would send them."""
-        return self.index.traffic_neighbours(self.version, vectors, limit, exclude=creative_ids, campaigns=campaigns,
-                                             with_vectors=vectors_needed and self.trigger.thresholds.campaigns_once)
+        return self.index.traffic_neighbours(self.version, vectors, limit, exclude=creative_ids,
+                                             with_vectors=self.trigger.thresholds.campaigns_once, campaigns=campaigns)
 
     def _campaigns(self, scores: np.ndarray, units: np.ndarray | None) -> list[float]:
         """The traffic the trigger reads from neighbours' similarities (best first) and unit vectors."""
@@ -258,7 +256,7 @@ class Labeller:
         if not self.reads_traffic:
             return [[] for _ in creative_ids], [0] * len(creative_ids)
         stored = self.index.count_traffic(self.version)
-        limit = self._fetch(stored + len(creative_ids))
+        limit = self.fetch_limit(stored + len(creative_ids))
         near = self._traffic_neighbours(vectors, limit, creative_ids, campaigns)
         unit = normalise(np.asarray(vectors, dtype=np.float32))
         within = (unit @ unit.T).astype(np.float64)

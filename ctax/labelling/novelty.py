@@ -69,6 +69,17 @@ def traffic_mean(traffic: Sequence[float], k: int = TRAFFIC_K, variant: float = 
     return float(sum(near) / k)
 
 
+def traffic_ceiling(similarities: np.ndarray, k: int, variant: float) -> np.ndarray:
+    """Per row of a creative's neighbours' raw similarities (-inf: none), the most traffic_mean can read of them
+    whichever are counted: a campaign counted once only drops neighbours, so the k best below `variant`, negatives
+    and the ones left out read as 0 (empty slots count 0 there too)."""
+    sims = np.asarray(similarities, dtype=np.float64)
+    counted = np.where(sims < variant, np.maximum(sims, 0.0), 0.0)
+    if counted.shape[1] > k:
+        counted = -np.partition(-counted, k - 1, axis=1)[:, :k]
+    return np.asarray(counted.sum(axis=1) / k)
+
+
 def one_per_campaign(similarities: np.ndarray, neighbours: np.ndarray, level: float) -> list[float]:
     """The traffic a creative's novelty reads, each campaign counted once: `similarities` of its nearest recent
     creatives to it, `neighbours` their unit vectors in the same order. A recent creative at `level` or above to

@@ -39,7 +39,7 @@ from ctax.enums import Flag
 from ctax.index.points import campaign_key
 from ctax.labelling.flagging import flag_for_review
 from ctax.labelling.labeller import Labeller
-from ctax.labelling.novelty import traffic_k
+from ctax.labelling.novelty import traffic_ceiling, traffic_k
 from ctax.labelling.trigger import OCR, TEXT, Decision, Evidence, Trigger
 from ctax.store.models import Creative
 from ctax.store.repos import creatives as repo
@@ -149,10 +149,13 @@ def _may_raise_among(labeller: Labeller, vectors: np.ndarray, ids: list[str], ro
         return []
     chosen = [rows[ids[n]] for n in raisable]
     bases = _fits_without_traffic(labeller, vectors[raisable], chosen)
-    raw, windows = labeller.full_window_traffic(vectors[raisable], [row.id for row in chosen],
-                                                [_campaign(row) for row in chosen], raw=True)
-    return [n for n, row, base, near, window in zip(raisable, chosen, bases, raw, windows, strict=True)
-            if may_raise(trigger, base, near, window, _text_source(row))]
+    window = max(labeller.index.count_traffic(labeller.version) - 1, 0)
+    sims = labeller.index.traffic_similarities(labeller.version, vectors[raisable], labeller.fetch_limit(window),
+                                               [row.id for row in chosen], [_campaign(row) for row in chosen])
+    ceilings = traffic_ceiling(sims, traffic_k(window, trigger.thresholds.traffic_reference),
+                               trigger.thresholds.variant_level)
+    return [n for n, row, base, most in zip(raisable, chosen, bases, ceilings.tolist(), strict=True)
+            if may_raise(trigger, base, most, _text_source(row))]
 
 
 def _fits_without_traffic(labeller: Labeller, vectors: np.ndarray, rows: list[Bounded]) -> list[float | None]:
@@ -171,25 +174,21 @@ def _fits_without_traffic(labeller: Labeller, vectors: np.ndarray, rows: list[Bo
     return [kept[row.id][1] for row in rows]
 
 
-def may_raise(trigger: Trigger, fit_without_traffic: float | None, traffic: Sequence[float], window: int,
+def may_raise(trigger: Trigger, fit_without_traffic: float | None, most_traffic: float,
               text_source: str = TEXT) -> bool:
-    """Whether some counting of campaigns among a creative's neighbours in a window of `window` (`traffic`: their
-    raw similarities, as searched) could bring its fit below its new-label threshold; `fit_without_traffic`: its
-    fit were the traffic empty (None: it has no label to fit, and is decided new_label whatever the traffic).
+    """Whether some counting of campaigns among a creative's neighbours could bring its fit below its new-label
+    threshold: `fit_without_traffic`, its fit were the traffic empty (None: it has no label to fit, and is decided
+    new_label whatever the traffic); `most_traffic`, the most its traffic mean can read (novelty.traffic_ceiling
+    of its raw neighbours).
 
-    The learned score is linear in the traffic feature, whose traffic part is the mean of the k best similarities
-    kept below the variant level, empty slots counting 0 (novelty.traffic_mean). Counting each campaign once only
-    drops neighbours, so the raw ones, negatives read as 0, give the most that mean can be; where more traffic
-    reads as more novel (a positive traffic weight) the fit it gives is the least the creative's can be. Exact: no
-    creative the sweep would raise is skipped (tests/labelling/test_sweep.py)."""
+    The learned score is linear in the traffic feature (traffic mean less exemplar mean), so where more traffic
+    reads as more novel (a positive traffic weight) the fit at the most traffic is the least the creative's can
+    be. Exact: no creative the sweep would raise is skipped (tests/labelling/test_sweep.py)."""
     model = trigger.novelty_model
     if model is None or model.traffic_weight <= 0 or fit_without_traffic is None:
         return True
-    thresholds = trigger.thresholds
-    k = traffic_k(window, thresholds.traffic_reference)
-    most = sum(sorted((max(s, 0.0) for s in traffic if s < thresholds.variant_level), reverse=True)[:k]) / k
-    least = fit_without_traffic - model.traffic_weight * most
-    return least < thresholds.new_label_threshold(text_source) + BOUND_SLACK
+    least = fit_without_traffic - model.traffic_weight * most_traffic
+    return least < trigger.thresholds.new_label_threshold(text_source) + BOUND_SLACK
 
 
 def _label_scores(labeller: Labeller, vectors: np.ndarray, creative_ids: list[str],

@@ -240,8 +240,13 @@ def test_traffic_search_leaves_out_the_creatives_own_campaign_in_the_mirror_on_a
     expected = {None: 11, "spring": 7, "autumn": 8, "winter": 11}  # of the 11 others (the creative itself aside)
 
     def found(index: LabelIndex) -> list[int]:
-        near = index.traffic_neighbours("v1", vectors[[0, 1, 5, 9]], 20, exclude=[ids[0], ids[1], ids[5], ids[9]],
-                                        campaigns=asked)
+        queries, skip = vectors[[0, 1, 5, 9]], [ids[0], ids[1], ids[5], ids[9]]
+        for limit in (3, 20):  # fewer than qualify, and more
+            near = index.traffic_neighbours("v1", queries, limit, exclude=skip, campaigns=asked)
+            # The sweep's bound reads the same similarities as one matrix, -inf where fewer qualify.
+            matrix = index.traffic_similarities("v1", queries, limit, skip, asked)
+            for (scores, _), row in zip(near, matrix, strict=True):
+                assert np.allclose(np.sort(row[np.isfinite(row)])[::-1], scores, atol=1e-6)
         return [len(scores) for scores, _ in near]
 
     want = [expected[campaign] for campaign in asked]

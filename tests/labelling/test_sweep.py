@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ctax.labelling.novelty import FEATURES, NoveltyModel, one_per_campaign, traffic_k
+from ctax.labelling.novelty import FEATURES, NoveltyModel, one_per_campaign, traffic_ceiling, traffic_k
 from ctax.labelling.sweep import may_raise
 from ctax.labelling.trigger import Evidence, Thresholds, Trigger
 from ctax.taxonomy.paths import LabelPath
@@ -65,13 +65,14 @@ def test_no_creative_the_traffic_would_raise_is_skipped_and_most_that_it_cannot_
         fit = trigger.fit(counted)
         # What the sweep bounds it by: its fit with no traffic (searched once, kept) and its raw neighbours.
         alone = trigger.fit(Evidence(**{**evidence.__dict__, "traffic": ()}))
+        most = float(traffic_ceiling(sims[None, :], traffic_k(window, 10), level)[0])
         just_above = Trigger(TREE, Thresholds(**{**trigger.thresholds.__dict__, "new_label": fit + 1e-7}))
-        assert may_raise(just_above, alone, sims.tolist(), window), (trial, fit, traffic_k(window, 10))
+        assert may_raise(just_above, alone, most), (trial, fit, traffic_k(window, 10))
         well_below = Trigger(TREE, Thresholds(**{**trigger.thresholds.__dict__, "new_label": fit - 2.0}))
         if weight > 0:
-            skipped_below += not may_raise(well_below, alone, sims.tolist(), window)
+            skipped_below += not may_raise(well_below, alone, most)
             trials += 1
         else:
-            assert may_raise(well_below, alone, sims.tolist(), window)
-        assert may_raise(well_below, None, sims.tolist(), window)  # no label to fit: new_label whatever comes
+            assert may_raise(well_below, alone, most)
+        assert may_raise(well_below, None, most)  # no label to fit: new_label whatever comes
     assert skipped_below >= trials // 2  # the bound is tight enough to skip what it should

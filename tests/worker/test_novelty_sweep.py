@@ -172,8 +172,8 @@ def test_the_service_sweep_raises_what_a_full_refresh_would_and_leaves_what_no_t
 
     counted: list[str] = []
     search = labeller.full_window_traffic
-    monkeypatch.setattr(labeller, "full_window_traffic", lambda vectors, creative_ids, campaigns=None, raw=False: (
-        raw or counted.extend(creative_ids), search(vectors, creative_ids, campaigns, raw))[1])
+    monkeypatch.setattr(labeller, "full_window_traffic", lambda vectors, creative_ids, campaigns=None: (
+        counted.extend(creative_ids), search(vectors, creative_ids, campaigns))[1])
     report = sweep(runtime.db, labeller)
     rows = load(runtime, ids)
     raised = {cid for cid in ids if whole[cid].flag == "new_label"}
