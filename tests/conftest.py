@@ -162,6 +162,18 @@ def campaign_neighbourhood(dim: int = 8) -> tuple[np.ndarray, list[str], np.ndar
     return np.stack([creative]), ["a", "b", "d", "e"], np.stack([a, b, d, e])
 
 
+def random_neighbourhood(rng: np.random.Generator, dim: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """A creative's recent neighbours, in no order: their similarities to it and their unit vectors. Campaigns of
+    every looseness around 1 to 11 random centres, variants of the creative among them, many dissimilar (negative)
+    ones, 1 to 200 in all (the property tests of campaign counting and of the sweep's bound draw from it)."""
+    creative = rng.normal(size=dim)
+    centres = np.vstack([creative, rng.normal(size=(int(rng.integers(1, 12)), dim))])
+    picks = rng.integers(0, len(centres), size=int(rng.integers(1, 200)))
+    near = centres[picks] + rng.uniform(0.05, 1.2, size=(len(picks), 1)) * rng.normal(size=(len(picks), dim))
+    near /= np.linalg.norm(near, axis=1, keepdims=True)
+    return near @ (creative / np.linalg.norm(creative)), near
+
+
 class Recording:
     """A text tower that records the texts it is given, in order; every vector is ones."""
 

@@ -25,7 +25,7 @@ from ctax.labelling.novelty import (
 from ctax.labelling.trigger import Evidence, Thresholds, Trigger
 from ctax.taxonomy.paths import LabelPath
 from ctax.taxonomy.tree import Taxonomy, TaxonomyNode
-from tests.conftest import campaign_neighbourhood
+from tests.conftest import campaign_neighbourhood, random_neighbourhood
 
 
 def _tree() -> Taxonomy:
@@ -221,15 +221,9 @@ def test_counting_each_campaign_once_keeps_exactly_what_the_greedy_rule_keeps() 
     """On neighbourhoods of campaigns of every looseness, variants of the creative among them, at several levels:
     the same similarities, in the same order, as the rule applied one neighbour at a time."""
     rng = np.random.default_rng(11)
-    dim = 32
     merged_some = 0
     for trial in range(60):
-        creative = rng.normal(size=dim)
-        centres = np.vstack([creative, rng.normal(size=(int(rng.integers(1, 12)), dim))])
-        picks = rng.integers(0, len(centres), size=int(rng.integers(1, 200)))
-        near = centres[picks] + rng.uniform(0.05, 1.2, size=(len(picks), 1)) * rng.normal(size=(len(picks), dim))
-        near /= np.linalg.norm(near, axis=1, keepdims=True)
-        sims = near @ (creative / np.linalg.norm(creative))
+        sims, near = random_neighbourhood(rng)
         for level in (0.6, 0.8, 0.9):
             expected = greedy_leaders(sims, near, level)
             assert one_per_campaign(sims, near, level) == expected, (trial, level)

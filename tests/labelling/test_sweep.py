@@ -9,6 +9,7 @@ from ctax.labelling.sweep import may_raise
 from ctax.labelling.trigger import Evidence, Thresholds, Trigger
 from ctax.taxonomy.paths import LabelPath
 from ctax.taxonomy.tree import Taxonomy, TaxonomyNode
+from tests.conftest import random_neighbourhood
 
 TREE = Taxonomy([
     TaxonomyNode(1, LabelPath.parse("A"), None),
@@ -17,19 +18,6 @@ TREE = Taxonomy([
     TaxonomyNode(4, LabelPath.parse("B"), None),
     TaxonomyNode(5, LabelPath.parse("B/z"), 4),
 ])
-
-
-def neighbourhood(rng: np.random.Generator, dim: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """A creative's recent neighbours as the search returns them (best first) with their unit vectors: campaigns
-    of every looseness, variants of the creative among them, many dissimilar (negative) ones, 1 to 200 in all."""
-    creative = rng.normal(size=dim)
-    centres = np.vstack([creative, rng.normal(size=(int(rng.integers(1, 12)), dim))])
-    picks = rng.integers(0, len(centres), size=int(rng.integers(1, 200)))
-    near = centres[picks] + rng.uniform(0.05, 1.2, size=(len(picks), 1)) * rng.normal(size=(len(picks), dim))
-    near /= np.linalg.norm(near, axis=1, keepdims=True)
-    sims = near @ (creative / np.linalg.norm(creative))
-    order = np.argsort(-sims, kind="stable")
-    return sims[order], near[order]
 
 
 def trigger_for(rng: np.random.Generator, level: float, new_label: float, traffic_weight: float) -> Trigger:
@@ -50,7 +38,9 @@ def test_no_creative_the_traffic_would_raise_is_skipped_and_most_that_it_cannot_
     skipped_below = 0
     trials = 0
     for trial in range(400):
-        sims, near = neighbourhood(rng)
+        sims, near = random_neighbourhood(rng)
+        order = np.argsort(-sims, kind="stable")  # as the search returns them, best first
+        sims, near = sims[order], near[order]
         level = float(rng.choice([0.6, 0.8, 0.9]))
         window = int(rng.integers(1, 120))
         evidence = Evidence(label_scores={2: float(rng.uniform(0, 0.8)), 3: float(rng.uniform(0, 0.8)),
