@@ -32,6 +32,7 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -141,10 +142,12 @@ def import_taxonomy(mode: str, work: Path, batch_size: int, device: str) -> None
 
 
 def end_to_end(mode: str, work: Path, backend: str, payloads: list[Any], batch_size: int, device: str,
-               traffic_window: int = 0) -> tuple[float, float]:
+               traffic_window: int = 0, passes: Sequence[list[Any]] | None = None) -> tuple[float, float]:
     """The payloads stored as creatives, then labelled by the labelling task's code a batch (a message) at a time:
     creatives/s pipelined (the task's default: each batch finished on the runtime's finisher thread while the next
-    is encoded, worker/finisher.py) and one after the other, each the faster of two passes taken in turns."""
+    is encoded, worker/finisher.py) and one after the other, each the faster of two passes taken in turns.
+    `passes`: other payloads for each of the five passes (the warm-up first), so that the traffic window fills with
+    distinct creatives rather than copies of the same ones (bench.fixed_cost --distinct)."""
     from sqlalchemy import func, select
 
     from ctax.creatives.intake import CreativeSubmission, create_creative
@@ -162,10 +165,13 @@ def end_to_end(mode: str, work: Path, backend: str, payloads: list[Any], batch_s
         # Every backend starts from an empty traffic window (its own creatives are its traffic, and its sweep).
         rt.index.prune_traffic(rt.info["model_version"], 0)
 
+        each_pass = iter(passes or [])
+
         def label_all(pipelined: bool) -> float:
+            posted = next(each_pass, payloads)
             with rt.db.write() as session:
                 ids = [create_creative(session, rt.blobs, rt.settings, CreativeSubmission(
-                    texts=[p]) if mode == "text" else CreativeSubmission(image=p), None)[0].id for p in payloads]
+                    texts=[p]) if mode == "text" else CreativeSubmission(image=p), None)[0].id for p in posted]
             start = time.perf_counter()
             for i in range(0, len(ids), batch_size):
                 run(rt, ids[i : i + batch_size], pipelined=pipelined)

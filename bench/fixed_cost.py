@@ -77,6 +77,10 @@ PARTS = [
     ("ctax.labelling.batch", "LabellingWorker", "_maybe_sweep", SWEEP),
     # Inside the sweep (Labeller.decide above is counted here too while the sweep runs):
     ("ctax.index.qdrant", "LabelIndex", "traffic_window", "  the window's ids and vectors"),
+    ("ctax.store.repos.creatives", "", "reviewed_among", "  reviewed creatives among the young"),
+    ("ctax.store.repos.creatives", "", "labelled_briefly", "  the young rows' bound columns"),
+    ("ctax.labelling.sweep", "", "_may_raise_among", "  the bound (search, ceilings, fits without traffic)"),
+    ("ctax.index.qdrant", "LabelIndex", "traffic_similarities", "  the bound's search of the window"),
     ("ctax.labelling.sweep", "", "_label_scores", "  label scores not kept from an earlier sweep"),
     ("ctax.store.repos.creatives", "", "labelled_by", "  load the window's rows"),
     ("ctax.labelling.labeller", "Labeller", "full_window_traffic", "  traffic over the whole window"),
@@ -134,7 +138,10 @@ def import_labelled_examples(work: Path, batch_size: int, traffic_window: int, n
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backend", default="openvino")
-    parser.add_argument("--n", type=int, default=1024, help="creatives (labelled twice: untimed, then timed)")
+    parser.add_argument("--n", type=int, default=1024,
+                        help="creatives per pass (five passes: one untimed, four timed)")
+    parser.add_argument("--distinct", action="store_true",
+                        help="post other ads in each pass (the window then holds distinct creatives, not copies)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--taxonomy", action="store_true", help="import the Pitt taxonomy first")
     parser.add_argument("--traffic-window", type=int, default=0, help="CTAX_NOVELTY_TRAFFIC_WINDOW (0: none)")
@@ -152,7 +159,10 @@ def main() -> None:
     from ctax.labelling import flagging
     from ctax.worker.tasks import label as label_task
 
-    payloads = texts(args.n, args.seed)
+    # Five passes of the same ads fill the window with copies of each (near-duplicate groups are off in
+    # bench.backends' end to end), every one a fellow of another at the variant level; --distinct posts other ads.
+    passes = [texts(5 * args.n, args.seed)[n * args.n : (n + 1) * args.n] for n in range(5)] if args.distinct else None
+    payloads = [text for batch in passes for text in batch] if passes else texts(args.n, args.seed)
     work = Path(tempfile.mkdtemp(prefix="ctax-fixed-cost-"))
     names = [] if args.backend == "torch" else [args.backend]
     bench_backends.make_version("text", work, args.batch_size, "cpu", payloads, names)
@@ -218,7 +228,8 @@ def main() -> None:
         return out
 
     label_task.run = run_after_warm_up  # type: ignore[assignment]
-    bench_backends.end_to_end("text", work, args.backend, payloads, args.batch_size, "cpu", args.traffic_window)
+    bench_backends.end_to_end("text", work, args.backend, passes[0] if passes else payloads, args.batch_size, "cpu",
+                              args.traffic_window, passes)
     # end_to_end labels the payloads five times and the last four are timed: every figure, the whole task's too,
     # is their mean (bench.backends reports the fastest pass instead)
     timed_n = 4 * args.n

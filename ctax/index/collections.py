@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from qdrant_client import QdrantClient, models
 
-from ctax.index.points import campaign_code, normal_point_id
+from ctax.index.points import TrafficNeighbours, campaign_code, normal_point_id
 from ctax.index.table import VectorTable
 from ctax.vectors import normalise
 
@@ -163,26 +163,29 @@ class Collections:
 
     def _nearest_vectors(
         self, collection: str, vectors: np.ndarray, limit: int, skip: Sequence[str | None], with_vectors: bool = True,
-        campaigns: Sequence[str | None] | None = None,
-    ) -> list[tuple[list[float], np.ndarray | None]]:
-        """As _nearest_points, with the points' unit vectors (None unless `with_vectors`) in place of their ids:
-        (cosines best first, their vectors as rows); row i never returns a point of campaign `campaigns[i]`.
-        Local mode reads the mirror's rows without going through point ids, which costs more than the search
-        itself (bench.fixed_cost)."""
+        campaigns: Sequence[str | None] | None = None, pair_level: float | None = None,
+    ) -> list[TrafficNeighbours]:
+        """As _nearest_points, with the points' unit vectors (None unless `with_vectors`) in place of their ids;
+        row i never returns a point of campaign `campaigns[i]`. With `pair_level`, local mode also says which of
+        the points have no other point at that level (VectorTable.social). Local mode reads the mirror's rows
+        without going through point ids, which costs more than the search itself (bench.fixed_cost)."""
         dim = int(vectors.shape[1])
         if not self.is_server:
             table = self._table(collection)
-            out: list[tuple[list[float], np.ndarray | None]] = []
+            social = table.social(pair_level) if pair_level is not None else None
+            out: list[TrafficNeighbours] = []
             unlike = [campaign_code(c) for c in campaigns] if campaigns is not None else None
             for (rows, scores), own in zip(table.nearest_rows(vectors, limit + 1, unlike), skip, strict=True):
                 own_row = table.rows.get(own) if own is not None else None
                 keep = [n for n, row in enumerate(rows) if row != own_row][:limit]
-                out.append(([scores[n] for n in keep], table.vectors[[rows[n] for n in keep]].reshape(-1, dim)
-                            if with_vectors else None))
+                kept = [rows[n] for n in keep]
+                out.append(TrafficNeighbours([scores[n] for n in keep],
+                                             table.vectors[kept].reshape(-1, dim) if with_vectors else None,
+                                             ~social[kept] if social is not None else None))
             return out
-        return [([float(p.score) for p in points],
-                 normalise(np.asarray([p.vector for p in points], dtype=np.float32).reshape(-1, dim))
-                 if with_vectors else None)
+        return [TrafficNeighbours([float(p.score) for p in points],
+                                  normalise(np.asarray([p.vector for p in points], dtype=np.float32).reshape(-1, dim))
+                                  if with_vectors else None)
                 for points in self._server_nearest(collection, vectors, limit, skip, None, with_vector=with_vectors,
                                                    campaigns=campaigns)]
 

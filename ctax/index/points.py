@@ -6,7 +6,9 @@ from __future__ import annotations
 import hashlib
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
+
+import numpy as np
 
 
 def point_id(creative_id: str) -> str:
@@ -53,3 +55,13 @@ class ExemplarHit:
 class CreativeHit:
     creative_id: str
     score: float
+
+
+class TrafficNeighbours(NamedTuple):
+    """A creative's nearest recent creatives (LabelIndex.traffic_neighbours): their similarities to it, best first;
+    their unit vectors in the same order (None unless asked for); and, where the in-memory window knows it, which of
+    them have no other recent creative at the asked pair level (None: not known, any may)."""
+
+    similarities: list[float]
+    units: np.ndarray | None
+    lonely: np.ndarray | None = None

@@ -20,7 +20,14 @@ from qdrant_client import models
 
 from ctax.errors import NotFound
 from ctax.index.creatives import Creatives
-from ctax.index.points import LabelHit, campaign_code, creative_id_of, normal_point_id, point_id
+from ctax.index.points import (
+    LabelHit,
+    TrafficNeighbours,
+    campaign_code,
+    creative_id_of,
+    normal_point_id,
+    point_id,
+)
 
 
 class LabelIndex(Creatives):
@@ -216,15 +223,18 @@ class LabelIndex(Creatives):
 
     def traffic_neighbours(
         self, version: str, vectors: np.ndarray, limit: int, exclude: Sequence[str] = (), with_vectors: bool = True,
-        campaigns: Sequence[str | None] | None = None,
-    ) -> list[tuple[list[float], np.ndarray | None]]:
+        campaigns: Sequence[str | None] | None = None, pair_level: float | None = None,
+    ) -> list[TrafficNeighbours]:
         """Per vector, the similarities of its `limit` nearest recently labelled creatives, best first, and their
         unit vectors (what the novelty feature reads: novelty.one_per_campaign tells a campaign's variants apart
         by them; None unless `with_vectors`); row i never returns exclude[i], nor a creative its poster said was
-        of campaign `campaigns[i]` (a campaign's own creatives are no evidence of a kind arriving from many)."""
+        of campaign `campaigns[i]` (a campaign's own creatives are no evidence of a kind arriving from many).
+        With `pair_level` (the version's variant level), local mode also says which of them have no other recent
+        creative at that level, whose pairs the counting of campaigns can skip."""
         name = self.traffic_collection(version)
         dim = int(vectors.shape[1]) if vectors.ndim == 2 else 0
         if len(vectors) == 0 or not self.client.collection_exists(name):
-            return [([], np.zeros((0, dim), dtype=np.float32) if with_vectors else None) for _ in range(len(vectors))]
+            return [TrafficNeighbours([], np.zeros((0, dim), dtype=np.float32) if with_vectors else None)
+                    for _ in range(len(vectors))]
         skip = [point_id(cid) for cid in exclude] if exclude else [None] * len(vectors)
-        return self._nearest_vectors(name, vectors, limit, skip, with_vectors, campaigns)
+        return self._nearest_vectors(name, vectors, limit, skip, with_vectors, campaigns, pair_level)

@@ -22,6 +22,10 @@ from ctax.vectors import normalise
 # Every table's contents, as they change, get a new stamp: what was computed from a table is still valid while
 # its stamp is (the novelty sweep keeps each creative's fit while the exemplars it was searched among stand).
 _STAMPS = count(1)
+# A row counts as having a fellow from this far below the level asked: products of other shapes round the same
+# cosine differently in the last float32 digits, and a row taken for lonely must have no fellow at the level.
+FELLOW_SLACK = 1e-4
+FELLOW_CHUNK = 1024  # rows per product when a table's fellows are first worked out (memory: chunk x rows floats)
 
 
 class VectorTable:
@@ -32,6 +36,9 @@ class VectorTable:
         self.label_ids = np.zeros(0, dtype=np.int64)
         self.vectors = np.zeros((0, dim), dtype=np.float32)
         self._row: dict[Any, int] = {}
+        # (level, per row: whether another row may sit at the level or above to it), kept in step by upsert once
+        # asked for (social). Deletes leave their fellows marked: a row marked without cause only costs a product.
+        self._social: tuple[float, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.point_ids)
@@ -58,6 +65,10 @@ class VectorTable:
             self.point_ids += list(new)
             self.label_ids = np.concatenate([self.label_ids, np.array([lab for lab, _ in new.values()], np.int64)])
             self.vectors = np.concatenate([self.vectors, np.stack([vec for _, vec in new.values()])])
+        if self._social is not None:
+            level, social = self._social
+            social = np.concatenate([social, np.zeros(len(self) - len(social), dtype=bool)])
+            self._social = (level, social | self._fellows_of([self._row[p] for p in dict.fromkeys(point_ids)], level))
 
     def delete(self, point_ids: Iterable[Any]) -> None:
         drop = [self._row[p] for p in point_ids if p in self._row]
@@ -69,7 +80,31 @@ class VectorTable:
         self.point_ids = [point_id for point_id, kept in zip(self.point_ids, keep, strict=True) if kept]
         self.label_ids = self.label_ids[keep]
         self.vectors = self.vectors[keep]
+        if self._social is not None:
+            self._social = (self._social[0], self._social[1][keep])
         self._row = {point_id: row for row, point_id in enumerate(self.point_ids)}
+
+    def social(self, level: float) -> np.ndarray:
+        """Per row, whether another row may sit at `level` or above to it (never False for one that does): of a
+        creative's neighbours, pairs of rows both without are never at the level to each other, so counting each
+        campaign once need not compute them (novelty.one_per_campaign). Worked out the first time a level is
+        asked (one product of the table with itself), then kept in step with every upsert."""
+        if self._social is None or self._social[0] != level:
+            self._social = (level, self._fellows_of(range(len(self)), level))
+        return self._social[1]
+
+    def _fellows_of(self, rows: Iterable[int], level: float) -> np.ndarray:
+        """Per row of the table, whether it sits within FELLOW_SLACK of `level` or above to one of `rows` (these
+        rows themselves marked where they have such a fellow): the other rows' side of the pairs as well."""
+        rows = np.fromiter(rows, dtype=np.int64)
+        marked = np.zeros(len(self), dtype=bool)
+        for start in range(0, len(rows), FELLOW_CHUNK):
+            chunk = rows[start : start + FELLOW_CHUNK]
+            near = self.vectors[chunk] @ self.vectors.T >= level - FELLOW_SLACK
+            near[np.arange(len(chunk)), chunk] = False  # a row is not its own fellow
+            marked[chunk] |= near.any(axis=1)
+            marked |= near.any(axis=0)
+        return marked
 
     def nearest(
         self, queries: np.ndarray, limit: int, only: Sequence[Sequence[Any] | None] | None = None

@@ -16,7 +16,7 @@ from PIL import Image
 
 from ctax.embedding.ocr import OcrReader
 from ctax.embedding.space import CreativeContent, Encoded, SharedSpace
-from ctax.index.points import campaign_key
+from ctax.index.points import TrafficNeighbours, campaign_key
 from ctax.index.qdrant import LabelIndex
 from ctax.labelling.duplicates import near_duplicates, represent_groups
 from ctax.labelling.novelty import LABEL_CANDIDATES, one_per_campaign, traffic_k
@@ -86,8 +86,7 @@ class Labeller:
         self.index_creatives = index_creatives
         self._names: dict[int, str] = {}  # label paths as text, for predictions (the taxonomy is fixed per labeller)
         self.duplicate_similarity = duplicate_similarity
-        # Creative id -> its label scores, kept by the novelty sweep across sweeps for as long as this labeller
-        # (its labels) stands: a creative's label scores never change under it, only its traffic does.
+        # Creative id -> its label scores, kept for the novelty sweep while this labeller (its labels) stands.
         self.swept_label_scores: dict[str, dict[int, float]] = {}
         # Creative id -> (exemplar stamp, its fit with no traffic): kept by the sweep while the exemplars stand.
         self.swept_fits: dict[str, tuple[int | None, float | None]] = {}
@@ -227,23 +226,26 @@ class Labeller:
         and the window's size: what the novelty sweep re-decides with."""
         window = max(self.index.count_traffic(self.version) - 1, 0)
         near = self._traffic_neighbours(vectors, self.fetch_limit(window), creative_ids, campaigns)
-        return [self._campaigns(np.asarray(scores), units) for scores, units in near], [window] * len(creative_ids)
+        return [self._campaigns(np.asarray(s), units, alone) for s, units, alone in near], [window] * len(creative_ids)
 
     def _traffic_neighbours(
         self, vectors: np.ndarray, limit: int, creative_ids: Sequence[str], campaigns: Sequence[str | None] | None
-    ) -> list[tuple[list[float], np.ndarray | None]]:
-        """Neighbours' similarities in the traffic window (none of the creative's own campaign), with their unit
-        vectors only where the version counts each campaign once: the others never read them, and a server
-        would send them."""
-        return self.index.traffic_neighbours(self.version, vectors, limit, exclude=creative_ids,
-                                             with_vectors=self.trigger.thresholds.campaigns_once, campaigns=campaigns)
+    ) -> list[TrafficNeighbours]:
+        """Neighbours in the traffic window (none of the creative's own campaign), with their unit vectors and
+        which are lonely at the variant level only where the version counts each campaign once: the others never
+        read them, and a server would send the vectors."""
+        thresholds = self.trigger.thresholds
+        once = thresholds.campaigns_once
+        return self.index.traffic_neighbours(self.version, vectors, limit, exclude=creative_ids, with_vectors=once,
+                                             campaigns=campaigns, pair_level=thresholds.variant_level if once else None)
 
-    def _campaigns(self, scores: np.ndarray, units: np.ndarray | None) -> list[float]:
-        """The traffic the trigger reads from neighbours' similarities (best first) and unit vectors."""
+    def _campaigns(self, scores: np.ndarray, units: np.ndarray | None, lonely: np.ndarray | None = None,
+                   fresh: np.ndarray | None = None) -> list[float]:
+        """The traffic the trigger reads from neighbours' similarities (best first), unit vectors, loneliness."""
         thresholds = self.trigger.thresholds
         if units is None or not thresholds.campaigns_once:
             return [float(s) for s in scores]
-        return one_per_campaign(scores, units, thresholds.variant_level)
+        return one_per_campaign(scores, units, thresholds.variant_level, lonely, fresh)
 
     def arrival_traffic(
         self, vectors: np.ndarray, creative_ids: Sequence[str], members: Sequence[bool] = (),
@@ -264,14 +266,16 @@ class Labeller:
         named = np.asarray(campaigns if campaigns is not None else [None] * len(creative_ids), dtype=object)
         out = []
         is_member = np.asarray(members, dtype=bool) if members else np.zeros(len(creative_ids), dtype=bool)
-        for n, (scores, units) in enumerate(near):
+        for n, (scores, units, lonely) in enumerate(near):
             # The earlier creatives of this batch (a creative twice in one batch is not its own neighbour; earlier
             # members of duplicate groups are not in the window, so not counted either).
             earlier = (ids[:n] != ids[n]) & ~is_member[:n] & ((named[:n] != named[n]) | (named[n] is None))
             merged = np.concatenate([np.asarray(scores, dtype=np.float64), within[n, :n][earlier]])
             best = np.argsort(-merged, kind="stable")[:limit]
             fellows = None if units is None else np.concatenate([units, unit[:n][earlier]])[best]
-            out.append(self._campaigns(merged[best], fellows))
+            fresh = best >= len(scores)  # the window knows nothing of this batch's creatives' pairs
+            alone = None if lonely is None else np.concatenate([lonely, np.zeros(len(merged) - len(scores), bool)])
+            out.append(self._campaigns(merged[best], fellows, None if alone is None else alone[best], fresh))
         counted = [0, *np.cumsum(~is_member).tolist()]
         return out, [stored + int(counted[n]) for n in range(len(creative_ids))]
 

@@ -80,11 +80,14 @@ def traffic_ceiling(similarities: np.ndarray, k: int, variant: float) -> np.ndar
     return np.asarray(counted.sum(axis=1) / k)
 
 
-def one_per_campaign(similarities: np.ndarray, neighbours: np.ndarray, level: float) -> list[float]:
+def one_per_campaign(similarities: np.ndarray, neighbours: np.ndarray, level: float,
+                     lonely: np.ndarray | None = None, fresh: np.ndarray | None = None) -> list[float]:
     """The traffic a creative's novelty reads, each campaign counted once: `similarities` of its nearest recent
     creatives to it, `neighbours` their unit vectors in the same order. A recent creative at `level` or above to
     the creative is a variant of it; one at `level` or above to such a variant, or to a nearer one already kept, is
-    that campaign again. The similarities kept, best first.
+    that campaign again. The similarities kept, best first. Pairs known to be below the level are not computed:
+    `lonely[n]`, neighbour n is at the level to none of the others but the `fresh` ones, whose pairs nothing
+    knows (VectorTable.social says so of the window's creatives; the batch's are fresh). None: every pair is.
 
     Why: a burst's loosest variants sit below the level to some of their fellows and above it to others, so the
     level alone let the 10-20 loosest of 200 back into the traffic, where they read as a crowd with no labelled
@@ -98,15 +101,28 @@ def one_per_campaign(similarities: np.ndarray, neighbours: np.ndarray, level: fl
     order = np.argsort(-sims, kind="stable")
     sims, unit = sims[order], np.asarray(neighbours, dtype=np.float32)[order]
     # Each neighbour's fellows at the level as the bits of a Python int: the greedy pass is then a step of a few
-    # integer operations per neighbour. Numpy row operations per step cost more than the search itself did
-    # (bench.fixed_cost --labelled).
-    rows = np.packbits(unit @ unit.T >= level, axis=1, bitorder="little")
+    # integer operations per neighbour. Numpy row operations per step cost more than the search itself did, and
+    # the pairs' product half of the arrival search where most of the window has no fellow (bench.fixed_cost).
+    new = np.zeros(len(sims), dtype=bool) if fresh is None else np.asarray(fresh, dtype=bool)[order]
+    alone = np.zeros(len(sims), dtype=bool) if lonely is None else np.asarray(lonely, dtype=bool)[order] & ~new
+    if not alone.any():
+        fellows = unit @ unit.T >= level
+    else:  # the pairs among those not lonely (the fresh among them), and the fresh with the lonely
+        fellows = np.zeros((len(sims), len(sims)), dtype=bool)
+        paired, new_rows, alone_rows = np.flatnonzero(~alone), np.flatnonzero(new), np.flatnonzero(alone)
+        fellows[np.ix_(paired, paired)] = unit[paired] @ unit[paired].T >= level
+        if len(new_rows) and len(alone_rows):
+            cross = unit[new_rows] @ unit[alone_rows].T >= level
+            fellows[np.ix_(new_rows, alone_rows)] = cross
+            fellows[np.ix_(alone_rows, new_rows)] = cross.T
+    rows, some = np.packbits(fellows, axis=1, bitorder="little"), set(np.flatnonzero(fellows.any(axis=1)).tolist())
     seen, kept = 0, []  # bit n set: neighbour n is of a campaign already seen (the creative's or a kept one)
     for n, similarity in enumerate(sims.tolist()):
         if similarity >= level or not seen >> n & 1:
             if similarity < level:
                 kept.append(similarity)
-            seen |= int.from_bytes(rows[n].tobytes(), "little")
+            if n in some:
+                seen |= int.from_bytes(rows[n].tobytes(), "little")
     return kept
 
 

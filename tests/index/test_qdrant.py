@@ -163,15 +163,15 @@ def test_traffic_window_keeps_the_most_recent_creatives_and_never_returns_the_qu
     for server in (False, True):
         index.is_server = server
         near = index.traffic_neighbours("v1", vectors[:2], 30, exclude=ids[:2])
-        for (scores, units), (want_scores, want_units) in zip(near, expected, strict=True):
+        for (scores, units, _), (want_scores, want_units) in zip(near, expected, strict=True):
             assert len(scores) == 29 and np.allclose(scores, want_scores, atol=1e-5)
             assert np.allclose(units, want_units, atol=1e-5)
         # Without vectors (a version that does not count campaigns once): the same similarities, no vectors.
         bare = index.traffic_neighbours("v1", vectors[:2], 30, exclude=ids[:2], with_vectors=False)
-        assert [units for _, units in bare] == [None, None]
-        assert all(np.allclose(a, b, atol=1e-6) for (a, _), (b, _) in zip(bare, near, strict=True))
+        assert [found.units for found in bare] == [None, None]
+        assert all(np.allclose(a.similarities, b.similarities, atol=1e-6) for a, b in zip(bare, near, strict=True))
     index.is_server = False
-    for scores, units in index.traffic_neighbours("v2", vectors[:2], 30):  # a version with no traffic yet
+    for scores, units, _ in index.traffic_neighbours("v2", vectors[:2], 30):  # a version with no traffic yet
         assert scores == [] and units is not None and units.shape == (0, dim)
 
     # Over the window (plus its slack) the oldest are forgotten, in arrival order.
@@ -245,9 +245,9 @@ def test_traffic_search_leaves_out_the_creatives_own_campaign_in_the_mirror_on_a
             near = index.traffic_neighbours("v1", queries, limit, exclude=skip, campaigns=asked)
             # The sweep's bound reads the same similarities as one matrix, -inf where fewer qualify.
             matrix = index.traffic_similarities("v1", queries, limit, skip, asked)
-            for (scores, _), row in zip(near, matrix, strict=True):
+            for (scores, *_), row in zip(near, matrix, strict=True):
                 assert np.allclose(np.sort(row[np.isfinite(row)])[::-1], scores, atol=1e-6)
-        return [len(scores) for scores, _ in near]
+        return [len(found.similarities) for found in near]
 
     want = [expected[campaign] for campaign in asked]
     assert found(index) == want  # the in-memory mirror
@@ -255,7 +255,7 @@ def test_traffic_search_leaves_out_the_creatives_own_campaign_in_the_mirror_on_a
     assert found(index) == want  # a payload filter, as a Qdrant server runs it
     index.is_server = False
     # Nearest first, and only the others: the scores are those of the creatives left.
-    scores, units = index.traffic_neighbours("v1", vectors[:1], 3, exclude=ids[:1], campaigns=["spring"])[0]
+    scores, units, _ = index.traffic_neighbours("v1", vectors[:1], 3, exclude=ids[:1], campaigns=["spring"])[0]
     others = vectors[5:] / np.linalg.norm(vectors[5:], axis=1, keepdims=True)
     best = np.sort(others @ (vectors[0] / np.linalg.norm(vectors[0])))[::-1][:3]
     assert np.allclose(scores, best, atol=1e-5) and units is not None and units.shape == (3, 8)

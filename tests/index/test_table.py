@@ -53,3 +53,28 @@ def test_a_batch_of_queries_ranks_as_each_query_alone_ties_included() -> None:
     for n in (0, 2):
         assert np.allclose([s for _, _, s in mixed[n]], [s for _, _, s in table.nearest(queries[n : n + 1], 5)[0]])
     assert sorted(p for p, _, _ in mixed[1]) == ["p1", "p2"] and mixed[1][0][2] >= mixed[1][1][2]
+
+
+def test_social_marks_exactly_the_rows_with_a_fellow_at_the_level_and_keeps_up_with_writes() -> None:
+    rng = np.random.default_rng(9)
+    centres = rng.normal(size=(5, 16))
+    points = centres[rng.integers(0, 5, 120)] + rng.uniform(0.05, 1.5, size=(120, 1)) * rng.normal(size=(120, 16))
+
+    def truth(table: VectorTable, level: float) -> np.ndarray:
+        near = table.vectors @ table.vectors.T >= level
+        np.fill_diagonal(near, False)
+        return near.any(axis=1)
+
+    table = VectorTable(16)
+    table.upsert(list(range(60)), [0] * 60, points[:60])
+    first = table.social(0.9).copy()
+    assert np.array_equal(first, truth(table, 0.9)) and 0 < first.sum() < 60  # some lonely, some not
+    table.upsert(list(range(60, 120)), [0] * 60, points[60:])  # kept in step: as if worked out afresh
+    assert np.array_equal(table.social(0.9), truth(table, 0.9))
+    table.upsert([3], [0], points[70:71])  # a point rewritten next to another is that one's fellow
+    assert table.social(0.9)[table.rows[3]] and table.social(0.9)[table.rows[70]]
+    assert np.array_equal(table.social(0.9), truth(table, 0.9) | table.social(0.9))
+    table.delete([n for n in range(120) if n % 3 == 0])
+    # Deletes may leave a row marked whose fellows are gone (it then only costs a product), never the reverse.
+    assert len(table.social(0.9)) == len(table) and not np.any(truth(table, 0.9) & ~table.social(0.9))
+    assert np.array_equal(table.social(0.5), truth(table, 0.5))  # another level is worked out afresh

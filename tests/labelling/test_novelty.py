@@ -231,6 +231,26 @@ def test_counting_each_campaign_once_keeps_exactly_what_the_greedy_rule_keeps() 
     assert merged_some >= 120  # the draws exercise campaigns merged, not only all kept or all dropped
 
 
+def test_counting_campaigns_skips_only_pairs_of_lonely_neighbours() -> None:
+    """Told which neighbours are at the level to none of the others but the fresh ones (a window's creatives
+    without a fellow in it; the batch's pairs, which the window knows nothing of, fresh), the pass keeps what
+    it keeps computing every pair, a lonely one's pairs with the fresh included; told all are lonely and none
+    fresh, it merges none."""
+    rng = np.random.default_rng(12)
+    for trial in range(60):
+        sims, near = random_neighbourhood(rng)
+        for level in (0.6, 0.8, 0.9):
+            pairs = near @ near.T >= level
+            np.fill_diagonal(pairs, False)
+            fresh = rng.random(len(sims)) < 0.2  # the batch's creatives: pairs the window knows nothing of
+            lonely = ~(pairs & ~fresh).any(axis=1)  # those of the batch read as not lonely, whatever this says
+            expected = greedy_leaders(sims, near, level)
+            assert one_per_campaign(sims, near, level, lonely, fresh) == expected, (trial, level)
+            assert one_per_campaign(sims, near, level, lonely & ~fresh, fresh) == expected, (trial, level)
+            everyone = one_per_campaign(sims, near, level, np.ones(len(sims), dtype=bool))
+            assert everyone == sorted((s for s in sims.tolist() if s < level), reverse=True)
+
+
 def test_a_burst_of_one_campaign_reads_as_one_creative_and_a_crowd_of_one_kind_as_a_crowd() -> None:
     rng = np.random.default_rng(3)
     dim, level = 64, 0.92

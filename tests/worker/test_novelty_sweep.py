@@ -401,6 +401,53 @@ def test_the_labeller_counts_each_campaign_in_the_traffic_once_where_the_version
         assert swept == pytest.approx(expected[once], abs=1e-5) and window == 4
 
 
+def test_traffic_read_with_the_windows_lonely_creatives_is_what_computing_every_pair_gives(runtime: Runtime) -> None:
+    """Local mode skips the pairs of recent creatives with no fellow at the variant level in the window
+    (VectorTable.social, kept in step as traffic is recorded); a server's search computes every pair. At arrival
+    (the window and the batch's earlier creatives, which the window knows nothing of) and in the sweep, both
+    read the same traffic: campaigns loose and tight around a few ads, loners, and a campaign whose one recent
+    creative in the window is lonely there and has fellows in the batch."""
+    rng = np.random.default_rng(7)
+    set_thresholds(runtime, campaigns_once=True, variant_similarity=0.9, novelty_model=TRAFFIC_ONLY)
+    labeller = runtime.labeller()
+    index, version = labeller.index, labeller.version
+    centres = rng.normal(size=(7, 384))
+
+    def around(picks: np.ndarray, spread: np.ndarray) -> np.ndarray:
+        near = centres[picks] + spread[:, None] * rng.normal(size=(len(picks), 384))
+        return (near / np.linalg.norm(near, axis=1, keepdims=True)).astype(np.float32)
+
+    window = np.vstack([around(rng.integers(0, 6, 150), rng.uniform(0.05, 1.5, 150)), around(np.full(1, 6),
+                                                                                           np.full(1, 0.1))])
+    # Three tight variants of the newcomer's ad, then looser ones that read them and the window's one as a pair.
+    batch = np.vstack([around(np.full(3, 6), np.full(3, 0.1)), around(np.full(6, 6), np.full(6, 0.55)),
+                       around(rng.integers(0, 6, 31), rng.uniform(0.05, 1.5, 31))])
+    ids, batch_ids = [uuid.uuid4().hex for _ in window], [uuid.uuid4().hex for _ in batch]
+    for start in (0, 100):  # two records: the window's loneliness kept in step, not only worked out once
+        index.record_traffic(version, ids[start : start + 100], window[start : start + 100], 1000)
+    [newcomer] = index.traffic_neighbours(version, window[-1:], 200, exclude=ids[-1:], pair_level=0.9)
+    assert newcomer.lonely is not None and 0 < newcomer.lonely.sum() < 150  # some lonely, some not
+    assert index.traffic_neighbours(version, batch[:1], 1, pair_level=0.9)[0].lonely.tolist() == [True]
+
+    def both(read: Any) -> tuple[Any, Any]:
+        local = read()
+        index.is_server = True
+        try:
+            return local, read()
+        finally:
+            index.is_server = False
+
+    local, server = both(lambda: labeller.arrival_traffic(batch, batch_ids))
+    assert local[1] == server[1]
+    assert all(a == pytest.approx(b, abs=1e-6) for a, b in zip(local[0], server[0], strict=True))
+    # Campaigns were told apart: some neighbours dropped (the newcomer's fellows among them), not all.
+    assert 0 < sum(len(traffic) for traffic in local[0]) < sum(min(len(ids) + n, 200) for n in range(len(batch)))
+    index.record_traffic(version, batch_ids, batch, 1000)
+    local, server = both(lambda: labeller.full_window_traffic(window[:60], ids[:60]))
+    assert local[1] == server[1]
+    assert all(a == pytest.approx(b, abs=1e-6) for a, b in zip(local[0], server[0], strict=True))
+
+
 def test_a_campaigns_own_creatives_are_no_traffic_evidence_for_each_other(runtime: Runtime) -> None:
     # An ad server posts a campaign's variants with its campaign id: 200 of them are one advertiser's ad, not a
     # crowd of a kind the labelled data lacks. Another poster's creatives like them still count.
