@@ -17,8 +17,9 @@ and three levers tried and not kept: a one-sided traffic feature (the same diffe
 positive; it lifted the pretrained trickle in `bench.arrival` but cost the trained version's crowd more), the
 two-sided feature fitted on simulated novel creatives half crowded, half trickled, and per-label density evidence
 (the nearest exemplar's similarity minus its label's median nearest-neighbour similarity among its own exemplars)
-beside the static features. Figures are novelty AUROC; this bench reads no timings. Encoding all 8,469 ads takes ~3
-minutes on 2 cores.
+beside the static features, and a Mahalanobis distance to the labels' exemplars (plain and relative to one
+Gaussian of all exemplars) beside the static or the served features. Figures are novelty AUROC; this bench reads
+no timings. Encoding all 8,469 ads takes ~3 minutes on 2 cores.
 
 It also prints the space's variant levels (held_out.variant_level, before its 0.88 floor): per share of validation
 creatives with a distinct labelled creative above it, the level, and the share that 0.88 cuts. `--model DIR` reads
@@ -70,7 +71,10 @@ SCORES = {
 MIXED = "two-sided, fitted on crowded + trickled (not kept)"
 BOTH = "two-sided + one-sided, fitted on crowded + trickled (not kept)"
 DENSITY = "static + label density (not kept)"
-ROWS = (*SCORES, MIXED, BOTH, DENSITY)
+MAHALANOBIS = "static + Mahalanobis to the labels (not kept)"
+RELATIVE = "static + relative Mahalanobis (not kept)"
+SERVED_RELATIVE = "two-sided + relative Mahalanobis (not kept)"
+ROWS = (*SCORES, MIXED, BOTH, DENSITY, MAHALANOBIS, RELATIVE, SERVED_RELATIVE)
 
 
 def window(vectors: np.ndarray, groups: np.ndarray, keep_own: np.ndarray, rng: np.random.Generator
@@ -121,6 +125,26 @@ def label_density(held: Held, ref: Reference, drop_own: bool) -> np.ndarray:
     nearest_exemplar = sims.argmax(axis=1)
     level = np.array([spread[int(ref.exemplar_labels[j])] for j in nearest_exemplar])
     return np.asarray(sims.max(axis=1) - np.where(np.isnan(level), fallback, level), dtype=np.float64)
+
+
+def mahalanobis(held: Held, ref: Reference, drop_own: bool) -> np.ndarray:
+    """Per held creative: the least Mahalanobis distance to a label's exemplars (per-label means, one covariance
+    shared by all labels, Ledoit-Wolf shrunk), and the same less its distance to one Gaussian of all exemplars (the
+    "relative" form, Ren et al. 2021, for near-out-of-distribution creatives); with `drop_own`, its own label aside."""
+    from sklearn.covariance import LedoitWolf
+
+    labels = np.unique(ref.exemplar_labels)
+    means = np.stack([ref.exemplar_vectors[ref.exemplar_labels == label].mean(axis=0) for label in labels])
+    shared = LedoitWolf().fit(ref.exemplar_vectors - means[np.searchsorted(labels, ref.exemplar_labels)])
+    background = LedoitWolf().fit(ref.exemplar_vectors)
+    apart = held.vectors[:, None, :] - means[None]
+    to_labels = np.einsum("nld,de,nle->nl", apart, shared.precision_, apart)
+    if drop_own:
+        to_labels[np.array(held.label_ids)[:, None] == labels[None, :]] = np.inf
+    centred = held.vectors - background.location_
+    to_all = np.einsum("nd,de,ne->n", centred, background.precision_, centred)
+    least = to_labels.min(axis=1)
+    return np.c_[least, least - to_all]
 
 
 def one_seed(seed: int, vectors: dict[str, np.ndarray], encoder: TextEncoder, args: argparse.Namespace
@@ -175,7 +199,24 @@ def one_seed(seed: int, vectors: dict[str, np.ndarray], encoder: TextEncoder, ar
                                         np.r_[np.zeros(len(fit_known)), np.ones(len(fit_novel))])
         for stream, rows_ in streams.items():
             result[f"{name} | {stream}"] = float(roc_auc_score(novel, fitted.decision_function(rows_[:, columns])))
-    return result | levers_not_kept((val, fit_known, fit_novel, fit_novel_trickled), ref, tested, novel, streams)
+    result |= levers_not_kept((val, fit_known, fit_novel, fit_novel_trickled), ref, tested, novel, streams)
+    return result | mahalanobis_rows((val, fit_known, fit_novel), ref, tested, novel, streams)
+
+
+def mahalanobis_rows(fitting: tuple[Held, np.ndarray, np.ndarray], ref: Reference, tested: Held, novel: np.ndarray,
+                     streams: dict[str, np.ndarray]) -> dict[str, float]:
+    """The MAHALANOBIS, RELATIVE and SERVED_RELATIVE rows, fitted by the same pipeline as the service's score."""
+    val, fit_known, fit_novel = fitting
+    known, simulated, test = mahalanobis(val, ref, False), mahalanobis(val, ref, True), mahalanobis(tested, ref, False)
+    static, two_sided = [COLUMNS.index(f) for f in SCORES[STATIC]], [COLUMNS.index(f) for f in SCORES[TWO_SIDED]]
+    result = {}
+    for name, columns, extra in ((MAHALANOBIS, static, 0), (RELATIVE, static, 1), (SERVED_RELATIVE, two_sided, 1)):
+        rows = np.c_[np.r_[fit_known, fit_novel][:, columns], np.r_[known, simulated][:, extra]]
+        fitted = novelty_pipeline().fit(rows, np.r_[np.zeros(len(fit_known)), np.ones(len(fit_novel))])
+        for stream, rows_ in streams.items():
+            result[f"{name} | {stream}"] = float(roc_auc_score(
+                novel, fitted.decision_function(np.c_[rows_[:, columns], test[:, extra]])))
+    return result
 
 
 def levers_not_kept(fitting: tuple[Held, np.ndarray, np.ndarray, np.ndarray], ref: Reference, tested: Held,

@@ -45,3 +45,20 @@ def test_variant_levels_fall_as_the_share_grows_and_the_fixed_levels_share_match
     for share, level in zip(VARIANT_SHARES, by_share, strict=True):
         assert abs(np.mean(nearest >= level) - share) <= 0.011  # that share of creatives has a neighbour above it
     assert levels["share at 0.88"] == np.mean(nearest >= 0.88)
+
+
+def test_mahalanobis_finds_the_nearest_labels_cloud_and_leaves_the_own_label_out_when_asked() -> None:
+    from bench.traffic_evidence import mahalanobis
+    from ctax.labelling.held_out import Held, Reference
+
+    rng = np.random.default_rng(2)
+    centres = 3 * rng.normal(size=(3, 8))
+    exemplars = np.repeat(centres, 80, axis=0) + rng.normal(size=(240, 8))
+    ref = Reference([], np.zeros((0, 8)), [f"e{n}" for n in range(240)], np.repeat([0, 1, 2], 80), exemplars)
+    held = Held(["near 0", "far"], [0, 0], np.vstack([centres[0] + 0.1 * rng.normal(size=8), 40 * np.ones(8)]))
+    plain = mahalanobis(held, ref, drop_own=False)
+    assert plain[0, 0] < 30 < plain[1, 0]  # ~chi-squared with 8 degrees of freedom inside its cloud
+    without_own = mahalanobis(held, ref, drop_own=True)
+    assert without_own[0, 0] > 5 * plain[0, 0]  # its own label left out, the nearest other cloud is far
+    # Relative: less the distance to one Gaussian of all exemplars, which is far for neither.
+    assert np.allclose(plain[:, 0] - plain[:, 1], without_own[:, 0] - without_own[:, 1])
