@@ -90,10 +90,10 @@ class Settings(BaseSettings):
     novelty_sweep_refresh: bool = Field(default=False, description="Refresh every young creative's stored fit at "
                                         "a sweep, not only where the traffic may raise it (ctax eval reads all).")
     label_batch_size: int = Field(default=128, ge=1, le=4096, description="Creatives per labelling message.")
-    new_label_known_rate: float = Field(default=0.03, gt=0.0, lt=0.5, description="A trained version's new_label "
-                                        "threshold is set so that this share of its known-label validation creatives "
-                                        "fall below it: the review load of good creatives flagged 'fits no label' "
-                                        "(the pretrained version's is 0.05).")
+    new_label_known_rate: float = Field(default=0.03, gt=0.0, lt=0.5, description="At most this share of a trained "
+                                        "version's known-label creatives flagged new_label (pretrained: 0.05).")
+    new_label_rate_confidence: float = Field(default=0.9, ge=0.0, lt=1.0, description="How surely calibration "
+                                             "vouches for that share (one-sided Clopper-Pearson; 0: plain quantile).")
     label_pipeline: bool = Field(default=True, description="Finish a labelled batch (index search, trigger, "
                                  "store) on a second thread while the worker encodes the next message's batch "
                                  "(ctax/worker/finisher.py); off: one after the other.")

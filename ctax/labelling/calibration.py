@@ -5,9 +5,10 @@
   leave-one-label-out simulation, replaces the blend where it scores a higher AUROC under cross-validation
   by label. Where the service keeps recent traffic, the validation creatives play that traffic for each other,
   each campaign counted once at the version's variant level (novelty.one_per_campaign).
-- new_label: the fit below which a creative is "new"; set so that `known_flag_rate` of known-label validation
+- new_label: the fit below which a creative is "new"; set so that at most `known_flag_rate` of known-label
   creatives fall below it (5% by default, where the pretrained version is calibrated; trained versions are given
-  CTAX_NEW_LABEL_KNOWN_RATE, 3%).
+  CTAX_NEW_LABEL_KNOWN_RATE, 3%), vouched for at `rate_confidence` (CTAX_NEW_LABEL_RATE_CONFIDENCE, 0.9) from
+  the validation creatives (known_rate_cut).
   Its precision and recall are estimated by leave-one-label-out: each validation creative is scored again
   with its own label (and that label's exemplars) removed, which is what a creative of a missing label looks
   like. Precision assumes NOVEL_RATE of traffic is novel.
@@ -33,6 +34,7 @@ from ctax.labelling.held_out import (
     Reference,
     build_evidence,
     duplicate_floor,
+    known_rate_cut,
     simulated_traffic,
     variant_level,
 )
@@ -51,6 +53,7 @@ from ctax.taxonomy.tree import Taxonomy
 __all__ = ["Held", "Reference", "auroc", "build_evidence", "calibrate", "simulated_traffic"]
 
 KNOWN_FLAG_RATE = 0.05  # the pretrained version's: its evidence is weaker, a new user's queue still not flooded
+RATE_CONFIDENCE = 0.9
 NOVEL_RATE = 0.10
 EXEMPLAR_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 3.0)
 EXEMPLAR_FIT_WEIGHTS = (0.0, 0.25, 0.5, 0.75)
@@ -63,8 +66,6 @@ def auroc(positives: Sequence[float] | np.ndarray, negatives: Sequence[float] | 
 
     y = np.r_[np.ones(len(positives)), np.zeros(len(negatives))]
     return float(roc_auc_score(y, np.r_[positives, negatives]))
-
-
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ class _Validation:
 def calibrate(
     taxonomy: Taxonomy, held: Held, ref: Reference, *, top_k: int = 5, exemplar_k: int = 10, seed: int = 13,
     traffic_window: int = 0, ocr_held: Held | None = None, known_flag_rate: float = KNOWN_FLAG_RATE,
-) -> tuple[Thresholds, dict[str, Any]]:
+    rate_confidence: float = RATE_CONFIDENCE) -> tuple[Thresholds, dict[str, Any]]:
     """traffic_window: how many recent creatives the service keeps as novelty evidence (0: none, and the
     learned novelty score does without the traffic feature). ocr_held: OCR-like readings of (some of) the held
     creatives (ocr_noise.py), same ids and labels; the thresholds for OCR-read creatives are set on them."""
@@ -111,7 +112,7 @@ def calibrate(
     traffic_reference = len(held.creative_ids) - 1 if traffic is not None else None
     thresholds, scorer = _choose_novelty_scorer(validation, thresholds, by_fit[best_fit_weight], traffic_reference)
     trigger = validation.trigger(thresholds)
-    new_threshold, report["new_label"] = _new_label_threshold(validation, trigger, known_flag_rate)
+    new_threshold, report["new_label"] = _new_label_threshold(validation, trigger, known_flag_rate, rate_confidence)
     report["new_label"] |= {
         "exemplar_fit_weight": best_fit_weight,
         "by_fit_weight": by_fit,
@@ -138,7 +139,7 @@ def calibrate(
     thresholds, report["duplicates"] = _near_duplicate_floor(thresholds, held, ref)
     if ocr_held is not None and len(ocr_held.label_ids) > 0:
         thresholds, report["ocr"] = _ocr_thresholds(validation, thresholds, held, ocr_held, ref, exemplar_k,
-                                                    traffic is not None, rng)
+                                                    traffic is not None, rng, rate_confidence)
     report["figures"] = curves.calibration_figures(
         validation.trigger(thresholds), validation.known, validation.novel, validation.truth, validation.taxonomy,
         (assertions.gaps, assertions.positive), report, NOVEL_RATE, WRONG_RATE)
@@ -165,7 +166,7 @@ def _near_duplicate_floor(thresholds: Thresholds, held: Held, ref: Reference) ->
 
 def _ocr_thresholds(
     validation: _Validation, thresholds: Thresholds, held: Held, ocr_held: Held, ref: Reference, exemplar_k: int,
-    with_traffic: bool, rng: np.random.Generator,
+    with_traffic: bool, rng: np.random.Generator, rate_confidence: float,
 ) -> tuple[Thresholds, dict[str, Any]]:
     """Step 6: the `new_label` and `wrong_label` thresholds of OCR-read creatives, set as steps 3 and 5 set the
     supplied-text ones but on OCR-like readings of the validation creatives, scored with everything else the
@@ -178,7 +179,7 @@ def _ocr_thresholds(
                       build_evidence(ocr_held, ref, exemplar_k, drop_own_label=True, traffic=traffic, window=window),
                       validation.top_k, validation.has_exemplars)
     # OCR-read creatives keep the 5% rate: their target is looser (<= 8% flagged) and their readings noisier.
-    new_threshold, new_report = _new_label_threshold(ocr, ocr.trigger(thresholds), KNOWN_FLAG_RATE)
+    new_threshold, new_report = _new_label_threshold(ocr, ocr.trigger(thresholds), KNOWN_FLAG_RATE, rate_confidence)
     assertions = simulated_assertions(ocr, ocr.trigger(thresholds), rng)
     wrong_t, wrong_p, wrong_r = best_f1_threshold(assertions.gaps, assertions.positive, assertions.weight)
     top1 = _top1_by_exemplar_weight(ocr, (thresholds.exemplar_weight,))[thresholds.exemplar_weight]
@@ -241,18 +242,20 @@ def _choose_novelty_scorer(
     return thresholds, scorer
 
 
-def _new_label_threshold(validation: _Validation, trigger: Trigger, known_flag_rate: float
+def _new_label_threshold(validation: _Validation, trigger: Trigger, known_flag_rate: float, confidence: float
                          ) -> tuple[float, dict[str, Any]]:
-    """Step 3: the fit below which `known_flag_rate` of known creatives fall, with its simulated recall and
-    precision."""
+    """Step 3: the fit below which at most `known_flag_rate` of known creatives fall (known_rate_cut), with its
+    simulated recall and precision."""
     known_fit = np.array([trigger.fit(ev) for ev in validation.known])
     novel_fit = np.array([trigger.fit(ev) for ev in validation.novel])
-    threshold = float(np.quantile(known_fit, known_flag_rate))
+    threshold = known_rate_cut(known_fit, known_flag_rate, confidence)
     recall = float((novel_fit < threshold).mean())
     false_rate = float((known_fit < threshold).mean())
     precision = NOVEL_RATE * recall / max(NOVEL_RATE * recall + (1 - NOVEL_RATE) * false_rate, 1e-12)
     return threshold, {
         "threshold": threshold,
+        "target_known_rate": known_flag_rate,
+        "rate_confidence": confidence,
         "known_pass_rate": 1 - false_rate,
         "recall": recall,
         "precision": precision,

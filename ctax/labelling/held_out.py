@@ -1,5 +1,5 @@
 """Held-out labelled creatives as the trigger sees them: the evidence that calibration (and the studies in bench/)
-score offline, built from vectors instead of from the index the labeller queries.
+score offline, built from vectors instead of from the index the labeller queries, and the levels set from them.
 
 Pure: vectors in, Evidence out; no models, no I/O.
 """
@@ -158,3 +158,20 @@ def variant_level(held: Held, ref: Reference) -> float | None:
     None without enough creatives to tell (VARIANT_SIMILARITY serves)."""
     level = duplicate_floor(held, ref, VARIANT_SHARE)
     return None if level is None else max(level, VARIANT_SIMILARITY)
+
+
+def known_rate_cut(known_fit: np.ndarray, rate: float, confidence: float) -> float:
+    """The fit below which at most `rate` of known creatives fall: the highest cut between validation fits whose
+    one-sided Clopper-Pearson bound on that share stays within `rate` at `confidence` (0: the plain quantile).
+    A validation quantile is itself an estimate, and the test streams' known creatives fell below a plain 3%
+    quantile 3.1% of the time at full size and 4-8% on reduced splits (docs/benchmarks.md). With too few
+    creatives to vouch even for none flagged: the least of their fits (none of them flagged)."""
+    if confidence <= 0:
+        return float(np.quantile(known_fit, rate))
+    from scipy.stats import binom  # slow to import, and only calibration needs it
+
+    ranked = np.sort(np.asarray(known_fit, dtype=np.float64))
+    # The bound for k of n flagged is within `rate` exactly where P(Binomial(n, rate) <= k) <= 1 - confidence.
+    allowed = np.flatnonzero(binom.cdf(np.arange(len(ranked)), len(ranked), rate) <= 1 - confidence)
+    flagged = int(allowed[-1]) if allowed.size else 0
+    return float(ranked[0] if flagged == 0 else (ranked[flagged - 1] + ranked[flagged]) / 2)

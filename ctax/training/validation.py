@@ -55,7 +55,8 @@ def evaluate_space(space: SharedSpace, snap: Snapshot, train: Sequence[LabelledC
     return calibrate(snap.taxonomy, held, ref, top_k=settings.top_k, exemplar_k=settings.exemplar_k,
                      seed=settings.train_seed, traffic_window=settings.novelty_traffic_window,
                      ocr_held=ocr_readings(space, held, val_items, settings.train_seed),
-                     known_flag_rate=settings.new_label_known_rate)
+                     known_flag_rate=settings.new_label_known_rate,
+                     rate_confidence=settings.new_label_rate_confidence)
 
 
 def headline(report: dict[str, Any]) -> dict[str, float]:

@@ -174,6 +174,7 @@ def recalibrate_pretrained(
         taxonomy, held, ref, top_k=settings.top_k, exemplar_k=settings.exemplar_k, seed=settings.train_seed,
         traffic_window=settings.novelty_traffic_window,
         ocr_held=ocr_readings(space, held, annotations, settings.train_seed),
+        rate_confidence=settings.new_label_rate_confidence,
     )
     with db.write() as session:
         version = registry.get_version(session, space.version)

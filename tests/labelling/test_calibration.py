@@ -7,6 +7,7 @@ from dataclasses import replace
 import numpy as np
 
 from ctax.labelling.calibration import Held, Reference, auroc, build_evidence, calibrate, simulated_traffic
+from ctax.labelling.held_out import known_rate_cut
 from ctax.labelling.trigger import OCR, TEXT, Trigger
 from ctax.taxonomy.paths import LabelPath
 from ctax.taxonomy.tree import Taxonomy, TaxonomyNode
@@ -39,7 +40,7 @@ def _world(seed: int = 0, n_labels: int = 6, per_label: int = 40, noise: float =
 
 def test_thresholds_let_95_percent_of_known_creatives_pass_and_catch_novel_ones() -> None:
     taxonomy, held, ref, sample = _world()
-    thresholds, report = calibrate(taxonomy, held, ref, seed=1)
+    thresholds, report = calibrate(taxonomy, held, ref, seed=1, rate_confidence=0.0)
     assert 0.93 <= report["new_label"]["known_pass_rate"] <= 0.97
     assert report["new_label"]["auroc"] > 0.9
     assert report["wrong_label"]["auroc"] > 0.95
@@ -60,12 +61,48 @@ def test_thresholds_let_95_percent_of_known_creatives_pass_and_catch_novel_ones(
 def test_a_lower_known_flag_rate_flags_fewer_known_creatives_at_a_lower_threshold() -> None:
     """A trained version is given CTAX_NEW_LABEL_KNOWN_RATE (3%) instead of the pretrained version's 5%."""
     taxonomy, held, ref, _ = _world()
-    default, default_report = calibrate(taxonomy, held, ref, seed=1)
-    strict, strict_report = calibrate(taxonomy, held, ref, seed=1, known_flag_rate=0.03)
+    default, default_report = calibrate(taxonomy, held, ref, seed=1, rate_confidence=0.0)
+    strict, strict_report = calibrate(taxonomy, held, ref, seed=1, known_flag_rate=0.03, rate_confidence=0.0)
     assert strict.new_label < default.new_label
     assert 0.96 <= strict_report["new_label"]["known_pass_rate"] <= 0.98  # 120 validation creatives: 3-4 flagged
     assert strict_report["new_label"]["known_pass_rate"] > default_report["new_label"]["known_pass_rate"]
     assert strict_report["new_label"]["recall"] <= default_report["new_label"]["recall"]
+
+
+def test_the_known_rate_is_vouched_for_by_default_so_a_validation_sample_rarely_lets_more_through() -> None:
+    """A plain 5% quantile of 120 validation fits lets more than 5% of the next known creatives through about half
+    the time; the default cut (a 90% one-sided bound) about a tenth of the time, at a lower threshold."""
+    from scipy.stats import norm
+
+    over = {0.0: 0, 0.9: 0}
+    draws = 400
+    for seed in range(draws):
+        fits = np.random.default_rng(seed).normal(size=120)
+        for confidence in over:
+            over[confidence] += norm.cdf(known_rate_cut(fits, 0.05, confidence)) > 0.05
+    assert 0.35 <= over[0.0] / draws <= 0.65
+    assert over[0.9] / draws <= 0.13
+
+    taxonomy, held, ref, _ = _world()
+    plain, plain_report = calibrate(taxonomy, held, ref, seed=1, rate_confidence=0.0)
+    vouched, report = calibrate(taxonomy, held, ref, seed=1)
+    assert vouched.new_label < plain.new_label
+    assert report["new_label"]["rate_confidence"] == 0.9 and report["new_label"]["target_known_rate"] == 0.05
+    assert plain_report["new_label"]["known_pass_rate"] < report["new_label"]["known_pass_rate"] < 1.0
+
+
+def test_the_vouched_cut_nears_the_quantile_with_more_validation_creatives_and_flags_none_with_too_few() -> None:
+    rng = np.random.default_rng(0)
+    gaps = []
+    for n in (200, 2000, 20000):
+        fits = rng.normal(size=n)
+        cut = known_rate_cut(fits, 0.03, 0.9)
+        assert (fits < cut).mean() <= 0.03
+        gaps.append(np.quantile(fits, 0.03) - cut)
+    assert gaps[0] > gaps[1] > gaps[2] > 0
+    few = rng.normal(size=40)  # no share of 40 can be vouched to stay within 3%: the cut flags none of them
+    assert known_rate_cut(few, 0.03, 0.9) == few.min()
+    assert known_rate_cut(few, 0.03, 0.0) == np.quantile(few, 0.03)
 
 
 def test_no_validation_data_gives_documented_defaults() -> None:
@@ -112,7 +149,7 @@ def test_ocr_thresholds_are_set_on_ocr_like_readings_of_the_validation_creatives
         return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
 
     readings = Held(held.creative_ids, held.label_ids, read(held.vectors))
-    thresholds, report = calibrate(taxonomy, held, ref, seed=1, ocr_held=readings)
+    thresholds, report = calibrate(taxonomy, held, ref, seed=1, ocr_held=readings, rate_confidence=0.0)
     assert report["ocr"]["n_validation"] == len(held.creative_ids)
     assert thresholds.ocr_new_label is not None and thresholds.ocr_wrong_label is not None
     assert thresholds.ocr_new_label < thresholds.new_label

@@ -125,7 +125,7 @@ def test_calibration_picks_the_learned_score_where_it_separates_better_and_the_t
     assert scorer["chosen"] == "learned", scorer
     assert scorer["learned_cv_auroc"] > scorer["blend_auroc"] + 0.05
     assert thresholds.novelty_model is not None
-    assert 0.93 <= report["new_label"]["known_pass_rate"] <= 0.97
+    assert report["new_label"]["known_pass_rate"] >= 0.95  # at most 5% of known creatives flagged, vouched for
 
     # The stored thresholds survive JSON, and the trigger's fit is minus the model's logit.
     stored = Thresholds.from_json(thresholds.to_json())

@@ -186,11 +186,12 @@ def test_a_training_runs_new_label_threshold_flags_the_configured_share_of_known
     snap = Snapshot(taxonomy, {lid: taxonomy.path(lid) for lid in taxonomy.nodes}, parts.annotations(), stamp)
     held = snap.examples[:8]
     thresholds = {}
-    for rate in (0.03, 0.4):  # CTAX_NEW_LABEL_KNOWN_RATE
-        report = evaluate_space(parts.space, snap, snap.examples, held, parts.blobs,
-                                settings.model_copy(update={"new_label_known_rate": rate}))[1]
-        thresholds[rate] = report["new_label"]["threshold"]
-    assert thresholds[0.03] < thresholds[0.4]
+    for rate, confidence in ((0.03, 0.0), (0.4, 0.0), (0.4, 0.9)):  # CTAX_NEW_LABEL_KNOWN_RATE, _RATE_CONFIDENCE
+        report = evaluate_space(parts.space, snap, snap.examples, held, parts.blobs, settings.model_copy(
+            update={"new_label_known_rate": rate, "new_label_rate_confidence": confidence}))[1]
+        thresholds[rate, confidence] = report["new_label"]["threshold"]
+    assert thresholds[0.03, 0.0] < thresholds[0.4, 0.0]
+    assert thresholds[0.4, 0.9] < thresholds[0.4, 0.0]  # 8 creatives vouch for no share: none of them flagged
 
 
 # -- the sync's plan and its application at scale, without the towers: synthetic vectors, the real LabelIndex -----
