@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
-from ctax.labelling import curves
+from ctax.labelling.calibration import curves
 from ctax.pictures.figures import draw_all
 from ctax.pictures.projection import project
 

@@ -45,7 +45,7 @@ from ctax.config import Settings
 from ctax.dataset.importing import scan_rows
 from ctax.embedding.text import TextEncoder
 from ctax.evaluation.run import choose_holdout
-from ctax.labelling.held_out import Held, Reference, build_evidence, nearest_distinct
+from ctax.labelling.calibration.held_out import Held, Reference, build_evidence, nearest_distinct
 from ctax.labelling.novelty import (
     DUPLICATE_SIMILARITY,
     FEATURES,

@@ -1,5 +1,5 @@
 """What an evaluation's pictures are drawn from: the verdicts the service stored for the posted test rows, reduced
-as calibration reduces its validation creatives (ctax.labelling.curves), so both draw the same figures.
+as calibration reduces its validation creatives (ctax.labelling.calibration.curves), so both draw the same figures.
 
 Unlike calibration's, these are measured on real held-out labels and real wrong assertions, at the mix the
 evaluation posted: precision is as measured, not at an assumed share of new or wrong creatives."""
@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ctax.labelling import curves
+from ctax.labelling.calibration import curves
 from ctax.store.models import Creative
 from ctax.taxonomy.paths import LabelPath
 

@@ -1,5 +1,5 @@
 """The figures of a model card or an evaluation, drawn with matplotlib from the summaries in
-ctax.labelling.curves and written as PNG files.
+ctax.labelling.calibration.curves and written as PNG files.
 
 matplotlib's object API (Figure + its Agg canvas) is used rather than pyplot: no global figure state and no
 backend to select, so drawing is safe in a worker thread and never tries to open a window."""

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ctax.labelling.ocr_noise import ocr_like
+from ctax.labelling.calibration.ocr_noise import ocr_like
 from ctax.training.text_recipe import (
     BACKGROUND_PHRASE,
     DEFAULT_RECIPE,

@@ -60,7 +60,8 @@ class TextTrainingRecipe:
     "best parent above best leaf" marks a missing child and says where it belongs. Left-out labels without a
     known parent sit their chunk out.
     ``ocr_noise``: per epoch, this share of the creatives also gives a row whose text is an OCR-like reading of
-    its texts (``ctax.labelling.ocr_noise.ocr_like``: broken lines, misread letters, lost framing, fine print),
+    its texts (``ctax.labelling.calibration.ocr_noise.ocr_like``: broken lines, misread letters, lost framing,
+    fine print),
     paired with its label like the clean text: image ads arrive as OCR text, which looks nothing like clean copy.
     """
 

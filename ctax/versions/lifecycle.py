@@ -23,7 +23,7 @@ from ctax.embedding.space import SharedSpace
 from ctax.enums import VersionKind, VersionStatus
 from ctax.index.qdrant import LabelIndex
 from ctax.labelling.calibration import Held, Reference, calibrate
-from ctax.labelling.ocr_noise import ocr_like
+from ctax.labelling.calibration.ocr_noise import ocr_like
 from ctax.store.blobs import BlobStore
 from ctax.store.session import Database
 from ctax.taxonomy.catalog import active_taxonomy

@@ -27,7 +27,7 @@ def test_a_trickle_window_hides_a_creatives_fellows_and_never_shows_it_itself() 
 
 def test_variant_levels_fall_as_the_share_grows_and_the_fixed_levels_share_matches_them() -> None:
     from bench.traffic_evidence import VARIANT_SHARES, variant_levels
-    from ctax.labelling.held_out import Held, Reference
+    from ctax.labelling.calibration.held_out import Held, Reference
 
     rng = np.random.default_rng(1)
     centres = rng.normal(size=(5, 16))
@@ -49,7 +49,7 @@ def test_variant_levels_fall_as_the_share_grows_and_the_fixed_levels_share_match
 
 def test_mahalanobis_finds_the_nearest_labels_cloud_and_leaves_the_own_label_out_when_asked() -> None:
     from bench.traffic_evidence import mahalanobis
-    from ctax.labelling.held_out import Held, Reference
+    from ctax.labelling.calibration.held_out import Held, Reference
 
     rng = np.random.default_rng(2)
     centres = 3 * rng.normal(size=(3, 8))

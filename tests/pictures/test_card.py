@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from ctax.api.app import create_app
-from ctax.labelling import curves
+from ctax.labelling.calibration import curves
 from ctax.pictures.figures import draw_all
 from ctax.store.models import ModelVersion
 from ctax.worker.runtime import Runtime

@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 
 from ctax.labelling.calibration import Held, Reference, auroc, build_evidence, calibrate, simulated_traffic
-from ctax.labelling.held_out import known_rate_cut
+from ctax.labelling.calibration.held_out import known_rate_cut
 from ctax.labelling.trigger import OCR, TEXT, Trigger
 from ctax.taxonomy.paths import LabelPath
 from ctax.taxonomy.tree import Taxonomy, TaxonomyNode
@@ -180,7 +180,7 @@ def test_an_ocr_reading_sees_the_traffic_window_without_its_own_creative() -> No
 
 
 def test_a_space_that_packs_distinct_creatives_close_raises_the_versions_near_duplicate_similarity() -> None:
-    from ctax.labelling.held_out import duplicate_floor
+    from ctax.labelling.calibration.held_out import duplicate_floor
     from ctax.labelling.trigger import Thresholds
 
     # Spread: distinct creatives of a label sit far apart, so the setting (0.931) keeps grouping as it is.
@@ -214,7 +214,7 @@ def test_a_space_that_packs_distinct_creatives_close_raises_the_versions_near_du
 
 
 def test_a_packed_space_sets_its_own_variant_level_so_a_crowd_of_one_kind_still_counts_as_traffic() -> None:
-    from ctax.labelling.held_out import VARIANT_SHARE
+    from ctax.labelling.calibration.held_out import VARIANT_SHARE
     from ctax.labelling.novelty import FEATURES, VARIANT_SIMILARITY, NoveltyModel, one_per_campaign, traffic_mean
     from ctax.labelling.trigger import Evidence, Thresholds
 

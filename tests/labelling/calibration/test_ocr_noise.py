@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ctax.labelling.ocr_noise import ocr_like
+from ctax.labelling.calibration.ocr_noise import ocr_like
 
 SUMMARIES = ("I should buy a Lincoln Continental because it is a stylish luxury car",
              "I should buy this car because it is nice and showcase quality",

@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from ctax.labelling import curves
-from ctax.labelling.held_out import (
+from ctax.labelling.calibration import curves
+from ctax.labelling.calibration.held_out import (
     FALSE_GROUP_SHARE,
     VARIANT_SHARE,
     Held,
@@ -38,18 +38,18 @@ from ctax.labelling.held_out import (
     simulated_traffic,
     variant_level,
 )
-from ctax.labelling.novelty import FEATURES, fit_novelty_model, novelty_features
-from ctax.labelling.trigger import Evidence, Thresholds, Trigger
-from ctax.labelling.wrong_label import (
+from ctax.labelling.calibration.wrong_label import (
     WRONG_RATE,
     best_f1_threshold,
     per_label_wrong_thresholds,
     simulated_assertions,
     wrong_label_report,
 )
+from ctax.labelling.novelty import FEATURES, fit_novelty_model, novelty_features
+from ctax.labelling.trigger import Evidence, Thresholds, Trigger
 from ctax.taxonomy.tree import Taxonomy
 
-# Held, Reference and build_evidence are calibrate's inputs; callers import them from here.
+# Held, Reference and build_evidence are calibrate's inputs; callers import them from the package (__init__).
 __all__ = ["Held", "Reference", "auroc", "build_evidence", "calibrate", "simulated_traffic"]
 
 KNOWN_FLAG_RATE = 0.05  # the pretrained version's: its evidence is weaker, a new user's queue still not flooded
