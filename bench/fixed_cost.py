@@ -69,6 +69,7 @@ PARTS = [
     ("ctax.labelling.labeller", "Labeller", "finish", "Labeller.finish"),
     ("ctax.labelling.labeller", "Labeller", "arrival_traffic", "  traffic search"),
     ("ctax.labelling.labeller", "Labeller", "decide", "  decide (label/exemplar search + trigger)"),
+    ("ctax.labelling.labeller", "Labeller", "_keep_for_sweep", "  kept for the sweep (fits without traffic)"),
     ("ctax.labelling.labeller", "Labeller", "prediction", "  prediction JSON"),
     ("ctax.index.qdrant", "LabelIndex", "record_traffic", "  record_traffic"),
     ("ctax.index.qdrant", "LabelIndex", "upsert_creatives", "  upsert_creatives"),

@@ -7,63 +7,26 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import replace
 from itertools import islice
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from ctax.embedding.ocr import OcrReader
-from ctax.embedding.space import CreativeContent, Encoded, SharedSpace
+from ctax.embedding.space import CreativeContent, SharedSpace
 from ctax.index.points import TrafficNeighbours, campaign_key
 from ctax.index.qdrant import LabelIndex
 from ctax.labelling.duplicates import near_duplicates, represent_groups
 from ctax.labelling.novelty import LABEL_CANDIDATES, one_per_campaign, traffic_k
-from ctax.labelling.trigger import OCR, TEXT, Decision, Evidence, Thresholds, Trigger
+from ctax.labelling.requests import EncodedBatch, LabelOutcome, LabelRequest, text_source
+from ctax.labelling.trigger import TEXT, Decision, Evidence, Thresholds, Trigger
 from ctax.taxonomy.tree import Taxonomy
 from ctax.vectors import normalise
 
 log = logging.getLogger(__name__)
-
-
-def text_source(modalities: dict[str, str]) -> str:
-    """OCR where the text the creative was compared by was read from its image (SharedSpace.encode's modalities;
-    a creative with an image and no text, OCR text stored or read now); TEXT otherwise."""
-    return OCR if modalities.get("ocr") == "used" else TEXT
-
-
-@dataclass
-class LabelRequest:
-    creative_id: str
-    texts: Sequence[str] = ()
-    image: Image.Image | None = None
-    ocr_text: str | None = None
-    asserted_label_id: int | None = None
-    account_id: int | None = None  # kept with the creative's vector, so that search can filter by account
-    created_at: float | None = None  # epoch seconds, likewise
-    campaign: str | None = None  # the poster's campaign: its creatives are no traffic evidence for each other
-
-
-@dataclass
-class LabelOutcome:
-    creative_id: str
-    decision: Decision | None
-    prediction: dict[str, Any] = field(default_factory=dict)
-    ocr_text: str | None = None
-    error: str | None = None
-    # A creative this one's vector is a near-duplicate of (ctax/labelling/duplicates.py); the store resolves it to
-    # its group's root and gives this creative the group's decision.
-    duplicate_of: str | None = None
-
-
-@dataclass
-class EncodedBatch:
-    """A batch between its encoding and its finishing (Labeller.encode, Labeller.finish)."""
-
-    requests: list[LabelRequest]
-    ocr_texts: list[str | None]
-    encoded: list[Encoded]
+# What a batch carries in and out (requests.py), imported from here by the worker, `ctax eval` and the benches.
+__all__ = ["EncodedBatch", "LabelOutcome", "LabelRequest", "Labeller", "text_source"]
 
 
 class Labeller:
@@ -144,9 +107,11 @@ class Labeller:
             asserted = [requests[i].asserted_label_id for i in rows]
             label_scores = self.label_scores(vectors, asserted)  # kept for the sweep below
             campaigns = [campaign_key(requests[i].account_id, requests[i].campaign) for i in rows]
-            decisions = self.decide(vectors, asserted, *self.arrival_traffic(vectors, ids, members, campaigns),
-                                    sources=[text_source(encoded[i].modalities) for i in rows],
-                                    label_scores=label_scores)
+            stamp = self.index.exemplars_stamp(self.version)  # before the exemplar search the fits are kept with
+            evidence = self.evidence(vectors, asserted, *self.arrival_traffic(vectors, ids, members, campaigns),
+                                     sources=[text_source(encoded[i].modalities) for i in rows],
+                                     label_scores=label_scores)
+            decisions = [self.trigger.decide(seen) for seen in evidence]
             # Rerooting leaves the batch's traffic as it was read: the group counted once, by a vector as alike.
             near = represent_groups(near, ids, [d.scores.get("fit") for d in decisions])
             members = [root is not None for root in near]
@@ -159,7 +124,7 @@ class Labeller:
                 self.index.record_traffic(self.version, [ids[n] for n in kept], vectors[kept], self.traffic_window,
                                           [campaigns[n] for n in kept])
                 if self.reads_traffic:  # for the sweep, which has nothing to do otherwise
-                    self._keep_label_scores([ids[n] for n in kept], [label_scores[n] for n in kept])
+                    self._keep_for_sweep([ids[n] for n in kept], [evidence[n] for n in kept], stamp)
             if self.index_creatives:
                 self.index.upsert_creatives(self.version, ids, vectors, [
                     {"label_id": d.decided_label_id, "account_id": requests[i].account_id,
@@ -167,15 +132,22 @@ class Labeller:
                     for i, d in zip(rows, decisions, strict=True)])
         return [outcome for outcome in outcomes if outcome is not None]
 
-    def _keep_label_scores(self, creative_ids: Sequence[str], scores: Sequence[dict[int, float]]) -> None:
-        """From arrival, for the novelty sweep, which would search them again (about 0.1 ms a creative,
-        bench.fixed_cost): a window's worth at most, the oldest dropped first (dicts keep insertion order)."""
-        known = self.swept_label_scores
-        for creative_id, row in zip(creative_ids, scores, strict=True):
-            known.pop(creative_id, None)
-            known[creative_id] = row
-        for stale in list(islice(known, max(len(known) - self.traffic_window, 0))):
-            del known[stale]
+    def _keep_for_sweep(self, creative_ids: Sequence[str], evidence: Sequence[Evidence], stamp: int | None) -> None:
+        """From arrival, what the novelty sweep would search the index for again (about 0.1 ms a creative each,
+        bench.fixed_cost): the label scores, and the fit were no traffic like it (the sweep's bound), valid while
+        the exemplars it was read from stand (`stamp`, read before their search; None: not kept). A window's
+        worth at most, the oldest dropped first (dicts keep insertion order)."""
+        trigger, scores, fits = self.trigger, self.swept_label_scores, self.swept_fits
+        for creative_id, seen in zip(creative_ids, evidence, strict=True):
+            scores.pop(creative_id, None)
+            scores[creative_id] = dict(seen.label_scores)
+            fits.pop(creative_id, None)
+            if stamp is not None:
+                fits[creative_id] = (stamp, trigger.fit(replace(seen, traffic=(), traffic_window=0))
+                                     if any(lid in trigger.taxonomy for lid in seen.label_scores) else None)
+        for known in (scores, fits):
+            for stale in list(islice(known, max(len(known) - self.traffic_window, 0))):
+                del known[stale]
 
     def label_scores(self, vectors: np.ndarray, asserted: Sequence[int | None]) -> list[dict[int, float]]:
         """Per row, the label candidates' similarities and the asserted label's lineage's (they may rank below the
@@ -219,12 +191,16 @@ class Labeller:
         so enough to leave traffic_k after them."""
         return 2 * traffic_k(window, self.trigger.thresholds.traffic_reference)
 
+    def full_window(self) -> int:
+        """How many recent creatives a creative of the traffic window is judged against at a sweep: all but itself."""
+        return max(self.index.count_traffic(self.version) - 1, 0)
+
     def full_window_traffic(
         self, vectors: np.ndarray, creative_ids: Sequence[str], campaigns: Sequence[str | None] | None = None,
     ) -> tuple[list[list[float]], list[int]]:
         """Each creative's similarities to the whole traffic window (itself aside), arrivals after it included,
         and the window's size: what the novelty sweep re-decides with."""
-        window = max(self.index.count_traffic(self.version) - 1, 0)
+        window = self.full_window()
         near = self._traffic_neighbours(vectors, self.fetch_limit(window), creative_ids, campaigns)
         return [self._campaigns(np.asarray(s), units, alone) for s, units, alone in near], [window] * len(creative_ids)
 

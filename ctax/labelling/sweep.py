@@ -51,8 +51,10 @@ log = logging.getLogger(__name__)
 RAISABLE = (Flag.NONE, Flag.LOW_CONFIDENCE)
 SWEPT_REASON = "raised by the novelty sweep: creatives like it kept arriving after it was labelled"
 # A creative is left unswept only where its least fit clears the threshold by more than this: the bound and the
-# fit sum their floats in another order, and one exactly at the threshold must not be skipped for a last digit.
-BOUND_SLACK = 1e-9
+# fit sum their floats in another order, and the fit without traffic kept at arrival read the exemplars from the
+# arriving vector, the decision from the window's stored unit vector (their last bits differ, and the learned
+# score's weights scale that up): one at the threshold must not be skipped for a last digit.
+BOUND_SLACK = 1e-4
 
 
 @dataclass
@@ -149,7 +151,7 @@ def _may_raise_among(labeller: Labeller, vectors: np.ndarray, ids: list[str], ro
         return []
     chosen = [rows[ids[n]] for n in raisable]
     bases = _fits_without_traffic(labeller, vectors[raisable], chosen)
-    window = max(labeller.index.count_traffic(labeller.version) - 1, 0)
+    window = labeller.full_window()
     sims = labeller.index.traffic_similarities(labeller.version, vectors[raisable], labeller.fetch_limit(window),
                                                [row.id for row in chosen], [_campaign(row) for row in chosen])
     ceilings = traffic_ceiling(sims, traffic_k(window, trigger.thresholds.traffic_reference),
@@ -160,7 +162,8 @@ def _may_raise_among(labeller: Labeller, vectors: np.ndarray, ids: list[str], ro
 
 def _fits_without_traffic(labeller: Labeller, vectors: np.ndarray, rows: list[Bounded]) -> list[float | None]:
     """Each creative's fit were no traffic like it (None: no label left to fit it), as Labeller.swept_fits keeps
-    it across sweeps while the version's exemplars stand (exemplars_stamp): only the traffic changes between."""
+    it from arrival and across sweeps while the version's exemplars stand (exemplars_stamp): only the traffic
+    changes between."""
     stamp, kept = labeller.index.exemplars_stamp(labeller.version), labeller.swept_fits
     missing = [n for n, row in enumerate(rows) if stamp is None or kept.get(row.id, (None, None))[0] != stamp]
     if missing:

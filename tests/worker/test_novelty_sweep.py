@@ -220,6 +220,36 @@ def test_the_fits_the_sweep_keeps_are_worked_out_again_once_the_exemplars_change
     assert all(labeller.swept_fits[cid] != kept[cid] for cid in ids if cid not in raised)  # worked out again
 
 
+def test_each_creatives_fit_without_traffic_is_kept_from_arrival_as_the_sweep_would_work_it_out(
+    runtime: Runtime,
+) -> None:
+    """The sweep's bound needs each young creative's fit were no traffic like it; labelling has just searched its
+    exemplars, so that fit is kept from arrival (with the exemplars' stamp) and a sweep does not work it out again."""
+    set_thresholds(runtime, novelty_model=TRAFFIC_ONLY, new_label=-100.0)
+    labeller = runtime.labeller()
+    version = labeller.version
+    leaf = next(lid for lid in labeller.taxonomy.nodes if not labeller.taxonomy.children.get(lid))
+    first = submit(runtime, *[CreativeSubmission(texts=[t]) for t in ROCKETS[:2]])
+    run(runtime, first)
+    _, near = runtime.index.traffic_window(version)  # exemplars like the first rockets: the fits differ by creative
+    runtime.index.upsert_exemplars(version, [uuid.uuid4().hex for _ in first], [leaf] * len(first), near)
+    ids = submit(runtime, *[CreativeSubmission(texts=[t]) for t in [*ROCKETS[2:], "Buy the new Honda Civic today"]])
+    run(runtime, ids)  # one batch: its rockets are each other's traffic at arrival
+    stamp = runtime.index.exemplars_stamp(version)
+    assert stamp is not None and all(labeller.swept_fits[cid][0] == stamp for cid in ids)
+
+    window_ids, vectors = runtime.index.traffic_window(version)
+    rows = [window_ids.index(cid) for cid in ids]
+    without = labeller.evidence(vectors[rows], [None] * len(ids), [()] * len(ids), [0] * len(ids),
+                                label_scores=[labeller.swept_label_scores[cid] for cid in ids])
+    fits = [labeller.trigger.fit(seen) for seen in without]
+    assert len({round(f, 4) for f in fits}) > 1
+    assert all(abs(labeller.swept_fits[cid][1] - fit) < 1e-5 for cid, fit in zip(ids, fits, strict=True))
+    kept = {cid: labeller.swept_fits[cid] for cid in ids}
+    sweep(runtime.db, labeller)
+    assert all(labeller.swept_fits[cid] is kept[cid] for cid in ids)  # not worked out again
+
+
 def test_the_sweep_keeps_each_creatives_label_scores_while_it_stays_in_the_window(runtime: Runtime) -> None:
     """Only the traffic changes between sweeps: label scores are searched once per creative and labeller, and a
     sweep that reuses them decides exactly as one that searches again."""
