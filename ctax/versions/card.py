@@ -30,6 +30,12 @@ def _calibration_lines(calibration: Any, trained: bool) -> list[str]:
                      f"{_cell(novelty.get('precision'))}, recall {_cell(novelty.get('recall'))}, AUROC "
                      f"{_cell(novelty.get('auroc'))} ({novelty.get('method', '')}); exemplar fit weight "
                      f"{novelty.get('exemplar_fit_weight')}")
+        if (rate := novelty.get("target_known_rate")) is not None:
+            vouched = (f"vouched for at {novelty.get('rate_confidence'):.0%} confidence from "
+                       f"{calibration.get('n_validation')} validation creatives" if novelty.get("rate_confidence")
+                       else "the plain validation quantile")
+            lines.append(f"- review load: at most {rate:.0%} of known-label creatives flagged `new_label` "
+                         f"({vouched}; {1 - novelty.get('known_pass_rate', 1.0):.1%} of them fell below it)")
         if trained:
             # Measured on the Pitt benchmark (docs/benchmarks.md): 0.95 here, 0.90 on labels never trained on.
             lines.append("- the novelty figures above remove labels this version was trained on; for labels it "
