@@ -85,6 +85,8 @@ def ocr_block(rt: Runtime, settings: Settings, data: _Split, options: EvalOption
         "n": len(posted), "n_novel": sum(p["novel"] for p in posted), "left_out_in_train": len(data.ocr) - len(kept),
         # The same verdicts under the supplied-text threshold: what the OCR-read creatives got before it had its own.
         "known_flagged_new_rate_text_threshold": _flagged_below(posted, rows, thresholds.get("new_label")),
+        # Whether calibration gave them a novelty score of their own (fitted on OCR-like readings) or the shared one.
+        "novelty_score": "ocr" if thresholds.get("ocr_novelty_model") else "shared",
         "thresholds": {key: thresholds.get(key) for key in ("new_label", "ocr_new_label", "wrong_label",
                                                              "ocr_wrong_label")},
         "by_held_out_label": novelty_by_label(posted, rows),

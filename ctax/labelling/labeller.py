@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from itertools import islice
 from typing import Any
 
@@ -33,12 +32,14 @@ class Labeller:
     def __init__(
         self, space: SharedSpace, index: LabelIndex, taxonomy: Taxonomy, thresholds: Thresholds, *, top_k: int = 5,
         exemplar_k: int = 10, ocr: OcrReader | None = None, traffic_window: int = 0, index_creatives: bool = False,
-        duplicate_similarity: float = 0.0,
+        duplicate_similarity: float = 0.0, keeps_for_sweep: bool = True,
     ) -> None:
         """index_creatives: keep every labelled creative's vector in the version's creatives collection (what
         search and near-duplicate grouping look through); the service does, an evaluation need not.
         duplicate_similarity: from this cosine a creative is a near-duplicate of an already-labelled one or of an
-        earlier one of its batch (0: not looked for)."""
+        earlier one of its batch (0: not looked for). keeps_for_sweep: keep from arrival what the novelty sweep
+        reads (label scores, fits without traffic), a window's worth; False where no sweep runs (it searches
+        again for whatever was not kept)."""
         self.space = space
         self.index = index
         self.taxonomy = taxonomy
@@ -49,8 +50,9 @@ class Labeller:
         self.index_creatives = index_creatives
         self._names: dict[int, str] = {}  # label paths as text, for predictions (the taxonomy is fixed per labeller)
         self.duplicate_similarity = duplicate_similarity
+        self.keeps_for_sweep = keeps_for_sweep
         # Creative id -> its label scores, kept for the novelty sweep while this labeller (its labels) stands.
-        self.swept_label_scores: dict[str, dict[int, float]] = {}
+        self.swept_label_scores: dict[str, Mapping[int, float]] = {}
         # Creative id -> (exemplar stamp, its fit with no traffic): kept by the sweep while the exemplars stand.
         self.swept_fits: dict[str, tuple[int | None, float | None]] = {}
 
@@ -123,8 +125,9 @@ class Labeller:
                 kept = [n for n, member in enumerate(members) if not member]
                 self.index.record_traffic(self.version, [ids[n] for n in kept], vectors[kept], self.traffic_window,
                                           [campaigns[n] for n in kept])
-                if self.reads_traffic:  # for the sweep, which has nothing to do otherwise
-                    self._keep_for_sweep([ids[n] for n in kept], [evidence[n] for n in kept], stamp)
+                if self.reads_traffic and self.keeps_for_sweep:  # the sweep has nothing to do otherwise
+                    self._keep_for_sweep([ids[n] for n in kept], [evidence[n] for n in kept],
+                                         [decisions[n] for n in kept], stamp)
             if self.index_creatives:
                 self.index.upsert_creatives(self.version, ids, vectors, [
                     {"label_id": d.decided_label_id, "account_id": requests[i].account_id,
@@ -132,19 +135,19 @@ class Labeller:
                     for i, d in zip(rows, decisions, strict=True)])
         return [outcome for outcome in outcomes if outcome is not None]
 
-    def _keep_for_sweep(self, creative_ids: Sequence[str], evidence: Sequence[Evidence], stamp: int | None) -> None:
+    def _keep_for_sweep(self, creative_ids: Sequence[str], evidence: Sequence[Evidence],
+                        decisions: Sequence[Decision], stamp: int | None) -> None:
         """From arrival, what the novelty sweep would search the index for again (about 0.1 ms a creative each,
         bench.fixed_cost): the label scores, and the fit were no traffic like it (the sweep's bound), valid while
         the exemplars it was read from stand (`stamp`, read before their search; None: not kept). A window's
         worth at most, the oldest dropped first (dicts keep insertion order)."""
-        trigger, scores, fits = self.trigger, self.swept_label_scores, self.swept_fits
-        for creative_id, seen in zip(creative_ids, evidence, strict=True):
+        scores, fits = self.swept_label_scores, self.swept_fits
+        for creative_id, seen, decision in zip(creative_ids, evidence, decisions, strict=True):
             scores.pop(creative_id, None)
-            scores[creative_id] = dict(seen.label_scores)
+            scores[creative_id] = seen.label_scores  # the batch's own dict, read and never changed after
             fits.pop(creative_id, None)
             if stamp is not None:
-                fits[creative_id] = (stamp, trigger.fit(replace(seen, traffic=(), traffic_window=0))
-                                     if any(lid in trigger.taxonomy for lid in seen.label_scores) else None)
+                fits[creative_id] = (stamp, self.trigger.fit_without_traffic(seen, decision.scores.get("fit")))
         for known in (scores, fits):
             for stale in list(islice(known, max(len(known) - self.traffic_window, 0))):
                 del known[stale]

@@ -187,7 +187,7 @@ def may_raise(trigger: Trigger, fit_without_traffic: float | None, most_traffic:
     The learned score is linear in the traffic feature (traffic mean less exemplar mean), so where more traffic
     reads as more novel (a positive traffic weight) the fit at the most traffic is the least the creative's can
     be. Exact: no creative the sweep would raise is skipped (tests/labelling/test_sweep.py)."""
-    model = trigger.novelty_model
+    model = trigger.novelty_model_for(text_source)
     if model is None or model.traffic_weight <= 0 or fit_without_traffic is None:
         return True
     least = fit_without_traffic - model.traffic_weight * most_traffic

@@ -11,92 +11,28 @@ Scores
   "fits" the taxonomy when fit is at least the `new_label` threshold; novelty = -fit, so higher means newer.
 - wrong-label gap = c(top label) - c(asserted label, or its best descendant); flagged when above the
   asserted label's threshold.
-Thresholds and weights belong to a model version and are calibrated on held-out data (calibration.py).
+Thresholds and weights belong to a model version (version_thresholds.py) and are calibrated on held-out data
+(calibration/thresholds.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from ctax.enums import Flag
 from ctax.labelling.novelty import (
     DUPLICATE_SIMILARITY,
-    VARIANT_SIMILARITY,
     NoveltyModel,
     novelty_features,
     traffic_k,
+    traffic_mean,
 )
+from ctax.labelling.version_thresholds import OCR, TEXT, Thresholds
 from ctax.taxonomy.tree import Taxonomy
 
-# Where a creative's text came from: supplied with it, or read from its image by OCR.
-TEXT = "text"
-OCR = "ocr"
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    # Uncalibrated defaults: 0.2 is about the 5th percentile of pretrained MiniLM's best-label cosine on Pitt ads
-    # with the default label template (95% of known creatives fit), as calibration would set it.
-    new_label: float = 0.2
-    wrong_label: float = 0.12
-    per_label_wrong: Mapping[int, float] = field(default_factory=dict)
-    margin: float = 0.01
-    exemplar_weight: float = 0.0
-    exemplar_fit_weight: float = 0.0
-    novelty_model: Mapping[str, Any] | None = None
-    # The traffic window calibration simulated (validation creatives less one); see novelty.traffic_k.
-    traffic_reference: int = 0
-    # For creatives whose text was read by OCR (Evidence.text_source "ocr"): calibrated on OCR-like readings of the
-    # validation creatives (ocr_noise.py), since OCR text sits further from every label than supplied text does.
-    # None (a version calibrated before, or without labelled data): the supplied-text thresholds serve both.
-    ocr_new_label: float | None = None
-    ocr_wrong_label: float | None = None
-    # The version's floor for near-duplicate grouping (held_out.duplicate_floor); None: the setting alone.
-    duplicate_similarity: float | None = None
-    # From which similarity a recent creative is a variant of the one scored and no traffic evidence
-    # (held_out.variant_level); None (calibrated before it was per version): novelty.VARIANT_SIMILARITY.
-    variant_similarity: float | None = None
-    # The traffic counts each campaign once (novelty.one_per_campaign); False for a version whose novelty score
-    # was fitted before, on traffic read at the variant level alone.
-    campaigns_once: bool = False
-    source: str = "defaults"
-
-    @property
-    def variant_level(self) -> float:
-        return VARIANT_SIMILARITY if self.variant_similarity is None else self.variant_similarity
-
-    def near_duplicate_similarity(self, setting: float) -> float:
-        """From which cosine a creative joins a labelled one's group: the setting, raised to this version's floor
-        where its space puts distinct creatives closer (0 stays 0: only exact duplicates group)."""
-        if setting <= 0 or self.duplicate_similarity is None:
-            return setting
-        return min(max(setting, self.duplicate_similarity), 1.0)
-
-    def new_label_threshold(self, text_source: str = TEXT) -> float:
-        if text_source == OCR and self.ocr_new_label is not None:
-            return self.ocr_new_label
-        return self.new_label
-
-    def wrong_threshold(self, label_id: int, text_source: str = TEXT) -> float:
-        # Per-label thresholds were fitted on supplied text; OCR-read creatives use the global OCR one.
-        if text_source == OCR and self.ocr_wrong_label is not None:
-            return self.ocr_wrong_label
-        return self.per_label_wrong.get(label_id, self.wrong_label)
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["per_label_wrong"] = {str(k): v for k, v in self.per_label_wrong.items()}
-        return data
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any] | None) -> Thresholds:
-        if not data:
-            return cls()
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        known["per_label_wrong"] = {int(k): float(v) for k, v in (data.get("per_label_wrong") or {}).items()}
-        return cls(**known)
+# Thresholds and the text sources are the trigger's inputs; callers import them from here.
+__all__ = ["OCR", "TEXT", "Decision", "Evidence", "RankedLabel", "Thresholds", "Trigger"]
 
 
 @dataclass(frozen=True)
@@ -136,6 +72,13 @@ class Trigger:
         self.thresholds = thresholds
         self.top_k = top_k
         self.novelty_model = NoveltyModel.from_json(thresholds.novelty_model)
+        self.ocr_novelty_model = NoveltyModel.from_json(thresholds.ocr_novelty_model)
+
+    def novelty_model_for(self, text_source: str = TEXT) -> NoveltyModel | None:
+        """The learned novelty score that judges a creative whose text came from `text_source`."""
+        if text_source == OCR and self.ocr_novelty_model is not None:
+            return self.ocr_novelty_model
+        return self.novelty_model
 
     def _name(self, label_id: int | None) -> str:
         if label_id is None or label_id not in self.taxonomy:
@@ -169,9 +112,10 @@ class Trigger:
         The mean over the neighbours, not the best one, measured best for novelty (docs/text_training_study.md):
         a new kind of creative may sit near one stray exemplar, rarely near ten. With a learned novelty model
         the fit is minus its logit instead."""
-        if self.novelty_model is not None:
+        model = self.novelty_model_for(evidence.text_source)
+        if model is not None:
             k = traffic_k(evidence.traffic_window, self.thresholds.traffic_reference)
-            return -self.novelty_model.logit(
+            return -model.logit(
                 novelty_features(evidence.label_scores, evidence.exemplars, self.taxonomy, evidence.traffic, k,
                                  self.thresholds.variant_level)
             )
@@ -181,6 +125,16 @@ class Trigger:
             return best_label
         mean_exemplar = sum(s for _, s in evidence.exemplars) / len(evidence.exemplars)
         return (1 - weight) * best_label + weight * mean_exemplar
+
+    def fit_without_traffic(self, evidence: Evidence, fit: float | None) -> float | None:
+        """The fit `evidence` would have with no traffic, given `fit`, the fit it has (None: no label to fit).
+        The learned score is linear in the traffic feature, so this is the fit plus the traffic's share of it:
+        working the score out again without the traffic costs as much as the decision's own (bench.fixed_cost)."""
+        model = self.novelty_model_for(evidence.text_source)
+        if fit is None or model is None or model.traffic_weight == 0:
+            return fit
+        k = traffic_k(evidence.traffic_window, self.thresholds.traffic_reference)
+        return fit + model.traffic_weight * traffic_mean(evidence.traffic, k, self.thresholds.variant_level)
 
     @staticmethod
     def recent_like_it(evidence: Evidence) -> int:

@@ -62,6 +62,12 @@ def _calibration_lines(calibration: Any, trained: bool) -> list[str]:
                      f"(recall {_cell(ocr_new.get('recall'))}, AUROC {_cell(ocr_new.get('auroc'))}), `wrong_label` "
                      f"threshold {_cell(ocr_wrong.get('threshold'))} (AUROC {_cell(ocr_wrong.get('auroc'))}), top-1 "
                      f"{_cell(ocr.get('top1'))}, on {ocr.get('n_validation')} {ocr.get('method', '')}")
+        ocr_scorer = ocr_new.get("scorer") or {}
+        if ocr_scorer.get("chosen") in ("learned", "shared"):
+            which = "their own" if ocr_scorer["chosen"] == "learned" else "the supplied-text one"
+            lines.append(f"- OCR-read creatives' novelty score: {which} (AUROC on the readings: their own under "
+                         f"cross-validation by label {_cell(ocr_scorer.get('learned_cv_auroc'))}, the "
+                         f"supplied-text one {_cell(ocr_scorer.get('shared_auroc'))})")
     low = calibration.get("low_confidence") or {}
     if low:
         lines.append(f"- `low_confidence` margin {_cell(low.get('margin'))}: flags {_cell(low.get('flagged_share'))} "

@@ -192,6 +192,7 @@ class Runtime:
             index_creatives=True,
             duplicate_similarity=thresholds.near_duplicate_similarity(self.settings.duplicate_similarity)
             if self.settings.duplicate_groups else 0.0,
+            keeps_for_sweep=self.settings.novelty_sweep_every > 0,
         )
         with self._lock:
             self._labellers = {k: v for k, v in self._labellers.items() if k[0] != version_id}

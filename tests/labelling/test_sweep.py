@@ -6,7 +6,7 @@ import numpy as np
 
 from ctax.labelling.novelty import FEATURES, NoveltyModel, one_per_campaign, traffic_ceiling, traffic_k
 from ctax.labelling.sweep import may_raise
-from ctax.labelling.trigger import Evidence, Thresholds, Trigger
+from ctax.labelling.trigger import OCR, TEXT, Evidence, Thresholds, Trigger
 from ctax.taxonomy.paths import LabelPath
 from ctax.taxonomy.tree import Taxonomy, TaxonomyNode
 from tests.conftest import random_neighbourhood
@@ -66,3 +66,46 @@ def test_no_creative_the_traffic_would_raise_is_skipped_and_most_that_it_cannot_
             assert may_raise(well_below, alone, most)
         assert may_raise(well_below, None, most)  # no label to fit: new_label whatever comes
     assert skipped_below >= trials // 2  # the bound is tight enough to skip what it should
+
+
+def test_an_ocr_read_creative_is_bounded_by_the_versions_ocr_novelty_score() -> None:
+    """A version with a novelty score of its own for OCR-read creatives: the bound reads that score's traffic
+    weight and the OCR threshold for them, the supplied-text ones for the rest."""
+    rng = np.random.default_rng(3)
+    sims, near = random_neighbourhood(rng)
+    order = np.argsort(-sims, kind="stable")
+    sims, near = sims[order], near[order]
+    text_only = trigger_for(rng, 0.8, 0.0, 0.0)  # supplied text: a score blind to the traffic, never bounded
+    by_traffic = trigger_for(rng, 0.8, 0.0, 12.0).thresholds.novelty_model
+    evidence = Evidence({2: 0.5, 3: 0.3, 5: 0.2}, [(2, 0.6), (3, 0.4)], traffic=sims.tolist(), traffic_window=10,
+                        text_source=OCR)
+    for ocr_new_label_offset, skippable in ((1e-7, False), (-2.0, True)):
+        probe = Trigger(TREE, Thresholds(**{**text_only.thresholds.__dict__, "ocr_novelty_model": by_traffic}))
+        fit = probe.fit(Evidence(**{**evidence.__dict__, "traffic": one_per_campaign(sims, near, 0.8)}))
+        trigger = Trigger(TREE, Thresholds(**{**probe.thresholds.__dict__, "new_label": fit - 2.0,
+                                              "ocr_new_label": fit + ocr_new_label_offset}))
+        alone = trigger.fit(Evidence(**{**evidence.__dict__, "traffic": ()}))
+        most = float(traffic_ceiling(sims[None, :], traffic_k(10, 10), 0.8)[0])
+        assert may_raise(trigger, alone, most, OCR) is not skippable
+        assert may_raise(trigger, alone, most, TEXT)  # the supplied-text score reads no traffic: always re-decided
+
+
+def test_the_fit_without_traffic_follows_from_the_decisions_fit() -> None:
+    """What labelling keeps for the sweep's bound: worked out from the fit the decision read (the score is linear
+    in the traffic feature), equal to the fit worked out again with no traffic, for either text source's score."""
+    rng = np.random.default_rng(11)
+    for trial in range(200):
+        sims, _ = random_neighbourhood(rng)
+        sims = np.sort(sims)[::-1]
+        level = float(rng.choice([0.6, 0.8, 0.9]))
+        weight = float(rng.choice([rng.uniform(-30.0, 30.0), 0.0]))
+        trigger = trigger_for(rng, level, 0.0, weight)
+        ocr = trigger_for(rng, level, 0.0, float(rng.uniform(-30.0, 30.0))).thresholds.novelty_model
+        trigger = Trigger(TREE, Thresholds(**{**trigger.thresholds.__dict__, "ocr_novelty_model": ocr}))
+        evidence = Evidence({2: float(rng.uniform(0, 0.8)), 3: float(rng.uniform(0, 0.8))},
+                            [(int(rng.choice([2, 3, 5])), float(rng.uniform(0, 0.9))) for _ in range(5)],
+                            traffic=sims.tolist(), traffic_window=int(rng.integers(1, 120)),
+                            text_source=str(rng.choice([TEXT, OCR])))
+        alone = trigger.fit(Evidence(**{**evidence.__dict__, "traffic": (), "traffic_window": 0}))
+        assert abs(trigger.fit_without_traffic(evidence, trigger.fit(evidence)) - alone) < 1e-9, trial
+    assert trigger.fit_without_traffic(evidence, None) is None  # no label to fit

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from ctax.labelling.trigger import OCR, Evidence, Thresholds, Trigger
@@ -129,3 +131,26 @@ def test_without_ocr_thresholds_ocr_read_creatives_use_the_supplied_text_ones(ta
     trigger = Trigger(taxonomy, Thresholds.from_json(stored_before), top_k=3)
     read = trigger.decide(Evidence({3: 0.25, 4: 0.1}, [], None, text_source=OCR))
     assert read.flag == "new_label" and read.scores["new_label_threshold"] == 0.3
+
+
+def test_ocr_read_creatives_are_scored_by_the_versions_ocr_novelty_score_where_it_has_one(taxonomy) -> None:
+    from ctax.labelling.novelty import FEATURES, NoveltyModel, novelty_features
+
+    ones = (0.0,) * len(FEATURES), (1.0,) * len(FEATURES)
+    # The supplied-text score leans on the best label similarity, the OCR one on the nearest exemplars'.
+    by_label = NoveltyModel(*ones, tuple(-1.0 if f == "best_label" else 0.0 for f in FEATURES), 0.0)
+    by_exemplars = NoveltyModel(*ones, tuple(-1.0 if f == "exemplar_mean" else 0.0 for f in FEATURES), 0.0)
+    thresholds = Thresholds(new_label=0.3, ocr_new_label=0.3, novelty_model=by_label.to_json(),
+                            ocr_novelty_model=by_exemplars.to_json())
+    trigger = Trigger(taxonomy, thresholds, top_k=3)
+    supplied = Evidence({3: 0.6, 4: 0.1}, [(3, 0.2), (4, 0.1)])
+    read = replace(supplied, text_source=OCR)
+    features = novelty_features(supplied.label_scores, supplied.exemplars, taxonomy)
+    assert trigger.fit(supplied) == pytest.approx(features[FEATURES.index("best_label")]) == pytest.approx(0.6)
+    assert trigger.fit(read) == pytest.approx(features[FEATURES.index("exemplar_mean")]) == pytest.approx(0.15)
+    assert trigger.decide(supplied).flag != "new_label" and trigger.decide(read).flag == "new_label"
+    assert Thresholds.from_json(thresholds.to_json()) == thresholds
+    # A version without an OCR score of its own judges both by the supplied-text one.
+    shared = Trigger(taxonomy, replace(thresholds, ocr_novelty_model=None), top_k=3)
+    assert shared.fit(read) == shared.fit(supplied) == trigger.fit(supplied)
+    assert shared.novelty_model_for(OCR) is shared.novelty_model

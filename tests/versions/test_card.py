@@ -9,7 +9,8 @@ from ctax.versions.card import write_model_card
 def test_the_card_shows_the_thresholds_of_ocr_read_creatives(tmp_path) -> None:
     calibration = {"new_label": {"threshold": 0.1, "precision": 0.7, "recall": 0.9, "auroc": 0.95},
                    "ocr": {"n_validation": 300, "top1": 0.61, "method": "OCR-like readings",
-                           "new_label": {"threshold": -1.2345, "recall": 0.5, "auroc": 0.8},
+                           "new_label": {"threshold": -1.2345, "recall": 0.5, "auroc": 0.8, "scorer": {
+                               "chosen": "learned", "shared_auroc": 0.7123, "learned_cv_auroc": 0.7456}},
                            "wrong_label": {"threshold": 0.0789, "auroc": 0.9}}}
     version = ModelVersion(id="v1-pretrained", kind="pretrained", status="active", artefact_dir=str(tmp_path),
                            config={}, metrics={"calibration": calibration},
@@ -18,6 +19,8 @@ def test_the_card_shows_the_thresholds_of_ocr_read_creatives(tmp_path) -> None:
     line = next(line for line in card.splitlines() if "read by OCR" in line)
     assert "-1.2345" in line and "0.0789" in line and "300" in line
     assert '"ocr_new_label": -1.2345' in card  # the stored thresholds, as served
+    scorer = next(line for line in card.splitlines() if "OCR-read creatives' novelty score" in line)
+    assert "their own" in scorer and "0.7456" in scorer and "0.7123" in scorer
 
 
 def test_the_card_says_what_share_of_known_creatives_the_new_label_threshold_promises(tmp_path) -> None:

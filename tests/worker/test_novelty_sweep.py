@@ -12,6 +12,7 @@ from sqlalchemy import event, select
 
 from ctax.creatives.intake import CreativeSubmission, create_creative
 from ctax.enums import CreativeStatus
+from ctax.jobs import LABEL_QUEUE
 from ctax.labelling.sweep import sweep
 from ctax.store.keys import create_account
 from ctax.store.models import ReviewItem
@@ -248,6 +249,27 @@ def test_each_creatives_fit_without_traffic_is_kept_from_arrival_as_the_sweep_wo
     kept = {cid: labeller.swept_fits[cid] for cid in ids}
     sweep(runtime.db, labeller)
     assert all(labeller.swept_fits[cid] is kept[cid] for cid in ids)  # not worked out again
+
+
+def test_a_worker_that_never_sweeps_keeps_nothing_for_the_sweep(settings: Any, db: Any, pitt_labels: Any) -> None:
+    """CTAX_NOVELTY_SWEEP_EVERY=0: no sweep runs, so labelling keeps neither label scores nor fits for one; a
+    sweep run by hand (as `ctax eval` runs it) searches for them and decides as ever."""
+    rt = Runtime(settings.model_copy(update={"novelty_sweep_every": 0}), [LABEL_QUEUE], owns_index=True)
+    rt.start()
+    try:
+        set_thresholds(rt, novelty_model=TRAFFIC_ONLY, new_label=-100.0)
+        ids = submit(rt, *[CreativeSubmission(texts=[t]) for t in ROCKETS])
+        run(rt, ids)
+        labeller = rt.labeller()
+        assert not labeller.keeps_for_sweep and labeller.reads_traffic
+        assert labeller.swept_label_scores == {} and labeller.swept_fits == {}
+        assert rt.index.traffic_window(labeller.version)[0] == ids  # the window itself is kept, as ever
+        report = sweep(rt.db, labeller)
+        assert report.swept + report.skipped == len(ids) and list(labeller.swept_label_scores) == ids
+    finally:
+        rt.stop()
+        if rt._index is not None:
+            rt._index.client.close()
 
 
 def test_the_sweep_keeps_each_creatives_label_scores_while_it_stays_in_the_window(runtime: Runtime) -> None:

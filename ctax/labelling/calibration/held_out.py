@@ -7,12 +7,13 @@ Pure: vectors in, Evidence out; no models, no I/O.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
 from ctax.labelling.novelty import DUPLICATE_SIMILARITY, TRAFFIC_K, VARIANT_SIMILARITY, one_per_campaign
-from ctax.labelling.trigger import Evidence
+from ctax.labelling.trigger import TEXT, Evidence, Thresholds
 from ctax.taxonomy.tree import Taxonomy
 
 
@@ -73,9 +74,10 @@ def _unit(vectors: np.ndarray) -> np.ndarray:
 
 def build_evidence(
     held: Held, ref: Reference, exemplar_k: int, *, drop_own_label: bool = False, taxonomy: Taxonomy | None = None,
-    traffic: Sequence[Sequence[float]] | None = None, window: int | None = None,
+    traffic: Sequence[Sequence[float]] | None = None, window: int | None = None, text_source: str = TEXT,
 ) -> list[Evidence]:
-    """window: the size of the traffic window `traffic` was drawn from (default: the held creatives less one)."""
+    """window: the size of the traffic window `traffic` was drawn from (default: the held creatives less one);
+    text_source: where the held creatives' text came from (OCR for readings, so that they are scored as served)."""
     window = len(held.creative_ids) - 1 if window is None else window
     label_sims = held.vectors @ ref.label_vectors.T if len(ref.label_ids) else np.zeros((len(held.label_ids), 0))
     has_exemplars = len(ref.exemplar_ids) > 0
@@ -102,7 +104,7 @@ def build_evidence(
         if drop_own_label:
             scores.pop(true_label, None)
         evidence.append(Evidence(scores, exemplars, traffic=traffic[row] if traffic is not None else (),
-                                 traffic_window=window if traffic is not None else 0))
+                                 traffic_window=window if traffic is not None else 0, text_source=text_source))
     return evidence
 
 
@@ -175,3 +177,21 @@ def known_rate_cut(known_fit: np.ndarray, rate: float, confidence: float) -> flo
     allowed = np.flatnonzero(binom.cdf(np.arange(len(ranked)), len(ranked), rate) <= 1 - confidence)
     flagged = int(allowed[-1]) if allowed.size else 0
     return float(ranked[0] if flagged == 0 else (ranked[flagged - 1] + ranked[flagged]) / 2)
+
+
+def with_variant_level(thresholds: Thresholds, held: Held, ref: Reference, keeps_traffic: bool
+                       ) -> tuple[Thresholds, dict[str, Any]]:
+    """Calibration's step 0: from which similarity recent creatives are variants of the one scored, in this
+    version's space (variant_level); before the simulated traffic is drawn, which counts each campaign once at it."""
+    level = variant_level(held, ref) if keeps_traffic else None
+    return replace(thresholds, variant_similarity=level, campaigns_once=keeps_traffic), {
+        "similarity": level, "share": VARIANT_SHARE, "campaigns_once": keeps_traffic,
+        "method": "nearest other labelled creative of each validation creative, copies aside"}
+
+
+def with_duplicate_floor(thresholds: Thresholds, held: Held, ref: Reference) -> tuple[Thresholds, dict[str, Any]]:
+    """Calibration's step 7: the version's floor for near-duplicate grouping (duplicate_floor)."""
+    floor = duplicate_floor(held, ref)
+    return replace(thresholds, duplicate_similarity=floor), {
+        "similarity_floor": floor, "false_group_share": FALSE_GROUP_SHARE,
+        "method": "nearest other labelled creative of each validation creative, copies aside"}

@@ -28,15 +28,13 @@ import numpy as np
 
 from ctax.labelling.calibration import curves
 from ctax.labelling.calibration.held_out import (
-    FALSE_GROUP_SHARE,
-    VARIANT_SHARE,
     Held,
     Reference,
     build_evidence,
-    duplicate_floor,
     known_rate_cut,
     simulated_traffic,
-    variant_level,
+    with_duplicate_floor,
+    with_variant_level,
 )
 from ctax.labelling.calibration.wrong_label import (
     WRONG_RATE,
@@ -45,8 +43,8 @@ from ctax.labelling.calibration.wrong_label import (
     simulated_assertions,
     wrong_label_report,
 )
-from ctax.labelling.novelty import FEATURES, fit_novelty_model, novelty_features
-from ctax.labelling.trigger import Evidence, Thresholds, Trigger
+from ctax.labelling.novelty import FEATURES, NoveltyModel, fit_novelty_model, novelty_features, traffic_k
+from ctax.labelling.trigger import OCR, Evidence, Thresholds, Trigger
 from ctax.taxonomy.tree import Taxonomy
 
 # Held, Reference and build_evidence are calibrate's inputs; callers import them from the package (__init__).
@@ -94,7 +92,7 @@ def calibrate(
     if len(held.label_ids) == 0:
         return Thresholds(source="defaults (no labelled validation data)"), {"n_validation": 0}
     rng = np.random.default_rng(seed)
-    thresholds, variants = _variant_level(Thresholds(), held, ref, traffic_window > 0)
+    thresholds, variants = with_variant_level(Thresholds(), held, ref, traffic_window > 0)
     traffic = simulated_traffic(held, campaigns_at=thresholds.variant_level) if traffic_window > 0 else None
     validation = _Validation(
         taxonomy, held.label_ids, build_evidence(held, ref, exemplar_k, traffic=traffic),
@@ -136,7 +134,7 @@ def calibrate(
         "method": f"simulated assertions, {WRONG_RATE:.0%} wrong",
     }
     report["top1"] = by_weight[best_weight]
-    thresholds, report["duplicates"] = _near_duplicate_floor(thresholds, held, ref)
+    thresholds, report["duplicates"] = with_duplicate_floor(thresholds, held, ref)
     if ocr_held is not None and len(ocr_held.label_ids) > 0:
         thresholds, report["ocr"] = _ocr_thresholds(validation, thresholds, held, ocr_held, ref, exemplar_k,
                                                     traffic is not None, rng, rate_confidence)
@@ -144,24 +142,6 @@ def calibrate(
         validation.trigger(thresholds), validation.known, validation.novel, validation.truth, validation.taxonomy,
         (assertions.gaps, assertions.positive), report, NOVEL_RATE, WRONG_RATE)
     return thresholds, report
-
-
-def _variant_level(thresholds: Thresholds, held: Held, ref: Reference, keeps_traffic: bool
-                   ) -> tuple[Thresholds, dict[str, Any]]:
-    """Step 0: from which similarity recent creatives are variants of the one scored, in this version's space
-    (held_out.variant_level); before the simulated traffic is drawn, which counts each campaign once at it."""
-    level = variant_level(held, ref) if keeps_traffic else None
-    return replace(thresholds, variant_similarity=level, campaigns_once=keeps_traffic), {
-        "similarity": level, "share": VARIANT_SHARE, "campaigns_once": keeps_traffic,
-        "method": "nearest other labelled creative of each validation creative, copies aside"}
-
-
-def _near_duplicate_floor(thresholds: Thresholds, held: Held, ref: Reference) -> tuple[Thresholds, dict[str, Any]]:
-    """Step 7: the version's floor for near-duplicate grouping (held_out.duplicate_floor)."""
-    floor = duplicate_floor(held, ref)
-    return replace(thresholds, duplicate_similarity=floor), {
-        "similarity_floor": floor, "false_group_share": FALSE_GROUP_SHARE,
-        "method": "nearest other labelled creative of each validation creative, copies aside"}
 
 
 def _ocr_thresholds(
@@ -175,9 +155,11 @@ def _ocr_thresholds(
     traffic = simulated_traffic(held, ocr_held, campaigns_at=thresholds.variant_level) if with_traffic else None
     window = len(held.creative_ids) - 1
     ocr = _Validation(validation.taxonomy, ocr_held.label_ids,
-                      build_evidence(ocr_held, ref, exemplar_k, traffic=traffic, window=window),
-                      build_evidence(ocr_held, ref, exemplar_k, drop_own_label=True, traffic=traffic, window=window),
+                      build_evidence(ocr_held, ref, exemplar_k, traffic=traffic, window=window, text_source=OCR),
+                      build_evidence(ocr_held, ref, exemplar_k, drop_own_label=True, traffic=traffic, window=window,
+                                     text_source=OCR),
                       validation.top_k, validation.has_exemplars)
+    thresholds, scorer = _choose_ocr_novelty_scorer(ocr, thresholds)
     # OCR-read creatives keep the 5% rate: their target is looser (<= 8% flagged) and their readings noisier.
     new_threshold, new_report = _new_label_threshold(ocr, ocr.trigger(thresholds), KNOWN_FLAG_RATE, rate_confidence)
     assertions = simulated_assertions(ocr, ocr.trigger(thresholds), rng)
@@ -185,7 +167,7 @@ def _ocr_thresholds(
     top1 = _top1_by_exemplar_weight(ocr, (thresholds.exemplar_weight,))[thresholds.exemplar_weight]
     report = {
         "n_validation": len(ocr_held.label_ids),
-        "new_label": new_report,
+        "new_label": new_report | {"scorer": scorer},
         "wrong_label": {"threshold": wrong_t, "precision": wrong_p, "recall": wrong_r,
                         "auroc": auroc(assertions.gaps[assertions.positive == 1],
                                        assertions.gaps[assertions.positive == 0])},
@@ -223,23 +205,48 @@ def _novelty_auroc_by_fit_weight(validation: _Validation) -> dict[float, float]:
     return by_fit
 
 
+def _feature_rows(rows: Sequence[Evidence], taxonomy: Taxonomy, thresholds: Thresholds) -> np.ndarray:
+    """All of FEATURES for each of `rows`, read as serving reads them under `thresholds`."""
+    return np.array([novelty_features(ev.label_scores, ev.exemplars, taxonomy, ev.traffic,
+                                      traffic_k(ev.traffic_window, thresholds.traffic_reference),
+                                      thresholds.variant_level) for ev in rows])
+
+
 def _choose_novelty_scorer(
     validation: _Validation, thresholds: Thresholds, blend_auroc: float, traffic_reference: int | None
 ) -> tuple[Thresholds, dict[str, Any]]:
     """Step 2b: a learned novelty score over several similarities, kept only when it beats the blend across
     labels. traffic_reference: the simulated traffic window, None where no traffic is kept."""
-    def features_of(rows: list[Evidence]) -> np.ndarray:
-        return np.array([novelty_features(ev.label_scores, ev.exemplars, validation.taxonomy, ev.traffic,
-                                          variant=thresholds.variant_level) for ev in rows])
-
     used = FEATURES if traffic_reference is not None else tuple(f for f in FEATURES if f != "traffic_minus_exemplar")
-    learned = fit_novelty_model(features_of(validation.known), features_of(validation.novel), validation.truth, used)
+    learned = fit_novelty_model(_feature_rows(validation.known, validation.taxonomy, thresholds),
+                                _feature_rows(validation.novel, validation.taxonomy, thresholds),
+                                validation.truth, used)
     scorer = {"blend_auroc": blend_auroc, "learned_cv_auroc": learned[1] if learned else None,
               "chosen": "blend", "features": list(used)}
     if learned is not None and learned[1] > blend_auroc:
         thresholds = replace(thresholds, novelty_model=learned[0].to_json(), traffic_reference=traffic_reference or 0)
         scorer["chosen"] = "learned"
     return thresholds, scorer
+
+
+def _choose_ocr_novelty_scorer(ocr: _Validation, thresholds: Thresholds) -> tuple[Thresholds, dict[str, Any]]:
+    """Step 6a: a learned novelty score of its own for OCR-read creatives, fitted on the readings (same features
+    as the supplied-text one) and kept only where its AUROC under cross-validation by label beats the supplied-text
+    score's on the same readings. That score was fitted on the clean texts of these very creatives, so its figure
+    here flatters it: a separate score is kept only when it wins anyway."""
+    shared = NoveltyModel.from_json(thresholds.novelty_model)
+    if shared is None:
+        return thresholds, {"chosen": "blend", "shared_auroc": None, "learned_cv_auroc": None}
+    trigger = ocr.trigger(replace(thresholds, ocr_novelty_model=None))
+    shared_auroc = auroc([-trigger.fit(ev) for ev in ocr.novel], [-trigger.fit(ev) for ev in ocr.known]) or 0.0
+
+    learned = fit_novelty_model(_feature_rows(ocr.known, ocr.taxonomy, thresholds),
+                                _feature_rows(ocr.novel, ocr.taxonomy, thresholds), ocr.truth, shared.features)
+    report = {"chosen": "shared", "shared_auroc": shared_auroc, "learned_cv_auroc": learned[1] if learned else None,
+              "features": list(shared.features)}
+    if learned is None or learned[1] <= shared_auroc:
+        return replace(thresholds, ocr_novelty_model=None), report
+    return replace(thresholds, ocr_novelty_model=learned[0].to_json()), report | {"chosen": "learned"}
 
 
 def _new_label_threshold(validation: _Validation, trigger: Trigger, known_flag_rate: float, confidence: float

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
@@ -139,14 +140,21 @@ def test_copies_of_exemplars_among_the_validation_creatives_do_not_raise_the_new
     assert _known_flagged_new_rate(taxonomy, thresholds, ref, sample) <= 0.10
 
 
+def _reader(noise: float, seed: int = 4) -> Callable[[np.ndarray], np.ndarray]:
+    """OCR readings of creatives' vectors: each pulled towards noise (seeded, drawn afresh at each call)."""
+    rng = np.random.default_rng(seed)
+
+    def read(vectors: np.ndarray) -> np.ndarray:
+        v = vectors + noise * rng.normal(size=vectors.shape).astype(np.float32)
+        return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+    return read
+
+
 def test_ocr_thresholds_are_set_on_ocr_like_readings_of_the_validation_creatives() -> None:
     # OCR text says less about the label than a summary: a reading is its creative pulled towards noise.
     taxonomy, held, ref, sample = _world()
-    rng = np.random.default_rng(4)
-
-    def read(vectors: np.ndarray) -> np.ndarray:
-        v = vectors + 0.25 * rng.normal(size=vectors.shape).astype(np.float32)
-        return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+    read = _reader(0.25)
 
     readings = Held(held.creative_ids, held.label_ids, read(held.vectors))
     thresholds, report = calibrate(taxonomy, held, ref, seed=1, ocr_held=readings, rate_confidence=0.0)
@@ -163,6 +171,36 @@ def test_ocr_thresholds_are_set_on_ocr_like_readings_of_the_validation_creatives
     by_ocr = np.mean([trigger.decide(ev).flag == "new_label" for ev in evidence])
     by_text = np.mean([trigger.decide(replace(ev, text_source=TEXT)).flag == "new_label" for ev in evidence])
     assert by_ocr <= 0.10 and by_text >= 2 * by_ocr + 0.05
+
+
+def test_ocr_read_creatives_get_a_novelty_score_of_their_own_where_it_judges_their_readings_better() -> None:
+    # Readings far noisier than their creatives: the score fitted on clean validation creatives misjudges them.
+    taxonomy, held, ref, sample = _world()
+    read = _reader(0.5)
+
+    readings = Held(held.creative_ids, held.label_ids, read(held.vectors))
+    thresholds, report = calibrate(taxonomy, held, ref, seed=1, ocr_held=readings, rate_confidence=0.0)
+    scorer = report["ocr"]["new_label"]["scorer"]
+    assert scorer["chosen"] == "learned" and thresholds.ocr_novelty_model is not None
+    assert scorer["learned_cv_auroc"] > scorer["shared_auroc"] + 0.05
+    assert thresholds.ocr_novelty_model["features"] == thresholds.novelty_model["features"]
+
+    # Fresh readings, of known labels and of a label removed: the OCR score tells them apart better than the
+    # shared one would, and its own threshold lets about 95% of the known ones pass.
+    fresh = Held([f"f{n}" for n in range(300)], [n % 6 for n in range(300)],
+                 read(np.vstack([sample(n % 6, 1) for n in range(300)])))
+    known = build_evidence(fresh, ref, 10, text_source=OCR)
+    novel = build_evidence(fresh, ref, 10, drop_own_label=True, text_source=OCR)
+    own, shared = Trigger(taxonomy, thresholds), Trigger(taxonomy, replace(thresholds, ocr_novelty_model=None))
+
+    def novelty_auroc(trigger: Trigger) -> float:
+        return auroc([-trigger.fit(ev) for ev in novel], [-trigger.fit(ev) for ev in known]) or 0.0
+
+    assert novelty_auroc(own) > novelty_auroc(shared) + 0.05
+    assert 0.90 <= np.mean([own.decide(ev).flag != "new_label" for ev in known]) <= 0.99
+    # Supplied-text creatives are still scored by the shared score.
+    [clean] = build_evidence(Held(["c"], [2], sample(2, 1)), ref, 10)
+    assert own.fit(clean) == shared.fit(clean)
 
 
 def test_no_ocr_readings_leave_the_ocr_thresholds_unset() -> None:
