@@ -52,6 +52,11 @@ def version_view(version: ModelVersion) -> dict[str, Any]:
             "campaigns_once": bool((version.thresholds or {}).get("campaigns_once")),
             # Which novelty score the fit is: the learned one's coefficients are in the version's thresholds.
             "novelty_score": "learned" if (version.thresholds or {}).get("novelty_model") else "blend",
+            # Creatives whose text was read by OCR: their own thresholds (None: the supplied-text ones serve), and
+            # whether their novelty score is their own (fitted on OCR-like readings) or the shared one.
+            "ocr_new_label": (version.thresholds or {}).get("ocr_new_label"),
+            "ocr_wrong_label": (version.thresholds or {}).get("ocr_wrong_label"),
+            "ocr_novelty_score": "ocr" if (version.thresholds or {}).get("ocr_novelty_model") else "shared",
             "source": (version.thresholds or {}).get("source"),
         },
         "calibration": {
