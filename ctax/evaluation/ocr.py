@@ -15,6 +15,7 @@ from ctax.enums import CreativeStatus, Source
 from ctax.errors import InvalidInput
 from ctax.evaluation.posting import post_rows
 from ctax.evaluation.scoring import novelty_by_label, score
+from ctax.labelling.version_thresholds import Thresholds
 from ctax.store.models import Creative
 from ctax.store.repos import creatives
 from ctax.taxonomy.paths import LabelPath
@@ -86,7 +87,7 @@ def ocr_block(rt: Runtime, settings: Settings, data: _Split, options: EvalOption
         # The same verdicts under the supplied-text threshold: what the OCR-read creatives got before it had its own.
         "known_flagged_new_rate_text_threshold": _flagged_below(posted, rows, thresholds.get("new_label")),
         # Whether calibration gave them a novelty score of their own (fitted on OCR-like readings) or the shared one.
-        "novelty_score": "ocr" if thresholds.get("ocr_novelty_model") else "shared",
+        "novelty_score": Thresholds.from_json(thresholds).ocr_novelty_score,
         "thresholds": {key: thresholds.get(key) for key in ("new_label", "ocr_new_label", "wrong_label",
                                                              "ocr_wrong_label")},
         "by_held_out_label": novelty_by_label(posted, rows),

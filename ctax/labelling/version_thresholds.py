@@ -47,6 +47,11 @@ class Thresholds:
     source: str = "defaults"
 
     @property
+    def ocr_novelty_score(self) -> str:
+        """Which novelty score judges OCR-read creatives: "ocr" (their own) or "shared" (the supplied-text one)."""
+        return "ocr" if self.ocr_novelty_model else "shared"
+
+    @property
     def variant_level(self) -> float:
         return VARIANT_SIMILARITY if self.variant_similarity is None else self.variant_similarity
 

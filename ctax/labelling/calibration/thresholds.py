@@ -237,11 +237,10 @@ def _choose_ocr_novelty_scorer(ocr: _Validation, thresholds: Thresholds) -> tupl
     shared = NoveltyModel.from_json(thresholds.novelty_model)
     if shared is None:
         return thresholds, {"chosen": "blend", "shared_auroc": None, "learned_cv_auroc": None}
-    trigger = ocr.trigger(replace(thresholds, ocr_novelty_model=None))
-    shared_auroc = auroc([-trigger.fit(ev) for ev in ocr.novel], [-trigger.fit(ev) for ev in ocr.known]) or 0.0
-
-    learned = fit_novelty_model(_feature_rows(ocr.known, ocr.taxonomy, thresholds),
-                                _feature_rows(ocr.novel, ocr.taxonomy, thresholds), ocr.truth, shared.features)
+    known, novel = (_feature_rows(rows, ocr.taxonomy, thresholds) for rows in (ocr.known, ocr.novel))
+    # The shared score's fit is minus its logit over these very feature rows: no need to work them out again.
+    shared_auroc = auroc([shared.logit(x) for x in novel], [shared.logit(x) for x in known]) or 0.0
+    learned = fit_novelty_model(known, novel, ocr.truth, shared.features)
     report = {"chosen": "shared", "shared_auroc": shared_auroc, "learned_cv_auroc": learned[1] if learned else None,
               "features": list(shared.features)}
     if learned is None or learned[1] <= shared_auroc:
