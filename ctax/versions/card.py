@@ -55,19 +55,7 @@ def _calibration_lines(calibration: Any, trained: bool) -> list[str]:
         lines.append(f"- `wrong_label` threshold {_cell(wrong.get('threshold'))} ({wrong.get('per_label', 0)} "
                      f"per-label): precision {_cell(wrong.get('precision'))}, recall {_cell(wrong.get('recall'))}, "
                      f"AUROC {_cell(wrong.get('auroc'))} ({wrong.get('method', '')})")
-    ocr = calibration.get("ocr") or {}
-    if ocr:
-        ocr_new, ocr_wrong = ocr.get("new_label") or {}, ocr.get("wrong_label") or {}
-        lines.append(f"- creatives whose text was read by OCR: `new_label` threshold {_cell(ocr_new.get('threshold'))} "
-                     f"(recall {_cell(ocr_new.get('recall'))}, AUROC {_cell(ocr_new.get('auroc'))}), `wrong_label` "
-                     f"threshold {_cell(ocr_wrong.get('threshold'))} (AUROC {_cell(ocr_wrong.get('auroc'))}), top-1 "
-                     f"{_cell(ocr.get('top1'))}, on {ocr.get('n_validation')} {ocr.get('method', '')}")
-        ocr_scorer = ocr_new.get("scorer") or {}
-        if ocr_scorer.get("chosen") in ("learned", "shared"):
-            which = "their own" if ocr_scorer["chosen"] == "learned" else "the supplied-text one"
-            lines.append(f"- OCR-read creatives' novelty score: {which} (AUROC on the readings: their own under "
-                         f"cross-validation by label {_cell(ocr_scorer.get('learned_cv_auroc'))}, the "
-                         f"supplied-text one {_cell(ocr_scorer.get('shared_auroc'))})")
+    lines += _ocr_lines(calibration.get("ocr") or {})
     low = calibration.get("low_confidence") or {}
     if low:
         lines.append(f"- `low_confidence` margin {_cell(low.get('margin'))}: flags {_cell(low.get('flagged_share'))} "
@@ -77,6 +65,32 @@ def _calibration_lines(calibration: Any, trained: bool) -> list[str]:
     if weight:
         lines.append(f"- exemplar weight in the ranking: {weight.get('chosen')}")
     return lines if len(lines) > 3 else []
+
+
+def _ocr_lines(ocr: Mapping[str, Any]) -> list[str]:
+    """What calibration set for creatives whose text was read by OCR (calibration/ocr_thresholds.py)."""
+    if not ocr:
+        return []
+    ocr_new, ocr_wrong = ocr.get("new_label") or {}, ocr.get("wrong_label") or {}
+    lines = [f"- creatives whose text was read by OCR: `new_label` threshold {_cell(ocr_new.get('threshold'))} "
+                 f"(recall {_cell(ocr_new.get('recall'))}, AUROC {_cell(ocr_new.get('auroc'))}), `wrong_label` "
+                 f"threshold {_cell(ocr_wrong.get('threshold'))} (AUROC {_cell(ocr_wrong.get('auroc'))}), top-1 "
+                 f"{_cell(ocr.get('top1'))}, on {ocr.get('n_validation')} {ocr.get('method', '')}"]
+    ocr_scorer = ocr_new.get("scorer") or {}
+    if ocr_scorer.get("chosen") in ("learned", "shared"):
+        which = "their own" if ocr_scorer["chosen"] == "learned" else "the supplied-text one"
+        lines.append(f"- OCR-read creatives' novelty score: {which} (AUROC on the readings: their own under "
+                     f"cross-validation by label {_cell(ocr_scorer.get('learned_cv_auroc'))}, the "
+                     f"supplied-text one {_cell(ocr_scorer.get('shared_auroc'))})")
+    ocr_weight = ocr.get("exemplar_weight") or {}
+    if "chosen" in ocr_weight:
+        which = "the supplied-text one" if ocr_weight["chosen"] == ocr_weight.get("shared") else "their own"
+        # Stored as JSON, whose keys are strings.
+        by_weight = {str(w): top1 for w, top1 in (ocr_weight.get("top1_by_weight") or {}).items()}
+        lines.append(f"- OCR-read creatives' exemplar weight in the ranking: {ocr_weight['chosen']}, {which} "
+                     f"(top-1 on the readings {_cell(by_weight.get(str(ocr_weight['chosen'])))}, with the "
+                     f"supplied-text weight {_cell(by_weight.get(str(ocr_weight.get('shared'))))})")
+    return lines
 
 
 def _backend_lines(summary: Any) -> list[str]:
