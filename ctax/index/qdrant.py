@@ -200,20 +200,33 @@ class LabelIndex(Creatives):
         table = self._table(name)
         return [creative_id_of(point) for point in table.point_ids], table.vectors.copy()
 
+    def traffic_last_write(self, version: str) -> int | None:
+        """The mark of the last write into the version's traffic window (VectorTable.last_write), from which
+        traffic_similarities can search only what was written since; None on a server (another process writes
+        there unseen) or where the version keeps no window."""
+        name = self.traffic_collection(version)
+        if self.is_server or not self.client.collection_exists(name):
+            return None
+        return self._table(name).last_write
+
     def count_traffic(self, version: str) -> int:
         """Asked on every labelled batch: in local mode the in-memory table answers, not a count over Qdrant."""
         return self._count_points(self.traffic_collection(version))
 
     def traffic_similarities(self, version: str, vectors: np.ndarray, limit: int, exclude: Sequence[str],
-                             campaigns: Sequence[str | None]) -> np.ndarray:
+                             campaigns: Sequence[str | None], below: float | None = None,
+                             since: int = 0) -> np.ndarray:
         """The similarities traffic_neighbours would return, as one (vectors x limit) matrix, in no order, -inf
-        where fewer qualify."""
+        where fewer qualify. Local mode can also leave out those at `below` or above, and search only the
+        creatives written into the window after mark `since` (traffic_last_write); a server cannot."""
         name = self.traffic_collection(version)
         if len(vectors) == 0 or not self.client.collection_exists(name):
             return np.full((len(vectors), 0), -np.inf)
         if not self.is_server:
             return self._table(name).best_scores(vectors, limit, [campaign_code(c) for c in campaigns],
-                                                 [point_id(cid) for cid in exclude])
+                                                 [point_id(cid) for cid in exclude], below, since)
+        if below is not None or since:
+            raise ValueError("a Qdrant server searches the whole window by similarity alone")
         near = self._server_nearest(name, vectors, limit, [point_id(cid) for cid in exclude], None,
                                     with_vector=False, campaigns=campaigns)
         out = np.full((len(vectors), limit), -np.inf)

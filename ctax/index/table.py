@@ -22,6 +22,10 @@ from ctax.vectors import normalise
 # Every table's contents, as they change, get a new stamp: what was computed from a table is still valid while
 # its stamp is (the novelty sweep keeps each creative's fit while the exemplars it was searched among stand).
 _STAMPS = count(1)
+# Every write marks the rows it wrote with the next of these, across all tables: a caller that searched a table up
+# to a mark can later search only the rows written since (best_scores, `since`), and a table built afresh marks
+# all its rows after every earlier mark.
+_WRITES = count(1)
 # A row counts as having a fellow from this far below the level asked: products of other shapes round the same
 # cosine differently in the last float32 digits, and a row taken for lonely must have no fellow at the level.
 FELLOW_SLACK = 1e-4
@@ -35,6 +39,8 @@ class VectorTable:
         self.point_ids: list[Any] = []
         self.label_ids = np.zeros(0, dtype=np.int64)
         self.vectors = np.zeros((0, dim), dtype=np.float32)
+        self.written = np.zeros(0, dtype=np.int64)  # per row, the mark of the write that last set it (_WRITES)
+        self.last_write = 0
         self._row: dict[Any, int] = {}
         # (level, per row: whether another row may sit at the level or above to it), kept in step by upsert once
         # asked for (social). Deletes leave their fellows marked: a row marked without cause only costs a product.
@@ -51,6 +57,7 @@ class VectorTable:
     def upsert(self, point_ids: Sequence[Any], label_ids: Sequence[int], vectors: np.ndarray) -> None:
         vectors = normalise(np.asarray(vectors, dtype=np.float32).reshape(len(point_ids), self.dim))
         self.stamp = next(_STAMPS)
+        self.last_write = mark = next(_WRITES)
         new: dict[Any, tuple[int, np.ndarray]] = {}  # a point written twice in one call keeps its last value
         for point_id, label_id, vector in zip(point_ids, label_ids, vectors, strict=True):
             row = self._row.get(point_id)
@@ -59,12 +66,14 @@ class VectorTable:
             else:
                 self.vectors[row] = vector
                 self.label_ids[row] = int(label_id)
+                self.written[row] = mark
         if new:
             for offset, point_id in enumerate(new):
                 self._row[point_id] = len(self.point_ids) + offset
             self.point_ids += list(new)
             self.label_ids = np.concatenate([self.label_ids, np.array([lab for lab, _ in new.values()], np.int64)])
             self.vectors = np.concatenate([self.vectors, np.stack([vec for _, vec in new.values()])])
+            self.written = np.concatenate([self.written, np.full(len(new), mark, dtype=np.int64)])
         if self._social is not None:
             level, social = self._social
             social = np.concatenate([social, np.zeros(len(self) - len(social), dtype=bool)])
@@ -80,6 +89,7 @@ class VectorTable:
         self.point_ids = [point_id for point_id, kept in zip(self.point_ids, keep, strict=True) if kept]
         self.label_ids = self.label_ids[keep]
         self.vectors = self.vectors[keep]
+        self.written = self.written[keep]
         if self._social is not None:
             self._social = (self._social[0], self._social[1][keep])
         self._row = {point_id: row for row, point_id in enumerate(self.point_ids)}
@@ -147,20 +157,28 @@ class VectorTable:
             out.append((rows[: len(kept)], kept))
         return out
 
-    def best_scores(self, queries: np.ndarray, limit: int, unlike: Sequence[int], own: Sequence[Any]) -> np.ndarray:
+    def best_scores(self, queries: np.ndarray, limit: int, unlike: Sequence[int], own: Sequence[Any],
+                    below: float | None = None, since: int = 0) -> np.ndarray:
         """The `limit` best cosines per query as one (queries x limit) matrix, in no order, -inf where fewer points
         qualify: what nearest_rows finds (`unlike` as there), less point `own[i]` for query i, without turning
-        each row into Python lists (the novelty sweep bounds 3,000 creatives' traffic at a time from it)."""
-        if len(self) == 0 or limit <= 0:
+        each row into Python lists (the novelty sweep bounds 3,000 creatives' traffic at a time from it). Only
+        cosines below `below` where given, and only rows written after mark `since` (last_write)."""
+        fresh = np.flatnonzero(self.written > since) if since else None
+        vectors = self.vectors if fresh is None else self.vectors[fresh]
+        if len(vectors) == 0 or limit <= 0:
             return np.full((len(queries), 0), -np.inf)
-        scores = normalise(np.asarray(queries, dtype=np.float32)) @ self.vectors.T
+        scores = normalise(np.asarray(queries, dtype=np.float32)) @ vectors.T
+        codes = self.label_ids if fresh is None else self.label_ids[fresh]
         for n, code in enumerate(unlike):
             if code:
-                scores[n, self.label_ids == code] = -np.inf
-        rows = [(n, self._row[point]) for n, point in enumerate(own) if point in self._row]
+                scores[n, codes == code] = -np.inf
+        position = self._row if fresh is None else {self.point_ids[r]: n for n, r in enumerate(fresh.tolist())}
+        rows = [(n, position[point]) for n, point in enumerate(own) if point in position]
         if rows:
             scores[tuple(np.array(rows).T)] = -np.inf
-        if len(self) <= limit:
+        if below is not None:
+            scores[scores >= below] = -np.inf
+        if scores.shape[1] <= limit:
             return scores
         return np.take_along_axis(scores, np.argpartition(-scores, limit - 1, axis=1)[:, :limit], axis=1)
 

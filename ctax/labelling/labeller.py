@@ -55,6 +55,9 @@ class Labeller:
         self.swept_label_scores: dict[str, Mapping[int, float]] = {}
         # Creative id -> (exemplar stamp, its fit with no traffic): kept by the sweep while the exemplars stand.
         self.swept_fits: dict[str, tuple[int | None, float | None]] = {}
+        # Creative id -> (window's last write, its best traffic similarities below the variant level then): the
+        # sweep's bound brings them up to date with the creatives written since (sweep_bound._traffic_ceilings).
+        self.swept_ceilings: dict[str, tuple[int, np.ndarray]] = {}
 
     @property
     def version(self) -> str:

@@ -20,7 +20,7 @@ members; a group a reviewer decided is left alone like any reviewed creative.
 
 Only what the traffic could still raise is re-decided (unless `refresh`, as `ctax eval` asks, which reads every
 creative's final fit): a creative whose flag may not be raised is left as it is, and so is one whose fit stays
-above the threshold even with the traffic feature at the most its neighbours allow (`may_raise`). Counting
+above the threshold even with the traffic feature at the most its neighbours allow (sweep_bound.py). Counting
 each campaign once, the whole decision and rewriting the prediction were most of the sweep, and on a calibrated
 Pitt window nine young creatives in ten cannot be raised (docs/benchmarks.md, "The sweep bounds a fit first").
 Those keep the fit of their last re-decision (or arrival) in their prediction; the flags come out the same.
@@ -29,18 +29,22 @@ Those keep the fit of their last re-decision (or arrival) in their prediction; t
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from ctax.enums import Flag
-from ctax.index.points import campaign_key
 from ctax.labelling.flagging import flag_for_review
 from ctax.labelling.labeller import Labeller
-from ctax.labelling.novelty import traffic_ceiling, traffic_k
-from ctax.labelling.trigger import OCR, TEXT, Decision, Evidence, Trigger
+from ctax.labelling.sweep_bound import (
+    RAISABLE,
+    campaign_of,
+    label_scores,
+    may_raise_among,
+    text_source_of,
+)
+from ctax.labelling.trigger import Decision, Evidence
 from ctax.store.models import Creative
 from ctax.store.repos import creatives as repo
 from ctax.store.repos import groups
@@ -48,13 +52,7 @@ from ctax.store.session import Database, Session
 from ctax.store.types import utcnow
 
 log = logging.getLogger(__name__)
-RAISABLE = (Flag.NONE, Flag.LOW_CONFIDENCE)
 SWEPT_REASON = "raised by the novelty sweep: creatives like it kept arriving after it was labelled"
-# A creative is left unswept only where its least fit clears the threshold by more than this: the bound and the
-# fit sum their floats in another order, and the fit without traffic kept at arrival read the exemplars from the
-# arriving vector, the decision from the window's stored unit vector (their last bits differ, and the learned
-# score's weights scale that up): one at the threshold must not be skipped for a last digit.
-BOUND_SLACK = 1e-4
 
 
 @dataclass
@@ -80,7 +78,7 @@ def sweep(db: Database, labeller: Labeller, young: int = 0, batch_size: int = 51
     report = SweepReport(version, window=len(ids))
     if 0 < young < len(ids):
         ids, vectors = ids[-young:], vectors[-young:]
-    for kept in (labeller.swept_label_scores, labeller.swept_fits):
+    for kept in (labeller.swept_label_scores, labeller.swept_fits, labeller.swept_ceilings):
         for gone in set(kept).difference(ids):  # grown old or left the window: never swept again
             del kept[gone]
     for start in range(0, len(ids), batch_size):
@@ -89,7 +87,7 @@ def sweep(db: Database, labeller: Labeller, young: int = 0, batch_size: int = 51
             decided = repo.reviewed_among(session, chunk_ids)
             brief = repo.labelled_briefly(session, chunk_ids, version)
             candidates = [n for n, cid in enumerate(chunk_ids) if cid in brief and cid not in decided]
-            keep = candidates if refresh else _may_raise_among(labeller, chunk_vectors, chunk_ids, brief, candidates)
+            keep = candidates if refresh else may_raise_among(labeller, chunk_vectors, chunk_ids, brief, candidates)
             report.skipped += len(candidates) - len(keep)
             if keep:  # the same rows, whole (one relabelled meanwhile by another worker's version drops out)
                 rows = repo.labelled_by(session, [chunk_ids[n] for n in keep], version)
@@ -107,9 +105,9 @@ def _redecide_all(session: Session, labeller: Labeller, rows: list[Creative], ve
     if not rows:
         return
     ids, asserted = [row.id for row in rows], [row.asserted_label_id for row in rows]
-    _label_scores(labeller, vectors, ids, asserted)
-    traffic, windows = labeller.full_window_traffic(vectors, ids, [_campaign(row) for row in rows])
-    evidence = labeller.evidence(vectors, asserted, traffic, windows, sources=[_text_source(row) for row in rows],
+    label_scores(labeller, vectors, ids, asserted)
+    traffic, windows = labeller.full_window_traffic(vectors, ids, [campaign_of(row) for row in rows])
+    evidence = labeller.evidence(vectors, asserted, traffic, windows, sources=[text_source_of(row) for row in rows],
                                  label_scores=[labeller.swept_label_scores[cid] for cid in ids])
     raised = {row.id for row, seen in zip(rows, evidence, strict=True)
               if _redecide(session, labeller, row, _novelty(labeller, row, seen))}
@@ -119,99 +117,6 @@ def _redecide_all(session: Session, labeller: Labeller, rows: list[Creative], ve
     report.members += sum(followed.values())
     report.members_raised += sum(n for root, n in followed.items() if root in raised)
     report.swept += len(rows)
-
-
-class Bounded(Protocol):
-    """What the sweep reads of a creative to bound its fit (repo.BOUNDED_COLUMNS; a Creative has them too)."""
-
-    @property
-    def id(self) -> str: ...
-    @property
-    def texts(self) -> Sequence[str] | None: ...
-    @property
-    def ocr_text(self) -> str | None: ...
-    @property
-    def asserted_label_id(self) -> int | None: ...
-    @property
-    def flag(self) -> Flag | None: ...
-    @property
-    def campaign(self) -> str | None: ...
-    @property
-    def account_id(self) -> int | None: ...
-
-
-def _may_raise_among(labeller: Labeller, vectors: np.ndarray, ids: list[str], rows: Mapping[str, Bounded],
-                     candidates: list[int]) -> list[int]:
-    """Those of the candidates (positions in `ids`) whose flag may be raised and whose fit some traffic their
-    neighbours allow could bring below the threshold (may_raise): one search of the window for them all, without
-    vectors and without counting campaigns, and each one's fit without traffic (kept while the exemplars stand)."""
-    trigger = labeller.trigger
-    raisable = [n for n in candidates if rows[ids[n]].flag in RAISABLE]
-    if not raisable:
-        return []
-    chosen = [rows[ids[n]] for n in raisable]
-    bases = _fits_without_traffic(labeller, vectors[raisable], chosen)
-    window = labeller.full_window()
-    sims = labeller.index.traffic_similarities(labeller.version, vectors[raisable], labeller.fetch_limit(window),
-                                               [row.id for row in chosen], [_campaign(row) for row in chosen])
-    ceilings = traffic_ceiling(sims, traffic_k(window, trigger.thresholds.traffic_reference),
-                               trigger.thresholds.variant_level)
-    return [n for n, row, base, most in zip(raisable, chosen, bases, ceilings.tolist(), strict=True)
-            if may_raise(trigger, base, most, _text_source(row))]
-
-
-def _fits_without_traffic(labeller: Labeller, vectors: np.ndarray, rows: list[Bounded]) -> list[float | None]:
-    """Each creative's fit were no traffic like it (None: no label left to fit it), as Labeller.swept_fits keeps
-    it from arrival and across sweeps while the version's exemplars stand (exemplars_stamp): only the traffic
-    changes between."""
-    stamp, kept = labeller.index.exemplars_stamp(labeller.version), labeller.swept_fits
-    missing = [n for n, row in enumerate(rows) if stamp is None or kept.get(row.id, (None, None))[0] != stamp]
-    if missing:
-        ids, asserted = [rows[n].id for n in missing], [rows[n].asserted_label_id for n in missing]
-        _label_scores(labeller, vectors[missing], ids, asserted)
-        evidence = labeller.evidence(vectors[missing], asserted, [()] * len(ids), [0] * len(ids),
-                                     label_scores=[labeller.swept_label_scores[cid] for cid in ids])
-        trigger = labeller.trigger
-        kept.update({cid: (stamp, trigger.fit(seen) if any(lid in trigger.taxonomy for lid in seen.label_scores)
-                           else None) for cid, seen in zip(ids, evidence, strict=True)})
-    return [kept[row.id][1] for row in rows]
-
-
-def may_raise(trigger: Trigger, fit_without_traffic: float | None, most_traffic: float,
-              text_source: str = TEXT) -> bool:
-    """Whether some counting of campaigns among a creative's neighbours could bring its fit below its new-label
-    threshold: `fit_without_traffic`, its fit were the traffic empty (None: it has no label to fit, and is decided
-    new_label whatever the traffic); `most_traffic`, the most its traffic mean can read (novelty.traffic_ceiling
-    of its raw neighbours).
-
-    The learned score is linear in the traffic feature (traffic mean less exemplar mean), so where more traffic
-    reads as more novel (a positive traffic weight) the fit at the most traffic is the least the creative's can
-    be. Exact: no creative the sweep would raise is skipped (tests/labelling/test_sweep.py)."""
-    model = trigger.novelty_model_for(text_source)
-    if model is None or model.traffic_weight <= 0 or fit_without_traffic is None:
-        return True
-    least = fit_without_traffic - model.traffic_weight * most_traffic
-    return least < trigger.thresholds.new_label_threshold(text_source) + BOUND_SLACK
-
-
-def _label_scores(labeller: Labeller, vectors: np.ndarray, creative_ids: list[str],
-                  asserted: list[int | None]) -> None:
-    """Label scores for those of these creatives the labeller has not kept since an earlier sweep: a creative is
-    swept about window / sweep_every times, and only its traffic changes between sweeps."""
-    known = labeller.swept_label_scores
-    missing = [n for n, cid in enumerate(creative_ids) if cid not in known]
-    if missing:
-        scores = labeller.label_scores(vectors[missing], [asserted[n] for n in missing])
-        known.update({creative_ids[n]: row for n, row in zip(missing, scores, strict=True)})
-
-
-def _campaign(row: Bounded) -> str | None:
-    return campaign_key(row.account_id, row.campaign)
-
-
-def _text_source(row: Bounded) -> str:
-    """As the labeller judged it: OCR when the creative had no text of its own and its image's text was read."""
-    return OCR if not any(t.strip() for t in row.texts or []) and (row.ocr_text or "").strip() else TEXT
 
 
 @dataclass(frozen=True)

@@ -78,3 +78,33 @@ def test_social_marks_exactly_the_rows_with_a_fellow_at_the_level_and_keeps_up_w
     # Deletes may leave a row marked whose fellows are gone (it then only costs a product), never the reverse.
     assert len(table.social(0.9)) == len(table) and not np.any(truth(table, 0.9) & ~table.social(0.9))
     assert np.array_equal(table.social(0.5), truth(table, 0.5))  # another level is worked out afresh
+
+
+def test_best_scores_since_a_write_reads_only_the_rows_written_after_it_and_below_a_level() -> None:
+    rng = np.random.default_rng(3)
+    table = VectorTable(8)
+    first = rng.normal(size=(40, 8)).astype(np.float32)
+    table.upsert([f"a{n}" for n in range(40)], [n % 3 for n in range(40)], first)
+    mark = table.last_write
+    later = rng.normal(size=(25, 8)).astype(np.float32)
+    table.upsert([f"b{n}" for n in range(25)], [n % 3 for n in range(25)], later)
+    table.upsert(["a5"], [0], rng.normal(size=(1, 8)).astype(np.float32))  # rewritten: written since too
+    table.delete(["a7", "b3"])
+    assert table.last_write > mark and len(table.written) == len(table)
+    queries = rng.normal(size=(6, 8)).astype(np.float32)
+    unlike, own = [0, 1, 0, 2, 0, 0], ["b0", "a5", "zz", "b1", "a1", "b4"]
+    level = 0.4
+
+    got = table.best_scores(queries, 5, unlike, own, below=level, since=mark)
+    # By hand: every cosine to a row written since the mark, less the query's own point and campaign, below level.
+    since = [r for r, point in enumerate(table.point_ids) if point.startswith("b") or point == "a5"]
+    unit = table.vectors / np.linalg.norm(table.vectors, axis=1, keepdims=True)
+    cos = (queries / np.linalg.norm(queries, axis=1, keepdims=True)) @ unit.T
+    for n in range(len(queries)):
+        kept = [cos[n, r] for r in since if table.point_ids[r] != own[n] and cos[n, r] < level
+                and not (unlike[n] and table.label_ids[r] == unlike[n])]
+        assert np.allclose(np.sort(got[n][np.isfinite(got[n])])[::-1], sorted(kept, reverse=True)[:5], atol=1e-6)
+    # Since 0 is every row, as before.
+    assert np.allclose(np.sort(table.best_scores(queries, 5, unlike, own), axis=1),
+                       np.sort(table.best_scores(queries, 5, unlike, own, since=0), axis=1))
+    assert table.best_scores(queries, 5, unlike, own, since=table.last_write).shape == (6, 0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ctax.labelling.novelty import FEATURES, NoveltyModel, one_per_campaign, traffic_ceiling, traffic_k
-from ctax.labelling.sweep import may_raise
+from ctax.labelling.sweep_bound import may_raise
 from ctax.labelling.trigger import OCR, TEXT, Evidence, Thresholds, Trigger
 from ctax.taxonomy.paths import LabelPath
 from ctax.taxonomy.tree import Taxonomy, TaxonomyNode

@@ -525,3 +525,66 @@ def test_a_campaigns_own_creatives_are_no_traffic_evidence_for_each_other(runtim
     rows = load(runtime, [*tagged, other])
     assert all(rows[cid].prediction["scores"]["recent_like_it"] <= 1 for cid in tagged)
     assert rows[other].prediction["scores"]["recent_like_it"] >= 2
+
+
+def test_the_bound_searches_only_what_arrived_since_its_last_sweep_and_never_reads_less_than_the_window(
+        runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each young creative's traffic ceiling is kept from its last sweep and brought up to date with the creatives
+    written into the window since: equal to a search of the whole window while nothing has left it, and never
+    below it after a prune (a creative that left still counts, which only re-decides more)."""
+    from ctax.labelling.novelty import traffic_ceiling, traffic_k
+    from ctax.labelling.sweep_bound import _traffic_ceilings
+
+    # A score calibrated on a window of 5: k grows with the window (novelty.traffic_k), as between prunes.
+    set_thresholds(runtime, novelty_model=TRAFFIC_ONLY, new_label=-100.0, campaigns_once=True, traffic_reference=5)
+    others = ["Buy the new Honda Civic, a great family car", "Fresh sourdough bread at the corner bakery",
+              "Cheap flights to Lisbon this spring", "Stop smoking today: call the quit line"]
+    texts = [*others, *ROCKETS]
+    first = submit(runtime, *[CreativeSubmission(texts=[t]) for t in texts[:5]])
+    for cid in first:
+        run(runtime, [cid])
+    labeller = runtime.labeller()
+    version, rows = labeller.version, load(runtime, first)
+    searched: list[int] = []
+    search = runtime.index.traffic_similarities
+    monkeypatch.setattr(runtime.index, "traffic_similarities", lambda *a, **kw: (
+        searched.append(kw.get("since", 0)), search(*a, **kw))[1])
+
+    def young() -> tuple[list[Any], np.ndarray]:
+        ids, vectors = runtime.index.traffic_window(version)
+        kept = [n for n, cid in enumerate(ids) if cid in rows]
+        return [rows[ids[n]] for n in kept], vectors[kept]
+
+    def from_scratch(chosen: list[Any], vectors: np.ndarray) -> np.ndarray:
+        saved = dict(labeller.swept_ceilings)
+        labeller.swept_ceilings.clear()
+        try:
+            return _traffic_ceilings(labeller, vectors, chosen)
+        finally:
+            labeller.swept_ceilings.clear()
+            labeller.swept_ceilings.update(saved)
+
+    chosen, vectors = young()
+    _traffic_ceilings(labeller, vectors, chosen)
+    assert searched == [0]
+    mark = runtime.index.traffic_last_write(version)
+    for cid in submit(runtime, *[CreativeSubmission(texts=[t]) for t in texts[5:]]):
+        run(runtime, [cid])
+    searched.clear()
+    chosen, vectors = young()
+    brought_up = _traffic_ceilings(labeller, vectors, chosen)
+    assert searched == [mark]  # one search, of what was written since the last sweep
+    assert np.allclose(brought_up, from_scratch(chosen, vectors))
+    assert brought_up.max() > 0
+    # Never below the old bound, one search of the whole window by similarity alone.
+    window = labeller.full_window()
+    raw = search(version, vectors, labeller.fetch_limit(window), [c.id for c in chosen], [None] * len(chosen))
+    assert np.all(brought_up >= traffic_ceiling(raw, traffic_k(window, 5), labeller.trigger.thresholds.variant_level)
+                  - 1e-6)
+
+    # The oldest leave the window: the kept ceilings still count them, so they never read less than the window's.
+    runtime.index.prune_traffic(version, 8)
+    chosen, vectors = young()
+    assert 0 < len(chosen) < len(first)
+    after_prune = _traffic_ceilings(labeller, vectors, chosen)
+    assert np.all(after_prune >= from_scratch(chosen, vectors) - 1e-6)
