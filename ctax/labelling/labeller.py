@@ -17,7 +17,7 @@ from ctax.embedding.space import CreativeContent, SharedSpace
 from ctax.index.points import TrafficNeighbours, campaign_key
 from ctax.index.qdrant import LabelIndex
 from ctax.labelling.duplicates import near_duplicates, represent_groups
-from ctax.labelling.novelty import LABEL_CANDIDATES, one_per_campaign, traffic_k
+from ctax.labelling.novelty import LABEL_CANDIDATES, counted_seed, one_per_campaign, traffic_k
 from ctax.labelling.requests import EncodedBatch, LabelOutcome, LabelRequest, text_source
 from ctax.labelling.trigger import TEXT, Decision, Evidence, Thresholds, Trigger
 from ctax.taxonomy.tree import Taxonomy
@@ -58,6 +58,7 @@ class Labeller:
         # Creative id -> (window's last write, its best traffic similarities below the variant level then): the
         # sweep's bound brings them up to date with the creatives written since (sweep_bound._traffic_ceilings).
         self.swept_ceilings: dict[str, tuple[int, np.ndarray]] = {}
+        self._arrival_ceilings: tuple[int, dict[str, np.ndarray]] = (0, {})  # this batch's, from its arrival search
 
     @property
     def version(self) -> str:
@@ -144,14 +145,19 @@ class Labeller:
         bench.fixed_cost): the label scores, and the fit were no traffic like it (the sweep's bound), valid while
         the exemplars it was read from stand (`stamp`, read before their search; None: not kept). A window's
         worth at most, the oldest dropped first (dicts keep insertion order)."""
-        scores, fits = self.swept_label_scores, self.swept_fits
+        scores, fits, ceilings = self.swept_label_scores, self.swept_fits, self.swept_ceilings
+        mark, seeds = self._arrival_ceilings
         for creative_id, seen, decision in zip(creative_ids, evidence, decisions, strict=True):
             scores.pop(creative_id, None)
             scores[creative_id] = seen.label_scores  # the batch's own dict, read and never changed after
             fits.pop(creative_id, None)
             if stamp is not None:
                 fits[creative_id] = (stamp, self.trigger.fit_without_traffic(seen, decision.scores.get("fit")))
-        for known in (scores, fits):
+            ceilings.pop(creative_id, None)
+            if creative_id in seeds:
+                ceilings[creative_id] = (mark, seeds[creative_id])
+        self._arrival_ceilings = (0, {})
+        for known in (scores, fits, ceilings):
             for stale in list(islice(known, max(len(known) - self.traffic_window, 0))):
                 del known[stale]
 
@@ -241,7 +247,13 @@ class Labeller:
             return [[] for _ in creative_ids], [0] * len(creative_ids)
         stored = self.index.count_traffic(self.version)
         limit = self.fetch_limit(stored + len(creative_ids))
+        mark = self.index.traffic_last_write(self.version) if self.keeps_for_sweep else None
         near = self._traffic_neighbours(vectors, limit, creative_ids, campaigns)
+        if mark is not None:  # the sweep's bound starts from this search (sweep_bound._traffic_ceilings)
+            level = self.trigger.thresholds.variant_level
+            # Fewer than asked: the window held no more (local mode, where a mark is kept, drops only its own).
+            self._arrival_ceilings = (mark, {cid: counted_seed(seen.similarities, level, len(seen.similarities) < limit)
+                                             for cid, seen in zip(creative_ids, near, strict=True)})
         unit = normalise(np.asarray(vectors, dtype=np.float32))
         within = (unit @ unit.T).astype(np.float64)
         ids = np.asarray(creative_ids, dtype=object)

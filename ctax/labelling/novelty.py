@@ -80,6 +80,20 @@ def traffic_ceiling(similarities: np.ndarray, k: int, variant: float) -> np.ndar
     return np.asarray(counted.sum(axis=1) / k)
 
 
+def counted_seed(similarities: Sequence[float] | np.ndarray, variant: float, complete: bool,
+                 width: int = MAX_TRAFFIC_K) -> np.ndarray:
+    """From a creative's best raw similarities in a window (any order; `complete`: the window's every one), the
+    most each of the window's `width` best similarities below `variant` can be, best first: those below it among
+    them, and for slots they leave empty -inf where complete, else the least of them (or `variant`, if lower), which
+    a similarity the search left out cannot pass. What the novelty sweep's bound starts from at arrival
+    (sweep_bound._traffic_ceilings)."""
+    sims = np.asarray(similarities, dtype=np.float64)
+    counted = -np.sort(-sims[sims < variant])[:width]
+    out = np.full(width, -np.inf if complete else min(float(sims.min(initial=variant)), variant))
+    out[: len(counted)] = counted
+    return out
+
+
 def one_per_campaign(similarities: np.ndarray, neighbours: np.ndarray, level: float,
                      lonely: np.ndarray | None = None, fresh: np.ndarray | None = None) -> list[float]:
     """The traffic a creative's novelty reads, each campaign counted once: `similarities` of its nearest recent

@@ -358,3 +358,23 @@ def test_the_traffic_neighbourhood_grows_with_the_window_calibration_compares_it
     thresholds, report = calibrate(taxonomy, held, ref, seed=1, traffic_window=5000)
     assert report["new_label"]["scorer"]["chosen"] == "learned"
     assert thresholds.traffic_reference == len(held.creative_ids) - 1
+
+
+def test_the_sweeps_seed_from_an_arrival_search_is_never_below_the_windows_best_similarities_below_the_level() -> None:
+    from ctax.labelling.novelty import counted_seed
+
+    rng = np.random.default_rng(11)
+    width, level = 20, 0.88
+    for trial in range(300):
+        window = rng.uniform(-0.3, 1.0, size=int(rng.integers(0, 120)))
+        limit = int(rng.integers(1, 60))
+        found = np.sort(window)[::-1][:limit]  # what a search for the `limit` best returns
+        complete = len(found) < limit or len(found) == len(window)
+        seed = counted_seed(found, level, len(found) < limit, width)
+        truth = np.full(width, -np.inf)
+        below = np.sort(window[window < level])[::-1][:width]
+        truth[: len(below)] = below
+        assert seed.shape == (width,) and np.array_equal(seed, np.sort(seed)[::-1]), trial
+        assert np.all(seed >= truth), trial  # a bound: never less than any slot can hold
+        if complete or (found < level).sum() >= width:
+            assert np.array_equal(seed[np.isfinite(truth)], truth[np.isfinite(truth)]), trial

@@ -529,9 +529,9 @@ def test_a_campaigns_own_creatives_are_no_traffic_evidence_for_each_other(runtim
 
 def test_the_bound_searches_only_what_arrived_since_its_last_sweep_and_never_reads_less_than_the_window(
         runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each young creative's traffic ceiling is kept from its last sweep and brought up to date with the creatives
-    written into the window since: equal to a search of the whole window while nothing has left it, and never
-    below it after a prune (a creative that left still counts, which only re-decides more)."""
+    """Each young creative's traffic ceiling is kept from its arrival and its last sweep and brought up to date with
+    the creatives written into the window since: equal to a search of the whole window while nothing has left it,
+    and never below it after a prune (a creative that left still counts, which only re-decides more)."""
     from ctax.labelling.novelty import traffic_ceiling, traffic_k
     from ctax.labelling.sweep_bound import _traffic_ceilings
 
@@ -564,9 +564,12 @@ def test_the_bound_searches_only_what_arrived_since_its_last_sweep_and_never_rea
             labeller.swept_ceilings.clear()
             labeller.swept_ceilings.update(saved)
 
+    # Kept from each creative's arrival search (a batch each here): only what was written after it is searched.
     chosen, vectors = young()
-    _traffic_ceilings(labeller, vectors, chosen)
-    assert searched == [0]
+    assert set(labeller.swept_ceilings) == set(first[1:])  # the first arrived before there was a window
+    at_first_sweep = _traffic_ceilings(labeller, vectors, chosen)
+    assert len(searched) == len(first) and searched.count(0) == 1  # only the first searched the whole window
+    assert np.allclose(at_first_sweep, from_scratch(chosen, vectors))
     mark = runtime.index.traffic_last_write(version)
     for cid in submit(runtime, *[CreativeSubmission(texts=[t]) for t in texts[5:]]):
         run(runtime, [cid])
