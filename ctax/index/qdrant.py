@@ -215,17 +215,17 @@ class LabelIndex(Creatives):
 
     def traffic_similarities(self, version: str, vectors: np.ndarray, limit: int, exclude: Sequence[str],
                              campaigns: Sequence[str | None], below: float | None = None,
-                             since: int = 0) -> np.ndarray:
+                             since: Sequence[int] | None = None) -> np.ndarray:
         """The similarities traffic_neighbours would return, as one (vectors x limit) matrix, in no order, -inf
-        where fewer qualify. Local mode can also leave out those at `below` or above, and search only the
-        creatives written into the window after mark `since` (traffic_last_write); a server cannot."""
+        where fewer qualify. Local mode can also leave out those at `below` or above, and search for vector i only
+        the creatives written into the window after mark `since[i]` (traffic_last_write); a server cannot."""
         name = self.traffic_collection(version)
         if len(vectors) == 0 or not self.client.collection_exists(name):
             return np.full((len(vectors), 0), -np.inf)
         if not self.is_server:
             return self._table(name).best_scores(vectors, limit, [campaign_code(c) for c in campaigns],
                                                  [point_id(cid) for cid in exclude], below, since)
-        if below is not None or since:
+        if below is not None or (since is not None and any(since)):
             raise ValueError("a Qdrant server searches the whole window by similarity alone")
         near = self._server_nearest(name, vectors, limit, [point_id(cid) for cid in exclude], None,
                                     with_vector=False, campaigns=campaigns)

@@ -158,24 +158,32 @@ class VectorTable:
         return out
 
     def best_scores(self, queries: np.ndarray, limit: int, unlike: Sequence[int], own: Sequence[Any],
-                    below: float | None = None, since: int = 0) -> np.ndarray:
+                    below: float | None = None, since: Sequence[int] | None = None) -> np.ndarray:
         """The `limit` best cosines per query as one (queries x limit) matrix, in no order, -inf where fewer points
         qualify: what nearest_rows finds (`unlike` as there), less point `own[i]` for query i, without turning
         each row into Python lists (the novelty sweep bounds 3,000 creatives' traffic at a time from it). Only
-        cosines below `below` where given, and only rows written after mark `since` (last_write)."""
-        fresh = np.flatnonzero(self.written > since) if since else None
-        vectors = self.vectors if fresh is None else self.vectors[fresh]
-        if len(vectors) == 0 or limit <= 0:
+        cosines below `below` where given, and for query i only rows written after mark `since[i]` (last_write;
+        0: every row)."""
+        marks = np.zeros(len(queries), dtype=np.int64) if since is None else np.asarray(since, dtype=np.int64)
+        lowest = int(marks.min()) if len(marks) else 0
+        rows = np.flatnonzero(self.written > lowest) if lowest else None
+        if limit <= 0 or (len(self) if rows is None else len(rows)) == 0:
             return np.full((len(queries), 0), -np.inf)
+        vectors, codes = (self.vectors, self.label_ids) if rows is None else (self.vectors[rows], self.label_ids[rows])
         scores = normalise(np.asarray(queries, dtype=np.float32)) @ vectors.T
-        codes = self.label_ids if fresh is None else self.label_ids[fresh]
         for n, code in enumerate(unlike):
             if code:
                 scores[n, codes == code] = -np.inf
-        position = self._row if fresh is None else {self.point_ids[r]: n for n, r in enumerate(fresh.tolist())}
-        rows = [(n, position[point]) for n, point in enumerate(own) if point in position]
-        if rows:
-            scores[tuple(np.array(rows).T)] = -np.inf
+        if marks.any():
+            written = self.written if rows is None else self.written[rows]
+            scores[written[None, :] <= marks[:, None]] = -np.inf
+        mine = [(n, self._row[point]) for n, point in enumerate(own) if point in self._row]
+        if mine and rows is not None:  # rows of the table -> columns of `scores` (rows is sorted)
+            at = np.searchsorted(rows, [row for _, row in mine])
+            mine = [(n, int(col)) for (n, row), col in zip(mine, at.tolist(), strict=True)
+                    if col < len(rows) and rows[col] == row]
+        if mine:
+            scores[tuple(np.array(mine).T)] = -np.inf
         if below is not None:
             scores[scores >= below] = -np.inf
         if scores.shape[1] <= limit:

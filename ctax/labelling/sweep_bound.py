@@ -64,10 +64,11 @@ def _traffic_ceilings(labeller: Labeller, vectors: np.ndarray, rows: Sequence[Bo
     """The most each creative's traffic mean can read (novelty.traffic_ceiling). On a server, of one search of the
     whole window by similarity. In local mode, of the k best similarities below the variant level among all the
     window's creatives (never less than that ceiling, so no creative is skipped that it would re-decide), kept
-    per creative from its last sweep and brought up to date with only the creatives written into the window since
-    (VectorTable.last_write): a search of the whole window for each young creative at every sweep was the largest
-    part of the sweep left (docs/benchmarks.md). Creatives that have left the window since stay among the kept
-    ones: a ceiling only has to be at least the traffic's mean."""
+    per creative from its arrival search (novelty.counted_seed) and its last sweep, and brought up to date with
+    only the creatives written into the window since (VectorTable.last_write), all in one search: a search of
+    the whole window for each young creative at every sweep was the largest part of the sweep left
+    (docs/benchmarks.md). Creatives that have left the window since stay among the kept ones: a ceiling only has
+    to be at least the traffic's mean."""
     thresholds = labeller.trigger.thresholds
     window, level = labeller.full_window(), thresholds.variant_level
     k = traffic_k(window, thresholds.traffic_reference)
@@ -79,18 +80,14 @@ def _traffic_ceilings(labeller: Labeller, vectors: np.ndarray, rows: Sequence[Bo
         return traffic_ceiling(sims, k, level)
     # As many as k can ever be: the window's size moves between prunes, and k with it (novelty.traffic_k).
     kept, width = labeller.swept_ceilings, MAX_TRAFFIC_K
-    by_since: dict[int, list[int]] = {}
-    for n, cid in enumerate(ids):
-        by_since.setdefault(kept[cid][0] if cid in kept else 0, []).append(n)
+    since = [kept[cid][0] if cid in kept else 0 for cid in ids]
     best = np.full((len(ids), width), -np.inf)
-    for since, group in by_since.items():
-        found = index.traffic_similarities(version, vectors[group], width, [ids[n] for n in group],
-                                           [campaigns[n] for n in group], below=level, since=since)
-        if since:
-            found = np.concatenate([np.stack([kept[ids[n]][1] for n in group]), found], axis=1)
-        if found.shape[1] > width:
-            found = -np.partition(-found, width - 1, axis=1)[:, :width]
-        best[group, : found.shape[1]] = found
+    found = index.traffic_similarities(version, vectors, width, ids, campaigns, below=level, since=since)
+    best[:, : found.shape[1]] = found  # at most `width` columns
+    seen = [n for n, cid in enumerate(ids) if cid in kept]
+    if seen:  # what each had seen by its mark, with what was written since
+        merged = np.concatenate([np.stack([kept[ids[n]][1] for n in seen]), best[seen]], axis=1)
+        best[seen] = -np.partition(-merged, width - 1, axis=1)[:, :width]
     kept.update({cid: (mark, best[n]) for n, cid in enumerate(ids)})
     return traffic_ceiling(best, k, level)
 

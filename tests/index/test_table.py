@@ -95,7 +95,7 @@ def test_best_scores_since_a_write_reads_only_the_rows_written_after_it_and_belo
     unlike, own = [0, 1, 0, 2, 0, 0], ["b0", "a5", "zz", "b1", "a1", "b4"]
     level = 0.4
 
-    got = table.best_scores(queries, 5, unlike, own, below=level, since=mark)
+    got = table.best_scores(queries, 5, unlike, own, below=level, since=[mark] * 6)
     # By hand: every cosine to a row written since the mark, less the query's own point and campaign, below level.
     since = [r for r, point in enumerate(table.point_ids) if point.startswith("b") or point == "a5"]
     unit = table.vectors / np.linalg.norm(table.vectors, axis=1, keepdims=True)
@@ -104,7 +104,14 @@ def test_best_scores_since_a_write_reads_only_the_rows_written_after_it_and_belo
         kept = [cos[n, r] for r in since if table.point_ids[r] != own[n] and cos[n, r] < level
                 and not (unlike[n] and table.label_ids[r] == unlike[n])]
         assert np.allclose(np.sort(got[n][np.isfinite(got[n])])[::-1], sorted(kept, reverse=True)[:5], atol=1e-6)
-    # Since 0 is every row, as before.
+    # Each query its own mark: 0 is every row, as without marks; a query whose mark is the last write finds none.
+    marks = [0, mark, 0, table.last_write, mark, 0]
+    each = table.best_scores(queries, 5, unlike, own, below=level, since=marks)
+    for n, alone in enumerate(marks):
+        by_itself = table.best_scores(queries[n : n + 1], 5, unlike[n : n + 1], own[n : n + 1], below=level,
+                                      since=[alone])
+        assert np.allclose(np.sort(each[n][np.isfinite(each[n])]), np.sort(by_itself[0][np.isfinite(by_itself[0])]))
+    assert not np.isfinite(each[3]).any()
     assert np.allclose(np.sort(table.best_scores(queries, 5, unlike, own), axis=1),
-                       np.sort(table.best_scores(queries, 5, unlike, own, since=0), axis=1))
-    assert table.best_scores(queries, 5, unlike, own, since=table.last_write).shape == (6, 0)
+                       np.sort(table.best_scores(queries, 5, unlike, own, since=[0] * 6), axis=1))
+    assert table.best_scores(queries, 5, unlike, own, since=[table.last_write] * 6).shape == (6, 0)

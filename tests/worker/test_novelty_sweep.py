@@ -545,10 +545,10 @@ def test_the_bound_searches_only_what_arrived_since_its_last_sweep_and_never_rea
         run(runtime, [cid])
     labeller = runtime.labeller()
     version, rows = labeller.version, load(runtime, first)
-    searched: list[int] = []
+    searched: list[list[int]] = []  # per search, the mark each creative's search starts after
     search = runtime.index.traffic_similarities
     monkeypatch.setattr(runtime.index, "traffic_similarities", lambda *a, **kw: (
-        searched.append(kw.get("since", 0)), search(*a, **kw))[1])
+        searched.append(list(kw.get("since") or [])), search(*a, **kw))[1])
 
     def young() -> tuple[list[Any], np.ndarray]:
         ids, vectors = runtime.index.traffic_window(version)
@@ -568,7 +568,8 @@ def test_the_bound_searches_only_what_arrived_since_its_last_sweep_and_never_rea
     chosen, vectors = young()
     assert set(labeller.swept_ceilings) == set(first[1:])  # the first arrived before there was a window
     at_first_sweep = _traffic_ceilings(labeller, vectors, chosen)
-    assert len(searched) == len(first) and searched.count(0) == 1  # only the first searched the whole window
+    [marks] = searched  # one search; only the first creative's reads the whole window
+    assert len(marks) == len(first) and marks.count(0) == 1
     assert np.allclose(at_first_sweep, from_scratch(chosen, vectors))
     mark = runtime.index.traffic_last_write(version)
     for cid in submit(runtime, *[CreativeSubmission(texts=[t]) for t in texts[5:]]):
@@ -576,7 +577,7 @@ def test_the_bound_searches_only_what_arrived_since_its_last_sweep_and_never_rea
     searched.clear()
     chosen, vectors = young()
     brought_up = _traffic_ceilings(labeller, vectors, chosen)
-    assert searched == [mark]  # one search, of what was written since the last sweep
+    assert searched == [[mark] * len(first)]  # one search, of what was written since the last sweep
     assert np.allclose(brought_up, from_scratch(chosen, vectors))
     assert brought_up.max() > 0
     # Never below the old bound, one search of the whole window by similarity alone.
