@@ -15,7 +15,7 @@ from ctax.enums import CreativeStatus, Source
 from ctax.errors import InvalidInput
 from ctax.evaluation.posting import post_rows
 from ctax.evaluation.scoring import novelty_by_label, score
-from ctax.labelling.version_thresholds import OCR, Thresholds
+from ctax.labelling.version_thresholds import Thresholds
 from ctax.store.models import Creative
 from ctax.store.repos import creatives
 from ctax.taxonomy.paths import LabelPath
@@ -88,8 +88,6 @@ def ocr_block(rt: Runtime, settings: Settings, data: _Split, options: EvalOption
         "known_flagged_new_rate_text_threshold": _flagged_below(posted, rows, thresholds.get("new_label")),
         # Whether calibration gave them a novelty score of their own (fitted on OCR-like readings) or the shared one.
         "novelty_score": Thresholds.from_json(thresholds).ocr_novelty_score,
-        # The exemplar blend they were ranked with: their own where calibration found one better on the readings.
-        "exemplar_weight": Thresholds.from_json(thresholds).exemplar_weight_for(OCR),
         "thresholds": {key: thresholds.get(key) for key in ("new_label", "ocr_new_label", "wrong_label",
                                                              "ocr_wrong_label")},
         "by_held_out_label": novelty_by_label(posted, rows),

@@ -4,8 +4,7 @@ Scores
 - label similarity s(l): cosine between the creative vector and label l's vector.
 - exemplar share v(l): the share of the creative's nearest labelled exemplars (weighted by similarity) whose
   label is l or a descendant of l (a child's creatives are its parent's creatives too).
-- combined c(l) = s(l) + exemplar_weight * v(l) (OCR-read creatives: the version's OCR weight where it has
-  one); labels are ranked by c.
+- combined c(l) = s(l) + exemplar_weight * v(l); labels are ranked by c.
 - fit = (1 - w) max s(l) + w * mean similarity of the nearest exemplars (w = exemplar_fit_weight), or, where
   calibration found it better, minus the logit of the version's learned novelty model (novelty.py), which also
   weighs how much nearer the creatives labelled recently (traffic) are than any labelled exemplar; a creative
@@ -99,7 +98,7 @@ class Trigger:
 
     def combined_scores(self, evidence: Evidence) -> tuple[dict[int, float], dict[int, float]]:
         shares = self.exemplar_shares(evidence.exemplars)
-        weight = self.thresholds.exemplar_weight_for(evidence.text_source)
+        weight = self.thresholds.exemplar_weight
         combined = {
             label_id: similarity + weight * shares.get(label_id, 0.0)
             for label_id, similarity in evidence.label_scores.items()

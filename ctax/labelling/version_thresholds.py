@@ -36,9 +36,6 @@ class Thresholds:
     # on them: OCR text flattens the label ranking and loosens the exemplars, so the same evidence weighs otherwise.
     # None: the supplied-text score serves both (ocr_new_label is then set on its fits).
     ocr_novelty_model: Mapping[str, Any] | None = None
-    # OCR-read creatives' exemplar blend for ranking, where the readings rank better with another one than
-    # exemplar_weight; None: exemplar_weight serves both.
-    ocr_exemplar_weight: float | None = None
     # The version's floor for near-duplicate grouping (held_out.duplicate_floor); None: the setting alone.
     duplicate_similarity: float | None = None
     # From which similarity a recent creative is a variant of the one scored and no traffic evidence
@@ -64,11 +61,6 @@ class Thresholds:
         if setting <= 0 or self.duplicate_similarity is None:
             return setting
         return min(max(setting, self.duplicate_similarity), 1.0)
-
-    def exemplar_weight_for(self, text_source: str = TEXT) -> float:
-        if text_source == OCR and self.ocr_exemplar_weight is not None:
-            return self.ocr_exemplar_weight
-        return self.exemplar_weight
 
     def new_label_threshold(self, text_source: str = TEXT) -> float:
         if text_source == OCR and self.ocr_new_label is not None:

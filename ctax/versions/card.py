@@ -82,14 +82,6 @@ def _ocr_lines(ocr: Mapping[str, Any]) -> list[str]:
         lines.append(f"- OCR-read creatives' novelty score: {which} (AUROC on the readings: their own under "
                      f"cross-validation by label {_cell(ocr_scorer.get('learned_cv_auroc'))}, the "
                      f"supplied-text one {_cell(ocr_scorer.get('shared_auroc'))})")
-    ocr_weight = ocr.get("exemplar_weight") or {}
-    if "chosen" in ocr_weight:
-        which = "the supplied-text one" if ocr_weight["chosen"] == ocr_weight.get("shared") else "their own"
-        # Stored as JSON, whose keys are strings.
-        by_weight = {str(w): top1 for w, top1 in (ocr_weight.get("top1_by_weight") or {}).items()}
-        lines.append(f"- OCR-read creatives' exemplar weight in the ranking: {ocr_weight['chosen']}, {which} "
-                     f"(top-1 on the readings {_cell(by_weight.get(str(ocr_weight['chosen'])))}, with the "
-                     f"supplied-text weight {_cell(by_weight.get(str(ocr_weight.get('shared'))))})")
     return lines
 
 

@@ -105,9 +105,6 @@ def test_ctax_eval_prints_training_progress_and_records_arrival_and_per_label_fi
     assert block["n"] + block["left_out_in_train"] == 8 and block["n"] > 0
     assert block["thresholds"]["ocr_new_label"] is not None and 0 <= block["known_flagged_new_rate"] <= 1
     assert block["novelty_score"] == ("ocr" if metrics["thresholds"].get("ocr_novelty_model") else "shared")
-    stored = metrics["thresholds"]
-    assert block["exemplar_weight"] == (stored.get("ocr_exemplar_weight") if stored.get("ocr_exemplar_weight")
-                                        is not None else stored["exemplar_weight"])
     assert "ocr known_flagged_new_rate" in result.output
 
 

@@ -154,17 +154,3 @@ def test_ocr_read_creatives_are_scored_by_the_versions_ocr_novelty_score_where_i
     shared = Trigger(taxonomy, replace(thresholds, ocr_novelty_model=None), top_k=3)
     assert shared.fit(read) == shared.fit(supplied) == trigger.fit(supplied)
     assert shared.novelty_model_for(OCR) is shared.novelty_model
-
-
-def test_ocr_read_creatives_are_ranked_with_the_versions_ocr_exemplar_weight_where_it_has_one(taxonomy) -> None:
-    # Cars leads on label similarity by 0.1; the nearest exemplars are all Motorbikes.
-    supplied = Evidence({3: 0.5, 4: 0.4, 6: 0.1}, [(4, 0.7), (4, 0.6), (4, 0.6)])
-    read = replace(supplied, text_source=OCR)
-    thresholds = Thresholds(new_label=0.0, ocr_new_label=0.0, exemplar_weight=0.05, ocr_exemplar_weight=0.3)
-    trigger = Trigger(taxonomy, thresholds, top_k=3)
-    assert trigger.decide(supplied).top_label_id == 3  # 0.5 against 0.4 + 0.05
-    assert trigger.decide(read).top_label_id == 4  # 0.4 + 0.3 against 0.5
-    assert trigger.decide(read).scores["margin"] == pytest.approx(0.2)
-    # A version without one ranks OCR-read creatives as supplied ones; the weight is stored with the version.
-    assert Trigger(taxonomy, replace(thresholds, ocr_exemplar_weight=None)).decide(read).top_label_id == 3
-    assert Thresholds.from_json(thresholds.to_json()) == thresholds

@@ -11,9 +11,7 @@ def test_the_card_shows_the_thresholds_of_ocr_read_creatives(tmp_path) -> None:
                    "ocr": {"n_validation": 300, "top1": 0.61, "method": "OCR-like readings",
                            "new_label": {"threshold": -1.2345, "recall": 0.5, "auroc": 0.8, "scorer": {
                                "chosen": "learned", "shared_auroc": 0.7123, "learned_cv_auroc": 0.7456}},
-                           "wrong_label": {"threshold": 0.0789, "auroc": 0.9},
-                           "exemplar_weight": {"shared": 0.1, "chosen": 0.3,
-                                               "top1_by_weight": {"0.1": 0.5812, "0.3": 0.6103}}}}
+                           "wrong_label": {"threshold": 0.0789, "auroc": 0.9}}}
     version = ModelVersion(id="v1-pretrained", kind="pretrained", status="active", artefact_dir=str(tmp_path),
                            config={}, metrics={"calibration": calibration},
                            thresholds={"new_label": 0.1, "ocr_new_label": -1.2345, "ocr_wrong_label": 0.0789})
@@ -23,8 +21,6 @@ def test_the_card_shows_the_thresholds_of_ocr_read_creatives(tmp_path) -> None:
     assert '"ocr_new_label": -1.2345' in card  # the stored thresholds, as served
     scorer = next(line for line in card.splitlines() if "OCR-read creatives' novelty score" in line)
     assert "their own" in scorer and "0.7456" in scorer and "0.7123" in scorer
-    weight = next(line for line in card.splitlines() if "OCR-read creatives' exemplar weight" in line)
-    assert "0.3, their own" in weight and "0.6103" in weight and "0.5812" in weight
 
 
 def test_the_card_says_what_share_of_known_creatives_the_new_label_threshold_promises(tmp_path) -> None:

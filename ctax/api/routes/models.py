@@ -57,8 +57,6 @@ def version_view(version: ModelVersion) -> dict[str, Any]:
             "ocr_new_label": (version.thresholds or {}).get("ocr_new_label"),
             "ocr_wrong_label": (version.thresholds or {}).get("ocr_wrong_label"),
             "ocr_novelty_score": "ocr" if (version.thresholds or {}).get("ocr_novelty_model") else "shared",
-            # Their exemplar blend in the ranking, where the readings rank better with another (None: the same).
-            "ocr_exemplar_weight": (version.thresholds or {}).get("ocr_exemplar_weight"),
             "source": (version.thresholds or {}).get("source"),
         },
         "calibration": {

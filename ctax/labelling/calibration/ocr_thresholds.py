@@ -1,5 +1,5 @@
-"""Calibration's step for OCR-read creatives (thresholds.calibrate, step 6): their exemplar blend, novelty score
-and thresholds, set on OCR-like readings of the validation creatives (ocr_noise.py) as the earlier steps set the
+"""Calibration's step for OCR-read creatives (thresholds.calibrate, step 6): their novelty score and thresholds,
+set on OCR-like readings of the validation creatives (ocr_noise.py) as the earlier steps set the
 supplied-text ones on the creatives themselves.
 
 Pure: vectors in, thresholds and a JSON-ready report out; no models, no I/O.
@@ -30,8 +30,9 @@ def ocr_thresholds(
     validation: Validation, thresholds: Thresholds, held: Held, ocr_held: Held, ref: Reference, exemplar_k: int,
     with_traffic: bool, rng: np.random.Generator, rate_confidence: float,
 ) -> tuple[Thresholds, dict[str, Any]]:
-    """The exemplar blend, novelty score and `new_label` and `wrong_label` thresholds of OCR-read creatives, each
-    kept from the supplied-text calibration unless the readings find better. Their traffic is the clean
+    """The novelty score and `new_label` and `wrong_label` thresholds of OCR-read creatives, scored with everything
+    else the supplied-text calibration chose (the exemplar weights among it: one of their own, chosen on the
+    readings, ranked the real OCR texts no better, docs/benchmarks.md). Their traffic is the clean
     validation creatives, their own clean text aside: an OCR-read creative arrives among creatives with
     supplied text."""
     traffic = simulated_traffic(held, ocr_held, campaigns_at=thresholds.variant_level) if with_traffic else None
@@ -41,7 +42,6 @@ def ocr_thresholds(
                      build_evidence(ocr_held, ref, exemplar_k, drop_own_label=True, traffic=traffic, window=window,
                                     text_source=OCR),
                      validation.top_k, validation.has_exemplars)
-    thresholds, weight_report = _choose_ocr_exemplar_weight(ocr, thresholds)
     thresholds, scorer = _choose_ocr_novelty_scorer(ocr, thresholds)
     # OCR-read creatives keep the 5% rate: their target is looser (<= 8% flagged) and their readings noisier.
     new_threshold, new_report = new_label_threshold(ocr, ocr.trigger(thresholds), KNOWN_FLAG_RATE, rate_confidence)
@@ -49,27 +49,14 @@ def ocr_thresholds(
     wrong_t, wrong_p, wrong_r = best_f1_threshold(assertions.gaps, assertions.positive, assertions.weight)
     report = {
         "n_validation": len(ocr_held.label_ids),
-        "exemplar_weight": weight_report,
         "new_label": new_report | {"scorer": scorer},
         "wrong_label": {"threshold": wrong_t, "precision": wrong_p, "recall": wrong_r,
                         "auroc": auroc(assertions.gaps[assertions.positive == 1],
                                        assertions.gaps[assertions.positive == 0])},
-        "top1": weight_report["top1_by_weight"][thresholds.exemplar_weight_for(OCR)],
+        "top1": top1_by_exemplar_weight(ocr, (thresholds.exemplar_weight,))[thresholds.exemplar_weight],
         "method": "OCR-like readings of the validation creatives (ocr_noise.py), scored as the clean ones",
     }
     return replace(thresholds, ocr_new_label=new_threshold, ocr_wrong_label=wrong_t), report
-
-
-def _choose_ocr_exemplar_weight(ocr: Validation, thresholds: Thresholds) -> tuple[Thresholds, dict[str, Any]]:
-    """OCR-read creatives' exemplar blend for ranking: the weight that ranks the readings best, kept only where
-    it beats the supplied-text weight on them. OCR text flattens the label similarities more than it loosens the
-    nearest exemplars (or the other way round, for a space trained on OCR noise), so the best blend may differ."""
-    by_weight = top1_by_exemplar_weight(ocr, base=thresholds)
-    shared = thresholds.exemplar_weight  # one of the candidates: step 1 chose it among them
-    # Ties go to the supplied-text weight, then to the smaller one, as in step 1.
-    best = max(by_weight, key=lambda w: (round(by_weight[w], 4), w == shared, -w))
-    return (replace(thresholds, ocr_exemplar_weight=None if best == shared else best),
-            {"shared": shared, "chosen": best, "top1_by_weight": by_weight})
 
 
 def _choose_ocr_novelty_scorer(ocr: Validation, thresholds: Thresholds) -> tuple[Thresholds, dict[str, Any]]:

@@ -16,9 +16,8 @@
   one, each maximising F1 on simulated assertions: every validation creative asserted once with its true label
   and WRONG_PER_ROW times with a random label off its lineage, weighted to a WRONG_RATE mix.
 - margin: flag low_confidence where a validation creative with that margin is more often wrong than right.
-- OCR-read creatives (ocr_thresholds.py): their own exemplar weight, novelty score, new_label and wrong_label
-  thresholds, set the same way on OCR-like readings of the validation creatives, each kept from the
-  supplied-text ones unless the readings find better.
+- OCR-read creatives (ocr_thresholds.py): their own novelty score (where the readings find it better), new_label
+  and wrong_label thresholds, set the same way on OCR-like readings of the validation creatives.
 """
 
 from __future__ import annotations

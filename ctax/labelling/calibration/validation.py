@@ -47,11 +47,8 @@ class Validation:
         return Trigger(self.taxonomy, thresholds, self.top_k)
 
 
-def top1_by_exemplar_weight(
-    validation: Validation, weights: Sequence[float] | None = None, base: Thresholds | None = None
-) -> dict[float, float]:
-    """The exemplar blend for ranking: validation top-1 for each candidate weight (set on `base`, default the
-    uncalibrated thresholds), read as the trigger reads each creative's text source."""
+def top1_by_exemplar_weight(validation: Validation, weights: Sequence[float] | None = None) -> dict[float, float]:
+    """The exemplar blend for ranking: validation top-1 for each candidate weight."""
     def top1(thresholds: Thresholds) -> float:
         trigger = validation.trigger(thresholds)
         hits = 0
@@ -62,8 +59,7 @@ def top1_by_exemplar_weight(
 
     if weights is None:
         weights = EXEMPLAR_WEIGHTS if validation.has_exemplars else (0.0,)
-    base = Thresholds() if base is None else base
-    return {w: top1(replace(base, exemplar_weight=w, ocr_exemplar_weight=None)) for w in weights}
+    return {w: top1(replace(Thresholds(), exemplar_weight=w)) for w in weights}
 
 
 def feature_rows(rows: Sequence[Evidence], taxonomy: Taxonomy, thresholds: Thresholds) -> np.ndarray:

@@ -203,38 +203,6 @@ def test_ocr_read_creatives_get_a_novelty_score_of_their_own_where_it_judges_the
     assert own.fit(clean) == shared.fit(clean)
 
 
-def test_ocr_read_creatives_get_an_exemplar_weight_of_their_own_where_it_ranks_their_readings_better() -> None:
-    # Label vectors set off their creatives' clusters (as label strings can be): tight clean creatives still rank
-    # right by label similarity alone, noisy readings do not, while their nearest exemplars still know the label.
-    taxonomy, held, ref, sample = _world(noise=0.1)
-    offsets = np.random.default_rng(9).normal(size=(6, ref.label_vectors.shape[1]))
-    labels = ref.label_vectors.copy()
-    labels[:6] += offsets / np.linalg.norm(offsets, axis=1, keepdims=True)
-    ref = replace(ref, label_vectors=(labels / np.linalg.norm(labels, axis=1, keepdims=True)).astype(np.float32))
-    read = _reader(0.25)
-
-    readings = Held(held.creative_ids, held.label_ids, read(held.vectors))
-    thresholds, report = calibrate(taxonomy, held, ref, seed=1, ocr_held=readings, rate_confidence=0.0)
-    weights = report["ocr"]["exemplar_weight"]
-    assert thresholds.ocr_exemplar_weight == weights["chosen"] > thresholds.exemplar_weight == weights["shared"]
-    assert weights["top1_by_weight"][weights["chosen"]] > weights["top1_by_weight"][weights["shared"]]
-    assert report["ocr"]["top1"] == weights["top1_by_weight"][weights["chosen"]]
-
-    # Fresh readings rank better with it; supplied-text creatives are ranked as before.
-    fresh = Held([f"f{n}" for n in range(600)], [n % 6 for n in range(600)],
-                 read(np.vstack([sample(n % 6, 1) for n in range(600)])))
-    evidence = build_evidence(fresh, ref, 10, text_source=OCR)
-    own, shared = Trigger(taxonomy, thresholds), Trigger(taxonomy, replace(thresholds, ocr_exemplar_weight=None))
-
-    def top1(trigger: Trigger) -> float:
-        ranked = [trigger.decide(ev).top_label_id for ev in evidence]
-        return float(np.mean(np.array(ranked) == np.array(fresh.label_ids)))
-
-    assert top1(own) >= top1(shared) + 0.03
-    [clean] = build_evidence(Held(["c"], [2], sample(2, 1)), ref, 10)
-    assert own.combined_scores(clean) == shared.combined_scores(clean)
-
-
 def test_no_ocr_readings_leave_the_ocr_thresholds_unset() -> None:
     taxonomy, held, ref, _ = _world()
     thresholds, report = calibrate(taxonomy, held, ref, seed=1)
