@@ -80,11 +80,8 @@ PARTS = [
     ("ctax.index.qdrant", "LabelIndex", "traffic_window", "  the window's ids and vectors"),
     ("ctax.store.repos.creatives", "", "reviewed_among", "  reviewed creatives among the young"),
     ("ctax.store.repos.creatives", "", "labelled_briefly", "  the young rows' bound columns"),
-    # (The sweep's own names before its bound moved to sweep_bound.py are kept, to time an older tree alike.)
-    ("ctax.labelling.sweep", "", "_may_raise_among", "  the bound (search, ceilings, fits without traffic)"),
     ("ctax.labelling.sweep", "", "may_raise_among", "  the bound (search, ceilings, fits without traffic)"),
     ("ctax.index.qdrant", "LabelIndex", "traffic_similarities", "  the bound's search of the window"),
-    ("ctax.labelling.sweep", "", "_label_scores", "  label scores not kept from an earlier sweep"),
     ("ctax.labelling.sweep", "", "label_scores", "  label scores not kept from an earlier sweep"),
     ("ctax.labelling.sweep_bound", "", "label_scores", "  label scores not kept from an earlier sweep"),
     ("ctax.store.repos.creatives", "", "labelled_by", "  load the window's rows"),
