@@ -17,8 +17,8 @@ from ctax.embedding.space import CreativeContent, SharedSpace
 from ctax.index.points import TrafficNeighbours, campaign_key
 from ctax.index.qdrant import LabelIndex
 from ctax.labelling.duplicates import near_duplicates, represent_groups
-from ctax.labelling.novelty import LABEL_CANDIDATES, counted_seed, one_per_campaign, traffic_k
-from ctax.labelling.requests import EncodedBatch, LabelOutcome, LabelRequest, text_source
+from ctax.labelling.novelty import LABEL_CANDIDATES, counted_seeds, one_per_campaign, traffic_k
+from ctax.labelling.requests import ArrivalTraffic, EncodedBatch, LabelOutcome, LabelRequest, text_source
 from ctax.labelling.trigger import TEXT, Decision, Evidence, Thresholds, Trigger
 from ctax.taxonomy.tree import Taxonomy
 from ctax.vectors import normalise
@@ -58,7 +58,6 @@ class Labeller:
         # Creative id -> (window's last write, its best traffic similarities below the variant level then): the
         # sweep's bound brings them up to date with the creatives written since (sweep_bound._traffic_ceilings).
         self.swept_ceilings: dict[str, tuple[int, np.ndarray]] = {}
-        self._arrival_ceilings: tuple[int, dict[str, np.ndarray]] = (0, {})  # this batch's, from its arrival search
 
     @property
     def version(self) -> str:
@@ -114,7 +113,8 @@ class Labeller:
             label_scores = self.label_scores(vectors, asserted)  # kept for the sweep below
             campaigns = [campaign_key(requests[i].account_id, requests[i].campaign) for i in rows]
             stamp = self.index.exemplars_stamp(self.version)  # before the exemplar search the fits are kept with
-            evidence = self.evidence(vectors, asserted, *self.arrival_traffic(vectors, ids, members, campaigns),
+            arrival = self.arrival_traffic(vectors, ids, members, campaigns)
+            evidence = self.evidence(vectors, asserted, arrival.traffic, arrival.windows,
                                      sources=[text_source(encoded[i].modalities) for i in rows],
                                      label_scores=label_scores)
             decisions = [self.trigger.decide(seen) for seen in evidence]
@@ -131,7 +131,7 @@ class Labeller:
                                           [campaigns[n] for n in kept])
                 if self.reads_traffic and self.keeps_for_sweep:  # the sweep has nothing to do otherwise
                     self._keep_for_sweep([ids[n] for n in kept], [evidence[n] for n in kept],
-                                         [decisions[n] for n in kept], stamp)
+                                         [decisions[n] for n in kept], stamp, arrival)
             if self.index_creatives:
                 self.index.upsert_creatives(self.version, ids, vectors, [
                     {"label_id": d.decided_label_id, "account_id": requests[i].account_id,
@@ -140,13 +140,14 @@ class Labeller:
         return [outcome for outcome in outcomes if outcome is not None]
 
     def _keep_for_sweep(self, creative_ids: Sequence[str], evidence: Sequence[Evidence],
-                        decisions: Sequence[Decision], stamp: int | None) -> None:
+                        decisions: Sequence[Decision], stamp: int | None, arrival: ArrivalTraffic) -> None:
         """From arrival, what the novelty sweep would search the index for again (about 0.1 ms a creative each,
         bench.fixed_cost): the label scores, and the fit were no traffic like it (the sweep's bound), valid while
-        the exemplars it was read from stand (`stamp`, read before their search; None: not kept). A window's
-        worth at most, the oldest dropped first (dicts keep insertion order)."""
+        the exemplars it was read from stand (`stamp`, read before their search; None: not kept), and the
+        bound's seeds from the arrival search. A window's worth at most, the oldest dropped first (dicts keep
+        insertion order)."""
         scores, fits, ceilings = self.swept_label_scores, self.swept_fits, self.swept_ceilings
-        mark, seeds = self._arrival_ceilings
+        mark, seeds = arrival.mark, arrival.seeds
         for creative_id, seen, decision in zip(creative_ids, evidence, decisions, strict=True):
             scores.pop(creative_id, None)
             scores[creative_id] = seen.label_scores  # the batch's own dict, read and never changed after
@@ -154,9 +155,8 @@ class Labeller:
             if stamp is not None:
                 fits[creative_id] = (stamp, self.trigger.fit_without_traffic(seen, decision.scores.get("fit")))
             ceilings.pop(creative_id, None)
-            if creative_id in seeds:
+            if mark is not None and creative_id in seeds:
                 ceilings[creative_id] = (mark, seeds[creative_id])
-        self._arrival_ceilings = (0, {})
         for known in (scores, fits, ceilings):
             for stale in list(islice(known, max(len(known) - self.traffic_window, 0))):
                 del known[stale]
@@ -238,28 +238,31 @@ class Labeller:
     def arrival_traffic(
         self, vectors: np.ndarray, creative_ids: Sequence[str], members: Sequence[bool] = (),
         campaigns: Sequence[str | None] | None = None,
-    ) -> tuple[list[list[float]], list[int]]:
+    ) -> ArrivalTraffic:
         """Similarities of each creative to the recent creatives before it, and how many those were: the
         version's traffic window and the earlier ones of this batch, as if the batch had been labelled one by one.
         Earlier members of duplicate groups (`members[m]`) are not in the window, so they are not counted here;
-        nor are creatives of its own campaign (`campaigns[m]`, as index.points.campaign_key gives it)."""
+        nor are creatives of its own campaign (`campaigns[m]`, as index.points.campaign_key gives it). Where the
+        sweep's bound is kept, its seeds too, for the creatives that enter the window (not the members)."""
         if not self.reads_traffic:
-            return [[] for _ in creative_ids], [0] * len(creative_ids)
+            return ArrivalTraffic([[] for _ in creative_ids], [0] * len(creative_ids))
         stored = self.index.count_traffic(self.version)
         limit = self.fetch_limit(stored + len(creative_ids))
         mark = self.index.traffic_last_write(self.version) if self.keeps_for_sweep else None
         near = self._traffic_neighbours(vectors, limit, creative_ids, campaigns)
+        is_member = np.asarray(members, dtype=bool) if members else np.zeros(len(creative_ids), dtype=bool)
+        seeds: dict[str, np.ndarray] = {}
         if mark is not None:  # the sweep's bound starts from this search (sweep_bound._traffic_ceilings)
-            level = self.trigger.thresholds.variant_level
+            entering = np.flatnonzero(~is_member).tolist()
             # Fewer than asked: the window held no more (local mode, where a mark is kept, drops only its own).
-            self._arrival_ceilings = (mark, {cid: counted_seed(seen.similarities, level, len(seen.similarities) < limit)
-                                             for cid, seen in zip(creative_ids, near, strict=True)})
+            found = counted_seeds([near[n].similarities for n in entering], self.trigger.thresholds.variant_level,
+                                  limit)
+            seeds = {creative_ids[n]: row for n, row in zip(entering, found, strict=True)}
         unit = normalise(np.asarray(vectors, dtype=np.float32))
         within = (unit @ unit.T).astype(np.float64)
         ids = np.asarray(creative_ids, dtype=object)
         named = np.asarray(campaigns if campaigns is not None else [None] * len(creative_ids), dtype=object)
         out = []
-        is_member = np.asarray(members, dtype=bool) if members else np.zeros(len(creative_ids), dtype=bool)
         for n, (scores, units, lonely) in enumerate(near):
             # The earlier creatives of this batch (a creative twice in one batch is not its own neighbour; earlier
             # members of duplicate groups are not in the window, so not counted either).
@@ -271,7 +274,7 @@ class Labeller:
             alone = None if lonely is None else np.concatenate([lonely, np.zeros(len(merged) - len(scores), bool)])
             out.append(self._campaigns(merged[best], fellows, None if alone is None else alone[best], fresh))
         counted = [0, *np.cumsum(~is_member).tolist()]
-        return out, [stored + int(counted[n]) for n in range(len(creative_ids))]
+        return ArrivalTraffic(out, [stored + int(counted[n]) for n in range(len(creative_ids))], mark, seeds)
 
     def _name(self, label_id: int) -> str:
         if (name := self._names.get(label_id)) is None:

@@ -80,18 +80,24 @@ def traffic_ceiling(similarities: np.ndarray, k: int, variant: float) -> np.ndar
     return np.asarray(counted.sum(axis=1) / k)
 
 
-def counted_seed(similarities: Sequence[float] | np.ndarray, variant: float, complete: bool,
-                 width: int = MAX_TRAFFIC_K) -> np.ndarray:
-    """From a creative's best raw similarities in a window (any order; `complete`: the window's every one), the
-    most each of the window's `width` best similarities below `variant` can be, best first: those below it among
-    them, and for slots they leave empty -inf where complete, else the least of them (or `variant`, if lower), which
-    a similarity the search left out cannot pass. What the novelty sweep's bound starts from at arrival
-    (sweep_bound._traffic_ceilings)."""
-    sims = np.asarray(similarities, dtype=np.float64)
-    counted = -np.sort(-sims[sims < variant])[:width]
-    out = np.full(width, -np.inf if complete else min(float(sims.min(initial=variant)), variant))
-    out[: len(counted)] = counted
-    return out
+def counted_seeds(rows: Sequence[Sequence[float]], variant: float, limit: int,
+                  width: int = MAX_TRAFFIC_K) -> np.ndarray:
+    """From each creative's best raw similarities in a window (a search for `limit`, any order; fewer found: the
+    window's every one), the most each of the window's `width` best similarities below `variant` can be, best
+    first, one row per creative: those below it among them, and for slots they leave empty -inf where the search
+    found all, else the least found (or `variant`, if lower), which a similarity the search left out cannot pass.
+    What the novelty sweep's bound starts from at arrival (sweep_bound._traffic_ceilings); a batch at once, as the
+    arrival search returns it, because per creative the numpy calls cost more than the arithmetic."""
+    longest = max((len(row) for row in rows), default=0)
+    found = np.full((len(rows), max(longest, width)), -np.inf)
+    for n, row in enumerate(rows):
+        found[n, : len(row)] = row
+    real = np.isfinite(found)
+    complete = real.sum(axis=1) < limit
+    least = np.minimum(np.where(real, found, np.inf).min(axis=1, initial=np.inf), variant)
+    counted = -np.sort(-np.where(found < variant, found, -np.inf), axis=1)[:, :width]
+    fill = np.where(complete, -np.inf, least)[:, None]
+    return np.where(np.isfinite(counted), counted, fill)
 
 
 def one_per_campaign(similarities: np.ndarray, neighbours: np.ndarray, level: float,

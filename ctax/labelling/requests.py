@@ -1,12 +1,13 @@
 """What a labelling batch carries: the creatives asked for, what the labeller says of each, and a batch between
-its encoding and its finishing (labeller.Labeller.encode, .finish)."""
+its encoding and its finishing (labeller.Labeller.encode, .finish), and what its arrival search read."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
 from ctax.embedding.space import Encoded
@@ -50,3 +51,16 @@ class EncodedBatch:
     requests: list[LabelRequest]
     ocr_texts: list[str | None]
     encoded: list[Encoded]
+
+
+@dataclass(frozen=True)
+class ArrivalTraffic:
+    """What a batch's arrival search read (Labeller.arrival_traffic): per creative the traffic the trigger reads
+    and the size of the window it came from; and where the novelty sweep's bound is kept (local mode), the
+    window's write mark then and each kept creative's seed for the bound (novelty.counted_seeds), which the
+    labeller keeps once the batch is decided (Labeller.finish)."""
+
+    traffic: list[list[float]]
+    windows: list[int]
+    mark: int | None = None
+    seeds: Mapping[str, np.ndarray] = field(default_factory=dict)

@@ -360,21 +360,27 @@ def test_the_traffic_neighbourhood_grows_with_the_window_calibration_compares_it
     assert thresholds.traffic_reference == len(held.creative_ids) - 1
 
 
-def test_the_sweeps_seed_from_an_arrival_search_is_never_below_the_windows_best_similarities_below_the_level() -> None:
-    from ctax.labelling.novelty import counted_seed
+def test_the_sweeps_seeds_from_arrival_searches_are_never_below_the_windows_best_similarities_below_the_level() -> None:
+    from ctax.labelling.novelty import counted_seeds
 
     rng = np.random.default_rng(11)
     width, level = 20, 0.88
-    for trial in range(300):
-        window = rng.uniform(-0.3, 1.0, size=int(rng.integers(0, 120)))
+    for trial in range(100):
         limit = int(rng.integers(1, 60))
-        found = np.sort(window)[::-1][:limit]  # what a search for the `limit` best returns
-        complete = len(found) < limit or len(found) == len(window)
-        seed = counted_seed(found, level, len(found) < limit, width)
-        truth = np.full(width, -np.inf)
-        below = np.sort(window[window < level])[::-1][:width]
-        truth[: len(below)] = below
-        assert seed.shape == (width,) and np.array_equal(seed, np.sort(seed)[::-1]), trial
-        assert np.all(seed >= truth), trial  # a bound: never less than any slot can hold
-        if complete or (found < level).sum() >= width:
-            assert np.array_equal(seed[np.isfinite(truth)], truth[np.isfinite(truth)]), trial
+        windows = [rng.uniform(-0.3, 1.0, size=int(rng.integers(0, 120))) for _ in range(int(rng.integers(1, 8)))]
+        found = [np.sort(window)[::-1][:limit] for window in windows]  # what a search for the `limit` best returns
+        seeds = counted_seeds([list(row) for row in found], level, limit, width)
+        assert seeds.shape == (len(windows), width), trial
+        for window, row, seed in zip(windows, found, seeds, strict=True):  # each row as if searched alone
+            complete = len(row) < limit or len(row) == len(window)
+            truth = np.full(width, -np.inf)
+            below = np.sort(window[window < level])[::-1][:width]
+            truth[: len(below)] = below
+            assert np.array_equal(seed, np.sort(seed)[::-1]), trial
+            assert np.all(seed >= truth), trial  # a bound: never less than any slot can hold
+            if complete or (row < level).sum() >= width:
+                assert np.array_equal(seed[np.isfinite(truth)], truth[np.isfinite(truth)]), trial
+            if len(row) < limit:  # the window's every one: nothing left out, so empty slots hold nothing
+                assert np.array_equal(seed, truth), trial
+            elif (row < level).sum() < width:  # the search was cut: empty slots read the least it found
+                assert seed[-1] == min(row.min(), level), trial

@@ -271,7 +271,8 @@ def test_a_group_formed_within_one_batch_takes_its_median_members_decision_not_i
     labeller = runtime.labeller()
     encoded = labeller.encode([LabelRequest(cid, texts=[text]) for cid, text in zip(ids, texts, strict=True)])
     vectors = np.stack([item.vector for item in encoded.encoded])  # type: ignore[misc]
-    fits = [d.scores["fit"] for d in labeller.decide(vectors, [None] * 3, *labeller.arrival_traffic(vectors, ids))]
+    arrival = labeller.arrival_traffic(vectors, ids)
+    fits = [d.scores["fit"] for d in labeller.decide(vectors, [None] * 3, arrival.traffic, arrival.windows)]
     assert fits[0] < fits[1] < fits[2], fits  # what the test is about: the first is not the median
     # An exact copy of the first in the same batch (not encoded, matched to it by its words) follows it to the root.
     ids += submit(runtime, CreativeSubmission(texts=[worst.upper()]))

@@ -444,7 +444,8 @@ def test_the_labeller_counts_each_campaign_in_the_traffic_once_where_the_version
     expected = {False: [0.95, 0.85, 0.8, 0.78], True: [0.8]}
     for once in (False, True):
         set_thresholds(runtime, campaigns_once=once, variant_similarity=0.9, novelty_model=TRAFFIC_ONLY)
-        traffic, windows = runtime.labeller().arrival_traffic(batch, batch_ids)
+        arrival = runtime.labeller().arrival_traffic(batch, batch_ids)
+        traffic, windows = arrival.traffic, arrival.windows
         assert traffic[2] == pytest.approx(expected[once], abs=1e-5) and windows[2] == 4
     labeller.index.record_traffic(labeller.version, batch_ids, batch, 100)
     for once in (False, True):
@@ -489,7 +490,7 @@ def test_traffic_read_with_the_windows_lonely_creatives_is_what_computing_every_
         finally:
             index.is_server = False
 
-    local, server = both(lambda: labeller.arrival_traffic(batch, batch_ids))
+    local, server = both(lambda: (lambda a: (a.traffic, a.windows))(labeller.arrival_traffic(batch, batch_ids)))
     assert local[1] == server[1]
     assert all(a == pytest.approx(b, abs=1e-6) for a, b in zip(local[0], server[0], strict=True))
     # Campaigns were told apart: some neighbours dropped (the newcomer's fellows among them), not all.
