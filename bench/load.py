@@ -324,7 +324,7 @@ class Service:
         self.processes.start(timeout=600)
         with self.processes.client() as http:
             if not during_backfill:
-                self._wait_for_backfill(http)
+                self._wait_for_backfill()
             account = http.post("/v1/accounts", json={"name": "load", "kind": "advertiser"})
             account.raise_for_status()  # poster keys belong to an account
             answer = http.post("/v1/api-keys", json={"name": "load poster", "role": "poster",
@@ -332,20 +332,10 @@ class Service:
             answer.raise_for_status()
             return str(answer.json()["key"])
 
-    def _wait_for_backfill(self, http: Any, timeout: float = 600.0) -> None:
-        """The imported creatives are indexed by the worker's backfill, chunk by chunk, between other tasks: the
-        scenarios measure the service after it, not a worker busy with it (search's `indexed` says how far)."""
-        deadline = time.monotonic() + timeout
-        indexed: dict[str, int] = {}
-        while time.monotonic() < deadline:
-            answer = http.post("/v1/search", json={"text": "warm up", "limit": 1, "labels_limit": 1})
-            if answer.status_code == 200:
-                indexed = answer.json()["indexed"]
-                if indexed["creatives"] >= indexed["total"]:
-                    console.print(f"[{self.profile}] backfill done: {indexed['creatives']} creatives indexed")
-                    return
-            time.sleep(1.0)
-        raise TimeoutError(f"the backfill did not finish in {timeout:.0f} s: {indexed}")
+    def _wait_for_backfill(self) -> None:
+        """The scenarios measure the service after the imported creatives are indexed, not a worker busy with it."""
+        indexed = self.processes.wait_for_backfill()
+        console.print(f"[{self.profile}] backfill done: {indexed['creatives']} creatives indexed")
 
     def worker(self, running: bool) -> None:
         has = "worker-label" in self.processes.procs

@@ -125,6 +125,22 @@ class ServiceProcesses:
                 time.sleep(0.3)
         raise TimeoutError(f"{len(creative_ids) - len(done)} creatives not done after {timeout}s\n{self.logs()}")
 
+    def wait_for_backfill(self, timeout: float = 600.0) -> dict[str, int]:
+        """Until the worker's backfill has indexed every stored labelled creative (search's `indexed` says how
+        far): it runs chunk by chunk between other tasks after an import or a first start, and a bench that
+        measures the worker meanwhile measures the backfill too. What `indexed` read at the end."""
+        deadline = time.monotonic() + timeout
+        indexed: dict[str, int] = {}
+        with self.client() as http:
+            while time.monotonic() < deadline:
+                answer = http.post("/v1/search", json={"text": "warm up", "limit": 1, "labels_limit": 1})
+                if answer.status_code == 200:
+                    indexed = answer.json()["indexed"]
+                    if indexed["creatives"] >= indexed["total"]:
+                        return indexed
+                time.sleep(1.0)
+        raise TimeoutError(f"the backfill did not finish in {timeout:.0f} s: {indexed}")
+
     def logs(self, tail: int = 60) -> str:
         out = []
         for path in sorted(self.log_dir.glob("*.log")):
