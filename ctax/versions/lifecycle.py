@@ -105,8 +105,11 @@ def held_from_index(
     label_ids, label_vectors = index.label_vectors(version)
     label_vectors = label_vectors.reshape(len(label_ids), dim)
     points = index.exemplar_points(version, dim)
-    rows = [n for n, cid in enumerate(points.creative_ids)
-            if cid in by_id and by_id[cid].label_id == points.label_ids[n]]
+    # In draw-key order, not the index's: its scroll follows the point ids, which come from creative ids drawn at
+    # random per import, so the exemplars compared with came in another order in every database.
+    rows = sorted((n for n, cid in enumerate(points.creative_ids)
+                   if cid in by_id and by_id[cid].label_id == points.label_ids[n]),
+                  key=lambda n: by_id[points.creative_ids[n]].draw_key(seed))
     calibration, kept = calibration_split([by_id[points.creative_ids[n]] for n in rows], seed)
     calibration_rows = [rows[n] for n in calibration]
     exemplar_rows = [rows[n] for n in kept]

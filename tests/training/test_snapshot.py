@@ -39,7 +39,7 @@ def test_identical_creatives_are_still_ordered_by_id() -> None:
     assert image.draw_key(5)[:64] != twins[0].draw_key(5)[:64]
 
 
-def test_calibration_sample_is_the_same_creatives_in_the_same_order_in_two_imports(tmp_path, monkeypatch) -> None:
+def test_calibration_sample_and_exemplars_are_the_same_creatives_in_one_order_in_two_imports(tmp_path, monkeypatch):
     import numpy as np
 
     from ctax.index.connect import open_qdrant
@@ -58,9 +58,11 @@ def test_calibration_sample_is_the_same_creatives_in_the_same_order_in_two_impor
         annotations = _creatives([uuid.uuid4().hex for _ in range(80)])
         index.upsert_exemplars("v1", [item.creative_id for item in annotations],
                                [item.label_id for item in annotations], vectors)
-        held, _ = lifecycle.held_from_index(index, "v1", annotations, seed=13, dim=4)
+        held, ref = lifecycle.held_from_index(index, "v1", annotations, seed=13, dim=4)
         text_of = {item.creative_id: item.texts for item in annotations}
-        drawn.append([text_of[cid] for cid in held.creative_ids])
-        assert len(held.creative_ids) == 20 and len(held.vectors) == 20
+        # The exemplars too, in the same order: the index returns them in the order of their random ids.
+        drawn.append(([text_of[cid] for cid in held.creative_ids], [text_of[cid] for cid in ref.exemplar_ids],
+                      ref.exemplar_vectors.tobytes()))
+        assert len(held.creative_ids) == 20 and len(held.vectors) == 20 and len(ref.exemplar_ids) > 20
         index.client.close()
     assert drawn[0] == drawn[1]
