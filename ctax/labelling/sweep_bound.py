@@ -64,7 +64,7 @@ def _traffic_ceilings(labeller: Labeller, vectors: np.ndarray, rows: Sequence[Bo
     """The most each creative's traffic mean can read (novelty.traffic_ceiling). On a server, of one search of the
     whole window by similarity. In local mode, of the k best similarities below the variant level among all the
     window's creatives (never less than that ceiling, so no creative is skipped that it would re-decide), kept
-    per creative from its arrival search (novelty.counted_seed) and its last sweep, and brought up to date with
+    per creative from its arrival search (novelty.counted_seeds) and its last sweep, and brought up to date with
     only the creatives written into the window since (VectorTable.last_write), all in one search: a search of
     the whole window for each young creative at every sweep was the largest part of the sweep left
     (docs/benchmarks.md). Creatives that have left the window since stay among the kept ones: a ceiling only has

@@ -105,11 +105,8 @@ def held_from_index(
     label_ids, label_vectors = index.label_vectors(version)
     label_vectors = label_vectors.reshape(len(label_ids), dim)
     points = index.exemplar_points(version, dim)
-    # In draw-key order, not the index's: its scroll follows the point ids, which come from creative ids drawn at
-    # random per import, so the exemplars compared with came in another order in every database.
-    rows = sorted((n for n, cid in enumerate(points.creative_ids)
-                   if cid in by_id and by_id[cid].label_id == points.label_ids[n]),
-                  key=lambda n: by_id[points.creative_ids[n]].draw_key(seed))
+    rows = [n for n, cid in enumerate(points.creative_ids)
+            if cid in by_id and by_id[cid].label_id == points.label_ids[n]]
     calibration, kept = calibration_split([by_id[points.creative_ids[n]] for n in rows], seed)
     calibration_rows = [rows[n] for n in calibration]
     exemplar_rows = [rows[n] for n in kept]
@@ -130,8 +127,8 @@ def held_from_index(
 def calibration_split(items: Sequence[LabelledCreative], seed: int) -> tuple[list[int], list[int]]:
     """Row indices of (calibration, exemplars): per label, the CALIBRATION_SHARE of its creatives with the smallest
     draw keys (none of a label with fewer than MIN_TO_SPLIT, which keeps them all as exemplars), at most
-    CALIBRATION_SAMPLE in all; the calibration rows in draw-key order (calibration's simulated assertions draw row
-    by row)."""
+    CALIBRATION_SAMPLE in all; both in draw-key order (calibration's simulated assertions draw row by row), not
+    the items' (the index's scroll follows the point ids, from creative ids drawn at random per import)."""
     by_label: dict[int, list[int]] = defaultdict(list)
     for row, item in enumerate(items):
         by_label[item.label_id].append(row)
@@ -143,7 +140,7 @@ def calibration_split(items: Sequence[LabelledCreative], seed: int) -> tuple[lis
             calibration += rows[: max(1, round(len(rows) * CALIBRATION_SHARE))]
     calibration = sorted(calibration, key=keys.__getitem__)[:CALIBRATION_SAMPLE]
     held = set(calibration)
-    return calibration, [row for row in range(len(items)) if row not in held]
+    return calibration, sorted((row for row in range(len(items)) if row not in held), key=keys.__getitem__)
 
 
 def ocr_readings(space: SharedSpace, held: Held, items: Sequence[LabelledCreative], seed: int) -> Held:
