@@ -5,6 +5,7 @@ the same build a version runs, then loaded from disk the way a worker loads them
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -12,8 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ctax.embedding.backends.engines import Engine
 from ctax.embedding.backends.manifest import MANIFEST_FILE, Manifest
-from ctax.embedding.backends.spec import BackendFileError, BackendUnavailable
+from ctax.embedding.backends.spec import BackendFileError, BackendUnavailable, spec
 from ctax.embedding.config import ImageConfig
 from ctax.embedding.space import CreativeContent, SharedSpace
 from ctax.versions import artefacts
@@ -61,6 +63,26 @@ def test_fp32_backends_give_torchs_vectors(version_dir: Path, backend: str) -> N
     assert _cosines(exported.image.encode(images, 4), torch_space.image.encode(images, 4)).min() >= 0.999
     labels = exported.encode_labels([])  # nothing to encode is no error either
     assert labels.shape == (0, exported.dim)
+
+
+@pytest.mark.parametrize("modality", ["text", "image"])
+def test_openvino_encodes_a_batch_in_parts_on_its_streams_rows_in_order(version_dir: Path, modality: str) -> None:
+    """OpenVINO runs parts of a batch at once, one per stream (engines.py): each row comes back where it was, as
+    the whole batch encoded on one stream gives it."""
+    path = Manifest.read(version_dir).verified(version_dir, "openvino", modality)  # type: ignore[arg-type]
+    one, two = (Engine(spec("openvino"), path, "cpu", streams=n) for n in (1, 2))
+    assert one.streams == 1 and two.streams == (2 if (os.cpu_count() or 1) >= 2 else 1)
+    rng = np.random.default_rng(5)
+    if modality == "text":  # 7 rows: parts of 3 and 4, padded to one length, as a tokenised batch is
+        mask = (np.arange(12)[None, :] < rng.integers(3, 13, 7)[:, None]).astype(np.int64)
+        feeds = {"input_ids": rng.integers(1000, 20000, (7, 12)) * mask, "attention_mask": mask,
+                 "token_type_ids": np.zeros((7, 12), dtype=np.int64)}
+    else:  # the tiny tower's 32 x 32 pixels
+        feeds = {name: rng.standard_normal((7, 3, 32, 32)).astype(np.float32) for name in two.inputs}
+    whole, parts = one(feeds), two(feeds)
+    assert parts.shape == whole.shape == (7, whole.shape[1])
+    assert np.abs(parts - whole).max() <= 1e-5
+    assert (np.abs(whole[:, None, :] - whole[None, :, :]).max(axis=2) + np.eye(7)).min() > 1e-3  # rows differ
 
 
 def test_measurements_and_the_auto_choice_are_recorded(version_dir: Path) -> None:

@@ -21,12 +21,16 @@ _core: Any = None
 class Engine:
     """A loaded model: ``engine(feeds)`` returns its first output as float32."""
 
-    def __init__(self, spec: Spec, path: Path, device: str) -> None:
+    def __init__(self, spec: Spec, path: Path, device: str, streams: int | None = None) -> None:
+        """streams (OpenVINO): how many inferences run at once on parts of a batch; None: as many as OpenVINO
+        finds optimal for this machine (one per core or so)."""
         self.spec = spec
         self.path = path
         self.device = device
         self.precision = "int8" if spec.int8 else "fp32"
         self._run: Any = None
+        self._asked_streams = streams
+        self.streams = streams or 1  # OpenVINO: those it runs, once loaded
         self.inputs: list[str] = []
         try:
             if spec.engine == "onnx":
@@ -54,6 +58,10 @@ class Engine:
         options = ort.SessionOptions()
         # One inference at a time per worker process: its threads all go to the operators of that one call.
         options.inter_op_num_threads = 1
+        # Its threads wait for work asleep, not spinning: spinning kept a core from the worker's finisher thread and
+        # the batch waited on the spinner. Beside a busy Python thread on 2 cores onnx-int8 encoded 64-text messages
+        # at 218/s spinning and 278-296/s not, 500-510/s alone either way (docs/benchmarks.md, "Streams").
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3
         session = ort.InferenceSession(str(self.path), options, providers=providers)
         self.inputs = [item.name for item in session.get_inputs()]
@@ -72,19 +80,34 @@ class Engine:
 
         if _core is None:
             _core = ov.Core()
-        # LATENCY: the worker runs one batch at a time, and wants all cores on it (THROUGHPUT would split them
-        # into parallel streams that one synchronous call cannot fill).
-        compiled = _core.compile_model(str(self.path), "CPU", {"PERFORMANCE_HINT": "LATENCY"})
+        # Streams, not one request over every core: under LATENCY one request's threads meet at every layer, so
+        # whenever another thread of the worker (its finisher, OCR) or another process takes a core, the whole
+        # inference waits for it. Beside one busy Python thread on 2 cores a batch of 64 texts encoded at 179/s
+        # that way against 447/s alone; as two single-thread streams, each half of the batch, at 249/s, and 454/s
+        # alone (docs/benchmarks.md, "Streams"). Unpinned: the cores are shared with the worker's own threads.
+        config: dict[str, Any] = {"PERFORMANCE_HINT": "THROUGHPUT", "ENABLE_CPU_PINNING": False}
+        if self._asked_streams:
+            config["NUM_STREAMS"] = self._asked_streams
+        compiled = _core.compile_model(str(self.path), "CPU", config)
         if not self.spec.int8:
             # OpenVINO's CPU plugin computes in bf16 where the CPU has native bf16 (AVX512-BF16, AMX) unless told
             # otherwise; the backend's measured accuracy covers it, and the manifest says which precision ran.
             self.precision = str(compiled.get_property("INFERENCE_PRECISION_HINT").to_string())  # "f32" / "bf16"
         self.inputs = [port.get_any_name() for port in compiled.inputs]
-        request = compiled.create_infer_request()
+        requests = [compiled.create_infer_request()
+                    for _ in range(max(int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")), 1))]
+        self.streams = len(requests)
+        log.info("openvino: %s on %d stream(s), %s", self.path.name, self.streams, self.precision)
 
         def run(feeds: Mapping[str, np.ndarray]) -> np.ndarray:
-            result = request.infer({name: feeds[name] for name in self.inputs})
-            return np.array(result[compiled.output(0)], copy=True)
+            size = len(feeds[self.inputs[0]])
+            bounds = np.linspace(0, size, min(len(requests), max(size, 1)) + 1).astype(int).tolist()
+            parts = list(zip(requests, bounds[:-1], bounds[1:], strict=False))
+            for request, start, stop in parts:  # rows are independent: a batch's parts encode as the whole would
+                request.start_async({name: feeds[name][start:stop] for name in self.inputs})
+            for request, _, _ in parts:
+                request.wait()
+            return np.concatenate([np.array(request.get_output_tensor(0).data, copy=True) for request, _, _ in parts])
 
         self._run = run
 
