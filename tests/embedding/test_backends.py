@@ -68,7 +68,7 @@ def test_fp32_backends_give_torchs_vectors(version_dir: Path, backend: str) -> N
 @pytest.mark.parametrize("modality", ["text", "image"])
 def test_openvino_encodes_a_batch_in_parts_on_its_streams_rows_in_order(version_dir: Path, modality: str) -> None:
     """OpenVINO runs parts of a batch at once, one per stream (engines.py): each row comes back where it was, as
-    the whole batch encoded on one stream gives it."""
+    the whole batch encoded on one stream gives it; a single row is encoded alike."""
     path = Manifest.read(version_dir).verified(version_dir, "openvino", modality)  # type: ignore[arg-type]
     one, two = (Engine(spec("openvino"), path, "cpu", streams=n) for n in (1, 2))
     assert one.streams == 1 and two.streams == (2 if (os.cpu_count() or 1) >= 2 else 1)
@@ -82,6 +82,8 @@ def test_openvino_encodes_a_batch_in_parts_on_its_streams_rows_in_order(version_
     whole, parts = one(feeds), two(feeds)
     assert parts.shape == whole.shape == (7, whole.shape[1])
     assert np.abs(parts - whole).max() <= 1e-5
+    # A call too small to split (a search's one query) runs as one request over every core, row for row the same.
+    assert np.abs(two({name: feeds[name][2:3] for name in feeds})[0] - whole[2]).max() <= 1e-5
     assert (np.abs(whole[:, None, :] - whole[None, :, :]).max(axis=2) + np.eye(7)).min() > 1e-3  # rows differ
 
 

@@ -98,9 +98,17 @@ class Engine:
                     for _ in range(max(int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")), 1))]
         self.streams = len(requests)
         log.info("openvino: %s on %d stream(s), %s", self.path.name, self.streams, self.precision)
+        whole: list[Any] = []  # one request over every core, for calls too small to split (compiled when first met)
 
         def run(feeds: Mapping[str, np.ndarray]) -> np.ndarray:
             size = len(feeds[self.inputs[0]])
+            if len(requests) > 1 and size < 2 * len(requests):
+                # A search's one query on one stream's thread took 6.5-7.1 ms against 4.0-4.2 on every core.
+                if not whole:
+                    whole.append(_core.compile_model(str(self.path), "CPU", {"PERFORMANCE_HINT": "LATENCY"}))
+                    whole.append(whole[0].create_infer_request())
+                return np.array(whole[1].infer({name: feeds[name] for name in self.inputs})[whole[0].output(0)],
+                                copy=True)
             bounds = np.linspace(0, size, min(len(requests), max(size, 1)) + 1).astype(int).tolist()
             parts = list(zip(requests, bounds[:-1], bounds[1:], strict=False))
             for request, start, stop in parts:  # rows are independent: a batch's parts encode as the whole would
