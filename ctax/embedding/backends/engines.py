@@ -5,6 +5,7 @@ checksum check before loading is the manifest's (manifest.py)."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,14 +30,13 @@ class Engine:
         self.device = device
         self.precision = "int8" if spec.int8 else "fp32"
         self._run: Any = None
-        self._asked_streams = streams
         self.streams = streams or 1  # OpenVINO: those it runs, once loaded
         self.inputs: list[str] = []
         try:
             if spec.engine == "onnx":
                 self._load_onnx()
             else:
-                self._load_openvino()
+                self._load_openvino(streams)
         except (BackendUnavailable, BackendFileError):
             raise
         except Exception as exc:  # what the runtimes raise for a file that is no model is theirs, not ours
@@ -72,7 +72,7 @@ class Engine:
 
         self._run = run
 
-    def _load_openvino(self) -> None:
+    def _load_openvino(self, streams: int | None) -> None:
         if self.device.startswith("cuda"):
             raise BackendUnavailable(f"backend {self.spec.name} runs on CPUs only; CTAX_DEVICE is {self.device}")
         global _core
@@ -86,8 +86,8 @@ class Engine:
         # that way against 447/s alone; as two single-thread streams, each half of the batch, at 249/s, and 454/s
         # alone (docs/benchmarks.md, "Streams"). Unpinned: the cores are shared with the worker's own threads.
         config: dict[str, Any] = {"PERFORMANCE_HINT": "THROUGHPUT", "ENABLE_CPU_PINNING": False}
-        if self._asked_streams:
-            config["NUM_STREAMS"] = self._asked_streams
+        if streams:
+            config["NUM_STREAMS"] = streams
         compiled = _core.compile_model(str(self.path), "CPU", config)
         if not self.spec.int8:
             # OpenVINO's CPU plugin computes in bf16 where the CPU has native bf16 (AVX512-BF16, AMX) unless told
@@ -98,19 +98,20 @@ class Engine:
                     for _ in range(max(int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")), 1))]
         self.streams = len(requests)
         log.info("openvino: %s on %d stream(s), %s", self.path.name, self.streams, self.precision)
-        whole: list[Any] = []  # one request over every core, for calls too small to split (compiled when first met)
+
+        @functools.cache
+        def over_every_core() -> Any:
+            """One request over every core, for calls too small to split: compiled the first time one comes."""
+            return _core.compile_model(str(self.path), "CPU", {"PERFORMANCE_HINT": "LATENCY"}).create_infer_request()
 
         def run(feeds: Mapping[str, np.ndarray]) -> np.ndarray:
             size = len(feeds[self.inputs[0]])
             if len(requests) > 1 and size < 2 * len(requests):
                 # A search's one query on one stream's thread took 6.5-7.1 ms against 4.0-4.2 on every core.
-                if not whole:
-                    whole.append(_core.compile_model(str(self.path), "CPU", {"PERFORMANCE_HINT": "LATENCY"}))
-                    whole.append(whole[0].create_infer_request())
-                return np.array(whole[1].infer({name: feeds[name] for name in self.inputs})[whole[0].output(0)],
-                                copy=True)
-            bounds = np.linspace(0, size, min(len(requests), max(size, 1)) + 1).astype(int).tolist()
-            parts = list(zip(requests, bounds[:-1], bounds[1:], strict=False))
+                parts = [(over_every_core(), 0, size)]
+            else:  # one stream: the whole batch; more: at least two rows each
+                bounds = np.linspace(0, size, len(requests) + 1).astype(int).tolist()
+                parts = list(zip(requests, bounds[:-1], bounds[1:], strict=True))
             for request, start, stop in parts:  # rows are independent: a batch's parts encode as the whole would
                 request.start_async({name: feeds[name][start:stop] for name in self.inputs})
             for request, _, _ in parts:
