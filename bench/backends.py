@@ -12,14 +12,23 @@ process: the raw figure (the version's towers loaded with that backend, timed on
 worker's batch size, each encoded as the worker encodes a message, the fastest of two passes after a warm-up before
 end to end and two after it), then end to end (a worker runtime loading the
 version with CTAX_BACKEND=<backend>, the payloads stored as creatives and labelled by the labelling task's own code,
-batch by batch: database, towers, index search, trigger, as the worker runs them, pipelined as the task runs by
-default (each batch finished on the finisher thread while the next is encoded) and, for comparison in the same
-run, one after the other ("serial"), after one untimed pass over the same payloads as the raw figure has; no HTTP
+batch by batch: database, towers, index search, trigger, as the worker runs them, both pipelined (each batch
+finished on the finisher thread while the next is encoded) and one after the other ("serial"), in turns, after
+one untimed pass over the same payloads as the raw figure has; the row's end-to-end figure is the one of the two
+the worker's task runs for that backend (CTAX_LABEL_PIPELINE=auto: one after the other for torch on a CPU); no HTTP
 or queue: those are bench.throughput's; near-duplicate groups off, as
 every backend labels the same payloads), and for text `ctax eval` on the Pitt split with that backend
 (bench.pitt_eval's split, optionally subsampled). By default end to end runs with no labels imported (every creative
 is flagged new_label and opens a review item) and no traffic window; `--taxonomy` imports the Pitt taxonomy and
-`--traffic-window 5000` keeps the service's default window (and its sweep), each backend's starting empty. Image
+`--traffic-window 5000` keeps the service's default window (and its sweep), each backend's starting empty;
+`--labelled 1500` imports labelled Pitt ads and calibrates the version on them first, as the service does after
+an import (its learned novelty score then reads the traffic: the arrival search, the campaigns counted once, the
+sweep's re-decisions), and `--distinct` posts other ads in each end-to-end pass, so that the window holds
+distinct creatives as the service's does rather than five copies of each:
+
+    python -m bench.backends --modes text --no-eval --taxonomy --traffic-window 5000 --labelled 1500 --distinct
+
+Image
 creatives: ViT-B-32 with random weights and an untrained projection (no pretrained CLIP weights here): speed and
 agreement with torch are measured, accuracy is not (it would be noise's).
 """
@@ -41,7 +50,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.pitt_eval import split
-from bench.throughput import WORKER_BATCH, images, texts
+from bench.throughput import WORKER_BATCH, images, labelled_file, texts
 
 console = Console(width=160)
 BACKENDS = ("torch", "onnx", "onnx-int8", "openvino", "openvino-int8")
@@ -142,10 +151,11 @@ def import_taxonomy(mode: str, work: Path, batch_size: int, device: str) -> None
 
 
 def end_to_end(mode: str, work: Path, backend: str, payloads: list[Any], batch_size: int, device: str,
-               traffic_window: int = 0, passes: Sequence[list[Any]] | None = None) -> tuple[float, float]:
+               traffic_window: int = 0, passes: Sequence[list[Any]] | None = None) -> tuple[float, float, bool]:
     """The payloads stored as creatives, then labelled by the labelling task's code a batch (a message) at a time:
-    creatives/s pipelined (the task's default: each batch finished on the runtime's finisher thread while the next
-    is encoded, worker/finisher.py) and one after the other, each the faster of two passes taken in turns.
+    creatives/s pipelined (each batch finished on the runtime's finisher thread while the next is encoded,
+    worker/finisher.py) and one after the other, each the faster of two passes taken in turns, and whether the
+    worker's task pipelines with this backend (CTAX_LABEL_PIPELINE=auto: not torch on a CPU).
     `passes`: other payloads for each of the five passes (the warm-up first), so that the traffic window fills with
     distinct creatives rather than copies of the same ones (bench.fixed_cost --distinct)."""
     from sqlalchemy import func, select
@@ -189,7 +199,8 @@ def end_to_end(mode: str, work: Path, backend: str, payloads: list[Any], batch_s
         label_all(True)
         # Each way twice, in turns, the faster kept: a shared machine's hiccup does not decide the comparison.
         rates = [(label_all(True), label_all(False)) for _ in range(2)]
-        return max(r[0] for r in rates), max(r[1] for r in rates)
+        # And which of the two the worker's task runs for this backend (CTAX_LABEL_PIPELINE=auto: Runtime.pipelines).
+        return max(r[0] for r in rates), max(r[1] for r in rates), rt.pipelines()
     finally:
         rt.stop()
         rt.index.client.close()
@@ -216,6 +227,36 @@ def subsample(path: Path, n: int, out: Path) -> Path:
     return out
 
 
+def import_labelled_examples(work: Path, batch_size: int, traffic_window: int, n: int, payloads: list[str],
+                             seed: int) -> str:
+    """N labelled Pitt ads (none whose texts are among the payloads) imported and the version re-calibrated on
+    them, as the index owner does after an import: a version calibrated on labelled data has a learned novelty
+    score, which reads the traffic (one calibrated without has none, and its labelling never searches the window).
+    Returns what the version's score reads."""
+    from ctax.dataset.importing import import_labelled
+    from ctax.jobs import LABEL_QUEUE
+    from ctax.versions import lifecycle
+    from ctax.worker.runtime import Runtime
+
+    path = labelled_file(work, n, payloads, seed)
+    rt = Runtime(settings_for("text", work, "torch", batch_size, "cpu", traffic_window), [LABEL_QUEUE],
+                 owns_index=True)
+    rt.start()
+    try:
+        with rt.db.write() as session:
+            report = import_labelled(session, rt.blobs, rt.settings, path)
+        space = rt.labeller().space
+        lifecycle.build(rt.db, space, rt.index, rt.blobs, rt.ocr)
+        lifecycle.recalibrate_pretrained(rt.db, space, rt.index, rt.settings)
+        model = rt.labeller().trigger.novelty_model
+    finally:
+        rt.stop()
+        rt.index.client.close()
+    reads = "no learned score" if model is None else ", ".join(model.features)
+    console.print(f"{report.imported} labelled ads imported; the version's novelty score reads: {reads}")
+    return reads
+
+
 def accuracy(backend: str, work: Path, train: Path, test: Path, device: str) -> dict[str, Any]:
     from ctax.config import Settings
     from ctax.evaluation.run import EvalOptions, run_eval
@@ -228,10 +269,21 @@ def accuracy(backend: str, work: Path, train: Path, test: Path, device: str) -> 
     return {key: result.get(key) for key in ("top1", "novelty_auroc", "wrong_label_auroc", "seconds")}
 
 
+def distinct_passes(n: int, seed: int, count: int = 5) -> list[list[str]]:
+    """End to end's passes (the warm-up first) of `n` texts each, no text in two of them: the traffic window then
+    fills with distinct creatives, as the service's does, not with copies that are each other's variants."""
+    pool = texts(count * n, seed)
+    return [pool[k * n : (k + 1) * n] for k in range(count)]
+
+
 def run_mode(mode: str, args: argparse.Namespace, work: Path, split_files: tuple[Path, Path] | None
              ) -> list[dict[str, Any]]:
     n = args.n_text if mode == "text" else args.n_image
     payloads: list[Any] = texts(n, args.seed) if mode == "text" else images(n, args.seed)
+    passes = None  # end to end's five passes (the warm-up first): the same payloads each time, unless distinct
+    if args.distinct and mode == "text":
+        passes = distinct_passes(n, args.seed)
+        payloads = passes[0]
     names = [b for b in args.backends.split(",") if b != "torch"]
     if args.device.startswith("cuda"):
         import onnxruntime
@@ -244,6 +296,10 @@ def run_mode(mode: str, args: argparse.Namespace, work: Path, split_files: tuple
     directory = make_version(mode, work, args.batch_size, args.device, payloads, names)
     if args.taxonomy:
         import_taxonomy(mode, work, args.batch_size, args.device)
+    score = "no learned score"
+    if args.labelled and mode == "text":
+        score = import_labelled_examples(work, args.batch_size, args.traffic_window, args.labelled,
+                                         [text for batch in passes or [payloads] for text in batch], args.seed)
     rows, reference = [], None
     for backend in ["torch", *names]:
         console.print(f"{mode}: {backend}: raw towers on {n} creatives, messages of {args.batch_size}...")
@@ -252,15 +308,20 @@ def run_mode(mode: str, args: argparse.Namespace, work: Path, split_files: tuple
         reference = vectors if reference is None else reference
         cosine = float(np.min(np.sum(vectors * reference, axis=1)))
         console.print(f"{mode}: {backend}: end to end through the labelling task...")
-        e2e, serial = end_to_end(mode, work, backend, payloads, args.batch_size, args.device, args.traffic_window)
+        pipelined, serial, served = end_to_end(mode, work, backend, payloads, args.batch_size, args.device,
+                                               args.traffic_window, passes)
+        e2e = pipelined if served else serial
         # Raw again after end to end, the faster kept: both figures are then the best of passes spread over the
         # same minutes, so a shared machine's slow spell does not land on one side of the ratio only.
         towers.measure()
         per_s = towers.best
         del towers
         row: dict[str, Any] = {"backend": backend, "modality": mode, "raw_per_s": round(per_s, 2),
-                               "end_to_end_per_s": round(e2e, 2), "end_to_end_serial_per_s": round(serial, 2),
-                               "cosine_to_torch": round(cosine, 6),
+                               "end_to_end_per_s": round(e2e, 2), "label_pipeline": "on" if served else "off",
+                               "end_to_end_pipelined_per_s": round(pipelined, 2),
+                               "end_to_end_serial_per_s": round(serial, 2),
+                               "cosine_to_torch": round(cosine, 6), "traffic_window": args.traffic_window,
+                               "novelty_score_reads": score if mode == "text" else "no learned score",
                                "top1": None, "novelty_auroc": None, "wrong_label_auroc": None,
                                **gpu_memory(args.device)}
         if mode == "text" and split_files is not None:
@@ -271,8 +332,9 @@ def run_mode(mode: str, args: argparse.Namespace, work: Path, split_files: tuple
 
 
 def table(rows: list[dict[str, Any]]) -> Table:
-    out = Table("creatives", "backend", "raw /s", "end to end /s", "e2e / raw", "serial e2e / raw", "e2e vs torch",
-                "cosine to torch", "top1", "novelty AUROC", "wrong-label AUROC")
+    out = Table("creatives", "backend", "raw /s", "end to end /s", "e2e / raw", "as the task runs",
+                "pipelined e2e / raw", "serial e2e / raw", "e2e vs torch", "cosine to torch", "top1", "novelty AUROC",
+                "wrong-label AUROC")
     torch = {row["modality"]: row for row in rows if row["backend"] == "torch"}
 
     def cell(value: Any) -> str:
@@ -282,6 +344,8 @@ def table(rows: list[dict[str, Any]]) -> Table:
         base = torch[row["modality"]]
         out.add_row(row["modality"], row["backend"], f"{row['raw_per_s']:.1f}", f"{row['end_to_end_per_s']:.1f}",
                     f"{row['end_to_end_per_s'] / row['raw_per_s']:.2f}",
+                    "pipelined" if row["label_pipeline"] == "on" else "one after the other",
+                    f"{row['end_to_end_pipelined_per_s'] / row['raw_per_s']:.2f}",
                     f"{row['end_to_end_serial_per_s'] / row['raw_per_s']:.2f}",
                     f"{row['end_to_end_per_s'] / base['end_to_end_per_s']:.2f}x", f"{row['cosine_to_torch']:.5f}",
                     *(cell(row[m]) for m in ("top1", "novelty_auroc", "wrong_label_auroc")))
@@ -305,10 +369,19 @@ def main() -> None:
     parser.add_argument("--traffic-window", type=int, default=0,
                         help="end to end with this novelty traffic window (CTAX_NOVELTY_TRAFFIC_WINDOW; the "
                              "service's default is 5000) and its sweep; 0: none kept")
+    parser.add_argument("--labelled", type=int, default=0,
+                        help="text: import this many labelled Pitt ads (none among the payloads) and calibrate the "
+                             "version on them, as the service does after an import: its learned novelty score "
+                             "then reads the traffic (needs --taxonomy and a --traffic-window to matter)")
+    parser.add_argument("--distinct", action="store_true",
+                        help="text: end to end posts other ads in each of its five passes (the traffic window "
+                             "then holds distinct creatives, not five copies of each; raw times the first pass's)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 128 texts, 32 images, no eval")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
+    if args.labelled and not args.taxonomy:
+        parser.error("--labelled needs --taxonomy (labelled ads name the Pitt labels)")
     if args.quick:
         args.n_text, args.n_image, args.no_eval = 128, 32, True
     import torch

@@ -29,7 +29,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench import backends as bench_backends
-from bench.throughput import labelled_file, texts
+from bench.throughput import texts
 
 console = Console(width=160)
 
@@ -107,36 +107,6 @@ def timed_parts() -> list[tuple[Any, str, str]]:
     return out
 
 
-def import_labelled_examples(work: Path, batch_size: int, traffic_window: int, n: int, payloads: list[str],
-                             seed: int) -> str:
-    """N labelled Pitt ads (none whose texts are among the payloads) imported and the version re-calibrated on
-    them, as the index owner does after an import: a version calibrated on labelled data has a learned novelty
-    score, which reads the traffic (one calibrated without has none, and its labelling never searches the window).
-    Returns what the version's score reads."""
-    from ctax.dataset.importing import import_labelled
-    from ctax.jobs import LABEL_QUEUE
-    from ctax.versions import lifecycle
-    from ctax.worker.runtime import Runtime
-
-    path = labelled_file(work, n, payloads, seed)
-    rt = Runtime(bench_backends.settings_for("text", work, "torch", batch_size, "cpu", traffic_window), [LABEL_QUEUE],
-                 owns_index=True)
-    rt.start()
-    try:
-        with rt.db.write() as session:
-            report = import_labelled(session, rt.blobs, rt.settings, path)
-        space = rt.labeller().space
-        lifecycle.build(rt.db, space, rt.index, rt.blobs, rt.ocr)
-        lifecycle.recalibrate_pretrained(rt.db, space, rt.index, rt.settings)
-        model = rt.labeller().trigger.novelty_model
-    finally:
-        rt.stop()
-        rt.index.client.close()
-    reads = "no learned score" if model is None else ", ".join(model.features)
-    console.print(f"{report.imported} labelled ads imported; the version's novelty score reads: {reads}")
-    return reads
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backend", default="openvino")
@@ -163,7 +133,7 @@ def main() -> None:
 
     # Five passes of the same ads fill the window with copies of each (near-duplicate groups are off in
     # bench.backends' end to end), every one a fellow of another at the variant level; --distinct posts other ads.
-    passes = [texts(5 * args.n, args.seed)[n * args.n : (n + 1) * args.n] for n in range(5)] if args.distinct else None
+    passes = bench_backends.distinct_passes(args.n, args.seed) if args.distinct else None
     payloads = [text for batch in passes for text in batch] if passes else texts(args.n, args.seed)
     work = Path(tempfile.mkdtemp(prefix="ctax-fixed-cost-"))
     names = [] if args.backend == "torch" else [args.backend]
@@ -172,8 +142,8 @@ def main() -> None:
         bench_backends.import_taxonomy("text", work, args.batch_size, "cpu")
     score = "no learned score"
     if args.labelled:
-        score = import_labelled_examples(work, args.batch_size, args.traffic_window, args.labelled, payloads,
-                                         args.seed)
+        score = bench_backends.import_labelled_examples(work, args.batch_size, args.traffic_window, args.labelled,
+                                                        payloads, args.seed)
 
     parts: dict[str, float] = defaultdict(float)
     for owner, name, label in timed_parts():

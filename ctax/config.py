@@ -94,9 +94,10 @@ class Settings(BaseSettings):
                                         "version's known-label creatives flagged new_label (pretrained: 0.05).")
     new_label_rate_confidence: float = Field(default=0.9, ge=0.0, lt=1.0, description="How surely calibration "
                                              "vouches for that share (one-sided Clopper-Pearson; 0: plain quantile).")
-    label_pipeline: bool = Field(default=True, description="Finish a labelled batch (index search, trigger, "
-                                 "store) on a second thread while the worker encodes the next message's batch "
-                                 "(ctax/worker/finisher.py); off: one after the other.")
+    label_pipeline: Literal["auto", "on", "off"] = Field(
+        default="auto", description="on: finish a labelled batch (index search, trigger, store) on a second thread "
+        "while the worker encodes the next message's batch (ctax/worker/finisher.py); off: one after the other; "
+        "auto: on, unless the towers run on torch on a CPU (true/false are read as on/off).")
     duplicate_groups: bool = Field(default=True, description="Group a creative with an already-labelled one it "
                                    "duplicates (same texts and image, or a vector at least duplicate_similarity "
                                    "alike): it takes the group's decision and adds to the group's review item "
@@ -225,6 +226,13 @@ class Settings(BaseSettings):
     @classmethod
     def _template(cls, value: str) -> str:
         return checks.label_template(value, LABEL_TEMPLATE_PLACEHOLDERS)
+
+    @field_validator("label_pipeline", mode="before")
+    @classmethod
+    def _pipeline_switch(cls, value: object) -> object:
+        # It was a boolean before it had `auto`: true/false (and their env spellings) keep their meaning.
+        spelled = str(value).strip().lower()
+        return {"true": "on", "1": "on", "yes": "on", "false": "off", "0": "off", "no": "off"}.get(spelled, value)
 
     @field_validator("worker_heartbeat_s")
     @classmethod

@@ -71,6 +71,9 @@ def make_settings(data_dir: Path, **overrides: object) -> Settings:
         # auto would export and time every inference backend when a version is built (tens of seconds);
         # tests/versions/test_backends.py builds them on purpose.
         "backend": "torch",
+        # What the service runs with its exported towers; auto would finish the tests' torch towers' batches one
+        # after the other (tests/worker/test_pipeline.py covers auto).
+        "label_pipeline": "on",
         "label_batch_size": 16,
         "lease_s": 60.0,
         "requeue_after_s": 30.0,
@@ -260,6 +263,7 @@ def service_env(profile: str, tmp_path: Path, tiny_clip_checkpoint: Path,
         "CTAX_LEASE_S": "20",
         "CTAX_REQUEUE_AFTER_S": "10",
         "CTAX_LABEL_BATCH_SIZE": "16",
+        "CTAX_LABEL_PIPELINE": "on",  # as in make_settings
         "CTAX_BACKEND": "torch",  # as in make_settings: building the backends is tests/versions/test_backends.py's
         # As in make_settings: auto times both OCR engines at every worker start, ~10 s of each e2e test's set-up
         # (tests/embedding/test_ocr_backends.py covers it).

@@ -54,6 +54,16 @@ def test_sound_values_are_accepted() -> None:
     assert current.sqlalchemy_url.startswith("postgresql") and current.worker_stale_s == 6
 
 
+def test_the_label_pipeline_reads_its_old_true_and_false_as_on_and_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _settings().label_pipeline == "auto"
+    for spelled, meant in (("true", "on"), ("1", "on"), ("False", "off"), ("0", "off"), ("on", "on"), ("auto", "auto")):
+        monkeypatch.setenv("CTAX_LABEL_PIPELINE", spelled)
+        assert _settings().label_pipeline == meant, spelled
+    monkeypatch.delenv("CTAX_LABEL_PIPELINE")
+    assert _settings(label_pipeline=True).label_pipeline == "on"
+    assert "'auto', 'on' or 'off'" in _errors(label_pipeline="sometimes")["label_pipeline"]
+
+
 def test_the_template_placeholders_are_the_ones_label_paths_fill() -> None:
     path = LabelPath.parse("Product/Vehicles/Cars")
     for name in LABEL_TEMPLATE_PLACEHOLDERS:

@@ -3,11 +3,13 @@ encoded at the tower's own batch, so that end to end / raw measures only the lab
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 
-from bench.backends import RawTowers
+from bench.backends import RawTowers, distinct_passes
+from bench.throughput import labelled_file
 from ctax.embedding.space import CreativeContent, SharedSpace
 from ctax.versions import artefacts
 from tests.conftest import make_settings
@@ -45,3 +47,13 @@ def test_raw_towers_encode_each_message_as_the_worker_does_and_keep_the_fastest_
     towers.best = first / 2  # a slower pass later must not lower the figure
     towers.measure()
     assert towers.best >= first / 2  # kept, or raised by a faster pass (under load the pass can be slower)
+
+
+def test_distinct_passes_post_other_texts_each_time_and_the_labelled_ads_are_none_of_them(tmp_path: Path) -> None:
+    passes = distinct_passes(40, seed=7)
+    assert [len(p) for p in passes] == [40] * 5
+    posted = [text for one in passes for text in one]
+    assert len(set(posted)) == len(posted)  # no creative posted twice: the window holds no copies
+    labelled = [json.loads(line) for line in labelled_file(tmp_path, 300, posted, seed=7).read_text().splitlines()]
+    assert len(labelled) == 300
+    assert not set(posted).intersection(text for row in labelled for text in row["texts"])

@@ -114,3 +114,28 @@ def test_a_batch_whose_finishing_fails_is_failed_for_a_retry_not_lost(runtime: R
     assert creative.status == "queued" and "index unreachable" in (creative.error or "")
     paced.before_finish = lambda batch: None
     assert run(runtime, ids)["labelled"] == 1  # and labelled when it comes again
+
+
+def test_the_task_pipelines_unless_torch_towers_run_on_a_cpu_or_the_setting_says(runtime: Runtime,
+                                                                                  monkeypatch: pytest.MonkeyPatch
+                                                                                  ) -> None:
+    """CTAX_LABEL_PIPELINE=auto: torch on a CPU finishes each batch before the task returns (its forward needs the
+    GIL the finisher's Python holds); `on` hands it to the finisher whatever the towers run on."""
+    from ctax.worker import runtime as runtime_module
+    from ctax.worker.tasks.label import label_creatives
+
+    monkeypatch.setattr(runtime_module, "_runtime", runtime)
+    assert runtime.labeller().space.backend == "torch" and runtime.device == "cpu"
+    assert runtime.info["label_pipeline"] == "on"  # the tests' settings ask for it (tests/conftest.py)
+    monkeypatch.setattr(runtime, "settings", runtime.settings.model_copy(update={"label_pipeline": "auto"}))
+    ids = submit(runtime, CreativeSubmission(texts=["Cheap car insurance quotes online"]))
+    assert label_creatives.run(ids)["labelled"] == 1  # stored before the task returned
+    assert load(runtime, ids)[ids[0]].status == "labelled"
+
+    monkeypatch.setattr(runtime, "settings", runtime.settings.model_copy(update={"label_pipeline": "on"}))
+    ids = submit(runtime, CreativeSubmission(texts=["Fresh bread every morning at the corner bakery"]))
+    assert label_creatives.run(ids)["labelled"] == 0  # handed to the finisher
+    runtime.finisher.settle()
+    assert load(runtime, ids)[ids[0]].status == "labelled"
+    monkeypatch.setattr(runtime, "settings", runtime.settings.model_copy(update={"label_pipeline": "off"}))
+    assert not runtime.pipelines()

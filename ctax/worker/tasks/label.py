@@ -12,7 +12,7 @@ from ctax.worker.runtime import Runtime, current
 @shared_task(name=LABEL_CREATIVES, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def label_creatives(ids: list[str]) -> dict[str, int]:
     rt = current()
-    return run(rt, ids, pipelined=rt.settings.label_pipeline)
+    return run(rt, ids, pipelined=rt.pipelines())
 
 
 def run(rt: Runtime, ids: list[str], pipelined: bool = False) -> dict[str, int]:
