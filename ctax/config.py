@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ctax import settings_checks as checks
@@ -94,10 +94,9 @@ class Settings(BaseSettings):
                                         "version's known-label creatives flagged new_label (pretrained: 0.05).")
     new_label_rate_confidence: float = Field(default=0.9, ge=0.0, lt=1.0, description="How surely calibration "
                                              "vouches for that share (one-sided Clopper-Pearson; 0: plain quantile).")
-    label_pipeline: Literal["auto", "on", "off"] = Field(
-        default="auto", description="on: finish a labelled batch (index search, trigger, store) on a second thread "
-        "while the worker encodes the next message's batch (ctax/worker/finisher.py); off: one after the other; "
-        "auto: on, unless the towers run on torch on a CPU (true/false are read as on/off).")
+    label_pipeline: Annotated[Literal["auto", "on", "off"], BeforeValidator(checks.on_off)] = Field(default="auto",
+        description="on: finish a batch (index, trigger, store) on a second thread while the next message's is "
+        "encoded (worker/finisher.py); off: one after the other; auto: on, unless torch towers run on a CPU.")
     duplicate_groups: bool = Field(default=True, description="Group a creative with an already-labelled one it "
                                    "duplicates (same texts and image, or a vector at least duplicate_similarity "
                                    "alike): it takes the group's decision and adds to the group's review item "
@@ -226,13 +225,6 @@ class Settings(BaseSettings):
     @classmethod
     def _template(cls, value: str) -> str:
         return checks.label_template(value, LABEL_TEMPLATE_PLACEHOLDERS)
-
-    @field_validator("label_pipeline", mode="before")
-    @classmethod
-    def _pipeline_switch(cls, value: object) -> object:
-        # It was a boolean before it had `auto`: true/false (and their env spellings) keep their meaning.
-        spelled = str(value).strip().lower()
-        return {"true": "on", "1": "on", "yes": "on", "false": "off", "0": "off", "no": "off"}.get(spelled, value)
 
     @field_validator("worker_heartbeat_s")
     @classmethod

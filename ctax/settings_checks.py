@@ -28,3 +28,10 @@ def label_template(value: str, placeholders: Sequence[str]) -> str:
         raise ValueError(f"must use only the placeholders {allowed}, at least one"
                          + (f"; unknown: {', '.join(unknown)}" if unknown else ""))
     return value
+
+
+def on_off(value: object) -> object:
+    """A switch that was a boolean before it had `auto` (CTAX_LABEL_PIPELINE): true / false, and their other
+    spellings in an environment, keep their meaning as on / off; anything else is left for the field to judge."""
+    spelled = str(value).strip().lower()
+    return {"true": "on", "1": "on", "yes": "on", "false": "off", "0": "off", "no": "off"}.get(spelled, value)
