@@ -200,7 +200,7 @@ def end_to_end(mode: str, work: Path, backend: str, payloads: list[Any], batch_s
         # Each way twice, in turns, the faster kept: a shared machine's hiccup does not decide the comparison.
         rates = [(label_all(True), label_all(False)) for _ in range(2)]
         # And which of the two the worker's task runs for this backend (CTAX_LABEL_PIPELINE=auto: Runtime.pipelines).
-        return max(r[0] for r in rates), max(r[1] for r in rates), rt.pipelines()
+        return max(r[0] for r in rates), max(r[1] for r in rates), rt.pipelines(rt.labeller())
     finally:
         rt.stop()
         rt.index.client.close()
@@ -321,7 +321,7 @@ def run_mode(mode: str, args: argparse.Namespace, work: Path, split_files: tuple
                                "end_to_end_pipelined_per_s": round(pipelined, 2),
                                "end_to_end_serial_per_s": round(serial, 2),
                                "cosine_to_torch": round(cosine, 6), "traffic_window": args.traffic_window,
-                               "novelty_score_reads": score if mode == "text" else "no learned score",
+                               "novelty_score_reads": score,
                                "top1": None, "novelty_auroc": None, "wrong_label_auroc": None,
                                **gpu_memory(args.device)}
         if mode == "text" and split_files is not None:

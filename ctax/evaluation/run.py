@@ -275,6 +275,6 @@ def _label(rt: Runtime, settings: Settings, posted: list[dict[str, Any]]) -> Non
         task = bar.add_task("labelling test creatives", total=len(posted))
         size = settings.label_batch_size
         for start in range(0, len(posted), size):
-            label_batch(rt, [p["id"] for p in posted[start : start + size]], pipelined=rt.pipelines())
+            label_batch(rt, [p["id"] for p in posted[start : start + size]], pipelined=rt.pipelines)
             bar.advance(task, min(size, len(posted) - start))
         rt.finisher.settle()

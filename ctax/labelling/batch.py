@@ -84,12 +84,14 @@ class LabellingWorker:
     name: str
     labeller: Callable[[], Labeller]
     counter: SweepCounter
+    pipelines: Callable[[Labeller], bool] | None = None  # asked of the labeller whether to use `behind`
 
     def run(self, ids: Sequence[str], behind: Behind | None = None) -> dict[str, int]:
-        """Label what of `ids` is free to take. With `behind`, each chunk is only encoded here and finished (index,
-        trigger, store, sweep) on the finisher's thread while the next chunk, or the next message's, is encoded:
-        the counts then cover only what was finished here (retries), and a worker that dies before its finisher
-        stored a chunk leaves it claimed until the lease expires and the dispatcher sends it again."""
+        """Label what of `ids` is free to take. With `behind` (unless `pipelines` declines it for the labeller),
+        each chunk is only encoded here and finished (index, trigger, store, sweep) on the finisher's thread while
+        the next chunk, or the next message's, is encoded: the counts then cover only what was finished here
+        (retries), and a worker that dies before its finisher stored a chunk leaves it claimed until the lease
+        expires and the dispatcher sends it again."""
         with self.db.write() as session:
             given_up = leases.give_up(session, ids, self.settings.lease_s, self.settings.max_attempts)
             # What labelling reads of them comes back with the claim: no second query per batch.
@@ -97,8 +99,7 @@ class LabellingWorker:
         if given_up:
             log.warning("gave up on %d creatives whose every attempt ended with its worker gone: %s", len(given_up),
                         ", ".join(given_up[:10]))
-        # In the order they arrived (the message's), not the database's: earlier creatives of a batch are the
-        # traffic later ones are judged against, as if the batch had been labelled one by one.
+        # The message's order, not the database's: earlier creatives are later ones' traffic, as if one by one.
         claimed = [taken[creative_id] for creative_id in dict.fromkeys(ids) if creative_id in taken]
         counts = {"claimed": len(claimed), "labelled": 0, "failed": len(given_up), "requeued": 0}
         if not claimed:
@@ -106,13 +107,15 @@ class LabellingWorker:
         try:
             labeller = self.labeller()
         except Exception as exc:  # no active version yet (first start still building): hand the work back
-            # Nothing was tried: the attempts the claim counted are taken back, so that a long first build
-            # neither fails creatives nor turns them into retries (labelled one at a time).
+            # Nothing tried: the claim's attempts are taken back (a long first build fails none, makes no retries).
             log.info("labeller not ready (%s): %d creatives handed back", exc, len(claimed))
             with self.db.write() as session:
                 counts["requeued"] += leases.hand_back(session, self.name, [r.id for r in claimed if not r.retry],
                                                        [r.id for r in claimed if r.retry])
             return counts
+        if behind is not None and self.pipelines is not None and not self.pipelines(labeller):
+            behind.settle()
+            behind = None
         size = self.settings.label_batch_size
         fresh = [row for row in claimed if not row.retry]
         for start in range(0, len(fresh), size):
@@ -136,8 +139,7 @@ class LabellingWorker:
         return counts
 
     def _finish_behind(self, labeller: Labeller, encoded: _Encoded) -> None:
-        """On the finisher's thread: the chunk finished and, when due, the novelty sweep (batches are finished in
-        order, one at a time, so the sweep sees every batch before it)."""
+        """On the finisher's thread: the chunk, then the sweep when due (it sees every batch before: in order)."""
         counts = dict.fromkeys(("labelled", "failed", "requeued"), 0)
         self._finish(labeller, encoded, counts)
         self._maybe_sweep(labeller, counts)

@@ -121,7 +121,7 @@ class Runtime:
                 "text_tower": labeller.space.config.text_model,
                 "backend": labeller.space.backend,
                 "backend_reason": labeller.space.backend_reason,
-                "label_pipeline": "on" if self.pipelines() else "off",
+                "label_pipeline": "on" if self.pipelines(labeller) else "off",
             }
             if not labeller.space.image_ready:
                 log.warning("image tower: %s", labeller.space.image_status)
@@ -129,15 +129,15 @@ class Runtime:
         self._beat()
         log.info("worker %s ready on %s: %s", self.name, self.device, self.info)
 
-    def pipelines(self) -> bool:
-        """Whether labelling finishes a batch behind the next one's encoding (CTAX_LABEL_PIPELINE). `auto` does,
+    def pipelines(self, labeller: Labeller) -> bool:
+        """Whether `labeller` finishes a batch behind the next one's encoding (CTAX_LABEL_PIPELINE). `auto` does,
         except for torch towers on a CPU: their eager forward takes the GIL between operations, so the finisher's
         Python slowed the encoder more than it overlapped it (bench.backends, end to end / raw 0.53-0.63 pipelined
         against 0.64-0.71 one after the other, docs/benchmarks.md); exported towers and GPUs run outside it."""
         setting = self.settings.label_pipeline
         if setting != "auto":
             return setting == "on"
-        return not (self.labeller().space.backend == "torch" and self.device == "cpu")
+        return not (labeller.space.backend == "torch" and self.device == "cpu")
 
     def stop(self) -> None:
         self.finisher.close()  # the last batch stored before the worker says it is gone

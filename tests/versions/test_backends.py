@@ -53,7 +53,8 @@ def test_a_version_built_with_a_backend_serves_it_after_a_restart(settings: Sett
     rt = _started(settings)
     try:
         assert rt.info["backend"] == "onnx" and rt.info["backend_reason"] == "CTAX_BACKEND=onnx"
-        assert rt.info["label_pipeline"] == "on" and rt.pipelines()  # an export runs outside the GIL: pipelined
+        # an export runs outside the GIL: pipelined
+        assert rt.info["label_pipeline"] == "on" and rt.pipelines(rt.labeller())
         assert any("inference backend onnx" in record.getMessage() for record in caplog.records)
         first = _label(rt, TEXT)
         directory = Path(rt.settings.model_dir / first.model_version_id)

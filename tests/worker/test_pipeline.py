@@ -138,4 +138,28 @@ def test_the_task_pipelines_unless_torch_towers_run_on_a_cpu_or_the_setting_says
     runtime.finisher.settle()
     assert load(runtime, ids)[ids[0]].status == "labelled"
     monkeypatch.setattr(runtime, "settings", runtime.settings.model_copy(update={"label_pipeline": "off"}))
-    assert not runtime.pipelines()
+    assert not runtime.pipelines(runtime.labeller())
+
+
+def test_the_task_hands_its_creatives_back_while_no_version_is_active(runtime: Runtime,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first start still building its version: the task asks how to label only once it has a labeller, so it
+    hands the claimed creatives back (attempts not counted) instead of failing before it claims them."""
+    from ctax.worker import runtime as runtime_module
+    from ctax.worker.tasks.label import label_creatives
+
+    def building() -> Labeller:
+        raise RuntimeError("no active model version yet")
+
+    monkeypatch.setattr(runtime_module, "_runtime", runtime)
+    monkeypatch.setattr(runtime, "settings", runtime.settings.model_copy(update={"label_pipeline": "auto"}))
+    monkeypatch.setattr(runtime, "labeller", building)
+    ids = submit(runtime, CreativeSubmission(texts=[CAR]))
+    assert label_creatives.run(ids) == {"claimed": 1, "labelled": 0, "failed": 0, "requeued": 1}
+    creative = load(runtime, ids)[ids[0]]
+    assert creative.status == "queued" and creative.attempts == 0 and creative.claimed_by is None
+    monkeypatch.undo()
+    monkeypatch.setattr(runtime_module, "_runtime", runtime)
+    assert label_creatives.run(ids)["claimed"] == 1  # labelled once the version is there
+    runtime.finisher.settle()
+    assert load(runtime, ids)[ids[0]].status == "labelled"
