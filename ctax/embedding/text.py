@@ -65,16 +65,17 @@ class TextEncoder:
         keeps each segment's meaning instead of letting one long concatenation truncate the rest. A segment
         longer than the tower reads is read in windows (`windows`), their mean its vector.
         """
-        pieces = [self.windows(group) for group in groups]
-        vectors = self.encode([w for group in pieces for text in group for w in text], batch_size=batch_size)
+        pieces = self.windows([text for group in groups for text in group])  # one tokenizer call for the batch
+        vectors = self.encode([w for windows in pieces for w in windows], batch_size=batch_size)
         out = np.zeros((len(groups), self.dim), dtype=np.float32)
-        start = 0
-        for row, group in enumerate(pieces):
+        start = at = 0
+        for row, group in enumerate(groups):
             texts = []
-            for windows in group:
+            for windows in pieces[at : at + len(group)]:
                 part = vectors[start : start + len(windows)]
                 texts.append(part[0] if len(windows) == 1 else normalise(part.mean(axis=0, keepdims=True))[0])
                 start += len(windows)
+            at += len(group)
             if texts:
                 out[row] = np.mean(texts, axis=0)
         return normalise(out)

@@ -49,3 +49,11 @@ def test_what_lies_past_the_window_counts_in_the_creatives_vector(tower: TextEnc
     pair = tower.encode([TAIL, "Stop smoking today"]).mean(axis=0)
     assert np.allclose(both, pair / np.linalg.norm(pair), atol=1e-6)
     assert float(fine_print @ offer) < float(whole @ offer)
+
+
+def test_a_batch_of_creatives_gets_the_vectors_each_would_get_alone(tower: TextEncoder) -> None:
+    groups = [[f"{FILLER}\n{TAIL}"], [], [TAIL, "Stop smoking today"], ["Stop smoking today", f"{TAIL}\n{FILLER}"]]
+    together = tower.encode_groups(groups)
+    for row, group in enumerate(groups):
+        alone = tower.encode_groups([group])[0] if group else np.zeros(tower.dim, dtype=np.float32)
+        assert np.allclose(together[row], alone, atol=1e-5), row
