@@ -171,7 +171,7 @@ class SharedSpace:
 
     def encode_texts(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """One vector per creative text (an OCR reading, say), masked as `encode` masks them."""
-        return self.text.encode_groups([[text] for text in self.config.creative_texts(texts)], batch_size)
+        return self.text.encode(self.config.creative_texts(texts), batch_size)
 
     def encode(self, contents: Sequence[CreativeContent], batch_size: int | None = None) -> list[Encoded]:
         """Encode a batch: one forward pass per tower over all creatives that have that modality."""
@@ -188,8 +188,7 @@ class SharedSpace:
             if text_rows
             else None
         )
-        ocr_vectors = (self.text.encode_groups([[contents[i].ocr_text or ""] for i in ocr_rows], batch_size)
-                       if ocr_rows else None)
+        ocr_vectors = self.text.encode([contents[i].ocr_text or "" for i in ocr_rows], batch_size) if ocr_rows else None
         image_vectors = (
             self.image.encode([contents[i].image for i in image_rows], batch_size=self.image_batch)
             if image_rows and self.image is not None

@@ -5,7 +5,6 @@ exported copy of the same pipeline and keeps this class's tokenisation, grouping
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -62,58 +61,17 @@ class TextEncoder:
         """One vector per group of text segments: the normalised mean of the segments' vectors.
 
         A creative may carry several texts (the Pitt summaries, OCR lines); averaging their unit vectors
-        keeps each segment's meaning instead of letting one long concatenation truncate the rest. A segment
-        longer than the tower reads is read in windows (`windows`), their mean its vector.
+        keeps each segment's meaning instead of letting one long concatenation truncate the rest.
         """
-        pieces = self.windows([text for group in groups for text in group])  # one tokenizer call for the batch
-        vectors = self.encode([w for windows in pieces for w in windows], batch_size=batch_size)
+        flat = [text for group in groups for text in group]
+        vectors = self.encode(flat, batch_size=batch_size)
         out = np.zeros((len(groups), self.dim), dtype=np.float32)
-        start = at = 0
+        start = 0
         for row, group in enumerate(groups):
-            texts = []
-            for windows in pieces[at : at + len(group)]:
-                part = vectors[start : start + len(windows)]
-                texts.append(part[0] if len(windows) == 1 else normalise(part.mean(axis=0, keepdims=True))[0])
-                start += len(windows)
-            at += len(group)
-            if texts:
-                out[row] = np.mean(texts, axis=0)
+            if group:
+                out[row] = vectors[start : start + len(group)].mean(axis=0)
+                start += len(group)
         return normalise(out)
-
-    def windows(self, texts: Sequence[str]) -> list[list[str]]:
-        """Each text in pieces the tower reads whole. The tower cuts a text at max_seq_length tokens and drops
-        the rest: a third of the real OCR texts of ad images are longer than a trained tower's 64 (pasted ad
-        copy can be too), and their brand or offer is often past the cut. A text that fits stays as it is."""
-        limit = max(self.max_seq_length - 2, 8)  # the tokenizer's own [CLS] and [SEP] take two
-        out = [[text] for text in texts]
-        tokenizer = getattr(self.model, "tokenizer", None)
-        if tokenizer is None or not texts:
-            return out
-        spans = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True,
-                          verbose=False)["offset_mapping"]
-        for row, offsets in enumerate(spans):
-            if len(offsets) > limit:
-                out[row] = cut_in_windows(texts[row], [(int(a), int(b)) for a, b in offsets], limit)
-        return out
 
     def save(self, directory: Path) -> None:
         self.model.save(str(directory))  # type: ignore[attr-defined]
-
-
-def cut_in_windows(text: str, offsets: Sequence[tuple[int, int]], limit: int) -> list[str]:
-    """`text` in runs of at most `limit` of its tokens (`offsets`: each token's character span), each ending at a
-    line break where one falls in its second half: OCR lines and copy's paragraphs are units of meaning. Written
-    here because sentence-transformers truncates and offers no windowing."""
-    starts = [a for a, _ in offsets]
-    pieces: list[str] = []
-    begin = 0
-    while begin < len(offsets):
-        end = min(begin + limit, len(offsets))
-        if end < len(offsets):
-            brk = text.rfind("\n", starts[begin], starts[end])
-            after = bisect.bisect_right(starts, brk, begin, end) if brk >= 0 else begin
-            if after - begin >= limit // 2:
-                end = after
-        pieces.append(text[starts[begin] : offsets[end - 1][1]])
-        begin = end
-    return pieces
