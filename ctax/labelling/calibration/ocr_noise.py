@@ -46,8 +46,8 @@ FINE_PRINT_LINES = (0, 2)
 # labels not read). A reading is lettering alone (as above), or with BODY_COPY_SHARE it also carries body copy:
 # the creative's other phrases in longer lines among generic copy, about BODY_TOKENS tokens (a log-normal median
 # and spread set so that the readings' token quantiles match the dev texts'), and more fine print.
-BODY_COPY_SHARE = 0.45
-BODY_TOKENS = (70.0, 1.4)
+BODY_COPY_SHARE = 0.5
+BODY_TOKENS = (50.0, 1.5)
 BODY_LINE_WORDS = (5, 11)
 BODY_FINE_PRINT_LINES = (1, 4)
 # Copy that says nothing of what is sold ({W}: a word of the ad's own), read as often as the ad's own phrases.
@@ -59,6 +59,8 @@ GENERIC_COPY = (
     "Ask your dealer for details", "Proudly serving you since 19{n}", "Available in {n} styles",
     "You will wonder how you ever did without it", "Experience the difference", "It is easier than you think",
     "Join the millions who have already switched", "Some restrictions apply", "Enjoy it with family and friends",
+    "Every {w} is tested by experts", "Ask anyone who owns a {W}", "There is a {w} for every need",
+    "Find out why more people choose {W}", "Get the {w} you have always wanted",
 )
 
 
@@ -95,24 +97,26 @@ def _broken(phrase: str, width: tuple[int, int], upper: float, rng: np.random.Ge
 
 
 def _body_copy(phrases: Sequence[str], rng: np.random.Generator) -> list[str]:
-    """Lines of body copy, about a log-normal BODY_TOKENS tokens (a word of ad copy read by OCR is ~1.4 of
-    MiniLM's tokens): the creative's phrases not shown as lettering, in turn, among generic copy."""
+    """Body copy of about a log-normal BODY_TOKENS tokens (a word of ad copy read by OCR is ~1.4 of MiniLM's
+    tokens), run on in lines of BODY_LINE_WORDS: the creative's phrases not shown as lettering, each once, among
+    generic copy (about half of it naming a word of the ad's own), some words not read."""
     words_wanted = float(np.exp(rng.normal(np.log(BODY_TOKENS[0]), BODY_TOKENS[1]))) / 1.4
     own = [w for p in phrases for w in re.findall(r"[A-Za-z]{4,}", p)] or ["brand"]
-    lines: list[str] = []
-    words = 0
-    turn = 0
-    while words < words_wanted and len(lines) < 200:
-        if rng.random() < 0.5:
-            phrase = phrases[turn % len(phrases)]
-            turn += 1
+    unused = list(phrases)
+    words: list[str] = []
+    while len(words) < words_wanted:
+        if unused and rng.random() < 0.5:
+            sentence = unused.pop(0)
         else:
             word = own[int(rng.integers(0, len(own)))]
-            phrase = GENERIC_COPY[int(rng.integers(0, len(GENERIC_COPY)))].format(
+            sentence = GENERIC_COPY[int(rng.integers(0, len(GENERIC_COPY)))].format(
                 w=word.lower(), W=word.capitalize(), n=int(rng.integers(10, 99)))
-        broken = _broken(phrase, BODY_LINE_WORDS, 0.05, rng)
-        lines += broken
-        words += sum(len(line.split()) for line in broken)
+        words += [w for w in f"{sentence}.".split() if rng.random() >= MISSED_WORD_RATE / 2]
+    lines: list[str] = []
+    while words:
+        step = int(rng.integers(*BODY_LINE_WORDS))
+        lines.append(" ".join(words[:step]))
+        words = words[step:]
     return lines
 
 
