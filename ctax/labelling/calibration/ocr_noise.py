@@ -41,27 +41,6 @@ CROP_RATE = 0.25  # per line: its first or last letters cut off by the image edg
 JUNK_LINES = (1, 4)  # fragments of other lettering ("OL", "EPS", "ic")
 MISSED_WORD_RATE = 0.25  # words in stylised lettering or on a busy picture that OCR does not read at all
 FINE_PRINT_LINES = (0, 2)
-# Real OCR text runs long where the ad carries body copy, which no summary does: of the dev texts, half are longer
-# than 34 tokens, a tenth longer than 237, and 31% longer than the 64 a trained tower reads (docs/benchmarks.md,
-# labels not read). A reading is lettering alone (as above), or with BODY_COPY_SHARE it also carries body copy:
-# the creative's other phrases in longer lines among generic copy, about BODY_TOKENS tokens (a log-normal median
-# and spread set so that the readings' token quantiles match the dev texts'), and more fine print.
-BODY_COPY_SHARE = 0.5
-BODY_TOKENS = (50.0, 1.5)
-BODY_LINE_WORDS = (5, 11)
-BODY_FINE_PRINT_LINES = (1, 4)
-# Copy that says nothing of what is sold ({W}: a word of the ad's own), read as often as the ad's own phrases.
-GENERIC_COPY = (
-    "Ask for it by name", "Quality you can trust", "Now in a new size", "The choice of millions",
-    "Made to last", "Satisfaction guaranteed or your money back", "Nothing else comes close",
-    "Because you deserve the best", "Try it today and see the difference", "Only {W} gives you more",
-    "Discover {w} today", "The one and only {W}", "See how much you save", "For more information write to",
-    "Ask your dealer for details", "Proudly serving you since 19{n}", "Available in {n} styles",
-    "You will wonder how you ever did without it", "Experience the difference", "It is easier than you think",
-    "Join the millions who have already switched", "Some restrictions apply", "Enjoy it with family and friends",
-    "Every {w} is tested by experts", "Ask anyone who owns a {W}", "There is a {w} for every need",
-    "Find out why more people choose {W}", "Get the {w} you have always wanted",
-)
 
 
 def ocr_like(texts: Sequence[str], rng: np.random.Generator) -> str:
@@ -72,52 +51,19 @@ def ocr_like(texts: Sequence[str], rng: np.random.Generator) -> str:
         phrases = [t for t in texts if t.strip()] or [""]
     # An ad shows a little of what the summaries say (mostly one or two phrases), not in their order.
     keep = min(len(phrases), 1 + int(rng.poisson(0.7)))
-    order = [phrases[int(n)] for n in rng.permutation(len(phrases))]
-    chosen = order[:keep]
+    chosen = [phrases[int(n)] for n in rng.permutation(len(phrases))[:keep]]
     lines: list[str] = []
     for phrase in chosen:
-        lines += _broken(phrase, (2, 7), 0.4, rng)  # ad lettering is short lines
+        words = [w for w in phrase.split() if rng.random() >= MISSED_WORD_RATE]
+        width = int(rng.integers(2, 7))  # ad lettering is short lines
+        for start in range(0, len(words), width):
+            line = " ".join(words[start : start + width])
+            lines.append(line.upper() if rng.random() < 0.4 else line)
     for _ in range(int(rng.integers(*JUNK_LINES, endpoint=True))):
         lines.insert(int(rng.integers(0, len(lines) + 1)), _junk(rng))
-    fine_print = FINE_PRINT_LINES
-    if rng.random() < BODY_COPY_SHARE:
-        lines += _body_copy(order[keep:] or chosen, rng)
-        fine_print = BODY_FINE_PRINT_LINES
-    for _ in range(int(rng.integers(*fine_print, endpoint=True))):
+    for _ in range(int(rng.integers(*FINE_PRINT_LINES, endpoint=True))):
         lines.append(_fine_print(chosen, rng))
     return "\n".join(_garble(line, rng) for line in lines if line)
-
-
-def _broken(phrase: str, width: tuple[int, int], upper: float, rng: np.random.Generator) -> list[str]:
-    """A phrase as printed: some words not read, the rest in lines of a width drawn from `width`."""
-    words = [w for w in phrase.split() if rng.random() >= MISSED_WORD_RATE]
-    step = int(rng.integers(*width))
-    lines = [" ".join(words[start : start + step]) for start in range(0, len(words), step)]
-    return [line.upper() if rng.random() < upper else line for line in lines]
-
-
-def _body_copy(phrases: Sequence[str], rng: np.random.Generator) -> list[str]:
-    """Body copy of about a log-normal BODY_TOKENS tokens (a word of ad copy read by OCR is ~1.4 of MiniLM's
-    tokens), run on in lines of BODY_LINE_WORDS: the creative's phrases not shown as lettering, each once, among
-    generic copy (about half of it naming a word of the ad's own), some words not read."""
-    words_wanted = float(np.exp(rng.normal(np.log(BODY_TOKENS[0]), BODY_TOKENS[1]))) / 1.4
-    own = [w for p in phrases for w in re.findall(r"[A-Za-z]{4,}", p)] or ["brand"]
-    unused = list(phrases)
-    words: list[str] = []
-    while len(words) < words_wanted:
-        if unused and rng.random() < 0.5:
-            sentence = unused.pop(0)
-        else:
-            word = own[int(rng.integers(0, len(own)))]
-            sentence = GENERIC_COPY[int(rng.integers(0, len(GENERIC_COPY)))].format(
-                w=word.lower(), W=word.capitalize(), n=int(rng.integers(10, 99)))
-        words += [w for w in f"{sentence}.".split() if rng.random() >= MISSED_WORD_RATE / 2]
-    lines: list[str] = []
-    while words:
-        step = int(rng.integers(*BODY_LINE_WORDS))
-        lines.append(" ".join(words[:step]))
-        words = words[step:]
-    return lines
 
 
 def _junk(rng: np.random.Generator) -> str:
