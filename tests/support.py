@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
 import time
+from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -169,3 +171,24 @@ def running_service(env: dict[str, str], log_dir: Path) -> Iterator[ServiceProce
         yield processes
     finally:
         processes.stop()
+
+
+# Four labels of the Pitt data a small `ctax eval` split is drawn from (write_split).
+EVAL_LABELS = ["Product/Vehicles/Cars", "PSA/Animal Rights", "Product/Food and Drink/Soft Drinks",
+               "PSA/Health/Smoking and Alcohol Abuse"]
+
+
+def write_split(shared_data: Path, directory: Path, per_label: int = 25) -> tuple[Path, Path, list[dict[str, Any]]]:
+    """A train and a test file of up to `per_label` Pitt ads of each EVAL_LABELS label, 7 in 10 to train on;
+    returns them and the training rows."""
+    by_label: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for line in (shared_data / "pitt_ads_dev.jsonl").open():
+        row = json.loads(line)
+        if row["label"] in EVAL_LABELS and len(by_label[row["label"]]) < per_label:
+            by_label[row["label"]].append(row)
+    rows = [row for label in EVAL_LABELS for row in by_label[label]]
+    train, test = directory / "train.jsonl", directory / "test.jsonl"
+    train_rows = [row for n, row in enumerate(rows) if n % 10 < 7]
+    train.write_text("".join(json.dumps(row) + "\n" for row in train_rows))
+    test.write_text("".join(json.dumps(row) + "\n" for n, row in enumerate(rows) if n % 10 >= 7))
+    return train, test, train_rows

@@ -9,8 +9,7 @@ import pytest
 
 from bench.ocr_novelty_scores import compare
 from ctax.evaluation.run import EvalOptions, run_eval
-from tests.evaluation.test_eval import write_split
-from tests.support import EVAL_ENV
+from tests.support import EVAL_ENV, write_split
 
 pytestmark = pytest.mark.slow  # trains towers: `make test-fast` leaves it out
 

@@ -137,7 +137,7 @@ def test_ctax_eval_refuses_bad_lines_before_it_starts_anything(tmp_path, shared_
 
 @pytest.mark.slow  # loads the text tower and labels the test rows
 def test_ctax_eval_with_skip_invalid_goes_on_without_the_bad_lines(tmp_path, shared_data) -> None:
-    from tests.evaluation.test_eval import write_split
+    from tests.support import write_split
 
     train, test, _ = write_split(shared_data, tmp_path, per_label=10)
     with test.open("a") as handle:

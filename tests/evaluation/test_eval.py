@@ -4,35 +4,15 @@ taxonomy and the training data, and a folder holding an earlier evaluation is re
 from __future__ import annotations
 
 import json
-from collections import defaultdict
-from pathlib import Path
 
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
 from ctax.cli import app
-from tests.support import EVAL_ENV
+from tests.support import EVAL_ENV, EVAL_LABELS, write_split
 
 pytestmark = pytest.mark.slow  # trains towers: `make test-fast` leaves it out
-
-LABELS = ["Product/Vehicles/Cars", "PSA/Animal Rights", "Product/Food and Drink/Soft Drinks",
-          "PSA/Health/Smoking and Alcohol Abuse"]
-
-
-def write_split(shared_data: Path, directory: Path, per_label: int = 25) -> tuple[Path, Path, list[dict]]:
-    by_label: dict[str, list[dict]] = defaultdict(list)
-    for line in (shared_data / "pitt_ads_dev.jsonl").open():
-        row = json.loads(line)
-        if row["label"] in LABELS and len(by_label[row["label"]]) < per_label:
-            by_label[row["label"]].append(row)
-    rows = [row for label in LABELS for row in by_label[label]]
-    train, test = directory / "train.jsonl", directory / "test.jsonl"
-    train_rows = [row for n, row in enumerate(rows) if n % 10 < 7]
-    train.write_text("".join(json.dumps(row) + "\n" for row in train_rows))
-    test.write_text("".join(json.dumps(row) + "\n" for n, row in enumerate(rows) if n % 10 >= 7))
-    return train, test, train_rows
-
 
 def test_ctax_eval_holds_labels_out_and_refuses_a_used_work_folder(tmp_path, shared_data) -> None:
     train, test, train_rows = write_split(shared_data, tmp_path)
@@ -44,7 +24,7 @@ def test_ctax_eval_holds_labels_out_and_refuses_a_used_work_folder(tmp_path, sha
     assert result.exit_code == 0, result.output
     metrics = json.loads(out.read_text())
     (held,) = metrics["held_out_labels"]
-    assert held in LABELS
+    assert held in EVAL_LABELS
     assert metrics["n_train"] == sum(row["label"] != held for row in train_rows)  # its rows were not imported
     assert metrics["n_test"] == 30 and metrics["model_version"] == "v1-pretrained"
     for key in ("top1", "top5", "novelty_auroc", "wrong_label_auroc"):
