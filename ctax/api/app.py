@@ -17,6 +17,7 @@ from ctax.api import limits, metrics, web
 from ctax.api.dispatch import Dispatcher
 from ctax.api.key_cache import KeyCache
 from ctax.api.limits import BodyLimit
+from ctax.api.params import problem
 from ctax.api.routes import accounts, creatives, export, health, keys, labels, models, proposals, review, training
 from ctax.api.routes import search as search_routes
 from ctax.api.routes.creative_input import json_problem
@@ -56,7 +57,7 @@ def _validation_message(exc: RequestValidationError) -> str:
         where = _where(error)
         if error.get("type") == "json_invalid":
             return f"invalid JSON body: {error.get('ctx', {}).get('error', error.get('msg'))}"
-        parts.append(f"{where or 'request'}: {error.get('msg')}")
+        parts.append(f"{where or 'request'}: {problem(error)}")
     return "; ".join(parts) or "invalid request"
 
 

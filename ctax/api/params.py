@@ -11,10 +11,11 @@ NUL, and no UTF-8 encoder takes a lone surrogate.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 import annotated_types as at
-from pydantic import AfterValidator, AllowInfNan, BeforeValidator, Field, WithJsonSchema
+from pydantic import AfterValidator, AllowInfNan, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 # The largest value of an INTEGER column on both databases (PostgreSQL: 32 bits; SQLite: 64).
@@ -87,3 +88,17 @@ LabelRef = Annotated[str | int, BeforeValidator(_bounded_reference), WithJsonSch
 LabelRefText = Annotated[str, BeforeValidator(_bounded_reference),
                          WithJsonSchema({"type": "string", "maxLength": MAX_REF_CHARS})]
 """A label named by its path or its id, in a query string or a form field (always text there)."""
+
+
+class RequestBody(BaseModel):
+    """A JSON body a client sends. A field the route does not know is refused (a 422 naming it), not ignored: a
+    misspelt `asserted_lable` silently dropped the poster's claim, and a misspelt `versoin` the stale-decision check."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def problem(error: Mapping[str, Any]) -> str:
+    """What one of pydantic's errors says, in the client's terms."""
+    if error.get("type") == "extra_forbidden":
+        return "unknown field (the request's fields are listed at /docs)"
+    return str(error.get("msg"))

@@ -58,8 +58,9 @@ OUT_OF_RANGE = [
     ("POST", "/v1/training/runs", {"json": {"seed": 2**32}}, "seed"),
     ("POST", "/v1/creatives", {"json": {"ocr_text": "Fresh pizza", "asserted_label": BIG}}, "asserted_label"),
     ("POST", "/v1/creatives", {"json": {"ocr_text": "Fresh pizza", "asserted_label": HUGE}}, "asserted_label"),
-    ("POST", "/v1/creatives", {"data": {"ocr_text": "Fresh pizza", "asserted_label": HUGE},
-                               "files": {"unused": ("", b"")}}, "asserted_label"),
+    # Parts without a file name: multipart text fields.
+    ("POST", "/v1/creatives", {"files": {"ocr_text": (None, "Fresh pizza"), "asserted_label": (None, HUGE)}},
+     "asserted_label"),
     ("POST", "/v1/creatives/batch", {"json": {"items": [{"ocr_text": "Pizza", "asserted_label": BIG}]}},
      "items.0.asserted_label"),
 ]

@@ -18,13 +18,13 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from ctax.api.params import LabelRef, LabelRefText
+from ctax.api.params import LabelRef, LabelRefText, RequestBody, problem
 from ctax.config import Settings
 from ctax.creatives.validation import CreativeSubmission
 from ctax.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 
 
-class CreativeJSON(BaseModel):
+class CreativeJSON(RequestBody):
     image_base64: str | None = Field(None, description="PNG, JPEG or WebP, base64-encoded")
     ocr_text: str | None = Field(None, description="The creative's text, if known")
     texts: list[str] | None = Field(
@@ -37,7 +37,7 @@ class CreativeJSON(BaseModel):
                                                                        "nested at most CTAX_MAX_METADATA_DEPTH)")
 
 
-class BatchJSON(BaseModel):
+class BatchJSON(RequestBody):
     items: list[CreativeJSON] = Field(description="at most CTAX_MAX_BATCH_ITEMS")
 
 
@@ -77,6 +77,11 @@ MULTIPART_SCHEMA = {
 }
 
 _LABEL_TEXT: TypeAdapter[str] = TypeAdapter(LabelRefText)
+# Every text segment is one `ocr_text` part; the other fields are given once. A form field the route does not know,
+# or a text field sent as a file (curl's `-F ocr_text=@file`), was silently dropped: the creative then arrived
+# without its text ("empty creative") or its claimed label, and an `external_id` file was stored as the upload's repr.
+_REPEATABLE = ("ocr_text",)
+_TEXT_FIELDS = tuple(name for name in MULTIPART_SCHEMA["properties"] if name != "image")
 
 
 async def read_submissions(
@@ -97,7 +102,7 @@ async def read_submissions(
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise InvalidInput(f"{where or 'body'}: {first['msg']}", field=where) from exc
+        raise InvalidInput(f"{where or 'body'}: {problem(first)}", field=where) from exc
 
 
 def _parse_json(raw: bytes | str, where: str) -> Any:
@@ -177,8 +182,9 @@ class StrictMultiPartParser(MultiPartParser):
 
 
 async def _read_form(request: Request, settings: Settings) -> FormData:
-    parser = StrictMultiPartParser(request.headers, request.stream(), max_files=1, max_fields=32,
-                                   max_part_size=settings.max_image_bytes + 1)
+    # Files beyond the image are parsed only to be refused by name (_check_form_fields), not as "too many files".
+    parser = StrictMultiPartParser(request.headers, request.stream(), max_files=len(MULTIPART_SCHEMA["properties"]),
+                                   max_fields=32, max_part_size=settings.max_image_bytes + 1)
     try:
         form = await parser.parse()
     except MultiPartException as exc:
@@ -193,6 +199,7 @@ async def _read_form(request: Request, settings: Settings) -> FormData:
 async def _from_multipart(request: Request, idempotency_key: str | None, settings: Settings) -> CreativeSubmission:
     form = await _read_form(request, settings)
     try:
+        _check_form_fields(form)
         image = await _uploaded_image(form, settings)
     finally:
         await form.close()
@@ -200,18 +207,33 @@ async def _from_multipart(request: Request, idempotency_key: str | None, setting
     raw_metadata = form.get("metadata")
     if raw_metadata:
         metadata = _parse_json(str(raw_metadata), "metadata")
-    texts = [str(t) for t in form.getlist("ocr_text") if not isinstance(t, UploadFile)]
+    texts = [str(t) for t in form.getlist("ocr_text")]
     asserted = form.get("asserted_label")
     external, campaign = form.get("external_id"), form.get("campaign")
     return CreativeSubmission(
         texts=texts,
         image=image,
-        asserted_label=_label_reference(asserted) if asserted else None,
+        asserted_label=_label_reference(str(asserted)) if asserted else None,
         external_id=str(external) if external else None,
         metadata=metadata,
         idempotency_key=idempotency_key,
         campaign=str(campaign) if campaign else None,
     )
+
+
+def _check_form_fields(form: FormData) -> None:
+    """Each part names a field of a multipart creative, a text field is text, and a single field comes once."""
+    known = tuple(MULTIPART_SCHEMA["properties"])
+    for name in dict.fromkeys(form.keys()):
+        if name not in known:
+            raise InvalidInput(f"unknown field {name!r}: a multipart creative has the fields {', '.join(known)}",
+                               field=name)
+        values = form.getlist(name)
+        if len(values) > 1 and name not in _REPEATABLE:
+            raise InvalidInput(f"{name} is given {len(values)} times; send it once", field=name)
+        if name in _TEXT_FIELDS and any(isinstance(value, UploadFile) for value in values):
+            raise InvalidInput(f"{name} must be a text field, not a file (curl: -F '{name}=<file' sends a file's "
+                               "content as text)", field=name)
 
 
 async def _uploaded_image(form: FormData, settings: Settings) -> bytes | None:
@@ -226,9 +248,7 @@ async def _uploaded_image(form: FormData, settings: Settings) -> bytes | None:
     return image
 
 
-def _label_reference(value: str | UploadFile) -> str:
-    if isinstance(value, UploadFile):
-        raise InvalidInput("asserted_label must be a text field, not a file", field="asserted_label")
+def _label_reference(value: str) -> str:
     try:
         return _LABEL_TEXT.validate_python(value)
     except ValidationError as exc:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from ctax.api.deps import Admin, DbDep, KeyCacheDep
-from ctax.api.params import Id
+from ctax.api.params import Id, RequestBody
 from ctax.enums import Role
 from ctax.store import keys as service
 from ctax.store.models import ApiKey
@@ -16,7 +16,7 @@ from ctax.store.models import ApiKey
 router = APIRouter(prefix="/v1/api-keys", tags=["api keys"])
 
 
-class KeyIn(BaseModel):
+class KeyIn(RequestBody):
     name: str = Field(min_length=1, max_length=200)
     role: Role
     account_id: Id | None = Field(

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from ctax.api.deps import Admin, DbDep, Poster
 from ctax.api.limits import MAX_TAXONOMY_BYTES
-from ctax.api.params import Id, Offset, Text
+from ctax.api.params import Id, Offset, RequestBody, Text
 from ctax.enums import LabelStatus
 from ctax.errors import PayloadTooLarge
 from ctax.store.models import Label
@@ -21,12 +21,12 @@ from ctax.taxonomy.paths import LabelPath
 router = APIRouter(prefix="/v1/labels", tags=["labels"])
 
 
-class LabelIn(BaseModel):
+class LabelIn(RequestBody):
     path: Text = Field(description="e.g. Service/Vehicles/Maintenance/Honda; write '/' inside a name as '\\/'")
     description: Text | None = Field(None, max_length=2000)
 
 
-class LabelPatch(BaseModel):
+class LabelPatch(RequestBody):
     name: Text | None = Field(
         None, min_length=1, max_length=200, description="New name of this node (renames its subtree)"
     )

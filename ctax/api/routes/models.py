@@ -7,10 +7,9 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel
 
 from ctax.api.deps import Admin, DbDep, Reviewer
-from ctax.api.params import VersionId
+from ctax.api.params import RequestBody, VersionId
 from ctax.api.web.cards import card_page
 from ctax.store.models import ModelVersion
 from ctax.store.repos import versions
@@ -20,7 +19,7 @@ from ctax.versions import registry
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
 
-class PromoteIn(BaseModel):
+class PromoteIn(RequestBody):
     force: bool = False
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from ctax.api.deps import DbDep, Reviewer
-from ctax.api.params import MAX_LIST_ITEMS, CreativeId, Id, LabelRef, Text
+from ctax.api.params import MAX_LIST_ITEMS, CreativeId, Id, LabelRef, RequestBody, Text
 from ctax.api.routes.review import one_of
 from ctax.api.views.proposals import proposal_labels, proposal_view
 from ctax.api.views.review import decision_view
@@ -21,12 +21,12 @@ router = APIRouter(prefix="/v1/proposals", tags=["proposals"])
 StatusOrAll = Annotated[ProposalStatus | Literal["all"], one_of([*ProposalStatus, "all"])]
 
 
-class DiscoverIn(BaseModel):
+class DiscoverIn(RequestBody):
     min_cluster_size: int = Field(default=DiscoveryParams.min_cluster_size, ge=2, le=500)
     min_samples: int | None = Field(default=None, ge=1, le=500)
 
 
-class AcceptIn(BaseModel):
+class AcceptIn(RequestBody):
     name: Text | None = Field(
         default=None, max_length=200, description="the new label's name; default the suggested one"
     )

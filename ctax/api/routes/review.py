@@ -6,11 +6,23 @@ from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel, Field, ValidationError, ValidatorFunctionWrapHandler, WrapValidator
+from pydantic import Field, ValidationError, ValidatorFunctionWrapHandler, WrapValidator
 from pydantic_core import PydanticCustomError
 
 from ctax.api.deps import DbDep, Reviewer, SettingsDep
-from ctax.api.params import AgeSeconds, CreativeId, Id, IdList, LabelRef, LabelRefText, Offset, Score, Text, Version
+from ctax.api.params import (
+    AgeSeconds,
+    CreativeId,
+    Id,
+    IdList,
+    LabelRef,
+    LabelRefText,
+    Offset,
+    RequestBody,
+    Score,
+    Text,
+    Version,
+)
 from ctax.api.routes.accounts import AccountFilter
 from ctax.api.views.review import decision_views, group_members_view, item_views, label_ref
 from ctax.enums import Action, Flag, QueueOrder, ReviewStatus
@@ -52,7 +64,7 @@ StatusOrAll = Annotated[ReviewStatus | Literal["all"], one_of([*ReviewStatus, "a
 LabelQuery = Annotated[LabelRefText | None, Query(description="a label path or id; its subtree matches")]
 
 
-class DecisionIn(BaseModel):
+class DecisionIn(RequestBody):
     action: Action
     label: LabelRef | None = Field(
         default=None, description="relabel: an existing path or id; new_label: the new path"
@@ -63,14 +75,14 @@ class DecisionIn(BaseModel):
     )
 
 
-class BulkIn(BaseModel):
+class BulkIn(RequestBody):
     ids: IdList = Field(description="review item ids")
     action: Action
     label: LabelRef | None = None
     note: Text | None = None
 
 
-class NextIn(BaseModel):
+class NextIn(RequestBody):
     flag: ReviewFlag | None = None
     label: LabelRefText | None = None
     asserted: LabelRefText | None = None

@@ -10,10 +10,10 @@ import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from ctax.api.deps import DbDep, Poster, SettingsDep
-from ctax.api.params import CreativeId, Id, LabelRef, Text
+from ctax.api.params import CreativeId, Id, LabelRef, RequestBody, Text
 from ctax.api.search_client import SearchClient
 from ctax.config import Settings
 from ctax.creatives.images import validate_image
@@ -33,9 +33,7 @@ router = APIRouter(prefix="/v1", tags=["search"])
 MAX_QUERY_CHARS = 2000
 
 
-class SearchFilters(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class SearchFilters(RequestBody):
     label: LabelRef | None = Field(None, description="a label path or id: the decided label is it or below it")
     flag: list[Flag] | None = Field(None, max_length=len(Flag), description="the creative's flag is one of these")
     status: list[CreativeStatus] | None = Field(None, max_length=len(CreativeStatus),
@@ -48,9 +46,7 @@ class SearchFilters(BaseModel):
     created_before: dt.datetime | None = Field(None, description="created before (ISO 8601; UTC if no zone)")
 
 
-class SearchIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class SearchIn(RequestBody):
     text: Annotated[Text, Field(max_length=MAX_QUERY_CHARS)] | None = Field(None, description="a text query")
     image_base64: str | None = Field(None, description="an image query: PNG, JPEG or WebP, base64-encoded")
     creative_id: CreativeId | None = Field(

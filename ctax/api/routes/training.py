@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from ctax.api.deps import Admin, DbDep
-from ctax.api.params import Id, Seed
+from ctax.api.params import Id, RequestBody, Seed
 from ctax.errors import NotFound
 from ctax.store.models import TrainingRun
 from ctax.store.repos import runs
@@ -16,7 +16,7 @@ from ctax.store.repos import runs
 router = APIRouter(prefix="/v1/training/runs", tags=["training"])
 
 
-class RunIn(BaseModel):
+class RunIn(RequestBody):
     epochs: int | None = Field(default=None, ge=1, le=50)
     image_epochs: int | None = Field(default=None, ge=1, le=500)
     train_images: bool = True

@@ -1,0 +1,83 @@
+"""A field the API does not know, a text field sent as a file, or a single field sent twice is a 422 naming the
+field, and nothing is stored. They were silently dropped: a misspelt `asserted_lable` stored the creative without
+its claim, `versoin` skipped the stale-decision check, and `-F ocr_text=@file` answered "empty creative"."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from ctax.store.models import Account, ApiKey, Creative, Label, TrainingRun
+from tests.conftest import headers
+
+UNKNOWN_JSON = [
+    ("POST", "/v1/creatives", {"ocr_text": "Fresh pizza", "asserted_lable": "PSA/Animal Rights"}, "asserted_lable"),
+    ("POST", "/v1/creatives/batch", {"items": [{"ocr_text": "Pizza"}, {"ocr_text": "Shoes", "colour": 1}]},
+     "items.1.colour"),
+    ("POST", "/v1/accounts", {"name": "Acme", "kind": "advertiser", "colour": "red"}, "colour"),
+    ("POST", "/v1/api-keys", {"name": "ad server", "role": "reviewer", "acount_id": 1}, "acount_id"),
+    ("POST", "/v1/labels", {"path": "Product/Pizza", "descripton": "pies"}, "descripton"),
+    ("PATCH", "/v1/labels/1", {"descripton": "pies"}, "descripton"),
+    ("POST", "/v1/review/1/decision", {"action": "confirm", "versoin": 3}, "versoin"),
+    ("POST", "/v1/review/bulk", {"ids": [1], "action": "confirm", "labl": "A"}, "labl"),
+    ("POST", "/v1/review/next", {"flags": "new_label"}, "flags"),
+    ("POST", "/v1/proposals/discover", {"min_cluster": 3}, "min_cluster"),
+    ("POST", "/v1/proposals/1/accept", {"nam": "Pizza"}, "nam"),
+    ("POST", "/v1/training/runs", {"epoch": 2}, "epoch"),
+    ("POST", "/v1/models/v1/promote", {"forced": True}, "forced"),
+    ("POST", "/v1/search", {"text": "pizza", "filters": {"labels": "A"}}, "filters.labels"),
+]
+
+
+def _counts(db) -> tuple[int, ...]:
+    with db.read() as session:
+        return tuple(session.scalar(select(func.count()).select_from(table))
+                     for table in (Creative, Account, ApiKey, Label, TrainingRun))
+
+
+@pytest.mark.parametrize("method,path,body,field", UNKNOWN_JSON, ids=[f"{m} {p} {f}" for m, p, _, f in UNKNOWN_JSON])
+def test_an_unknown_json_field_is_a_422_naming_it(client, keys, db, method, path, body, field) -> None:
+    before = _counts(db)
+    response = client.request(method, path, headers=headers(keys["admin"]), json=body)
+    assert response.status_code == 422, response.text
+    answer = response.json()
+    assert answer["error"] == "invalid_input" and answer["message"].startswith(f"{field}: unknown field"), answer
+    assert answer["detail"]["field"] == field
+    assert _counts(db) == before
+
+
+@pytest.mark.parametrize("parts,field,words", [
+    ({"ocr_text": (None, "Fresh pizza"), "asserted_lable": (None, "PSA/Animal Rights")}, "asserted_lable",
+     "unknown field 'asserted_lable': a multipart creative has the fields image, ocr_text, asserted_label"),
+    ({"texts": (None, "Fresh pizza")}, "texts", "unknown field 'texts'"),
+    ({"ocr_text": ("ad.txt", b"Fresh pizza", "text/plain")}, "ocr_text",
+     "ocr_text must be a text field, not a file (curl: -F 'ocr_text=<file'"),
+    ({"ocr_text": (None, "Fresh pizza"), "external_id": ("id.txt", b"ad-1")}, "external_id",
+     "external_id must be a text field, not a file"),
+    ({"ocr_text": (None, "Fresh pizza"), "metadata": ("m.json", b"{}")}, "metadata",
+     "metadata must be a text field, not a file"),
+    ([("ocr_text", (None, "Fresh pizza")), ("asserted_label", (None, "PSA/Animal Rights")),
+      ("asserted_label", (None, "Product/Vehicles/Cars"))], "asserted_label",
+     "asserted_label is given 2 times; send it once"),
+    ([("image", ("a.png", b"\x89PNG")), ("image", ("b.png", b"\x89PNG"))], "image", "image is given 2 times"),
+], ids=["misspelt claim", "texts (the JSON name)", "ocr_text file", "external_id file", "metadata file",
+        "claim twice", "two images"])
+def test_a_multipart_part_that_is_no_field_of_a_creative_is_a_422_naming_it(client, keys, db, parts, field,
+                                                                             words) -> None:
+    before = _counts(db)
+    response = client.post("/v1/creatives", headers=headers(keys["poster"]), files=parts)
+    assert response.status_code == 422, response.text
+    answer = response.json()
+    assert answer["message"].startswith(words), answer
+    assert answer["detail"]["field"] == field
+    assert _counts(db) == before
+
+
+def test_repeated_ocr_text_parts_are_the_creatives_segments(client, keys) -> None:
+    h = headers(keys["poster"])
+    response = client.post("/v1/creatives", headers=h, files=[("ocr_text", (None, "Fresh pizza")),
+                                                              ("ocr_text", (None, "Order tonight")),
+                                                              ("external_id", (None, "ad-7"))])
+    assert response.status_code == 202, response.text
+    stored = client.get(f"/v1/creatives/{response.json()['id']}", headers=h).json()
+    assert stored["texts"] == ["Fresh pizza", "Order tonight"] and stored["external_id"] == "ad-7"
