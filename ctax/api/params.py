@@ -98,7 +98,11 @@ class RequestBody(BaseModel):
 
 
 def problem(error: Mapping[str, Any]) -> str:
-    """What one of pydantic's errors says, in the client's terms."""
-    if error.get("type") == "extra_forbidden":
+    """What one of pydantic's errors says, in the client's terms (not "Value error, Expected UploadFile, received:
+    <class 'str'>")."""
+    kind, message = error.get("type"), str(error.get("msg")).removeprefix("Value error, ")
+    if kind == "extra_forbidden":
         return "unknown field (the request's fields are listed at /docs)"
-    return str(error.get("msg"))
+    if kind == "value_error" and message.startswith("Expected UploadFile"):
+        return "must be a file upload (a multipart part with a file name), not a text field"
+    return message

@@ -81,3 +81,12 @@ def test_repeated_ocr_text_parts_are_the_creatives_segments(client, keys) -> Non
     assert response.status_code == 202, response.text
     stored = client.get(f"/v1/creatives/{response.json()['id']}", headers=h).json()
     assert stored["texts"] == ["Fresh pizza", "Order tonight"] and stored["external_id"] == "ad-7"
+
+
+def test_pydantic_s_wording_is_not_the_client_s(client, keys) -> None:
+    h = headers(keys["admin"])
+    text_for_file = client.post("/v1/labels/import", headers=h, files={"file": (None, "Product/Pizza")}).json()
+    assert text_for_file["message"] == ("file: must be a file upload (a multipart part with a file name), "
+                                        "not a text field"), text_for_file
+    nothing = client.post("/v1/search", headers=h, json={}).json()
+    assert nothing["message"].startswith("request: nothing to search for"), nothing
