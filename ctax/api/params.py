@@ -15,7 +15,16 @@ from collections.abc import Mapping
 from typing import Annotated, Any
 
 import annotated_types as at
-from pydantic import AfterValidator, AllowInfNan, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    AllowInfNan,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+)
 from pydantic_core import PydanticCustomError
 
 # The largest value of an INTEGER column on both databases (PostgreSQL: 32 bits; SQLite: 64).
@@ -39,6 +48,14 @@ def _storable(value: str) -> str:
 
 Text = Annotated[str, AfterValidator(_storable)]
 """Free text a client sends (a note, a description, a search): anything but NUL and lone surrogates."""
+
+# Bounded text. The bound is on the string as sent (StringConstraints before the validator): a Field(max_length)
+# beside Text is checked after it, and pydantic then says "Value should have at most 2000 items after validation".
+ShortText = Annotated[str, StringConstraints(max_length=200), AfterValidator(_storable)]
+"""A label or proposal name, a filter's search words."""
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(_storable)]
+LongText = Annotated[str, StringConstraints(max_length=2000), AfterValidator(_storable)]
+"""A description, a search query."""
 
 CreativeId = Annotated[str, at.MaxLen(64), AfterValidator(_storable)]
 VersionId = Annotated[str, at.MaxLen(100), AfterValidator(_storable)]

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from ctax.api.deps import BlobsDep, DbDep, Poster, SettingsDep
-from ctax.api.params import CreativeId, Offset, Text
+from ctax.api.params import CreativeId, Offset, ShortText
 from ctax.api.routes.accounts import AccountFilter
 from ctax.api.routes.creative_input import BATCH_SCHEMA, CREATIVE_SCHEMA, MULTIPART_SCHEMA, read_submissions
 from ctax.api.views.creatives import Accepted, BatchAccepted, accepted, creative_view
@@ -89,8 +89,8 @@ def list_creatives(
     db: DbDep,
     status: CreativeStatus | None = None,
     flag: Flag | None = None,
-    external_id: Annotated[Text | None, Query(max_length=200)] = None,
-    campaign: Annotated[Text | None, Query(max_length=200)] = None,
+    external_id: Annotated[ShortText | None, Query()] = None,
+    campaign: Annotated[ShortText | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Offset = 0,
     account_id: AccountFilter = None,

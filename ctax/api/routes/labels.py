@@ -9,7 +9,7 @@ from pydantic import Field
 
 from ctax.api.deps import Admin, DbDep, Poster
 from ctax.api.limits import MAX_TAXONOMY_BYTES
-from ctax.api.params import Id, Offset, RequestBody, Text
+from ctax.api.params import Id, LongText, Name, Offset, RequestBody, ShortText, Text
 from ctax.enums import LabelStatus
 from ctax.errors import PayloadTooLarge
 from ctax.store.models import Label
@@ -23,14 +23,12 @@ router = APIRouter(prefix="/v1/labels", tags=["labels"])
 
 class LabelIn(RequestBody):
     path: Text = Field(description="e.g. Service/Vehicles/Maintenance/Honda; write '/' inside a name as '\\/'")
-    description: Text | None = Field(None, max_length=2000)
+    description: LongText | None = None
 
 
 class LabelPatch(RequestBody):
-    name: Text | None = Field(
-        None, min_length=1, max_length=200, description="New name of this node (renames its subtree)"
-    )
-    description: Text | None = Field(None, max_length=2000)
+    name: Name | None = Field(None, description="New name of this node (renames its subtree)")
+    description: LongText | None = None
     status: LabelStatus | None = None
 
 
@@ -56,7 +54,7 @@ def list_labels(
     db: DbDep,
     # Literals, not LabelStatus: "all" is no status, and a union would change the 422 message.
     status: Annotated[Literal["active", "retired", "all"], Query()] = "active",
-    q: Annotated[Text | None, Query(max_length=200, description="substring of the path")] = None,
+    q: Annotated[ShortText | None, Query(description="substring of the path")] = None,
     parent_id: Id | None = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
     offset: Offset = 0,

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from pydantic import Field
 
 from ctax.api.deps import DbDep, Reviewer
-from ctax.api.params import MAX_LIST_ITEMS, CreativeId, Id, LabelRef, RequestBody, Text
+from ctax.api.params import MAX_LIST_ITEMS, CreativeId, Id, LabelRef, RequestBody, ShortText
 from ctax.api.routes.review import one_of
 from ctax.api.views.proposals import proposal_labels, proposal_view
 from ctax.api.views.review import decision_view
@@ -27,8 +27,8 @@ class DiscoverIn(RequestBody):
 
 
 class AcceptIn(RequestBody):
-    name: Text | None = Field(
-        default=None, max_length=200, description="the new label's name; default the suggested one"
+    name: ShortText | None = Field(
+        default=None, description="the new label's name; default the suggested one"
     )
     parent: LabelRef | None = Field(default=None, description="the parent's path or id; default the suggested parent")
     into: LabelRef | None = Field(

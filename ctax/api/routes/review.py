@@ -20,6 +20,7 @@ from ctax.api.params import (
     Offset,
     RequestBody,
     Score,
+    ShortText,
     Text,
     Version,
 )
@@ -91,7 +92,7 @@ class NextIn(RequestBody):
     min_age_s: AgeSeconds | None = None
     max_age_s: AgeSeconds | None = None
     proposal_id: Id | None = None
-    q: Text | None = Field(default=None, max_length=200)
+    q: ShortText | None = None
     order: QueueOrder = QueueOrder.PRIORITY
     exclude: IdList = Field(default_factory=list, description="items to pass over (e.g. skipped ones)")
     account_id: Id | None = Field(default=None, description="only this account's creatives")
@@ -144,7 +145,7 @@ def list_queue(
     max_age_s: Annotated[AgeSeconds | None, Query(description="only items flagged within this many seconds")] = None,
     available: Annotated[bool, Query(description="hide items other reviewers hold")] = False,
     proposal_id: Id | None = None,
-    q: Annotated[Text | None, Query(max_length=200, description="words in the creative's texts")] = None,
+    q: Annotated[ShortText | None, Query(description="words in the creative's texts")] = None,
     order: QueueOrder = QueueOrder.PRIORITY,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Offset = 0,

@@ -7,13 +7,13 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field, model_validator
 
 from ctax.api.deps import DbDep, Poster, SettingsDep
-from ctax.api.params import CreativeId, Id, LabelRef, RequestBody, Text
+from ctax.api.params import CreativeId, Id, LabelRef, LongText, RequestBody
 from ctax.api.search_client import SearchClient
 from ctax.config import Settings
 from ctax.creatives.images import validate_image
@@ -30,8 +30,6 @@ from ctax.taxonomy.catalog import find_label
 
 router = APIRouter(prefix="/v1", tags=["search"])
 
-MAX_QUERY_CHARS = 2000
-
 
 class SearchFilters(RequestBody):
     label: LabelRef | None = Field(None, description="a label path or id: the decided label is it or below it")
@@ -47,7 +45,7 @@ class SearchFilters(RequestBody):
 
 
 class SearchIn(RequestBody):
-    text: Annotated[Text, Field(max_length=MAX_QUERY_CHARS)] | None = Field(None, description="a text query")
+    text: LongText | None = Field(None, description="a text query")
     image_base64: str | None = Field(None, description="an image query: PNG, JPEG or WebP, base64-encoded")
     creative_id: CreativeId | None = Field(
         None, description="a stored creative: its neighbours (it is never its own)")

@@ -1,6 +1,7 @@
 """A field the API does not know, a text field sent as a file, or a single field sent twice is a 422 naming the
 field, and nothing is stored. They were silently dropped: a misspelt `asserted_lable` stored the creative without
-its claim, `versoin` skipped the stale-decision check, and `-F ocr_text=@file` answered "empty creative"."""
+its claim, `versoin` skipped the stale-decision check, and `-F ocr_text=@file` answered "empty creative".
+A 422 speaks of the request, not of pydantic ("Value error, ...", "at most 2000 items after validation")."""
 
 from __future__ import annotations
 
@@ -90,3 +91,24 @@ def test_pydantic_s_wording_is_not_the_client_s(client, keys) -> None:
                                         "not a text field"), text_for_file
     nothing = client.post("/v1/search", headers=h, json={}).json()
     assert nothing["message"].startswith("request: nothing to search for"), nothing
+
+
+@pytest.mark.parametrize("method,path,kwargs,message", [
+    ("PATCH", "/v1/labels/1", {"json": {"description": "x" * 2001}},
+     "description: String should have at most 2000 characters"),
+    ("PATCH", "/v1/labels/1", {"json": {"name": ""}}, "name: String should have at least 1 character"),
+    ("GET", "/v1/labels", {"params": {"q": "x" * 201}}, "q: String should have at most 200 characters"),
+    ("GET", "/v1/review", {"params": {"q": "x" * 201}}, "q: String should have at most 200 characters"),
+    ("GET", "/v1/creatives", {"params": {"campaign": "x" * 201}}, "campaign: String should have at most 200"),
+    ("POST", "/v1/search", {"json": {"text": "x" * 2001}}, "text: String should have at most 2000 characters"),
+    ("POST", "/v1/accounts", {"json": {"name": "Acme\x00", "kind": "advertiser"}},
+     "name: text must not contain NUL characters"),
+    ("POST", "/v1/api-keys", {"json": {"name": "x" * 201, "role": "reviewer"}},
+     "name: String should have at most 200 characters"),
+], ids=["description", "empty name", "labels q", "review q", "campaign", "search text", "account NUL", "key name"])
+def test_a_bound_on_text_is_said_in_characters(client, keys, db, method, path, kwargs, message) -> None:
+    before = _counts(db)
+    response = client.request(method, path, headers=headers(keys["admin"]), **kwargs)
+    assert response.status_code == 422, response.text
+    assert response.json()["message"].startswith(message), response.json()
+    assert _counts(db) == before
