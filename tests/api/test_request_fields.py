@@ -101,11 +101,7 @@ def test_pydantic_s_wording_is_not_the_client_s(client, keys) -> None:
     ("GET", "/v1/review", {"params": {"q": "x" * 201}}, "q: String should have at most 200 characters"),
     ("GET", "/v1/creatives", {"params": {"campaign": "x" * 201}}, "campaign: String should have at most 200"),
     ("POST", "/v1/search", {"json": {"text": "x" * 2001}}, "text: String should have at most 2000 characters"),
-    ("POST", "/v1/accounts", {"json": {"name": "Acme\x00", "kind": "advertiser"}},
-     "name: text must not contain NUL characters"),
-    ("POST", "/v1/api-keys", {"json": {"name": "x" * 201, "role": "reviewer"}},
-     "name: String should have at most 200 characters"),
-], ids=["description", "empty name", "labels q", "review q", "campaign", "search text", "account NUL", "key name"])
+], ids=["description", "empty name", "labels q", "review q", "campaign", "search text"])
 def test_a_bound_on_text_is_said_in_characters(client, keys, db, method, path, kwargs, message) -> None:
     before = _counts(db)
     response = client.request(method, path, headers=headers(keys["admin"]), **kwargs)

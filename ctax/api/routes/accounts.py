@@ -6,9 +6,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from pydantic import Field
 
 from ctax.api.deps import Admin, DbDep
-from ctax.api.params import Id, Name, RequestBody
+from ctax.api.params import Id, RequestBody
 from ctax.enums import AccountKind
 from ctax.store import keys as service
 from ctax.store.models import Account
@@ -21,7 +22,7 @@ AccountFilter = Annotated[Id | None, Query(
 
 
 class AccountIn(RequestBody):
-    name: Name
+    name: str = Field(min_length=1, max_length=200)
     kind: AccountKind
 
 

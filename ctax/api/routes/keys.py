@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from pydantic import Field
 
 from ctax.api.deps import Admin, DbDep, KeyCacheDep
-from ctax.api.params import Id, Name, RequestBody
+from ctax.api.params import Id, RequestBody
 from ctax.enums import Role
 from ctax.store import keys as service
 from ctax.store.models import ApiKey
@@ -17,7 +17,7 @@ router = APIRouter(prefix="/v1/api-keys", tags=["api keys"])
 
 
 class KeyIn(RequestBody):
-    name: Name
+    name: str = Field(min_length=1, max_length=200)
     role: Role
     account_id: Id | None = Field(
         default=None,
