@@ -77,3 +77,9 @@ class StoreUnavailable(ServiceUnavailable):
     """The database could not be reached or stayed locked too long; the request changed nothing."""
 
     code = "database_unavailable"
+
+
+class SchemaOutOfDate(StoreUnavailable):
+    """The database has no ctax schema, or an older one than this code (`ctax db upgrade` migrates it)."""
+
+    code = "database_schema_out_of_date"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import difflib
+from collections.abc import Iterable, Sequence
 from string import Formatter
 
 
@@ -35,3 +36,21 @@ def on_off(value: object) -> object:
     spellings in an environment, keep their meaning as on / off; anything else is left for the field to judge."""
     spelled = str(value).strip().lower()
     return {"true": "on", "1": "on", "yes": "on", "false": "off", "0": "off", "no": "off"}.get(spelled, value)
+
+
+def misspelt_variables(names: Iterable[str], settings: Iterable[str], prefix: str) -> list[str]:
+    """A warning for each variable that carries the settings' prefix and nearly names a setting but does not: a typo,
+    which pydantic-settings ignores without a word (`CTAX_DATABSE_URL` left a production service on SQLite). Names
+    far from every setting are left alone: other tools' variables share the prefix (the test suite's among them)."""
+    known = [prefix.upper() + name.upper() for name in settings]
+    warnings = []
+    for name in sorted(set(names)):
+        spelled = name.upper()
+        if not spelled.startswith(prefix.upper()) or spelled in known:
+            continue
+        # 0.8: every one-letter slip and dropped suffix of a setting's name here, and none of the other variables
+        # this project's tools read (CTAX_TEST_REDIS_URL, CTAX_SHARED_DATA, CTAX_PYTHON).
+        close = difflib.get_close_matches(spelled, known, n=1, cutoff=0.8)
+        if close:
+            warnings.append(f"{name} is not a setting and is ignored: did you mean {close[0]}?")
+    return warnings

@@ -104,3 +104,19 @@ def test_a_data_dir_that_cannot_be_created_is_one_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["models", "list"], env=_clean_env(tmp_path, CTAX_DATA_DIR=str(blocker / "var")))
     assert result.exit_code == 2
     assert result.output.strip().startswith(f"error: CTAX_DATA_DIR: cannot create {blocker / 'var'}")
+
+
+def test_a_misspelt_setting_is_a_warning_naming_the_one_meant(tmp_path: Path) -> None:
+    """pydantic-settings ignores a variable that names no setting: CTAX_DATABSE_URL left the service on SQLite."""
+    (tmp_path / ".env").write_text("CTAX_BACKNED=onnx\nCTAX_SHARED_DATA=/data\n")
+    env = _clean_env(tmp_path, CTAX_DATABSE_URL="postgresql+psycopg://db/ctax", ctax_top_kk="3",
+                     CTAX_TEST_REDIS_URL="redis://127.0.0.1:6379/9", CTAX_TOP_K="4")
+    done = subprocess.run([sys.executable, "-m", "ctax", "db", "upgrade"], cwd=tmp_path, capture_output=True,
+                          text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        "warning: CTAX_BACKNED is not a setting and is ignored: did you mean CTAX_BACKEND?",
+        "warning: CTAX_DATABSE_URL is not a setting and is ignored: did you mean CTAX_DATABASE_URL?",
+        "warning: ctax_top_kk is not a setting and is ignored: did you mean CTAX_TOP_K?",
+    ], done.stderr

@@ -7,6 +7,8 @@ from __future__ import annotations
 import typer
 
 from ctax.cli import admin, data, evaluate, models, service
+from ctax.cli.common import say_errors
+from ctax.errors import CtaxError
 
 app = typer.Typer(help="ctax: label ad creatives with taxonomy paths.", no_args_is_help=True)
 app.command()(service.api)
@@ -24,7 +26,13 @@ app.add_typer(data.proposals_app, name="proposals")
 
 
 def main() -> None:
-    app()
+    """`ctax`: a domain error a command did not handle itself (the database out of reach or unmigrated, a missing
+    version) ends it with one line and exit status 2, as a bad setting does; a bug still shows its traceback."""
+    try:
+        app()
+    except CtaxError as exc:
+        say_errors([exc.message])
+        raise SystemExit(2) from None
 
 
 __all__ = ["app", "main"]

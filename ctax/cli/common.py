@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import NoReturn
 
 import typer
+from dotenv import dotenv_values
 from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
 from ctax.config import Settings
 from ctax.errors import CtaxError
+from ctax.settings_checks import misspelt_variables
 from ctax.store.session import Database
 
 console = Console(stderr=True)
@@ -22,11 +26,22 @@ def settings() -> Settings:
         current = Settings()
     except ValidationError as exc:
         fail(exc)
+    for warning in misspelt_variables([*os.environ, *_dotenv_names()], Settings.model_fields,
+                                      str(Settings.model_config.get("env_prefix", ""))):
+        console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
     try:
         current.ensure_dirs()
     except OSError as exc:
         fail(ValueError(f"CTAX_DATA_DIR: cannot create {exc.filename or current.data_dir}: {exc.strerror or exc}"))
     return current
+
+
+def _dotenv_names() -> list[str]:
+    """The names a `.env` file in the working directory sets (the settings read it too)."""
+    env_file = Settings.model_config.get("env_file")
+    if not isinstance(env_file, str) or not Path(env_file).is_file():
+        return []
+    return list(dotenv_values(env_file))
 
 
 def setting_errors(exc: ValidationError) -> list[str]:
@@ -60,7 +75,11 @@ def fail(exc: Exception) -> NoReturn:
         messages = setting_errors(exc)
     else:
         messages = [exc.message if isinstance(exc, CtaxError) else str(exc)]
+    say_errors(messages)
+    raise typer.Exit(2)
+
+
+def say_errors(messages: list[str]) -> None:
     for message in messages:
         # escape(): a message quoting the user's value is not rich markup; soft_wrap: one line, whatever the width.
         console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
-    raise typer.Exit(2)

@@ -4,7 +4,8 @@
 changes data, and it commits when the block ends (or rolls back on any error). `Database.read()` gives a session
 for reading that never commits. Errors of the database itself become domain errors here, so callers above the
 store never handle SQLAlchemy's: a unique key or an optimistic version lost to a concurrent writer is
-`ConcurrentChange` (409), a database that cannot be reached or stays locked is `StoreUnavailable` (503).
+`ConcurrentChange` (409), a database that cannot be reached or stays locked is `StoreUnavailable` (503), and one
+without the tables or columns this code reads is `SchemaOutOfDate` (503, saying to run `ctax db upgrade`).
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
-from ctax.errors import ConcurrentChange, StoreUnavailable
+from ctax.errors import ConcurrentChange, SchemaOutOfDate, StoreUnavailable
 
 # Set on a session by whatever adds work for the queue (a creative, an outbox job), so that the work is sent as
 # soon as its transaction commits (Database.on_queued_work).
@@ -143,5 +144,24 @@ def _translated() -> Iterator[None]:
         raise ConcurrentChange(
             "a concurrent change to the same data won; reload and try again. Nothing was changed"
         ) from exc
-    except OperationalError as exc:
+    except (OperationalError, ProgrammingError) as exc:
+        if _schema_out_of_date(exc):
+            # `ctax api` or a worker started on a database nobody migrated (only `ctax run` migrates at start) said
+            # "unavailable or busy", which sent people looking at the server, not at the schema.
+            first_line = str(exc.orig).strip().splitlines()[0]  # PostgreSQL goes on with the statement
+            raise SchemaOutOfDate(f"the database has no ctax schema, or an older one ({first_line}): run `ctax db "
+                                  "upgrade` (`ctax run` migrates as it starts)") from exc
+        if isinstance(exc, ProgrammingError):
+            raise
         raise StoreUnavailable(f"the database is unavailable or busy: {exc.orig}") from exc
+
+
+# PostgreSQL's SQLSTATEs for a table or a column that does not exist.
+_UNDEFINED = {"42P01", "42703"}
+
+
+def _schema_out_of_date(exc: OperationalError | ProgrammingError) -> bool:
+    if getattr(exc.orig, "sqlstate", None) in _UNDEFINED:
+        return True
+    message = str(exc.orig)  # SQLite's words: it has no codes for these
+    return message.startswith(("no such table", "no such column")) or " has no column named " in message

@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect, select, text
 
-from ctax.store.models import Base
+from ctax.errors import SchemaOutOfDate
+from ctax.store.models import Base, Creative
+from ctax.store.session import Database
 from tests.store.conftest import MigratedDatabase
 
 
@@ -78,3 +80,24 @@ def test_duplicate_groups_start_with_every_creative_alone_and_its_item_of_one(mi
         assert connection.scalar(text("SELECT count(*) FROM creatives")) == 6
         assert connection.scalar(text("SELECT count(*) FROM review_items")) == 1
         assert connection.scalar(text("SELECT count(*) FROM annotations")) == 1
+
+
+def test_a_database_nobody_migrated_or_behind_the_code_says_to_upgrade_it(migrated_db: MigratedDatabase) -> None:
+    """Not "unavailable or busy", which is what `ctax api` on a fresh database answered every request with."""
+    db = Database(migrated_db.url)
+    try:
+        with pytest.raises(SchemaOutOfDate) as empty, db.read() as session:
+            session.scalars(select(Creative)).all()
+        migrated_db.upgrade("0004")  # before creatives.campaign
+        with pytest.raises(SchemaOutOfDate) as behind, db.write() as session:
+            session.scalars(select(Creative)).all()
+        for caught in (empty, behind):
+            assert caught.value.message.startswith("the database has no ctax schema, or an older one (")
+            assert caught.value.message.endswith("): run `ctax db upgrade` (`ctax run` migrates as it starts)")
+            assert "\n" not in caught.value.message and caught.value.status_code == 503
+        assert "creatives" in empty.value.message and "campaign" in behind.value.message
+        migrated_db.upgrade()
+        with db.read() as session:
+            assert session.scalars(select(Creative)).all() == []
+    finally:
+        db.dispose()
