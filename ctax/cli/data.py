@@ -53,7 +53,7 @@ def creatives_import(
     skip_invalid: Annotated[bool, typer.Option(help="import the good lines and list the bad ones; without it a "
                                                     "file with any bad line is refused whole")] = False,
 ) -> None:
-    """Import labelled creatives from JSONL ({"id", "texts" or "text", "label", optional "image"})."""
+    """Import labelled creatives from JSONL ({"id", "texts" or "text", "label", optional "image" and "campaign"})."""
     current = settings()
     db = database(current)
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,6 +113,7 @@ def _row(path: Path, number: int, raw: bytes, settings: Settings) -> Row:
         raise InvalidInput(f"not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise InvalidInput("expected a JSON object")
+    _check_keys(data)
     texts = data.get("texts", [data["text"]] if "text" in data else [])
     if not isinstance(texts, list):
         raise InvalidInput("texts must be a list of strings")
@@ -133,6 +135,21 @@ def _row(path: Path, number: int, raw: bytes, settings: Settings) -> Row:
     external, campaign = data.get("id"), data.get("campaign")
     check_identifier(campaign, "campaign")
     return Row(number, str(external) if external is not None else None, cleaned, label, image, info, campaign)
+
+
+# The keys a row is read by. Other keys are read past: an export's own (label_id, creative_id, ...) and a bench's.
+ROW_KEYS = ("id", "texts", "text", "label", "image", "campaign")
+
+
+def _check_keys(data: dict[str, object]) -> None:
+    """A key that nearly names one a row is read by is a typo, and the row would lose that field without a word: a
+    `lable` read as no label at all ("label path '' has an empty name"), a `campain` as no campaign."""
+    for key in data:
+        close = difflib.get_close_matches(str(key), ROW_KEYS, n=1, cutoff=0.8) if key not in ROW_KEYS else []
+        if close:
+            raise InvalidInput(f"unknown key {key!r}: did you mean {close[0]!r}?")
+    if "label" not in data:
+        raise InvalidInput('no label: a row needs "label", a path such as Product/Vehicles/Cars')
 
 
 def import_labelled(

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from ctax.cli import app
 from ctax.config import Settings
+from ctax.dataset.export import ExportRow, jsonl_line
 from ctax.dataset.importing import InvalidLines, import_labelled, read_rows, scan_rows
 from ctax.store.blobs import BlobStore
 from ctax.store.models import Creative
@@ -80,6 +81,28 @@ def test_a_row_may_name_its_campaign_as_a_posted_creative_may(tmp_path: Path) ->
     assert [(row.external_id, row.campaign) for row in scan.rows] == [("good-1", "pizza-q1"), ("good-2", None)]
     assert [(line.line, "campaign must be a non-empty string" in line.reason) for line in scan.bad] == [
         (3, True), (4, True)]
+
+
+def test_a_misspelt_key_or_no_label_is_a_bad_line_saying_so_and_an_exports_own_keys_are_read_past(
+        tmp_path: Path) -> None:
+    label = GOOD["label"]
+    exported = jsonl_line(ExportRow("c1", "ex-1", ["Fresh pizza"], None, None, None, 7, str(label), "1-2", ["1"],
+                                    "review", "2026-12-06T10:00:00Z", group="c0"))
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in [
+        {"id": "b1", "texts": GOOD["texts"], "lable": label},
+        {**GOOD, "id": "b2", "campain": "pizza-q1"},
+        {"id": "b3", "txt": "Fresh pizza", "label": label},
+        {"id": "b4", "texts": GOOD["texts"]},
+        {**GOOD, "id": "good-5", "drawn_text": "PIZZA", "legible_text": True},
+    ]) + exported)
+    scan = scan_rows(path)
+    assert [(line.line, line.reason) for line in scan.bad] == [
+        (1, "unknown key 'lable': did you mean 'label'?"), (2, "unknown key 'campain': did you mean 'campaign'?"),
+        (3, "unknown key 'txt': did you mean 'text'?"),
+        (4, 'no label: a row needs "label", a path such as Product/Vehicles/Cars')]
+    assert [(row.external_id, row.texts) for row in scan.rows] == [("good-5", GOOD["texts"]),
+                                                                   ("ex-1", ["Fresh pizza"])]
 
 
 def _stored(db: Database, settings: Settings) -> tuple[int, list[Path]]:
