@@ -80,8 +80,9 @@ _LABEL_TEXT: TypeAdapter[str] = TypeAdapter(LabelRefText)
 # Every text segment is one `ocr_text` part; the other fields are given once. A form field the route does not know,
 # or a text field sent as a file (curl's `-F ocr_text=@file`), was silently dropped: the creative then arrived
 # without its text ("empty creative") or its claimed label, and an `external_id` file was stored as the upload's repr.
+_FIELDS = tuple(MULTIPART_SCHEMA["properties"])
 _REPEATABLE = ("ocr_text",)
-_TEXT_FIELDS = tuple(name for name in MULTIPART_SCHEMA["properties"] if name != "image")
+_TEXT_FIELDS = tuple(name for name in _FIELDS if name != "image")
 
 
 async def read_submissions(
@@ -183,7 +184,7 @@ class StrictMultiPartParser(MultiPartParser):
 
 async def _read_form(request: Request, settings: Settings) -> FormData:
     # Files beyond the image are parsed only to be refused by name (_check_form_fields), not as "too many files".
-    parser = StrictMultiPartParser(request.headers, request.stream(), max_files=len(MULTIPART_SCHEMA["properties"]),
+    parser = StrictMultiPartParser(request.headers, request.stream(), max_files=len(_FIELDS),
                                    max_fields=32, max_part_size=settings.max_image_bytes + 1)
     try:
         form = await parser.parse()
@@ -223,10 +224,9 @@ async def _from_multipart(request: Request, idempotency_key: str | None, setting
 
 def _check_form_fields(form: FormData) -> None:
     """Each part names a field of a multipart creative, a text field is text, and a single field comes once."""
-    known = tuple(MULTIPART_SCHEMA["properties"])
     for name in dict.fromkeys(form.keys()):
-        if name not in known:
-            raise InvalidInput(f"unknown field {name!r}: a multipart creative has the fields {', '.join(known)}",
+        if name not in _FIELDS:
+            raise InvalidInput(f"unknown field {name!r}: a multipart creative has the fields {', '.join(_FIELDS)}",
                                field=name)
         values = form.getlist(name)
         if len(values) > 1 and name not in _REPEATABLE:
