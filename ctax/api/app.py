@@ -8,12 +8,12 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ctax.api import limits, metrics, web
+from ctax.api import limits, metrics, query_check, web
 from ctax.api.dispatch import Dispatcher
 from ctax.api.key_cache import KeyCache
 from ctax.api.limits import BodyLimit
@@ -126,6 +126,7 @@ def create_app(settings: Settings | None = None, *, start_dispatcher: bool = Tru
         version="1",
         summary="Label ad creatives with taxonomy paths in a shared image-text embedding space.",
         lifespan=lifespan,
+        dependencies=[Depends(query_check.refuse_unknown_query)],
     )
     app.state.settings = settings
 
@@ -136,4 +137,5 @@ def create_app(settings: Settings | None = None, *, start_dispatcher: bool = Tru
     for module in (health, creatives, labels, accounts, keys, models, training, review, proposals, export,
                    search_routes, web, map_page):
         app.include_router(module.router)
+    query_check.install(app)
     return app

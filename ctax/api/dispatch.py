@@ -10,9 +10,11 @@ import logging
 import threading
 
 from celery import Celery
+from kombu.exceptions import OperationalError
 
 from ctax.config import Settings
 from ctax.creatives import intake as creatives
+from ctax.errors import CtaxError
 from ctax.store import outbox
 from ctax.store.session import Database
 
@@ -37,6 +39,7 @@ class Dispatcher:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._waiting_on: str | None = None  # what stopped the last flush, said once
 
     def send(self, task: str, args: list[object], queue: str) -> None:
         self.producer.send_task(task, args=args, queue=queue)
@@ -70,9 +73,23 @@ class Dispatcher:
                 # Let concurrent requests commit too, so they leave in one message: under load a flush per interval
                 # sends everything that arrived meanwhile, instead of a message and a database write per request.
                 self._stop.wait(self.settings.dispatch_interval_s)
-            try:
-                # Flush again at once only while a backlog is left (a flush sends a bounded amount).
-                while self.flush() and self.backlog and not self._stop.is_set():
-                    pass
-            except Exception:  # broker or database down: keep the work, try again on the next tick
-                log.warning("dispatch failed; will retry", exc_info=True)
+            self.tick()
+
+    def tick(self) -> None:
+        """Flush, and again at once only while a backlog is left (a flush sends a bounded amount). A failure keeps
+        the work for the next tick."""
+        try:
+            while self.flush() and self.backlog and not self._stop.is_set():
+                pass
+        except (CtaxError, OperationalError) as exc:
+            # The database or the broker said why (not migrated, unreachable): one line when the reason changes,
+            # not a traceback a second beside the requests' own clear 503s.
+            if str(exc) != self._waiting_on:
+                log.warning("dispatch waits: %s", exc)
+            self._waiting_on = str(exc)
+        except Exception:  # a fault of ours: keep the work, try again on the next tick
+            log.warning("dispatch failed; will retry", exc_info=True)
+        else:
+            if self._waiting_on is not None:
+                log.info("dispatch resumed")
+            self._waiting_on = None

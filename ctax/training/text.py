@@ -49,7 +49,7 @@ def _progress_callback(on_progress: ProgressFn, on_step: StepFn | None) -> Any:
 
         # Training is most of the work; the last 5% are left for saving the model.
         def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            on_progress(0.0, f"training: 0/{state.max_steps} steps")
+            on_progress(0.0, "training" if on_step is not None else f"training: 0/{state.max_steps} steps")
 
         def on_log(
             self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any
@@ -62,10 +62,14 @@ def _progress_callback(on_progress: ProgressFn, on_step: StepFn | None) -> Any:
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             total = max(int(state.max_steps), 1)
             done = min(int(state.global_step), total)
-            loss = "" if self.last_loss is None else f", loss {self.last_loss:.3f}"
-            on_progress(0.95 * done / total, f"training: {done}/{total} steps{loss}")
-            if on_step is not None:
-                on_step(done, total, self.last_loss)
+            if on_step is None:
+                loss = "" if self.last_loss is None else f", loss {self.last_loss:.3f}"
+                on_progress(0.95 * done / total, f"training: {done}/{total} steps{loss}")
+                return
+            # The step, total and loss are the report's own fields then; the sentence repeating them went out one
+            # report apart from them (the run's row read "training: 3/20 steps" beside step 2).
+            on_step(done, total, self.last_loss)
+            on_progress(0.95 * done / total, "training")
 
     return _Progress()
 

@@ -5,6 +5,8 @@ A 422 speaks of the request, not of pydantic ("Value error, ...", "at most 2000 
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from sqlalchemy import func, select
 
@@ -108,3 +110,46 @@ def test_a_bound_on_text_is_said_in_characters(client, keys, db, method, path, k
     assert response.status_code == 422, response.text
     assert response.json()["message"].startswith(message), response.json()
     assert _counts(db) == before
+
+
+UNKNOWN_QUERY = [
+    ("GET", "/v1/creatives?stauts=labelled", "stauts", "did you mean 'status'?"),
+    ("GET", "/v1/creatives?status=labelled&acount_id=1", "acount_id", "did you mean 'account_id'?"),
+    ("GET", "/v1/review?lable=PSA%2FAnimal%20Rights", "lable", "did you mean 'label'?"),
+    ("GET", "/v1/labels?parent=3", "parent", "did you mean 'parent_id'?"),
+    ("GET", "/v1/export?formt=csv", "formt", "did you mean 'format'?"),
+    ("GET", "/v1/training/runs?limt=5", "limt", "did you mean 'limit'?"),
+    ("GET", "/v1/models?colour=red", "colour", "(this route takes no query parameters)"),
+    ("POST", "/v1/review/next?flag=new_label", "flag", "(this route takes no query parameters)"),
+]
+
+
+@pytest.mark.parametrize("method,url,name,words", UNKNOWN_QUERY, ids=[u for _, u, _, _ in UNKNOWN_QUERY])
+def test_an_unknown_query_parameter_is_a_422_naming_it_and_the_one_meant(client, keys, method, url, name,
+                                                                         words) -> None:
+    """`?stauts=labelled` listed every creative: a misspelt filter was a filter lost without a word."""
+    response = client.request(method, url, headers=headers(keys["admin"]), json={} if method == "POST" else None)
+    assert response.status_code == 422, response.text
+    answer = response.json()
+    assert answer["error"] == "invalid_input" and answer["detail"]["field"] == name, answer
+    assert answer["message"].startswith(f"{name}: unknown query parameter") and words in answer["message"], answer
+
+
+def test_every_unknown_query_parameter_is_named_and_the_known_ones_still_filter(client, keys) -> None:
+    admin = headers(keys["admin"])
+    answer = client.get("/v1/creatives?stauts=x&limit=5&colour=red&colour=blue", headers=admin).json()
+    assert answer["message"].count("unknown query parameter") == 2, answer
+    assert answer["message"].startswith("stauts: ") and "; colour: " in answer["message"]
+    assert "this route takes status, flag, external_id, campaign, limit, offset, account_id" in answer["message"]
+    posted = client.post("/v1/creatives", headers=headers(keys["poster"]), json={"ocr_text": "Fresh pizza"})
+    assert posted.status_code in (201, 202), posted.text
+    listed = client.get("/v1/creatives?status=labelled&limit=5&offset=0", headers=admin)
+    assert listed.status_code == 200 and listed.json()["items"] == []  # the filter is read: nothing is labelled
+    assert len(client.get("/v1/creatives?limit=5", headers=admin).json()["items"]) == 1
+
+
+def test_pages_and_their_files_take_what_browsers_add(client) -> None:
+    for url in ("/review?utm_source=mail", "/map?x=1", "/healthz?probe=k8s"):
+        assert client.get(url).status_code == 200, url
+    busted = re.search(r'"(/review/static/review\.js\?v=[^"]+)"', client.get("/review").text)
+    assert busted and client.get(busted.group(1)).status_code == 200  # the page's own cache-buster

@@ -69,3 +69,21 @@ def test_off_a_terminal_the_view_prints_lines_not_a_silent_bar() -> None:
                      "training  10%: text tower step 2/40, loss 0.900, 1m20s left",
                      "training  40%: text tower step 40/40, loss 0.700, 0s left",
                      "training  50%: image tower step 20/40, loss 0.750, 30s left"]
+
+
+def test_the_text_towers_step_reaches_the_row_with_the_stage_that_names_it() -> None:
+    """The run's row read "training: 3/20 steps" beside step 2: the sentence and the step went out in two reports."""
+    from types import SimpleNamespace
+
+    from ctax.training.text import _progress_callback
+
+    written: list[RunProgress] = []
+    tracker = ProgressTracker(written.append, interval=0.0, clock=Clock())
+    callback = _progress_callback(tracker, tracker.step_reporter(TEXT_TOWER))
+    callback.on_train_begin(None, SimpleNamespace(global_step=0, max_steps=20), None)
+    for n in range(1, 4):
+        callback.on_step_end(None, SimpleNamespace(global_step=n, max_steps=20), None)
+    stepped = [(r.stage, r.step) for r in written if r.step is not None]
+    assert [step for _, step in stepped][-1] == 3
+    # No report names a step other than its own: the step is in the report's fields, the sentence says the phase.
+    assert all(stage == "training" for stage, _ in stepped), stepped
