@@ -116,6 +116,13 @@ class AccountKind(StrEnum):
     PARTNER = "partner"
 
 
+class AccountStatus(StrEnum):
+    """Whether an account's poster keys are let in (an admin suspends and resumes it)."""
+
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+
+
 class Role(StrEnum):
     """What an API key may do; each role may do what the ones before it may."""
 

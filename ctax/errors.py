@@ -56,6 +56,12 @@ class Forbidden(CtaxError):
     code = "forbidden"
 
 
+class AccountSuspended(Forbidden):
+    """The key is valid, but an admin suspended its account (resuming it makes the key work again)."""
+
+    code = "account_suspended"
+
+
 class ServiceUnavailable(CtaxError):
     status_code = 503
     code = "unavailable"

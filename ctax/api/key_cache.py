@@ -1,8 +1,9 @@
 """API keys checked in the last few seconds, held in memory so a request does not read its key from the database.
 
 Under load every request's key lookup was a read transaction and a thread hop of its own. The cost: a key revoked
-through this process stops working at once (the route forgets it), but in another API process only once its entry
-expires, after at most `CTAX_KEY_CACHE_S` seconds (0 turns the cache off).
+(or an account suspended) through this process stops working at once (the route forgets it), but in another API
+process, or after `ctax accounts suspend`, only once its entry expires, after at most `CTAX_KEY_CACHE_S` seconds
+(0 turns the cache off).
 """
 
 from __future__ import annotations
@@ -43,3 +44,8 @@ class KeyCache:
     def forget(self, key_id: int) -> None:
         with self._lock:
             self._entries = {d: e for d, e in self._entries.items() if e[1].id != key_id}
+
+    def forget_account(self, account_id: int) -> None:
+        """Every key of the account (it was suspended): read again, and refused, from the next request on."""
+        with self._lock:
+            self._entries = {d: e for d, e in self._entries.items() if e[1].account_id != account_id}

@@ -5,9 +5,9 @@ from __future__ import annotations
 import typer
 
 from ctax.cli.common import console, database, fail, settings
-from ctax.enums import AccountKind
+from ctax.enums import AccountKind, AccountStatus
 from ctax.store import migrate
-from ctax.store.keys import create_account, create_key, list_accounts
+from ctax.store.keys import create_account, create_key, list_accounts, update_account
 
 db_app = typer.Typer(help="Database schema (Alembic).", no_args_is_help=True)
 accounts_app = typer.Typer(help="Accounts: the advertisers and partners poster keys belong to.",
@@ -39,10 +39,29 @@ def accounts_create(
 
 @accounts_app.command("list")
 def accounts_list() -> None:
-    """Every account: id, kind and name, one a line."""
+    """Every account: id, kind, status and name, one a line."""
     with database(settings()).read() as session:
         for account in list_accounts(session):
-            typer.echo(f"{account.id}\t{account.kind}\t{account.name}")
+            status = AccountStatus.ACTIVE if account.suspended_at is None else AccountStatus.SUSPENDED
+            typer.echo(f"{account.id}\t{account.kind}\t{status}\t{account.name}")
+
+
+def _set_status(account_id: int, status: AccountStatus) -> None:
+    with database(settings()).write() as session:
+        name = update_account(session, account_id, status=status).name
+    typer.echo(f"account {account_id} ({name}) is {status}")
+
+
+@accounts_app.command("suspend")
+def accounts_suspend(account_id: int) -> None:
+    """Refuse the account's poster keys until it is resumed (a running API notices within CTAX_KEY_CACHE_S)."""
+    _set_status(account_id, AccountStatus.SUSPENDED)
+
+
+@accounts_app.command("resume")
+def accounts_resume(account_id: int) -> None:
+    """Let the account's poster keys in again."""
+    _set_status(account_id, AccountStatus.ACTIVE)
 
 
 @keys_app.command("create")

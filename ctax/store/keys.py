@@ -10,10 +10,10 @@ import secrets
 import unicodedata
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload, selectinload
 
-from ctax.enums import AccountKind, Role
-from ctax.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
+from ctax.enums import AccountKind, AccountStatus, Role
+from ctax.errors import AccountSuspended, Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from ctax.store.models import Account, ApiKey
 from ctax.store.repos import accounts
 from ctax.store.types import utcnow
@@ -27,7 +27,8 @@ def hash_key(key: str) -> str:
 
 
 def by_hash(session: Session, digest: str) -> ApiKey | None:
-    return session.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
+    """The key with its account (loaded with it: the key is cached and read after its session ends)."""
+    return session.scalar(select(ApiKey).options(joinedload(ApiKey.account)).where(ApiKey.key_hash == digest))
 
 
 def create_key(
@@ -43,8 +44,9 @@ def create_key(
     if role != Role.POSTER and account_id is not None:
         raise InvalidInput(f"only poster keys belong to an account; a {role} key sees every account",
                            field="account_id")
-    if account_id is not None:
-        known_account(session, account_id)
+    if account_id is not None and known_account(session, account_id).suspended_at is not None:
+        raise Conflict(f"account {account_id} is suspended: resume it before making keys for it",
+                       field="account_id")
     key = value or f"ctax_{secrets.token_urlsafe(32)}"
     if len(key) < 16:
         raise InvalidInput("an API key must be at least 16 characters", field="key")
@@ -85,6 +87,9 @@ def authenticate(session: Session, presented: str | None) -> ApiKey:
     row = by_hash(session, digest)
     if row is None or row.revoked_at is not None or not hmac.compare_digest(row.key_hash, digest):
         raise Unauthorized("invalid or revoked API key")
+    if row.account is not None and row.account.suspended_at is not None:
+        raise AccountSuspended(f"the account {row.account.name!r} this key posts for is suspended; an admin can "
+                               "resume it")
     return row
 
 
@@ -129,8 +134,39 @@ def create_account(session: Session, name: str, kind: str) -> Account:
     return accounts.add(session, name, AccountKind(kind))
 
 
-def list_accounts(session: Session) -> list[Account]:
-    return accounts.all_accounts(session)
+def list_accounts(session: Session, status: AccountStatus | None = None) -> list[Account]:
+    return accounts.all_accounts(session, None if status is None else status == AccountStatus.SUSPENDED)
+
+
+def get_account(session: Session, account_id: int) -> Account:
+    account = accounts.get(session, account_id)
+    if account is None:
+        raise NotFound(f"no account {account_id}")
+    return account
+
+
+def update_account(session: Session, account_id: int, name: str | None = None,
+                   status: AccountStatus | None = None) -> Account:
+    """Rename, suspend or resume. Suspending refuses the account's poster keys (403) until it is resumed, which
+    makes the same keys work again; its creatives stay, and those already sent are still labelled."""
+    account = get_account(session, account_id)
+    if name is not None and (name := clean_name(name)) != account.name:
+        if accounts.by_name(session, name) is not None:
+            raise Conflict(f"an account named {name!r} already exists", field="name")
+        account.name = name
+    if status == AccountStatus.SUSPENDED and account.suspended_at is None:
+        account.suspended_at = utcnow()
+    elif status == AccountStatus.ACTIVE:
+        account.suspended_at = None
+    session.flush()
+    return account
+
+
+def account_usage(session: Session, account_id: int) -> dict[str, dict[str, int]]:
+    """What an account holds: its poster keys (active, revoked) and its creatives by status."""
+    get_account(session, account_id)
+    return accounts.usage(session, account_id)
+
 
 
 def known_account(session: Session, account_id: int, field: str = "account_id") -> Account:

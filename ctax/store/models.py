@@ -65,6 +65,8 @@ class Account(Base):
     name: Mapped[str] = mapped_column(String(200), unique=True)
     kind: Mapped[AccountKind] = mapped_column(StrEnumType(AccountKind))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Set while an admin has the account suspended: its poster keys are refused (403) until it is resumed.
+    suspended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
 class ApiKey(Base):

@@ -201,3 +201,55 @@ def test_accounts_are_made_by_admins_and_poster_keys_need_one(client, keys, acco
         session.add(ApiKey(name="orphan", role="poster", key_hash=hash_key("ctax_orphan_key_0000"), prefix="ctax_orph"))
     refused = client.get("/v1/labels", headers=headers("ctax_orphan_key_0000"))
     assert refused.status_code == 403 and "no account" in refused.json()["message"]
+
+
+def test_a_suspended_accounts_keys_are_refused_until_it_is_resumed_and_nothing_it_holds_is_lost(
+        client, keys, accounts, db) -> None:
+    admin, a, b = headers(keys["admin"]), headers(accounts["a"]["key"]), headers(accounts["b"]["key"])
+    mine = _post(client, accounts["a"]["key"], ocr_text="Cheap flights to Rome")["id"]
+    assert client.get(f"/v1/creatives/{mine}", headers=a).status_code == 200  # the key is now in the API's cache
+    account = f"/v1/accounts/{accounts['a']['id']}"
+
+    suspended = client.patch(account, headers=admin, json={"status": "suspended"})
+    assert suspended.status_code == 200 and suspended.json()["status"] == "suspended", suspended.text
+    assert suspended.json()["suspended_at"]
+    for method, path, body in [("GET", f"/v1/creatives/{mine}", None), ("GET", "/v1/creatives", None),
+                               ("POST", "/v1/creatives", {"ocr_text": "More flights"})]:
+        refused = client.request(method, path, headers=a, json=body)
+        assert refused.status_code == 403, (path, refused.text)
+        assert refused.json()["error"] == "account_suspended" and "'Account a'" in refused.json()["message"]
+    assert client.get("/v1/creatives", headers=b).status_code == 200  # another account is not touched
+    made = client.post("/v1/api-keys", headers=admin,
+                       json={"name": "another", "role": "poster", "account_id": accounts["a"]["id"]})
+    assert made.status_code == 409 and made.json()["detail"]["field"] == "account_id", made.text
+
+    shown = client.get(account, headers=admin).json()
+    assert shown["status"] == "suspended" and shown["keys"] == {"active": 1, "revoked": 0}
+    assert shown["creatives"]["total"] == 1 and shown["creatives"]["queued"] == 1
+    listed = client.get("/v1/accounts", headers=admin, params={"status": "suspended"}).json()["items"]
+    assert [item["id"] for item in listed] == [accounts["a"]["id"]]
+    active = client.get("/v1/accounts", headers=admin, params={"status": "active"}).json()["items"]
+    assert accounts["b"]["id"] in [item["id"] for item in active]
+    assert accounts["a"]["id"] not in [item["id"] for item in active]
+
+    resumed = client.patch(account, headers=admin, json={"status": "active"})
+    assert resumed.json()["status"] == "active" and resumed.json()["suspended_at"] is None
+    assert client.get(f"/v1/creatives/{mine}", headers=a).status_code == 200  # the same key, unchanged
+    with db.read() as session:
+        assert session.get(Creative, mine) is not None
+
+
+def test_an_account_is_renamed_and_unknown_or_taken_names_and_ids_say_so(client, keys, accounts) -> None:
+    admin = headers(keys["admin"])
+    account = f"/v1/accounts/{accounts['a']['id']}"
+    renamed = client.patch(account, headers=admin, json={"name": "Acme Ads"})
+    assert renamed.status_code == 200 and renamed.json()["name"] == "Acme Ads"
+    assert renamed.json()["status"] == "active"
+    taken = client.patch(account, headers=admin, json={"name": "Account b"})
+    assert taken.status_code == 409 and taken.json()["detail"]["field"] == "name"
+    for method in ("GET", "PATCH"):
+        missing = client.request(method, "/v1/accounts/9999", headers=admin, json={} if method == "PATCH" else None)
+        assert missing.status_code == 404 and "no account 9999" in missing.json()["message"]
+    assert client.patch(account, headers=admin, json={"status": "closed"}).status_code == 422
+    assert client.patch(account, headers=headers(keys["reviewer"]), json={"status": "suspended"}).status_code == 403
+    assert client.get(account, headers=admin).json()["name"] == "Acme Ads"

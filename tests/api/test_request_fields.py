@@ -76,6 +76,23 @@ def test_a_multipart_part_that_is_no_field_of_a_creative_is_a_422_naming_it(clie
     assert _counts(db) == before
 
 
+@pytest.mark.parametrize("parts,field,words", [
+    ([("file", ("t.txt", b"Product/Pizza\n")), ("fromat", (None, "lines"))], "fromat",
+     "unknown field 'fromat': a taxonomy import has the fields file and format"),
+    ([("file", ("a.txt", b"Product/Pizza\n")), ("file", ("b.txt", b"Product/Pasta\n"))], "file",
+     "file is given 2 times; send it once"),
+], ids=["misspelt format", "two files"])
+def test_a_taxonomy_import_part_it_does_not_read_is_a_422_and_nothing_is_imported(client, keys, db, parts, field,
+                                                                                  words) -> None:
+    before = _counts(db)
+    response = client.post("/v1/labels/import", headers=headers(keys["admin"]), files=parts)
+    assert response.status_code == 422, response.text
+    assert response.json()["message"] == words and response.json()["detail"]["field"] == field
+    assert _counts(db) == before
+    imported = client.post("/v1/labels/import", headers=headers(keys["admin"]), files=parts[:1])
+    assert imported.status_code == 200 and imported.json()["created"] >= 1, imported.text
+
+
 def test_repeated_ocr_text_parts_are_the_creatives_segments(client, keys) -> None:
     h = headers(keys["poster"])
     response = client.post("/v1/creatives", headers=h, files=[("ocr_text", (None, "Fresh pizza")),

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from pydantic import Field
 
 from ctax.api.deps import Admin, DbDep, Poster
 from ctax.api.limits import MAX_TAXONOMY_BYTES
 from ctax.api.params import Id, LongText, Name, Offset, RequestBody, ShortText, Text
 from ctax.enums import LabelStatus
-from ctax.errors import PayloadTooLarge
+from ctax.errors import InvalidInput, PayloadTooLarge
 from ctax.store.models import Label
 from ctax.store.repos import labels as label_rows
 from ctax.taxonomy import catalog
@@ -108,13 +108,30 @@ def create_label(body: LabelIn, _: Admin, db: DbDep) -> dict[str, Any]:
     return label_view(label)
 
 
+_IMPORT_FIELDS = ("file", "format")
+
+
+async def _check_import_form(request: Request) -> None:
+    """A part the import does not read (`fromat=iab`, a second file) was ignored without a word: the file was read
+    as `auto`, or only its last copy imported."""
+    form = await request.form()  # parsed once already, for the route's parameters: this is the same object
+    for name in dict.fromkeys(form.keys()):
+        if name not in _IMPORT_FIELDS:
+            raise InvalidInput(f"unknown field {name!r}: a taxonomy import has the fields file and format",
+                               field=name)
+        if len(form.getlist(name)) > 1:
+            raise InvalidInput(f"{name} is given {len(form.getlist(name))} times; send it once", field=name)
+
+
 @router.post("/import")
 async def import_labels(
+    request: Request,
     _: Admin,
     db: DbDep,
     file: Annotated[UploadFile, File(description="IAB TSV, or one label path per line")],
     format: Annotated[TaxonomyFormat, Form()] = "auto",
 ) -> dict[str, Any]:
+    await _check_import_form(request)
     data = await file.read(MAX_TAXONOMY_BYTES + 1)
     if len(data) > MAX_TAXONOMY_BYTES:
         raise PayloadTooLarge(f"taxonomy file is larger than {MAX_TAXONOMY_BYTES} bytes")
