@@ -114,6 +114,12 @@ class Settings(BaseSettings):
     dispatch_interval_s: float = Field(default=0.2, gt=0, le=10,
         description="How long the dispatcher gathers creatives into one message after a request queued work.")
     requeue_after_s: float = Field(default=120.0, gt=0, description="Re-send queued work not picked up by then.")
+    # A bound, so a flood from one account waits in the database, where accounts take turns, not in the broker's
+    # first-come queue. Workers must get through this many batches in well under CTAX_REQUEUE_AFTER_S, or what waits
+    # is sent again as lost: 8 x 128 text creatives are ~7 s of one CPU worker, 8 x 128 images ~75 s.
+    dispatch_ahead_batches: int = Field(default=8, ge=0, le=10_000, description="Labelling messages sent to the "
+                                        "broker and not yet taken by a worker, at most (0: no bound, first come "
+                                        "first served across accounts).")
     # Short, because the worker renews its claims on every heartbeat while a batch runs: a claim outlives its
     # worker by at most this (plus the dispatcher's 1 s tick) when no supervisor hands it back sooner.
     lease_s: float = Field(default=45.0, gt=0, le=3600,

@@ -204,6 +204,7 @@ def dispatch(
             settings.label_batch_size * limit_batches,
             now - dt.timedelta(seconds=settings.requeue_after_s),
             now - dt.timedelta(seconds=settings.lease_s),
+            ahead=settings.dispatch_ahead_batches * settings.label_batch_size or None,
         )
     size = settings.label_batch_size
     for start in range(0, len(ids), size):

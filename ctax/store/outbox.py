@@ -7,7 +7,7 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from ctax.enums import CreativeStatus
@@ -51,15 +51,22 @@ def flush(db: Database, send: Callable[[str, list[Any], str], None], limit: int 
     return sent
 
 
-def undispatched(session: Session, limit: int, requeue_before: dt.datetime, lease_before: dt.datetime) -> list[str]:
-    """Ids to send: never dispatched, dispatched long ago but still queued (the message was lost), or held
-    by a worker whose lease ran out."""
-    rows = session.scalars(
+def undispatched(session: Session, limit: int, requeue_before: dt.datetime, lease_before: dt.datetime,
+                 ahead: int | None = None) -> list[str]:
+    """Ids to send, at most `limit`: first what must be sent again (dispatched long ago but still queued: the message
+    was lost; or held by a worker whose lease ran out), then creatives never dispatched, taken in turns across
+    accounts (each account's oldest, then each one's second oldest, ...).
+
+    `ahead` bounds the creatives sent and not yet claimed (None: no bound). Everything used to go to the broker as
+    soon as it was committed, and the broker's queue is first come, first served: an account that posted 50,000
+    creatives held every other account's next one behind all of them, and a backlog older than
+    CTAX_REQUEUE_AFTER_S was sent again as lost. With a bound the rest waits here, where the turns are taken."""
+    queued = Creative.status == CreativeStatus.QUEUED
+    again = list(session.scalars(
         select(Creative.id)
         .where(
             or_(
-                (Creative.status == CreativeStatus.QUEUED) & Creative.dispatched_at.is_(None),
-                (Creative.status == CreativeStatus.QUEUED) & (Creative.dispatched_at < requeue_before),
+                queued & (Creative.dispatched_at < requeue_before),
                 # Resent once per lease: after the resend dispatched_at is newer than the stale claim.
                 (Creative.status == CreativeStatus.PROCESSING)
                 & (Creative.claimed_at < lease_before)
@@ -68,8 +75,19 @@ def undispatched(session: Session, limit: int, requeue_before: dt.datetime, leas
         )
         .order_by(Creative.created_at)
         .limit(limit)
-    )
-    return list(rows)
+    ))
+    room = limit - len(again)
+    if ahead is not None:
+        sent = session.scalar(select(func.count()).select_from(Creative)
+                              .where(queued, Creative.dispatched_at >= requeue_before))
+        room = min(room, ahead - int(sent or 0) - len(again))
+    if room <= 0:
+        return again
+    turn = func.row_number().over(partition_by=Creative.account_id,
+                                  order_by=(Creative.created_at, Creative.id)).label("turn")
+    fresh = select(Creative.id, Creative.created_at, turn).where(queued, Creative.dispatched_at.is_(None)).subquery()
+    return again + list(session.scalars(
+        select(fresh.c.id).order_by(fresh.c.turn, fresh.c.created_at, fresh.c.id).limit(room)))
 
 
 def mark_dispatched(session: Session, ids: Sequence[str], at: dt.datetime) -> None:
