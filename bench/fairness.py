@@ -138,9 +138,10 @@ def run_one(ahead: int, args: argparse.Namespace) -> list[Row]:
 
 
 def print_table(rows: list[Row]) -> None:
-    table = Table(title="A flood beside a trickle: each account's wait to be labelled (s)")
-    for column in ("ahead (batches)", "account", "creatives", "wait p50", "wait p95", "wait max", "drain s",
-                   "labelled/s"):
+    table = Table(title="A flood beside a trickle: each account's wait to be labelled, and its drain (s)",
+                  caption="ahead: CTAX_DISPATCH_AHEAD_BATCHES (0: no bound); per s: the account's creatives over its "
+                          "drain")
+    for column in ("ahead", "account", "creatives", "p50", "p95", "max", "drain", "per s"):
         table.add_column(column, justify="left" if column == "account" else "right")
     for r in rows:
         table.add_row(str(r.ahead_batches), r.account, str(r.creatives), f"{r.wait_p50_s:.1f}", f"{r.wait_p95_s:.1f}",
