@@ -168,7 +168,6 @@ def account_usage(session: Session, account_id: int) -> dict[str, dict[str, int]
     return accounts.usage(session, account_id)
 
 
-
 def known_account(session: Session, account_id: int, field: str = "account_id") -> Account:
     """The account, or a 422 naming the field that gave an unknown id."""
     account = accounts.get(session, account_id)
