@@ -36,6 +36,7 @@ class Dispatcher:
             task_publish_retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
         )
         self.backlog = False
+        self.held = False  # creatives wait for room ahead of the workers: look again soon
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -63,11 +64,14 @@ class Dispatcher:
         sent_creatives = creatives.dispatch(self.db, self.send, self.settings, limit_batches=BATCHES_PER_FLUSH)
         sent_jobs = outbox.flush(self.db, self.send, limit=JOBS_PER_FLUSH)
         self.backlog = sent_creatives >= batches or sent_jobs >= JOBS_PER_FLUSH
+        # Workers free room by taking messages, and nothing tells this process when: while creatives wait for room
+        # it looks every CTAX_DISPATCH_INTERVAL_S, not every second, or a fast (GPU) worker would idle between looks.
+        self.held = bool(self.settings.dispatch_ahead_batches) and not self.backlog and creatives.held_back(self.db)
         return sent_creatives + sent_jobs
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            woken = self._wake.wait(timeout=1.0)
+            woken = self._wake.wait(timeout=self.settings.dispatch_interval_s if self.held else 1.0)
             self._wake.clear()
             if woken:
                 # Let concurrent requests commit too, so they leave in one message: under load a flush per interval

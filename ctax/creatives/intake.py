@@ -27,8 +27,8 @@ from ctax.store.types import utcnow
 from ctax.taxonomy.catalog import resolve_active
 
 __all__ = [  # the submission and its checks are part of this module's interface (dataset import, `ctax eval`)
-    "CreativeSubmission", "clean_text", "create_creative", "dispatch", "find_idempotent", "get_creative", "retry",
-    "submit", "validate_submission",
+    "CreativeSubmission", "clean_text", "create_creative", "dispatch", "find_idempotent", "get_creative", "held_back",
+    "retry", "submit", "validate_submission",
 ]
 
 
@@ -216,3 +216,9 @@ def dispatch(
         with db.write() as session:
             outbox_rows.mark_dispatched(session, chunk, sent_at)
     return len(ids)
+
+
+def held_back(db: Database) -> bool:
+    """Whether creatives wait in the database for room ahead of the workers (CTAX_DISPATCH_AHEAD_BATCHES)."""
+    with db.read() as session:
+        return outbox_rows.held_back(session)

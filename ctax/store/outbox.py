@@ -90,6 +90,12 @@ def undispatched(session: Session, limit: int, requeue_before: dt.datetime, leas
         select(fresh.c.id).order_by(fresh.c.turn, fresh.c.created_at, fresh.c.id).limit(room)))
 
 
+def held_back(session: Session) -> bool:
+    """Whether creatives wait that were never sent (with a bound ahead of the workers: held back by it)."""
+    waiting = select(Creative.id).where(Creative.status == CreativeStatus.QUEUED, Creative.dispatched_at.is_(None))
+    return session.scalar(select(waiting.exists())) is True
+
+
 def mark_dispatched(session: Session, ids: Sequence[str], at: dt.datetime) -> None:
     if ids:
         session.execute(update(Creative).where(Creative.id.in_(ids)).values(dispatched_at=at))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ctax.config import Settings
-from ctax.creatives.intake import CreativeSubmission, dispatch, submit
+from ctax.creatives.intake import CreativeSubmission, dispatch, held_back, submit
 from ctax.enums import AccountKind
 from ctax.store import leases
 from ctax.store import outbox as outbox_rows
@@ -79,6 +79,7 @@ def test_a_flood_is_sent_a_window_at_a_time_and_another_accounts_creatives_take_
     assert set(mine) <= set(first), "the later account's creatives wait behind the flood"
     assert [cid for cid in first if cid in flooded] == flooded[:5]  # the flood's own order is kept
     assert dispatch(db, broker.send, settings) == 0  # nobody took any: nothing more goes out
+    assert held_back(db)  # the API's dispatcher looks again soon, not in a second
 
     with db.write() as session:  # a worker takes the first batch
         assert len(leases.claim(session, broker.messages[0], "worker-1", settings.lease_s)) == 4
@@ -94,7 +95,9 @@ def test_without_a_bound_everything_goes_at_once_still_in_turns(
     flooded = _post(db, settings, flood, 12, "Bulk")
     mine = _post(db, settings, small, 2, "Local")
     broker = Broker()
+    assert held_back(db)
     assert dispatch(db, broker.send, settings, limit_batches=100) == 14
+    assert not held_back(db)
     sent = broker.ids()
     assert sent[:4] == [flooded[0], mine[0], flooded[1], mine[1]] and sent[4:] == flooded[2:]
 
