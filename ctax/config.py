@@ -116,8 +116,8 @@ class Settings(BaseSettings):
     requeue_after_s: float = Field(default=120.0, gt=0, description="Re-send queued work not picked up by then.")
     # A bound, so a flood from one account waits in the database, where accounts take turns, not in the broker's
     # first-come queue. Workers must get through this many batches in well under CTAX_REQUEUE_AFTER_S, or what waits
-    # is sent again as lost: 4 x 128 text creatives are ~3 s of one CPU worker, 4 x 128 images ~40 s. Measured with
-    # bench.fairness (docs/reliability.md): 2 left the worker idle between looks, 4 did not.
+    # is sent again as lost: 4 x 128 text creatives are ~3 s of one CPU worker, 4 x 128 images ~40 s. bench.fairness
+    # (docs/reliability.md): one CPU worker labelled a flood as fast with 2, 4 or no bound; 4 leaves room for two.
     dispatch_ahead_batches: int = Field(default=4, ge=0, le=10_000, description="Labelling messages sent to the "
                                         "broker and not yet taken by a worker, at most (0: no bound, first come "
                                         "first served across accounts).")
