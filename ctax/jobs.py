@@ -21,6 +21,7 @@ TRAIN = "ctax.training.run"
 DISCOVER = "ctax.discovery.run"
 REFRESH_MAP = "ctax.index.map"
 BACKFILL_CREATIVES = "ctax.index.backfill_creatives"
+FORGET_CREATIVES = "ctax.index.forget_creatives"
 SEARCH = "ctax.search.run"
 
 # Where a task goes unless the sender names a queue (labelling goes to the queue the settings name).
@@ -29,6 +30,7 @@ DEFAULT_QUEUES = {
     ACTIVATE_VERSION: INDEX_QUEUE,
     BUILD_VERSION: INDEX_QUEUE,
     BACKFILL_CREATIVES: INDEX_QUEUE,
+    FORGET_CREATIVES: INDEX_QUEUE,
     SEARCH: SEARCH_QUEUE,
     REFRESH_MAP: INDEX_QUEUE,  # reads the index's vectors: its owner draws the map
     # Long jobs share the training worker, so they never hold up labelling.

@@ -165,6 +165,13 @@ class LabelIndex(Creatives):
         if self.count_traffic(version) > window + max(window // 10, 1):
             self.prune_traffic(version, window)
 
+    def forget(self, version: str, creative_ids: Sequence[str]) -> None:
+        """Deleted creatives: out of the version's traffic window and its creatives collection (mirrors too)."""
+        points = [point_id(cid) for cid in creative_ids]
+        if points and self.client.collection_exists(name := self.traffic_collection(version)):
+            self._delete_points(name, points, batch=1024)
+        self.delete_creatives(version, creative_ids)
+
     def prune_traffic(self, version: str, window: int) -> int:
         """Forget all but the `window` most recently labelled creatives; returns how many were forgotten."""
         name = self.traffic_collection(version)

@@ -280,3 +280,11 @@ def build_candidate(
         activate(db, space, index, blobs, ocr, traffic_window)
         log.info("auto-promoted %s", version_id)
     return bool(auto)
+
+
+def forget_creatives(db: Database, index: LabelIndex, creative_ids: Sequence[str]) -> None:
+    """Deleted creatives' points, out of every version's collections (a retired version may be rolled back to)."""
+    with db.read() as session:
+        version_ids = [version.id for version in registry.all_versions(session)]
+    for version_id in version_ids:
+        index.forget(version_id, creative_ids)

@@ -30,6 +30,10 @@ def active_version(session: Session) -> ModelVersion | None:
     return versions.active(session)
 
 
+def all_versions(session: Session) -> list[ModelVersion]:
+    return versions.newest_first(session)
+
+
 def get_version(session: Session, version_id: str) -> ModelVersion:
     version = versions.get(session, version_id)
     if version is None:

@@ -61,6 +61,17 @@ def test_search_answers_through_a_worker(service: ServiceProcesses, shared_data)
         mine = http.post("/v1/search", json={"text": ADS[0][0], "limit": 10}).json()
         assert [c["id"] for c in mine["creatives"]] == [own_id]
         assert http.post("/v1/search", json={"creative_id": ids[0]}).status_code == 404
+    with service.client() as http:  # a deleted creative: the worker's index forgets it within seconds
+        before = http.post("/v1/search", json={"text": ADS[0][0], "limit": 3}).json()["indexed"]["creatives"]
+        assert http.delete(f"/v1/creatives/{ids[0]}").status_code == 200
+        deadline, found = time.monotonic() + 60, None
+        while time.monotonic() < deadline:
+            found = http.post("/v1/search", json={"text": ADS[0][0], "limit": 3}).json()
+            if found["indexed"]["creatives"] == before - 1:
+                break
+            time.sleep(0.5)
+        assert found is not None and found["indexed"]["creatives"] == before - 1, found
+        assert ids[0] not in [c["id"] for c in found["creatives"]]
 
 
 @pytest.mark.parametrize("profile", ["embedded"], indirect=True)

@@ -69,3 +69,23 @@ def test_creatives_are_kept_searched_filtered_and_deleted(tmp_path: Path) -> Non
     check_searches(again, names, vectors, np.random.default_rng(5))
     again.drop_version("v")
     assert again.count_creatives("v") == 0
+
+
+def test_a_deleted_creative_is_forgotten_by_the_traffic_window_and_the_creatives_kept_mirrors_too(
+        tmp_path: Path) -> None:
+    rng = np.random.default_rng(7)
+    path, names = tmp_path / "qdrant", ids(12)
+    vectors = rng.normal(size=(12, DIM)).astype(np.float32)
+    index = LabelIndex(open_qdrant(None, path), "t")
+    index.ensure_version("v", DIM)
+    index.upsert_creatives("v", names, vectors)
+    index.record_traffic("v", names, vectors, window=100)
+    assert index.count_creatives("v") == 12 and len(index.traffic_window("v")[0]) == 12  # the mirrors exist
+    index.forget("v", names[:3])
+    index.forget("v2", names[:3])  # a version without collections: nothing to do
+    assert index.traffic_window("v")[0] == names[3:]
+    hits = index.nearest_creatives("v", vectors[:3], 12)
+    assert all(h.creative_id not in names[:3] for row in hits for h in row) and len(hits[0]) == 9
+    index.client.close()
+    again = LabelIndex(open_qdrant(None, path), "t")  # and on disk
+    assert again.count_creatives("v") == 9 and again.traffic_window("v")[0] == names[3:]

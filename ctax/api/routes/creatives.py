@@ -1,4 +1,4 @@
-"""POST /v1/creatives (multipart or JSON), /v1/creatives/batch, GET /v1/creatives/{id}, retry, image."""
+"""POST /v1/creatives (multipart or JSON), /v1/creatives/batch, GET /v1/creatives/{id}, retry, image, DELETE."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from ctax.api.params import CreativeId, Offset, ShortText
 from ctax.api.routes.accounts import AccountFilter
 from ctax.api.routes.creative_input import BATCH_SCHEMA, CREATIVE_SCHEMA, MULTIPART_SCHEMA, read_submissions
 from ctax.api.views.creatives import Accepted, BatchAccepted, accepted, creative_view
-from ctax.creatives import intake
-from ctax.enums import CreativeStatus, Flag
-from ctax.errors import NotFound
+from ctax.creatives import intake, removal
+from ctax.enums import CreativeStatus, Flag, Role
+from ctax.errors import Forbidden, NotFound
 from ctax.store import keys
 from ctax.store.repos import creatives as creative_rows
 from ctax.store.repos import review as review_rows
@@ -123,3 +123,17 @@ def get_image(creative_id: CreativeId, key: Poster, db: DbDep, blobs: BlobsDep) 
         media_type=creative.image_mime or "application/octet-stream",
         headers={"Cache-Control": "private, max-age=86400"},
     )
+
+
+@router.delete("/{creative_id}", responses={409: {"description": "a worker is labelling it right now"}})
+def delete_creative(creative_id: CreativeId, key: Poster, db: DbDep, blobs: BlobsDep,
+                    settings: SettingsDep) -> dict[str, Any]:
+    """Delete a creative: its poster's account or an admin (reviewers decide creatives, they do not delete them).
+    It is gone at once from every answer, from labelled data and the review queue; its image and its points in the
+    index follow within seconds. 409 while a worker labels it (a moment)."""
+    if key.role == Role.REVIEWER:
+        raise Forbidden("reviewers do not delete creatives: the posting account or an admin does")
+    with db.write() as session:
+        removed = removal.remove(session, creative_id, keys.account_scope(session, key), settings.lease_s)
+    removal.discard_image(db, blobs, removed)
+    return {"id": removed.creative_id, "deleted": True, "group_handed_to": removed.group_handed_to}

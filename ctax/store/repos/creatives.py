@@ -11,11 +11,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, or_, select, update
+from sqlalchemy import Table, bindparam, exists, func, or_, select, update
+from sqlalchemy import delete as sa_delete
 from sqlalchemy.orm import Session, load_only, selectinload
 
 from ctax.enums import CreativeStatus, Flag, ReviewStatus
-from ctax.store.models import Creative, ReviewItem
+from ctax.store.models import Annotation, Creative, ReviewItem
 from ctax.store.repos import accounts
 from ctax.store.session import mark_queued_work
 from ctax.store.types import utcnow
@@ -226,3 +227,15 @@ def reviewed_among(session: Session, ids: Sequence[str]) -> set[str]:
         return set()
     return set(session.scalars(select(ReviewItem.creative_id).where(
         ReviewItem.creative_id.in_(list(ids)), ReviewItem.status != ReviewStatus.OPEN)))
+
+
+def has_annotations(session: Session, creative_id: str) -> bool:
+    """Whether the creative is labelled data (imported, or decided by a reviewer)."""
+    return session.scalar(select(exists().where(Annotation.creative_id == creative_id))) is True
+
+
+def delete(session: Session, creative_id: str) -> None:
+    """The row; the schema's ON DELETE CASCADE takes its annotations, review item and the decisions on it, and
+    SET NULL unhooks group members (creatives/removal.py hands a group on first)."""
+    session.execute(sa_delete(Creative).where(Creative.id == creative_id)
+                    .execution_options(synchronize_session=False))

@@ -106,3 +106,25 @@ def annotation_of_decision(session: Session, decision_id: int, creative_id: str)
     """The annotation a decision made for this creative."""
     return session.scalar(select(Annotation).where(Annotation.decision_id == decision_id,
                                                    Annotation.creative_id == creative_id).limit(1))
+
+
+def hand_group_on(session: Session, root_id: str) -> str | None:
+    """The root is leaving (deleted): its earliest member becomes the root of the others, of the group's review item
+    (one member fewer) and of the decisions on it, whose annotations the members keep. None: it had no members."""
+    members = list(session.scalars(select(Creative).where(Creative.duplicate_of == root_id)
+                                   .order_by(Creative.labelled_at, Creative.id)))
+    if not members:
+        return None
+    heir, rest = members[0], members[1:]
+    for member in rest:
+        member.duplicate_of = heir.id
+        member.prediction = {**(member.prediction or {}), "duplicate_of": heir.id}
+    heir.duplicate_of = None
+    heir.prediction = {k: v for k, v in (heir.prediction or {}).items() if k != "duplicate_of"}
+    session.flush()
+    session.execute(update(ReviewItem).where(ReviewItem.creative_id == root_id)
+                    .values(creative_id=heir.id, members=ReviewItem.members - 1)
+                    .execution_options(synchronize_session=False))
+    session.execute(update(ReviewDecision).where(ReviewDecision.creative_id == root_id)
+                    .values(creative_id=heir.id).execution_options(synchronize_session=False))
+    return heir.id

@@ -6,7 +6,7 @@ import logging
 
 from celery import shared_task
 
-from ctax.jobs import ACTIVATE_VERSION, BUILD_VERSION, REFRESH_MAP, SYNC_INDEX
+from ctax.jobs import ACTIVATE_VERSION, BUILD_VERSION, FORGET_CREATIVES, REFRESH_MAP, SYNC_INDEX
 from ctax.pictures.map import refresh_map as draw_map
 from ctax.versions import lifecycle
 from ctax.worker.runtime import current
@@ -64,3 +64,11 @@ def refresh_map() -> None:
         return
     log.info("map of %s drawn (%s): %d labels, %d creatives", data["version"], data["method"], len(data["labels"]),
              len(data["creatives"]))
+
+
+@shared_task(name=FORGET_CREATIVES, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def forget_creatives(creative_ids: list[str]) -> None:
+    """Deleted creatives (creatives/removal.py): their points go from every version's collections."""
+    rt = current()
+    lifecycle.forget_creatives(rt.db, rt.index, creative_ids)
+    log.info("%d deleted creatives forgotten by the index", len(creative_ids))

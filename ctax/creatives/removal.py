@@ -1,0 +1,71 @@
+"""A creative deleted by its poster or an admin: gone from the database, its image blob (unless another creative
+shows the same image) and the index.
+
+In the transaction: the row goes, and with it (the schema's ON DELETE CASCADE) its annotations, its review item and
+the decisions on it, so it is no longer labelled data for training, exemplars or the export. A creative in a
+near-duplicate group leaves it: a member's group counts one fewer; a group's root hands the group, its review item
+and the item's decisions to its earliest member, so the other members keep the decisions that gave them their
+labels. The index is the worker's: an outbox job (`FORGET_CREATIVES`) has it drop the creative's points from
+every version's creatives and traffic collections, and an index sync drops it from the exemplars.
+
+A creative a worker is labelling right now (claimed under a live lease) is refused with 409 for the moment that
+takes: the worker writes its points to the index before it stores its result, and the points of a row deleted
+meanwhile would stay in the index.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from ctax.creatives.intake import get_creative
+from ctax.enums import CreativeStatus
+from ctax.errors import Conflict
+from ctax.jobs import FORGET_CREATIVES
+from ctax.store import outbox
+from ctax.store.blobs import BlobStore
+from ctax.store.repos import creatives as repo
+from ctax.store.repos import groups
+from ctax.store.session import Database, Session
+from ctax.store.types import utcnow
+
+
+@dataclass(frozen=True)
+class Removed:
+    creative_id: str
+    image_sha256: str | None
+    group_handed_to: str | None  # the member that became its group's root, if it was one
+
+
+def remove(session: Session, creative_id: str, account_id: int | None, lease_s: float,
+           now: dt.datetime | None = None) -> Removed:
+    """Delete the creative (with `account_id`, only that account's: another's answers 404 as an unknown id does)."""
+    creative = get_creative(session, creative_id, account_id)
+    now = now or utcnow()
+    if (creative.status == CreativeStatus.PROCESSING and creative.claimed_at is not None
+            and creative.claimed_at > now - dt.timedelta(seconds=lease_s)):
+        raise Conflict(f"creative {creative_id} is being labelled right now; delete it once it is labelled "
+                       "(seconds)", creative_id=creative_id)
+    labelled_data = repo.has_annotations(session, creative_id)
+    heir = None
+    if creative.duplicate_of is not None:
+        groups.add_members(session, {creative.duplicate_of: -1})
+    else:
+        heir = groups.hand_group_on(session, creative_id)
+    image = creative.image_sha256
+    session.expunge(creative)  # deleted below in SQL, so the database cascades: the session must not flush it
+    repo.delete(session, creative_id)
+    outbox.enqueue(session, FORGET_CREATIVES, [creative_id])
+    if labelled_data or heir is not None:
+        outbox.request_index_sync(session, f"creative {creative_id} deleted")
+    return Removed(creative_id, image, heir)
+
+
+def discard_image(db: Database, blobs: BlobStore, removed: Removed) -> None:
+    """After the commit: the image blob, unless another creative shows the same image."""
+    if removed.image_sha256 is None:
+        return
+    with db.read() as session:
+        if repo.images_in_use(session, [removed.image_sha256]):
+            return
+    blobs.discard(removed.image_sha256)
