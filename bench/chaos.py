@@ -11,10 +11,16 @@ worker (found with psutil among the children of `ctax run`) is SIGKILLed k times
 kill waits until the restarted worker is ready and has labelled again, and aims at a moment when it holds claims.
 At the end Ctrl-C (SIGINT to the process group) stops the service.
 
-Reported: API requests answered (all must be), creatives acknowledged / labelled / stuck / labelled twice (its
-labelled_at changed after it was first seen labelled) / failed, time to drain after the last kill, restarts seen.
-Target: 300 creatives, 3 kills: 300 labelled, 0 stuck, 0 duplicated, 0 failed API requests, drained within 120 s
-of the last kill.
+Meanwhile the poster deletes a share of its creatives (`--delete-share`, 0.1): half at once (queued, or being
+labelled: a 409 then, tried again half a second later), half once they are labelled. A deleted creative must
+answer 404 from then on, and at the end the worker's index must hold no point without a row (search's `indexed`:
+the creatives collection's points against the rows it should hold).
+
+Reported: API requests answered (all must be; a delete's 409 while a worker labels the creative is counted apart),
+creatives acknowledged / deleted / labelled / stuck / labelled twice (its labelled_at changed after it was first
+seen labelled) / failed, deleted ones still readable, index points without a row, time to drain after the last
+kill, restarts seen. Target: 300 creatives, 3 kills: every creative not deleted labelled, 0 stuck, 0 duplicated,
+0 failed API requests, 0 deleted still readable, 0 points without a row, drained within 120 s of the last kill.
 """
 
 from __future__ import annotations
@@ -114,18 +120,34 @@ class Traffic:
         self.failures: list[str] = []
         self.posting_done = threading.Event()
         self.halt = threading.Event()
+        self.deleted: set[str] = set()
+        self.delete_conflicts = 0  # 409: a worker was labelling it at that moment (tried again)
 
-    def request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any] | None:
+    def request(self, method: str, path: str, expected: tuple[int, ...] = ()) -> dict[str, Any] | None:
+        """The answer's JSON when it is a 200 or 202; None otherwise, counted as a failure unless `expected`."""
         try:
-            response = self.http.request(method, path, **kwargs)
+            response = self.http.request(method, path)
             ok = response.status_code in (200, 202)
             what = f"{response.status_code} {response.text[:200]}"
+            fine = ok or response.status_code in expected
+        except httpx.HTTPError as exc:
+            ok, fine, what = False, False, repr(exc)
+        with self.lock:
+            self.requests += 1
+            if not fine:
+                self.failures.append(f"{method} {path}: {what}")
+        return dict(response.json()) if ok else None
+
+    def post_json(self, path: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        try:
+            response = self.http.post(path, json=body)
+            ok, what = response.status_code in (200, 202), f"{response.status_code} {response.text[:200]}"
         except httpx.HTTPError as exc:
             ok, what = False, repr(exc)
         with self.lock:
             self.requests += 1
             if not ok:
-                self.failures.append(f"{method} {path}: {what}")
+                self.failures.append(f"POST {path}: {what}")
         return dict(response.json()) if ok else None
 
     def post(self, n: int, seconds: float) -> None:
@@ -134,17 +156,60 @@ class Traffic:
         start = time.monotonic()
         for i in range(n):
             time.sleep(max(0.0, start + i * seconds / n - time.monotonic()))
-            body = self.request("POST", "/v1/creatives", json={"ocr_text": rng.choice(rng.choice(rows)["texts"])})
+            body = self.post_json("/v1/creatives", {"ocr_text": rng.choice(rng.choice(rows)["texts"])})
             if body is not None:
                 with self.lock:
                     self.ids.append(body["id"])
         self.posting_done.set()
 
+    def delete(self, creative_id: str) -> None:
+        """Delete it, trying again while a worker labels it (409); from now on a 404 for it is the answer."""
+        with self.lock:
+            self.deleted.add(creative_id)
+        while not self.halt.is_set():
+            try:
+                response = self.http.delete(f"/v1/creatives/{creative_id}")
+                code, what = response.status_code, f"{response.status_code} {response.text[:200]}"
+            except httpx.HTTPError as exc:
+                code, what = 0, repr(exc)
+            with self.lock:
+                self.requests += 1
+                if code == 409:
+                    self.delete_conflicts += 1
+                elif code != 200:
+                    self.failures.append(f"DELETE /v1/creatives/{creative_id}: {what}")
+            if code != 409:
+                return
+            time.sleep(0.5)
+
+    def delete_some(self, share: float) -> None:
+        """Every 1/share-th creative acknowledged: every other one of those deleted at once, the rest once labelled
+        (or failed)."""
+        if share <= 0:
+            return
+        every, done = max(1, round(1 / share)), set()
+        while not self.halt.is_set():
+            chosen = list(self.ids)[::every]
+            for n, creative_id in enumerate(chosen):
+                if creative_id not in done and (n % 2 == 0 or self.status.get(creative_id) in ("labelled", "failed")):
+                    done.add(creative_id)
+                    self.delete(creative_id)
+            if self.posting_done.is_set() and len(done) == len(list(self.ids)[::every]):
+                return
+            time.sleep(0.2)
+
+    def alive(self) -> list[str]:
+        with self.lock:
+            return [creative_id for creative_id in self.ids if creative_id not in self.deleted]
+
     def probe(self) -> None:
         while not self.halt.is_set():
             self.request("GET", "/healthz")
             for creative_id in list(self.ids):
-                body = self.request("GET", f"/v1/creatives/{creative_id}")
+                gone = creative_id in self.deleted
+                body = self.request("GET", f"/v1/creatives/{creative_id}", expected=(404,) if gone else ())
+                if gone:
+                    continue
                 if body is not None:
                     self._note(creative_id, body)
                 if self.halt.is_set():
@@ -159,12 +224,31 @@ class Traffic:
                     self.twice.add(creative_id)
 
     def count(self, *statuses: str) -> int:
+        alive = self.alive()
         with self.lock:
-            return sum(1 for creative_id in self.ids if self.status.get(creative_id) in statuses)
+            return sum(1 for creative_id in alive if self.status.get(creative_id) in statuses)
 
     def processing_now(self) -> int:
-        body = self.request("GET", "/v1/creatives", params={"status": "processing", "limit": 1})
+        body = self.request("GET", "/v1/creatives?status=processing&limit=1")
         return int(body["total"]) if body else 0
+
+    def deleted_still_readable(self) -> int:
+        """Deleted creatives that answer anything but 404 (each read once more, at the end)."""
+        return sum(1 for creative_id in sorted(self.deleted)
+                   if self.http.get(f"/v1/creatives/{creative_id}").status_code != 404)
+
+    def points_without_row(self, timeout: float = 60.0) -> int | None:
+        """The worker's creatives collection against the rows it should hold (search's `indexed`), once the
+        index has caught up (its forget jobs and backfill run between batches)."""
+        deadline, extra = time.monotonic() + timeout, None
+        while time.monotonic() < deadline:
+            body = self.post_json("/v1/search", {"text": "warm up", "limit": 1, "labels_limit": 1})
+            if body is not None:
+                extra = int(body["indexed"]["creatives"]) - int(body["indexed"]["total"])
+                if extra == 0:
+                    return 0
+            time.sleep(1.0)
+        return extra
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, poll: float = 0.2) -> bool:
@@ -182,12 +266,12 @@ def kill_once(service: Service, traffic: Traffic, due: int, t0: float) -> dict[s
     wait_for(lambda: len(traffic.ids) >= due or traffic.posting_done.is_set(), 900)
     labelled_before = traffic.count("labelled")
     wait_for(lambda: service.ready() and (traffic.count("labelled") > labelled_before
-                                          or traffic.count("labelled") == len(traffic.ids)), 600)
+                                          or traffic.count("labelled") == len(traffic.alive())), 600)
     wait_for(lambda: traffic.processing_now() > 0, 5, poll=0.05)
     worker = service.label_worker()
     if worker is None:
         raise RuntimeError(f"no labelling worker among the children of ctax run:\n{service.text()[-3000:]}")
-    processing, unlabelled = traffic.processing_now(), len(traffic.ids) - traffic.count("labelled", "failed")
+    processing, unlabelled = traffic.processing_now(), len(traffic.alive()) - traffic.count("labelled", "failed")
     worker.kill()
     killed = time.monotonic()
     not_ready = wait_for(lambda: not service.ready(), 10, poll=0.05)
@@ -209,7 +293,8 @@ def drill(service: Service, args: argparse.Namespace) -> dict[str, Any]:
     traffic = Traffic(service.url, str(answer.json()["key"]))
     t0 = time.monotonic()
     threads = [threading.Thread(target=traffic.post, args=(args.creatives, args.post_s), daemon=True),
-               threading.Thread(target=traffic.probe, daemon=True)]
+               threading.Thread(target=traffic.probe, daemon=True),
+               threading.Thread(target=traffic.delete_some, args=(args.delete_share,), daemon=True)]
     for thread in threads:
         thread.start()
     kills = [kill_once(service, traffic, args.creatives * (n + 1) // (args.kills + 1), t0)
@@ -218,16 +303,21 @@ def drill(service: Service, args: argparse.Namespace) -> dict[str, Any]:
     for kill in kills:
         kill.pop("_killed", None)
     traffic.posting_done.wait()
-    drained = wait_for(lambda: traffic.count("labelled", "failed") == len(traffic.ids), args.drain_timeout_s)
+    threads[2].join(timeout=args.drain_timeout_s)
+    drained = wait_for(lambda: traffic.count("labelled", "failed") == len(traffic.alive()), args.drain_timeout_s)
     drain_s = time.monotonic() - last_kill
     time.sleep(3)  # one more round of reads, to see a second labelling
     traffic.halt.set()
     threads[1].join(timeout=60)
+    alive = len(traffic.alive())
     log = service.text()
     return {
         "creatives_posted": args.creatives, "kills": len(kills), "acknowledged": len(traffic.ids),
+        "deleted": len(traffic.deleted), "delete_conflicts_409": traffic.delete_conflicts,
+        "deleted_still_readable": traffic.deleted_still_readable(),
+        "index_points_without_row": traffic.points_without_row(),
         "labelled": traffic.count("labelled"), "failed": traffic.count("failed"),
-        "stuck": len(traffic.ids) - traffic.count("labelled", "failed"), "labelled_twice": len(traffic.twice),
+        "stuck": alive - traffic.count("labelled", "failed"), "labelled_twice": len(traffic.twice),
         "api_requests": traffic.requests, "api_failed": len(traffic.failures),
         "api_answered_pct": round(100 * (traffic.requests - len(traffic.failures)) / max(traffic.requests, 1), 2),
         "drained_after_last_kill_s": round(drain_s, 1) if drained else None,
@@ -248,8 +338,10 @@ def print_report(report: dict[str, Any]) -> None:
     table = Table(title=f"chaos: {report['creatives_posted']} creatives, {report['kills']} worker SIGKILLs")
     table.add_column("figure")
     table.add_column("value", justify="right")
-    for key in ("acknowledged", "labelled", "stuck", "labelled_twice", "failed", "api_requests", "api_failed",
-                "api_answered_pct", "drained_after_last_kill_s", "restarts_seen", "ctrl_c_stop_s", "ctrl_c_clean"):
+    for key in ("acknowledged", "deleted", "delete_conflicts_409", "deleted_still_readable",
+                "index_points_without_row", "labelled", "stuck", "labelled_twice", "failed", "api_requests",
+                "api_failed", "api_answered_pct", "drained_after_last_kill_s", "restarts_seen", "ctrl_c_stop_s",
+                "ctrl_c_clean"):
         table.add_row(key, str(report.get(key)))
     console.print(table)
     columns = {"at_s": "at s", "pid": "pid", "unlabelled_at_kill": "unlabelled", "processing_at_kill": "claimed",
@@ -271,6 +363,8 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=3)
     parser.add_argument("--post-s", type=float, default=120.0, help="seconds over which the creatives are posted")
     parser.add_argument("--seed-rows", type=int, default=1000, help="labelled Pitt ads imported first")
+    parser.add_argument("--delete-share", type=float, default=0.1,
+                        help="share of the posted creatives the poster deletes (0: none)")
     parser.add_argument("--drain-timeout-s", type=float, default=600.0)
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--log", type=Path, help="keep the `ctax run` log here")
