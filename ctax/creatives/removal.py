@@ -48,9 +48,12 @@ def remove(session: Session, creative_id: str, account_id: int | None, lease_s: 
                        "(seconds)", creative_id=creative_id)
     labelled_data = repo.has_annotations(session, creative_id)
     heir = None
+    # The group's item row first, as a decision and a joining member's count (labelling/duplicates.join) take it:
+    # on PostgreSQL a member whose join holds that row commits, and is read below, before this goes on.
     if creative.duplicate_of is not None:
         groups.add_members(session, {creative.duplicate_of: -1})
     else:
+        groups.add_members(session, {creative_id: 0})
         heir = groups.hand_group_on(session, creative_id)
     image = creative.image_sha256
     session.expunge(creative)  # deleted below in SQL, so the database cascades: the session must not flush it
