@@ -114,13 +114,9 @@ class Settings(BaseSettings):
     dispatch_interval_s: float = Field(default=0.2, gt=0, le=10,
         description="How long the dispatcher gathers creatives into one message after a request queued work.")
     requeue_after_s: float = Field(default=120.0, gt=0, description="Re-send queued work not picked up by then.")
-    # A bound, so a flood from one account waits in the database, where accounts take turns, not in the broker's
-    # first-come queue. Workers must get through this many batches in well under CTAX_REQUEUE_AFTER_S, or what waits
-    # is sent again as lost: 4 x 128 text creatives are ~3 s of one CPU worker, 4 x 128 images ~40 s. bench.fairness
-    # (docs/reliability.md): one CPU worker labelled a flood as fast with 2, 4 or no bound; 4 leaves room for two.
-    dispatch_ahead_batches: int = Field(default=4, ge=0, le=10_000, description="Labelling messages sent to the "
-                                        "broker and not yet taken by a worker, at most (0: no bound, first come "
-                                        "first served across accounts).")
+    # So that one account's flood waits in the database, where accounts take turns (docs/reliability.md, README).
+    dispatch_ahead_batches: int = Field(default=4, ge=0, le=10_000, description="Labelling messages sent and not yet "
+                                        "taken by a worker, at most (0: no bound, first come first served).")
     # Short, because the worker renews its claims on every heartbeat while a batch runs: a claim outlives its
     # worker by at most this (plus the dispatcher's 1 s tick) when no supervisor hands it back sooner.
     lease_s: float = Field(default=45.0, gt=0, le=3600,
@@ -212,9 +208,7 @@ class Settings(BaseSettings):
     @field_validator("bootstrap_admin_key")
     @classmethod
     def _key_length(cls, value: str | None) -> str | None:
-        if value is not None and len(value) < MIN_API_KEY_CHARS:
-            raise ValueError(f"must be at least {MIN_API_KEY_CHARS} characters (it has {len(value)})")
-        return value
+        return None if value is None else checks.min_length(value, MIN_API_KEY_CHARS)
 
     @field_validator("database_url")
     @classmethod
@@ -224,9 +218,7 @@ class Settings(BaseSettings):
     @field_validator("qdrant_url")
     @classmethod
     def _qdrant(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError("must be an http:// or https:// URL (unset it for local mode)")
-        return value
+        return None if value is None else checks.qdrant_url(value)
 
     @field_validator("label_template", "train_label_template")
     @classmethod

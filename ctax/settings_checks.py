@@ -18,6 +18,18 @@ def database_url(value: str, backends: Sequence[str]) -> str:
     return value
 
 
+def min_length(value: str, chars: int) -> str:
+    if len(value) < chars:
+        raise ValueError(f"must be at least {chars} characters (it has {len(value)})")
+    return value
+
+
+def qdrant_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must be an http:// or https:// URL (unset it for local mode)")
+    return value
+
+
 def label_template(value: str, placeholders: Sequence[str]) -> str:
     try:
         fields = {name for _, name, _, _ in Formatter().parse(value) if name is not None}
