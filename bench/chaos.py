@@ -123,10 +123,10 @@ class Traffic:
         self.deleted: set[str] = set()
         self.delete_conflicts = 0  # 409: a worker was labelling it at that moment (tried again)
 
-    def request(self, method: str, path: str, expected: tuple[int, ...] = ()) -> dict[str, Any] | None:
+    def request(self, method: str, path: str, expected: tuple[int, ...] = (), **kwargs: Any) -> dict[str, Any] | None:
         """The answer's JSON when it is a 200 or 202; None otherwise, counted as a failure unless `expected`."""
         try:
-            response = self.http.request(method, path)
+            response = self.http.request(method, path, **kwargs)
             ok = response.status_code in (200, 202)
             what = f"{response.status_code} {response.text[:200]}"
             fine = ok or response.status_code in expected
@@ -138,25 +138,13 @@ class Traffic:
                 self.failures.append(f"{method} {path}: {what}")
         return dict(response.json()) if ok else None
 
-    def post_json(self, path: str, body: dict[str, Any]) -> dict[str, Any] | None:
-        try:
-            response = self.http.post(path, json=body)
-            ok, what = response.status_code in (200, 202), f"{response.status_code} {response.text[:200]}"
-        except httpx.HTTPError as exc:
-            ok, what = False, repr(exc)
-        with self.lock:
-            self.requests += 1
-            if not ok:
-                self.failures.append(f"POST {path}: {what}")
-        return dict(response.json()) if ok else None
-
     def post(self, n: int, seconds: float) -> None:
         rows = [json.loads(line) for line in (SHARED_DATA / "pitt_ads_dev.jsonl").open()]
         rng = random.Random(13)
         start = time.monotonic()
         for i in range(n):
             time.sleep(max(0.0, start + i * seconds / n - time.monotonic()))
-            body = self.post_json("/v1/creatives", {"ocr_text": rng.choice(rng.choice(rows)["texts"])})
+            body = self.request("POST", "/v1/creatives", json={"ocr_text": rng.choice(rng.choice(rows)["texts"])})
             if body is not None:
                 with self.lock:
                     self.ids.append(body["id"])
@@ -229,7 +217,7 @@ class Traffic:
             return sum(1 for creative_id in alive if self.status.get(creative_id) in statuses)
 
     def processing_now(self) -> int:
-        body = self.request("GET", "/v1/creatives?status=processing&limit=1")
+        body = self.request("GET", "/v1/creatives", params={"status": "processing", "limit": 1})
         return int(body["total"]) if body else 0
 
     def deleted_still_readable(self) -> int:
@@ -242,7 +230,7 @@ class Traffic:
         index has caught up (its forget jobs and backfill run between batches)."""
         deadline, extra = time.monotonic() + timeout, None
         while time.monotonic() < deadline:
-            body = self.post_json("/v1/search", {"text": "warm up", "limit": 1, "labels_limit": 1})
+            body = self.request("POST", "/v1/search", json={"text": "warm up", "limit": 1, "labels_limit": 1})
             if body is not None:
                 extra = int(body["indexed"]["creatives"]) - int(body["indexed"]["total"])
                 if extra == 0:

@@ -46,6 +46,13 @@ def drop_pg_database(name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def run_ctax(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`ctax ARGS` as a user runs it, on a data directory under tmp_path, with none of this shell's CTAX_ settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CTAX_")}
+    return subprocess.run([sys.executable, "-m", "ctax", *args], cwd=tmp_path, capture_output=True, text=True,
+                          env={**env, "CTAX_DATA_DIR": str(tmp_path / "var")}, timeout=120)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

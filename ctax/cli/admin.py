@@ -7,7 +7,7 @@ import typer
 from ctax.cli.common import console, database, fail, settings
 from ctax.enums import AccountKind, AccountStatus
 from ctax.store import migrate
-from ctax.store.keys import create_account, create_key, list_accounts, update_account
+from ctax.store.keys import account_status, create_account, create_key, list_accounts, update_account
 
 db_app = typer.Typer(help="Database schema (Alembic).", no_args_is_help=True)
 accounts_app = typer.Typer(help="Accounts: the advertisers and partners poster keys belong to.",
@@ -42,8 +42,7 @@ def accounts_list() -> None:
     """Every account: id, kind, status and name, one a line."""
     with database(settings()).read() as session:
         for account in list_accounts(session):
-            status = AccountStatus.ACTIVE if account.suspended_at is None else AccountStatus.SUSPENDED
-            typer.echo(f"{account.id}\t{account.kind}\t{status}\t{account.name}")
+            typer.echo(f"{account.id}\t{account.kind}\t{account_status(account)}\t{account.name}")
 
 
 def _set_status(account_id: int, status: AccountStatus) -> None:

@@ -138,6 +138,10 @@ def list_accounts(session: Session, status: AccountStatus | None = None) -> list
     return accounts.all_accounts(session, None if status is None else status == AccountStatus.SUSPENDED)
 
 
+def account_status(account: Account) -> AccountStatus:
+    return AccountStatus.ACTIVE if account.suspended_at is None else AccountStatus.SUSPENDED
+
+
 def get_account(session: Session, account_id: int) -> Account:
     account = accounts.get(session, account_id)
     if account is None:
@@ -162,10 +166,9 @@ def update_account(session: Session, account_id: int, name: str | None = None,
     return account
 
 
-def account_usage(session: Session, account_id: int) -> dict[str, dict[str, int]]:
+def account_usage(session: Session, account: Account) -> dict[str, dict[str, int]]:
     """What an account holds: its poster keys (active, revoked) and its creatives by status."""
-    get_account(session, account_id)
-    return accounts.usage(session, account_id)
+    return accounts.usage(session, account.id)
 
 
 def known_account(session: Session, account_id: int, field: str = "account_id") -> Account:

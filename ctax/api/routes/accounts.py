@@ -36,7 +36,7 @@ class AccountChange(RequestBody):
 
 def account_view(account: Account) -> dict[str, Any]:
     return {"id": account.id, "name": account.name, "kind": account.kind,
-            "status": AccountStatus.ACTIVE if account.suspended_at is None else AccountStatus.SUSPENDED,
+            "status": service.account_status(account),
             "suspended_at": account.suspended_at, "created_at": account.created_at}
 
 
@@ -57,8 +57,8 @@ def list_accounts(_: Admin, db: DbDep, status: AccountStatus | None = None) -> d
 def get_account(account_id: Id, _: Admin, db: DbDep) -> dict[str, Any]:
     """The account, its poster keys (active, revoked) and its creatives by status."""
     with db.read() as session:
-        return {**account_view(service.get_account(session, account_id)),
-                **service.account_usage(session, account_id)}
+        account = service.get_account(session, account_id)
+        return {**account_view(account), **service.account_usage(session, account)}
 
 
 @router.patch("/{account_id}")
