@@ -296,8 +296,9 @@ class Service:
         self.profile = profile
         self.work = work
         self.pg_name: str | None = None
+        # No rate limits: the benches that start this service measure what it can take (bench.rate_limits sets one).
         env = {"CTAX_DATA_DIR": str(work / "var"), "CTAX_BOOTSTRAP_ADMIN_KEY": ADMIN, "CTAX_IMAGE_ENABLED": "false",
-               "CTAX_OCR_ENABLED": "false"}
+               "CTAX_OCR_ENABLED": "false", "CTAX_RATE_LIMIT_CREATIVES": "none", "CTAX_RATE_LIMIT_SEARCHES": "none"}
         if profile == "production":
             import psycopg
             import redis

@@ -6,11 +6,12 @@ process first uses it (the API's start-up, a worker's first batch)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
+from pydantic import BeforeValidator, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ctax import settings_checks as checks
@@ -183,13 +184,20 @@ class Settings(BaseSettings):
     keep_alive_s: int = Field(default=75, ge=1, le=3600, description="How long the API keeps an idle connection.")
     key_cache_s: float = Field(default=5.0, ge=0, le=300, description="How long the API trusts an API key it checked "
                                "before reading it again (0: every request); a revoked key keeps working that long.")
+    # Per account, in the notation of the `limits` library ("6000/minute", "100/second;6000/minute"); none lifts a
+    # limit. docs/reliability.md, "Rate limits", says why these defaults.
+    rate_limit_creatives: str | None = Field(default="6000/minute", description="Creatives one account may post.")
+    rate_limit_searches: str | None = Field(default="600/minute", description="Searches one account may make.")
+    rate_limit_storage: str | None = Field(default=None, description="Where the limits are counted: memory:// (each "
+        "API process on its own) or a redis:// URL (all of them); default: the broker's Redis, else memory.")
     worker_heartbeat_s: float = Field(default=5.0, gt=0, le=60,
                                       description="How often a worker reports itself alive and renews its claims.")
     worker_stale_s: float = Field(default=15.0, gt=0, le=600,
                                   description="/readyz counts a worker dead after this long without a heartbeat.")
 
     @field_validator("image_pretrained", "image_projection", "text_model", "database_url", "qdrant_url",
-                     "broker_url", "bootstrap_admin_key", "result_backend_url", mode="before")
+                     "broker_url", "bootstrap_admin_key", "result_backend_url", "rate_limit_creatives",
+                     "rate_limit_searches", "rate_limit_storage", mode="before")
     @classmethod
     def _none(cls, value: object) -> object:
         """An environment variable cannot be unset by assignment: "" or "none" mean no value."""
@@ -225,32 +233,12 @@ class Settings(BaseSettings):
     def _template(cls, value: str) -> str:
         return checks.label_template(value, LABEL_TEMPLATE_PLACEHOLDERS)
 
-    @field_validator("worker_heartbeat_s")
-    @classmethod
-    def _renewed_within_lease(cls, value: float, info: ValidationInfo) -> float:
-        # Claims are renewed on each beat: a lease shorter than a few beats would expire under a live worker.
-        lease = info.data.get("lease_s")
-        if lease is not None and value * 3 > lease:
-            raise ValueError(f"must be at most a third of CTAX_LEASE_S ({lease:g} s)")
-        return value
-
-    @field_validator("novelty_sweep_young")
-    @classmethod
-    def _young_spans_an_interval(cls, value: int, info: ValidationInfo) -> int:
-        every = info.data.get("novelty_sweep_every")
-        if value and every and value < every:
-            raise ValueError(f"must be 0 (the whole window) or at least CTAX_NOVELTY_SWEEP_EVERY ({every}): fewer "
-                             "would leave some creatives never swept")
-        return value
-
-    @field_validator("worker_stale_s")
-    @classmethod
-    def _stale_after_beats(cls, value: float, info: ValidationInfo) -> float:
-        # A worker beats every worker_heartbeat_s: any shorter staleness would call live workers dead.
-        beat = info.data.get("worker_heartbeat_s")
-        if beat is not None and value <= beat:
-            raise ValueError(f"must be more than CTAX_WORKER_HEARTBEAT_S ({beat:g} s)")
-        return value
+    # Settings judged against others (each names the other variable).
+    _renewed_within_lease = field_validator("worker_heartbeat_s")(checks.renewed_within_lease)
+    _young_spans_an_interval = field_validator("novelty_sweep_young")(checks.young_spans_an_interval)
+    _stale_after_beats = field_validator("worker_stale_s")(checks.stale_after_beats)
+    _rate_limits = field_validator("rate_limit_creatives", "rate_limit_searches")(checks.rate_limit)
+    _rate_limit_storage = field_validator("rate_limit_storage")(checks.rate_limit_storage)
 
     @cached_property
     def sqlalchemy_url(self) -> str:
@@ -264,6 +252,19 @@ class Settings(BaseSettings):
     def celery_result_url(self) -> str:
         redis = self.celery_broker_url if self.celery_broker_url.startswith(("redis://", "rediss://")) else None
         return self.result_backend_url or redis or f"db+sqlite:///{self.data_dir / 'results.sqlite'}"
+
+    @cached_property
+    def rate_limit_store(self) -> str:
+        redis = self.celery_broker_url if self.celery_broker_url.startswith(("redis://", "rediss://")) else None
+        return self.rate_limit_storage or redis or "memory://"
+
+    def rate_limit(self, kind: str, own: Mapping[str, str] | None = None) -> tuple[str | None, bool]:
+        """The limit that counts an account's `kind` ("creatives" or "searches"; None: no limit) given its `own`
+        limits (Account.rate_limits), and whether it is its own rather than the service's."""
+        mine = (own or {}).get(kind)
+        if mine is None:
+            return getattr(self, f"rate_limit_{kind}"), False
+        return (None if mine == "none" else mine), True
 
     @property
     def qdrant_path(self) -> Path:

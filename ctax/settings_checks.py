@@ -5,6 +5,10 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Sequence
 from string import Formatter
+from typing import Any
+
+from limits import parse_many
+from pydantic import ValidationInfo
 
 
 def database_url(value: str, backends: Sequence[str]) -> str:
@@ -66,3 +70,58 @@ def misspelt_variables(names: Iterable[str], settings: Iterable[str], prefix: st
         if close:
             warnings.append(f"{name} is not a setting and is ignored: did you mean {close[0]}?")
     return warnings
+
+
+def rate_limit(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        parse_many(value)
+    except ValueError:
+        raise ValueError("is not a rate limit: write it as amount/period, e.g. 6000/minute or '100/second; "
+                         "6000/minute' (period: second, minute, hour or day), or none for no limit") from None
+    return value
+
+
+def rate_limit_storage(value: str | None) -> str | None:
+    if value is not None and not value.startswith(("memory://", "redis://", "rediss://")):
+        raise ValueError("must be memory:// or a redis:// (rediss://) URL")
+    return value
+
+
+def account_rate_limit(value: str | None) -> str | None:
+    """An account's own limit as an admin gives it: a limit, "none" (no limit), or "default" / None (the
+    service's, which is what None stores)."""
+    spelled = value.strip().lower() if value is not None else "default"
+    if spelled in ("default", "none"):
+        return None if spelled == "default" else "none"
+    return rate_limit(spelled)
+
+
+def renewed_within_lease(value: float, info: ValidationInfo) -> float:
+    # Claims are renewed on each beat: a lease shorter than a few beats would expire under a live worker.
+    lease = _other(info, "lease_s")
+    if lease is not None and value * 3 > lease:
+        raise ValueError(f"must be at most a third of CTAX_LEASE_S ({lease:g} s)")
+    return value
+
+
+def young_spans_an_interval(value: int, info: ValidationInfo) -> int:
+    every = _other(info, "novelty_sweep_every")
+    if value and every and value < every:
+        raise ValueError(f"must be 0 (the whole window) or at least CTAX_NOVELTY_SWEEP_EVERY ({every}): fewer "
+                         "would leave some creatives never swept")
+    return value
+
+
+def stale_after_beats(value: float, info: ValidationInfo) -> float:
+    # A worker beats every worker_heartbeat_s: any shorter staleness would call live workers dead.
+    beat = _other(info, "worker_heartbeat_s")
+    if beat is not None and value <= beat:
+        raise ValueError(f"must be more than CTAX_WORKER_HEARTBEAT_S ({beat:g} s)")
+    return value
+
+
+def _other(info: ValidationInfo, name: str) -> Any:
+    """Another field's value, when it was valid and declared before this one."""
+    return info.data.get(name)

@@ -42,6 +42,10 @@ def test_the_bootstrap_admin_key_must_be_as_long_as_any_key() -> None:
     ({"worker_heartbeat_s": 5, "worker_stale_s": 5}, "worker_stale_s", "more than CTAX_WORKER_HEARTBEAT_S"),
     ({"novelty_sweep_every": 1000, "novelty_sweep_young": 999}, "novelty_sweep_young", "never swept"),
     ({"port": 70000}, "port", "65535"),
+    ({"worker_heartbeat_s": 20, "lease_s": 45}, "worker_heartbeat_s", "a third of CTAX_LEASE_S"),
+    ({"rate_limit_creatives": "lots"}, "rate_limit_creatives", "e.g. 6000/minute"),
+    ({"rate_limit_searches": "10/fortnight"}, "rate_limit_searches", "not a rate limit"),
+    ({"rate_limit_storage": "mongodb://m:27017"}, "rate_limit_storage", "memory:// or a redis://"),
 ])
 def test_values_that_would_fail_later_are_refused_when_read(values: dict[str, object], field: str,
                                                               words: str) -> None:
@@ -52,6 +56,15 @@ def test_sound_values_are_accepted() -> None:
     current = _settings(database_url="postgresql+psycopg://u@127.0.0.1:5432/db", qdrant_url="http://q:6333",
                         label_template="{leaf} in {pretty_path}", worker_heartbeat_s=1, worker_stale_s=6)
     assert current.sqlalchemy_url.startswith("postgresql") and current.worker_stale_s == 6
+
+
+def test_rate_limits_count_in_the_brokers_redis_unless_told_otherwise() -> None:
+    assert _settings().rate_limit_store == "memory://"
+    assert _settings(broker_url="redis://r:6379/0").rate_limit_store == "redis://r:6379/0"
+    assert _settings(broker_url="redis://r:6379/0", rate_limit_storage="memory://").rate_limit_store == "memory://"
+    lifted = _settings(rate_limit_creatives="none", rate_limit_searches="")
+    assert lifted.rate_limit_creatives is None and lifted.rate_limit_searches is None
+    assert _settings(rate_limit_creatives="100/second; 6000/minute").rate_limit_creatives
 
 
 def test_the_label_pipeline_reads_its_old_true_and_false_as_on_and_off(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -22,6 +22,7 @@ from ctax.api.routes import accounts, creatives, export, health, keys, labels, m
 from ctax.api.routes import search as search_routes
 from ctax.api.routes.creative_input import json_problem
 from ctax.api.search_client import SearchClient
+from ctax.api.throttle import Throttle
 from ctax.api.web import maps as map_page
 from ctax.config import Settings
 from ctax.enums import Role
@@ -66,7 +67,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(CtaxError)
     async def _domain_error(_: Request, exc: CtaxError) -> JSONResponse:
-        # Retry-After on a 503 that expects to pass (SearchUnavailable).
+        # Retry-After on a 503 that expects to pass (SearchUnavailable) and on a 429 (RateLimited).
         return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
@@ -110,6 +111,7 @@ def create_app(settings: Settings | None = None, *, start_dispatcher: bool = Tru
         app.state.key_cache = KeyCache(settings.key_cache_s)
         app.state.dispatcher = Dispatcher(settings, app.state.db)
         app.state.search = SearchClient(settings, app.state.db)
+        app.state.throttle = Throttle(settings)
         # Whatever a request's write queued (a creative, an outbox job) leaves as soon as it commits.
         app.state.db.on_queued_work = app.state.dispatcher.nudge
         if settings.bootstrap_admin_key:
@@ -119,6 +121,7 @@ def create_app(settings: Settings | None = None, *, start_dispatcher: bool = Tru
             app.state.dispatcher.start()
         yield
         app.state.dispatcher.stop()
+        await app.state.throttle.close()
         app.state.db.dispose()
 
     app = FastAPI(

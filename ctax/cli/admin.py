@@ -6,6 +6,7 @@ import typer
 
 from ctax.cli.common import console, database, fail, settings
 from ctax.enums import AccountKind, AccountStatus
+from ctax.settings_checks import account_rate_limit
 from ctax.store import migrate
 from ctax.store.keys import account_status, create_account, create_key, list_accounts, update_account
 
@@ -61,6 +62,35 @@ def accounts_suspend(account_id: int) -> None:
 def accounts_resume(account_id: int) -> None:
     """Let the account's poster keys in again."""
     _set_status(account_id, AccountStatus.ACTIVE)
+
+
+def _own_limit(kind: str, value: str) -> str | None:
+    try:
+        return account_rate_limit(value)
+    except ValueError as exc:
+        raise ValueError(f"--{kind} {value}: {exc}") from None
+
+
+@accounts_app.command("limit")
+def accounts_limit(
+    account_id: int,
+    creatives: str | None = typer.Option(None, help="creatives it may post: e.g. 60000/minute, none (no limit) or "
+                                                    "default (the service's CTAX_RATE_LIMIT_CREATIVES)"),
+    searches: str | None = typer.Option(None, help="searches it may make, written the same way"),
+) -> None:
+    """Give the account its own rate limits (a running API applies them within CTAX_KEY_CACHE_S); prints them."""
+    current = settings()
+    try:
+        given = {"creatives": creatives, "searches": searches}
+        own = {kind: _own_limit(kind, value) for kind, value in given.items() if value is not None}
+        with database(current).write() as session:
+            account = update_account(session, account_id, rate_limits=own)
+            name, limits = account.name, [current.rate_limit(kind, account.rate_limits) for kind in given]
+    except Exception as exc:
+        fail(exc)
+    whose = {True: "its own", False: "the service's"}
+    shown = [f"{kind} {limit or 'none'} ({whose[mine]})" for kind, (limit, mine) in zip(given, limits, strict=True)]
+    typer.echo(f"account {account_id} ({name}): " + ", ".join(shown))
 
 
 @keys_app.command("create")

@@ -150,10 +150,14 @@ def get_account(session: Session, account_id: int) -> Account:
 
 
 def update_account(session: Session, account_id: int, name: str | None = None,
-                   status: AccountStatus | None = None) -> Account:
-    """Rename, suspend or resume. Suspending refuses the account's poster keys (403) until it is resumed, which
-    makes the same keys work again; its creatives stay, and those already sent are still labelled."""
+                   status: AccountStatus | None = None, rate_limits: dict[str, str | None] | None = None) -> Account:
+    """Rename, suspend or resume, or set its own rate limits. Suspending refuses the account's poster keys (403)
+    until it is resumed, which makes the same keys work again; its creatives stay, and those already sent are still
+    labelled. A rate limit set to None follows the service's setting again."""
     account = get_account(session, account_id)
+    if rate_limits:
+        own = {**(account.rate_limits or {}), **rate_limits}
+        account.rate_limits = {kind: limit for kind, limit in own.items() if limit is not None} or None
     if name is not None and (name := clean_name(name)) != account.name:
         if accounts.by_name(session, name) is not None:
             raise Conflict(f"an account named {name!r} already exists", field="name")

@@ -24,13 +24,9 @@ from ctax.enums import (
 )
 from ctax.store.types import JSONType, StrEnumType, UTCDateTime, new_id, utcnow
 
-NAMING_CONVENTION = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
+NAMING_CONVENTION = {"ix": "ix_%(column_0_label)s", "uq": "uq_%(table_name)s_%(column_0_name)s",
+                     "ck": "ck_%(table_name)s_%(constraint_name)s", "pk": "pk_%(table_name)s",
+                     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s"}
 
 
 class Base(DeclarativeBase):
@@ -67,6 +63,9 @@ class Account(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     # Set while an admin has the account suspended: its poster keys are refused (403) until it is resumed.
     suspended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Its own rate limits by what they count ({"creatives": "60000/minute", "searches": "none"}); a kind it lacks
+    # (or NULL) follows the service's setting (CTAX_RATE_LIMIT_*).
+    rate_limits: Mapped[dict[str, str] | None] = mapped_column(JSONType)
 
 
 class ApiKey(Base):

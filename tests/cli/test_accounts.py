@@ -34,3 +34,18 @@ def test_an_account_is_suspended_and_resumed_from_the_command_line(tmp_path: Pat
         assert missing.returncode == 2 and missing.stderr == "error: no account 999\n", missing.stderr
     finally:
         db.dispose()
+
+
+def test_an_account_is_given_its_own_rate_limits_from_the_command_line(tmp_path: Path) -> None:
+    assert run_ctax(tmp_path, "db", "upgrade").returncode == 0
+    account = run_ctax(tmp_path, "accounts", "create", "Big Partner").stdout.strip()
+    given = run_ctax(tmp_path, "accounts", "limit", account, "--creatives", "60000/minute")
+    assert given.returncode == 0, given.stderr
+    assert given.stdout == (f"account {account} (Big Partner): creatives 60000/minute (its own), "
+                            "searches 600/minute (the service's)\n")
+    lifted = run_ctax(tmp_path, "accounts", "limit", account, "--searches", "none", "--creatives", "default")
+    assert lifted.stdout == (f"account {account} (Big Partner): creatives 6000/minute (the service's), "
+                             "searches none (its own)\n"), lifted.stderr
+    bad = run_ctax(tmp_path, "accounts", "limit", account, "--creatives", "lots")
+    assert bad.returncode == 2 and bad.stderr.startswith("error: --creatives lots: is not a rate limit"), bad.stderr
+    assert run_ctax(tmp_path, "accounts", "limit", "999", "--creatives", "none").stderr == "error: no account 999\n"

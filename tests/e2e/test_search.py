@@ -45,6 +45,8 @@ def test_search_answers_through_a_worker(service: ServiceProcesses, shared_data)
         response = http.post("/v1/search", json={"text": ADS[0][0], "limit": 3, "labels_limit": 3})
         elapsed = time.monotonic() - started
         assert response.status_code == 200, response.text
+        # Counted in the broker's Redis on the production profile: the admin key's first search.
+        assert (response.headers["RateLimit-Limit"], response.headers["RateLimit-Remaining"]) == ("600", "599")
         body = response.json()
         assert body["creatives"][0]["id"] == ids[0] and body["creatives"][0]["similarity"] > 0.99
         assert body["labels"][0]["path"].startswith("Product/Vehicles")

@@ -7,10 +7,13 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from ctax.api.deps import Admin, DbDep, KeyCacheDep
+from ctax import settings_checks as checks
+from ctax.api.deps import Admin, DbDep, KeyCacheDep, SettingsDep
 from ctax.api.params import Id, Name, RequestBody
+from ctax.api.throttle import rate_limits_view
+from ctax.config import Settings
 from ctax.enums import AccountKind, AccountStatus
 from ctax.store import keys as service
 from ctax.store.models import Account
@@ -27,46 +30,63 @@ class AccountIn(RequestBody):
     kind: AccountKind
 
 
+class RateLimitsIn(RequestBody):
+    creatives: str | None = Field(default=None, examples=["60000/minute"], description="creatives it may post")
+    searches: str | None = Field(default=None, examples=["none"], description="searches it may make")
+
+    @field_validator("creatives", "searches")
+    @classmethod
+    def _limit(cls, value: str | None) -> str | None:
+        return checks.account_rate_limit(value)
+
+
 class AccountChange(RequestBody):
     name: Name | None = Field(default=None, description="a new name (names are unique)")
     status: AccountStatus | None = Field(
         default=None, description="suspended: its poster keys are refused (403 account_suspended) until it is "
                                   "active again; its creatives stay, and those already sent are still labelled")
+    rate_limits: RateLimitsIn | None = Field(default=None, description="its own limits, in the notation of "
+        "CTAX_RATE_LIMIT_* ('6000/minute', '100/second; 6000/minute'), 'none' for no limit, or 'default' (or null) "
+        "to follow the service's again; a kind left out stays as it is")
 
 
-def account_view(account: Account) -> dict[str, Any]:
+def account_view(account: Account, settings: Settings) -> dict[str, Any]:
     return {"id": account.id, "name": account.name, "kind": account.kind,
             "status": service.account_status(account),
-            "suspended_at": account.suspended_at, "created_at": account.created_at}
+            "suspended_at": account.suspended_at, "created_at": account.created_at,
+            "rate_limits": rate_limits_view(account, settings)}
 
 
 @router.post("", status_code=201)
-def create_account(body: AccountIn, _: Admin, db: DbDep) -> dict[str, Any]:
+def create_account(body: AccountIn, _: Admin, db: DbDep, settings: SettingsDep) -> dict[str, Any]:
     """A new account; then make its poster keys with POST /v1/api-keys and its account_id. Names are unique."""
     with db.write() as session:
-        return account_view(service.create_account(session, body.name, body.kind))
+        return account_view(service.create_account(session, body.name, body.kind), settings)
 
 
 @router.get("")
-def list_accounts(_: Admin, db: DbDep, status: AccountStatus | None = None) -> dict[str, Any]:
+def list_accounts(_: Admin, db: DbDep, settings: SettingsDep, status: AccountStatus | None = None) -> dict[str, Any]:
     with db.read() as session:
-        return {"items": [account_view(account) for account in service.list_accounts(session, status)]}
+        return {"items": [account_view(account, settings) for account in service.list_accounts(session, status)]}
 
 
 @router.get("/{account_id}")
-def get_account(account_id: Id, _: Admin, db: DbDep) -> dict[str, Any]:
-    """The account, its poster keys (active, revoked) and its creatives by status."""
+def get_account(account_id: Id, _: Admin, db: DbDep, settings: SettingsDep) -> dict[str, Any]:
+    """The account, its rate limits, its poster keys (active, revoked) and its creatives by status."""
     with db.read() as session:
         account = service.get_account(session, account_id)
-        return {**account_view(account), **service.account_usage(session, account)}
+        return {**account_view(account, settings), **service.account_usage(session, account)}
 
 
 @router.patch("/{account_id}")
-def change_account(account_id: Id, body: AccountChange, _: Admin, db: DbDep, cache: KeyCacheDep) -> dict[str, Any]:
-    """Rename, suspend or resume. A suspension takes effect at once in this API process, and in others within
-    CTAX_KEY_CACHE_S seconds (how long a process trusts a key it checked)."""
+def change_account(account_id: Id, body: AccountChange, _: Admin, db: DbDep, cache: KeyCacheDep,
+                   settings: SettingsDep) -> dict[str, Any]:
+    """Rename, suspend or resume, or give it its own rate limits. A suspension or a new limit takes effect at once
+    in this API process, and in others within CTAX_KEY_CACHE_S seconds (how long a process trusts a key it
+    checked, and the account it read with it)."""
+    limits = body.rate_limits.model_dump(exclude_unset=True) if body.rate_limits else None
     with db.write() as session:
-        view = account_view(service.update_account(session, account_id, body.name, body.status))
-    if body.status == AccountStatus.SUSPENDED:
+        view = account_view(service.update_account(session, account_id, body.name, body.status, limits), settings)
+    if body.status == AccountStatus.SUSPENDED or limits:
         cache.forget_account(account_id)
     return view

@@ -11,11 +11,15 @@ from ctax.api.deps import BlobsDep, DbDep, Poster, SettingsDep
 from ctax.api.params import CreativeId, Offset, ShortText
 from ctax.api.routes.accounts import AccountFilter
 from ctax.api.routes.creative_input import BATCH_SCHEMA, CREATIVE_SCHEMA, MULTIPART_SCHEMA, read_submissions
+from ctax.api.throttle import RATE_LIMITED, Spend, Throttle, ThrottleDep
 from ctax.api.views.creatives import Accepted, BatchAccepted, accepted, creative_view
+from ctax.config import Settings
 from ctax.creatives import intake, removal
+from ctax.creatives.validation import CreativeSubmission
 from ctax.enums import CreativeStatus, Flag, Role
 from ctax.errors import Forbidden, NotFound
 from ctax.store import keys
+from ctax.store.models import ApiKey
 from ctax.store.repos import creatives as creative_rows
 from ctax.store.repos import review as review_rows
 
@@ -26,6 +30,7 @@ router = APIRouter(prefix="/v1/creatives", tags=["creatives"])
     "",
     status_code=202,
     response_model=Accepted,
+    responses=RATE_LIMITED,
     openapi_extra={
         "requestBody": {
             "content": {
@@ -43,10 +48,11 @@ async def post_creative(
     db: DbDep,
     blobs: BlobsDep,
     settings: SettingsDep,
+    throttle: ThrottleDep,
     idempotency_key: Annotated[str | None, Header()] = None,
 ) -> Accepted:
     """Accept a creative (an image, its text, or both) and answer at once; labelling happens in the worker."""
-    subs = await read_submissions(request, idempotency_key, settings, batch=False)
+    subs = await _read_within_limit(request, key, throttle, response, idempotency_key, settings, batch=False)
     [(creative, created)] = await run_in_threadpool(intake.submit, db, blobs, settings, subs, key.id, key.account_id)
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
@@ -57,22 +63,38 @@ async def post_creative(
     "/batch",
     status_code=202,
     response_model=BatchAccepted,
+    responses=RATE_LIMITED,
     openapi_extra={
         "requestBody": {"content": {"application/json": {"schema": BATCH_SCHEMA}}, "required": True}
     },
 )
 async def post_batch(
     request: Request,
+    response: Response,
     key: Poster,
     db: DbDep,
     blobs: BlobsDep,
     settings: SettingsDep,
+    throttle: ThrottleDep,
     idempotency_key: Annotated[str | None, Header()] = None,
 ) -> BatchAccepted:
-    """Accept many creatives in one request: all of them or, if any is invalid, none."""
-    subs = await read_submissions(request, idempotency_key, settings, batch=True)
+    """Accept many creatives in one request: all of them or, if any is invalid or over the account's rate limit,
+    none."""
+    subs = await _read_within_limit(request, key, throttle, response, idempotency_key, settings, batch=True)
     results = await run_in_threadpool(intake.submit, db, blobs, settings, subs, key.id, key.account_id)
     return BatchAccepted(items=[accepted(creative, created) for creative, created in results])
+
+
+async def _read_within_limit(request: Request, key: ApiKey, throttle: Throttle, response: Response,
+                             idempotency_key: str | None, settings: Settings, batch: bool) -> list[CreativeSubmission]:
+    """The request's creatives, each taken from the account's budget (docs/reliability.md, "Rate limits"): an
+    account already out of it is refused before its body is read, and a request is charged only once it parsed."""
+    await throttle.take(Spend.CREATIVES, key, only_test=True)
+    subs = await read_submissions(request, idempotency_key, settings, batch=batch)
+    allowance = await throttle.take(Spend.CREATIVES, key, len(subs))
+    if allowance is not None:
+        allowance.write(response)
+    return subs
 
 
 @router.get("/{creative_id}")

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field, model_validator
 from ctax.api.deps import DbDep, Poster, SettingsDep
 from ctax.api.params import CreativeId, Id, LabelRef, LongText, RequestBody
 from ctax.api.search_client import SearchClient
+from ctax.api.throttle import RATE_LIMITED, SearchAllowance
 from ctax.config import Settings
 from ctax.creatives.images import validate_image
 from ctax.enums import CreativeStatus, Flag, ReviewStatus, Role
@@ -161,7 +162,8 @@ def build_query(db: Database, key: ApiKey, body: SearchIn, settings: Settings) -
                             created_after=_utc(f.created_after), created_before=_utc(f.created_before)))
 
 
-@router.post("/search", response_model=SearchOut, responses={
+@router.post("/search", response_model=SearchOut, dependencies=[SearchAllowance], responses={
+    **RATE_LIMITED,
     404: {"description": "creative_id is unknown (or, for a poster, another account's)"},
     413: {"description": "the image is too large"},
     415: {"description": "image_base64 is not a PNG, JPEG or WebP image"},

@@ -1,0 +1,203 @@
+"""Per-account rate limits (ctax/api/throttle.py): creatives posted and searches, counted per account in the API's
+memory or in Redis, where every API process shares one count; a refusal is a 429 with Retry-After that stores
+nothing."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from ctax.api.app import create_app
+from ctax.store.keys import create_account, create_key
+from ctax.store.migrate import upgrade
+from ctax.store.models import Creative
+from ctax.store.session import Database
+from tests.conftest import headers, make_settings
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[tuple[Database, dict[str, str]]]:
+    """A migrated database with two accounts' poster keys and an admin key (no account)."""
+    settings = make_settings(tmp_path / "var")
+    settings.ensure_dirs()
+    upgrade(settings.sqlalchemy_url)
+    db = Database(settings.sqlalchemy_url)
+    keys = {}
+    with db.write() as session:
+        for name in ("a", "b"):
+            account = create_account(session, f"Account {name}", "advertiser")
+            _, keys[name] = create_key(session, f"poster {name}", "poster", account_id=account.id)
+        _, keys["a2"] = create_key(session, "second poster a", "poster", account_id=1)
+        _, keys["admin"] = create_key(session, "admin", "admin")
+    yield db, keys
+    db.dispose()
+
+
+def _app(tmp_path: Path, **overrides: object) -> TestClient:
+    return TestClient(create_app(make_settings(tmp_path / "var", **overrides), start_dispatcher=False))
+
+
+def _stored(db: Database) -> int:
+    with db.read() as session:
+        return int(session.scalar(select(func.count()).select_from(Creative)) or 0)
+
+
+def _post(client: TestClient, key: str, n: int = 1):  # type: ignore[no-untyped-def]
+    if n == 1:
+        return client.post("/v1/creatives", headers=headers(key), json={"ocr_text": "Winter tyres fitted today"})
+    items = [{"ocr_text": f"Winter tyres, offer {i}"} for i in range(n)]
+    return client.post("/v1/creatives/batch", headers=headers(key), json={"items": items})
+
+
+def test_an_account_over_its_limit_is_refused_with_retry_after_and_nothing_is_stored(service, tmp_path) -> None:
+    db, keys = service
+    with _app(tmp_path, rate_limit_creatives="5/minute") as client:
+        first = _post(client, keys["a"])
+        assert first.status_code == 202, first.text
+        assert (first.headers["RateLimit-Limit"], first.headers["RateLimit-Remaining"]) == ("5", "4")
+        assert 0 < int(first.headers["RateLimit-Reset"]) <= 60
+
+        batch = _post(client, keys["a"], 3)  # a batch costs one per creative
+        assert batch.status_code == 202, batch.text
+        assert batch.headers["RateLimit-Remaining"] == "1"
+        assert _stored(db) == 4
+
+        too_many = _post(client, keys["a"], 2)  # one left: the batch is refused whole
+        assert too_many.status_code == 429, too_many.text
+        body = too_many.json()
+        assert body["error"] == "rate_limited"
+        assert "5 creatives a minute" in body["message"] and "1 left" in body["message"]
+        assert "this request has 2" in body["message"]
+        assert 1 <= int(too_many.headers["Retry-After"]) <= 60
+        assert body["detail"]["retry_after_s"] == int(too_many.headers["Retry-After"])
+        assert _stored(db) == 4
+
+        assert _post(client, keys["a2"]).status_code == 202  # the account's other key shares its budget
+        assert _post(client, keys["a"]).status_code == 429
+        assert _stored(db) == 5
+
+        other = _post(client, keys["b"], 5)  # another account has its own
+        assert other.status_code == 202, other.text
+        assert other.headers["RateLimit-Remaining"] == "0"
+        assert _post(client, keys["admin"]).status_code == 202  # a key without an account counts on its own
+        assert _stored(db) == 11
+
+
+def test_an_account_out_of_budget_is_refused_before_its_body_is_read(service, tmp_path) -> None:
+    db, keys = service
+    with _app(tmp_path, rate_limit_creatives="1/minute") as client:
+        assert _post(client, keys["a"]).status_code == 202
+        garbage = client.post("/v1/creatives", headers={**headers(keys["a"]), "Content-Type": "application/json"},
+                              content=b"{not json")
+        assert garbage.status_code == 429, garbage.text  # not the 422 its body would earn
+
+        # A request refused for its body is not charged: b's one creative still goes through after it.
+        bad = client.post("/v1/creatives", headers={**headers(keys["b"]), "Content-Type": "application/json"},
+                          content=b"{not json")
+        assert bad.status_code == 422
+        assert _post(client, keys["b"]).status_code == 202
+        assert _stored(db) == 2
+
+
+def test_a_batch_larger_than_the_whole_limit_is_told_to_split(service, tmp_path) -> None:
+    db, keys = service
+    with _app(tmp_path, rate_limit_creatives="4/minute") as client:
+        response = _post(client, keys["a"], 5)
+        assert response.status_code == 422, response.text
+        assert "send at most 4 at once" in response.json()["message"]
+        assert _post(client, keys["a"], 4).status_code == 202  # nothing was taken by the refusal
+        assert _stored(db) == 4
+
+
+def test_searches_have_their_own_limit(service, tmp_path) -> None:
+    _, keys = service
+    with _app(tmp_path, rate_limit_searches="2/minute", rate_limit_creatives="1/minute") as client:
+        assert _post(client, keys["a"]).status_code == 202
+        unknown = {"creative_id": "0" * 32}  # answered by the API (404) without a worker
+        for _ in range(2):
+            response = client.post("/v1/search", headers=headers(keys["a"]), json=unknown)
+            assert response.status_code == 404, response.text
+        refused = client.post("/v1/search", headers=headers(keys["a"]), json=unknown)
+        assert refused.status_code == 429, refused.text
+        assert "2 searches a minute" in refused.json()["message"]
+        assert client.post("/v1/search", headers=headers(keys["b"]), json=unknown).status_code == 404
+
+
+def test_no_limit_when_it_is_lifted(service, tmp_path) -> None:
+    _, keys = service
+    with _app(tmp_path, rate_limit_creatives="none") as client:
+        response = _post(client, keys["a"], 50)
+        assert response.status_code == 202
+        assert "RateLimit-Limit" not in response.headers
+
+
+def test_api_processes_share_the_count_in_redis_and_not_in_memory(service, tmp_path, redis_url) -> None:
+    _, keys = service
+    for storage, refused in (("memory://", 202), (redis_url, 429)):
+        one = _app(tmp_path, rate_limit_creatives="2/minute", rate_limit_storage=storage)
+        other = _app(tmp_path, rate_limit_creatives="2/minute", rate_limit_storage=storage)
+        with one, other:
+            assert _post(one, keys["b" if storage == redis_url else "a"], 2).status_code == 202
+            assert _post(other, keys["b" if storage == redis_url else "a"]).status_code == refused
+
+
+def test_the_production_profile_counts_in_the_brokers_redis(service, tmp_path, redis_url) -> None:
+    import redis
+
+    _, keys = service
+    with _app(tmp_path, rate_limit_creatives="3/minute", broker_url=redis_url) as client:
+        assert _post(client, keys["a"], 3).status_code == 202
+        assert _post(client, keys["a"]).status_code == 429
+    assert any(b"limits" in key for key in redis.Redis.from_url(redis_url).keys("*"))
+
+
+def test_an_unreachable_redis_lets_requests_pass_and_says_so_once(service, tmp_path, caplog) -> None:
+    db, keys = service
+    with _app(tmp_path, rate_limit_creatives="1/minute", rate_limit_storage="redis://127.0.0.1:1/0") as client, \
+            caplog.at_level(logging.WARNING, logger="ctax.api.throttle"):
+        for _ in range(3):
+            assert _post(client, keys["a"]).status_code == 202
+    warnings = [r.getMessage() for r in caplog.records if "rate limits not counted" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert _stored(db) == 3
+
+
+def test_an_account_gets_its_own_limits_and_back_the_services(service, tmp_path) -> None:
+    _, keys = service
+    admin = headers(keys["admin"])
+    with _app(tmp_path, rate_limit_creatives="2/minute") as client:
+        assert _post(client, keys["a"]).status_code == 202  # the key (and its account) is now in the key cache
+        shown = client.get("/v1/accounts/1", headers=admin).json()["rate_limits"]
+        assert shown == {"creatives": {"limit": "2/minute", "own": False},
+                         "searches": {"limit": "600/minute", "own": False}}
+
+        changed = client.patch("/v1/accounts/1", headers=admin, json={"rate_limits": {"creatives": "4/minute"}})
+        assert changed.status_code == 200, changed.text
+        assert changed.json()["rate_limits"]["creatives"] == {"limit": "4/minute", "own": True}
+        assert changed.json()["rate_limits"]["searches"]["own"] is False  # left out: left as it was
+        accepted = _post(client, keys["a"], 3)  # at once, although the key was cached under the old limit
+        assert accepted.status_code == 202, accepted.text
+        assert (accepted.headers["RateLimit-Limit"], accepted.headers["RateLimit-Remaining"]) == ("4", "1")
+        assert _post(client, keys["a2"]).status_code == 202  # the account's every key counts against it
+        assert _post(client, keys["a"]).status_code == 429
+
+        b = client.patch("/v1/accounts/2", headers=admin, json={"rate_limits": {"creatives": "none"}})
+        assert b.json()["rate_limits"]["creatives"] == {"limit": "none", "own": True}
+        assert _post(client, keys["b"], 10).status_code == 202
+
+        back = client.patch("/v1/accounts/2", headers=admin, json={"rate_limits": {"creatives": "default"}})
+        assert back.json()["rate_limits"]["creatives"] == {"limit": "2/minute", "own": False}
+        assert _post(client, keys["b"], 3).status_code == 422  # over the service's whole limit again
+
+        bad = client.patch("/v1/accounts/1", headers=admin, json={"rate_limits": {"searches": "lots"}})
+        assert bad.status_code == 422
+        assert bad.json()["detail"]["field"] == "rate_limits.searches"
+        assert "not a rate limit" in bad.json()["message"]
+        poster = client.patch("/v1/accounts/1", headers=headers(keys["a"]), json={"rate_limits": {"creatives": "none"}})
+        assert poster.status_code == 403
+        assert client.get("/v1/accounts/1", headers=admin).json()["rate_limits"]["creatives"]["limit"] == "4/minute"
