@@ -16,11 +16,16 @@ labelled: a 409 then, tried again half a second later), half once they are label
 answer 404 from then on, and at the end the worker's index must hold no point without a row (search's `indexed`:
 the creatives collection's points against the rows it should hold).
 
+And a second account posts `--erase-creatives` (60) over the first half of the posting, and is then erased
+(`DELETE /v1/accounts/{id}`) while the kills go on: the account must be gone (404) and none of its creatives
+readable, their index points among those counted below.
+
 Reported: API requests answered (all must be; a delete's 409 while a worker labels the creative is counted apart),
 creatives acknowledged / deleted / labelled / stuck / labelled twice (its labelled_at changed after it was first
 seen labelled) / failed, deleted ones still readable, index points without a row, time to drain after the last
 kill, restarts seen. Target: 300 creatives, 3 kills: every creative not deleted labelled, 0 stuck, 0 duplicated,
-0 failed API requests, 0 deleted still readable, 0 points without a row, drained within 120 s of the last kill.
+0 failed API requests, 0 deleted still readable, 0 points without a row, drained within 120 s of the last kill,
+the erased account gone with 0 of its creatives readable.
 """
 
 from __future__ import annotations
@@ -271,18 +276,46 @@ def kill_once(service: Service, traffic: Traffic, due: int, t0: float) -> dict[s
             "ready_again_after_s": round(time.monotonic() - killed, 1), "_killed": killed}
 
 
+def _poster_key(admin: httpx.Client, name: str) -> tuple[int, str]:
+    account = admin.post("/v1/accounts", json={"name": name, "kind": "advertiser"})
+    account.raise_for_status()  # poster keys belong to an account
+    answer = admin.post("/v1/api-keys", json={"name": f"{name} poster", "role": "poster",
+                                              "account_id": account.json()["id"]})
+    answer.raise_for_status()
+    return int(account.json()["id"]), str(answer.json()["key"])
+
+
+def erase_an_account(url: str, n: int, seconds: float, out: dict[str, Any]) -> None:
+    """Another account posts n creatives over `seconds`, then is erased: how long until it is gone, and whether
+    any of its creatives can still be read (by an admin, who reads every account's)."""
+    with httpx.Client(base_url=url, headers={"X-API-Key": ADMIN}, timeout=60) as admin:
+        account_id, key = _poster_key(admin, "erased advertiser")
+        doomed = Traffic(url, key)
+        doomed.post(n, seconds)
+        asked = time.monotonic()
+        erasing = admin.delete(f"/v1/accounts/{account_id}")
+        gone = erasing.status_code == 202 and wait_for(
+            lambda: admin.get(f"/v1/accounts/{account_id}").status_code == 404, 600, poll=0.5)
+        out.update({
+            "erased_account_creatives": len(doomed.ids),
+            "erased_after_s": round(time.monotonic() - asked, 1) if gone else None,
+            "erased_still_readable": sum(1 for creative_id in doomed.ids
+                                         if admin.get(f"/v1/creatives/{creative_id}").status_code != 404),
+            "_requests": doomed.requests + 2, "_failures": doomed.failures + (
+                [] if erasing.status_code == 202 else [f"DELETE account: {erasing.status_code} {erasing.text}"])})
+
+
 def drill(service: Service, args: argparse.Namespace) -> dict[str, Any]:
     with httpx.Client(base_url=service.url, headers={"X-API-Key": ADMIN}, timeout=60) as admin:
-        account = admin.post("/v1/accounts", json={"name": "chaos advertiser", "kind": "advertiser"})
-        account.raise_for_status()  # poster keys belong to an account
-        answer = admin.post("/v1/api-keys", json={"name": "chaos poster", "role": "poster",
-                                                  "account_id": account.json()["id"]})
-        answer.raise_for_status()
-    traffic = Traffic(service.url, str(answer.json()["key"]))
+        _, key = _poster_key(admin, "chaos advertiser")
+    traffic = Traffic(service.url, key)
+    erased: dict[str, Any] = {}
     t0 = time.monotonic()
     threads = [threading.Thread(target=traffic.post, args=(args.creatives, args.post_s), daemon=True),
                threading.Thread(target=traffic.probe, daemon=True),
-               threading.Thread(target=traffic.delete_some, args=(args.delete_share,), daemon=True)]
+               threading.Thread(target=traffic.delete_some, args=(args.delete_share,), daemon=True),
+               threading.Thread(target=erase_an_account, daemon=True,
+                                args=(service.url, args.erase_creatives, args.post_s / 2, erased))]
     for thread in threads:
         thread.start()
     kills = [kill_once(service, traffic, args.creatives * (n + 1) // (args.kills + 1), t0)
@@ -295,15 +328,18 @@ def drill(service: Service, args: argparse.Namespace) -> dict[str, Any]:
     drained = wait_for(lambda: traffic.count("labelled", "failed") == len(traffic.alive()), args.drain_timeout_s)
     drain_s = time.monotonic() - last_kill
     time.sleep(3)  # one more round of reads, to see a second labelling
+    threads[3].join(timeout=args.drain_timeout_s)
     traffic.halt.set()
     threads[1].join(timeout=60)
+    traffic.requests += erased.pop("_requests", 0)
+    traffic.failures += erased.pop("_failures", ["the erased account's thread did not finish"])
     alive = len(traffic.alive())
     log = service.text()
     return {
         "creatives_posted": args.creatives, "kills": len(kills), "acknowledged": len(traffic.ids),
         "deleted": len(traffic.deleted), "delete_conflicts_409": traffic.delete_conflicts,
         "deleted_still_readable": traffic.deleted_still_readable(),
-        "index_points_without_row": traffic.points_without_row(),
+        "index_points_without_row": traffic.points_without_row(), **erased,
         "labelled": traffic.count("labelled"), "failed": traffic.count("failed"),
         "stuck": alive - traffic.count("labelled", "failed"), "labelled_twice": len(traffic.twice),
         "api_requests": traffic.requests, "api_failed": len(traffic.failures),
@@ -327,9 +363,9 @@ def print_report(report: dict[str, Any]) -> None:
     table.add_column("figure")
     table.add_column("value", justify="right")
     for key in ("acknowledged", "deleted", "delete_conflicts_409", "deleted_still_readable",
-                "index_points_without_row", "labelled", "stuck", "labelled_twice", "failed", "api_requests",
-                "api_failed", "api_answered_pct", "drained_after_last_kill_s", "restarts_seen", "ctrl_c_stop_s",
-                "ctrl_c_clean"):
+                "erased_account_creatives", "erased_after_s", "erased_still_readable", "index_points_without_row",
+                "labelled", "stuck", "labelled_twice", "failed", "api_requests", "api_failed", "api_answered_pct",
+                "drained_after_last_kill_s", "restarts_seen", "ctrl_c_stop_s", "ctrl_c_clean"):
         table.add_row(key, str(report.get(key)))
     console.print(table)
     columns = {"at_s": "at s", "pid": "pid", "unlabelled_at_kill": "unlabelled", "processing_at_kill": "claimed",
@@ -353,6 +389,8 @@ def main() -> None:
     parser.add_argument("--seed-rows", type=int, default=1000, help="labelled Pitt ads imported first")
     parser.add_argument("--delete-share", type=float, default=0.1,
                         help="share of the posted creatives the poster deletes (0: none)")
+    parser.add_argument("--erase-creatives", type=int, default=60,
+                        help="creatives a second account posts before it is erased")
     parser.add_argument("--drain-timeout-s", type=float, default=600.0)
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--log", type=Path, help="keep the `ctax run` log here")

@@ -117,10 +117,11 @@ class AccountKind(StrEnum):
 
 
 class AccountStatus(StrEnum):
-    """Whether an account's poster keys are let in (an admin suspends and resumes it)."""
+    """Whether an account's poster keys are let in (an admin suspends and resumes it), or it is being erased."""
 
     ACTIVE = "active"
     SUSPENDED = "suspended"
+    ERASING = "erasing"
 
 
 class Role(StrEnum):

@@ -22,6 +22,7 @@ DISCOVER = "ctax.discovery.run"
 REFRESH_MAP = "ctax.index.map"
 BACKFILL_CREATIVES = "ctax.index.backfill_creatives"
 FORGET_CREATIVES = "ctax.index.forget_creatives"
+ERASE_ACCOUNT = "ctax.accounts.erase"
 SEARCH = "ctax.search.run"
 
 # Where a task goes unless the sender names a queue (labelling goes to the queue the settings name).
@@ -31,6 +32,9 @@ DEFAULT_QUEUES = {
     BUILD_VERSION: INDEX_QUEUE,
     BACKFILL_CREATIVES: INDEX_QUEUE,
     FORGET_CREATIVES: INDEX_QUEUE,
+    # In steps of a few hundred creatives, each queued by the last: the index owner labels between them, and the
+    # erasure does not wait for a training run to end.
+    ERASE_ACCOUNT: INDEX_QUEUE,
     SEARCH: SEARCH_QUEUE,
     REFRESH_MAP: INDEX_QUEUE,  # reads the index's vectors: its owner draws the map
     # Long jobs share the training worker, so they never hold up labelling.

@@ -8,7 +8,15 @@ from ctax.cli.common import console, database, fail, settings
 from ctax.enums import AccountKind, AccountStatus
 from ctax.settings_checks import account_rate_limit
 from ctax.store import migrate
-from ctax.store.keys import account_status, create_account, create_key, list_accounts, update_account
+from ctax.store.keys import (
+    account_status,
+    account_usage,
+    create_account,
+    create_key,
+    list_accounts,
+    start_erasure,
+    update_account,
+)
 
 db_app = typer.Typer(help="Database schema (Alembic).", no_args_is_help=True)
 accounts_app = typer.Typer(help="Accounts: the advertisers and partners poster keys belong to.",
@@ -62,6 +70,22 @@ def accounts_suspend(account_id: int) -> None:
 def accounts_resume(account_id: int) -> None:
     """Let the account's poster keys in again."""
     _set_status(account_id, AccountStatus.ACTIVE)
+
+
+@accounts_app.command("erase")
+def accounts_erase(account_id: int, yes: bool = typer.Option(False, "--yes", help="do not ask first")) -> None:
+    """Erase the account: its keys are refused at once, and the labelling worker removes its creatives, then its
+    keys and the account (`ctax accounts list` shows it as erasing until it is gone). It cannot be undone."""
+    current = settings()
+    if not yes:
+        typer.confirm(f"erase account {account_id}, every creative it posted and its keys?", abort=True)
+    try:
+        with database(current).write() as session:
+            account = start_erasure(session, account_id)
+            name, creatives = account.name, account_usage(session, account)["creatives"]["total"]
+    except Exception as exc:
+        fail(exc)
+    typer.echo(f"account {account_id} ({name}) is being erased: {creatives} creatives to remove")
 
 
 def _own_limit(kind: str, value: str) -> str | None:

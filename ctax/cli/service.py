@@ -97,6 +97,7 @@ def run(host: str | None = None, port: int | None = None) -> None:
     """Migrate, then run the API, a labelling worker and a training worker until Ctrl-C or SIGTERM, restarting
     any of them that dies (with backoff; the service stops if one keeps failing right after it starts)."""
     current = settings()
+    check_port(host or current.host, port or current.port)
     check_ocr(current)
     upgrade(current.sqlalchemy_url)
     _log_to_console()
@@ -119,6 +120,20 @@ def run(host: str | None = None, port: int | None = None) -> None:
     finally:
         db.dispose()
     console.print("ctax stopped.")
+
+
+def check_port(host: str, port: int) -> None:
+    """A port another process holds stops `ctax run` with one line before anything starts: otherwise the API child
+    failed to bind, was restarted five times and the service stopped, the reason only in uvicorn's log above."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            # As uvicorn binds: SO_REUSEADDR lets a port in TIME_WAIT be taken, never one a server listens on.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:
+        fail(OSError(f"cannot serve the API on {host}:{port}: {exc.strerror or exc} (another ctax run, or another "
+                     "server?): stop it, or choose another port with --port or CTAX_PORT"))
 
 
 def check_ocr(current: Settings) -> None:

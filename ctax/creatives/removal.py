@@ -10,7 +10,8 @@ every version's creatives and traffic collections, and an index sync drops it fr
 
 A creative a worker is labelling right now (claimed under a live lease) is refused with 409 for the moment that
 takes: the worker writes its points to the index before it stores its result, and the points of a row deleted
-meanwhile would stay in the index.
+meanwhile would stay in the index. The DELETE itself checks the claim again, so a claim that lands between the
+read and the delete refuses it too (raised after the group changes: the caller's transaction rolls them back).
 """
 
 from __future__ import annotations
@@ -38,14 +39,14 @@ class Removed:
 
 
 def remove(session: Session, creative_id: str, account_id: int | None, lease_s: float,
-           now: dt.datetime | None = None) -> Removed:
-    """Delete the creative (with `account_id`, only that account's: another's answers 404 as an unknown id does)."""
+           now: dt.datetime | None = None, forget: bool = True) -> Removed:
+    """Delete the creative (with `account_id`, only that account's: another's answers 404 as an unknown id does).
+    With forget=False the caller queues FORGET_CREATIVES itself, once for many (creatives/erasure.py)."""
     creative = get_creative(session, creative_id, account_id)
-    now = now or utcnow()
+    live_after = (now or utcnow()) - dt.timedelta(seconds=lease_s)
     if (creative.status == CreativeStatus.PROCESSING and creative.claimed_at is not None
-            and creative.claimed_at > now - dt.timedelta(seconds=lease_s)):
-        raise Conflict(f"creative {creative_id} is being labelled right now; delete it once it is labelled "
-                       "(seconds)", creative_id=creative_id)
+            and creative.claimed_at > live_after):
+        raise _being_labelled(creative_id)
     labelled_data = repo.has_annotations(session, creative_id)
     heir = None
     # The group's item row first, as a decision and a joining member's count (labelling/duplicates.join) take it:
@@ -57,11 +58,20 @@ def remove(session: Session, creative_id: str, account_id: int | None, lease_s: 
         heir = groups.hand_group_on(session, creative_id)
     image = creative.image_sha256
     session.expunge(creative)  # deleted below in SQL, so the database cascades: the session must not flush it
-    repo.delete(session, creative_id)
-    outbox.enqueue(session, FORGET_CREATIVES, [creative_id])
+    if not repo.delete(session, creative_id, live_after):
+        # A worker claimed it since it was read above: the caller's transaction (or savepoint) must roll back what
+        # was changed here.
+        raise _being_labelled(creative_id)
+    if forget:
+        outbox.enqueue(session, FORGET_CREATIVES, [creative_id])
     if labelled_data or heir is not None:
         outbox.request_index_sync(session, f"creative {creative_id} deleted")
     return Removed(creative_id, image, heir)
+
+
+def _being_labelled(creative_id: str) -> Conflict:
+    return Conflict(f"creative {creative_id} is being labelled right now; delete it once it is labelled (seconds)",
+                    creative_id=creative_id)
 
 
 def discard_image(db: Database, blobs: BlobStore, removed: Removed) -> None:

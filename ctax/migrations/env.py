@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from alembic import context
 
-from ctax.store.models import Base
+from ctax.store import models  # noqa: F401  (its tables join Base.metadata)
 from ctax.store.session import make_engine
+from ctax.store.types import Base
 
 config = context.config
 target_metadata = Base.metadata

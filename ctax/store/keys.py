@@ -14,6 +14,8 @@ from sqlalchemy.orm import Session, joinedload, selectinload
 
 from ctax.enums import AccountKind, AccountStatus, Role
 from ctax.errors import AccountSuspended, Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
+from ctax.jobs import ERASE_ACCOUNT
+from ctax.store import outbox
 from ctax.store.models import Account, ApiKey
 from ctax.store.repos import accounts
 from ctax.store.types import utcnow
@@ -44,9 +46,9 @@ def create_key(
     if role != Role.POSTER and account_id is not None:
         raise InvalidInput(f"only poster keys belong to an account; a {role} key sees every account",
                            field="account_id")
-    if account_id is not None and known_account(session, account_id).suspended_at is not None:
-        raise Conflict(f"account {account_id} is suspended: resume it before making keys for it",
-                       field="account_id")
+    if account_id is not None and (status := account_status(known_account(session, account_id))) != "active":
+        fix = "resume it" if status == AccountStatus.SUSPENDED else "it is going"
+        raise Conflict(f"account {account_id} is {status}: {fix}, no key is made for it", field="account_id")
     key = value or f"ctax_{secrets.token_urlsafe(32)}"
     if len(key) < 16:
         raise InvalidInput("an API key must be at least 16 characters", field="key")
@@ -88,6 +90,8 @@ def authenticate(session: Session, presented: str | None) -> ApiKey:
     if row is None or row.revoked_at is not None or not hmac.compare_digest(row.key_hash, digest):
         raise Unauthorized("invalid or revoked API key")
     if row.account is not None and row.account.suspended_at is not None:
+        if row.account.erasing_at is not None:
+            raise AccountSuspended(f"the account {row.account.name!r} this key posts for is being erased")
         raise AccountSuspended(f"the account {row.account.name!r} this key posts for is suspended; an admin can "
                                "resume it")
     return row
@@ -135,11 +139,25 @@ def create_account(session: Session, name: str, kind: str) -> Account:
 
 
 def list_accounts(session: Session, status: AccountStatus | None = None) -> list[Account]:
-    return accounts.all_accounts(session, None if status is None else status == AccountStatus.SUSPENDED)
+    return accounts.all_accounts(session, status)
 
 
 def account_status(account: Account) -> AccountStatus:
+    if account.erasing_at is not None:
+        return AccountStatus.ERASING
     return AccountStatus.ACTIVE if account.suspended_at is None else AccountStatus.SUSPENDED
+
+
+def start_erasure(session: Session, account_id: int) -> Account:
+    """Suspend the account for good and have a worker erase it (creatives/erasure.py). Asking again while it is
+    being erased queues another step, which picks up an erasure whose worker was lost."""
+    account = get_account(session, account_id)
+    now = utcnow()
+    account.suspended_at = account.suspended_at or now
+    account.erasing_at = account.erasing_at or now
+    outbox.enqueue(session, ERASE_ACCOUNT, account_id, 0.0)
+    session.flush()
+    return account
 
 
 def get_account(session: Session, account_id: int) -> Account:
@@ -155,6 +173,11 @@ def update_account(session: Session, account_id: int, name: str | None = None,
     until it is resumed, which makes the same keys work again; its creatives stay, and those already sent are still
     labelled. A rate limit set to None follows the service's setting again."""
     account = get_account(session, account_id)
+    if account.erasing_at is not None:
+        raise Conflict(f"account {account_id} is being erased: it changes no more", field="account_id")
+    if status == AccountStatus.ERASING:
+        raise InvalidInput("status: an account is erased with DELETE /v1/accounts/{id} (ctax accounts erase ID), "
+                           "not by setting its status", field="status")
     if rate_limits:
         own = {**(account.rate_limits or {}), **rate_limits}
         account.rate_limits = {kind: limit for kind, limit in own.items() if limit is not None} or None

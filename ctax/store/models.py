@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ctax.enums import (
     AccountKind,
@@ -22,15 +22,7 @@ from ctax.enums import (
     VersionKind,
     VersionStatus,
 )
-from ctax.store.types import JSONType, StrEnumType, UTCDateTime, new_id, utcnow
-
-NAMING_CONVENTION = {"ix": "ix_%(column_0_label)s", "uq": "uq_%(table_name)s_%(column_0_name)s",
-                     "ck": "ck_%(table_name)s_%(constraint_name)s", "pk": "pk_%(table_name)s",
-                     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s"}
-
-
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+from ctax.store.types import Base, JSONType, StrEnumType, UTCDateTime, new_id, utcnow
 
 
 class Label(Base):
@@ -63,6 +55,8 @@ class Account(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     # Set while an admin has the account suspended: its poster keys are refused (403) until it is resumed.
     suspended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Set when an admin asked for the account to be erased (suspended too): a worker deletes its creatives, then it.
+    erasing_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     # Its own rate limits by what they count ({"creatives": "60000/minute", "searches": "none"}); a kind it lacks
     # (or NULL) follows the service's setting (CTAX_RATE_LIMIT_*).
     rate_limits: Mapped[dict[str, str] | None] = mapped_column(JSONType)

@@ -1,4 +1,4 @@
-"""Column types and defaults that behave the same on SQLite and PostgreSQL."""
+"""The declarative base, and column types and defaults that behave the same on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -7,8 +7,18 @@ import uuid
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, String, TypeDecorator
+from sqlalchemy import JSON, DateTime, MetaData, String, TypeDecorator
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase
+
+# Constraint names Alembic can find again on every database (SQLite's batch migrations need them).
+NAMING_CONVENTION = {"ix": "ix_%(column_0_label)s", "uq": "uq_%(table_name)s_%(column_0_name)s",
+                     "ck": "ck_%(table_name)s_%(constraint_name)s", "pk": "pk_%(table_name)s",
+                     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s"}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
 def utcnow() -> dt.datetime:

@@ -14,6 +14,7 @@ TASK_MODULES = [
     "ctax.worker.tasks.training",
     "ctax.worker.tasks.discovery",
     "ctax.worker.tasks.search",
+    "ctax.worker.tasks.accounts",
 ]
 
 

@@ -49,3 +49,21 @@ def test_an_account_is_given_its_own_rate_limits_from_the_command_line(tmp_path:
     bad = run_ctax(tmp_path, "accounts", "limit", account, "--creatives", "lots")
     assert bad.returncode == 2 and bad.stderr.startswith("error: --creatives lots: is not a rate limit"), bad.stderr
     assert run_ctax(tmp_path, "accounts", "limit", "999", "--creatives", "none").stderr == "error: no account 999\n"
+
+
+def test_an_account_is_erased_from_the_command_line_once_confirmed(tmp_path: Path) -> None:
+    assert run_ctax(tmp_path, "db", "upgrade").returncode == 0
+    account = run_ctax(tmp_path, "accounts", "create", "Gone Ads").stdout.strip()
+    key = run_ctax(tmp_path, "keys", "create", "ad server", "poster", "--account", account).stdout.strip()
+    kept = run_ctax(tmp_path, "accounts", "erase", account, input="n\n")
+    assert kept.returncode != 0 and run_ctax(tmp_path, "accounts", "list").stdout.split("\t")[2] == "active"
+    erased = run_ctax(tmp_path, "accounts", "erase", account, "--yes")
+    assert erased.returncode == 0, erased.stderr
+    assert erased.stdout == f"account {account} (Gone Ads) is being erased: 0 creatives to remove\n"
+    assert run_ctax(tmp_path, "accounts", "list").stdout == f"{account}\tadvertiser\terasing\tGone Ads\n"
+    db = Database(make_settings(tmp_path / "var").sqlalchemy_url)
+    try:
+        with db.read() as session, pytest.raises(AccountSuspended, match="being erased"):
+            authenticate(session, key)
+    finally:
+        db.dispose()

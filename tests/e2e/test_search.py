@@ -75,6 +75,22 @@ def test_search_answers_through_a_worker(service: ServiceProcesses, shared_data)
         assert found is not None and found["indexed"]["creatives"] == before - 1, found
         assert ids[0] not in [c["id"] for c in found["creatives"]]
 
+        # An erased account: the worker's steps remove its creative (and the index its points), then the account.
+        assert http.delete(f"/v1/accounts/{account}").status_code == 202
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and http.get(f"/v1/accounts/{account}").status_code != 404:
+            time.sleep(0.5)
+        assert http.get(f"/v1/accounts/{account}").status_code == 404, service.logs()
+        while time.monotonic() < deadline:
+            found = http.post("/v1/search", json={"text": ADS[0][0], "limit": 10}).json()
+            if found["indexed"]["creatives"] == before - 2:
+                break
+            time.sleep(0.5)
+        assert found["indexed"] == {"creatives": before - 2, "total": before - 2}, found
+        assert own_id not in [c["id"] for c in found["creatives"]]
+    with service.client(poster) as http:
+        assert http.get("/v1/creatives").status_code == 401  # its key went with it
+
 
 @pytest.mark.parametrize("profile", ["embedded"], indirect=True)
 def test_a_worker_start_backfills_what_the_version_has_not_indexed(service: ServiceProcesses, shared_data,

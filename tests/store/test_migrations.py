@@ -8,8 +8,9 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect, select, text
 
 from ctax.errors import SchemaOutOfDate
-from ctax.store.models import Base, Creative
+from ctax.store.models import Creative
 from ctax.store.session import Database
+from ctax.store.types import Base
 from tests.store.conftest import MigratedDatabase
 
 

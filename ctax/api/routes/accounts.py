@@ -1,6 +1,6 @@
 """Accounts (admin): the advertisers and partners poster keys belong to. A poster sees its account's creatives
 only; reviewers and admins see every account and may filter by one (`AccountFilter`). An admin suspends an account
-(its poster keys are refused until it is resumed) and renames it."""
+(its poster keys are refused until it is resumed), renames it, gives it its own rate limits, or erases it."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ class AccountChange(RequestBody):
 def account_view(account: Account, settings: Settings) -> dict[str, Any]:
     return {"id": account.id, "name": account.name, "kind": account.kind,
             "status": service.account_status(account),
-            "suspended_at": account.suspended_at, "created_at": account.created_at,
+            "suspended_at": account.suspended_at, "erasing_at": account.erasing_at, "created_at": account.created_at,
             "rate_limits": rate_limits_view(account, settings)}
 
 
@@ -89,4 +89,17 @@ def change_account(account_id: Id, body: AccountChange, _: Admin, db: DbDep, cac
         view = account_view(service.update_account(session, account_id, body.name, body.status, limits), settings)
     if body.status == AccountStatus.SUSPENDED or limits:
         cache.forget_account(account_id)
+    return view
+
+
+@router.delete("/{account_id}", status_code=202, responses={404: {"description": "no such account"}})
+def erase_account(account_id: Id, _: Admin, db: DbDep, cache: KeyCacheDep, settings: SettingsDep) -> dict[str, Any]:
+    """Erase the account: its keys are refused from now on, and a worker removes its creatives (as DELETE
+    /v1/creatives/{id} removes one: labelled data, review items, images, index points), then its keys and the
+    account itself. It answers at once; GET /v1/accounts/{id} says `erasing` and what is left, then 404 once it is
+    gone. Asking again while it is being erased picks up an erasure whose worker was lost."""
+    with db.write() as session:
+        account = service.start_erasure(session, account_id)
+        view = {**account_view(account, settings), **service.account_usage(session, account)}
+    cache.forget_account(account_id)
     return view

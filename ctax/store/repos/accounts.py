@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import ScalarSelect, func, select
+from sqlalchemy import ScalarSelect, func, select, update
+from sqlalchemy import delete as sa_delete
 from sqlalchemy.orm import Session
 
-from ctax.enums import AccountKind
-from ctax.store.models import Account, ApiKey, Creative
+from ctax.enums import AccountKind, AccountStatus
+from ctax.store.models import Account, Annotation, ApiKey, Creative
 
 
 def get(session: Session, account_id: int) -> Account | None:
@@ -24,11 +25,29 @@ def add(session: Session, name: str, kind: AccountKind) -> Account:
     return account
 
 
-def all_accounts(session: Session, suspended: bool | None = None) -> list[Account]:
+def all_accounts(session: Session, status: AccountStatus | None = None) -> list[Account]:
     query = select(Account).order_by(Account.id)
-    if suspended is not None:
-        query = query.where(Account.suspended_at.is_not(None) if suspended else Account.suspended_at.is_(None))
+    if status == AccountStatus.ACTIVE:
+        query = query.where(Account.suspended_at.is_(None))
+    elif status == AccountStatus.SUSPENDED:
+        query = query.where(Account.suspended_at.is_not(None), Account.erasing_at.is_(None))
+    elif status == AccountStatus.ERASING:
+        query = query.where(Account.erasing_at.is_not(None))
     return list(session.scalars(query))
+
+
+def creative_ids(session: Session, account_id: int, limit: int) -> list[str]:
+    return list(session.scalars(select(Creative.id).where(Creative.account_id == account_id)
+                                .order_by(Creative.created_at).limit(limit)))
+
+
+def delete(session: Session, account_id: int) -> None:
+    """The account and its keys, once it holds no creative. An annotation its poster key made on a creative of
+    another account (none is made so today) keeps its label and loses its author."""
+    keys = select(ApiKey.id).where(ApiKey.account_id == account_id).scalar_subquery()
+    session.execute(update(Annotation).where(Annotation.created_by.in_(keys)).values(created_by=None))
+    session.execute(sa_delete(ApiKey).where(ApiKey.account_id == account_id))
+    session.execute(sa_delete(Account).where(Account.id == account_id))
 
 
 def of_key(api_key_id: int | None) -> ScalarSelect[int | None] | None:

@@ -7,6 +7,7 @@ overwrites the result of the one that took its work over.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -234,8 +235,14 @@ def has_annotations(session: Session, creative_id: str) -> bool:
     return session.scalar(select(exists().where(Annotation.creative_id == creative_id))) is True
 
 
-def delete(session: Session, creative_id: str) -> None:
-    """The row; the schema's ON DELETE CASCADE takes its annotations, review item and the decisions on it, and
-    SET NULL unhooks group members (creatives/removal.py hands a group on first)."""
-    session.execute(sa_delete(Creative).where(Creative.id == creative_id)
-                    .execution_options(synchronize_session=False))
+def delete(session: Session, creative_id: str, unless_claimed_after: dt.datetime) -> bool:
+    """The row, unless a worker claimed it after `unless_claimed_after` (a live lease); whether it went. The schema's
+    ON DELETE CASCADE takes its annotations, review item and the decisions on it, and SET NULL unhooks group members
+    (creatives/removal.py hands a group on first). The claim is judged by the DELETE itself: on PostgreSQL a claim
+    committed after the caller read the row is seen here (each statement sees what was committed before it, and
+    waits for a claim in flight)."""
+    free = or_(Creative.status != CreativeStatus.PROCESSING, Creative.claimed_at.is_(None),
+               Creative.claimed_at <= unless_claimed_after)
+    result = session.execute(sa_delete(Creative).where(Creative.id == creative_id, free)
+                             .execution_options(synchronize_session=False))
+    return cast(int, getattr(result, "rowcount", 0)) == 1

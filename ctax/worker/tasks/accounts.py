@@ -1,0 +1,26 @@
+"""Account tasks: an account's erasure, one step a message (creatives/erasure.py)."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from celery import shared_task
+
+from ctax.creatives import erasure
+from ctax.jobs import ERASE_ACCOUNT
+from ctax.worker.runtime import current
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(name=ERASE_ACCOUNT, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def erase_account(account_id: int, pause_s: float = 0.0) -> None:
+    time.sleep(min(pause_s, 5.0))
+    rt = current()
+    step = erasure.erase_step(rt.db, rt.blobs, account_id, rt.settings.lease_s)
+    if step.done:
+        log.info("account %s erased", account_id)
+    else:
+        log.info("erasing account %s: %d creatives removed, %d being labelled left for later", account_id,
+                 step.removed, step.busy)
