@@ -5,7 +5,9 @@ A worker does it in steps (`ERASE_ACCOUNT` on the index owner's queue): each ste
 one transaction that also queues the next step, so a worker lost mid-way loses at most its step's work, which the
 redelivered message (or the admin asking again) does over. The index owner labels between steps. A creative a
 worker is labelling at that moment is left to a later step, which comes after a pause when a step removed nothing.
-From the request on, the account is suspended: nothing new arrives while it is erased.
+From the request on, the account is suspended: nothing new arrives while it is erased. On the SQLite broker a step
+fetched by a worker that is then killed is lost; the index owner's every start queues a step for each account
+still being erased (`resume`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import logging
 from dataclasses import dataclass
 
 from ctax.creatives import removal
+from ctax.enums import AccountStatus
 from ctax.errors import Conflict
 from ctax.jobs import ERASE_ACCOUNT, FORGET_CREATIVES
 from ctax.store import outbox
@@ -60,3 +63,13 @@ def erase_step(db: Database, blobs: BlobStore, account_id: int, lease_s: float, 
     for gone in removed:
         removal.discard_image(db, blobs, gone)
     return ErasureStep(len(removed), busy, done)
+
+
+def resume(db: Database) -> list[int]:
+    """Queue a step for every account still being erased; their ids. A chain still running meets a second one: each
+    step removes what is there, and the first to find nothing left ends the erasure."""
+    with db.write() as session:
+        erasing = [account.id for account in accounts.all_accounts(session, AccountStatus.ERASING)]
+        for account_id in erasing:
+            outbox.enqueue(session, ERASE_ACCOUNT, account_id, 0.0)
+    return erasing

@@ -70,6 +70,15 @@ class Creatives(Exemplars):
             return len(self._table(name))
         return int(self.client.count(name, exact=True).count)
 
+    def all_indexed(self, version: str) -> list[str]:
+        """Every creative the version's collection holds (its ids: what a sweep for points without a row reads)."""
+        name = self.creatives_collection(version)
+        if not self.client.collection_exists(name):
+            return []
+        if not self.is_server:
+            return [creative_id_of(pid) for pid in self._table(name).rows]
+        return [creative_id_of(point.id) for point in self._scroll(name)]
+
     def indexed_creatives(self, version: str, creative_ids: Sequence[str]) -> set[str]:
         """Those of these creatives the version's collection holds (what a resumed backfill skips)."""
         name = self.creatives_collection(version)

@@ -1,4 +1,5 @@
-"""A version's creatives collection filled with the creatives stored before it existed.
+"""A version's creatives collection filled with the creatives stored before it existed, and rid of points whose
+creative is gone.
 
 The labelling worker indexes what a version labels; a new version (the pretrained one at first start, a trained
 candidate) starts empty and would find nothing labelled before it. The backfill walks the stored, labelled
@@ -6,6 +7,11 @@ creatives in (created_at, id) order a chunk at a time, skips those the collectio
 rest with the version's towers (versions.sync.encode_stored, as a promotion's inherited traffic is). A chunk is one
 task, so labelling runs between chunks; a chain cut short (a worker killed) is started again from the beginning
 and skips what is done, so the walk is resumable without any stored cursor.
+
+A deleted creative's points go by a FORGET_CREATIVES message; on the SQLite broker a message fetched by a worker
+that is then killed is lost (the transport deletes it on delivery), and its points would stay. So when a walk
+ends with more points than searchable creatives, `forget_orphans` drops the points that have no row (the walk runs
+at every start of the index owner, so after any crash).
 """
 
 from __future__ import annotations
@@ -49,7 +55,10 @@ def backfill_chunk(
         total = rows.searchable_count(session)
         page = rows.searchable_page(session, after, chunk) if index.count_creatives(version) < total or after else []
     if not page:
-        return BackfillStep(None, 0, 0, index.count_creatives(version), total)
+        indexed = index.count_creatives(version)
+        if indexed > total:
+            indexed -= forget_orphans(db, index, version)
+        return BackfillStep(None, 0, 0, indexed, total)
     have = index.indexed_creatives(version, [row.id for row in page])
     missing = [row for row in page if row.id not in have]
     added = 0
@@ -64,10 +73,25 @@ def backfill_chunk(
             added += len(kept)
     indexed = index.count_creatives(version)
     last = page[-1]
+    if len(page) < chunk and indexed > total:
+        indexed -= forget_orphans(db, index, version)
     step = BackfillStep((last.created_at, last.id) if len(page) == chunk else None, len(page), added, indexed, total)
     log.info("creatives of %s backfilled: +%d of %d scanned, %d of %d indexed%s", version, added, len(page),
              indexed, total, "" if step.done else " (continuing)")
     return step
+
+
+def forget_orphans(db: Database, index: LabelIndex, version: str) -> int:
+    """Drop the version's points whose creative has no row any more; how many."""
+    held = index.all_indexed(version)
+    with db.read() as session:
+        stored = rows.stored_among(session, held)
+    orphans = [creative_id for creative_id in held if creative_id not in stored]
+    if orphans:
+        index.forget(version, orphans)
+        log.warning("%d points of %s had no creative (a deletion's message was lost): forgotten", len(orphans),
+                    version)
+    return len(orphans)
 
 
 def backfill(db: Database, space: SharedSpace, index: LabelIndex, blobs: BlobStore, chunk: int = 512) -> int:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from ctax.creatives.erasure import PAUSE_S, erase_step
+from ctax.creatives.erasure import PAUSE_S, erase_step, resume
 from ctax.jobs import ERASE_ACCOUNT, FORGET_CREATIVES
 from ctax.store.blobs import BlobStore
 from ctax.store.models import Account, Annotation, ApiKey, Creative, OutboxJob, ReviewItem
@@ -91,3 +91,19 @@ def test_erasing_is_not_a_status_to_set_and_only_admins_erase(client, keys) -> N
     assert client.delete("/v1/accounts/1", headers=headers(keys["reviewer"])).status_code == 403
     assert client.delete("/v1/accounts/1", headers=headers(keys["poster"])).status_code == 403
     assert client.get("/v1/accounts/1", headers=admin).json()["status"] == "active"
+
+
+def test_the_index_owners_start_queues_a_step_for_each_account_still_being_erased(client, keys, db) -> None:
+    """A step fetched by a worker that was then killed is lost on the SQLite broker: the next start resumes."""
+    admin = headers(keys["admin"])
+    other = client.post("/v1/accounts", headers=admin, json={"name": "Other", "kind": "partner"}).json()["id"]
+    assert client.delete("/v1/accounts/1", headers=admin).status_code == 202
+    with db.write() as session:  # the step went out, and the worker that took it died
+        for job in session.scalars(select(OutboxJob).where(OutboxJob.task == ERASE_ACCOUNT)):
+            job.sent_at = utcnow()
+    assert resume(db) == [1]  # not the other, active account
+    with db.read() as session:
+        waiting = session.scalars(select(OutboxJob).where(OutboxJob.task == ERASE_ACCOUNT,
+                                                          OutboxJob.sent_at.is_(None))).all()
+        assert [list(job.args) for job in waiting] == [[1, 0.0]]
+    assert other != 1

@@ -32,3 +32,21 @@ def test_a_new_version_is_backfilled_in_chunks_and_resumes(world: World) -> None
                                           ids=[point_id(world.ids[CIVIC])], with_payload=True)
     assert point.payload == {"label_id": world.labels["Product/Vehicles/Cars"], "account_id": world.accounts[0],
                              "created_at": 1767225600.0}
+
+
+def test_points_whose_creative_is_gone_are_forgotten_when_the_walk_ends(world: World) -> None:
+    """As after a deletion whose FORGET_CREATIVES message a killed worker took with it: rows gone, points left."""
+    from sqlalchemy import delete
+
+    from ctax.store.models import Creative
+
+    version = world.space.version
+    gone = [world.ids[text] for text in list(world.ids)[:2]]
+    with world.db.write() as session:
+        session.execute(delete(Creative).where(Creative.id.in_(gone)))
+    assert world.searcher().search(SearchQuery(text=CIVIC))["indexed"] == {"creatives": 4, "total": 2}
+
+    step = backfill_chunk(world.db, world.space, world.index, world.blobs, None, 512)
+    assert (step.added, step.indexed, step.total, step.done) == (0, 2, 2, True)
+    assert world.index.indexed_creatives(version, list(world.ids.values())) == set(world.ids.values()) - set(gone)
+    assert world.searcher().search(SearchQuery(text=CIVIC))["indexed"] == {"creatives": 2, "total": 2}

@@ -104,6 +104,14 @@ def exists(session: Session, creative_id: str, account_id: int | None = None) ->
     return session.scalar(query) is not None
 
 
+def stored_among(session: Session, ids: Sequence[str]) -> set[str]:
+    """Those of these creatives that have a row (any status)."""
+    found: set[str] = set()
+    for start in range(0, len(ids), 1000):
+        found |= set(session.scalars(select(Creative.id).where(Creative.id.in_(list(ids[start : start + 1000])))))
+    return found
+
+
 def hit_rows(session: Session, ids: Sequence[str]) -> dict[str, HitRow]:
     if not ids:
         return {}

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from celery import shared_task
+from celery.signals import worker_ready
 
 from ctax.creatives import erasure
 from ctax.jobs import ERASE_ACCOUNT
@@ -24,3 +26,14 @@ def erase_account(account_id: int, pause_s: float = 0.0) -> None:
     else:
         log.info("erasing account %s: %d creatives removed, %d being labelled left for later", account_id,
                  step.removed, step.busy)
+
+
+@worker_ready.connect
+def _resume_erasures(**_: Any) -> None:
+    """The index owner's start picks up erasures whose step was lost with a killed worker."""
+    try:
+        rt = current()
+        if rt.owns_index and (resumed := erasure.resume(rt.db)):
+            log.info("erasing accounts %s: resumed", ", ".join(map(str, resumed)))
+    except Exception:  # queued again at the next start
+        log.warning("could not resume the erasures of accounts", exc_info=True)
