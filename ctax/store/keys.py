@@ -46,9 +46,10 @@ def create_key(
     if role != Role.POSTER and account_id is not None:
         raise InvalidInput(f"only poster keys belong to an account; a {role} key sees every account",
                            field="account_id")
-    if account_id is not None and (status := account_status(known_account(session, account_id))) != "active":
-        fix = "resume it" if status == AccountStatus.SUSPENDED else "it is going"
-        raise Conflict(f"account {account_id} is {status}: {fix}, no key is made for it", field="account_id")
+    status = account_status(known_account(session, account_id)) if account_id is not None else AccountStatus.ACTIVE
+    if status != AccountStatus.ACTIVE:
+        why = "is being erased" if status == AccountStatus.ERASING else "is suspended: resume it before making keys"
+        raise Conflict(f"account {account_id} {why}; no key is made for it", field="account_id")
     key = value or f"ctax_{secrets.token_urlsafe(32)}"
     if len(key) < 16:
         raise InvalidInput("an API key must be at least 16 characters", field="key")

@@ -51,7 +51,7 @@ def test_an_erased_account_loses_its_keys_creatives_and_images_and_no_one_else_d
     assert refused.status_code == 403 and "being erased" in refused.json()["message"]
     assert client.patch("/v1/accounts/1", headers=admin, json={"status": "active"}).status_code == 409
     made = client.post("/v1/api-keys", headers=admin, json={"name": "p2", "role": "poster", "account_id": 1})
-    assert made.status_code == 409 and "erasing" in made.json()["message"]
+    assert made.status_code == 409 and "is being erased" in made.json()["message"]
     assert [a["id"] for a in client.get("/v1/accounts?status=erasing", headers=admin).json()["items"]] == [1]
     assert _jobs(db, ERASE_ACCOUNT) == [[1, 0.0]]
 
