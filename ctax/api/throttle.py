@@ -23,7 +23,7 @@ from typing import Annotated, Any, cast
 
 import redis.asyncio
 from fastapi import Depends, Request, Response
-from limits import RateLimitItem, parse_many
+from limits import RateLimitItem, WindowStats, parse_many
 from limits.aio.storage import Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
@@ -75,6 +75,15 @@ class Allowance:
 def _period(item: RateLimitItem) -> str:
     unit = item.GRANULARITY.name
     return unit if item.multiples == 1 else f"{item.multiples} {unit}s"
+
+
+def _refusal(spend: Spend, item: RateLimitItem, cost: int, stats: WindowStats) -> RateLimited:
+    # The window frees its oldest entries first: by reset_time at least one is free, perhaps not `cost`.
+    wait = max(1, math.ceil(stats.reset_time - time.time()))
+    asked = f"; this request has {cost}" if cost > 1 else ""
+    return RateLimited(f"rate limit: the account may send {item.amount} {spend} a {_period(item)} and has "
+                       f"{stats.remaining} left{asked}; retry after {wait} s", wait,
+                       limit=item.amount, remaining=stats.remaining)
 
 
 def rate_limits_view(account: Account, settings: Settings) -> dict[str, dict[str, Any]]:
@@ -134,21 +143,25 @@ class Throttle:
 
     async def _take(self, spend: Spend, who: str, items: list[RateLimitItem], cost: int,
                     only_test: bool) -> Allowance | None:
-        # Every limit is tested before any is hit, so that a refusal by the second limit takes nothing from the
-        # first. Two requests racing between the test and the hit can both pass the test; the hit itself never
-        # goes over a limit (it is atomic in both stores), so the later one is refused there.
-        for item in items:
-            if not await self.limiter.test(item, spend.value, who, cost=cost):
-                raise await self._refusal(spend, who, item, cost)
-        if self._storage_down:
+        # Each call is a round trip to Redis in production, and a hammering client's refusals are most of its
+        # requests: a refusal costs one read (the window's count, which also says when to retry), an accepted
+        # request three (look, take, what is left).
+        if only_test or len(items) > 1:
+            # Every limit is looked at before any is taken from, so that a refusal by the second takes nothing from
+            # the first. Two requests racing between the look and the take can both pass the look; the take never
+            # goes over a limit (it is atomic in both stores), so the later one is refused there.
+            for item in items:
+                stats = await self.limiter.get_window_stats(item, spend.value, who)
+                if stats.remaining < cost:
+                    raise _refusal(spend, item, cost, stats)
+        if not only_test:
+            for item in items:
+                if not await self.limiter.hit(item, spend.value, who, cost=cost):
+                    raise _refusal(spend, item, cost, await self.limiter.get_window_stats(item, spend.value, who))
+        if self._storage_down:  # it answered again
             log.warning("rate limits counted again: %s storage is back", self.where)
             self._storage_down = False
-        if only_test:
-            return None
-        for item in items:
-            if not await self.limiter.hit(item, spend.value, who, cost=cost):
-                raise await self._refusal(spend, who, item, cost)
-        return await self._allowance(spend, who, items)
+        return None if only_test else await self._allowance(spend, who, items)
 
     async def _allowance(self, spend: Spend, who: str, items: list[RateLimitItem]) -> Allowance:
         now = time.time()
@@ -160,15 +173,6 @@ class Throttle:
                 tightest = allowance
         assert tightest is not None
         return tightest
-
-    async def _refusal(self, spend: Spend, who: str, item: RateLimitItem, cost: int) -> RateLimited:
-        stats = await self.limiter.get_window_stats(item, spend.value, who)
-        # The window frees its oldest entries first: by reset_time at least one is free, perhaps not `cost`.
-        wait = max(1, math.ceil(stats.reset_time - time.time()))
-        asked = f"; this request has {cost}" if cost > 1 else ""
-        return RateLimited(f"rate limit: the account may send {item.amount} {spend} a {_period(item)} and has "
-                           f"{stats.remaining} left{asked}; retry after {wait} s", wait,
-                           limit=item.amount, remaining=stats.remaining)
 
     async def close(self) -> None:
         if self.pool is not None:
