@@ -4,7 +4,7 @@ Existing accounts are not being erased (NULL).
 
 Revision ID: 0008
 Revises: 0007
-Create Date: 2026-12-06 20:50:00.000000
+Create Date: 2026-12-06 21:50:00.000000
 
 """
 from collections.abc import Sequence
