@@ -184,8 +184,7 @@ class Settings(BaseSettings):
     keep_alive_s: int = Field(default=75, ge=1, le=3600, description="How long the API keeps an idle connection.")
     key_cache_s: float = Field(default=5.0, ge=0, le=300, description="How long the API trusts an API key it checked "
                                "before reading it again (0: every request); a revoked key keeps working that long.")
-    # Per account, in the notation of the `limits` library ("6000/minute", "100/second;6000/minute"); none lifts a
-    # limit. docs/reliability.md, "Rate limits", says why these defaults.
+    # Per account, in the `limits` library's notation; none lifts one (docs/reliability.md, "Rate limits": why).
     rate_limit_creatives: str | None = Field(default="6000/minute", description="Creatives one account may post.")
     rate_limit_searches: str | None = Field(default="600/minute", description="Searches one account may make.")
     rate_limit_storage: str | None = Field(default=None, description="Where the limits are counted: memory:// (each "
@@ -233,7 +232,6 @@ class Settings(BaseSettings):
     def _template(cls, value: str) -> str:
         return checks.label_template(value, LABEL_TEMPLATE_PLACEHOLDERS)
 
-    # Settings judged against others (each names the other variable).
     _renewed_within_lease = field_validator("worker_heartbeat_s")(checks.renewed_within_lease)
     _young_spans_an_interval = field_validator("novelty_sweep_young")(checks.young_spans_an_interval)
     _stale_after_beats = field_validator("worker_stale_s")(checks.stale_after_beats)
@@ -250,13 +248,15 @@ class Settings(BaseSettings):
 
     @cached_property
     def celery_result_url(self) -> str:
-        redis = self.celery_broker_url if self.celery_broker_url.startswith(("redis://", "rediss://")) else None
-        return self.result_backend_url or redis or f"db+sqlite:///{self.data_dir / 'results.sqlite'}"
+        return self.result_backend_url or self.broker_redis or f"db+sqlite:///{self.data_dir / 'results.sqlite'}"
+
+    @cached_property
+    def broker_redis(self) -> str | None:
+        return self.celery_broker_url if self.celery_broker_url.startswith(("redis://", "rediss://")) else None
 
     @cached_property
     def rate_limit_store(self) -> str:
-        redis = self.celery_broker_url if self.celery_broker_url.startswith(("redis://", "rediss://")) else None
-        return self.rate_limit_storage or redis or "memory://"
+        return self.rate_limit_storage or self.broker_redis or "memory://"
 
     def rate_limit(self, kind: str, own: Mapping[str, str] | None = None) -> tuple[str | None, bool]:
         """The limit that counts an account's `kind` ("creatives" or "searches"; None: no limit) given its `own`

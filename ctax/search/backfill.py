@@ -55,10 +55,7 @@ def backfill_chunk(
         total = rows.searchable_count(session)
         page = rows.searchable_page(session, after, chunk) if index.count_creatives(version) < total or after else []
     if not page:
-        indexed = index.count_creatives(version)
-        if indexed > total:
-            indexed -= forget_orphans(db, index, version)
-        return BackfillStep(None, 0, 0, indexed, total)
+        return BackfillStep(None, 0, 0, _without_orphans(db, index, version, total), total)
     have = index.indexed_creatives(version, [row.id for row in page])
     missing = [row for row in page if row.id not in have]
     added = 0
@@ -71,14 +68,19 @@ def backfill_chunk(
                 {"label_id": row.decided_label_id, "account_id": row.account_id,
                  "created_at": row.created_at.timestamp()} for row in kept])
             added += len(kept)
-    indexed = index.count_creatives(version)
     last = page[-1]
-    if len(page) < chunk and indexed > total:
-        indexed -= forget_orphans(db, index, version)
+    indexed = _without_orphans(db, index, version, total) if len(page) < chunk else index.count_creatives(version)
     step = BackfillStep((last.created_at, last.id) if len(page) == chunk else None, len(page), added, indexed, total)
     log.info("creatives of %s backfilled: +%d of %d scanned, %d of %d indexed%s", version, added, len(page),
              indexed, total, "" if step.done else " (continuing)")
     return step
+
+
+def _without_orphans(db: Database, index: LabelIndex, version: str, total: int) -> int:
+    """At the walk's end: the collection's points, once those without a row are gone (looked for only when there
+    are more points than searchable creatives)."""
+    indexed = index.count_creatives(version)
+    return indexed - forget_orphans(db, index, version) if indexed > total else indexed
 
 
 def forget_orphans(db: Database, index: LabelIndex, version: str) -> int:
