@@ -346,6 +346,10 @@ def drill(service: Service, args: argparse.Namespace) -> dict[str, Any]:
         "api_answered_pct": round(100 * (traffic.requests - len(traffic.failures)) / max(traffic.requests, 1), 2),
         "drained_after_last_kill_s": round(drain_s, 1) if drained else None,
         "restarts_seen": len(re.findall(r"labelling worker restarted", log)),
+        # Index jobs a killed worker was running, sent again by the dispatcher; and what only the restart's sweep
+        # repaired (points of deleted creatives whose FORGET_CREATIVES was lost before its task started).
+        "index_jobs_sent_again": sum(int(n) for n in re.findall(r"sending again (\d+) jobs a stopped worker", log)),
+        "orphan_points_swept": sum(int(n) for n in re.findall(r"(\d+) points of \S+ had no creative", log)),
         "kill_detail": [{**kill, **handed_back(log, kill["pid"])} for kill in kills],
         "failure_examples": traffic.failures[:5],
     }
@@ -365,7 +369,8 @@ def print_report(report: dict[str, Any]) -> None:
     for key in ("acknowledged", "deleted", "delete_conflicts_409", "deleted_still_readable",
                 "erased_account_creatives", "erased_after_s", "erased_still_readable", "index_points_without_row",
                 "labelled", "stuck", "labelled_twice", "failed", "api_requests", "api_failed", "api_answered_pct",
-                "drained_after_last_kill_s", "restarts_seen", "ctrl_c_stop_s", "ctrl_c_clean"):
+                "drained_after_last_kill_s", "restarts_seen", "index_jobs_sent_again", "orphan_points_swept",
+                "ctrl_c_stop_s", "ctrl_c_clean"):
         table.add_row(key, str(report.get(key)))
     console.print(table)
     columns = {"at_s": "at s", "pid": "pid", "unlabelled_at_kill": "unlabelled", "processing_at_kill": "claimed",

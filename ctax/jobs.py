@@ -41,3 +41,12 @@ DEFAULT_QUEUES = {
     DISCOVER: TRAIN_QUEUE,
     TRAIN: TRAIN_QUEUE,
 }
+
+# Jobs that may run twice, so one a killed worker had started is sent again (store/outbox.py): each does what is
+# still to do (an index diff, a removal, a promotion that checks it is still wanted) and nothing more. Training is
+# not (a run cut short fails at the training worker's next start, for a person to start again); discovery, on the
+# training worker too, is left to later flags or a reviewer to ask for again.
+RESENT_WHEN_LOST = frozenset({SYNC_INDEX, ACTIVATE_VERSION, BUILD_VERSION, REFRESH_MAP, FORGET_CREATIVES,
+                              ERASE_ACCOUNT})
+# A job started this many times by workers that never finished it (it may be what kills them) is not run again.
+MAX_JOB_STARTS = 3

@@ -42,8 +42,8 @@ class Dispatcher:
         self._thread: threading.Thread | None = None
         self._waiting_on: str | None = None  # what stopped the last flush, said once
 
-    def send(self, task: str, args: list[object], queue: str) -> None:
-        self.producer.send_task(task, args=args, queue=queue)
+    def send(self, task: str, args: list[object], queue: str, task_id: str | None = None) -> None:
+        self.producer.send_task(task, args=args, queue=queue, task_id=task_id)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="ctax-dispatcher", daemon=True)
@@ -62,7 +62,11 @@ class Dispatcher:
         """Send what is waiting, up to a limit per flush; returns how many were sent and notes whether more is left."""
         batches = self.settings.label_batch_size * BATCHES_PER_FLUSH
         sent_creatives = creatives.dispatch(self.db, self.send, self.settings, limit_batches=BATCHES_PER_FLUSH)
-        sent_jobs = outbox.flush(self.db, self.send, limit=JOBS_PER_FLUSH)
+        jobs = outbox.flush(self.db, self.send, limit=JOBS_PER_FLUSH, stale_s=self.settings.worker_stale_s)
+        if jobs.resent:
+            log.warning("sending again %d jobs a stopped worker had started and not finished: %s", len(jobs.resent),
+                        ", ".join(sorted(set(jobs.resent))))
+        sent_jobs = jobs.sent
         self.backlog = sent_creatives >= batches or sent_jobs >= JOBS_PER_FLUSH
         # Workers free room by taking messages, and nothing tells this process when: while creatives wait for room
         # it looks every CTAX_DISPATCH_INTERVAL_S, not every second, or a fast (GPU) worker would idle between looks.

@@ -4,10 +4,10 @@ data, review items, near-duplicate groups handed on, image blobs, index points),
 A worker does it in steps (`ERASE_ACCOUNT` on the index owner's queue): each step removes up to STEP creatives in
 one transaction that also queues the next step, so a worker lost mid-way loses at most its step's work, which the
 redelivered message (or the admin asking again) does over. The index owner labels between steps. A creative a
-worker is labelling at that moment is left to a later step, which comes after a pause when a step removed nothing.
-From the request on, the account is suspended: nothing new arrives while it is erased. On the SQLite broker a step
-fetched by a worker that is then killed is lost; the index owner's every start queues a step for each account
-still being erased (`resume`).
+worker is labelling at that moment is left to a later step, which comes after a pause when a step removed nothing
+(the pause waits in the outbox, not on the worker). From the request on, the account is suspended: nothing new
+arrives while it is erased. A step a killed worker was running is sent again (store/outbox.resend_lost); and the
+index owner's every start queues a step for each account still being erased (`resume`).
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ log = logging.getLogger(__name__)
 
 STEP = 200
 # Before a step that follows one which removed nothing (only creatives being labelled were left): their worker
-# stores its batch within seconds.
-PAUSE_S = 1.0
+# stores its batch within seconds, or a dead worker's claims expire within CTAX_LEASE_S. The outbox holds the step
+# back meanwhile, so the index owner labels on.
+PAUSE_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ def erase_step(db: Database, blobs: BlobStore, account_id: int, lease_s: float, 
         if done:
             accounts.delete(session, account_id)
         else:
-            outbox.enqueue(session, ERASE_ACCOUNT, account_id, 0.0 if removed else PAUSE_S)
+            outbox.enqueue(session, ERASE_ACCOUNT, account_id, 0.0, after_s=0.0 if removed else PAUSE_S)
     for gone in removed:
         removal.discard_image(db, blobs, gone)
     return ErasureStep(len(removed), busy, done)

@@ -266,7 +266,7 @@ class OutboxJob(Base):
     """Work that must reach the queue once its transaction commits (index syncs, training, promotions).
 
     Written in the same transaction as the change that needs it; sent after commit; the dispatcher resends
-    whatever a crash left unsent."""
+    whatever a crash left unsent, and a job that may run twice when a killed worker had started it (outbox.py)."""
 
     __tablename__ = "outbox"
 
@@ -278,6 +278,11 @@ class OutboxJob(Base):
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+    running_on: Mapped[str | None] = mapped_column(String(200), index=True)  # the worker's heartbeat name
+    started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    starts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    done_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    not_before: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)  # sent once this time has come
 
 
 class WorkerHeartbeat(Base):

@@ -5,20 +5,24 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from ctax.enums import CreativeStatus
-from ctax.jobs import DEFAULT_QUEUES, SYNC_INDEX
-from ctax.store.models import Creative, OutboxJob
+from ctax.jobs import DEFAULT_QUEUES, MAX_JOB_STARTS, RESENT_WHEN_LOST, SYNC_INDEX
+from ctax.store.models import Creative, OutboxJob, WorkerHeartbeat
 from ctax.store.session import Database, mark_queued_work
 from ctax.store.types import utcnow
 
 
-def enqueue(session: Session, task: str, *args: object, queue: str | None = None) -> OutboxJob:
-    job = OutboxJob(task=task, args=list(args), queue=queue or DEFAULT_QUEUES[task])
+def enqueue(session: Session, task: str, *args: object, queue: str | None = None, after_s: float = 0.0) -> OutboxJob:
+    """A job sent once its transaction commits, and `after_s` seconds have passed: a delay waits here, not on a
+    worker (a message with a countdown is held by the worker that fetched it, and lost with it)."""
+    not_before = utcnow() + dt.timedelta(seconds=after_s) if after_s > 0 else None
+    job = OutboxJob(task=task, args=list(args), queue=queue or DEFAULT_QUEUES[task], not_before=not_before)
     session.add(job)
     mark_queued_work(session)
     return job
@@ -32,23 +36,102 @@ def request_index_sync(session: Session, reason: str) -> OutboxJob:
     return pending or enqueue(session, SYNC_INDEX, reason)
 
 
-def flush(db: Database, send: Callable[[str, list[Any], str], None], limit: int = 100) -> int:
-    """Send every unsent job, oldest first; a job whose send fails stays unsent and is tried again later."""
+TASK_ID_PREFIX = "ctax-outbox-"
+
+
+def task_id(job_id: int) -> str:
+    """The id a job's message carries, so the worker that runs it can say so (`start`, `finish`)."""
+    return f"{TASK_ID_PREFIX}{job_id}"
+
+
+def job_id_of(task_id: str | None) -> int | None:
+    """The outbox job a message was sent for; None for a message sent otherwise."""
+    if not task_id or not task_id.startswith(TASK_ID_PREFIX):
+        return None
+    number = task_id.removeprefix(TASK_ID_PREFIX)
+    return int(number) if number.isdigit() else None
+
+
+Send = Callable[[str, list[Any], str, str], None]  # task, args, queue, task id
+
+
+@dataclass(frozen=True)
+class Flushed:
+    sent: int
+    resent: list[str]  # tasks of jobs a worker had started and that are sent again (`resend_lost`)
+
+
+def flush(db: Database, send: Send, limit: int = 100, stale_s: float | None = None) -> Flushed:
+    """Send every unsent job, oldest first; a job whose send fails stays unsent and is tried again later. With
+    `stale_s`, first make unsent again the jobs that may run twice whose worker is gone (`resend_lost`)."""
     sent = 0
     with db.write() as session:
-        query = select(OutboxJob).where(OutboxJob.sent_at.is_(None)).order_by(OutboxJob.id).limit(limit)
+        resent = resend_lost(session, utcnow() - dt.timedelta(seconds=stale_s)) if stale_s is not None else []
+        due = or_(OutboxJob.not_before.is_(None), OutboxJob.not_before <= utcnow())
+        query = select(OutboxJob).where(OutboxJob.sent_at.is_(None), due).order_by(OutboxJob.id).limit(limit)
         if session.bind is not None and session.bind.dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True)
         for job in session.scalars(query):
             try:
-                send(job.task, list(job.args), job.queue)
+                send(job.task, list(job.args), job.queue, task_id(job.id))
             except Exception as exc:  # the broker may be down: keep the job for the next flush
                 job.attempts += 1
                 job.last_error = repr(exc)[:2000]
                 continue
             job.sent_at = utcnow()
             sent += 1
-    return sent
+    return Flushed(sent, resent)
+
+
+def resend_lost(session: Session, alive_since: dt.datetime) -> list[str]:
+    """Jobs that may run twice (jobs.RESENT_WHEN_LOST), started by a worker that has not beaten since `alive_since`
+    (or whose heartbeat is gone: the supervisor deletes a dead child's at once) and never finished: unsent again,
+    for the next flush to send. Their tasks.
+
+    Why: the SQLite broker forgets a message once delivered, and Redis gives a SIGKILLed worker's message back only
+    after its visibility timeout (hours), so a killed index owner lost the deletion, sync or promotion it was
+    running; only a restart's sweeps repaired some of it. Jobs sent but not yet started are left alone: they are
+    still in the queue."""
+    alive = select(WorkerHeartbeat.name).where(WorkerHeartbeat.name == OutboxJob.running_on,
+                                               WorkerHeartbeat.last_seen_at >= alive_since)
+    result = session.execute(
+        update(OutboxJob)
+        .where(OutboxJob.running_on.is_not(None), OutboxJob.done_at.is_(None),
+               OutboxJob.task.in_(sorted(RESENT_WHEN_LOST)), ~alive.exists())
+        .values(sent_at=None, running_on=None)
+        .returning(OutboxJob.task)
+        .execution_options(synchronize_session=False)
+    )
+    return [row[0] for row in result]
+
+
+JobStart = Literal["run", "untracked", "ended", "given up"]
+
+
+def start(session: Session, job_id: int, worker: str) -> JobStart:
+    """`worker` starts the job: "run" it; "untracked" when no such job is stored (run it all the same); "ended"
+    already (a repeated message: do nothing); or "given up": started MAX_JOB_STARTS times and never finished, it is
+    not run again, and last_error says why."""
+    job = session.get(OutboxJob, job_id, with_for_update=True)
+    if job is None:
+        return "untracked"
+    if job.done_at is not None:
+        return "ended"
+    if job.starts >= MAX_JOB_STARTS:
+        job.done_at, job.running_on = utcnow(), None
+        job.last_error = (f"started {job.starts} times and never finished (the worker stopped each time: this job "
+                          "may be what stops it); not run again")
+        return "given up"
+    job.running_on, job.started_at, job.starts = worker, utcnow(), job.starts + 1
+    return "run"
+
+
+def finish(session: Session, job_id: int, error: str | None = None) -> None:
+    """The job ran to its end, or failed with `error` (a failure is not retried: a task says what it retries)."""
+    values: dict[str, Any] = {"done_at": utcnow(), "running_on": None}
+    if error is not None:
+        values["last_error"] = error[:2000]
+    session.execute(update(OutboxJob).where(OutboxJob.id == job_id).values(**values))
 
 
 def undispatched(session: Session, limit: int, requeue_before: dt.datetime, lease_before: dt.datetime,

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from ctax.creatives.erasure import PAUSE_S, erase_step, resume
 from ctax.jobs import ERASE_ACCOUNT, FORGET_CREATIVES
+from ctax.store import outbox
 from ctax.store.blobs import BlobStore
 from ctax.store.models import Account, Annotation, ApiKey, Creative, OutboxJob, ReviewItem
 from ctax.store.types import utcnow
@@ -58,7 +59,16 @@ def test_an_erased_account_loses_its_keys_creatives_and_images_and_no_one_else_d
     blobs = BlobStore(settings.blob_dir)
     steps = [erase_step(db, blobs, 1, settings.lease_s, step=2) for _ in range(4)]  # oldest first; the busy one waits
     assert [(s.removed, s.busy, s.done) for s in steps] == [(2, 0, False), (1, 1, False), (1, 1, False), (0, 1, False)]
-    assert _jobs(db, ERASE_ACCOUNT)[-1] == [1, PAUSE_S]  # only the busy one left: the next step waits a moment
+    # Only the busy one left: the next step waits a moment, in the outbox (not sent before), not on the worker.
+    with db.read() as session:
+        paused = session.scalars(select(OutboxJob).where(OutboxJob.task == ERASE_ACCOUNT)
+                                 .order_by(OutboxJob.id.desc())).first()
+        assert paused is not None and paused.args == [1, 0.0] and paused.not_before is not None
+        assert 0 < (paused.not_before - utcnow()).total_seconds() <= PAUSE_S
+        unsent = [job.id for job in session.scalars(select(OutboxJob).where(OutboxJob.sent_at.is_(None)))]
+    sent: list[str] = []
+    outbox.flush(db, lambda _task, _args, _queue, task_id: sent.append(task_id))
+    assert sorted(sent) == sorted(outbox.task_id(job_id) for job_id in unsent if job_id != paused.id)
     with db.write() as session:  # its worker stored its result
         session.get(Creative, mine[2]).status = "labelled"
     assert erase_step(db, blobs, 1, settings.lease_s, step=2).removed == 1

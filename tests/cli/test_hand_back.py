@@ -19,7 +19,8 @@ from ctax.cli.service import LABEL_WORKER, hand_back
 from ctax.cli.supervisor import Child, Policy, Supervisor
 from ctax.config import Settings
 from ctax.enums import CreativeStatus
-from ctax.store.models import Creative, WorkerHeartbeat
+from ctax.jobs import FORGET_CREATIVES, INDEX_QUEUE, TRAIN
+from ctax.store.models import Creative, OutboxJob, WorkerHeartbeat
 from ctax.store.repos import workers
 from ctax.store.session import Database
 from ctax.store.types import utcnow
@@ -40,7 +41,18 @@ def seed(db: Database, dead: str) -> dict[str, str]:
         "labelled": dict(status=CreativeStatus.LABELLED, dispatched_at=long_ago, labelled_at=now),
     }
     ids = {}
+    jobs = {
+        "job started by the dead": dict(task=FORGET_CREATIVES, running_on=dead),
+        "job started by a live one": dict(task=FORGET_CREATIVES, running_on=OTHER),
+        "training started by the dead": dict(task=TRAIN, running_on=dead),
+    }
     with db.write() as session:
+        for role, values in jobs.items():
+            job = OutboxJob(args=[["c1"]], queue=INDEX_QUEUE, sent_at=long_ago, started_at=long_ago, starts=1,
+                            **values)
+            session.add(job)
+            session.flush()
+            ids[role] = str(job.id)
         for role, values in states.items():
             creative = Creative(texts=[f"an ad {role}"], **values)
             session.add(creative)
@@ -84,12 +96,20 @@ def test_a_dead_labelling_workers_work_goes_back_at_once_and_is_resent(settings:
     with db.read() as session:
         assert [w.name for w in session.scalars(select(WorkerHeartbeat))] == [OTHER]
 
-    # The API's dispatcher sends them now, not after requeue_after_s or the lease: through the SQLite broker.
+    # The API's dispatcher sends them now, not after requeue_after_s or the lease: through the SQLite broker. And
+    # the index job the dead worker was running (a deletion's FORGET_CREATIVES, say), which its message took with it.
     sent = Dispatcher(settings, db).flush()
-    assert sent == 2
+    assert sent == 3
     resent = rows(db)
     assert all(resent[ids[role]].dispatched_at is not None
                for role in ("held by the dead", "dispatched, unclaimed"))
+    with db.read() as session:
+        jobs = {role: session.get(OutboxJob, int(ids[role])) for role in ids if role.startswith(("job", "training"))}
+    again = jobs["job started by the dead"]
+    assert again is not None and again.running_on is None and again.sent_at is not None
+    assert again.sent_at > utcnow() - dt.timedelta(seconds=5)
+    assert [(j.running_on if j else None) for j in (jobs["job started by a live one"],
+                                                    jobs["training started by the dead"])] == [OTHER, dead]
 
 
 def test_a_worker_that_stopped_cleanly_had_its_messages_given_back_by_celery(db: Database) -> None:

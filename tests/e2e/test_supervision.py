@@ -18,6 +18,9 @@ import httpx
 import psutil
 import pytest
 
+from ctax.jobs import ERASE_ACCOUNT
+from ctax.store import outbox
+from ctax.store.models import OutboxJob
 from ctax.store.repos import workers
 from ctax.store.session import Database
 from tests.support import ROOT, free_port
@@ -33,7 +36,7 @@ class Supervised:
         self.url = f"http://127.0.0.1:{self.port}"
         self.key = env["CTAX_BOOTSTRAP_ADMIN_KEY"]
         self.env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
-        self.database_url = f"sqlite:///{env['CTAX_DATA_DIR']}/ctax.db"
+        self.database_url = env.get("CTAX_DATABASE_URL") or f"sqlite:///{env['CTAX_DATA_DIR']}/ctax.db"
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -187,6 +190,39 @@ def test_a_killed_labelling_worker_comes_back_and_every_creative_is_labelled_onc
     log = supervised.tail(10_000)
     assert f"labelling worker (pid {worker.pid}) was killed by SIGKILL" in log
     assert "labelling worker restarted" in log
+
+
+def test_an_index_job_a_killed_worker_was_running_is_run_again(supervised: Supervised) -> None:
+    """The message of a job the index owner was running goes with it (the SQLite broker forgets a delivered message;
+    Redis gives it back only after hours): the job is sent again once the supervisor sees the worker die, and the
+    restarted worker runs it. The job: an erasure step that pauses 5 s first (as a step waiting for a creative being
+    labelled does), for an account that is not being erased, so it changes nothing."""
+    db = Database(supervised.database_url)
+    try:
+        with db.write() as session:
+            queued = outbox.enqueue(session, ERASE_ACCOUNT, 999_999, 5.0)
+            session.flush()
+            job_id = queued.id
+
+        def job() -> OutboxJob:
+            with db.read() as session:
+                row = session.get(OutboxJob, job_id)
+                assert row is not None
+                session.expunge(row)
+                return row
+
+        wait(lambda: job().running_on is not None, 60, "the worker to start the job", supervised)
+        worker = supervised.child("worker", "label")
+        assert worker is not None and str(worker.pid) in str(job().running_on)
+        worker.kill()
+        assert job().done_at is None
+        wait(lambda: job().done_at is not None, 240, "the job to run again and end", supervised)
+        ran = job()
+        assert ran.starts == 2 and ran.running_on is None and ran.last_error is None
+    finally:
+        db.dispose()
+    log = supervised.tail(10_000)
+    assert "sending again 1 jobs a stopped worker had started and not finished: ctax.accounts.erase" in log
 
 
 @pytest.mark.parametrize("profile", ["embedded"], indirect=True)

@@ -11,13 +11,17 @@ from celery.signals import worker_ready
 
 from ctax.creatives import erasure
 from ctax.jobs import ERASE_ACCOUNT
+from ctax.worker.outbox_task import ResentWhenLost
 from ctax.worker.runtime import current
 
 log = logging.getLogger(__name__)
 
 
-@shared_task(name=ERASE_ACCOUNT, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+@shared_task(
+    name=ERASE_ACCOUNT, base=ResentWhenLost, acks_late=True, reject_on_worker_lost=True, ignore_result=True
+)
 def erase_account(account_id: int, pause_s: float = 0.0) -> None:
+    """One step. `pause_s` is for messages queued before the outbox could hold a step back (`after_s`)."""
     time.sleep(min(pause_s, 5.0))
     rt = current()
     step = erasure.erase_step(rt.db, rt.blobs, account_id, rt.settings.lease_s)

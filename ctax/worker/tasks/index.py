@@ -9,6 +9,7 @@ from celery import shared_task
 from ctax.jobs import ACTIVATE_VERSION, BUILD_VERSION, FORGET_CREATIVES, REFRESH_MAP, SYNC_INDEX
 from ctax.pictures.map import refresh_map as draw_map
 from ctax.versions import lifecycle
+from ctax.worker.outbox_task import ResentWhenLost
 from ctax.worker.runtime import current
 from ctax.worker.tasks.search import queue_backfill
 
@@ -16,7 +17,7 @@ log = logging.getLogger(__name__)
 
 
 @shared_task(
-    name=SYNC_INDEX, acks_late=True, reject_on_worker_lost=True, ignore_result=True
+    name=SYNC_INDEX, base=ResentWhenLost, acks_late=True, reject_on_worker_lost=True, ignore_result=True
 )
 def sync_index(reason: str = "") -> None:
     rt = current()
@@ -27,7 +28,7 @@ def sync_index(reason: str = "") -> None:
 
 
 @shared_task(
-    name=ACTIVATE_VERSION, acks_late=True, reject_on_worker_lost=True, ignore_result=True
+    name=ACTIVATE_VERSION, base=ResentWhenLost, acks_late=True, reject_on_worker_lost=True, ignore_result=True
 )
 def activate_version(version_id: str) -> None:
     """Runs after the database says version_id is active; a version that does not load is rolled back."""
@@ -42,7 +43,7 @@ def activate_version(version_id: str) -> None:
 
 
 @shared_task(
-    name=BUILD_VERSION, acks_late=True, reject_on_worker_lost=True, ignore_result=True
+    name=BUILD_VERSION, base=ResentWhenLost, acks_late=True, reject_on_worker_lost=True, ignore_result=True
 )
 def build_version(version_id: str) -> None:
     """A candidate's collections; with auto-promotion on, a candidate that is not worse becomes active."""
@@ -53,7 +54,9 @@ def build_version(version_id: str) -> None:
     queue_backfill(version_id)  # its creatives collection starts empty: search it as soon as it is promoted
 
 
-@shared_task(name=REFRESH_MAP, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+@shared_task(
+    name=REFRESH_MAP, base=ResentWhenLost, acks_late=True, reject_on_worker_lost=True, ignore_result=True
+)
 def refresh_map() -> None:
     """The /map page's projection of the active version, asked for by a reviewer or after a promotion."""
     rt = current()
@@ -66,7 +69,9 @@ def refresh_map() -> None:
              len(data["creatives"]))
 
 
-@shared_task(name=FORGET_CREATIVES, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+@shared_task(
+    name=FORGET_CREATIVES, base=ResentWhenLost, acks_late=True, reject_on_worker_lost=True, ignore_result=True
+)
 def forget_creatives(creative_ids: list[str]) -> None:
     """Deleted creatives (creatives/removal.py): their points go from every version's collections."""
     rt = current()

@@ -1,0 +1,161 @@
+"""Outbox jobs a killed worker had started: a job that may run twice is sent again once its worker is gone (its
+heartbeat deleted or stale), and only then; a job that ended is not run again; one that kept its workers from
+finishing is given up, saying why. On both databases (the resend is one UPDATE with a correlated NOT EXISTS)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ctax.jobs import FORGET_CREATIVES, INDEX_QUEUE, MAX_JOB_STARTS, SYNC_INDEX, TRAIN
+from ctax.store import outbox
+from ctax.store.migrate import upgrade
+from ctax.store.models import OutboxJob, WorkerHeartbeat
+from ctax.store.repos import workers
+from ctax.store.session import Database
+from ctax.store.types import utcnow
+from tests.conftest import make_settings
+
+LIVE, STALE, GONE = "host:1:ctax.label+ctax.index", "host:2:ctax.label+ctax.index", "host:3:ctax.label+ctax.index"
+STALE_S = 15.0
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    url = None if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    settings = make_settings(tmp_path / "var", **({"database_url": url} if url else {}))
+    settings.ensure_dirs()
+    upgrade(settings.sqlalchemy_url)
+    db = Database(settings.sqlalchemy_url)
+    yield db
+    db.dispose()
+
+
+class Broker:
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, list[Any], str, str]] = []
+
+    def send(self, task: str, args: list[Any], queue: str, task_id: str) -> None:
+        self.messages.append((task, args, queue, task_id))
+
+
+def job(db: Database, task: str, **values: Any) -> int:
+    with db.write() as session:
+        row = OutboxJob(task=task, args=[["c1"]], queue=INDEX_QUEUE, **values)
+        session.add(row)
+        session.flush()
+        return row.id
+
+
+def load(db: Database, job_id: int) -> OutboxJob:
+    with db.read() as session:
+        row = session.get(OutboxJob, job_id)
+        assert row is not None
+        session.expunge(row)
+        return row
+
+
+def test_a_job_whose_worker_is_gone_is_sent_again_and_only_that(database: Database) -> None:
+    db = database
+    now = utcnow()
+    with db.write() as session:
+        workers.beat(session, LIVE, pid=1, queues=[INDEX_QUEUE], device="cpu", ready=True, info={})
+        workers.beat(session, STALE, pid=2, queues=[INDEX_QUEUE], device="cpu", ready=True, info={})
+        session.flush()
+        stale = session.get(WorkerHeartbeat, STALE)
+        assert stale is not None
+        stale.last_seen_at = now - dt.timedelta(seconds=STALE_S + 5)
+    sent = now - dt.timedelta(seconds=30)
+    started = {"sent_at": sent, "started_at": sent, "starts": 1}
+    ids = {
+        "on a live worker": job(db, FORGET_CREATIVES, running_on=LIVE, **started),
+        "on a stale worker": job(db, FORGET_CREATIVES, running_on=STALE, **started),
+        "on a gone worker": job(db, SYNC_INDEX, running_on=GONE, **started),
+        "ended": job(db, FORGET_CREATIVES, sent_at=sent, started_at=sent, starts=1, done_at=now),
+        "sent, not started": job(db, FORGET_CREATIVES, sent_at=sent),
+        "training, on a gone worker": job(db, TRAIN, running_on=GONE, **started),
+    }
+
+    broker = Broker()
+    flushed = outbox.flush(db, broker.send, stale_s=STALE_S)
+
+    assert sorted(flushed.resent) == [FORGET_CREATIVES, SYNC_INDEX]
+    assert flushed.sent == 2
+    resent = {ids["on a stale worker"], ids["on a gone worker"]}
+    assert sorted(m[3] for m in broker.messages) == sorted(outbox.task_id(i) for i in resent)
+    for role, job_id in ids.items():
+        row = load(db, job_id)
+        if job_id in resent:
+            assert row.running_on is None and row.sent_at is not None and row.sent_at > sent, role
+        else:
+            assert row.sent_at == sent, role  # untouched: still running, ended, still queued, or not safe twice
+    assert load(db, ids["training, on a gone worker"]).running_on == GONE
+
+    again = outbox.flush(db, broker.send, stale_s=STALE_S)
+    assert (again.sent, again.resent) == (0, [])  # sent once: not again until a worker starts it and dies
+
+
+def test_a_job_runs_until_it_ends_and_a_repeated_message_does_nothing(database: Database) -> None:
+    db = database
+    job_id = job(db, FORGET_CREATIVES, sent_at=utcnow())
+    with db.write() as session:
+        assert outbox.start(session, job_id, LIVE) == "run"
+    row = load(db, job_id)
+    assert (row.running_on, row.starts) == (LIVE, 1) and row.started_at is not None
+    with db.write() as session:
+        outbox.finish(session, job_id)
+    row = load(db, job_id)
+    assert row.running_on is None and row.done_at is not None and row.last_error is None
+    with db.write() as session:
+        assert outbox.start(session, job_id, LIVE) == "ended"
+        assert outbox.start(session, job_id + 1000, LIVE) == "untracked"
+    assert load(db, job_id).starts == 1
+
+    failed = job(db, SYNC_INDEX, sent_at=utcnow())
+    with db.write() as session:
+        outbox.start(session, failed, LIVE)
+        outbox.finish(session, failed, "RuntimeError('qdrant went away')")
+    assert load(db, failed).last_error == "RuntimeError('qdrant went away')"
+
+
+def test_a_job_its_workers_never_finish_is_given_up_after_max_starts(database: Database) -> None:
+    db = database
+    job_id = job(db, FORGET_CREATIVES, sent_at=utcnow())
+    for n in range(MAX_JOB_STARTS):
+        with db.write() as session:
+            assert outbox.start(session, job_id, f"host:{n}:ctax.index") == "run"
+        # its worker dies: nobody finishes it, and the dispatcher sends it again
+        assert outbox.flush(db, Broker().send, stale_s=STALE_S).resent == [FORGET_CREATIVES]
+    with db.write() as session:
+        assert outbox.start(session, job_id, "host:9:ctax.index") == "given up"
+    row = load(db, job_id)
+    assert row.done_at is not None and row.running_on is None and row.starts == MAX_JOB_STARTS
+    assert row.last_error is not None and f"started {MAX_JOB_STARTS} times and never finished" in row.last_error
+    assert outbox.flush(db, Broker().send, stale_s=STALE_S).resent == []
+
+
+def test_task_ids_name_their_job() -> None:
+    assert outbox.job_id_of(outbox.task_id(42)) == 42
+    assert outbox.job_id_of("3f2c9a1e-uuid-of-a-search") is None
+    assert outbox.job_id_of(None) is None
+    assert outbox.job_id_of("ctax-outbox-x") is None
+
+
+def test_a_delayed_job_is_sent_once_its_time_has_come(database: Database) -> None:
+    db = database
+    with db.write() as session:
+        later = outbox.enqueue(session, FORGET_CREATIVES, ["c1"], after_s=3600)
+        now = outbox.enqueue(session, FORGET_CREATIVES, ["c2"])
+        due = outbox.enqueue(session, FORGET_CREATIVES, ["c3"], after_s=3600)
+        session.flush()
+        due.not_before = utcnow() - dt.timedelta(seconds=1)  # its hour has passed
+        ids = later.id, now.id, due.id
+    broker = Broker()
+    assert outbox.flush(db, broker.send).sent == 2
+    assert [m[3] for m in broker.messages] == [outbox.task_id(ids[1]), outbox.task_id(ids[2])]
+    assert load(db, ids[0]).sent_at is None
+

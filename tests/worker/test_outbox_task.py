@@ -1,0 +1,100 @@
+"""The tasks that may run twice, as Celery's tracer runs them (apply: a request with the message's task id): each
+run says which worker runs its outbox job and when it ended; a second message for an ended job does nothing; a job
+started too often by workers that never finished it is not run. The erasure task shows which ran: it deletes an
+account."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from celery import Celery
+
+from ctax.config import Settings
+from ctax.enums import AccountKind
+from ctax.jobs import ERASE_ACCOUNT, INDEX_QUEUE, LABEL_QUEUE, MAX_JOB_STARTS, RESENT_WHEN_LOST
+from ctax.store import keys, outbox
+from ctax.store.models import Account, OutboxJob
+from ctax.store.repos import accounts
+from ctax.store.session import Database
+from ctax.worker import runtime as runtime_module
+from ctax.worker.app import create_celery
+from ctax.worker.outbox_task import ResentWhenLost
+from ctax.worker.runtime import Runtime
+
+
+@pytest.fixture
+def app(settings: Settings, db: Database) -> Iterator[Celery]:
+    """The worker's Celery app and an index owner's runtime in this process (no models: the erasure needs none)."""
+    rt = Runtime(settings, [LABEL_QUEUE, INDEX_QUEUE], owns_index=True)
+    runtime_module._runtime = rt
+    try:
+        celery = create_celery(settings, owns_index=True)
+        celery.loader.import_default_modules()  # the task modules, as a worker imports them when it starts
+        yield celery
+    finally:
+        runtime_module._runtime = None
+        rt.db.dispose()
+
+
+def erasing_account(db: Database) -> int:
+    with db.write() as session:
+        account = accounts.add(session, "Leaving", AccountKind.PARTNER)
+        session.flush()
+        keys.start_erasure(session, account.id)
+        return account.id
+
+
+def outbox_job(db: Database, account_id: int, starts: int = 0) -> int:
+    with db.write() as session:
+        job = outbox.enqueue(session, ERASE_ACCOUNT, account_id, 0.0)
+        job.starts = starts
+        session.flush()
+        return job.id
+
+
+def exists(db: Database, account_id: int) -> bool:
+    with db.read() as session:
+        return session.get(Account, account_id) is not None
+
+
+def stored(db: Database, job_id: int) -> OutboxJob:
+    with db.read() as session:
+        job = session.get(OutboxJob, job_id)
+        assert job is not None
+        session.expunge(job)
+        return job
+
+
+def test_every_task_that_may_run_twice_records_its_runs(app: Celery) -> None:
+    assert {name for name, task in app.tasks.items() if isinstance(task, ResentWhenLost)} == RESENT_WHEN_LOST
+
+
+def test_a_run_is_recorded_and_a_repeated_message_does_nothing(app: Celery, db: Database) -> None:
+    erase = app.tasks[ERASE_ACCOUNT]
+    first = erasing_account(db)
+    job_id = outbox_job(db, first)
+    erase.apply(args=[first, 0.0], task_id=outbox.task_id(job_id))
+    assert not exists(db, first)  # it ran: an account with no creatives is erased in one step
+    job = stored(db, job_id)
+    assert (job.starts, job.running_on) == (1, None) and job.done_at is not None
+
+    # The same message again (Redis gives a killed worker's message back hours later): the job ended, nothing runs,
+    # even for an account that is being erased now.
+    second = erasing_account(db)
+    erase.apply(args=[second, 0.0], task_id=outbox.task_id(job_id))
+    assert exists(db, second)
+    assert stored(db, job_id).starts == 1
+
+    # A message sent other than through the outbox runs untracked.
+    erase.apply(args=[second, 0.0])
+    assert not exists(db, second)
+
+
+def test_a_job_that_kept_killing_its_workers_is_not_run_again(app: Celery, db: Database) -> None:
+    account = erasing_account(db)
+    job_id = outbox_job(db, account, starts=MAX_JOB_STARTS)
+    app.tasks[ERASE_ACCOUNT].apply(args=[account, 0.0], task_id=outbox.task_id(job_id))
+    assert exists(db, account)
+    job = stored(db, job_id)
+    assert job.done_at is not None and job.last_error is not None and "never finished" in job.last_error
