@@ -8,7 +8,9 @@ Pitt taxonomy and `--seed-rows` labelled Pitt ads, then `ctax run` starts. One c
 (real Pitt ad texts) steadily over `--post-s` seconds, while a prober keeps asking GET /healthz and
 GET /v1/creatives/{id} of every creative acknowledged, noting the labelled_at each first shows. The labelling
 worker (found with psutil among the children of `ctax run`) is SIGKILLed k times, spread over the posting: each
-kill waits until the restarted worker is ready and has labelled again, and aims at a moment when it holds claims.
+kill waits until the restarted worker is ready and has labelled again, and aims at a moment when it holds claims,
+or (the first `--kills-in-index-job`, 1) when it runs an index job from the outbox (a sync, a deletion's forget, an
+erasure step: read from the service's database), whose message goes with it.
 At the end Ctrl-C (SIGINT to the process group) stops the service.
 
 Meanwhile the poster deletes a share of its creatives (`--delete-share`, 0.1): half at once (queued, or being
@@ -23,7 +25,8 @@ readable, their index points among those counted below.
 Reported: API requests answered (all must be; a delete's 409 while a worker labels the creative is counted apart),
 creatives acknowledged / deleted / labelled / stuck / labelled twice (its labelled_at changed after it was first
 seen labelled) / failed, deleted ones still readable, index points without a row, time to drain after the last
-kill, restarts seen. Target: 300 creatives, 3 kills: every creative not deleted labelled, 0 stuck, 0 duplicated,
+kill, restarts seen, index jobs sent again after a kill, points of deleted creatives the restart's sweep dropped.
+Target: 300 creatives, 3 kills: every creative not deleted labelled, 0 stuck, 0 duplicated,
 0 failed API requests, 0 deleted still readable, 0 points without a row, drained within 120 s of the last kill,
 the erased account gone with 0 of its creatives readable.
 """
@@ -36,6 +39,7 @@ import os
 import random
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -90,6 +94,13 @@ class Service:
             except psutil.NoSuchProcess:
                 continue
         return None
+
+    def index_job_running(self) -> bool:
+        """Whether the worker is running an outbox job (a sync, a deletion's forget, an erasure step) now: read
+        from the service's database, as an operator would, to aim a kill at one."""
+        with sqlite3.connect(self.work / "var" / "ctax.db", timeout=5) as db:
+            return db.execute("SELECT 1 FROM outbox WHERE running_on IS NOT NULL AND done_at IS NULL "
+                              "LIMIT 1").fetchone() is not None
 
     def text(self) -> str:
         return self.log.read_text(errors="replace")
@@ -253,14 +264,17 @@ def wait_for(condition: Callable[[], bool], timeout: float, poll: float = 0.2) -
     return True
 
 
-def kill_once(service: Service, traffic: Traffic, due: int, t0: float) -> dict[str, Any]:
+def kill_once(service: Service, traffic: Traffic, due: int, t0: float, in_job: bool = False) -> dict[str, Any]:
     """Once `due` creatives were acknowledged and the worker is back and labelling, SIGKILL it, preferably while
-    it holds claims; then time how long until it is ready again."""
+    it holds claims (`in_job`: while it runs an index job); then time how long until it is ready again."""
     wait_for(lambda: len(traffic.ids) >= due or traffic.posting_done.is_set(), 900)
     labelled_before = traffic.count("labelled")
     wait_for(lambda: service.ready() and (traffic.count("labelled") > labelled_before
                                           or traffic.count("labelled") == len(traffic.alive())), 600)
-    wait_for(lambda: traffic.processing_now() > 0, 5, poll=0.05)
+    if in_job:
+        in_job = wait_for(service.index_job_running, 30, poll=0.02)
+    else:
+        wait_for(lambda: traffic.processing_now() > 0, 5, poll=0.05)
     worker = service.label_worker()
     if worker is None:
         raise RuntimeError(f"no labelling worker among the children of ctax run:\n{service.text()[-3000:]}")
@@ -270,7 +284,7 @@ def kill_once(service: Service, traffic: Traffic, due: int, t0: float) -> dict[s
     not_ready = wait_for(lambda: not service.ready(), 10, poll=0.05)
     unready_after = time.monotonic() - killed
     wait_for(lambda: (w := service.label_worker()) is not None and w.pid != worker.pid and service.ready(), 600)
-    return {"at_s": round(killed - t0, 1), "pid": worker.pid, "processing_at_kill": processing,
+    return {"at_s": round(killed - t0, 1), "pid": worker.pid, "in_index_job": in_job, "processing_at_kill": processing,
             "unlabelled_at_kill": unlabelled,
             "readyz_503_after_s": round(unready_after, 2) if not_ready else None,
             "ready_again_after_s": round(time.monotonic() - killed, 1), "_killed": killed}
@@ -318,8 +332,8 @@ def drill(service: Service, args: argparse.Namespace) -> dict[str, Any]:
                                 args=(service.url, args.erase_creatives, args.post_s / 2, erased))]
     for thread in threads:
         thread.start()
-    kills = [kill_once(service, traffic, args.creatives * (n + 1) // (args.kills + 1), t0)
-             for n in range(args.kills)]
+    kills = [kill_once(service, traffic, args.creatives * (n + 1) // (args.kills + 1), t0,
+                       in_job=n < args.kills_in_index_job) for n in range(args.kills)]
     last_kill = kills[-1].pop("_killed") if kills else t0
     for kill in kills:
         kill.pop("_killed", None)
@@ -346,8 +360,8 @@ def drill(service: Service, args: argparse.Namespace) -> dict[str, Any]:
         "api_answered_pct": round(100 * (traffic.requests - len(traffic.failures)) / max(traffic.requests, 1), 2),
         "drained_after_last_kill_s": round(drain_s, 1) if drained else None,
         "restarts_seen": len(re.findall(r"labelling worker restarted", log)),
-        # Index jobs a killed worker was running, sent again by the dispatcher; and what only the restart's sweep
-        # repaired (points of deleted creatives whose FORGET_CREATIVES was lost before its task started).
+        # Index jobs a killed worker was running, sent again by the dispatcher; and the points of deleted creatives
+        # the restart's sweep dropped (their FORGET_CREATIVES lost before its task started, or still queued).
         "index_jobs_sent_again": sum(int(n) for n in re.findall(r"sending again (\d+) jobs a stopped worker", log)),
         "orphan_points_swept": sum(int(n) for n in re.findall(r"(\d+) points of \S+ had no creative", log)),
         "kill_detail": [{**kill, **handed_back(log, kill["pid"])} for kill in kills],
@@ -373,7 +387,8 @@ def print_report(report: dict[str, Any]) -> None:
                 "ctrl_c_stop_s", "ctrl_c_clean"):
         table.add_row(key, str(report.get(key)))
     console.print(table)
-    columns = {"at_s": "at s", "pid": "pid", "unlabelled_at_kill": "unlabelled", "processing_at_kill": "claimed",
+    columns = {"at_s": "at s", "pid": "pid", "in_index_job": "in job", "unlabelled_at_kill": "unlabelled",
+               "processing_at_kill": "claimed",
                "claims_released": "released", "resent": "resent", "readyz_503_after_s": "503 after s",
                "ready_again_after_s": "ready after s"}
     kills = Table(title="each kill: when, what was waiting, what ctax run handed back, /readyz")
@@ -394,6 +409,8 @@ def main() -> None:
     parser.add_argument("--seed-rows", type=int, default=1000, help="labelled Pitt ads imported first")
     parser.add_argument("--delete-share", type=float, default=0.1,
                         help="share of the posted creatives the poster deletes (0: none)")
+    parser.add_argument("--kills-in-index-job", type=int, default=1,
+                        help="of the kills, how many (the first ones) aim at an index job the worker runs")
     parser.add_argument("--erase-creatives", type=int, default=60,
                         help="creatives a second account posts before it is erased")
     parser.add_argument("--drain-timeout-s", type=float, default=600.0)

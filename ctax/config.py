@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -189,6 +189,8 @@ class Settings(BaseSettings):
     rate_limit_searches: str | None = Field(default="600/minute", description="Searches one account may make.")
     rate_limit_storage: str | None = Field(default=None, description="Where the limits are counted: memory:// (each "
         "API process on its own) or a redis:// URL (all of them); default: the broker's Redis, else memory.")
+    quota_creatives: int | None = Field(default=None, ge=1, description="Creatives one account may hold at once "
+                                        "(none: no quota); a post that would pass it is refused (403).")
     worker_heartbeat_s: float = Field(default=5.0, gt=0, le=60,
                                       description="How often a worker reports itself alive and renews its claims.")
     worker_stale_s: float = Field(default=15.0, gt=0, le=600,
@@ -196,7 +198,7 @@ class Settings(BaseSettings):
 
     @field_validator("image_pretrained", "image_projection", "text_model", "database_url", "qdrant_url",
                      "broker_url", "bootstrap_admin_key", "result_backend_url", "rate_limit_creatives",
-                     "rate_limit_searches", "rate_limit_storage", mode="before")
+                     "rate_limit_searches", "rate_limit_storage", "quota_creatives", mode="before")
     @classmethod
     def _none(cls, value: object) -> object:
         """An environment variable cannot be unset by assignment: "" or "none" mean no value."""
@@ -222,11 +224,6 @@ class Settings(BaseSettings):
     def _database(cls, value: str | None) -> str | None:
         return None if value is None else checks.database_url(value, DATABASE_BACKENDS)
 
-    @field_validator("qdrant_url")
-    @classmethod
-    def _qdrant(cls, value: str | None) -> str | None:
-        return None if value is None else checks.qdrant_url(value)
-
     @field_validator("label_template", "train_label_template")
     @classmethod
     def _template(cls, value: str) -> str:
@@ -237,6 +234,7 @@ class Settings(BaseSettings):
     _stale_after_beats = field_validator("worker_stale_s")(checks.stale_after_beats)
     _rate_limits = field_validator("rate_limit_creatives", "rate_limit_searches")(checks.rate_limit)
     _rate_limit_storage = field_validator("rate_limit_storage")(checks.rate_limit_storage)
+    _qdrant = field_validator("qdrant_url")(checks.qdrant_url)
 
     @cached_property
     def sqlalchemy_url(self) -> str:
@@ -258,12 +256,12 @@ class Settings(BaseSettings):
     def rate_limit_store(self) -> str:
         return self.rate_limit_storage or self.broker_redis or "memory://"
 
-    def rate_limit(self, kind: str, own: Mapping[str, str] | None = None) -> tuple[str | None, bool]:
-        """The limit that counts an account's `kind` ("creatives" or "searches"; None: no limit) given its `own`
-        limits (Account.rate_limits), and whether it is its own rather than the service's."""
+    def for_account(self, setting: str, kind: str, own: Mapping[str, Any] | None = None) -> tuple[Any, bool]:
+        """What the service's `{setting}_{kind}` (rate_limit_creatives, quota_creatives, ...; None: none) is for an
+        account with these `own` values (Account.rate_limits, Account.quotas), and whether it is its own."""
         mine = (own or {}).get(kind)
         if mine is None:
-            return getattr(self, f"rate_limit_{kind}"), False
+            return getattr(self, f"{setting}_{kind}"), False
         return (None if mine == "none" else mine), True
 
     @property

@@ -62,6 +62,12 @@ class AccountSuspended(Forbidden):
     code = "account_suspended"
 
 
+class QuotaExceeded(Forbidden):
+    """The account holds as many creatives as its quota allows: deleting some, or a larger quota, makes room."""
+
+    code = "quota_exceeded"
+
+
 class ServiceUnavailable(CtaxError):
     status_code = 503
     code = "unavailable"

@@ -28,8 +28,8 @@ def min_length(value: str, chars: int) -> str:
     return value
 
 
-def qdrant_url(value: str) -> str:
-    if not value.startswith(("http://", "https://")):
+def qdrant_url(value: str | None) -> str | None:
+    if value is not None and not value.startswith(("http://", "https://")):
         raise ValueError("must be an http:// or https:// URL (unset it for local mode)")
     return value
 
@@ -125,3 +125,19 @@ def stale_after_beats(value: float, info: ValidationInfo) -> float:
 def _other(info: ValidationInfo, name: str) -> Any:
     """Another field's value, when it was valid and declared before this one."""
     return info.data.get(name)
+
+
+def account_quota(value: int | str | None) -> int | str | None:
+    """An account's own quota as an admin gives it: a number of at least 1, "none" (no quota), or "default" / None
+    (the service's, which is what None stores)."""
+    spelled = value.strip().lower() if isinstance(value, str) else value
+    if spelled is None or spelled == "default":
+        return None
+    if spelled == "none":
+        return "none"
+    if isinstance(spelled, str) and spelled.isdigit():
+        spelled = int(spelled)
+    if isinstance(spelled, bool) or not isinstance(spelled, int) or spelled < 1:
+        raise ValueError("is not a quota: give a whole number of at least 1, none (no quota) or default (the "
+                         "service's, CTAX_QUOTA_CREATIVES)")
+    return spelled

@@ -46,12 +46,12 @@ def drop_pg_database(name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def run_ctax(tmp_path: Path, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+def run_ctax(tmp_path: Path, *args: str, input: str | None = None, **settings: str) -> subprocess.CompletedProcess[str]:
     """`ctax ARGS` as a user runs it, on a data directory under tmp_path, with none of this shell's CTAX_ settings
-    (and `input` typed at its prompts)."""
+    but `settings` (and `input` typed at its prompts)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CTAX_")}
     return subprocess.run([sys.executable, "-m", "ctax", *args], cwd=tmp_path, capture_output=True, text=True,
-                          env={**env, "CTAX_DATA_DIR": str(tmp_path / "var")}, timeout=120, input=input)
+                          env={**env, "CTAX_DATA_DIR": str(tmp_path / "var"), **settings}, timeout=120, input=input)
 
 
 def free_port() -> int:

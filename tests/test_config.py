@@ -46,6 +46,8 @@ def test_the_bootstrap_admin_key_must_be_as_long_as_any_key() -> None:
     ({"rate_limit_creatives": "lots"}, "rate_limit_creatives", "e.g. 6000/minute"),
     ({"rate_limit_searches": "10/fortnight"}, "rate_limit_searches", "not a rate limit"),
     ({"rate_limit_storage": "mongodb://m:27017"}, "rate_limit_storage", "memory:// or a redis://"),
+    ({"quota_creatives": 0}, "quota_creatives", "greater than or equal to 1"),
+    ({"quota_creatives": "lots"}, "quota_creatives", "valid integer"),
 ])
 def test_values_that_would_fail_later_are_refused_when_read(values: dict[str, object], field: str,
                                                               words: str) -> None:
@@ -65,6 +67,15 @@ def test_rate_limits_count_in_the_brokers_redis_unless_told_otherwise() -> None:
     lifted = _settings(rate_limit_creatives="none", rate_limit_searches="")
     assert lifted.rate_limit_creatives is None and lifted.rate_limit_searches is None
     assert _settings(rate_limit_creatives="100/second; 6000/minute").rate_limit_creatives
+
+
+def test_an_account_sees_the_service_setting_unless_it_has_its_own() -> None:
+    current = _settings(quota_creatives="none", rate_limit_creatives="50/minute")
+    assert current.quota_creatives is None
+    assert current.for_account("quota", "creatives", None) == (None, False)
+    assert current.for_account("quota", "creatives", {"creatives": 7}) == (7, True)
+    assert current.for_account("rate_limit", "creatives", {"searches": "none"}) == ("50/minute", False)
+    assert current.for_account("rate_limit", "creatives", {"creatives": "none"}) == (None, True)
 
 
 def test_the_label_pipeline_reads_its_old_true_and_false_as_on_and_off(monkeypatch: pytest.MonkeyPatch) -> None:

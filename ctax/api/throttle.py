@@ -89,7 +89,7 @@ def _refusal(spend: Spend, item: RateLimitItem, cost: int, stats: WindowStats) -
 def rate_limits_view(account: Account, settings: Settings) -> dict[str, dict[str, Any]]:
     views = {}
     for spend in Spend:
-        limit, own = settings.rate_limit(spend.value, account.rate_limits)
+        limit, own = settings.for_account("rate_limit", spend.value, account.rate_limits)
         views[spend.value] = {"limit": limit or "none", "own": own}
     return views
 
@@ -122,7 +122,8 @@ class Throttle:
         """Take `cost` from the account's budget for `spend` (or, with only_test, check that it is there) and say
         what is left; RateLimited if any of its limits lacks room, and nothing is taken then."""
         account = key.account if key.account_id is not None else None
-        limit, _ = self.settings.rate_limit(spend.value, account.rate_limits if account is not None else None)
+        limit, _ = self.settings.for_account("rate_limit", spend.value,
+                                             account.rate_limits if account is not None else None)
         if limit is None:
             return None
         items = _parsed(limit)

@@ -6,7 +6,7 @@ import typer
 
 from ctax.cli.common import console, database, fail, settings
 from ctax.enums import AccountKind, AccountStatus
-from ctax.settings_checks import account_rate_limit
+from ctax.settings_checks import account_quota, account_rate_limit
 from ctax.store import migrate
 from ctax.store.keys import (
     account_status,
@@ -109,12 +109,37 @@ def accounts_limit(
         own = {kind: _own_limit(kind, value) for kind, value in given.items() if value is not None}
         with database(current).write() as session:
             account = update_account(session, account_id, rate_limits=own)
-            name, limits = account.name, [current.rate_limit(kind, account.rate_limits) for kind in given]
+            name, limits = account.name, [current.for_account("rate_limit", kind, account.rate_limits)
+                                           for kind in given]
     except Exception as exc:
         fail(exc)
     whose = {True: "its own", False: "the service's"}
     shown = [f"{kind} {limit or 'none'} ({whose[mine]})" for kind, (limit, mine) in zip(given, limits, strict=True)]
     typer.echo(f"account {account_id} ({name}): " + ", ".join(shown))
+
+
+@accounts_app.command("quota")
+def accounts_quota(
+    account_id: int,
+    creatives: str = typer.Option(..., help="creatives it may hold at once: a number, none (no quota) or default "
+                                            "(the service's CTAX_QUOTA_CREATIVES)"),
+) -> None:
+    """Give the account its own quota (a running API applies it within CTAX_KEY_CACHE_S); prints it and what the
+    account holds."""
+    current = settings()
+    try:
+        try:
+            own = account_quota(creatives)
+        except ValueError as exc:
+            raise ValueError(f"--creatives {creatives}: {exc}") from None
+        with database(current).write() as session:
+            account = update_account(session, account_id, quotas={"creatives": own})
+            quota, mine = current.for_account("quota", "creatives", account.quotas)
+            name, held = account.name, account_usage(session, account)["creatives"]["total"]
+    except Exception as exc:
+        fail(exc)
+    whose = "its own" if mine else "the service's"
+    typer.echo(f"account {account_id} ({name}): creatives {quota or 'none'} ({whose}); holds {held}")
 
 
 @keys_app.command("create")

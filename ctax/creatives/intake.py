@@ -16,11 +16,12 @@ from ctax.config import Settings
 from ctax.creatives.images import ImageInfo, validate_image
 from ctax.creatives.validation import CreativeSubmission, clean_text, request_hash, validate_submission
 from ctax.enums import CreativeStatus, Source
-from ctax.errors import ConcurrentChange, Conflict, InvalidInput, NotFound
+from ctax.errors import ConcurrentChange, Conflict, InvalidInput, NotFound, QuotaExceeded
 from ctax.jobs import LABEL_CREATIVES
 from ctax.store import outbox as outbox_rows
 from ctax.store.blobs import BlobStore
 from ctax.store.models import Creative
+from ctax.store.repos import accounts
 from ctax.store.repos import creatives as repo
 from ctax.store.session import Database, Session
 from ctax.store.types import utcnow
@@ -109,15 +110,19 @@ def create_creative(
             return existing, False
     asserted = _asserted_id(session, item, 0, 1)
     sha = blobs.put(item.sub.image) if item.sub.image is not None else None
-    return repo.add(session, _new_creative(item, sha, asserted, api_key_id, account_id)), True
+    creative = repo.add(session, _new_creative(item, sha, asserted, api_key_id, account_id))
+    within_quota(session, account_id, None, 1)
+    return creative, True
 
 
 def submit(
     db: Database, blobs: BlobStore, settings: Settings, subs: Sequence[CreativeSubmission], api_key_id: int | None,
-    account_id: int | None = None,
+    account_id: int | None = None, quota: int | None = None,
 ) -> list[tuple[Creative, bool]]:
     """Create every submission, all or nothing, in the sending key's account (`account_id`: the caller passes the
-    key's, so that no query is added under the write lock); returns (creative, created) for each.
+    key's, so that no query is added under the write lock); returns (creative, created) for each. The account's
+    count of creatives held grows with them, and with a `quota` (the creatives it may hold) they must fit in it
+    (`within_quota`, under the write lock, since two posts counting before it could both fit).
 
     The order keeps the database's write lock (SQLite has one) for the inserts alone: everything is validated
     first (images decoded, texts checked) without any transaction, then replays and asserted labels are read, then
@@ -134,10 +139,13 @@ def submit(
               if n not in replays and item.sub.image is not None}
     try:
         with db.write() as session:
-            return [(replays[n], False) if n in replays else
-                    (repo.add(session, _new_creative(item, stored[n][0] if n in stored else None, asserted[n],
-                                                     api_key_id, account_id)), True)
-                    for n, item in enumerate(items)]
+            created = [(replays[n], False) if n in replays else
+                       (repo.add(session, _new_creative(item, stored[n][0] if n in stored else None, asserted[n],
+                                                        api_key_id, account_id)), True)
+                       for n, item in enumerate(items)]
+            # Last, so that on PostgreSQL the account's row is locked for the commit alone.
+            within_quota(session, account_id, quota, len(items) - len(replays))
+            return created
     except ConcurrentChange:
         _discard_unused(db, blobs, [sha for sha, created in stored.values() if created])
         with db.read() as session:
@@ -148,6 +156,21 @@ def submit(
     except BaseException:
         _discard_unused(db, blobs, [sha for sha, created in stored.values() if created])
         raise
+
+
+def within_quota(session: Session, account_id: int | None, quota: int | None, posting: int) -> None:
+    """Count `posting` new creatives held by the account, refusing them (nothing changes) past its `quota`."""
+    if account_id is None or posting == 0 or accounts.take_places(session, account_id, posting, quota):
+        return
+    if quota is None:  # no row to count on: the account was erased while this post was on its way
+        raise ConcurrentChange(f"account {account_id} was erased while this request was on its way; nothing was "
+                               "stored")
+    held = accounts.held(session, account_id)
+    room = max(quota - held, 0)
+    raise QuotaExceeded(
+        f"quota: the account may hold {quota} creatives and holds {held}, so {room} more fit and this request "
+        f"sends {posting}; delete some (DELETE /v1/creatives/{{id}}) or ask an admin for a larger quota",
+        quota=quota, held=held, posting=posting)
 
 
 def _replays(session: Session, items: Sequence[Prepared], api_key_id: int | None) -> dict[int, Creative]:

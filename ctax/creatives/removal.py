@@ -25,8 +25,8 @@ from ctax.errors import Conflict
 from ctax.jobs import FORGET_CREATIVES
 from ctax.store import outbox
 from ctax.store.blobs import BlobStore
+from ctax.store.repos import accounts, groups
 from ctax.store.repos import creatives as repo
-from ctax.store.repos import groups
 from ctax.store.session import Database, Session
 from ctax.store.types import utcnow
 
@@ -56,12 +56,14 @@ def remove(session: Session, creative_id: str, account_id: int | None, lease_s: 
     else:
         groups.add_members(session, {creative_id: 0})
         heir = groups.hand_group_on(session, creative_id)
-    image = creative.image_sha256
+    image, owner = creative.image_sha256, creative.account_id
     session.expunge(creative)  # deleted below in SQL, so the database cascades: the session must not flush it
     if not repo.delete(session, creative_id, live_after):
         # A worker claimed it since it was read above: the caller's transaction (or savepoint) must roll back what
         # was changed here.
         raise _being_labelled(creative_id)
+    if owner is not None:
+        accounts.free_places(session, owner)
     if forget:
         outbox.enqueue(session, FORGET_CREATIVES, [creative_id])
     if labelled_data or heir is not None:

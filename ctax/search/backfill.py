@@ -91,8 +91,9 @@ def forget_orphans(db: Database, index: LabelIndex, version: str) -> int:
     orphans = [creative_id for creative_id in held if creative_id not in stored]
     if orphans:
         index.forget(version, orphans)
-        log.warning("%d points of %s had no creative (a deletion's message was lost): forgotten", len(orphans),
-                    version)
+        # Deleted creatives whose FORGET_CREATIVES was lost with a killed worker, or is still queued behind this.
+        log.warning("%d points of %s had no creative (deleted; their forget job lost or still queued): forgotten",
+                    len(orphans), version)
     return len(orphans)
 
 

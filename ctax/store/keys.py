@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import secrets
 import unicodedata
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, joinedload, selectinload
@@ -169,10 +170,11 @@ def get_account(session: Session, account_id: int) -> Account:
 
 
 def update_account(session: Session, account_id: int, name: str | None = None,
-                   status: AccountStatus | None = None, rate_limits: dict[str, str | None] | None = None) -> Account:
-    """Rename, suspend or resume, or set its own rate limits. Suspending refuses the account's poster keys (403)
-    until it is resumed, which makes the same keys work again; its creatives stay, and those already sent are still
-    labelled. A rate limit set to None follows the service's setting again."""
+                   status: AccountStatus | None = None, rate_limits: dict[str, str | None] | None = None,
+                   quotas: dict[str, int | str | None] | None = None) -> Account:
+    """Rename, suspend or resume, or set its own rate limits and quotas. Suspending refuses the account's poster
+    keys (403) until it is resumed, which makes the same keys work again; its creatives stay, and those already
+    sent are still labelled. A rate limit or quota set to None follows the service's setting again."""
     account = get_account(session, account_id)
     if account.erasing_at is not None:
         raise Conflict(f"account {account_id} is being erased: it changes no more", field="account_id")
@@ -180,8 +182,9 @@ def update_account(session: Session, account_id: int, name: str | None = None,
         raise InvalidInput("status: an account is erased with DELETE /v1/accounts/{id} (ctax accounts erase ID), "
                            "not by setting its status", field="status")
     if rate_limits:
-        own = {**(account.rate_limits or {}), **rate_limits}
-        account.rate_limits = {kind: limit for kind, limit in own.items() if limit is not None} or None
+        account.rate_limits = _own(account.rate_limits, rate_limits)
+    if quotas:
+        account.quotas = _own(account.quotas, quotas)
     if name is not None and (name := clean_name(name)) != account.name:
         if accounts.by_name(session, name) is not None:
             raise Conflict(f"an account named {name!r} already exists", field="name")
@@ -192,6 +195,12 @@ def update_account(session: Session, account_id: int, name: str | None = None,
         account.suspended_at = None
     session.flush()
     return account
+
+
+def _own(current: dict[str, Any] | None, changes: dict[str, Any]) -> dict[str, Any] | None:
+    """An account's own values after `changes` (None: the service's again, so not stored)."""
+    merged = {**(current or {}), **changes}
+    return {kind: value for kind, value in merged.items() if value is not None} or None
 
 
 def account_usage(session: Session, account: Account) -> dict[str, dict[str, int]]:

@@ -57,9 +57,11 @@ class Account(Base):
     suspended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     # Set when an admin asked for the account to be erased (suspended too): a worker deletes its creatives, then it.
     erasing_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    # Its own rate limits by what they count ({"creatives": "60000/minute", "searches": "none"}); a kind it lacks
-    # (or NULL) follows the service's setting (CTAX_RATE_LIMIT_*).
+    # Its own rate limits and quotas by what they count ({"creatives": "60000/minute", "searches": "none"},
+    # {"creatives": 100000}); a kind it lacks (or NULL) follows the service's (CTAX_RATE_LIMIT_*, CTAX_QUOTA_*).
     rate_limits: Mapped[dict[str, str] | None] = mapped_column(JSONType)
+    quotas: Mapped[dict[str, int | str] | None] = mapped_column(JSONType)
+    creatives_held: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # kept by intake, removal
 
 
 class ApiKey(Base):

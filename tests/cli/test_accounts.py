@@ -51,6 +51,21 @@ def test_an_account_is_given_its_own_rate_limits_from_the_command_line(tmp_path:
     assert run_ctax(tmp_path, "accounts", "limit", "999", "--creatives", "none").stderr == "error: no account 999\n"
 
 
+def test_an_account_is_given_its_own_quota_from_the_command_line(tmp_path: Path) -> None:
+    assert run_ctax(tmp_path, "db", "upgrade").returncode == 0
+    account = run_ctax(tmp_path, "accounts", "create", "Small Shop").stdout.strip()
+    given = run_ctax(tmp_path, "accounts", "quota", account, "--creatives", "5000")
+    assert given.returncode == 0, given.stderr
+    assert given.stdout == f"account {account} (Small Shop): creatives 5000 (its own); holds 0\n"
+    lifted = run_ctax(tmp_path, "accounts", "quota", account, "--creatives", "none")
+    assert lifted.stdout == f"account {account} (Small Shop): creatives none (its own); holds 0\n", lifted.stderr
+    back = run_ctax(tmp_path, "accounts", "quota", account, "--creatives", "default", CTAX_QUOTA_CREATIVES="900")
+    assert back.stdout == f"account {account} (Small Shop): creatives 900 (the service's); holds 0\n", back.stderr
+    bad = run_ctax(tmp_path, "accounts", "quota", account, "--creatives", "0")
+    assert bad.returncode == 2 and bad.stderr.startswith("error: --creatives 0: is not a quota"), bad.stderr
+    assert run_ctax(tmp_path, "accounts", "quota", "999", "--creatives", "7").stderr == "error: no account 999\n"
+
+
 def test_an_account_is_erased_from_the_command_line_once_confirmed(tmp_path: Path) -> None:
     assert run_ctax(tmp_path, "db", "upgrade").returncode == 0
     account = run_ctax(tmp_path, "accounts", "create", "Gone Ads").stdout.strip()

@@ -1,6 +1,7 @@
 """Accounts (admin): the advertisers and partners poster keys belong to. A poster sees its account's creatives
 only; reviewers and admins see every account and may filter by one (`AccountFilter`). An admin suspends an account
-(its poster keys are refused until it is resumed), renames it, gives it its own rate limits, or erases it."""
+(its poster keys are refused until it is resumed), renames it, gives it its own rate limits or quota, or erases
+it."""
 
 from __future__ import annotations
 
@@ -40,6 +41,16 @@ class RateLimitsIn(RequestBody):
         return checks.account_rate_limit(value)
 
 
+class QuotasIn(RequestBody):
+    creatives: int | str | None = Field(default=None, examples=[100000],
+                                        description="creatives it may hold at once")
+
+    @field_validator("creatives", mode="before")
+    @classmethod
+    def _quota(cls, value: int | str | None) -> int | str | None:
+        return checks.account_quota(value)
+
+
 class AccountChange(RequestBody):
     name: Name | None = Field(default=None, description="a new name (names are unique)")
     status: AccountStatus | None = Field(
@@ -48,13 +59,21 @@ class AccountChange(RequestBody):
     rate_limits: RateLimitsIn | None = Field(default=None, description="its own limits, in the notation of "
         "CTAX_RATE_LIMIT_* ('6000/minute', '100/second; 6000/minute'), 'none' for no limit, or 'default' (or null) "
         "to follow the service's again; a kind left out stays as it is")
+    quotas: QuotasIn | None = Field(default=None, description="its own quotas: a number, 'none' for no quota, or "
+        "'default' (or null) to follow CTAX_QUOTA_* again; a post that would pass one is refused (403)")
 
 
 def account_view(account: Account, settings: Settings) -> dict[str, Any]:
     return {"id": account.id, "name": account.name, "kind": account.kind,
             "status": service.account_status(account),
             "suspended_at": account.suspended_at, "erasing_at": account.erasing_at, "created_at": account.created_at,
-            "rate_limits": rate_limits_view(account, settings)}
+            "rate_limits": rate_limits_view(account, settings), "quotas": quotas_view(account, settings)}
+
+
+def quotas_view(account: Account, settings: Settings) -> dict[str, dict[str, Any]]:
+    quota, own = settings.for_account("quota", "creatives", account.quotas)
+    return {"creatives": {"quota": quota if quota is not None else "none", "own": own,
+                          "held": account.creatives_held}}
 
 
 @router.post("", status_code=201)
@@ -81,13 +100,16 @@ def get_account(account_id: Id, _: Admin, db: DbDep, settings: SettingsDep) -> d
 @router.patch("/{account_id}")
 def change_account(account_id: Id, body: AccountChange, _: Admin, db: DbDep, cache: KeyCacheDep,
                    settings: SettingsDep) -> dict[str, Any]:
-    """Rename, suspend or resume, or give it its own rate limits. A suspension or a new limit takes effect at once
-    in this API process, and in others within CTAX_KEY_CACHE_S seconds (how long a process trusts a key it
-    checked, and the account it read with it)."""
+    """Rename, suspend or resume, or give it its own rate limits or quota. A suspension, a new limit or a new quota
+    takes effect at once in this API process, and in others within CTAX_KEY_CACHE_S seconds (how long a process
+    trusts a key it checked, and the account it read with it). A quota below what the account holds refuses its
+    posts until it holds less; nothing stored is removed."""
     limits = body.rate_limits.model_dump(exclude_unset=True) if body.rate_limits else None
+    quotas = body.quotas.model_dump(exclude_unset=True) if body.quotas else None
     with db.write() as session:
-        view = account_view(service.update_account(session, account_id, body.name, body.status, limits), settings)
-    if body.status == AccountStatus.SUSPENDED or limits:
+        view = account_view(service.update_account(session, account_id, body.name, body.status, limits, quotas),
+                            settings)
+    if body.status == AccountStatus.SUSPENDED or limits or quotas:
         cache.forget_account(account_id)
     return view
 

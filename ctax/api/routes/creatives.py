@@ -23,6 +23,11 @@ from ctax.store.models import ApiKey
 from ctax.store.repos import creatives as creative_rows
 from ctax.store.repos import review as review_rows
 
+# What refuses a well-formed post beyond the usual 401/403/422: the account's rate (429) or its quota (403).
+POST_REFUSALS: dict[int | str, dict[str, Any]] = {
+    **RATE_LIMITED, 403: {"description": "quota_exceeded: the account holds as many creatives as its quota allows "
+                                         "(or the key may not post)"}}
+
 router = APIRouter(prefix="/v1/creatives", tags=["creatives"])
 
 
@@ -30,7 +35,7 @@ router = APIRouter(prefix="/v1/creatives", tags=["creatives"])
     "",
     status_code=202,
     response_model=Accepted,
-    responses=RATE_LIMITED,
+    responses=POST_REFUSALS,
     openapi_extra={
         "requestBody": {
             "content": {
@@ -53,7 +58,8 @@ async def post_creative(
 ) -> Accepted:
     """Accept a creative (an image, its text, or both) and answer at once; labelling happens in the worker."""
     subs = await _read_within_limit(request, key, throttle, response, idempotency_key, settings, batch=False)
-    [(creative, created)] = await run_in_threadpool(intake.submit, db, blobs, settings, subs, key.id, key.account_id)
+    [(creative, created)] = await run_in_threadpool(intake.submit, db, blobs, settings, subs, key.id, key.account_id,
+                                                    _quota(key, settings))
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
     return accepted(creative, created)
@@ -63,7 +69,7 @@ async def post_creative(
     "/batch",
     status_code=202,
     response_model=BatchAccepted,
-    responses=RATE_LIMITED,
+    responses=POST_REFUSALS,
     openapi_extra={
         "requestBody": {"content": {"application/json": {"schema": BATCH_SCHEMA}}, "required": True}
     },
@@ -81,8 +87,18 @@ async def post_batch(
     """Accept many creatives in one request: all of them or, if any is invalid or over the account's rate limit,
     none."""
     subs = await _read_within_limit(request, key, throttle, response, idempotency_key, settings, batch=True)
-    results = await run_in_threadpool(intake.submit, db, blobs, settings, subs, key.id, key.account_id)
+    results = await run_in_threadpool(intake.submit, db, blobs, settings, subs, key.id, key.account_id,
+                                      _quota(key, settings))
     return BatchAccepted(items=[accepted(creative, created) for creative, created in results])
+
+
+def _quota(key: ApiKey, settings: Settings) -> int | None:
+    """The creatives the key's account may hold (None: no quota), as the key was read with its account (a change
+    reaches other API processes within CTAX_KEY_CACHE_S)."""
+    if key.account is None:
+        return None
+    quota, _ = settings.for_account("quota", "creatives", key.account.quotas)
+    return None if quota is None else int(quota)
 
 
 async def _read_within_limit(request: Request, key: ApiKey, throttle: Throttle, response: Response,

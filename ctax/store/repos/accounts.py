@@ -66,3 +66,23 @@ def usage(session: Session, account_id: int) -> dict[str, dict[str, int]]:
                                      .group_by(Creative.status)).tuples().all())
     return {"keys": {"active": keys.get(False, 0), "revoked": keys.get(True, 0)},
             "creatives": {"total": sum(creatives.values()), **{str(k): v for k, v in sorted(creatives.items())}}}
+
+
+def take_places(session: Session, account_id: int, n: int, quota: int | None) -> bool:
+    """Count `n` more creatives held by the account, unless a `quota` would be passed (then nothing changes and
+    False). One UPDATE of the account's row: on PostgreSQL posts racing for the last places wait on its lock and
+    each judges the count the one before committed, so the quota is never passed; a count of its creatives instead
+    cost a post time in proportion to what the account holds (bench.quotas)."""
+    room = [Account.creatives_held + n <= quota] if quota is not None else []
+    taken = session.execute(update(Account).where(Account.id == account_id, *room)
+                            .values(creatives_held=Account.creatives_held + n))
+    return bool(getattr(taken, "rowcount", 0))
+
+
+def free_places(session: Session, account_id: int, n: int = 1) -> None:
+    session.execute(update(Account).where(Account.id == account_id)
+                    .values(creatives_held=Account.creatives_held - n))
+
+
+def held(session: Session, account_id: int) -> int:
+    return int(session.scalar(select(Account.creatives_held).where(Account.id == account_id)) or 0)
