@@ -120,9 +120,10 @@ def submit(
     account_id: int | None = None, quota: int | None = None,
 ) -> list[tuple[Creative, bool]]:
     """Create every submission, all or nothing, in the sending key's account (`account_id`: the caller passes the
-    key's, so that no query is added under the write lock); returns (creative, created) for each. The account's
-    count of creatives held grows with them, and with a `quota` (the creatives it may hold) they must fit in it
-    (`within_quota`, under the write lock, since two posts counting before it could both fit).
+    key's, so that no lookup is added under the write lock); returns (creative, created) for each. The account's
+    count of creatives held grows with them in the same transaction (one UPDATE of its row), and with a `quota`
+    (the creatives it may hold) they must fit in it (`within_quota`: a count judged before the write lock could let
+    two racing posts both fit).
 
     The order keeps the database's write lock (SQLite has one) for the inserts alone: everything is validated
     first (images decoded, texts checked) without any transaction, then replays and asserted labels are read, then
