@@ -9,8 +9,8 @@ Pitt taxonomy and `--seed-rows` labelled Pitt ads, then `ctax run` starts. One c
 GET /v1/creatives/{id} of every creative acknowledged, noting the labelled_at each first shows. The labelling
 worker (found with psutil among the children of `ctax run`) is SIGKILLed k times, spread over the posting: each
 kill waits until the restarted worker is ready and has labelled again, and aims at a moment when it holds claims,
-or (the first `--kills-in-index-job`, 1) when it runs an index job from the outbox (a sync, a deletion's forget, an
-erasure step: read from the service's database), whose message goes with it.
+or (the first `--kills-in-index-job`, 1) when it runs an index sync from the outbox (read from the service's
+database), whose message goes with it.
 At the end Ctrl-C (SIGINT to the process group) stops the service.
 
 Meanwhile the poster deletes a share of its creatives (`--delete-share`, 0.1): half at once (queued, or being
@@ -95,12 +95,13 @@ class Service:
                 continue
         return None
 
-    def index_job_running(self) -> bool:
-        """Whether the worker is running an outbox job (a sync, a deletion's forget, an erasure step) now: read
-        from the service's database, as an operator would, to aim a kill at one."""
+    def index_sync_running(self) -> bool:
+        """Whether the worker is running an index sync from the outbox now (a deletion of labelled data asks for
+        one; it recalibrates for seconds, where a deletion's forget takes milliseconds and a kill aimed at one
+        came too late in the first run): read from the service's database, as an operator would."""
         with sqlite3.connect(self.work / "var" / "ctax.db", timeout=5) as db:
             return db.execute("SELECT 1 FROM outbox WHERE running_on IS NOT NULL AND done_at IS NULL "
-                              "LIMIT 1").fetchone() is not None
+                              "AND task = 'ctax.index.sync' LIMIT 1").fetchone() is not None
 
     def text(self) -> str:
         return self.log.read_text(errors="replace")
@@ -266,18 +267,18 @@ def wait_for(condition: Callable[[], bool], timeout: float, poll: float = 0.2) -
 
 def kill_once(service: Service, traffic: Traffic, due: int, t0: float, in_job: bool = False) -> dict[str, Any]:
     """Once `due` creatives were acknowledged and the worker is back and labelling, SIGKILL it, preferably while
-    it holds claims (`in_job`: while it runs an index job); then time how long until it is ready again."""
+    it holds claims (`in_job`: while it runs an index sync); then time how long until it is ready again."""
     wait_for(lambda: len(traffic.ids) >= due or traffic.posting_done.is_set(), 900)
     labelled_before = traffic.count("labelled")
     wait_for(lambda: service.ready() and (traffic.count("labelled") > labelled_before
                                           or traffic.count("labelled") == len(traffic.alive())), 600)
-    if in_job:
-        in_job = wait_for(service.index_job_running, 30, poll=0.02)
-    else:
-        wait_for(lambda: traffic.processing_now() > 0, 5, poll=0.05)
     worker = service.label_worker()
     if worker is None:
         raise RuntimeError(f"no labelling worker among the children of ctax run:\n{service.text()[-3000:]}")
+    if in_job:
+        in_job = wait_for(service.index_sync_running, 60, poll=0.02)
+    else:
+        wait_for(lambda: traffic.processing_now() > 0, 5, poll=0.05)
     processing, unlabelled = traffic.processing_now(), len(traffic.alive()) - traffic.count("labelled", "failed")
     worker.kill()
     killed = time.monotonic()
@@ -387,7 +388,7 @@ def print_report(report: dict[str, Any]) -> None:
                 "ctrl_c_stop_s", "ctrl_c_clean"):
         table.add_row(key, str(report.get(key)))
     console.print(table)
-    columns = {"at_s": "at s", "pid": "pid", "in_index_job": "in job", "unlabelled_at_kill": "unlabelled",
+    columns = {"at_s": "at s", "pid": "pid", "in_index_job": "in a sync", "unlabelled_at_kill": "unlabelled",
                "processing_at_kill": "claimed",
                "claims_released": "released", "resent": "resent", "readyz_503_after_s": "503 after s",
                "ready_again_after_s": "ready after s"}
@@ -410,7 +411,7 @@ def main() -> None:
     parser.add_argument("--delete-share", type=float, default=0.1,
                         help="share of the posted creatives the poster deletes (0: none)")
     parser.add_argument("--kills-in-index-job", type=int, default=1,
-                        help="of the kills, how many (the first ones) aim at an index job the worker runs")
+                        help="of the kills, how many (the first ones) aim at an index sync the worker runs")
     parser.add_argument("--erase-creatives", type=int, default=60,
                         help="creatives a second account posts before it is erased")
     parser.add_argument("--drain-timeout-s", type=float, default=600.0)

@@ -120,10 +120,9 @@ def submit(
     account_id: int | None = None, quota: int | None = None,
 ) -> list[tuple[Creative, bool]]:
     """Create every submission, all or nothing, in the sending key's account (`account_id`: the caller passes the
-    key's, so that no lookup is added under the write lock); returns (creative, created) for each. The account's
-    count of creatives held grows with them in the same transaction (one UPDATE of its row), and with a `quota`
-    (the creatives it may hold) they must fit in it (`within_quota`: a count judged before the write lock could let
-    two racing posts both fit).
+    key's, so that no lookup is added under the write lock); returns (creative, created) for each. With a `quota`
+    (the creatives the account may hold) they must fit in it, judged in the same transaction (`within_quota`: a
+    count taken before it could let two racing posts both fit).
 
     The order keeps the database's write lock (SQLite has one) for the inserts alone: everything is validated
     first (images decoded, texts checked) without any transaction, then replays and asserted labels are read, then
@@ -163,9 +162,7 @@ def within_quota(session: Session, account_id: int | None, quota: int | None, po
     """Count `posting` new creatives held by the account, refusing them (nothing changes) past its `quota`."""
     if account_id is None or posting == 0 or accounts.take_places(session, account_id, posting, quota):
         return
-    if quota is None:  # no row to count on: the account was erased while this post was on its way
-        raise ConcurrentChange(f"account {account_id} was erased while this request was on its way; nothing was "
-                               "stored")
+    assert quota is not None  # take_places refuses only under a quota
     held = accounts.held(session, account_id)
     room = max(quota - held, 0)
     raise QuotaExceeded(

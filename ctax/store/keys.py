@@ -185,6 +185,7 @@ def update_account(session: Session, account_id: int, name: str | None = None,
         account.rate_limits = _own(account.rate_limits, rate_limits)
     if quotas:
         account.quotas = _own(account.quotas, quotas)
+        account.creatives_held = None  # counted afresh by the first post under the new quota (repos/accounts.py)
     if name is not None and (name := clean_name(name)) != account.name:
         if accounts.by_name(session, name) is not None:
             raise Conflict(f"an account named {name!r} already exists", field="name")

@@ -61,7 +61,7 @@ class Account(Base):
     # {"creatives": 100000}); a kind it lacks (or NULL) follows the service's (CTAX_RATE_LIMIT_*, CTAX_QUOTA_*).
     rate_limits: Mapped[dict[str, str] | None] = mapped_column(JSONType)
     quotas: Mapped[dict[str, int | str] | None] = mapped_column(JSONType)
-    creatives_held: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # kept by intake, removal
+    creatives_held: Mapped[int | None] = mapped_column(Integer)  # counted while a quota applies (repos/accounts.py)
 
 
 class ApiKey(Base):

@@ -20,8 +20,7 @@ from ctax.errors import QuotaExceeded
 from ctax.store.blobs import BlobStore
 from ctax.store.keys import create_account, create_key
 from ctax.store.migrate import upgrade
-from ctax.store.models import Creative
-from ctax.store.repos import accounts
+from ctax.store.models import Account, Creative
 from ctax.store.session import Database
 from tests.conftest import headers, make_settings
 
@@ -69,7 +68,8 @@ def test_an_account_at_its_quota_is_refused_until_it_deletes(service, tmp_path) 
         admin = headers(keys["admin"])
         changed = client.patch("/v1/accounts/1", headers=admin, json={"quotas": {"creatives": 3}})
         assert changed.status_code == 200, changed.text
-        assert changed.json()["quotas"] == {"creatives": {"quota": 3, "own": True, "held": 0}}
+        # held: counted by the first post under the new quota
+        assert changed.json()["quotas"] == {"creatives": {"quota": 3, "own": True, "held": None}}
 
         first = _post(client, keys["a"], idempotency_key="first")
         assert first.status_code == 202
@@ -106,16 +106,16 @@ def test_the_service_quota_applies_unless_an_account_has_its_own(service, tmp_pa
     with _app(tmp_path, quota_creatives=2, rate_limit_creatives=None) as client:
         admin = headers(keys["admin"])
         assert client.get("/v1/accounts/2", headers=admin).json()["quotas"] == {
-            "creatives": {"quota": 2, "own": False, "held": 0}}
+            "creatives": {"quota": 2, "own": False, "held": None}}
         assert _post(client, keys["b"], 2).status_code == 202
         assert _post(client, keys["b"]).status_code == 403
         assert _post(client, keys["admin"], 3).status_code == 202  # a key without an account has no quota
 
         lifted = client.patch("/v1/accounts/2", headers=admin, json={"quotas": {"creatives": "none"}})
-        assert lifted.json()["quotas"] == {"creatives": {"quota": "none", "own": True, "held": 2}}
+        assert lifted.json()["quotas"] == {"creatives": {"quota": "none", "own": True, "held": None}}
         assert _post(client, keys["b"], 5).status_code == 202  # at once: this process forgot the cached key
         back = client.patch("/v1/accounts/2", headers=admin, json={"quotas": {"creatives": "default"}})
-        assert back.json()["quotas"] == {"creatives": {"quota": 2, "own": False, "held": 7}}
+        assert back.json()["quotas"] == {"creatives": {"quota": 2, "own": False, "held": None}}
         assert _post(client, keys["b"]).status_code == 403
 
         for bad in (0, -5, "lots", 2.5, True):
@@ -126,28 +126,34 @@ def test_the_service_quota_applies_unless_an_account_has_its_own(service, tmp_pa
 
 
 def test_the_count_a_quota_is_checked_against_follows_what_the_account_holds(service, tmp_path) -> None:
-    """Posts (single, batch, replayed, refused), deletions and an erasure's steps each move the account's count
-    exactly as they move its creatives."""
+    """The count is kept only under a quota; the first post under one counts what is there; then posts (single,
+    batch, replayed, refused), deletions and an erasure's steps each move it exactly as they move the creatives."""
     db, keys = service
 
-    def count(account_id: int) -> int:
+    def count(account_id: int) -> int | None:
         with db.read() as session:
-            return accounts.held(session, account_id)
+            return session.get(Account, account_id).creatives_held  # type: ignore[union-attr]
 
-    with _app(tmp_path, rate_limit_creatives=None, quota_creatives=12) as client:
+    with _app(tmp_path, rate_limit_creatives=None) as client:
+        assert _post(client, keys["a"], 2).status_code == 202  # no quota: no count kept, its row left alone
+        assert count(1) is None
+    with db.write() as session:  # an earlier post, no longer there
+        session.delete(session.scalars(select(Creative).where(Creative.account_id == 1)).first())
+    with _app(tmp_path, rate_limit_creatives=None, quota_creatives=13) as client:
         ids = [_post(client, keys["a"], idempotency_key="once").json()["id"]]
+        assert count(1) == 2  # the first post under a quota counts what is there, itself included
         ids += [item["id"] for item in _post(client, keys["a"], 6).json()["items"]]
         assert _post(client, keys["a"], idempotency_key="once").status_code == 202  # a replay: counted once
-        assert _post(client, keys["a"], 6).status_code == 403  # 7 + 6 > 12: refused, not counted
+        assert _post(client, keys["a"], 6).status_code == 403  # 8 + 6 > 13: refused, not counted
         assert _post(client, keys["b"], 2).status_code == 202
-        assert (count(1), count(2)) == (_held(db, 1), _held(db, 2)) == (7, 2)
+        assert (count(1), count(2)) == (_held(db, 1), _held(db, 2)) == (8, 2)
         for creative_id in ids[:3]:
             assert client.delete(f"/v1/creatives/{creative_id}", headers=headers(keys["a"])).status_code == 200
-        assert count(1) == _held(db, 1) == 4
+        assert count(1) == _held(db, 1) == 5
         assert client.delete("/v1/accounts/1", headers=headers(keys["admin"])).status_code == 202
     settings = make_settings(tmp_path / "var")
     step = erase_step(db, BlobStore(settings.blob_dir), 1, settings.lease_s, step=3)
-    assert step.removed == 3 and count(1) == _held(db, 1) == 1
+    assert step.removed == 3 and count(1) == _held(db, 1) == 2
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])

@@ -72,6 +72,7 @@ def account_view(account: Account, settings: Settings) -> dict[str, Any]:
 
 def quotas_view(account: Account, settings: Settings) -> dict[str, dict[str, Any]]:
     quota, own = settings.for_account("quota", "creatives", account.quotas)
+    # held: the count the quota is checked against; null where none is kept (no quota yet, or none since it changed)
     return {"creatives": {"quota": quota if quota is not None else "none", "own": own,
                           "held": account.creatives_held}}
 

@@ -1,8 +1,8 @@
 """accounts.quotas: an account's own quotas (creatives it may hold), where the service's do not suit it; and
-accounts.creatives_held, the count a quota is checked against (kept as creatives arrive and are deleted)
+accounts.creatives_held, the count a quota is checked against (kept while a quota applies)
 
-Existing accounts follow the service's quota, CTAX_QUOTA_CREATIVES (NULL); by default there is none. Their count
-starts as the creatives they hold.
+Existing accounts follow the service's quota, CTAX_QUOTA_CREATIVES (NULL); by default there is none. Their count is
+not kept yet (NULL): the first post under a quota counts what the account holds.
 
 Revision ID: 0010
 Revises: 0009
@@ -26,9 +26,7 @@ def upgrade() -> None:
     """Upgrade schema."""
     with op.batch_alter_table('accounts', schema=None) as batch_op:
         batch_op.add_column(sa.Column('quotas', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=True))
-        batch_op.add_column(sa.Column('creatives_held', sa.Integer(), server_default='0', nullable=False))
-    op.execute("UPDATE accounts SET creatives_held = "
-               "(SELECT count(*) FROM creatives WHERE creatives.account_id = accounts.id)")
+        batch_op.add_column(sa.Column('creatives_held', sa.Integer(), nullable=True))
 
 
 def downgrade() -> None:
