@@ -5,45 +5,23 @@ replay of a stored post is not refused; two posts at once cannot both pass it (P
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from ctax.api.app import create_app
 from ctax.creatives import intake
 from ctax.creatives.erasure import erase_step
 from ctax.creatives.validation import CreativeSubmission
 from ctax.errors import QuotaExceeded
 from ctax.store.blobs import BlobStore
-from ctax.store.keys import create_account, create_key
+from ctax.store.keys import create_account
 from ctax.store.migrate import upgrade
 from ctax.store.models import Account, Creative
 from ctax.store.session import Database
+from tests.api.conftest import api
 from tests.conftest import headers, make_settings
-
-
-@pytest.fixture
-def service(tmp_path: Path) -> Iterator[tuple[Database, dict[str, str]]]:
-    """A migrated database with two accounts' poster keys and an admin key (no account)."""
-    settings = make_settings(tmp_path / "var")
-    settings.ensure_dirs()
-    upgrade(settings.sqlalchemy_url)
-    db = Database(settings.sqlalchemy_url)
-    keys = {}
-    with db.write() as session:
-        for name in ("a", "b"):
-            account = create_account(session, f"Account {name}", "advertiser")
-            _, keys[name] = create_key(session, f"poster {name}", "poster", account_id=account.id)
-        _, keys["admin"] = create_key(session, "admin", "admin")
-    yield db, keys
-    db.dispose()
-
-
-def _app(tmp_path: Path, **overrides: object) -> TestClient:
-    return TestClient(create_app(make_settings(tmp_path / "var", **overrides), start_dispatcher=False))
 
 
 def _held(db: Database, account_id: int | None = None) -> int:
@@ -62,9 +40,9 @@ def _post(client: TestClient, key: str, n: int = 1, idempotency_key: str | None 
     return client.post("/v1/creatives/batch", headers={**headers(key), **extra}, json={"items": items})
 
 
-def test_an_account_at_its_quota_is_refused_until_it_deletes(service, tmp_path) -> None:
-    db, keys = service
-    with _app(tmp_path, rate_limit_creatives=None) as client:
+def test_an_account_at_its_quota_is_refused_until_it_deletes(two_accounts, tmp_path) -> None:
+    db, keys = two_accounts
+    with api(tmp_path, rate_limit_creatives=None) as client:
         admin = headers(keys["admin"])
         changed = client.patch("/v1/accounts/1", headers=admin, json={"quotas": {"creatives": 3}})
         assert changed.status_code == 200, changed.text
@@ -101,9 +79,9 @@ def test_an_account_at_its_quota_is_refused_until_it_deletes(service, tmp_path) 
         assert _post(client, keys["a"]).status_code == 403
 
 
-def test_the_service_quota_applies_unless_an_account_has_its_own(service, tmp_path) -> None:
-    db, keys = service
-    with _app(tmp_path, quota_creatives=2, rate_limit_creatives=None) as client:
+def test_the_service_quota_applies_unless_an_account_has_its_own(two_accounts, tmp_path) -> None:
+    db, keys = two_accounts
+    with api(tmp_path, quota_creatives=2, rate_limit_creatives=None) as client:
         admin = headers(keys["admin"])
         assert client.get("/v1/accounts/2", headers=admin).json()["quotas"] == {
             "creatives": {"quota": 2, "own": False, "held": None}}
@@ -125,21 +103,21 @@ def test_the_service_quota_applies_unless_an_account_has_its_own(service, tmp_pa
     assert _held(db, 2) == 7
 
 
-def test_the_count_a_quota_is_checked_against_follows_what_the_account_holds(service, tmp_path) -> None:
+def test_the_count_a_quota_is_checked_against_follows_what_the_account_holds(two_accounts, tmp_path) -> None:
     """The count is kept only under a quota; the first post under one counts what is there; then posts (single,
     batch, replayed, refused), deletions and an erasure's steps each move it exactly as they move the creatives."""
-    db, keys = service
+    db, keys = two_accounts
 
     def count(account_id: int) -> int | None:
         with db.read() as session:
             return session.get(Account, account_id).creatives_held  # type: ignore[union-attr]
 
-    with _app(tmp_path, rate_limit_creatives=None) as client:
+    with api(tmp_path, rate_limit_creatives=None) as client:
         assert _post(client, keys["a"], 2).status_code == 202  # no quota: no count kept, its row left alone
         assert count(1) is None
     with db.write() as session:  # an earlier post, no longer there
         session.delete(session.scalars(select(Creative).where(Creative.account_id == 1)).first())
-    with _app(tmp_path, rate_limit_creatives=None, quota_creatives=13) as client:
+    with api(tmp_path, rate_limit_creatives=None, quota_creatives=13) as client:
         ids = [_post(client, keys["a"], idempotency_key="once").json()["id"]]
         assert count(1) == 2  # the first post under a quota counts what is there, itself included
         ids += [item["id"] for item in _post(client, keys["a"], 6).json()["items"]]

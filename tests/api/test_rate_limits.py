@@ -5,41 +5,14 @@ nothing."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from ctax.api.app import create_app
-from ctax.store.keys import create_account, create_key
-from ctax.store.migrate import upgrade
 from ctax.store.models import Creative
 from ctax.store.session import Database
-from tests.conftest import headers, make_settings
-
-
-@pytest.fixture
-def service(tmp_path: Path) -> Iterator[tuple[Database, dict[str, str]]]:
-    """A migrated database with two accounts' poster keys and an admin key (no account)."""
-    settings = make_settings(tmp_path / "var")
-    settings.ensure_dirs()
-    upgrade(settings.sqlalchemy_url)
-    db = Database(settings.sqlalchemy_url)
-    keys = {}
-    with db.write() as session:
-        for name in ("a", "b"):
-            account = create_account(session, f"Account {name}", "advertiser")
-            _, keys[name] = create_key(session, f"poster {name}", "poster", account_id=account.id)
-        _, keys["a2"] = create_key(session, "second poster a", "poster", account_id=1)
-        _, keys["admin"] = create_key(session, "admin", "admin")
-    yield db, keys
-    db.dispose()
-
-
-def _app(tmp_path: Path, **overrides: object) -> TestClient:
-    return TestClient(create_app(make_settings(tmp_path / "var", **overrides), start_dispatcher=False))
+from tests.api.conftest import api
+from tests.conftest import headers
 
 
 def _stored(db: Database) -> int:
@@ -54,9 +27,9 @@ def _post(client: TestClient, key: str, n: int = 1):  # type: ignore[no-untyped-
     return client.post("/v1/creatives/batch", headers=headers(key), json={"items": items})
 
 
-def test_an_account_over_its_limit_is_refused_with_retry_after_and_nothing_is_stored(service, tmp_path) -> None:
-    db, keys = service
-    with _app(tmp_path, rate_limit_creatives="5/minute") as client:
+def test_an_account_over_its_limit_is_refused_with_retry_after_and_nothing_is_stored(two_accounts, tmp_path) -> None:
+    db, keys = two_accounts
+    with api(tmp_path, rate_limit_creatives="5/minute") as client:
         first = _post(client, keys["a"])
         assert first.status_code == 202, first.text
         assert (first.headers["RateLimit-Limit"], first.headers["RateLimit-Remaining"]) == ("5", "4")
@@ -88,9 +61,9 @@ def test_an_account_over_its_limit_is_refused_with_retry_after_and_nothing_is_st
         assert _stored(db) == 11
 
 
-def test_an_account_out_of_budget_is_refused_before_its_body_is_read(service, tmp_path) -> None:
-    db, keys = service
-    with _app(tmp_path, rate_limit_creatives="1/minute") as client:
+def test_an_account_out_of_budget_is_refused_before_its_body_is_read(two_accounts, tmp_path) -> None:
+    db, keys = two_accounts
+    with api(tmp_path, rate_limit_creatives="1/minute") as client:
         assert _post(client, keys["a"]).status_code == 202
         garbage = client.post("/v1/creatives", headers={**headers(keys["a"]), "Content-Type": "application/json"},
                               content=b"{not json")
@@ -104,9 +77,9 @@ def test_an_account_out_of_budget_is_refused_before_its_body_is_read(service, tm
         assert _stored(db) == 2
 
 
-def test_a_batch_larger_than_the_whole_limit_is_told_to_split(service, tmp_path) -> None:
-    db, keys = service
-    with _app(tmp_path, rate_limit_creatives="4/minute") as client:
+def test_a_batch_larger_than_the_whole_limit_is_told_to_split(two_accounts, tmp_path) -> None:
+    db, keys = two_accounts
+    with api(tmp_path, rate_limit_creatives="4/minute") as client:
         response = _post(client, keys["a"], 5)
         assert response.status_code == 422, response.text
         assert "send at most 4 at once" in response.json()["message"]
@@ -114,9 +87,9 @@ def test_a_batch_larger_than_the_whole_limit_is_told_to_split(service, tmp_path)
         assert _stored(db) == 4
 
 
-def test_searches_have_their_own_limit(service, tmp_path) -> None:
-    _, keys = service
-    with _app(tmp_path, rate_limit_searches="2/minute", rate_limit_creatives="1/minute") as client:
+def test_searches_have_their_own_limit(two_accounts, tmp_path) -> None:
+    _, keys = two_accounts
+    with api(tmp_path, rate_limit_searches="2/minute", rate_limit_creatives="1/minute") as client:
         assert _post(client, keys["a"]).status_code == 202
         unknown = {"creative_id": "0" * 32}  # answered by the API (404) without a worker
         for _ in range(2):
@@ -128,37 +101,37 @@ def test_searches_have_their_own_limit(service, tmp_path) -> None:
         assert client.post("/v1/search", headers=headers(keys["b"]), json=unknown).status_code == 404
 
 
-def test_no_limit_when_it_is_lifted(service, tmp_path) -> None:
-    _, keys = service
-    with _app(tmp_path, rate_limit_creatives="none") as client:
+def test_no_limit_when_it_is_lifted(two_accounts, tmp_path) -> None:
+    _, keys = two_accounts
+    with api(tmp_path, rate_limit_creatives="none") as client:
         response = _post(client, keys["a"], 50)
         assert response.status_code == 202
         assert "RateLimit-Limit" not in response.headers
 
 
-def test_api_processes_share_the_count_in_redis_and_not_in_memory(service, tmp_path, redis_url) -> None:
-    _, keys = service
+def test_api_processes_share_the_count_in_redis_and_not_in_memory(two_accounts, tmp_path, redis_url) -> None:
+    _, keys = two_accounts
     for storage, refused in (("memory://", 202), (redis_url, 429)):
-        one = _app(tmp_path, rate_limit_creatives="2/minute", rate_limit_storage=storage)
-        other = _app(tmp_path, rate_limit_creatives="2/minute", rate_limit_storage=storage)
+        one = api(tmp_path, rate_limit_creatives="2/minute", rate_limit_storage=storage)
+        other = api(tmp_path, rate_limit_creatives="2/minute", rate_limit_storage=storage)
         with one, other:
             assert _post(one, keys["b" if storage == redis_url else "a"], 2).status_code == 202
             assert _post(other, keys["b" if storage == redis_url else "a"]).status_code == refused
 
 
-def test_the_production_profile_counts_in_the_brokers_redis(service, tmp_path, redis_url) -> None:
+def test_the_production_profile_counts_in_the_brokers_redis(two_accounts, tmp_path, redis_url) -> None:
     import redis
 
-    _, keys = service
-    with _app(tmp_path, rate_limit_creatives="3/minute", broker_url=redis_url) as client:
+    _, keys = two_accounts
+    with api(tmp_path, rate_limit_creatives="3/minute", broker_url=redis_url) as client:
         assert _post(client, keys["a"], 3).status_code == 202
         assert _post(client, keys["a"]).status_code == 429
     assert any(b"limits" in key for key in redis.Redis.from_url(redis_url).keys("*"))
 
 
-def test_an_unreachable_redis_lets_requests_pass_and_says_so_once(service, tmp_path, caplog) -> None:
-    db, keys = service
-    with _app(tmp_path, rate_limit_creatives="1/minute", rate_limit_storage="redis://127.0.0.1:1/0") as client, \
+def test_an_unreachable_redis_lets_requests_pass_and_says_so_once(two_accounts, tmp_path, caplog) -> None:
+    db, keys = two_accounts
+    with api(tmp_path, rate_limit_creatives="1/minute", rate_limit_storage="redis://127.0.0.1:1/0") as client, \
             caplog.at_level(logging.WARNING, logger="ctax.api.throttle"):
         for _ in range(3):
             assert _post(client, keys["a"]).status_code == 202
@@ -167,10 +140,10 @@ def test_an_unreachable_redis_lets_requests_pass_and_says_so_once(service, tmp_p
     assert _stored(db) == 3
 
 
-def test_an_account_gets_its_own_limits_and_back_the_services(service, tmp_path) -> None:
-    _, keys = service
+def test_an_account_gets_its_own_limits_and_back_the_services(two_accounts, tmp_path) -> None:
+    _, keys = two_accounts
     admin = headers(keys["admin"])
-    with _app(tmp_path, rate_limit_creatives="2/minute") as client:
+    with api(tmp_path, rate_limit_creatives="2/minute") as client:
         assert _post(client, keys["a"]).status_code == 202  # the key (and its account) is now in the key cache
         shown = client.get("/v1/accounts/1", headers=admin).json()["rate_limits"]
         assert shown == {"creatives": {"limit": "2/minute", "own": False},
