@@ -119,8 +119,8 @@ def submit(
 ) -> list[tuple[Creative, bool]]:
     """Create every submission, all or nothing, in the sending key's account (`account_id`: the caller passes the
     key's, so that no lookup is added under the write lock); returns (creative, created) for each. With a `quota`
-    (the creatives the account may hold) they must fit in it, judged in the same transaction (`within_quota`: a
-    count taken before it could let two racing posts both fit).
+    (the creatives the account may hold) they must fit in it, judged first in the same transaction (`within_quota`:
+    a count taken before it could let two racing posts both fit).
 
     The order keeps the database's write lock (SQLite has one) for the inserts alone: everything is validated
     first (images decoded, texts checked) without any transaction, then replays and asserted labels are read, then
@@ -137,13 +137,16 @@ def submit(
               if n not in replays and item.sub.image is not None}
     try:
         with db.write() as session:
-            created = [(replays[n], False) if n in replays else
-                       (repo.add(session, _new_creative(item, stored[n][0] if n in stored else None, asserted[n],
-                                                        api_key_id, account_id)), True)
-                       for n, item in enumerate(items)]
-            # Last, so that on PostgreSQL the account's row is locked for the commit alone.
-            within_quota(session, account_id, quota, len(items) - len(replays))
-            return created
+            # First: a refused post commits no creative, but keeps the count it may have taken (see within_quota).
+            refusal = within_quota(session, account_id, quota, len(items) - len(replays))
+            created = [] if refusal else [
+                (replays[n], False) if n in replays else
+                (repo.add(session, _new_creative(item, stored[n][0] if n in stored else None, asserted[n],
+                                                 api_key_id, account_id)), True)
+                for n, item in enumerate(items)]
+        if refusal is not None:
+            raise refusal
+        return created
     except ConcurrentChange:
         _discard_unused(db, blobs, [sha for sha, created in stored.values() if created])
         with db.read() as session:
@@ -156,16 +159,18 @@ def submit(
         raise
 
 
-def within_quota(session: Session, account_id: int | None, quota: int | None, posting: int) -> None:
-    """Count `posting` new creatives held by the account, refusing them (nothing changes) past its `quota`. Without a
-    quota nothing is counted, and no statement is added to the post (one cost API posts 15-20% a second, bench.quotas
-    --without-quotas)."""
+def within_quota(session: Session, account_id: int | None, quota: int | None, posting: int) -> QuotaExceeded | None:
+    """Count `posting` new creatives held by the account, or the refusal to give (nothing counted) past its
+    `quota`. Without a quota nothing is counted, and no statement is added to the post (even a no-op UPDATE cost API
+    posts a sixth a second, bench.quotas --without-quotas). Returned rather than raised, so that the caller commits
+    the count a first post under a quota took: otherwise every post refused while over a quota would count the
+    account's creatives again."""
     if account_id is None or posting == 0 or quota is None or accounts.take_places(session, account_id, posting,
                                                                                     quota):
-        return
+        return None
     held = accounts.held(session, account_id)
     room = max(quota - held, 0)
-    raise QuotaExceeded(
+    return QuotaExceeded(
         f"quota: the account may hold {quota} creatives and holds {held}, so {room} more fit and this request "
         f"sends {posting}; delete some (DELETE /v1/creatives/{{id}}) or ask an admin for a larger quota",
         quota=quota, held=held, posting=posting)

@@ -69,25 +69,24 @@ def usage(session: Session, account_id: int) -> dict[str, dict[str, int]]:
 
 
 def take_places(session: Session, account_id: int, n: int, quota: int) -> bool:
-    """Count `n` more creatives (this transaction just inserted them) held by the account, unless its `quota` would
-    be passed: then nothing changes, and False.
+    """Count `n` more creatives held by the account (the transaction inserts them next), unless its `quota` would
+    be passed: then the count is left as it is, and False.
 
     The count is kept only while a quota applies (NULL otherwise, and after every change of quota): keeping it
     costs a post the lock of the account's row until it commits, so on PostgreSQL one account's posts commit one
-    after another (a fifth to a third fewer posts a second from 16 clients of one account, bench.quotas), a price
-    only an account with a quota pays. The first post under a quota counts what the account holds; each later one
-    is one conditional UPDATE of the row, whose lock makes racing posts judge the count the one before committed,
-    so they never pass the quota (a count of the creatives per post instead cost time in proportion to what the
-    account holds)."""
+    after another (bench.quotas), a price only an account with a quota pays. The first post under a quota counts
+    what the account holds; each later one is one conditional UPDATE of the row, whose lock makes racing posts
+    judge the count the one before committed, so they never pass the quota (a count of the account's creatives per
+    post instead cost 13-20% of posts a second at a few thousand held, and more as it holds more)."""
     if _raise_held(session, account_id, n, quota):
         return True
     if session.scalar(select(Account.creatives_held).where(Account.id == account_id)) is not None:
         return False
-    # The first post under this quota: count what the account holds (less this post's own, already inserted), then
-    # judge again. A post racing it waits on the row this locks and finds the count there.
-    held_before = select(func.count()).select_from(Creative).where(Creative.account_id == account_id)
+    # The first post under this quota: count what the account holds, then judge again. A post racing it waits on
+    # the row this locks and finds the count there.
+    held = select(func.count()).select_from(Creative).where(Creative.account_id == account_id).scalar_subquery()
     session.execute(update(Account).where(Account.id == account_id, Account.creatives_held.is_(None))
-                    .values(creatives_held=held_before.scalar_subquery() - n))
+                    .values(creatives_held=held))
     return _raise_held(session, account_id, n, quota)
 
 
