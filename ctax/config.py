@@ -195,6 +195,8 @@ class Settings(BaseSettings):
                                       description="How often a worker reports itself alive and renews its claims.")
     worker_stale_s: float = Field(default=15.0, gt=0, le=600,
                                   description="/readyz counts a worker dead after this long without a heartbeat.")
+    outbox_keep_days: float = Field(default=7.0, gt=0, description="Background jobs that ended are kept this long "
+                                    "(what ran, how it ended), then deleted (ctax/store/outbox.prune).")
 
     @field_validator("image_pretrained", "image_projection", "text_model", "database_url", "qdrant_url",
                      "broker_url", "bootstrap_admin_key", "result_backend_url", "rate_limit_creatives",

@@ -6,8 +6,10 @@ a crash or a broker outage is sent as soon as the broker answers again.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
+import time
 
 from celery import Celery
 from kombu.exceptions import OperationalError
@@ -17,11 +19,14 @@ from ctax.creatives import intake as creatives
 from ctax.errors import CtaxError
 from ctax.store import outbox
 from ctax.store.session import Database
+from ctax.store.types import utcnow
 
 log = logging.getLogger(__name__)
 
 BATCHES_PER_FLUSH = 8  # labelling messages (of label_batch_size ids each) sent per flush
 JOBS_PER_FLUSH = 100  # outbox jobs sent per flush
+PRUNE_EVERY_S = 3600.0  # how often ended outbox jobs older than CTAX_OUTBOX_KEEP_DAYS are deleted
+PRUNE_BATCH = 1000  # deleted per transaction, so a first prune of a large outbox never holds a long write lock
 
 
 class Dispatcher:
@@ -41,6 +46,7 @@ class Dispatcher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._waiting_on: str | None = None  # what stopped the last flush, said once
+        self._pruned_at: float | None = None  # monotonic time of the last prune; None: prune at the first tick
 
     def send(self, task: str, args: list[object], queue: str, task_id: str | None = None) -> None:
         self.producer.send_task(task, args=args, queue=queue, task_id=task_id)
@@ -89,6 +95,7 @@ class Dispatcher:
         try:
             while self.flush() and self.backlog and not self._stop.is_set():
                 pass
+            self.prune()
         except (CtaxError, OperationalError) as exc:
             # The database or the broker said why (not migrated, unreachable): one line when the reason changes,
             # not a traceback a second beside the requests' own clear 503s.
@@ -101,3 +108,22 @@ class Dispatcher:
             if self._waiting_on is not None:
                 log.info("dispatch resumed")
             self._waiting_on = None
+
+    def prune(self) -> int:
+        """Delete the outbox jobs that ended more than CTAX_OUTBOX_KEEP_DAYS ago, at most once per PRUNE_EVERY_S
+        (every API process does it: a repeated delete finds nothing). How many went."""
+        if self._pruned_at is not None and time.monotonic() - self._pruned_at < PRUNE_EVERY_S:
+            return 0
+        cutoff = utcnow() - dt.timedelta(days=self.settings.outbox_keep_days)
+        pruned = 0
+        while not self._stop.is_set():
+            with self.db.write() as session:
+                step = outbox.prune(session, cutoff, limit=PRUNE_BATCH)
+            pruned += step
+            if step < PRUNE_BATCH:
+                break
+        self._pruned_at = time.monotonic()
+        if pruned:
+            log.info("deleted %d background jobs that ended more than %g days ago", pruned,
+                     self.settings.outbox_keep_days)
+        return pruned

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from ctax.enums import CreativeStatus
@@ -103,6 +103,24 @@ def resend_lost(session: Session, alive_since: dt.datetime) -> list[str]:
         .execution_options(synchronize_session=False)
     )
     return [row[0] for row in result]
+
+
+def prune(session: Session, sent_before: dt.datetime, limit: int = 1000) -> int:
+    """Delete at most `limit` jobs sent before `sent_before` that ended, or that are not tracked (jobs outside
+    RESENT_WHEN_LOST never say they ended); the newest job of each task stays, whatever its age. How many went.
+
+    Why: a job is written per deletion's forget, per index sync, per erasure step, and nothing else ever deletes
+    them; kept a while they say what ran and how it ended (last_error). A tracked job sent and never ended stays
+    (still queued, or its message was lost before it started: worth looking into). The newest of each task stays
+    because it is a clock: discovery asks "flagged since the last request?" (`proposals.last_discovery_request_at`)."""
+    newest = select(func.max(OutboxJob.id)).group_by(OutboxJob.task)
+    ended = OutboxJob.done_at.is_not(None) | OutboxJob.task.not_in(sorted(RESENT_WHEN_LOST))
+    doomed = (select(OutboxJob.id)
+              .where(OutboxJob.sent_at < sent_before, ended, OutboxJob.id.not_in(newest))
+              .order_by(OutboxJob.id).limit(limit))
+    result = session.execute(delete(OutboxJob).where(OutboxJob.id.in_(doomed))
+                             .execution_options(synchronize_session=False))
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 JobStart = Literal["run", "untracked", "ended", "given up"]

@@ -1,16 +1,24 @@
 """The API's dispatcher when the database cannot serve it: it keeps trying, and says why in one line (once per
-reason), not with a traceback every second beside the requests' own clear 503s."""
+reason), not with a traceback every second beside the requests' own clear 503s. And its housekeeping: jobs that
+ended long ago are deleted."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
+from ctax.api import dispatch
 from ctax.api.dispatch import Dispatcher
+from ctax.jobs import FORGET_CREATIVES, INDEX_QUEUE
 from ctax.store.migrate import upgrade
+from ctax.store.models import OutboxJob
 from ctax.store.session import Database
+from ctax.store.types import utcnow
 from tests.conftest import make_settings
 
 
@@ -35,4 +43,43 @@ def test_an_unmigrated_database_is_one_line_until_it_is_migrated(tmp_path: Path,
             said = [r.getMessage() for r in caplog.records if r.name == "ctax.api.dispatch"]
             assert said[1:] == ["dispatch resumed"]
     finally:
+        db.dispose()
+
+
+def test_the_dispatcher_prunes_jobs_ended_before_the_kept_days_at_most_once_an_interval(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    settings = make_settings(tmp_path / "var", outbox_keep_days=2)
+    settings.ensure_dirs()
+    upgrade(settings.sqlalchemy_url)
+    db = Database(settings.sqlalchemy_url)
+    dispatcher = Dispatcher(settings, db)
+    now = utcnow()
+
+    def ended(days_ago: float) -> int:
+        at = now - dt.timedelta(days=days_ago)
+        with db.write() as session:
+            row = OutboxJob(task=FORGET_CREATIVES, args=[["c1"]], queue=INDEX_QUEUE, sent_at=at, starts=1, done_at=at)
+            session.add(row)
+            session.flush()
+            return row.id
+
+    try:
+        doomed = [ended(3) for _ in range(dispatch.PRUNE_BATCH + 5)]  # more than one batch
+        young = ended(1)
+        newest = ended(3)
+        with caplog.at_level(logging.INFO, logger="ctax.api.dispatch"):
+            dispatcher.tick()
+        with db.read() as session:
+            left = set(session.scalars(select(OutboxJob.id)))
+        assert left == {young, newest}
+        assert f"deleted {len(doomed)} background jobs that ended more than 2 days ago" in caplog.text
+
+        later = ended(3)
+        dispatcher.tick()  # within the interval: not pruned again yet
+        with db.read() as session:
+            assert session.get(OutboxJob, newest) is not None and session.get(OutboxJob, later) is not None
+        dispatcher._pruned_at = time.monotonic() - dispatch.PRUNE_EVERY_S - 1
+        assert dispatcher.prune() == 1  # `newest` is no longer the newest of its task
+    finally:
+        dispatcher.producer.close()
         db.dispose()

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from ctax.jobs import FORGET_CREATIVES, INDEX_QUEUE, MAX_JOB_STARTS, SYNC_INDEX, TRAIN
 from ctax.store import outbox
@@ -19,6 +20,7 @@ from ctax.store.repos import workers
 from ctax.store.session import Database
 from ctax.store.types import utcnow
 from tests.conftest import make_settings
+from tests.support import stored
 
 LIVE, STALE, GONE = "host:1:ctax.label+ctax.index", "host:2:ctax.label+ctax.index", "host:3:ctax.label+ctax.index"
 STALE_S = 15.0
@@ -52,11 +54,7 @@ def job(db: Database, task: str, **values: Any) -> int:
 
 
 def load(db: Database, job_id: int) -> OutboxJob:
-    with db.read() as session:
-        row = session.get(OutboxJob, job_id)
-        assert row is not None
-        session.expunge(row)
-        return row
+    return stored(db, OutboxJob, job_id)
 
 
 def test_a_job_whose_worker_is_gone_is_sent_again_and_only_that(database: Database) -> None:
@@ -159,3 +157,42 @@ def test_a_delayed_job_is_sent_once_its_time_has_come(database: Database) -> Non
     assert [m[3] for m in broker.messages] == [outbox.task_id(ids[1]), outbox.task_id(ids[2])]
     assert load(db, ids[0]).sent_at is None
 
+
+
+def test_jobs_that_ended_long_ago_are_pruned_and_nothing_else(database: Database) -> None:
+    db = database
+    now = utcnow()
+    old, recent = now - dt.timedelta(days=8), now - dt.timedelta(days=1)
+    cutoff = now - dt.timedelta(days=7)
+    pruned = {
+        "ended long ago": job(db, FORGET_CREATIVES, sent_at=old, starts=1, done_at=old),
+        "given up long ago": job(db, SYNC_INDEX, sent_at=old, starts=MAX_JOB_STARTS, done_at=old),
+        "untracked (training), long ago": job(db, TRAIN, sent_at=old),
+    }
+    kept = {
+        "ended recently": job(db, FORGET_CREATIVES, sent_at=recent, starts=1, done_at=recent),
+        "sent long ago, never ended": job(db, FORGET_CREATIVES, sent_at=old),
+        "running since long ago": job(db, SYNC_INDEX, sent_at=old, starts=1, running_on=LIVE),
+        "never sent": job(db, SYNC_INDEX),
+        "the newest training run, long ago": job(db, TRAIN, sent_at=old),
+    }
+
+    with db.write() as session:
+        assert outbox.prune(session, cutoff, limit=2) == 2  # bounded per call
+    with db.write() as session:
+        assert outbox.prune(session, cutoff, limit=2) == 1
+    with db.write() as session:
+        assert outbox.prune(session, cutoff) == 0
+    with db.read() as session:
+        left = set(session.scalars(select(OutboxJob.id)))
+    wrong = {role for role, i in {**kept, **pruned}.items() if (i in left) != (role in kept)}
+    assert left == set(kept.values()), wrong
+
+
+def test_the_newest_job_of_a_task_is_kept_however_old(database: Database) -> None:
+    db = database
+    long_ago = utcnow() - dt.timedelta(days=30)
+    only = job(db, TRAIN, sent_at=long_ago)
+    with db.write() as session:
+        assert outbox.prune(session, utcnow()) == 0
+        assert session.get(OutboxJob, only) is not None
