@@ -12,9 +12,14 @@ from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
+
+if TYPE_CHECKING:
+    from ctax.store.session import Database
+
+Row = TypeVar("Row")
 
 ROOT = Path(__file__).resolve().parents[1]
 PG_ADMIN_URL = os.environ.get("CTAX_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -37,6 +42,15 @@ SHARED_DATA = _find_shared_data()
 # What a test's `ctax eval` runs with: text only, and the torch backend (auto would export and time every inference
 # backend for each version it builds, tens of seconds; tests/versions/test_backends.py builds them on purpose).
 EVAL_ENV = {"CTAX_IMAGE_ENABLED": "false", "CTAX_OCR_ENABLED": "false", "CTAX_BACKEND": "torch"}
+
+
+def stored(db: Database, model: type[Row], key: object) -> Row:
+    """The row as committed now, readable after its session closed (a test reads it again to see it change)."""
+    with db.read() as session:
+        row = session.get(model, key)
+        assert row is not None, f"no {model.__name__} {key!r} stored"
+        session.expunge(row)
+        return row
 
 
 def drop_pg_database(name: str) -> None:

@@ -51,10 +51,11 @@ def erase_step(db: Database, blobs: BlobStore, account_id: int, lease_s: float, 
         for creative_id in ids:
             try:
                 with session.begin_nested():  # a creative a worker claims meanwhile takes back only its own changes
-                    removed.append(removal.remove(session, creative_id, account_id, lease_s, forget=False))
+                    removed.append(removal.remove(session, creative_id, account_id, lease_s, one_of_many=True))
             except Conflict:
                 busy += 1
         if removed:
+            accounts.free_places(session, account_id, len(removed))
             outbox.enqueue(session, FORGET_CREATIVES, [r.creative_id for r in removed])
         done = not ids
         if done:

@@ -39,9 +39,10 @@ class Removed:
 
 
 def remove(session: Session, creative_id: str, account_id: int | None, lease_s: float,
-           now: dt.datetime | None = None, forget: bool = True) -> Removed:
+           now: dt.datetime | None = None, one_of_many: bool = False) -> Removed:
     """Delete the creative (with `account_id`, only that account's: another's answers 404 as an unknown id does).
-    With forget=False the caller queues FORGET_CREATIVES itself, once for many (creatives/erasure.py)."""
+    With one_of_many the caller queues FORGET_CREATIVES and lowers the account's count of creatives itself, once for
+    all it removes (creatives/erasure.py: a step of hundreds would otherwise update the account's row per creative)."""
     creative = get_creative(session, creative_id, account_id)
     live_after = (now or utcnow()) - dt.timedelta(seconds=lease_s)
     if (creative.status == CreativeStatus.PROCESSING and creative.claimed_at is not None
@@ -62,9 +63,9 @@ def remove(session: Session, creative_id: str, account_id: int | None, lease_s: 
         # A worker claimed it since it was read above: the caller's transaction (or savepoint) must roll back what
         # was changed here.
         raise _being_labelled(creative_id)
-    if owner is not None:
+    if owner is not None and not one_of_many:
         accounts.free_places(session, owner)
-    if forget:
+    if not one_of_many:
         outbox.enqueue(session, FORGET_CREATIVES, [creative_id])
     if labelled_data or heir is not None:
         outbox.request_index_sync(session, f"creative {creative_id} deleted")

@@ -99,7 +99,7 @@ def test_in_a_savepoint_only_the_claimed_creative_is_kept(pg: Database) -> None:
         for creative_id in (claimed, free):
             try:
                 with session.begin_nested():
-                    removed.append(removal.remove(session, creative_id, None, LEASE_S, forget=False).creative_id)
+                    removed.append(removal.remove(session, creative_id, None, LEASE_S, one_of_many=True).creative_id)
             except Conflict:
                 busy.append(creative_id)
     assert (removed, busy) == ([free], [claimed])

@@ -23,7 +23,7 @@ from ctax.store import outbox
 from ctax.store.models import OutboxJob
 from ctax.store.repos import workers
 from ctax.store.session import Database
-from tests.support import ROOT, free_port
+from tests.support import ROOT, free_port, stored
 
 pytestmark = pytest.mark.e2e
 
@@ -205,11 +205,7 @@ def test_an_index_job_a_killed_worker_was_running_is_run_again(supervised: Super
             job_id = queued.id
 
         def job() -> OutboxJob:
-            with db.read() as session:
-                row = session.get(OutboxJob, job_id)
-                assert row is not None
-                session.expunge(row)
-                return row
+            return stored(db, OutboxJob, job_id)
 
         wait(lambda: job().running_on is not None, 60, "the worker to start the job", supervised)
         worker = supervised.child("worker", "label")

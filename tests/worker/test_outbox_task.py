@@ -21,6 +21,7 @@ from ctax.worker import runtime as runtime_module
 from ctax.worker.app import create_celery
 from ctax.worker.outbox_task import ResentWhenLost
 from ctax.worker.runtime import Runtime
+from tests.support import stored
 
 
 @pytest.fixture
@@ -58,14 +59,6 @@ def exists(db: Database, account_id: int) -> bool:
         return session.get(Account, account_id) is not None
 
 
-def stored(db: Database, job_id: int) -> OutboxJob:
-    with db.read() as session:
-        job = session.get(OutboxJob, job_id)
-        assert job is not None
-        session.expunge(job)
-        return job
-
-
 def test_every_task_that_may_run_twice_records_its_runs(app: Celery) -> None:
     assert {name for name, task in app.tasks.items() if isinstance(task, ResentWhenLost)} == RESENT_WHEN_LOST
 
@@ -76,7 +69,7 @@ def test_a_run_is_recorded_and_a_repeated_message_does_nothing(app: Celery, db: 
     job_id = outbox_job(db, first)
     erase.apply(args=[first, 0.0], task_id=outbox.task_id(job_id))
     assert not exists(db, first)  # it ran: an account with no creatives is erased in one step
-    job = stored(db, job_id)
+    job = stored(db, OutboxJob, job_id)
     assert (job.starts, job.running_on) == (1, None) and job.done_at is not None
 
     # The same message again (Redis gives a killed worker's message back hours later): the job ended, nothing runs,
@@ -84,7 +77,7 @@ def test_a_run_is_recorded_and_a_repeated_message_does_nothing(app: Celery, db: 
     second = erasing_account(db)
     erase.apply(args=[second, 0.0], task_id=outbox.task_id(job_id))
     assert exists(db, second)
-    assert stored(db, job_id).starts == 1
+    assert stored(db, OutboxJob, job_id).starts == 1
 
     # A message sent other than through the outbox runs untracked.
     erase.apply(args=[second, 0.0])
@@ -96,5 +89,5 @@ def test_a_job_that_kept_killing_its_workers_is_not_run_again(app: Celery, db: D
     job_id = outbox_job(db, account, starts=MAX_JOB_STARTS)
     app.tasks[ERASE_ACCOUNT].apply(args=[account, 0.0], task_id=outbox.task_id(job_id))
     assert exists(db, account)
-    job = stored(db, job_id)
+    job = stored(db, OutboxJob, job_id)
     assert job.done_at is not None and job.last_error is not None and "never finished" in job.last_error
