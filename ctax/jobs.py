@@ -50,3 +50,9 @@ RESENT_WHEN_LOST = frozenset({SYNC_INDEX, ACTIVATE_VERSION, BUILD_VERSION, REFRE
                               ERASE_ACCOUNT})
 # A job started this many times by workers that never finished it (it may be what kills them) is not run again.
 MAX_JOB_STARTS = 3
+# Tasks of bounded work (one message of creatives, one search): one that runs longer than CTAX_BATCH_STALL_S is hung
+# (a lock never granted, a server that never answers), and its worker exits to be restarted (worker/runtime.py).
+# Index builds, syncs and training grow with the data and are not judged by a fixed time.
+WATCHED_FOR_HANGS = frozenset({LABEL_CREATIVES, SEARCH})
+# The exit status of a worker that found its own task hung: what its supervisor's log line shows.
+EXIT_HUNG = 70

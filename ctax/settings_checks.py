@@ -47,6 +47,10 @@ def label_template(value: str, placeholders: Sequence[str]) -> str:
     return value
 
 
+def lowercase(value: object) -> object:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
 def on_off(value: object) -> object:
     """A switch that was a boolean before it had `auto` (CTAX_LABEL_PIPELINE): true / false, and their other
     spellings in an environment, keep their meaning as on / off; anything else is left for the field to judge."""

@@ -7,6 +7,7 @@ import logging
 import os
 import socket
 import sys
+import time
 from functools import partial
 from typing import Annotated
 
@@ -23,6 +24,7 @@ from ctax.store import outbox as dispatch_rows
 from ctax.store.migrate import upgrade
 from ctax.store.repos import workers as worker_rows
 from ctax.store.session import Database
+from ctax.store.types import utcnow
 
 log = logging.getLogger("ctax.run")
 
@@ -113,7 +115,7 @@ def run(host: str | None = None, port: int | None = None) -> None:
         f"(docs at /docs, review page at /review); data in {current.data_dir}. Ctrl-C stops."
     )
     try:
-        Supervisor(children, on_exit=partial(hand_back, db)).run()
+        Supervisor(children, on_exit=partial(hand_back, db), watch=SilentWorkers(db, current)).run()
     except GaveUp as exc:
         console.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(1) from None
@@ -161,6 +163,45 @@ def hand_back(db: Database, child: Child, code: int) -> None:
     if released or resent:
         log.warning("%s (pid %s): handed back %d creatives it had claimed and resent %d dispatched to it unclaimed",
                     child.name, child.pid, len(released), resent)
+
+
+# A worker whose heartbeat is this many times CTAX_WORKER_STALE_S old is hung (60 s at the defaults): /readyz counts
+# it dead sooner, but a kill costs its batch, so the supervisor leaves room for a beat held up by a busy database.
+HUNG_AFTER_STALE = 4
+
+
+class SilentWorkers:
+    """`ctax run`'s watch on its workers: one whose process runs but whose heartbeat has gone silent is hung as a
+    whole: stopped (SIGSTOP, a debugger), or stuck in code that holds the GIL, where not even its heartbeat thread
+    runs, nor its own watch on hung tasks (worker/runtime.Runtime.hung). Without this the process lives for ever,
+    holding a SQLite write lock if it stopped in a transaction, and nothing restarts it.
+
+    Judged only once the database has answered this supervisor for the whole silence: while the database is away,
+    every worker is silent and none is hung."""
+
+    def __init__(self, db: Database, current: Settings) -> None:
+        self.db = db
+        self.silent_s = HUNG_AFTER_STALE * current.worker_stale_s
+        self._answering_since: float | None = None
+
+    def __call__(self, child: Child) -> str | None:
+        if child.name not in (LABEL_WORKER, TRAIN_WORKER) or child.pid is None:
+            return None
+        try:
+            with self.db.read() as session:
+                last = worker_rows.last_beat(session, worker_rows.name_prefix(socket.gethostname(), child.pid))
+        except Exception:
+            self._answering_since = None
+            return None
+        now = time.monotonic()
+        self._answering_since = self._answering_since or now
+        if last is None or now - self._answering_since < self.silent_s:
+            return None  # not started yet (it beats first thing), or the database was away a moment ago
+        silent = (utcnow() - last).total_seconds()
+        if silent <= self.silent_s:
+            return None
+        return f"has not beaten for {silent:.0f} s while its process runs (stopped, or stuck where not even its " \
+               "heartbeat runs)"
 
 
 def _log_to_console() -> None:

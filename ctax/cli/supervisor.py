@@ -32,6 +32,7 @@ HEALTHY_AFTER_S = 60.0
 IMMEDIATE_S = 10.0
 MAX_IMMEDIATE_FAILURES = 5
 POLL_S = 0.2
+WATCH_EVERY_S = 5.0  # how often a running child is judged by `watch` (a database read per worker)
 STOP_TIMEOUT_S = 30.0
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
@@ -99,9 +100,15 @@ class Policy:
 
 class Supervisor:
     def __init__(self, children: Sequence[Child], *, on_exit: Callable[[Child, int], None] | None = None,
-                 policy: Policy | None = None) -> None:
+                 watch: Callable[[Child], str | None] | None = None, policy: Policy | None = None,
+                 watch_every_s: float = WATCH_EVERY_S) -> None:
+        """`watch` says why a child whose process runs is hung (None: it is not); such a child is killed, then
+        restarted as any child that died."""
         self.children = list(children)
         self.on_exit = on_exit
+        self.watch = watch
+        self.watch_every_s = watch_every_s
+        self._watched_at = 0.0
         self.policy = policy or Policy()
         self.stopping = False
 
@@ -127,13 +134,30 @@ class Supervisor:
                 signal.signal(sig, handler)
 
     def tick(self, now: float) -> None:
-        """One round: notice the dead, restart the ones whose backoff is over."""
+        """One round: notice the dead, restart the ones whose backoff is over; now and then, kill the hung."""
+        if self.watch is not None and not self.stopping and now - self._watched_at >= self.watch_every_s:
+            self._watched_at = now
+            self._kill_hung()
         for child in self.children:
             if child.process is not None and (code := child.process.poll()) is not None:
                 self._died(child, code, now)
             if (not self.stopping and child.process is None and child.restart_at is not None
                     and now >= child.restart_at):
                 self._spawn(child)
+
+    def _kill_hung(self) -> None:
+        assert self.watch is not None
+        for child in self.children:
+            if child.process is None or child.process.poll() is not None:
+                continue
+            try:
+                hung = self.watch(child)
+            except Exception:  # a watch that cannot judge leaves the child running
+                log.exception("could not tell whether %s (pid %s) is hung", child.name, child.pid)
+                continue
+            if hung is not None:
+                log.warning("%s (pid %s) %s: killing it, to restart it", child.name, child.pid, hung)
+                child.process.kill()
 
     def _died(self, child: Child, code: int, now: float) -> None:
         ran = now - child.started_at

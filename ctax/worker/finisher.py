@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -24,6 +25,7 @@ class Finisher:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ctax-finish")
         self._pending: Future[None] | None = None
         self._thread: int | None = None
+        self.running_since: float | None = None  # when the batch being finished began (monotonic): the hang watch
 
     def submit(self, work: Callable[[], None]) -> None:
         """Run `work` on the finisher's thread once the batch before it is finished."""
@@ -45,7 +47,10 @@ class Finisher:
 
     def _run(self, work: Callable[[], None]) -> None:
         self._thread = threading.get_ident()
+        self.running_since = time.monotonic()
         try:
             work()
         except Exception:  # its claims stay this worker's until the lease expires; then the dispatcher resends
             log.exception("finishing a labelled batch failed")
+        finally:
+            self.running_since = None

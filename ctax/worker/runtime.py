@@ -10,6 +10,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from ctax.embedding.ocr import OcrReader, open_reader
 from ctax.embedding.space import SharedSpace
 from ctax.index.connect import open_qdrant
 from ctax.index.qdrant import LabelIndex
-from ctax.jobs import TRAIN_QUEUE
+from ctax.jobs import EXIT_HUNG, TRAIN_QUEUE, WATCHED_FOR_HANGS
 from ctax.labelling.labeller import Labeller
 from ctax.labelling.trigger import Thresholds
 from ctax.store import leases
@@ -60,6 +61,7 @@ class Runtime:
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
         self.finisher = Finisher()  # finishes labelled batches behind their encoding (finisher.py)
+        self._task: tuple[str, float] | None = None  # the task running now, and when it began (monotonic)
 
     # -- parts ---------------------------------------------------------------------------------------------
     @property
@@ -108,6 +110,8 @@ class Runtime:
         self._beat()
         self._heartbeat = threading.Thread(target=self._heartbeat_loop, name="ctax-heartbeat", daemon=True)
         self._heartbeat.start()
+        if self.settings.batch_stall_s:
+            threading.Thread(target=self._watch_loop, name="ctax-watchdog", daemon=True).start()
         if TRAIN_QUEUE in self.queues:
             with self.db.write() as session:
                 runs.fail_interrupted(session)
@@ -147,12 +151,45 @@ class Runtime:
         with self.db.write() as session:
             workers.remove(session, self.name)
 
+    def task_began(self, name: str) -> None:
+        self._task = (name, time.monotonic())
+
+    def task_ended(self) -> None:
+        self._task = None
+
+    def hung(self, now: float) -> str | None:
+        """What is hung, if the task running now is one of bounded work (jobs.WATCHED_FOR_HANGS), or the batch the
+        finisher stores, and it has run longer than CTAX_BATCH_STALL_S; None otherwise."""
+        limit = self.settings.batch_stall_s
+        running = [self._task] if self._task is not None and self._task[0] in WATCHED_FOR_HANGS else []
+        if (finishing := self.finisher.running_since) is not None:
+            running.append(("finishing a labelled batch", finishing))
+        for what, since in running:
+            if limit and now - since > limit:
+                return f"{what} has run {now - since:.0f} s, longer than CTAX_BATCH_STALL_S ({limit:g} s)"
+        return None
+
+    def _watch_loop(self) -> None:
+        # Its own thread: a hung batch can hold a row the heartbeat's renewal of claims waits for.
+        while not self._stop.wait(min(self.settings.worker_heartbeat_s, 1.0)):
+            if (hung := self.hung(time.monotonic())) is not None:
+                self._exit_hung(hung)
+
     def _heartbeat_loop(self) -> None:
         while not self._stop.wait(self.settings.worker_heartbeat_s):
             try:
                 self._beat()
             except Exception:  # a missed beat must not kill the worker; the next one retries
                 log.exception("heartbeat failed")
+
+    def _exit_hung(self, hung: str) -> None:
+        """A task stuck in a wait that never ends (a lock never granted, a server that never answers) keeps this
+        process alive and beating, so its claims would be renewed for ever and its queue left unread: the solo pool
+        has no time limit to stop it. Exit instead: a process manager restarts the worker, `ctax run` hands its
+        creatives on at once (any other manager: within CTAX_LEASE_S)."""
+        log.critical("hung: %s; exiting so that the worker is restarted and its work goes on", hung)
+        logging.shutdown()
+        os._exit(EXIT_HUNG)
 
     def _beat(self) -> None:
         """Alive, and still holding what it claimed: the claims of a batch that runs longer than the lease stay
@@ -218,6 +255,11 @@ def init_runtime(settings: Settings, queues: list[str], owns_index: bool) -> Run
     global _runtime
     _runtime = Runtime(settings, queues, owns_index)
     _runtime.start()
+    return _runtime
+
+
+def running() -> Runtime | None:
+    """This process's runtime, or None outside a started worker (a task applied in a test, say)."""
     return _runtime
 
 

@@ -1,4 +1,5 @@
-"""Process hooks: models load once per worker process, after fork, on the device the settings name."""
+"""Process hooks: models load once per worker process, after fork, on the device the settings name; and which task
+runs now, for the heartbeat's watch on hung tasks (runtime.Runtime.hung)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ import os
 from typing import Any
 
 from celery import current_app
-from celery.signals import worker_process_init, worker_process_shutdown, worker_shutdown
+from celery.signals import task_postrun, task_prerun, worker_process_init, worker_process_shutdown, worker_shutdown
 
-from ctax.worker.runtime import current, init_runtime
+from ctax.worker.runtime import current, init_runtime, running
 
 log = logging.getLogger(__name__)
 
@@ -33,3 +34,15 @@ def _unregister(**_: Any) -> None:
         current().stop()
     except Exception:  # shutting down: nothing left to report to
         log.debug("heartbeat removal failed", exc_info=True)
+
+
+@task_prerun.connect
+def _task_began(sender: Any = None, **_: Any) -> None:
+    if (rt := running()) is not None:
+        rt.task_began(getattr(sender, "name", str(sender)))
+
+
+@task_postrun.connect
+def _task_ended(**_: Any) -> None:
+    if (rt := running()) is not None:
+        rt.task_ended()

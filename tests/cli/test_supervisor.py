@@ -1,5 +1,5 @@
 """The supervisor of `ctax run`, with real short-lived processes: restarts with backoff, gives up on a process that
-cannot start, hands a dead child to on_exit, and stops everything on SIGTERM."""
+cannot start, hands a dead child to on_exit, kills a child its watch calls hung, and stops everything on SIGTERM."""
 
 from __future__ import annotations
 
@@ -109,6 +109,29 @@ def test_a_killed_process_is_handed_to_on_exit_then_restarted() -> None:
     finally:
         supervisor.stop()
     assert child.pid is not None and gone(child.pid)
+
+
+def test_a_child_the_watch_calls_hung_is_killed_handed_to_on_exit_and_restarted() -> None:
+    exits: list[int] = []
+    hung_pids: set[int] = set()
+    watched = [python("labelling worker", SLEEPER), python("API", SLEEPER)]
+    supervisor = Supervisor(watched, on_exit=lambda _, code: exits.append(code), policy=Policy(backoff_start_s=0.1),
+                            watch=lambda c: "is stuck" if c.pid in hung_pids else None, watch_every_s=0.05)
+    supervisor.start()
+    worker, api = watched
+    try:
+        first, api_pid = worker.pid, api.pid
+        assert first is not None
+        for _ in range(5):  # judged and found well: left alone
+            supervisor.tick(time.monotonic())
+            time.sleep(0.06)
+        assert worker.restarts == 0 and exits == []
+        hung_pids.add(first)
+        tick_until(supervisor, lambda: worker.process is not None and worker.pid != first)
+        assert exits == [-signal.SIGKILL] and worker.restarts == 1
+        assert gone(first) and api.pid == api_pid and api.restarts == 0
+    finally:
+        supervisor.stop()
 
 
 SCRIPT = """

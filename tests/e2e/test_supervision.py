@@ -245,3 +245,71 @@ def test_a_killed_api_comes_back_and_ctrl_c_stops_everything(supervised: Supervi
     finally:
         db.dispose()
     assert supervised.tail(3).endswith("ctax stopped.")
+
+
+def labelled(http: httpx.Client, creative_id: str) -> bool:
+    return bool(http.get(f"/v1/creatives/{creative_id}").json()["status"] == "labelled")
+
+
+def post_one(http: httpx.Client, text: str) -> str:
+    answer = http.post("/v1/creatives", json={"ocr_text": text})
+    assert answer.status_code == 202, answer.text
+    return str(answer.json()["id"])
+
+
+@pytest.mark.parametrize("profile", ["production"], indirect=True)
+def test_a_labelling_batch_stuck_on_a_lock_ends_its_worker_which_comes_back(service_env: dict[str, str],
+                                                                           tmp_path: Path) -> None:
+    """A batch that waits for ever (here on a row an open transaction locked: an admin's session left open) kept
+    its worker alive and beating, so nothing restarted it and its claims were renewed for ever. Now the worker
+    exits once its batch has run CTAX_BATCH_STALL_S, `ctax run` hands its creative back and restarts it, and the
+    creative is labelled once the lock goes."""
+    import psycopg
+
+    supervised = Supervised({**service_env, "CTAX_BATCH_STALL_S": "3"}, tmp_path / "ctax-run.log")
+    supervised.start()
+    try:
+        with supervised.client() as http:
+            assert wait_labelled(supervised, http, post_one(http, "Warm bread, baked this morning"))
+            first = supervised.child("worker", "label")
+            assert first is not None
+            with psycopg.connect(supervised.database_url.replace("+psycopg", "")) as admin:
+                # Storing a batch names its model version (a foreign key checked FOR KEY SHARE); a post does not.
+                admin.execute("SELECT id FROM model_versions FOR UPDATE")
+                stuck = post_one(http, "Cheap flights to Lisbon, book now")
+                wait(lambda: f"labelling worker (pid {first.pid}) exited with code 70" in supervised.tail(400), 60,
+                     "the stuck worker to exit", supervised)
+                assert not labelled(http, stuck)
+            assert wait_labelled(supervised, http, stuck)
+            again = supervised.child("worker", "label")
+            assert again is not None and again.pid != first.pid
+    finally:
+        supervised.stop()
+    log = supervised.tail(10_000)
+    assert "hung: finishing a labelled batch has run" in log and "longer than CTAX_BATCH_STALL_S (3 s)" in log
+
+
+@pytest.mark.parametrize("profile", ["embedded"], indirect=True)
+def test_a_stopped_labelling_worker_is_killed_and_comes_back(supervised: Supervised) -> None:
+    """A worker stopped whole (SIGSTOP here; code that holds the GIL does the same to its heartbeat thread) still
+    runs as far as the supervisor's wait can tell: its heartbeat's silence is what gives it away."""
+    with supervised.client() as http:
+        assert wait_labelled(supervised, http, post_one(http, "Warm bread, baked this morning"))
+        first = supervised.child("worker", "label")
+        assert first is not None
+        first.suspend()
+        stopped = time.monotonic()
+        waiting = post_one(http, "Cheap flights to Lisbon, book now")
+        assert wait_labelled(supervised, http, waiting, timeout=240)
+        again = supervised.child("worker", "label")
+        assert again is not None and again.pid != first.pid
+        # Killed once silent for HUNG_AFTER_STALE x CTAX_WORKER_STALE_S (4 x 6 s here), not before.
+        assert time.monotonic() - stopped >= 24
+    log = supervised.tail(10_000)
+    assert f"labelling worker (pid {first.pid}) has not beaten for" in log
+    assert f"labelling worker (pid {first.pid}) was killed by SIGKILL" in log
+
+
+def wait_labelled(service: Supervised, http: httpx.Client, creative_id: str, timeout: float = 120) -> bool:
+    wait(lambda: labelled(http, creative_id), timeout, f"creative {creative_id} to be labelled", service)
+    return True

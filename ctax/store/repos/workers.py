@@ -3,9 +3,10 @@ answer to "are you there?"."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
-from sqlalchemy import delete, select, text
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
 
 from ctax.store.models import WorkerHeartbeat
@@ -54,3 +55,9 @@ def remove_process(session: Session, prefix: str) -> int:
         delete(WorkerHeartbeat).where(WorkerHeartbeat.name.startswith(prefix, autoescape=True))
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def last_beat(session: Session, prefix: str) -> dt.datetime | None:
+    """When the process whose names start with `prefix` (`name_prefix`) last beat; None if it never did."""
+    return session.scalar(select(func.max(WorkerHeartbeat.last_seen_at))
+                          .where(WorkerHeartbeat.name.startswith(prefix, autoescape=True)))
