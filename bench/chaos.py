@@ -10,7 +10,9 @@ GET /v1/creatives/{id} of every creative acknowledged, noting the labelled_at ea
 worker (found with psutil among the children of `ctax run`) is SIGKILLed k times, spread over the posting: each
 kill waits until the restarted worker is ready and has labelled again, and aims at a moment when it holds claims,
 or (the first `--kills-in-index-job`, 1) when it runs an index sync from the outbox (read from the service's
-database), whose message goes with it.
+database), whose message goes with it. The last `--stops` (1) of the kills are SIGSTOPs instead: the worker lives
+and does nothing (as one stuck where not even its heartbeat runs), and `ctax run` must notice its silent
+heartbeat (after 4 x CTAX_WORKER_STALE_S, 60 s) and kill it itself.
 At the end Ctrl-C (SIGINT to the process group) stops the service.
 
 Meanwhile the poster deletes a share of its creatives (`--delete-share`, 0.1): half at once (queued, or being
@@ -26,7 +28,8 @@ Reported: API requests answered (all must be; a delete's 409 while a worker labe
 creatives acknowledged / deleted / labelled / stuck / labelled twice (its labelled_at changed after it was first
 seen labelled) / failed, deleted ones still readable, index points without a row, time to drain after the last
 kill, restarts seen, index jobs sent again after a kill, points of deleted creatives the restart's sweep dropped.
-Target: 300 creatives, 3 kills: every creative not deleted labelled, 0 stuck, 0 duplicated,
+Target: 300 creatives, 3 kills (one a stop): every creative not deleted labelled, the stopped worker killed by
+`ctax run`, 0 stuck, 0 duplicated,
 0 failed API requests, 0 deleted still readable, 0 points without a row, drained within 120 s of the last kill,
 the erased account gone with 0 of its creatives readable.
 """
@@ -265,9 +268,12 @@ def wait_for(condition: Callable[[], bool], timeout: float, poll: float = 0.2) -
     return True
 
 
-def kill_once(service: Service, traffic: Traffic, due: int, t0: float, in_job: bool = False) -> dict[str, Any]:
+def kill_once(service: Service, traffic: Traffic, due: int, t0: float, in_job: bool = False,
+              stop: bool = False) -> dict[str, Any]:
     """Once `due` creatives were acknowledged and the worker is back and labelling, SIGKILL it, preferably while
-    it holds claims (`in_job`: while it runs an index sync); then time how long until it is ready again."""
+    it holds claims (`in_job`: while it runs an index sync); then time how long until it is ready again. With
+    `stop`, SIGSTOP it instead (a worker that lives and does nothing, as one stuck holding the GIL): `ctax run` must
+    find it by its silent heartbeat and kill it itself."""
     wait_for(lambda: len(traffic.ids) >= due or traffic.posting_done.is_set(), 900)
     labelled_before = traffic.count("labelled")
     wait_for(lambda: service.ready() and (traffic.count("labelled") > labelled_before
@@ -280,12 +286,13 @@ def kill_once(service: Service, traffic: Traffic, due: int, t0: float, in_job: b
     else:
         wait_for(lambda: traffic.processing_now() > 0, 5, poll=0.05)
     processing, unlabelled = traffic.processing_now(), len(traffic.alive()) - traffic.count("labelled", "failed")
-    worker.kill()
+    worker.suspend() if stop else worker.kill()
     killed = time.monotonic()
-    not_ready = wait_for(lambda: not service.ready(), 10, poll=0.05)
+    not_ready = wait_for(lambda: not service.ready(), 120 if stop else 10, poll=0.05)
     unready_after = time.monotonic() - killed
     wait_for(lambda: (w := service.label_worker()) is not None and w.pid != worker.pid and service.ready(), 600)
-    return {"at_s": round(killed - t0, 1), "pid": worker.pid, "in_index_job": in_job, "processing_at_kill": processing,
+    return {"at_s": round(killed - t0, 1), "pid": worker.pid, "signal": "SIGSTOP" if stop else "SIGKILL",
+            "in_index_job": in_job, "processing_at_kill": processing,
             "unlabelled_at_kill": unlabelled,
             "readyz_503_after_s": round(unready_after, 2) if not_ready else None,
             "ready_again_after_s": round(time.monotonic() - killed, 1), "_killed": killed}
@@ -334,7 +341,8 @@ def drill(service: Service, args: argparse.Namespace) -> dict[str, Any]:
     for thread in threads:
         thread.start()
     kills = [kill_once(service, traffic, args.creatives * (n + 1) // (args.kills + 1), t0,
-                       in_job=n < args.kills_in_index_job) for n in range(args.kills)]
+                       in_job=n < args.kills_in_index_job, stop=n >= args.kills - args.stops)
+             for n in range(args.kills)]
     last_kill = kills[-1].pop("_killed") if kills else t0
     for kill in kills:
         kill.pop("_killed", None)
@@ -361,6 +369,7 @@ def drill(service: Service, args: argparse.Namespace) -> dict[str, Any]:
         "api_answered_pct": round(100 * (traffic.requests - len(traffic.failures)) / max(traffic.requests, 1), 2),
         "drained_after_last_kill_s": round(drain_s, 1) if drained else None,
         "restarts_seen": len(re.findall(r"labelling worker restarted", log)),
+        "silent_workers_killed": len(re.findall(r"labelling worker \(pid \d+\) has not beaten for", log)),
         # Index jobs a killed worker was running, sent again by the dispatcher; and the points of deleted creatives
         # the restart's sweep dropped (their FORGET_CREATIVES lost before its task started, or still queued).
         "index_jobs_sent_again": sum(int(n) for n in re.findall(r"sending again (\d+) jobs a stopped worker", log)),
@@ -378,18 +387,19 @@ def handed_back(log: str, pid: int) -> dict[str, int | None]:
 
 
 def print_report(report: dict[str, Any]) -> None:
-    table = Table(title=f"chaos: {report['creatives_posted']} creatives, {report['kills']} worker SIGKILLs")
+    table = Table(title=f"chaos: {report['creatives_posted']} creatives, {report['kills']} worker kills")
     table.add_column("figure")
     table.add_column("value", justify="right")
     for key in ("acknowledged", "deleted", "delete_conflicts_409", "deleted_still_readable",
                 "erased_account_creatives", "erased_after_s", "erased_still_readable", "index_points_without_row",
                 "labelled", "stuck", "labelled_twice", "failed", "api_requests", "api_failed", "api_answered_pct",
-                "drained_after_last_kill_s", "restarts_seen", "index_jobs_sent_again", "orphan_points_swept",
+                "drained_after_last_kill_s", "restarts_seen", "silent_workers_killed", "index_jobs_sent_again",
+                "orphan_points_swept",
                 "ctrl_c_stop_s", "ctrl_c_clean"):
         table.add_row(key, str(report.get(key)))
     console.print(table)
-    columns = {"at_s": "at s", "pid": "pid", "in_index_job": "in a sync", "unlabelled_at_kill": "unlabelled",
-               "processing_at_kill": "claimed",
+    columns = {"at_s": "at s", "pid": "pid", "signal": "signal", "in_index_job": "in a sync",
+               "unlabelled_at_kill": "unlabelled", "processing_at_kill": "claimed",
                "claims_released": "released", "resent": "resent", "readyz_503_after_s": "503 after s",
                "ready_again_after_s": "ready after s"}
     kills = Table(title="each kill: when, what was waiting, what ctax run handed back, /readyz")
@@ -412,6 +422,8 @@ def main() -> None:
                         help="share of the posted creatives the poster deletes (0: none)")
     parser.add_argument("--kills-in-index-job", type=int, default=1,
                         help="of the kills, how many (the first ones) aim at an index sync the worker runs")
+    parser.add_argument("--stops", type=int, default=1,
+                        help="of the kills, how many (the last ones) are SIGSTOPs for ctax run to find and kill")
     parser.add_argument("--erase-creatives", type=int, default=60,
                         help="creatives a second account posts before it is erased")
     parser.add_argument("--drain-timeout-s", type=float, default=600.0)
