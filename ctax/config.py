@@ -195,7 +195,7 @@ class Settings(BaseSettings):
                                       description="How often a worker reports itself alive and renews its claims.")
     worker_stale_s: float = Field(default=15.0, gt=0, le=600,
                                   description="/readyz counts a worker dead after this long without a heartbeat.")
-    batch_stall_s: float = Field(default=600.0, ge=0, description="A labelling batch or search running longer "
+    batch_stall_s: float = Field(default=1800.0, ge=0, description="A labelling batch or search running longer "
         "than this is taken as hung: its worker exits, to be restarted (ctax run hands its creatives on); 0: never.")
     outbox_keep_days: float = Field(default=7.0, gt=0, description="Background jobs that ended are kept this long "
                                     "(what ran, how it ended), then deleted (ctax/store/outbox.prune).")

@@ -115,10 +115,12 @@ class Dispatcher:
         if self._pruned_at is not None and time.monotonic() - self._pruned_at < PRUNE_EVERY_S:
             return 0
         cutoff = utcnow() - dt.timedelta(days=self.settings.outbox_keep_days)
+        with self.db.read() as session:
+            keep = outbox.newest_of_each_task(session)
         pruned = 0
         while not self._stop.is_set():
             with self.db.write() as session:
-                step = outbox.prune(session, cutoff, limit=PRUNE_BATCH)
+                step = outbox.prune(session, cutoff, keep, limit=PRUNE_BATCH)
             pruned += step
             if step < PRUNE_BATCH:
                 break

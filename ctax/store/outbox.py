@@ -105,18 +105,23 @@ def resend_lost(session: Session, alive_since: dt.datetime) -> list[str]:
     return [row[0] for row in result]
 
 
-def prune(session: Session, sent_before: dt.datetime, limit: int = 1000) -> int:
+def newest_of_each_task(session: Session) -> list[int]:
+    """The newest job of each task: `prune` keeps them, whatever their age."""
+    return list(session.scalars(select(func.max(OutboxJob.id)).group_by(OutboxJob.task)))
+
+
+def prune(session: Session, sent_before: dt.datetime, keep: Sequence[int], limit: int = 1000) -> int:
     """Delete at most `limit` jobs sent before `sent_before` that ended, or that are not tracked (jobs outside
-    RESENT_WHEN_LOST never say they ended); the newest job of each task stays, whatever its age. How many went.
+    RESENT_WHEN_LOST never say they ended), except those in `keep` (`newest_of_each_task`). How many went.
 
     Why: a job is written per deletion's forget, per index sync, per erasure step, and nothing else ever deletes
     them; kept a while they say what ran and how it ended (last_error). A tracked job sent and never ended stays
     (still queued, or its message was lost before it started: worth looking into). The newest of each task stays
-    because it is a clock: discovery asks "flagged since the last request?" (`proposals.last_discovery_request_at`)."""
-    newest = select(func.max(OutboxJob.id)).group_by(OutboxJob.task)
+    because it is a clock: discovery asks "flagged since the last request?" (`proposals.last_discovery_request_at`).
+    `keep` is read once per pass by the caller, not per batch: it groups the whole table."""
     ended = OutboxJob.done_at.is_not(None) | OutboxJob.task.not_in(sorted(RESENT_WHEN_LOST))
     doomed = (select(OutboxJob.id)
-              .where(OutboxJob.sent_at < sent_before, ended, OutboxJob.id.not_in(newest))
+              .where(OutboxJob.sent_at < sent_before, ended, OutboxJob.id.not_in(list(keep)))
               .order_by(OutboxJob.id).limit(limit))
     result = session.execute(delete(OutboxJob).where(OutboxJob.id.in_(doomed))
                              .execution_options(synchronize_session=False))
