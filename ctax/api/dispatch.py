@@ -18,6 +18,7 @@ from ctax.config import Settings
 from ctax.creatives import intake as creatives
 from ctax.errors import CtaxError
 from ctax.store import outbox
+from ctax.store.repos import workers
 from ctax.store.session import Database
 from ctax.store.types import utcnow
 
@@ -27,6 +28,9 @@ BATCHES_PER_FLUSH = 8  # labelling messages (of label_batch_size ids each) sent 
 JOBS_PER_FLUSH = 100  # outbox jobs sent per flush
 PRUNE_EVERY_S = 3600.0  # how often ended outbox jobs older than CTAX_OUTBOX_KEEP_DAYS are deleted
 PRUNE_BATCH = 1000  # deleted per transaction, so a first prune of a large outbox never holds a long write lock
+# A worker silent this long is gone for good: its heartbeat row goes with the prune (until then /readyz shows it
+# dead, which tells an operator that it died and when).
+SILENT_WORKERS_KEPT = dt.timedelta(days=1)
 
 
 class Dispatcher:
@@ -110,11 +114,16 @@ class Dispatcher:
             self._waiting_on = None
 
     def prune(self) -> int:
-        """Delete the outbox jobs that ended more than CTAX_OUTBOX_KEEP_DAYS ago, at most once per PRUNE_EVERY_S
-        (every API process does it: a repeated delete finds nothing). How many went."""
+        """Delete the outbox jobs that ended more than CTAX_OUTBOX_KEEP_DAYS ago, and the heartbeats of workers
+        silent for SILENT_WORKERS_KEPT, at most once per PRUNE_EVERY_S (every API process does it: a repeated delete
+        finds nothing). How many jobs went."""
         if self._pruned_at is not None and time.monotonic() - self._pruned_at < PRUNE_EVERY_S:
             return 0
         cutoff = utcnow() - dt.timedelta(days=self.settings.outbox_keep_days)
+        with self.db.write() as session:
+            silent = workers.forget_silent(session, utcnow() - SILENT_WORKERS_KEPT)
+        if silent:
+            log.info("forgot %d workers silent for more than %s", silent, SILENT_WORKERS_KEPT)
         with self.db.read() as session:
             keep = outbox.newest_of_each_task(session)
         pruned = 0

@@ -14,9 +14,10 @@ from sqlalchemy import select
 
 from ctax.api import dispatch
 from ctax.api.dispatch import Dispatcher
-from ctax.jobs import FORGET_CREATIVES, INDEX_QUEUE
+from ctax.jobs import FORGET_CREATIVES, INDEX_QUEUE, LABEL_QUEUE
 from ctax.store.migrate import upgrade
-from ctax.store.models import OutboxJob
+from ctax.store.models import OutboxJob, WorkerHeartbeat
+from ctax.store.repos import workers
 from ctax.store.session import Database
 from ctax.store.types import utcnow
 from tests.conftest import make_settings
@@ -80,6 +81,30 @@ def test_the_dispatcher_prunes_jobs_ended_before_the_kept_days_at_most_once_an_i
             assert session.get(OutboxJob, newest) is not None and session.get(OutboxJob, later) is not None
         dispatcher._pruned_at = time.monotonic() - dispatch.PRUNE_EVERY_S - 1
         assert dispatcher.prune() == 1  # `newest` is no longer the newest of its task
+    finally:
+        dispatcher.producer.close()
+        db.dispose()
+
+
+def test_the_prune_forgets_workers_silent_for_a_day_and_no_others(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "var")
+    settings.ensure_dirs()
+    upgrade(settings.sqlalchemy_url)
+    db = Database(settings.sqlalchemy_url)
+    dispatcher = Dispatcher(settings, db)
+    ages = {"host:1:ctax.label": dt.timedelta(0), "host:2:ctax.label": dt.timedelta(hours=23),
+            "host:3:ctax.label": dispatch.SILENT_WORKERS_KEPT + dt.timedelta(minutes=1)}
+    try:
+        with db.write() as session:
+            for name, age in ages.items():
+                workers.beat(session, name, pid=1, queues=[LABEL_QUEUE], device="cpu", ready=True, info={})
+                session.flush()
+                row = session.get(WorkerHeartbeat, name)
+                assert row is not None
+                row.last_seen_at = utcnow() - age
+        dispatcher.prune()
+        with db.read() as session:
+            assert sorted(b.name for b in workers.heartbeats(session)) == ["host:1:ctax.label", "host:2:ctax.label"]
     finally:
         dispatcher.producer.close()
         db.dispose()

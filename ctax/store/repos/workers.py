@@ -61,3 +61,11 @@ def last_beat(session: Session, prefix: str) -> dt.datetime | None:
     """When the process whose names start with `prefix` (`name_prefix`) last beat; None if it never did."""
     return session.scalar(select(func.max(WorkerHeartbeat.last_seen_at))
                           .where(WorkerHeartbeat.name.startswith(prefix, autoescape=True)))
+
+
+def forget_silent(session: Session, seen_before: dt.datetime) -> int:
+    """Forget the heartbeats of workers not seen since `seen_before`: processes that died where no supervisor
+    deleted their row (a pod replaced, a `kill -9` under systemd). Each restart is a new name, so without this
+    /readyz listed every worker that ever ran."""
+    result = session.execute(delete(WorkerHeartbeat).where(WorkerHeartbeat.last_seen_at < seen_before))
+    return int(getattr(result, "rowcount", 0) or 0)
