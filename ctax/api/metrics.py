@@ -1,4 +1,5 @@
-"""Prometheus metrics: request counts and latency per route, and queue depths read from the database.
+"""Prometheus metrics: request counts and latency per route, and queue depths read from the database (creatives
+by status, review items, background jobs by task and state).
 
 Requests are measured by a plain ASGI middleware rather than `@app.middleware("http")`: Starlette's
 BaseHTTPMiddleware runs the rest of the app in a task group and re-streams every response through a memory
@@ -19,6 +20,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from ctax.api.deps import Reviewer
+from ctax.store import outbox
 from ctax.store.repos import creatives as creative_rows
 from ctax.store.repos import review_counts
 
@@ -45,13 +47,19 @@ class _DatabaseCollector(Collector):
             return
         creatives = GaugeMetricFamily("ctax_creatives", "Creatives by status", labels=["status"])
         review = GaugeMetricFamily("ctax_review_items", "Review items by status and flag", labels=["status", "flag"])
+        jobs = GaugeMetricFamily("ctax_background_jobs", "Outbox jobs (index syncs, deletions' forgets, erasure "
+                                 "steps, builds, training requests) by task and state; ended ones are pruned after "
+                                 "CTAX_OUTBOX_KEEP_DAYS", labels=["task", "state"])
         with db.read() as session:
             for status, count in creative_rows.count_by_status(session):
                 creatives.add_metric([status], count)
             for status, flag, count in review_counts.count_by_status_and_flag(session):
                 review.add_metric([status, flag], count)
+            for task, state, count in outbox.count_by_state(session):
+                jobs.add_metric([task, state], count)
         yield creatives
         yield review
+        yield jobs
 
 
 class RequestMetrics:
@@ -108,5 +116,6 @@ def install(app: FastAPI) -> None:
              responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}},
                               "description": "Prometheus text format"}})
     def metrics(_: Reviewer) -> Response:
-        """Request counts and latencies per route, creatives by status, review items by status and flag."""
+        """Request counts and latencies per route, creatives by status, review items by status and flag, background
+        jobs by task and state."""
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

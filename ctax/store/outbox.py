@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import case, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from ctax.enums import CreativeStatus
@@ -103,6 +103,21 @@ def resend_lost(session: Session, alive_since: dt.datetime) -> list[str]:
         .execution_options(synchronize_session=False)
     )
     return [row[0] for row in result]
+
+
+def count_by_state(session: Session) -> list[tuple[str, str, int]]:
+    """(task, state, jobs): waiting (not sent yet), sent (queued, or running untracked), running, ended, failed
+    (ended with an error, or given up). What /metrics shows: waiting jobs piling up mean the broker is away, a job
+    running for long a stuck index owner."""
+    state = case(
+        (OutboxJob.sent_at.is_(None), "waiting"),
+        (OutboxJob.done_at.is_not(None) & OutboxJob.last_error.is_not(None), "failed"),
+        (OutboxJob.done_at.is_not(None), "ended"),
+        (OutboxJob.running_on.is_not(None), "running"),
+        else_="sent",
+    )
+    rows = session.execute(select(OutboxJob.task, state, func.count()).group_by(OutboxJob.task, state))
+    return [(str(task), str(named), int(count)) for task, named, count in rows]
 
 
 def newest_of_each_task(session: Session) -> list[int]:

@@ -11,6 +11,9 @@ from starlette.middleware.base import BaseHTTPMiddleware
 from ctax.api.app import create_app
 from ctax.api.metrics import RequestMetrics
 from ctax.config import Settings
+from ctax.jobs import ERASE_ACCOUNT, FORGET_CREATIVES, INDEX_QUEUE, SYNC_INDEX
+from ctax.store.models import OutboxJob
+from ctax.store.types import utcnow
 from tests.conftest import headers
 
 
@@ -101,3 +104,22 @@ def test_requests_are_measured_by_plain_asgi_middleware(client) -> None:
     assert len(measuring) == 1 and not issubclass(RequestMetrics, BaseHTTPMiddleware)
     dispatchers = [m.kwargs.get("dispatch") for m in client.app.user_middleware if m.cls is BaseHTTPMiddleware]
     assert not [d for d in dispatchers if getattr(d, "__module__", "") == "ctax.api.metrics"]
+
+
+def test_background_jobs_are_counted_by_task_and_state(settings: Settings, db, keys) -> None:
+    now = utcnow()
+    rows = [dict(task=SYNC_INDEX), dict(task=SYNC_INDEX),  # waiting: the broker has not taken them
+            dict(task=FORGET_CREATIVES, sent_at=now),  # sent, queued
+            dict(task=FORGET_CREATIVES, sent_at=now, running_on="host:1:ctax.index", starts=1),
+            dict(task=FORGET_CREATIVES, sent_at=now, done_at=now, starts=1),
+            dict(task=ERASE_ACCOUNT, sent_at=now, done_at=now, starts=3, last_error="started 3 times ...")]
+    with db.write() as session:
+        for row in rows:
+            session.add(OutboxJob(args=[], queue=INDEX_QUEUE, **row))
+    with TestClient(create_app(settings, start_dispatcher=False)) as client:  # a dispatcher would send the waiting
+        text = client.get("/metrics", headers=headers(keys["reviewer"])).text
+    jobs = "ctax_background_jobs"
+    assert _sample(text, jobs, task=SYNC_INDEX, state="waiting") == 2.0
+    for state in ("sent", "running", "ended"):
+        assert _sample(text, jobs, task=FORGET_CREATIVES, state=state) == 1.0, state
+    assert _sample(text, jobs, task=ERASE_ACCOUNT, state="failed") == 1.0
