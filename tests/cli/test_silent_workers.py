@@ -11,7 +11,6 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
@@ -32,19 +31,9 @@ SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
 
 @pytest.fixture
 def quick(tmp_path: Path) -> Settings:
-    """Staleness in a second, so that a silence is judged in HUNG_AFTER_STALE seconds."""
+    """Staleness in a second, so that a silence is judged in HUNG_AFTER_STALE seconds (the watch reads only that
+    from its settings; the database is the `db` fixture's)."""
     return make_settings(tmp_path / "quick", worker_heartbeat_s=0.5, worker_stale_s=1.0)
-
-
-@pytest.fixture
-def quick_db(quick: Settings) -> Iterator[Database]:
-    from ctax.store.migrate import upgrade
-
-    quick.ensure_dirs()
-    upgrade(quick.sqlalchemy_url)
-    db = Database(quick.sqlalchemy_url)
-    yield db
-    db.dispose()
 
 
 def beat(db: Database, pid: int, seconds_ago: float) -> str:
@@ -58,33 +47,33 @@ def beat(db: Database, pid: int, seconds_ago: float) -> str:
     return name
 
 
-def test_only_a_running_worker_silent_for_longer_than_the_bound_is_hung(quick: Settings, quick_db: Database) -> None:
-    watch = SilentWorkers(quick_db, quick)
+def test_only_a_running_worker_silent_for_longer_than_the_bound_is_hung(quick: Settings, db: Database) -> None:
+    watch = SilentWorkers(db, quick)
     silent_s = HUNG_AFTER_STALE * quick.worker_stale_s
     silent = Child(LABEL_WORKER, SLEEPER, pid=1001)
     beating = Child(LABEL_WORKER, SLEEPER, pid=1002)
     starting = Child(LABEL_WORKER, SLEEPER, pid=1003)  # no row yet: loading, it beats first thing
     api = Child("API", SLEEPER, pid=1004)
-    beat(quick_db, 1001, seconds_ago=silent_s + 5)
-    beat(quick_db, 1002, seconds_ago=0)
-    beat(quick_db, 1004, seconds_ago=silent_s + 5)
+    beat(db, 1001, seconds_ago=silent_s + 5)
+    beat(db, 1002, seconds_ago=0)
+    beat(db, 1004, seconds_ago=silent_s + 5)
     # The database has just begun answering: a live worker may not have had the time to beat since it came back.
     assert watch(silent) is None
     time.sleep(silent_s + 0.1)
-    beat(quick_db, 1002, seconds_ago=0)
+    beat(db, 1002, seconds_ago=0)
     hung = watch(silent)
     assert hung is not None and "has not beaten for" in hung, hung
     assert [watch(c) for c in (beating, starting, api)] == [None, None, None]
 
 
-def test_while_the_database_is_away_no_worker_is_hung(quick: Settings, quick_db: Database) -> None:
+def test_while_the_database_is_away_no_worker_is_hung(quick: Settings, db: Database) -> None:
     silent_s = HUNG_AFTER_STALE * quick.worker_stale_s
-    beat(quick_db, 1001, seconds_ago=silent_s + 5)
+    beat(db, 1001, seconds_ago=silent_s + 5)
     away = Database("postgresql+psycopg://postgres@127.0.0.1:1/nowhere")
     try:
         watch = SilentWorkers(away, quick)
         assert watch(Child(LABEL_WORKER, SLEEPER, pid=1001)) is None
-        watch.db = quick_db  # it answers again: the silence is judged once it has answered for the whole bound
+        watch.db = db  # it answers again: the silence is judged once it has answered for the whole bound
         assert watch(Child(LABEL_WORKER, SLEEPER, pid=1001)) is None
         time.sleep(silent_s + 0.1)
         assert watch(Child(LABEL_WORKER, SLEEPER, pid=1001)) is not None
@@ -92,15 +81,15 @@ def test_while_the_database_is_away_no_worker_is_hung(quick: Settings, quick_db:
         away.dispose()
 
 
-def test_a_stopped_worker_is_killed_handed_back_and_restarted(quick: Settings, quick_db: Database) -> None:
+def test_a_stopped_worker_is_killed_handed_back_and_restarted(quick: Settings, db: Database) -> None:
     child = Child(LABEL_WORKER, SLEEPER)
-    supervisor = Supervisor([child], on_exit=partial(hand_back, quick_db), watch=SilentWorkers(quick_db, quick),
+    supervisor = Supervisor([child], on_exit=partial(hand_back, db), watch=SilentWorkers(db, quick),
                             policy=Policy(backoff_start_s=0.1), watch_every_s=0.2)
     supervisor.start()
     try:
         first = child.pid
         assert first is not None
-        name = beat(quick_db, first, seconds_ago=0)
+        name = beat(db, first, seconds_ago=0)
         os.kill(first, signal.SIGSTOP)  # as a debugger or a stuck GIL would: no beat from now on
         deadline = time.monotonic() + 30
         while child.pid == first or child.process is None:
@@ -108,7 +97,7 @@ def test_a_stopped_worker_is_killed_handed_back_and_restarted(quick: Settings, q
             supervisor.tick(time.monotonic())
             time.sleep(0.05)
         assert child.exits == [-signal.SIGKILL] and child.restarts == 1
-        with quick_db.read() as session:  # handed back: its heartbeat is gone
+        with db.read() as session:  # handed back: its heartbeat is gone
             assert session.scalar(select(WorkerHeartbeat.name).where(WorkerHeartbeat.name == name)) is None
     finally:
         supervisor.stop()

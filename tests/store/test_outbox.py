@@ -199,3 +199,20 @@ def test_the_newest_job_of_a_task_is_kept_however_old(database: Database) -> Non
     with db.write() as session:
         assert outbox.prune(session, utcnow(), outbox.newest_of_each_task(session)) == 0
         assert session.get(OutboxJob, only) is not None
+
+
+def test_jobs_are_counted_by_task_and_state(database: Database) -> None:
+    db = database
+    now = utcnow()
+    job(db, SYNC_INDEX)
+    job(db, SYNC_INDEX, sent_at=now, not_before=now)
+    job(db, FORGET_CREATIVES, sent_at=now)
+    job(db, FORGET_CREATIVES, sent_at=now, running_on=LIVE, starts=1)
+    job(db, FORGET_CREATIVES, sent_at=now, done_at=now, starts=1)
+    job(db, FORGET_CREATIVES, sent_at=now, done_at=now, starts=1, last_error="RuntimeError('qdrant went away')")
+    job(db, TRAIN)
+    with db.read() as session:
+        counted = sorted(outbox.count_by_state(session))
+    assert counted == [(FORGET_CREATIVES, "ended", 1), (FORGET_CREATIVES, "failed", 1),
+                       (FORGET_CREATIVES, "running", 1), (FORGET_CREATIVES, "sent", 1),
+                       (SYNC_INDEX, "sent", 1), (SYNC_INDEX, "waiting", 1), (TRAIN, "waiting", 1)]
