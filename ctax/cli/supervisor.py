@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ HEALTHY_AFTER_S = 60.0
 IMMEDIATE_S = 10.0
 MAX_IMMEDIATE_FAILURES = 5
 POLL_S = 0.2
-WATCH_EVERY_S = 5.0  # how often a running child is judged by `watch` (a database read per worker)
+WATCH_EVERY_S = 5.0  # how often `run` has the running children judged by `watch` (a database read per worker)
 STOP_TIMEOUT_S = 30.0
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
@@ -103,12 +104,13 @@ class Supervisor:
                  watch: Callable[[Child], str | None] | None = None, policy: Policy | None = None,
                  watch_every_s: float = WATCH_EVERY_S) -> None:
         """`watch` says why a child whose process runs is hung (None: it is not); such a child is killed, then
-        restarted as any child that died."""
+        restarted as any child that died. `run` asks it every `watch_every_s` on a thread of its own: a watch that
+        reads a database can wait on it (PostgreSQL behind a dead link: minutes), and the loop that restarts the
+        dead and hears Ctrl-C must not."""
         self.children = list(children)
         self.on_exit = on_exit
         self.watch = watch
         self.watch_every_s = watch_every_s
-        self._watched_at = 0.0
         self.policy = policy or Policy()
         self.stopping = False
 
@@ -125,6 +127,8 @@ class Supervisor:
         previous = {sig: signal.signal(sig, self.request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
             self.start()
+            if self.watch is not None:
+                threading.Thread(target=self._watching, name="ctax-run-watch", daemon=True).start()
             while not self.stopping:
                 self.tick(time.monotonic())
                 time.sleep(POLL_S)
@@ -134,10 +138,7 @@ class Supervisor:
                 signal.signal(sig, handler)
 
     def tick(self, now: float) -> None:
-        """One round: notice the dead, restart the ones whose backoff is over; now and then, kill the hung."""
-        if self.watch is not None and not self.stopping and now - self._watched_at >= self.watch_every_s:
-            self._watched_at = now
-            self._kill_hung()
+        """One round: notice the dead, restart the ones whose backoff is over."""
         for child in self.children:
             if child.process is not None and (code := child.process.poll()) is not None:
                 self._died(child, code, now)
@@ -145,19 +146,27 @@ class Supervisor:
                     and now >= child.restart_at):
                 self._spawn(child)
 
-    def _kill_hung(self) -> None:
+    def _watching(self) -> None:
+        while not self.stopping:
+            time.sleep(self.watch_every_s)
+            if not self.stopping:
+                self.watch_once()
+
+    def watch_once(self) -> None:
+        """Kill every running child the watch calls hung; `tick` then sees it dead and restarts it."""
         assert self.watch is not None
         for child in self.children:
-            if child.process is None or child.process.poll() is not None:
+            process = child.process  # the main thread may replace it meanwhile: act on this one only
+            if process is None or process.returncode is not None:
                 continue
             try:
                 hung = self.watch(child)
             except Exception:  # a watch that cannot judge leaves the child running
                 log.exception("could not tell whether %s (pid %s) is hung", child.name, child.pid)
                 continue
-            if hung is not None:
-                log.warning("%s (pid %s) %s: killing it, to restart it", child.name, child.pid, hung)
-                child.process.kill()
+            if hung is not None and child.process is process and not self.stopping:
+                log.warning("%s (pid %s) %s: killing it, to restart it", child.name, process.pid, hung)
+                process.kill()
 
     def _died(self, child: Child, code: int, now: float) -> None:
         ran = now - child.started_at

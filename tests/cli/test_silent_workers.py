@@ -84,7 +84,7 @@ def test_while_the_database_is_away_no_worker_is_hung(quick: Settings, db: Datab
 def test_a_stopped_worker_is_killed_handed_back_and_restarted(quick: Settings, db: Database) -> None:
     child = Child(LABEL_WORKER, SLEEPER)
     supervisor = Supervisor([child], on_exit=partial(hand_back, db), watch=SilentWorkers(db, quick),
-                            policy=Policy(backoff_start_s=0.1), watch_every_s=0.2)
+                            policy=Policy(backoff_start_s=0.1))
     supervisor.start()
     try:
         first = child.pid
@@ -94,6 +94,7 @@ def test_a_stopped_worker_is_killed_handed_back_and_restarted(quick: Settings, d
         deadline = time.monotonic() + 30
         while child.pid == first or child.process is None:
             assert time.monotonic() < deadline, "the stopped worker was not restarted"
+            supervisor.watch_once()
             supervisor.tick(time.monotonic())
             time.sleep(0.05)
         assert child.exits == [-signal.SIGKILL] and child.restarts == 1

@@ -116,17 +116,18 @@ def test_a_child_the_watch_calls_hung_is_killed_handed_to_on_exit_and_restarted(
     hung_pids: set[int] = set()
     watched = [python("labelling worker", SLEEPER), python("API", SLEEPER)]
     supervisor = Supervisor(watched, on_exit=lambda _, code: exits.append(code), policy=Policy(backoff_start_s=0.1),
-                            watch=lambda c: "is stuck" if c.pid in hung_pids else None, watch_every_s=0.05)
+                            watch=lambda c: "is stuck" if c.pid in hung_pids else None)
     supervisor.start()
     worker, api = watched
     try:
         first, api_pid = worker.pid, api.pid
         assert first is not None
-        for _ in range(5):  # judged and found well: left alone
+        for _ in range(3):  # judged and found well: left alone
+            supervisor.watch_once()
             supervisor.tick(time.monotonic())
-            time.sleep(0.06)
         assert worker.restarts == 0 and exits == []
         hung_pids.add(first)
+        supervisor.watch_once()
         tick_until(supervisor, lambda: worker.process is not None and worker.pid != first)
         assert exits == [-signal.SIGKILL] and worker.restarts == 1
         assert gone(first) and api.pid == api_pid and api.restarts == 0
@@ -206,3 +207,34 @@ def test_children_stop_when_the_supervisor_is_killed_outright(tmp_path: Path) ->
         for pid in pids:  # the stubborn child ignores SIGTERM by design: it is the test's to clean up
             if not gone(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_run_asks_the_watch_on_its_own_thread_so_a_watch_that_blocks_stops_nothing() -> None:
+    """A watch stuck in a database read must not keep the supervisor from restarting the dead or stopping."""
+    asked = threading.Event()
+    release = threading.Event()
+
+    def stuck_watch(_: Child) -> str | None:
+        asked.set()
+        release.wait(60)
+        return None
+
+    crasher = python("crasher", "import time, sys; time.sleep(0.3); sys.exit(3)")
+    supervisor = Supervisor([crasher], watch=stuck_watch, watch_every_s=0.05,
+                            policy=Policy(backoff_start_s=0.05, immediate_s=0))
+
+    def stop_once_restarted_twice() -> None:
+        deadline = time.monotonic() + 30
+        while not (asked.is_set() and crasher.restarts >= 2) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        supervisor.request_stop()
+
+    threading.Thread(target=stop_once_restarted_twice, daemon=True).start()
+    started = time.monotonic()
+    try:
+        supervisor.run()  # signal handlers: the main thread's
+    finally:
+        release.set()
+    assert asked.is_set(), "the watch was never asked"
+    assert crasher.restarts >= 2, "the supervisor stopped restarting while its watch was stuck"
+    assert time.monotonic() - started < 30
