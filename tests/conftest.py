@@ -125,6 +125,18 @@ def client(settings: Settings, db: Database) -> Iterator[object]:
 
 
 @pytest.fixture
+def quiet_client(settings: Settings, db: Database) -> Iterator[object]:
+    """The API without its dispatcher: for a test that reads the outbox and sends its jobs itself (the dispatcher's
+    thread would send them in between, once a second)."""
+    from fastapi.testclient import TestClient
+
+    from ctax.api.app import create_app
+
+    with TestClient(create_app(settings, start_dispatcher=False)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
 def pitt_labels(db: Database, shared_data: Path) -> dict[str, int]:
     """The Pitt taxonomy imported; label path -> id."""
     from sqlalchemy import select
