@@ -146,3 +146,13 @@ def vocabulary() -> dict[str, object]:
         "proposal_statuses": [status.value for status in ProposalStatus],
         "orders": [order.value for order in QueueOrder],
     }
+
+
+class JobState(StrEnum):
+    """Where a background (outbox) job stands; derived from its row, never stored (store/outbox.state_of)."""
+
+    WAITING = "waiting"  # not sent yet (the broker away, or held back until not_before)
+    SENT = "sent"  # queued; or running, for a task that does not say when it runs (training, discovery)
+    RUNNING = "running"
+    ENDED = "ended"
+    FAILED = "failed"  # ended with an error, or given up after MAX_JOB_STARTS

@@ -23,6 +23,7 @@ app.add_typer(admin.accounts_app, name="accounts")
 app.add_typer(admin.keys_app, name="keys")
 app.add_typer(models.models_app, name="models")
 app.add_typer(data.proposals_app, name="proposals")
+app.command()(admin.jobs)
 
 
 def main() -> None:

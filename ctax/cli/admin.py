@@ -1,13 +1,16 @@
-"""Administration: the database schema, accounts and API keys."""
+"""Administration: the database schema, accounts, API keys, and the background jobs they cause."""
 
 from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
 
 import typer
 
 from ctax.cli.common import console, database, fail, settings
-from ctax.enums import AccountKind, AccountStatus
+from ctax.enums import AccountKind, AccountStatus, JobState
 from ctax.settings_checks import account_quota, account_rate_limit
-from ctax.store import migrate
+from ctax.store import migrate, outbox
 from ctax.store.keys import (
     account_status,
     account_usage,
@@ -156,3 +159,27 @@ def keys_create(
     except Exception as exc:
         fail(exc)
     typer.echo(key)
+
+
+JOB_COLUMNS = ("id", "task", "state", "queued", "sent", "started", "ended", "starts", "error")
+
+
+def jobs(
+    state: Annotated[JobState | None, typer.Option(help="only jobs in this state")] = None,
+    task: Annotated[str | None, typer.Option(help="only this task, e.g. ctax.index.sync")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=100_000, help="at most this many")] = 20,
+) -> None:
+    """Background jobs (index syncs, deletions' forgets, erasure steps, builds, training requests), newest first,
+    one a line after a header: id, task, state, when it was queued, sent, started and ended (UTC), how often a
+    worker started it, and why it failed. Ended jobs are kept CTAX_OUTBOX_KEEP_DAYS (7)."""
+    with database(settings()).read() as session:
+        found = outbox.recent(session, state, task, limit)
+        typer.echo("\t".join(JOB_COLUMNS))
+        for job, named in found:
+            error = " ".join((job.last_error or "").split())[:300]
+            typer.echo("\t".join([str(job.id), job.task, named, *map(_when, (job.created_at, job.sent_at,
+                                   job.started_at, job.done_at)), str(job.starts), error]))
+
+
+def _when(at: dt.datetime | None) -> str:
+    return at.strftime("%Y-%m-%d %H:%M:%S") if at is not None else "-"

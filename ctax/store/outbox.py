@@ -10,8 +10,9 @@ from typing import Any, Literal
 
 from sqlalchemy import case, delete, func, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
-from ctax.enums import CreativeStatus
+from ctax.enums import CreativeStatus, JobState
 from ctax.jobs import DEFAULT_QUEUES, MAX_JOB_STARTS, RESENT_WHEN_LOST, SYNC_INDEX
 from ctax.store.models import Creative, OutboxJob, WorkerHeartbeat
 from ctax.store.session import Database, mark_queued_work
@@ -105,19 +106,34 @@ def resend_lost(session: Session, alive_since: dt.datetime) -> list[str]:
     return [row[0] for row in result]
 
 
-def count_by_state(session: Session) -> list[tuple[str, str, int]]:
-    """(task, state, jobs): waiting (not sent yet), sent (queued, or running untracked), running, ended, failed
-    (ended with an error, or given up). What /metrics shows: waiting jobs piling up mean the broker is away, a job
-    running for long a stuck index owner."""
-    state = case(
-        (OutboxJob.sent_at.is_(None), "waiting"),
-        (OutboxJob.done_at.is_not(None) & OutboxJob.last_error.is_not(None), "failed"),
-        (OutboxJob.done_at.is_not(None), "ended"),
-        (OutboxJob.running_on.is_not(None), "running"),
-        else_="sent",
+def state_of() -> ColumnElement[str]:
+    """A job's JobState, as SQL: what /metrics counts and `ctax jobs` filters by."""
+    return case(
+        (OutboxJob.sent_at.is_(None), JobState.WAITING.value),
+        (OutboxJob.done_at.is_not(None) & OutboxJob.last_error.is_not(None), JobState.FAILED.value),
+        (OutboxJob.done_at.is_not(None), JobState.ENDED.value),
+        (OutboxJob.running_on.is_not(None), JobState.RUNNING.value),
+        else_=JobState.SENT.value,
     )
+
+
+def count_by_state(session: Session) -> list[tuple[str, str, int]]:
+    """(task, state, jobs). What /metrics shows: waiting jobs piling up mean the broker is away, a job running for
+    long a stuck index owner, failed ones say why in their last_error (`ctax jobs --state failed`)."""
+    state = state_of()
     rows = session.execute(select(OutboxJob.task, state, func.count()).group_by(OutboxJob.task, state))
     return [(str(task), str(named), int(count)) for task, named, count in rows]
+
+
+def recent(session: Session, state: JobState | None = None, task: str | None = None,
+           limit: int = 20) -> list[tuple[OutboxJob, JobState]]:
+    """The newest jobs first, with their states, of one state and task if given."""
+    query = select(OutboxJob, state_of()).order_by(OutboxJob.id.desc()).limit(limit)
+    if state is not None:
+        query = query.where(state_of() == state.value)
+    if task is not None:
+        query = query.where(OutboxJob.task == task)
+    return [(job, JobState(named)) for job, named in session.execute(query)]
 
 
 def newest_of_each_task(session: Session) -> list[int]:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from ctax.enums import JobState
 from ctax.jobs import FORGET_CREATIVES, INDEX_QUEUE, MAX_JOB_STARTS, SYNC_INDEX, TRAIN
 from ctax.store import outbox
 from ctax.store.migrate import upgrade
@@ -216,3 +217,17 @@ def test_jobs_are_counted_by_task_and_state(database: Database) -> None:
     assert counted == [(FORGET_CREATIVES, "ended", 1), (FORGET_CREATIVES, "failed", 1),
                        (FORGET_CREATIVES, "running", 1), (FORGET_CREATIVES, "sent", 1),
                        (SYNC_INDEX, "sent", 1), (SYNC_INDEX, "waiting", 1), (TRAIN, "waiting", 1)]
+
+
+def test_recent_jobs_are_listed_newest_first_by_state_and_task(database: Database) -> None:
+    db = database
+    now = utcnow()
+    ended = job(db, SYNC_INDEX, sent_at=now, done_at=now)
+    failed = job(db, FORGET_CREATIVES, sent_at=now, done_at=now, last_error="boom")
+    waiting = job(db, SYNC_INDEX)
+    with db.read() as session:
+        assert [(j.id, s) for j, s in outbox.recent(session)] == [
+            (waiting, JobState.WAITING), (failed, JobState.FAILED), (ended, JobState.ENDED)]
+        assert [j.id for j, _ in outbox.recent(session, state=JobState.FAILED)] == [failed]
+        assert [j.id for j, _ in outbox.recent(session, task=SYNC_INDEX, limit=1)] == [waiting]
+        assert outbox.recent(session, state=JobState.RUNNING) == []
