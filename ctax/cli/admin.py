@@ -169,9 +169,11 @@ def jobs(
     task: Annotated[str | None, typer.Option(help="only this task, e.g. ctax.index.sync")] = None,
     limit: Annotated[int, typer.Option(min=1, max=100_000, help="at most this many")] = 20,
 ) -> None:
-    """Background jobs (index syncs, deletions' forgets, erasure steps, builds, training requests), newest first,
-    one a line after a header: id, task, state, when it was queued, sent, started and ended (UTC), how often a
-    worker started it, and why it failed. Ended jobs are kept CTAX_OUTBOX_KEEP_DAYS (7)."""
+    """Background jobs, newest first: what ran, and how it ended.
+
+    Index syncs, deletions' forgets, erasure steps, builds, training requests: one a line after a header, with its
+    id, task, state, when it was queued, sent, started and ended (UTC), how often a worker started it, and why it
+    failed. Ended jobs are kept CTAX_OUTBOX_KEEP_DAYS (7)."""
     with database(settings()).read() as session:
         found = outbox.recent(session, state, task, limit)
         typer.echo("\t".join(JOB_COLUMNS))
