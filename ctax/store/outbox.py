@@ -180,12 +180,28 @@ def start(session: Session, job_id: int, worker: str) -> JobStart:
     return "run"
 
 
-def finish(session: Session, job_id: int, error: str | None = None) -> None:
-    """The job ran to its end, or failed with `error` (a failure is not retried: a task says what it retries)."""
+# After a job's first and second failure it runs again this many seconds later; a third failure is final.
+RETRY_AFTER_S = (10.0, 60.0)
+
+
+def finish(session: Session, job_id: int, error: str | None = None) -> float | None:
+    """The job ran to its end, or failed with `error`. A failed job runs again after RETRY_AFTER_S while it has
+    started fewer than MAX_JOB_STARTS times; the delay, or None once it ended (failed for good: last_error says
+    why). Why: these jobs may run twice, and most failures are a part that was away for a moment (the database
+    locked, Qdrant restarting); a failed erasure step used to end its account's erasure until the next restart."""
+    if error is not None:
+        job = session.get(OutboxJob, job_id, with_for_update=True)
+        if job is not None and job.starts < MAX_JOB_STARTS:
+            delay = RETRY_AFTER_S[min(max(job.starts, 1), len(RETRY_AFTER_S)) - 1]
+            job.sent_at, job.running_on = None, None
+            job.not_before, job.last_error = utcnow() + dt.timedelta(seconds=delay), error[:2000]
+            mark_queued_work(session)
+            return delay
     values: dict[str, Any] = {"done_at": utcnow(), "running_on": None}
     if error is not None:
         values["last_error"] = error[:2000]
     session.execute(update(OutboxJob).where(OutboxJob.id == job_id).values(**values))
+    return None
 
 
 def undispatched(session: Session, limit: int, requeue_before: dt.datetime, lease_before: dt.datetime,

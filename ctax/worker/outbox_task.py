@@ -41,8 +41,9 @@ class ResentWhenLost(Task):  # type: ignore[misc]  # celery ships no type hints
         self._finish(job_id, None)
         return result
 
-    @staticmethod
-    def _finish(job_id: int, error: str | None) -> None:
+    def _finish(self, job_id: int, error: str | None) -> None:
         rt = current()
         with rt.db.write() as session:
-            outbox.finish(session, job_id, error)
+            again_in = outbox.finish(session, job_id, error)
+        if again_in is not None:
+            log.warning("%s (outbox job %s) failed: %s; it runs again in %.0f s", self.name, job_id, error, again_in)

@@ -114,11 +114,33 @@ def test_a_job_runs_until_it_ends_and_a_repeated_message_does_nothing(database: 
         assert outbox.start(session, job_id + 1000, LIVE) == "untracked"
     assert load(db, job_id).starts == 1
 
+
+
+def test_a_failed_job_runs_again_later_until_its_last_start_then_it_has_failed(database: Database) -> None:
+    db = database
     failed = job(db, SYNC_INDEX, sent_at=utcnow())
+    broker = Broker()
+    for n, delay in enumerate(outbox.RETRY_AFTER_S, start=1):
+        with db.write() as session:
+            assert outbox.start(session, failed, LIVE) == "run"
+            before = utcnow()
+            assert outbox.finish(session, failed, f"RuntimeError('qdrant went away {n}')") == delay
+        row = load(db, failed)
+        assert row.sent_at is None and row.running_on is None and row.done_at is None and row.starts == n
+        assert row.not_before is not None and row.not_before >= before + dt.timedelta(seconds=delay)
+        assert row.last_error == f"RuntimeError('qdrant went away {n}')"
+        assert outbox.flush(db, broker.send).sent == 0  # not before its time
+        with db.write() as session:  # its time has come
+            session.get(OutboxJob, failed).not_before = utcnow() - dt.timedelta(seconds=1)
+        assert outbox.flush(db, broker.send).sent == 1
     with db.write() as session:
-        outbox.start(session, failed, LIVE)
-        outbox.finish(session, failed, "RuntimeError('qdrant went away')")
-    assert load(db, failed).last_error == "RuntimeError('qdrant went away')"
+        assert outbox.start(session, failed, LIVE) == "run"
+        assert outbox.finish(session, failed, "RuntimeError('qdrant is gone')") is None  # the last start
+    row = load(db, failed)
+    assert row.done_at is not None and row.starts == MAX_JOB_STARTS == len(outbox.RETRY_AFTER_S) + 1
+    assert row.last_error == "RuntimeError('qdrant is gone')"
+    with db.read() as session:
+        assert [s for j, s in outbox.recent(session) if j.id == failed] == [JobState.FAILED]
 
 
 def test_a_job_its_workers_never_finish_is_given_up_after_max_starts(database: Database) -> None:

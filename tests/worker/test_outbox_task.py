@@ -5,6 +5,7 @@ account."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
@@ -12,7 +13,7 @@ from celery import Celery
 
 from ctax.config import Settings
 from ctax.enums import AccountKind
-from ctax.jobs import ERASE_ACCOUNT, INDEX_QUEUE, LABEL_QUEUE, MAX_JOB_STARTS, RESENT_WHEN_LOST
+from ctax.jobs import ERASE_ACCOUNT, INDEX_QUEUE, LABEL_QUEUE, MAX_JOB_STARTS, RESENT_WHEN_LOST, SYNC_INDEX
 from ctax.store import keys, outbox
 from ctax.store.models import Account, OutboxJob
 from ctax.store.repos import accounts
@@ -91,3 +92,26 @@ def test_a_job_that_kept_killing_its_workers_is_not_run_again(app: Celery, db: D
     assert exists(db, account)
     job = stored(db, OutboxJob, job_id)
     assert job.done_at is not None and job.last_error is not None and "never finished" in job.last_error
+
+
+def test_a_job_that_fails_is_held_back_and_runs_again_then_fails_for_good(app: Celery, db: Database,
+                                                                           caplog: pytest.LogCaptureFixture) -> None:
+    """An index sync with no model version to sync fails (a real failure, from the real task): it waits in the
+    outbox to run again, RETRY_AFTER_S later, until its last start."""
+    with db.write() as session:
+        queued = outbox.enqueue(session, SYNC_INDEX, "a label changed")
+        session.flush()
+        job_id = queued.id
+    sync = app.tasks[SYNC_INDEX]
+    for n in range(1, MAX_JOB_STARTS + 1):
+        with caplog.at_level(logging.WARNING, logger="ctax.worker.outbox_task"):
+            result = sync.apply(args=["a label changed"], task_id=outbox.task_id(job_id))
+        assert result.failed() and "no active model version" in str(result.result)
+        job = stored(db, OutboxJob, job_id)
+        assert job.starts == n and job.last_error is not None and "no active model version" in job.last_error
+        if n < MAX_JOB_STARTS:
+            assert job.sent_at is None and job.done_at is None and job.not_before is not None
+            assert f"it runs again in {outbox.RETRY_AFTER_S[n - 1]:.0f} s" in caplog.text
+        else:
+            assert job.done_at is not None  # failed for good: `ctax jobs --state failed` shows why
+        caplog.clear()
