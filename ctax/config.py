@@ -35,6 +35,9 @@ class Settings(BaseSettings):
 
     # Storage profile: each part is embedded unless a server URL is given.
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite under data_dir.")
+    database_lock_wait_s: float = Field(default=30.0, gt=0, le=3600, description="How long a statement waits for a "
+        "lock another transaction holds (SQLite's busy_timeout, PostgreSQL's lock_timeout) before it fails: a "
+        "request answers 503, a worker's job runs again later.")
     qdrant_url: str | None = Field(default=None, description="Qdrant server URL; default local mode under data_dir.")
     qdrant_api_key: str | None = None
     broker_url: str | None = Field(default=None, description="Celery broker; default kombu SQLAlchemy on SQLite.")
@@ -215,20 +218,10 @@ class Settings(BaseSettings):
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()
 
-    @field_validator("bootstrap_admin_key")
-    @classmethod
-    def _key_length(cls, value: str | None) -> str | None:
-        return None if value is None else checks.min_length(value, MIN_API_KEY_CHARS)
-
-    @field_validator("database_url")
-    @classmethod
-    def _database(cls, value: str | None) -> str | None:
-        return None if value is None else checks.database_url(value, DATABASE_BACKENDS)
-
-    @field_validator("label_template", "train_label_template")
-    @classmethod
-    def _template(cls, value: str) -> str:
-        return checks.label_template(value, LABEL_TEMPLATE_PLACEHOLDERS)
+    _key_length = field_validator("bootstrap_admin_key")(lambda value: checks.min_length(value, MIN_API_KEY_CHARS))
+    _database = field_validator("database_url")(lambda value: checks.database_url(value, DATABASE_BACKENDS))
+    _template = field_validator("label_template", "train_label_template")(
+        lambda value: checks.label_template(value, LABEL_TEMPLATE_PLACEHOLDERS))
 
     _renewed_within_lease = field_validator("worker_heartbeat_s")(checks.renewed_within_lease)
     _young_spans_an_interval = field_validator("novelty_sweep_young")(checks.young_spans_an_interval)

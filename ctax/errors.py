@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 
 class CtaxError(Exception):
@@ -89,6 +89,13 @@ class StoreUnavailable(ServiceUnavailable):
     """The database could not be reached or stayed locked too long; the request changed nothing."""
 
     code = "database_unavailable"
+
+
+class StoreBusy(StoreUnavailable):
+    """A lock another transaction holds was not granted within CTAX_DATABASE_LOCK_WAIT_S: it usually passes."""
+
+    code = "database_busy"
+    headers: ClassVar[dict[str, str]] = {"Retry-After": "1"}
 
 
 class SchemaOutOfDate(StoreUnavailable):

@@ -11,7 +11,9 @@ from limits import parse_many
 from pydantic import ValidationInfo
 
 
-def database_url(value: str, backends: Sequence[str]) -> str:
+def database_url(value: str | None, backends: Sequence[str]) -> str | None:
+    if value is None:
+        return None
     # Read by hand, not with sqlalchemy.engine.make_url: only ctax.store may import SQLAlchemy.
     scheme, separator, _ = value.partition("://")
     backend = scheme.split("+", 1)[0].lower()
@@ -22,8 +24,8 @@ def database_url(value: str, backends: Sequence[str]) -> str:
     return value
 
 
-def min_length(value: str, chars: int) -> str:
-    if len(value) < chars:
+def min_length(value: str | None, chars: int) -> str | None:
+    if value is not None and len(value) < chars:
         raise ValueError(f"must be at least {chars} characters (it has {len(value)})")
     return value
 

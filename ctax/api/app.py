@@ -106,7 +106,7 @@ def create_app(settings: Settings | None = None, *, start_dispatcher: bool = Tru
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.ensure_dirs()
-        app.state.db = Database(settings.sqlalchemy_url)
+        app.state.db = Database(settings.sqlalchemy_url, lock_wait_s=settings.database_lock_wait_s)
         app.state.blobs = BlobStore(settings.blob_dir)
         app.state.key_cache = KeyCache(settings.key_cache_s)
         app.state.dispatcher = Dispatcher(settings, app.state.db)

@@ -56,7 +56,7 @@ def setting_errors(exc: ValidationError) -> list[str]:
 
 
 def database(current: Settings) -> Database:
-    return Database(current.sqlalchemy_url)
+    return Database(current.sqlalchemy_url, lock_wait_s=current.database_lock_wait_s)
 
 
 def flush(current: Settings, db: Database) -> None:

@@ -11,7 +11,7 @@ without the tables or columns this code reads is `SchemaOutOfDate` (503, saying 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
-from ctax.errors import ConcurrentChange, SchemaOutOfDate, StoreUnavailable
+from ctax.errors import ConcurrentChange, SchemaOutOfDate, StoreBusy, StoreUnavailable
 
 # Set on a session by whatever adds work for the queue (a creative, an outbox job), so that the work is sent as
 # soon as its transaction commits (Database.on_queued_work).
@@ -36,8 +36,19 @@ DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (OperationalError,)
 
 __all__ = ["DATABASE_UNAVAILABLE", "Database", "Session", "make_engine", "mark_queued_work"]  # Session: for hints
 
+# How long a statement waits for a lock another transaction holds before it fails (SQLite's busy_timeout,
+# PostgreSQL's lock_timeout): a request answers 503, a worker's job fails and is run again (CTAX_DATABASE_LOCK_WAIT_S).
+DEFAULT_LOCK_WAIT_S = 30.0
+# libpq leaves these to the kernel, which waits for ever for a server that accepts and never answers, two hours
+# before it probes a link that went quiet under a query, and about fifteen minutes for data nobody acknowledges:
+# a request thread or a worker's job waited that long on a database host that was gone. Values the URL gives win.
+POSTGRES_CONNECTION = {"connect_timeout": 10, "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
+                       "keepalives_count": 3, "tcp_user_timeout": 60_000}
+# SQLSTATE lock_not_available: lock_timeout ran out.
+_LOCK_NOT_GRANTED = "55P03"
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+
+def make_engine(url: str, lock_wait_s: float = DEFAULT_LOCK_WAIT_S, **kwargs: Any) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -45,7 +56,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         # Every request thread may hold a connection at once (the API's thread pool has 40): they queue on SQLite's
         # lock, which is short, rather than on the pool, whose timeout would turn a burst into errors.
         kwargs = {"pool_size": 40, "max_overflow": 20, "pool_timeout": 60, **kwargs}
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs)
+        engine = create_engine(url, connect_args={"timeout": lock_wait_s, "check_same_thread": False}, **kwargs)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -56,7 +67,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute(f"PRAGMA busy_timeout={round(lock_wait_s * 1000)}")
             cursor.close()
 
         @event.listens_for(engine, "begin")
@@ -68,15 +79,27 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=30, pool_timeout=60, **kwargs)
+    return create_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=30, pool_timeout=60,
+                         connect_args=postgres_connect_args(parsed.query, lock_wait_s), **kwargs)
+
+
+def postgres_connect_args(query: Mapping[str, Any], lock_wait_s: float) -> dict[str, Any]:
+    """POSTGRES_CONNECTION where the URL's query does not set them, and lock_timeout put before the URL's own
+    `options` (a later -c wins, so a URL that sets lock_timeout keeps it)."""
+    args: dict[str, Any] = {name: value for name, value in POSTGRES_CONNECTION.items() if name not in query}
+    lock = f"-c lock_timeout={round(lock_wait_s * 1000)}"
+    args["options"] = f"{lock} {query['options']}" if "options" in query else lock
+    return args
 
 
 class Database:
     """One database: sessions to read with and write transactions, over one engine (one pool) per process."""
 
-    def __init__(self, url: str, *, on_queued_work: Callable[[], None] | None = None) -> None:
+    def __init__(self, url: str, *, on_queued_work: Callable[[], None] | None = None,
+                 lock_wait_s: float = DEFAULT_LOCK_WAIT_S) -> None:
         self.url = url
-        self.engine = make_engine(url)
+        self.lock_wait_s = lock_wait_s
+        self.engine = make_engine(url, lock_wait_s)
         self._readers = sessionmaker(self.engine, expire_on_commit=False)
         self._writers = sessionmaker(self.engine.execution_options(**{WRITE_OPTION: True}), expire_on_commit=False)
         self.on_queued_work = on_queued_work
@@ -96,7 +119,7 @@ class Database:
         On SQLite it never takes the write lock, so reads go on while a writer holds it."""
         session = self._readers()
         try:
-            with _translated():
+            with _translated(self.lock_wait_s):
                 yield session
         finally:
             session.close()  # ends the transaction without expiring what was loaded
@@ -108,7 +131,7 @@ class Database:
         with self._turn():
             session = self._writers()
             try:
-                with _translated():
+                with _translated(self.lock_wait_s):
                     yield session
                     session.commit()
             except BaseException:
@@ -137,7 +160,7 @@ def mark_queued_work(session: Session) -> None:
 
 
 @contextmanager
-def _translated() -> Iterator[None]:
+def _translated(lock_wait_s: float) -> Iterator[None]:
     try:
         yield
     except (IntegrityError, StaleDataError) as exc:
@@ -153,6 +176,9 @@ def _translated() -> Iterator[None]:
                                   "upgrade` (`ctax run` migrates as it starts)") from exc
         if isinstance(exc, ProgrammingError):
             raise
+        if getattr(exc.orig, "sqlstate", None) == _LOCK_NOT_GRANTED or str(exc.orig) == "database is locked":
+            raise StoreBusy(f"the database is busy: a lock another transaction holds was not granted within "
+                            f"{lock_wait_s:g} s (CTAX_DATABASE_LOCK_WAIT_S); nothing was changed, try again") from exc
         raise StoreUnavailable(f"the database is unavailable or busy: {exc.orig}") from exc
 
 

@@ -46,7 +46,7 @@ class Runtime:
         self.queues = queues
         self.owns_index = owns_index
         self.name = workers.name_prefix(socket.gethostname(), os.getpid()) + "+".join(queues)
-        self.db = Database(settings.sqlalchemy_url)
+        self.db = Database(settings.sqlalchemy_url, lock_wait_s=settings.database_lock_wait_s)
         self.blobs = BlobStore(settings.blob_dir)
         self.device = resolve_device(settings.device)
         self._index: LabelIndex | None = None

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
+import psycopg
 import pytest
 from celery import Celery
 
@@ -15,6 +18,7 @@ from ctax.config import Settings
 from ctax.enums import AccountKind
 from ctax.jobs import ERASE_ACCOUNT, INDEX_QUEUE, LABEL_QUEUE, MAX_JOB_STARTS, RESENT_WHEN_LOST, SYNC_INDEX
 from ctax.store import keys, outbox
+from ctax.store.migrate import upgrade
 from ctax.store.models import Account, OutboxJob
 from ctax.store.repos import accounts
 from ctax.store.session import Database
@@ -22,11 +26,12 @@ from ctax.worker import runtime as runtime_module
 from ctax.worker.app import create_celery
 from ctax.worker.outbox_task import ResentWhenLost
 from ctax.worker.runtime import Runtime
+from tests.conftest import make_settings
 from tests.support import stored
 
 
-@pytest.fixture
-def app(settings: Settings, db: Database) -> Iterator[Celery]:
+@contextmanager
+def index_owner(settings: Settings) -> Iterator[Celery]:
     """The worker's Celery app and an index owner's runtime in this process (no models: the erasure needs none)."""
     rt = Runtime(settings, [LABEL_QUEUE, INDEX_QUEUE], owns_index=True)
     runtime_module._runtime = rt
@@ -37,6 +42,12 @@ def app(settings: Settings, db: Database) -> Iterator[Celery]:
     finally:
         runtime_module._runtime = None
         rt.db.dispose()
+
+
+@pytest.fixture
+def app(settings: Settings, db: Database) -> Iterator[Celery]:
+    with index_owner(settings) as celery:
+        yield celery
 
 
 def erasing_account(db: Database) -> int:
@@ -115,3 +126,31 @@ def test_a_job_that_fails_is_held_back_and_runs_again_then_fails_for_good(app: C
         else:
             assert job.done_at is not None  # failed for good: `ctax jobs --state failed` shows why
         caplog.clear()
+
+
+def test_a_job_stuck_on_a_lock_fails_busy_and_runs_again_once_the_lock_is_gone(tmp_path: Path,
+                                                                               postgres_url: str) -> None:
+    """PostgreSQL: a row lock held elsewhere (an admin's open transaction, a process stopped in one) used to hold
+    the index owner's queue for ever; the job now gives up after CTAX_DATABASE_LOCK_WAIT_S and runs again later."""
+    settings = make_settings(tmp_path / "var", database_url=postgres_url, database_lock_wait_s=1)
+    settings.ensure_dirs()
+    upgrade(settings.sqlalchemy_url)
+    db = Database(settings.sqlalchemy_url)
+    try:
+        account = erasing_account(db)
+        job_id = outbox_job(db, account)
+        with index_owner(settings) as celery, \
+                psycopg.connect(postgres_url.replace("postgresql+psycopg://", "postgresql://")) as holder:
+            holder.execute("SELECT * FROM accounts WHERE id = %s FOR UPDATE", (account,))
+            result = celery.tasks[ERASE_ACCOUNT].apply(args=[account, 0.0], task_id=outbox.task_id(job_id))
+            holder.rollback()
+            assert result.failed() and "CTAX_DATABASE_LOCK_WAIT_S" in str(result.result)
+            assert exists(db, account)
+            job = stored(db, OutboxJob, job_id)
+            assert job.sent_at is None and job.done_at is None and job.not_before is not None
+            assert job.last_error is not None and "not granted within 1 s" in job.last_error
+            celery.tasks[ERASE_ACCOUNT].apply(args=[account, 0.0], task_id=outbox.task_id(job_id))
+        assert not exists(db, account)
+        assert stored(db, OutboxJob, job_id).done_at is not None
+    finally:
+        db.dispose()
