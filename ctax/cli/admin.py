@@ -17,6 +17,7 @@ from ctax.store.keys import (
     create_account,
     create_key,
     list_accounts,
+    recount_held,
     start_erasure,
     update_account,
 )
@@ -143,6 +144,28 @@ def accounts_quota(
         fail(exc)
     whose = "its own" if mine else "the service's"
     typer.echo(f"account {account_id} ({name}): creatives {quota or 'none'} ({whose}); holds {held}")
+
+
+@accounts_app.command("recount")
+def accounts_recount(
+    account_ids: Annotated[list[int] | None, typer.Argument(help="these accounts (default: every one)")] = None,
+) -> None:
+    """Count again what each account holds, where a quota keeps a count (a creative written other than through the
+    API is not counted), and correct the count: a line per account, saying whether it was right."""
+    current = settings()
+    db = database(current)
+    try:
+        if not account_ids:
+            with db.read() as session:
+                account_ids = [account.id for account in list_accounts(session)]
+        for account_id in account_ids:
+            with db.write() as session:  # one account a transaction: its row is locked only while it is counted
+                name, kept, counted = recount_held(session, account_id)
+            verdict = ("no quota keeps a count" if kept is None else "right" if kept == counted
+                       else f"was {kept}, corrected")
+            typer.echo(f"account {account_id} ({name}): holds {counted}; {verdict}")
+    except Exception as exc:
+        fail(exc)
 
 
 @keys_app.command("create")

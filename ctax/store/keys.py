@@ -209,6 +209,13 @@ def account_usage(session: Session, account: Account) -> dict[str, dict[str, int
     return accounts.usage(session, account.id)
 
 
+def recount_held(session: Session, account_id: int) -> tuple[str, int | None, int]:
+    """Correct what the account's quota counts it holds (a creative written other than through the API, by hand or
+    by a restore, is not counted): its name, the count kept before (None: no quota keeps one) and what it holds."""
+    name = get_account(session, account_id).name
+    return (name, *accounts.recount(session, account_id))
+
+
 def known_account(session: Session, account_id: int, field: str = "account_id") -> Account:
     """The account, or a 422 naming the field that gave an unknown id."""
     account = accounts.get(session, account_id)

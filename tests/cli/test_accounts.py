@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from ctax.enums import CreativeStatus
 from ctax.errors import AccountSuspended
 from ctax.store.keys import authenticate
+from ctax.store.models import Account, Creative
 from ctax.store.session import Database
 from tests.conftest import make_settings
 from tests.support import run_ctax
@@ -80,5 +82,32 @@ def test_an_account_is_erased_from_the_command_line_once_confirmed(tmp_path: Pat
     try:
         with db.read() as session, pytest.raises(AccountSuspended, match="being erased"):
             authenticate(session, key)
+    finally:
+        db.dispose()
+
+
+def test_the_counts_quotas_keep_are_recounted_from_the_command_line(tmp_path: Path) -> None:
+    """A creative written other than through the API (by hand, a restore) is not in the count a quota keeps:
+    `ctax accounts recount` corrects it, and says which counts were right."""
+    assert run_ctax(tmp_path, "db", "upgrade").returncode == 0
+    shop = int(run_ctax(tmp_path, "accounts", "create", "Small Shop").stdout)
+    free = int(run_ctax(tmp_path, "accounts", "create", "No Quota").stdout)
+    db = Database(make_settings(tmp_path / "var").sqlalchemy_url)
+    try:
+        with db.write() as session:
+            session.add_all([Creative(account_id=account, texts=["restored ad"], status=CreativeStatus.FAILED)
+                             for account in (shop, shop, shop, free)])
+            session.get(Account, shop).creatives_held = 1  # type: ignore[union-attr]  (a quota counted 1)
+        first = run_ctax(tmp_path, "accounts", "recount")
+        assert first.returncode == 0, first.stderr
+        assert first.stdout == (f"account {shop} (Small Shop): holds 3; was 1, corrected\n"
+                                f"account {free} (No Quota): holds 1; no quota keeps a count\n")
+        with db.read() as session:
+            assert session.get(Account, shop).creatives_held == 3  # type: ignore[union-attr]
+            assert session.get(Account, free).creatives_held is None  # type: ignore[union-attr]
+        again = run_ctax(tmp_path, "accounts", "recount", str(shop))
+        assert again.stdout == f"account {shop} (Small Shop): holds 3; right\n"
+        missing = run_ctax(tmp_path, "accounts", "recount", "999")
+        assert missing.returncode == 2 and missing.stderr == "error: no account 999\n", missing.stderr
     finally:
         db.dispose()

@@ -4,6 +4,7 @@ Idempotency-Key is the account's even when two keys of one account race with it.
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -11,9 +12,11 @@ from sqlalchemy import select
 
 from ctax.creatives import intake
 from ctax.creatives.validation import CreativeSubmission
+from ctax.enums import CreativeStatus
 from ctax.store.blobs import BlobStore
 from ctax.store.keys import create_account, create_key
-from ctax.store.models import Creative
+from ctax.store.models import Account, Creative
+from ctax.store.repos import accounts
 from ctax.store.repos import creatives as creative_rows
 from ctax.store.session import Database
 from tests.conftest import make_settings
@@ -96,3 +99,36 @@ def test_two_keys_of_one_account_racing_with_one_idempotency_key_make_one_creati
     with db.read() as session:
         stored = session.scalars(select(Creative.id)).all()
     assert stored == [answers[0]] and set(answers) == {answers[0]}
+
+
+def test_a_recount_waits_for_a_post_that_took_a_place_and_counts_its_creative(database) -> None:
+    """A post raised the account's count and inserted its creative, uncommitted, when a recount starts: the
+    recount waits for the row and counts the creative (read before the post's commit, the count would be one short
+    and the quota would let one creative too many in)."""
+    db, _ = database
+    with db.write() as session:
+        account_id = create_account(session, "counted", "advertiser").id
+        session.add_all([Creative(account_id=account_id, texts=[f"ad {i}"], status=CreativeStatus.FAILED)
+                         for i in range(3)])
+        session.flush()
+        session.get(Account, account_id).creatives_held = 1  # type: ignore[union-attr]  (drifted: holds 3)
+    took, recounted = threading.Event(), []
+
+    def recount() -> None:
+        took.wait(10)
+        with db.write() as session:
+            recounted.append(accounts.recount(session, account_id))
+
+    thread = threading.Thread(target=recount)
+    thread.start()
+    with db.write() as session:
+        assert accounts.take_places(session, account_id, 1, quota=100)
+        session.add(Creative(account_id=account_id, texts=["the post's ad"], status=CreativeStatus.FAILED))
+        session.flush()
+        took.set()
+        time.sleep(0.5)  # the recount is waiting on the account's row now
+        assert not recounted
+    thread.join(30)
+    assert recounted == [(2, 4)]  # the kept count after the post (1 + 1), and what it holds
+    with db.read() as session:
+        assert session.get(Account, account_id).creatives_held == 4  # type: ignore[union-attr]

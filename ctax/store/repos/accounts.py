@@ -113,3 +113,15 @@ def held(session: Session, account_id: int) -> int:
         return int(kept)
     return int(session.scalar(select(func.count()).select_from(Creative).where(Creative.account_id == account_id))
                or 0)
+
+
+def recount(session: Session, account_id: int) -> tuple[int | None, int]:
+    """Set the account's kept count (where a quota keeps one) to what it holds; returns (kept, counted). The row's
+    lock, taken first, waits for posts that raised the count and have not committed, and holds off new ones, so the
+    count read under it is the one their commits leave."""
+    kept = session.scalar(select(Account.creatives_held).where(Account.id == account_id).with_for_update())
+    counted = int(session.scalar(select(func.count()).select_from(Creative).where(Creative.account_id == account_id))
+                  or 0)
+    if kept is not None and kept != counted:
+        session.execute(update(Account).where(Account.id == account_id).values(creatives_held=counted))
+    return kept, counted
