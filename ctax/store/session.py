@@ -11,7 +11,7 @@ without the tables or columns this code reads is `SchemaOutOfDate` (503, saying 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -79,17 +79,23 @@ def make_engine(url: str, lock_wait_s: float = DEFAULT_LOCK_WAIT_S, **kwargs: An
             connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=30, pool_timeout=60,
-                         connect_args=postgres_connect_args(parsed.query, lock_wait_s), **kwargs)
+    engine = create_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=30, pool_timeout=60,
+                           connect_args={k: v for k, v in POSTGRES_CONNECTION.items() if k not in parsed.query},
+                           **kwargs)
+    if "lock_timeout" not in str(parsed.query.get("options", "")):  # the URL's own wins
 
+        @event.listens_for(engine, "connect")
+        def _bounded_lock_waits(dbapi_connection: Any, _record: Any) -> None:
+            # A SET on each new connection, not `options=-c lock_timeout=...` in the startup packet: PgBouncer
+            # refuses a connection that sends it ("unsupported startup parameter"). Outside any transaction, so
+            # that no rollback undoes it.
+            autocommit, dbapi_connection.autocommit = dbapi_connection.autocommit, True
+            cursor = dbapi_connection.cursor()
+            cursor.execute(f"SET lock_timeout = {round(lock_wait_s * 1000)}")
+            cursor.close()
+            dbapi_connection.autocommit = autocommit
 
-def postgres_connect_args(query: Mapping[str, Any], lock_wait_s: float) -> dict[str, Any]:
-    """POSTGRES_CONNECTION where the URL's query does not set them, and lock_timeout put before the URL's own
-    `options` (a later -c wins, so a URL that sets lock_timeout keeps it)."""
-    args: dict[str, Any] = {name: value for name, value in POSTGRES_CONNECTION.items() if name not in query}
-    lock = f"-c lock_timeout={round(lock_wait_s * 1000)}"
-    args["options"] = f"{lock} {query['options']}" if "options" in query else lock
-    return args
+    return engine
 
 
 class Database:

@@ -128,9 +128,12 @@ def test_a_write_waits_for_a_lock_held_elsewhere_at_most_the_lock_wait_and_chang
 
 
 def test_postgres_connections_bound_every_wait_and_keep_what_the_url_sets(postgres_url: str) -> None:
+    """lock_timeout stays set on a pooled connection after a transaction rolled back (a read session ends so)."""
     def parameters(url: str) -> tuple[str, dict[str, str]]:
         database = Database(url, lock_wait_s=2.5)
         try:
+            with database.read() as session:  # the pool's connection made, used, and rolled back
+                session.execute(text("SELECT 1"))
             with database.read() as session:
                 lock_timeout = session.execute(text("SHOW lock_timeout")).scalar_one()
                 raw = session.connection().connection.dbapi_connection
@@ -144,6 +147,7 @@ def test_postgres_connections_bound_every_wait_and_keep_what_the_url_sets(postgr
                                                "keepalives_interval", "keepalives_count", "tcp_user_timeout")} == {
         "connect_timeout": "10", "keepalives": "1", "keepalives_idle": "30", "keepalives_interval": "10",
         "keepalives_count": "3", "tcp_user_timeout": "60000"}
+    assert "options" not in given  # PgBouncer refuses a connection whose startup packet sets options
     lock_timeout, given = parameters(f"{postgres_url}?connect_timeout=4&options=-c%20lock_timeout%3D7s")
     assert (lock_timeout, given["connect_timeout"]) == ("7s", "4")
 
