@@ -32,7 +32,7 @@ keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 def db_upgrade(revision: str = "head") -> None:
     """Create or migrate the schema."""
     current = settings()
-    migrate.upgrade(current.sqlalchemy_url, revision)
+    migrate.upgrade(current.sqlalchemy_url, revision, current.database_lock_wait_s)
     console.print(f"database at {current.sqlalchemy_url.split('@')[-1]} is at {revision}")
 
 

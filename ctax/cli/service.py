@@ -101,7 +101,7 @@ def run(host: str | None = None, port: int | None = None) -> None:
     current = settings()
     check_port(host or current.host, port or current.port)
     check_ocr(current)
-    upgrade(current.sqlalchemy_url)
+    upgrade(current.sqlalchemy_url, lock_wait_s=current.database_lock_wait_s)
     _log_to_console()
     exe = [sys.executable, "-m", "ctax"]
     children = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 
 from ctax.store import models  # noqa: F401  (its tables join Base.metadata)
-from ctax.store.session import make_engine
+from ctax.store.session import DEFAULT_LOCK_WAIT_S, make_engine
 from ctax.store.types import Base
 
 config = context.config
@@ -28,7 +28,7 @@ def run_migrations_offline() -> None:
 
 
 def run_migrations_online() -> None:
-    engine = make_engine(_url())
+    engine = make_engine(_url(), config.attributes.get("lock_wait_s", DEFAULT_LOCK_WAIT_S))
     with engine.connect() as connection:
         sqlite = connection.dialect.name == "sqlite"
         if sqlite:

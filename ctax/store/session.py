@@ -34,7 +34,8 @@ WRITE_OPTION = "ctax_write"
 # which the API reads search answers from): for code above the store, which imports no SQLAlchemy.
 DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (OperationalError,)
 
-__all__ = ["DATABASE_UNAVAILABLE", "Database", "Session", "make_engine", "mark_queued_work"]  # Session: for hints
+__all__ = ["DATABASE_UNAVAILABLE", "Database", "Session", "make_engine", "mark_queued_work",  # Session: for hints
+           "unavailable_as_errors"]
 
 # How long a statement waits for a lock another transaction holds before it fails (SQLite's busy_timeout,
 # PostgreSQL's lock_timeout): a request answers 503, a worker's job fails and is run again (CTAX_DATABASE_LOCK_WAIT_S).
@@ -182,10 +183,25 @@ def _translated(lock_wait_s: float) -> Iterator[None]:
                                   "upgrade` (`ctax run` migrates as it starts)") from exc
         if isinstance(exc, ProgrammingError):
             raise
-        if getattr(exc.orig, "sqlstate", None) == _LOCK_NOT_GRANTED or str(exc.orig) == "database is locked":
-            raise StoreBusy(f"the database is busy: a lock another transaction holds was not granted within "
-                            f"{lock_wait_s:g} s (CTAX_DATABASE_LOCK_WAIT_S); nothing was changed, try again") from exc
-        raise StoreUnavailable(f"the database is unavailable or busy: {exc.orig}") from exc
+        raise _unavailable(exc, lock_wait_s) from exc
+
+
+@contextmanager
+def unavailable_as_errors(lock_wait_s: float = DEFAULT_LOCK_WAIT_S) -> Iterator[None]:
+    """A database out of reach, or a lock not granted, as the domain's errors, for work done outside our sessions
+    (migrations): one line saying so, not SQLAlchemy's traceback."""
+    try:
+        yield
+    except OperationalError as exc:
+        raise _unavailable(exc, lock_wait_s) from exc
+
+
+def _unavailable(exc: OperationalError, lock_wait_s: float) -> StoreUnavailable:
+    if getattr(exc.orig, "sqlstate", None) == _LOCK_NOT_GRANTED or str(exc.orig) == "database is locked":
+        return StoreBusy(f"the database is busy: a lock another transaction holds was not granted within "
+                         f"{lock_wait_s:g} s (CTAX_DATABASE_LOCK_WAIT_S); nothing was changed, try again")
+    reason = " ".join(str(exc.orig).split())  # libpq's message runs over several lines
+    return StoreUnavailable(f"the database is unavailable or busy: {reason}")
 
 
 # PostgreSQL's SQLSTATEs for a table or a column that does not exist.
