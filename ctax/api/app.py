@@ -14,7 +14,6 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ctax.api import limits, metrics, query_check, web
-from ctax.api.admission import WriteAdmission
 from ctax.api.dispatch import Dispatcher
 from ctax.api.key_cache import KeyCache
 from ctax.api.limits import BodyLimit
@@ -137,7 +136,6 @@ def create_app(settings: Settings | None = None, *, start_dispatcher: bool = Tru
     _install_error_handlers(app)
     # Outermost of ours: a body over its limit is refused before any route or parser holds it in memory.
     app.add_middleware(BodyLimit, limit_for=limits.limit_for(settings))
-    app.add_middleware(WriteAdmission)  # writes waiting on a lock leave threads to reads
     metrics.install(app)
     for module in (health, creatives, labels, accounts, keys, models, training, review, proposals, export,
                    search_routes, web, map_page):
