@@ -19,11 +19,10 @@ Waits are wall-clock on a machine the API, the worker and this process share: co
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from bench.load import Service, ad_texts
+from bench.report import write_rows
 
 console = Console()
 FLOOD_BATCH = 100
@@ -162,9 +162,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = [row for ahead in args.ahead for row in run_one(ahead, args)]
     print_table(rows)
-    if args.json:
-        args.json.write_text(json.dumps([asdict(r) for r in rows], indent=2))
-        console.print(f"wrote {args.json}")
+    write_rows(args.json, rows, console)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ import tempfile
 import time
 import uuid
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from bench.report import write_rows
 from tests.support import PG_ADMIN_URL, ROOT, SHARED_DATA, ServiceProcesses, drop_pg_database
 
 console = Console()
@@ -419,9 +420,7 @@ def main() -> None:
             finally:
                 service.stop()
     print_table(rows)
-    if args.json:
-        args.json.write_text(json.dumps([asdict(r) for r in rows], indent=2))
-        console.print(f"wrote {args.json}")
+    write_rows(args.json, rows, console)
 
 
 if __name__ == "__main__":

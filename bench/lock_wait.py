@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -37,6 +36,7 @@ import psycopg
 from rich.console import Console
 from rich.table import Table
 
+from bench.report import write_rows
 from tests.support import PG_ADMIN_URL, ROOT, drop_pg_database, free_port
 
 console = Console(width=160)
@@ -197,9 +197,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ctax-lock-wait-") as tmp:
         rows = [measure(wait, args, Path(tmp) / f"wait-{wait:g}") for wait in args.waits]
     print_table(rows)
-    if args.json:
-        args.json.write_text(json.dumps([asdict(r) for r in rows], indent=2))
-        console.print(f"wrote {args.json}")
+    write_rows(args.json, rows, console)
 
 
 if __name__ == "__main__":

@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import tempfile
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
@@ -37,6 +36,7 @@ from sqlalchemy import func, insert, select
 
 from bench.fairness import _account_key
 from bench.load import Service, ad_texts
+from bench.report import write_rows
 from ctax.enums import CreativeStatus, Source
 from ctax.store.models import Creative
 from ctax.store.session import Database
@@ -203,9 +203,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = run(args)
     print_table(rows)
-    if args.json:
-        args.json.write_text(json.dumps([asdict(r) for r in rows], indent=2))
-        console.print(f"wrote {args.json}")
+    write_rows(args.json, rows, console)
 
 
 if __name__ == "__main__":

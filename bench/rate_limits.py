@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import tempfile
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -35,6 +34,7 @@ from rich.table import Table
 
 from bench.fairness import _account_key
 from bench.load import Service, ad_texts
+from bench.report import write_rows
 
 console = Console(width=160)  # the table whole, in a log as on a terminal
 
@@ -184,9 +184,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = [row for limit in args.limits for row in run_one(limit, args)]
     print_table(rows)
-    if args.json:
-        args.json.write_text(json.dumps([asdict(r) for r in rows], indent=2))
-        console.print(f"wrote {args.json}")
+    write_rows(args.json, rows, console)
 
 
 if __name__ == "__main__":
