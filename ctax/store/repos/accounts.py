@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import ScalarSelect, func, select, update
+from sqlalchemy import ScalarSelect, Select, func, select, update
 from sqlalchemy import delete as sa_delete
 from sqlalchemy.orm import Session
 
@@ -87,9 +87,8 @@ def take_places(session: Session, account_id: int, n: int, quota: int) -> bool:
         if held is None:
             # The first post under this quota: count what the account holds, then judge again. A post racing it
             # waits on the row this locks and finds the count there.
-            count = select(func.count()).select_from(Creative).where(Creative.account_id == account_id)
             session.execute(update(Account).where(Account.id == account_id, Account.creatives_held.is_(None))
-                            .values(creatives_held=count.scalar_subquery()))
+                            .values(creatives_held=_holds(account_id).scalar_subquery()))
         # Else the count was taken by a racing post after the UPDATE above looked (on PostgreSQL it saw none, and
         # this read sees the other's commit): judge again on it, rather than refuse a post there is room for.
     return False
@@ -111,8 +110,7 @@ def held(session: Session, account_id: int) -> int:
     kept = session.scalar(select(Account.creatives_held).where(Account.id == account_id))
     if kept is not None:
         return int(kept)
-    return int(session.scalar(select(func.count()).select_from(Creative).where(Creative.account_id == account_id))
-               or 0)
+    return int(session.scalar(_holds(account_id)) or 0)
 
 
 def recount(session: Session, account_id: int) -> tuple[int | None, int]:
@@ -120,8 +118,12 @@ def recount(session: Session, account_id: int) -> tuple[int | None, int]:
     lock, taken first, waits for posts that raised the count and have not committed, and holds off new ones, so the
     count read under it is the one their commits leave."""
     kept = session.scalar(select(Account.creatives_held).where(Account.id == account_id).with_for_update())
-    counted = int(session.scalar(select(func.count()).select_from(Creative).where(Creative.account_id == account_id))
-                  or 0)
+    counted = int(session.scalar(_holds(account_id)) or 0)
     if kept is not None and kept != counted:
         session.execute(update(Account).where(Account.id == account_id).values(creatives_held=counted))
     return kept, counted
+
+
+def _holds(account_id: int) -> Select[int]:
+    """What a quota counts: every creative the account holds, whatever its status."""
+    return select(func.count()).select_from(Creative).where(Creative.account_id == account_id)
