@@ -29,7 +29,7 @@ from ctax.taxonomy.catalog import resolve_active
 
 __all__ = [  # the submission and its checks are part of this module's interface (dataset import, `ctax eval`)
     "CreativeSubmission", "clean_text", "create_creative", "dispatch", "find_idempotent", "get_creative", "held_back",
-    "retry", "submit", "validate_submission",
+    "plan", "retry", "store", "submit", "validate_submission",
 ]
 
 
@@ -113,24 +113,64 @@ def create_creative(
     return repo.add(session, _new_creative(item, sha, asserted, api_key_id, account_id)), True
 
 
-def submit(
-    db: Database, blobs: BlobStore, settings: Settings, subs: Sequence[CreativeSubmission], api_key_id: int | None,
-    account_id: int | None = None, quota: int | None = None,
-) -> list[tuple[Creative, bool]]:
-    """Create every submission, all or nothing, in the sending key's account (`account_id`: the caller passes the
-    key's, so that no lookup is added under the write lock); returns (creative, created) for each. With a `quota`
-    (the creatives the account may hold) they must fit in it, judged first in the same transaction (`within_quota`:
-    a count taken before it could let two racing posts both fit).
+@dataclass(frozen=True)
+class Planned:
+    """A post checked and read, before anything is stored: its items prepared, the creatives earlier requests
+    with the same Idempotency-Keys made (by item number) and the asserted labels of the others. `new` is what the
+    post would add: what its sender's rate budget pays for (api/routes/creatives.py)."""
 
-    The order keeps the database's write lock (SQLite has one) for the inserts alone: everything is validated
-    first (images decoded, texts checked) without any transaction, then replays and asserted labels are read, then
-    images are stored, and only then a write transaction inserts the rows. A refused request stores nothing; one
-    whose transaction fails removes the image blobs it created. Two requests with the same Idempotency-Key can race
-    past the lookup: the loser's insert breaks the unique key, and it answers with the winner's creatives."""
+    items: list[Prepared]
+    replays: dict[int, Creative]
+    asserted: dict[int, int | None]
+
+    @property
+    def new(self) -> int:
+        return len(self.items) - len(self.replays)
+
+
+def plan(
+    db: Database, settings: Settings, subs: Sequence[CreativeSubmission], api_key_id: int | None,
+    account_id: int | None = None, quota: int | None = None,
+) -> Planned:
+    """Everything of a post that writes nothing: validation (images decoded, texts checked), replays and asserted
+    labels read, and where the account's quota keeps a count, a refusal when the new creatives cannot fit in it
+    (QuotaExceeded). That count is read, not taken: `store` judges the quota again where it counts, so two posts
+    racing for the last places cannot both pass; this early look only spares a post that cannot fit the rest."""
     items = [prepare(sub, settings, n, len(subs)) for n, sub in enumerate(subs)]
     with db.read() as session:
         replays = _replays(session, items, api_key_id)
         asserted = {n: _asserted_id(session, item, n, len(items)) for n, item in enumerate(items) if n not in replays}
+        planned = Planned(items, replays, asserted)
+        if planned.new and account_id is not None and quota is not None:
+            kept = accounts.kept_count(session, account_id)
+            if kept is not None and kept + planned.new > quota:
+                raise _over_quota(quota, kept, planned.new)
+    return planned
+
+
+def submit(
+    db: Database, blobs: BlobStore, settings: Settings, subs: Sequence[CreativeSubmission], api_key_id: int | None,
+    account_id: int | None = None, quota: int | None = None,
+) -> list[tuple[Creative, bool]]:
+    """`plan` then `store`: create every submission, all or nothing; returns (creative, created) for each."""
+    return store(db, blobs, plan(db, settings, subs, api_key_id, account_id, quota), api_key_id, account_id, quota)
+
+
+def store(
+    db: Database, blobs: BlobStore, planned: Planned, api_key_id: int | None, account_id: int | None = None,
+    quota: int | None = None,
+) -> list[tuple[Creative, bool]]:
+    """Create a planned post's creatives, all or nothing, in the sending key's account (`account_id`: the caller
+    passes the key's, so that no lookup is added under the write lock). With a `quota` (the creatives the account
+    may hold) they must fit in it, judged first in the same transaction (`within_quota`: a count taken before it
+    could let two racing posts both fit).
+
+    The order keeps the database's write lock (SQLite has one) for the inserts alone: everything was validated and
+    read by `plan` without any transaction, then images are stored, and only then a write transaction inserts the
+    rows. A refused request stores nothing; one whose transaction fails removes the image blobs it created. Two
+    requests with the same Idempotency-Key can race past the lookup: the loser's insert breaks the unique key, and
+    it answers with the winner's creatives."""
+    items, replays, asserted = planned.items, planned.replays, planned.asserted
     if len(replays) == len(items):
         return [(replays[n], False) for n in range(len(items))]
     stored = {n: blobs.store(item.sub.image) for n, item in enumerate(items)
@@ -168,7 +208,10 @@ def within_quota(session: Session, account_id: int | None, quota: int | None, po
     if account_id is None or posting == 0 or quota is None or accounts.take_places(session, account_id, posting,
                                                                                     quota):
         return None
-    held = accounts.held(session, account_id)
+    return _over_quota(quota, accounts.held(session, account_id), posting)
+
+
+def _over_quota(quota: int, held: int, posting: int) -> QuotaExceeded:
     room = max(quota - held, 0)
     return QuotaExceeded(
         f"quota: the account may hold {quota} creatives and holds {held}, so {room} more fit and this request "

@@ -174,3 +174,58 @@ def test_an_account_gets_its_own_limits_and_back_the_services(two_accounts, tmp_
         poster = client.patch("/v1/accounts/1", headers=headers(keys["a"]), json={"rate_limits": {"creatives": "none"}})
         assert poster.status_code == 403
         assert client.get("/v1/accounts/1", headers=admin).json()["rate_limits"]["creatives"]["limit"] == "4/minute"
+
+
+def _left(response) -> int:  # type: ignore[no-untyped-def]
+    assert response.status_code == 202, response.text
+    return int(response.headers["RateLimit-Remaining"])
+
+
+def test_a_post_pays_only_for_the_creatives_it_adds(two_accounts, tmp_path) -> None:
+    """A replay (same Idempotency-Key) stores nothing new and pays nothing; nor does a post refused for its
+    content (an unknown label, an image that is not one): a client retrying after a lost answer is not charged
+    twice."""
+    db, keys = two_accounts
+    once = {**headers(keys["a"]), "Idempotency-Key": "once"}
+    with api(tmp_path, rate_limit_creatives="6/minute") as client:
+        assert _left(client.post("/v1/creatives", headers=once, json={"ocr_text": "Snow chains"})) == 5
+        replay = client.post("/v1/creatives", headers=once, json={"ocr_text": "Snow chains"})
+        assert replay.status_code == 202 and replay.headers["Idempotent-Replayed"] == "true"
+        assert "RateLimit-Remaining" not in replay.headers
+        assert _left(_post(client, keys["a"])) == 4
+
+        batch = {**headers(keys["a"]), "Idempotency-Key": "batch"}
+        items = {"items": [{"ocr_text": f"Roof racks {i}"} for i in range(2)]}
+        assert _left(client.post("/v1/creatives/batch", headers=batch, json=items)) == 2
+        assert client.post("/v1/creatives/batch", headers=batch, json=items).status_code == 202  # replayed whole
+        grown = {"items": [*items["items"], {"ocr_text": "Roof racks 2"}]}  # the same key: two replayed, one new
+        assert _left(client.post("/v1/creatives/batch", headers=batch, json=grown)) == 1
+
+        unknown = client.post("/v1/creatives", headers=headers(keys["a"]),
+                              json={"ocr_text": "Tow bars", "asserted_label": "No/Such/Label"})
+        assert unknown.status_code == 422, unknown.text
+        broken = client.post("/v1/creatives", headers=headers(keys["a"]), json={"image_base64": "bm90IGFuIGltYWdl"})
+        assert broken.status_code == 415, broken.text
+        assert _left(_post(client, keys["a"])) == 0
+        assert _post(client, keys["a"]).status_code == 429
+        assert _stored(db) == 6
+
+
+def test_a_post_the_quota_refuses_pays_nothing(two_accounts, tmp_path) -> None:
+    """An account at its quota that posts on, then deletes to make room, finds its rate budget as it left it."""
+    db, keys = two_accounts
+    with api(tmp_path, rate_limit_creatives="5/minute") as client:
+        admin = headers(keys["admin"])
+        assert client.patch("/v1/accounts/1", headers=admin, json={"quotas": {"creatives": 2}}).status_code == 200
+        first = _post(client, keys["a"])
+        assert _left(first) == 4
+        assert _left(_post(client, keys["a"])) == 3
+        for _ in range(3):
+            refused = _post(client, keys["a"])
+            assert refused.status_code == 403 and refused.json()["error"] == "quota_exceeded", refused.text
+        refused_batch = _post(client, keys["a"], 2)
+        assert refused_batch.status_code == 403, refused_batch.text
+        gone = client.delete(f"/v1/creatives/{first.json()['id']}", headers=headers(keys["a"]))
+        assert gone.status_code == 200, gone.text
+        assert _left(_post(client, keys["a"])) == 2
+        assert _stored(db) == 2

@@ -15,13 +15,14 @@ from ctax.api.throttle import RATE_LIMITED, Spend, Throttle, ThrottleDep
 from ctax.api.views.creatives import Accepted, BatchAccepted, accepted, creative_view
 from ctax.config import Settings
 from ctax.creatives import intake, removal
-from ctax.creatives.validation import CreativeSubmission
 from ctax.enums import CreativeStatus, Flag, Role
 from ctax.errors import Forbidden, NotFound
 from ctax.store import keys
-from ctax.store.models import ApiKey
+from ctax.store.blobs import BlobStore
+from ctax.store.models import ApiKey, Creative
 from ctax.store.repos import creatives as creative_rows
 from ctax.store.repos import review as review_rows
+from ctax.store.session import Database
 
 # What refuses a well-formed post beyond the usual 401/403/422: the account's rate (429) or its quota (403).
 POST_REFUSALS: dict[int | str, dict[str, Any]] = {
@@ -57,9 +58,8 @@ async def post_creative(
     idempotency_key: Annotated[str | None, Header()] = None,
 ) -> Accepted:
     """Accept a creative (an image, its text, or both) and answer at once; labelling happens in the worker."""
-    subs = await _read_within_limit(request, key, throttle, response, idempotency_key, settings, batch=False)
-    [(creative, created)] = await run_in_threadpool(intake.submit, db, blobs, settings, subs, key.id, key.account_id,
-                                                    _quota(key, settings))
+    [(creative, created)] = await _accept(request, response, key, db, blobs, settings, throttle, idempotency_key,
+                                          batch=False)
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
     return accepted(creative, created)
@@ -86,9 +86,7 @@ async def post_batch(
 ) -> BatchAccepted:
     """Accept many creatives in one request: all of them or, if any is invalid or over the account's rate limit,
     none."""
-    subs = await _read_within_limit(request, key, throttle, response, idempotency_key, settings, batch=True)
-    results = await run_in_threadpool(intake.submit, db, blobs, settings, subs, key.id, key.account_id,
-                                      _quota(key, settings))
+    results = await _accept(request, response, key, db, blobs, settings, throttle, idempotency_key, batch=True)
     return BatchAccepted(items=[accepted(creative, created) for creative, created in results])
 
 
@@ -101,16 +99,22 @@ def _quota(key: ApiKey, settings: Settings) -> int | None:
     return None if quota is None else int(quota)
 
 
-async def _read_within_limit(request: Request, key: ApiKey, throttle: Throttle, response: Response,
-                             idempotency_key: str | None, settings: Settings, batch: bool) -> list[CreativeSubmission]:
-    """The request's creatives, each taken from the account's budget (docs/reliability.md, "Rate limits"): an
-    account already out of it is refused before its body is read, and a request is charged only once it parsed."""
+async def _accept(request: Request, response: Response, key: ApiKey, db: Database, blobs: BlobStore,
+                  settings: Settings, throttle: Throttle, idempotency_key: str | None,
+                  batch: bool) -> list[tuple[Creative, bool]]:
+    """The request's creatives stored, the new ones taken from the account's budget (docs/reliability.md, "Rate
+    limits"): an account already out of it is refused before its body is read, and a post pays only for the
+    creatives it adds, once they are checked and before any is stored. A post refused (its body, its content, the
+    quota) or replayed (Idempotency-Key) pays nothing."""
     await throttle.take(Spend.CREATIVES, key, only_test=True)
     subs = await read_submissions(request, idempotency_key, settings, batch=batch)
-    allowance = await throttle.take(Spend.CREATIVES, key, len(subs))
-    if allowance is not None:
-        allowance.write(response)
-    return subs
+    quota = _quota(key, settings)
+    planned = await run_in_threadpool(intake.plan, db, settings, subs, key.id, key.account_id, quota)
+    if planned.new:
+        allowance = await throttle.take(Spend.CREATIVES, key, planned.new)
+        if allowance is not None:
+            allowance.write(response)
+    return await run_in_threadpool(intake.store, db, blobs, planned, key.id, key.account_id, quota)
 
 
 @router.get("/{creative_id}")

@@ -105,11 +105,16 @@ def free_places(session: Session, account_id: int, n: int = 1) -> None:
                     .values(creatives_held=Account.creatives_held - n))
 
 
+def kept_count(session: Session, account_id: int) -> int | None:
+    """The count of what the account holds that its quota keeps (None: none kept, see take_places)."""
+    kept = session.scalar(select(Account.creatives_held).where(Account.id == account_id))
+    return None if kept is None else int(kept)
+
+
 def held(session: Session, account_id: int) -> int:
     """What the account holds: its kept count, or a count of its creatives where none is kept."""
-    kept = session.scalar(select(Account.creatives_held).where(Account.id == account_id))
-    if kept is not None:
-        return int(kept)
+    if (kept := kept_count(session, account_id)) is not None:
+        return kept
     return int(session.scalar(_holds(account_id)) or 0)
 
 
