@@ -3,6 +3,7 @@
     python -m bench.load                          # every scenario below, ~20 s each
     python -m bench.load --only embedded-open --duration 10 --json out.json
     python -m bench.load --only embedded-closed-worker --search-share 0.2   # a fifth of the requests search
+    python -m bench.load --only embedded-closed --idempotency-keys          # each post with an Idempotency-Key
 
 The service runs as processes (`ctax api` and `ctax worker`, as `make run` starts them) with the Pitt taxonomy and
 1,000 labelled Pitt ads imported, on the embedded profile (SQLite, SQLite broker, Qdrant local mode) or the
@@ -143,9 +144,10 @@ def leaf_labels() -> list[str]:
 
 
 async def _post(http: aiohttp.ClientSession, body: dict[str, Any], rec: Recorder, due: float,
-                posted: list[str]) -> None:
+                posted: list[str], keyed: bool = False) -> None:
+    extra = {"Idempotency-Key": uuid.uuid4().hex} if keyed else None
     try:
-        async with http.post("/v1/creatives", json=body) as response:
+        async with http.post("/v1/creatives", json=body, headers=extra) as response:
             text = await response.text()
             ok = response.status == 202
             if ok:
@@ -174,12 +176,13 @@ def search_body(rng: random.Random, texts: list[str]) -> dict[str, Any]:
 
 
 async def _request(http: aiohttp.ClientSession, rng: random.Random, share: float, texts: list[str],
-                   labels: list[str], rec: Recorder, due: float, posted: list[str]) -> None:
-    """One client request: a search with probability `share`, else a posted creative."""
+                   labels: list[str], rec: Recorder, due: float, posted: list[str], keyed: bool = False) -> None:
+    """One client request: a search with probability `share`, else a posted creative (`keyed`: with an
+    Idempotency-Key of its own, as a client that retries safely sends)."""
     if share > 0 and rng.random() < share:
         await _search(http, search_body(rng, texts), rec, due)
     else:
-        await _post(http, _body(rng, texts, labels), rec, due, posted)
+        await _post(http, _body(rng, texts, labels), rec, due, posted, keyed)
 
 
 def _body(rng: random.Random, texts: list[str], labels: list[str]) -> dict[str, Any]:
@@ -192,7 +195,7 @@ def _body(rng: random.Random, texts: list[str], labels: list[str]) -> dict[str, 
 
 
 async def _open_loop(http: aiohttp.ClientSession, scenario: Scenario, clients: int, duration: float, rec: Recorder,
-                     posted: list[str], texts: list[str], labels: list[str], share: float) -> None:
+                     posted: list[str], texts: list[str], labels: list[str], share: float, keyed: bool) -> None:
     rng = random.Random(1)
     slots = asyncio.Semaphore(clients)
     interval = 1.0 / float(scenario.rate or 1.0)
@@ -201,7 +204,7 @@ async def _open_loop(http: aiohttp.ClientSession, scenario: Scenario, clients: i
 
     async def one(due: float) -> None:
         async with slots:
-            await _request(http, rng, share, texts, labels, rec, due, posted)
+            await _request(http, rng, share, texts, labels, rec, due, posted, keyed)
 
     n = 0
     while (due := start + n * interval) < start + duration:
@@ -212,13 +215,13 @@ async def _open_loop(http: aiohttp.ClientSession, scenario: Scenario, clients: i
 
 
 async def _closed_loop(http: aiohttp.ClientSession, clients: int, duration: float, rec: Recorder, posted: list[str],
-                       texts: list[str], labels: list[str], share: float) -> None:
+                       texts: list[str], labels: list[str], share: float, keyed: bool) -> None:
     end = time.perf_counter() + duration
 
     async def client(seed: int) -> None:
         rng = random.Random(seed)
         while time.perf_counter() < end:
-            await _request(http, rng, share, texts, labels, rec, time.perf_counter(), posted)
+            await _request(http, rng, share, texts, labels, rec, time.perf_counter(), posted, keyed)
 
     await asyncio.gather(*(client(n) for n in range(clients)))
 
@@ -243,7 +246,7 @@ async def _reader(http: aiohttp.ClientSession, stop: asyncio.Event, rec: Recorde
 
 
 async def drive(url: str, key: str, scenario: Scenario, clients: int, duration: float,
-                search_share: float = 0.0) -> Recorder:
+                search_share: float = 0.0, keyed: bool = False) -> Recorder:
     """`search_share` of the requests search (only where the worker runs: it answers searches)."""
     share = search_share if scenario.worker else 0.0
     rec = Recorder()
@@ -261,9 +264,9 @@ async def drive(url: str, key: str, scenario: Scenario, clients: int, duration: 
         stop = asyncio.Event()
         reader = asyncio.create_task(_reader(reading, stop, rec, posted))
         if scenario.mode == "open":
-            await _open_loop(http, scenario, clients, duration, rec, posted, texts, labels, share)
+            await _open_loop(http, scenario, clients, duration, rec, posted, texts, labels, share, keyed)
         else:
-            await _closed_loop(http, clients, duration, rec, posted, texts, labels, share)
+            await _closed_loop(http, clients, duration, rec, posted, texts, labels, share, keyed)
         stop.set()
         await reader
     rec.latencies["_elapsed"] = [duration]
@@ -382,6 +385,8 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per scenario")
     parser.add_argument("--seed-rows", type=int, default=1000, help="labelled Pitt ads imported first")
     parser.add_argument("--json", type=Path, help="write the rows here")
+    parser.add_argument("--idempotency-keys", action="store_true",
+                        help="every post carries an Idempotency-Key of its own (a client that retries safely)")
     parser.add_argument("--during-backfill", action="store_true",
                         help="drive the service while its worker still backfills the imported creatives (an index "
                              "owner busy for tens of seconds, as after an import or a promotion); default: after")
@@ -409,7 +414,7 @@ def main() -> None:
                                   + (f" at {scenario.rate:.0f} requests/s" if scenario.rate else "")
                                   + f", worker {'running' if scenario.worker else 'stopped'}, {args.duration:.0f} s")
                     rec = asyncio.run(drive(service.processes.url, key, scenario, args.clients, args.duration,
-                                            args.search_share))
+                                            args.search_share, args.idempotency_keys))
                     for route, example in rec.examples.items():
                         console.print(f"[red]{scenario.name} {route} error, e.g.: {example}[/red]")
                     if rec.examples:  # the temp folder goes with the run: keep what explains the errors

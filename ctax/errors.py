@@ -102,3 +102,7 @@ class SchemaOutOfDate(StoreUnavailable):
     """The database has no ctax schema, or an older one than this code (`ctax db upgrade` migrates it)."""
 
     code = "database_schema_out_of_date"
+
+
+# What refuses a request for what it sent (not an account's quota, not the service's state).
+REFUSED_FOR_CONTENT = (InvalidInput, PayloadTooLarge, UnsupportedMediaType, Conflict)

@@ -16,7 +16,7 @@ from ctax.config import Settings
 from ctax.creatives.images import ImageInfo, validate_image
 from ctax.creatives.validation import CreativeSubmission, clean_text, request_hash, validate_submission
 from ctax.enums import CreativeStatus, Source
-from ctax.errors import ConcurrentChange, Conflict, InvalidInput, NotFound, QuotaExceeded
+from ctax.errors import REFUSED_FOR_CONTENT, ConcurrentChange, Conflict, InvalidInput, NotFound, QuotaExceeded
 from ctax.jobs import LABEL_CREATIVES
 from ctax.store import outbox as outbox_rows
 from ctax.store.blobs import BlobStore
@@ -115,9 +115,8 @@ def create_creative(
 
 @dataclass(frozen=True)
 class Planned:
-    """A post checked and read, before anything is stored: its items prepared, the creatives earlier requests
-    with the same Idempotency-Keys made (by item number) and the asserted labels of the others. `new` is what the
-    post would add: what its sender's rate budget pays for (api/routes/creatives.py)."""
+    """A post checked and read, nothing stored: its items, the creatives earlier requests with the same
+    Idempotency-Keys made (by item number), the others' asserted labels; `new`: what it would add."""
 
     items: list[Prepared]
     replays: dict[int, Creative]
@@ -132,10 +131,9 @@ def plan(
     db: Database, settings: Settings, subs: Sequence[CreativeSubmission], api_key_id: int | None,
     account_id: int | None = None, quota: int | None = None,
 ) -> Planned:
-    """Everything of a post that writes nothing: validation (images decoded, texts checked), replays and asserted
-    labels read, and where the account's quota keeps a count, a refusal when the new creatives cannot fit in it
-    (QuotaExceeded). That count is read, not taken: `store` judges the quota again where it counts, so two posts
-    racing for the last places cannot both pass; this early look only spares a post that cannot fit the rest."""
+    """What of a post writes nothing: validation (images decoded, texts checked), replays and asserted labels
+    read, and where the account's quota keeps a count, QuotaExceeded when the new creatives cannot fit. That count
+    is read, not taken: `store` judges the quota again as it counts (racing posts never both pass)."""
     items = [prepare(sub, settings, n, len(subs)) for n, sub in enumerate(subs)]
     with db.read() as session:
         replays = _replays(session, items, api_key_id)
@@ -150,10 +148,20 @@ def plan(
 
 def submit(
     db: Database, blobs: BlobStore, settings: Settings, subs: Sequence[CreativeSubmission], api_key_id: int | None,
-    account_id: int | None = None, quota: int | None = None,
+    account_id: int | None = None, quota: int | None = None, charge: Callable[[int], None] | None = None,
 ) -> list[tuple[Creative, bool]]:
-    """`plan` then `store`: create every submission, all or nothing; returns (creative, created) for each."""
-    return store(db, blobs, plan(db, settings, subs, api_key_id, account_id, quota), api_key_id, account_id, quota)
+    """`plan` then `store`: every submission created, all or nothing; (creative, created) for each. `charge`, the
+    sender's rate budget (it refuses by raising), is given what the post adds before anything is stored: replays
+    and a quota's refusal pay nothing; a post refused for its content pays for all it sent (api/routes)."""
+    try:
+        planned = plan(db, settings, subs, api_key_id, account_id, quota)
+    except REFUSED_FOR_CONTENT:
+        if charge is not None:
+            charge(len(subs))
+        raise
+    if charge is not None and planned.new:
+        charge(planned.new)
+    return store(db, blobs, planned, api_key_id, account_id, quota)
 
 
 def store(
@@ -168,8 +176,7 @@ def store(
     The order keeps the database's write lock (SQLite has one) for the inserts alone: everything was validated and
     read by `plan` without any transaction, then images are stored, and only then a write transaction inserts the
     rows. A refused request stores nothing; one whose transaction fails removes the image blobs it created. Two
-    requests with the same Idempotency-Key can race past the lookup: the loser's insert breaks the unique key, and
-    it answers with the winner's creatives."""
+    posts with the same Idempotency-Key can race past the lookup: the loser answers with the winner's creatives."""
     items, replays, asserted = planned.items, planned.replays, planned.asserted
     if len(replays) == len(items):
         return [(replays[n], False) for n in range(len(items))]
