@@ -39,26 +39,27 @@ class Settings(BaseSettings):
         "lock another transaction holds (SQLite's busy_timeout, PostgreSQL's lock_timeout) before it fails: a "
         "request answers 503, a worker's job runs again later.")
     qdrant_url: str | None = Field(default=None, description="Qdrant server URL; default local mode under data_dir.")
-    qdrant_api_key: str | None = None
+    qdrant_api_key: str | None = Field(default=None, description="API key of the Qdrant server at qdrant_url.")
     broker_url: str | None = Field(default=None, description="Celery broker; default kombu SQLAlchemy on SQLite.")
     collection_prefix: str = Field(default="ctax", description="Prefix of Qdrant collection and alias names.")
 
     # Encoders of the pretrained (bootstrap) model version.
     text_model: str | None = Field(default=None, description="sentence-transformers name or path.")
-    image_arch: str = DEFAULT_IMAGE_ARCH
+    image_arch: str = Field(default=DEFAULT_IMAGE_ARCH, description="open_clip architecture of the image tower.")
     image_pretrained: str | None = Field(default=DEFAULT_IMAGE_PRETRAINED,
                                         description="open_clip pretrained tag, or a checkpoint path.")
     image_projection: str | None = Field(default=None, description="'random' gives the pretrained version an "
                                          "untrained projection (benchmarks only).")
-    image_enabled: bool = True
-    ocr_enabled: bool = True
+    image_enabled: bool = Field(default=True, description="Versions have an image tower (off: text and OCR only).")
+    ocr_enabled: bool = Field(default=True, description="Image creatives without text are read by OCR (rapidocr).")
     ocr_backend: Literal["auto", "onnxruntime", "openvino"] = Field(default="auto",
         description="What runs rapidocr's models: auto = the faster of the installed ones, measured when the worker "
                     "starts (the worker's start-up line says which).")
     ocr_workers: int = Field(default=0, ge=0, le=64,
         description="OCR engines reading a batch's images side by side, each with an equal share of the cores "
                     "(0: one per core).")
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="Where the towers run (auto: cuda "
+                                                   "where torch sees a GPU, else cpu).")
     backend: Literal["auto", "torch", "onnx", "onnx-int8", "openvino", "openvino-int8"] = Field(default="auto",
         description="What runs the towers (ctax/embedding/backends): auto = the fastest backend exported with the "
                     "version whose accuracy loss is within backend_tolerance; a named one must have been exported "
@@ -80,8 +81,8 @@ class Settings(BaseSettings):
         "a version is built and served with the setting it was created under (SpaceConfig.mask_offers).")
 
     # Labelling.
-    top_k: int = Field(default=5, ge=1, le=50)
-    exemplar_k: int = Field(default=10, ge=1, le=100)
+    top_k: int = Field(default=5, ge=1, le=50, description="Ranked labels a creative's prediction lists.")
+    exemplar_k: int = Field(default=10, ge=1, le=100, description="Nearest exemplars a decision reads.")
     exemplars_per_label: int = Field(default=64, ge=0, le=100_000,
         description="Labelled creatives kept per label as exemplars the labeller searches, chosen by k-means "
                     "(ctax/dataset/representatives.py); 0 keeps every labelled creative.")
@@ -125,7 +126,8 @@ class Settings(BaseSettings):
     # worker by at most this (plus the dispatcher's 1 s tick) when no supervisor hands it back sooner.
     lease_s: float = Field(default=45.0, gt=0, le=3600,
                            description="A worker's claim on a creative expires this long after its last renewal.")
-    max_attempts: int = Field(default=3, ge=1)
+    max_attempts: int = Field(default=3, ge=1, description="Tries of a creative (its worker died or a store "
+                              "failed) before it is failed.")
 
     # Search: a task on the index owner's queue whose result the API waits for (docs/architecture.md, "Search").
     result_backend_url: str | None = Field(default=None, description="Celery result backend for search answers; "
@@ -160,18 +162,20 @@ class Settings(BaseSettings):
         "labelling worker decodes images no larger than this on their longer side (OCR: 2000 px; towers: 224-336).")
 
     # Review and training.
-    claim_ttl_s: float = Field(default=900.0, gt=0)
-    auto_promote: bool = False
-    train_epochs: int = Field(default=3, ge=1)
-    train_batch_size: int = Field(default=64, ge=2)
-    train_image_epochs: int = Field(default=30, ge=1)
-    train_seed: int = 13
+    claim_ttl_s: float = Field(default=900.0, gt=0, description="How long a reviewer's claim on an item holds.")
+    auto_promote: bool = Field(default=False, description="A built candidate no worse than the active version "
+                               "becomes active without an admin's promote.")
+    train_epochs: int = Field(default=3, ge=1, description="Passes of text training over the labelled data.")
+    train_batch_size: int = Field(default=64, ge=2, description="Pairs per text training step (in-batch negatives).")
+    train_image_epochs: int = Field(default=30, ge=1, description="Passes of the image projection's training.")
+    train_seed: int = Field(default=13, description="Seed of training's split, shuffles and OCR-like noise.")
     train_open_set: Literal["none", "background", "parent"] = Field(
         default="none", description="Also train for labels the taxonomy lacks by leaving some out per pass "
         "(TextTrainingRecipe.open_set); measured in docs/benchmarks.md and not better so far.")
     train_ocr_noise: float = Field(default=0.0, ge=0, le=1, description="Share of creatives that also train as "
                                    "an OCR-like reading of their text, per epoch (TextTrainingRecipe.ocr_noise).")
-    validation_fraction: float = Field(default=0.15, gt=0, lt=0.5)
+    validation_fraction: float = Field(default=0.15, gt=0, lt=0.5, description="Labelled data held out of "
+                                       "training to evaluate and calibrate the version.")
     train_progress_interval_s: float = Field(
         default=3.0, ge=0, description="A running training run writes its step, loss and time left to its row at "
         "most this often (and whenever its phase changes).")
@@ -179,8 +183,8 @@ class Settings(BaseSettings):
     # API.
     bootstrap_admin_key: str | None = Field(
         default=None, description=f"An admin key created at start-up (at least {MIN_API_KEY_CHARS} characters).")
-    host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=1, le=65535)
+    host: str = Field(default="127.0.0.1", description="Address the API listens on.")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port the API listens on.")
     access_log: bool = Field(default=False, description="Log every HTTP request (uvicorn's access log).")
     # Longer than a proxy's idle timeout (AWS ALB's 60 s) and a client pool's: a connection the API closes just as a
     # client reuses it resets that request (uvicorn's 5 s did so to POSTs under bench.load when a stall idled them).

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import typer
 
-from ctax.cli import admin, data, evaluate, models, service
+from ctax.cli import admin, configuration, data, evaluate, models, service
 from ctax.cli.common import say_errors
 from ctax.errors import CtaxError
 
@@ -24,6 +24,7 @@ app.add_typer(admin.keys_app, name="keys")
 app.add_typer(models.models_app, name="models")
 app.add_typer(data.proposals_app, name="proposals")
 app.command()(admin.jobs)
+app.command("settings")(configuration.show)
 
 
 def main() -> None:
