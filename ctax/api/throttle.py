@@ -118,16 +118,30 @@ class Throttle:
         self.limiter = MovingWindowRateLimiter(self.storage)
         self._storage_down = False
 
-    async def take(self, spend: Spend, key: ApiKey, cost: int = 1, *, only_test: bool = False) -> Allowance | None:
-        """Take `cost` from the account's budget for `spend` (or, with only_test, check that it is there) and say
-        what is left; RateLimited if any of its limits lacks room, and nothing is taken then."""
+    def _limits(self, spend: Spend, key: ApiKey) -> tuple[str, list[RateLimitItem]] | None:
+        """Whose budget the key spends, and its limits for `spend` (None: no limit)."""
         account = key.account if key.account_id is not None else None
         limit, _ = self.settings.for_account("rate_limit", spend.value,
                                              account.rate_limits if account is not None else None)
         if limit is None:
             return None
-        items = _parsed(limit)
-        who = f"account-{key.account_id}" if key.account_id is not None else f"key-{key.id}"
+        return (f"account-{key.account_id}" if key.account_id is not None else f"key-{key.id}"), _parsed(limit)
+
+    async def left(self, spend: Spend, key: ApiKey) -> Allowance | None:
+        """What is left of the account's budget, taking nothing (None: no limit, or its storage is away)."""
+        if (limits := self._limits(spend, key)) is None:
+            return None
+        try:
+            return await self._allowance(spend, *limits)
+        except self.storage.base_exceptions:
+            return None
+
+    async def take(self, spend: Spend, key: ApiKey, cost: int = 1, *, only_test: bool = False) -> Allowance | None:
+        """Take `cost` from the account's budget for `spend` (or, with only_test, check that it is there) and say
+        what is left; RateLimited if any of its limits lacks room, and nothing is taken then."""
+        if (limits := self._limits(spend, key)) is None:
+            return None
+        who, items = limits
         for item in items:
             if cost > item.amount:
                 raise InvalidInput(f"{cost} {spend} in one request are more than the account may send in a "

@@ -151,15 +151,15 @@ def submit(
     account_id: int | None = None, quota: int | None = None, charge: Callable[[int], None] | None = None,
 ) -> list[tuple[Creative, bool]]:
     """`plan` then `store`: every submission created, all or nothing; (creative, created) for each. `charge`, the
-    sender's rate budget (it refuses by raising), is given what the post adds before anything is stored: replays
-    and a quota's refusal pay nothing; a post refused for its content pays for all it sent (api/routes)."""
+    sender's rate budget (it refuses by raising), is given what the post adds (0: all replays) before anything is
+    stored: replays and a quota's refusal pay nothing; a refusal for its content pays for all it sent (api/routes)."""
     try:
         planned = plan(db, settings, subs, api_key_id, account_id, quota)
     except REFUSED_FOR_CONTENT:
         if charge is not None:
             charge(len(subs))
         raise
-    if charge is not None and planned.new:
+    if charge is not None:
         charge(planned.new)
     return store(db, blobs, planned, api_key_id, account_id, quota)
 
