@@ -228,4 +228,11 @@ def test_a_post_the_quota_refuses_pays_nothing(two_accounts, tmp_path) -> None:
         gone = client.delete(f"/v1/creatives/{first.json()['id']}", headers=headers(keys["a"]))
         assert gone.status_code == 200, gone.text
         assert _left(_post(client, keys["a"])) == 2
-        assert _stored(db) == 2
+        # A changed quota forgets the kept count: the first post under it counts what the account holds in its
+        # transaction and keeps the count, so it pays before it is refused; the next refusals read the count first.
+        assert client.patch("/v1/accounts/1", headers=admin, json={"quotas": {"creatives": 1}}).status_code == 200
+        for _ in range(3):
+            assert _post(client, keys["a"]).status_code == 403
+        assert client.patch("/v1/accounts/1", headers=admin, json={"quotas": {"creatives": 3}}).status_code == 200
+        assert _left(_post(client, keys["a"])) == 0
+        assert _stored(db) == 3
