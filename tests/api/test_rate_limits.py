@@ -211,28 +211,37 @@ def test_a_post_pays_only_for_the_creatives_it_adds(two_accounts, tmp_path) -> N
         assert _stored(db) == 6
 
 
-def test_a_post_the_quota_refuses_pays_nothing(two_accounts, tmp_path) -> None:
-    """An account at its quota that posts on, then deletes to make room, finds its rate budget as it left it."""
+def test_a_keyed_post_the_quota_refuses_pays_nothing(two_accounts, tmp_path) -> None:
+    """A post with an Idempotency-Key pays after its replays and the quota's count are read: one the quota refuses
+    pays nothing, so an account at its quota that deletes to make room finds its budget as it left it. A post
+    without a key pays before (as it always did), and so does the first post under a changed quota, which counts
+    what the account holds in its own transaction."""
     db, keys = two_accounts
-    with api(tmp_path, rate_limit_creatives="5/minute") as client:
+    n = iter(range(100))
+
+    def keyed():  # type: ignore[no-untyped-def]
+        return client.post("/v1/creatives", headers={**headers(keys["a"]), "Idempotency-Key": f"k{next(n)}"},
+                           json={"ocr_text": f"Snow chains {next(n)}"})
+
+    def refused(response) -> None:  # type: ignore[no-untyped-def]
+        assert response.status_code == 403 and response.json()["error"] == "quota_exceeded", response.text
+
+    with api(tmp_path, rate_limit_creatives="10/minute") as client:
         admin = headers(keys["admin"])
         assert client.patch("/v1/accounts/1", headers=admin, json={"quotas": {"creatives": 2}}).status_code == 200
-        first = _post(client, keys["a"])
-        assert _left(first) == 4
-        assert _left(_post(client, keys["a"])) == 3
+        first = keyed()
+        assert _left(first) == 9
+        assert _left(keyed()) == 8
         for _ in range(3):
-            refused = _post(client, keys["a"])
-            assert refused.status_code == 403 and refused.json()["error"] == "quota_exceeded", refused.text
-        refused_batch = _post(client, keys["a"], 2)
-        assert refused_batch.status_code == 403, refused_batch.text
+            refused(keyed())
+        refused(_post(client, keys["a"]))  # without a key: paid before the quota was judged
         gone = client.delete(f"/v1/creatives/{first.json()['id']}", headers=headers(keys["a"]))
         assert gone.status_code == 200, gone.text
-        assert _left(_post(client, keys["a"])) == 2
-        # A changed quota forgets the kept count: the first post under it counts what the account holds in its
-        # transaction and keeps the count, so it pays before it is refused; the next refusals read the count first.
+        assert _left(keyed()) == 6
+
         assert client.patch("/v1/accounts/1", headers=admin, json={"quotas": {"creatives": 1}}).status_code == 200
         for _ in range(3):
-            assert _post(client, keys["a"]).status_code == 403
+            refused(keyed())  # the first pays (it counts), the next two read the count and pay nothing
         assert client.patch("/v1/accounts/1", headers=admin, json={"quotas": {"creatives": 3}}).status_code == 200
-        assert _left(_post(client, keys["a"])) == 0
+        assert _left(keyed()) == 4
         assert _stored(db) == 3

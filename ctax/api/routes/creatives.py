@@ -105,20 +105,21 @@ async def _accept(request: Request, response: Response, key: ApiKey, db: Databas
                   batch: bool) -> list[tuple[Creative, bool]]:
     """The request's creatives stored and paid for from the account's budget (docs/reliability.md, "Rate limits"):
     an account already out of it is refused before its body is read, a post that does not parse pays nothing, one
-    refused for its content pays for what it sent. Creatives replayed from an earlier request (Idempotency-Key)
-    and a post the quota refuses pay nothing: where either may be, the post pays once `intake.plan` has read its
-    replays and the quota's count, from its thread; where neither can be (the common case), before it is handed
-    to a thread, which costs nothing more."""
+    refused for its content pays for what it sent. A post with an Idempotency-Key pays once `intake.plan` has read
+    its replays (and the quota's count), from its thread, only for what it adds: a client retrying after a lost
+    answer pays once, and a refusal by the quota found there pays nothing. Any other post pays before it is
+    handed to a thread, quota refusals included: the trip back to the event loop (5-9% of posts a second,
+    bench.load) and the early read of the quota's count (a fifth of a quota'd account's, bench.quotas) are a
+    price only keyed posts pay, which read their replays anyway (2-8%)."""
     await throttle.take(Spend.CREATIVES, key, only_test=True)
     subs = await read_submissions(request, idempotency_key, settings, batch=batch)
     quota = _quota(key, settings)
-    if quota is None and not any(sub.idempotency_key for sub in subs):
+    if not any(sub.idempotency_key for sub in subs):
         _pay(await throttle.take(Spend.CREATIVES, key, len(subs)), response)
-        return await run_in_threadpool(intake.submit, db, blobs, settings, subs, key.id, key.account_id)
+        return await run_in_threadpool(intake.submit, db, blobs, settings, subs, key.id, key.account_id, quota)
 
     def charge(new: int) -> None:
-        # Back to the event loop, where the budget's storage lives, the request's thread held meanwhile. Asked of
-        # every post (not only these), the trip cost 5-9% of posts a second (bench.load, embedded-closed). A post
+        # Back to the event loop, where the budget's storage lives, the request's thread held meanwhile. A post
         # that is all replay takes nothing and is told what is left, as any accepted post is.
         if new:
             _pay(anyio.from_thread.run(throttle.take, Spend.CREATIVES, key, new), response)
