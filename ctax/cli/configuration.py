@@ -18,7 +18,8 @@ from rich.table import Table
 from ctax.cli.common import settings
 from ctax.config import Settings
 
-# Values that are secrets whole; in the others, what a URL carries as its password is one.
+# Values that are secrets whole; in the others, what a URL carries as its password is one. A pattern, not
+# SQLAlchemy's URL.render_as_string(hide_password=True): the settings' URLs are also Redis, AMQP and Qdrant ones.
 SECRETS = frozenset({"qdrant_api_key", "bootstrap_admin_key"})
 URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@/\s]*@")
 
