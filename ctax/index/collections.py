@@ -3,7 +3,6 @@ in-memory tables that mirror them in local mode (table.py), kept in step with ev
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -11,33 +10,13 @@ from typing import Any
 import numpy as np
 from qdrant_client import QdrantClient, models
 
+from ctax.index.local_mode import live_points, one_commit, reload_if_mostly_deleted
 from ctax.index.points import TrafficNeighbours, campaign_code, normal_point_id
 from ctax.index.table import VectorTable
 from ctax.vectors import normalise
 
 LOCAL_SCROLL_PAGE = 16_384
 UPSERT_BATCH = 512
-
-
-class _OneCommit:
-    """Stands in for a local-mode collection's SQLite connection while one write request runs: qdrant-client's
-    local mode commits every point by itself (`with connection:` per point, an fsync each); here the request
-    commits once (`Collections._local_writes`). Everything but the commit goes to the connection."""
-
-    def __init__(self, connection: sqlite3.Connection) -> None:
-        self._connection = connection
-
-    def __enter__(self) -> _OneCommit:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        return None
-
-    def commit(self) -> None:
-        return None
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._connection, name)
 
 
 class Collections:
@@ -65,35 +44,18 @@ class Collections:
         one way this package writes points: in local mode each request is one SQLite transaction
         (`_local_writes`)."""
         for start in range(0, len(points), UPSERT_BATCH):
-            with self._local_writes(collection):
-                self.client.upsert(collection, points=list(points[start : start + UPSERT_BATCH]), wait=True)
+            request = list(points[start : start + UPSERT_BATCH])
+            with self._local_writes(collection, adding=len(request)):
+                self.client.upsert(collection, points=request, wait=True)
 
     @contextmanager
-    def _local_writes(self, collection: str) -> Iterator[None]:
-        """Local mode: the writes inside commit once, in a WAL journal without an fsync per commit.
-
-        Why by hand: qdrant-client's local mode stores each point in its own SQLite transaction in a rollback
-        journal, an fsync per point; recording a batch's traffic cost ~1-5 ms per creative, more than a fast
-        text encoder took to encode it (docs/benchmarks.md, "fixed cost"). WAL with synchronous=NORMAL is what
-        our own SQLite database runs: a killed process loses no committed write, an OS crash or power cut may
-        lose the last commits. Nothing here needs more: labels and exemplars are re-synced from the database by
-        diff, and the traffic window is evidence, not a record. Where qdrant-client's internals are not the
-        ones expected, writes go through unchanged (slower, same result)."""
-        local = None if self.is_server else getattr(self.client, "_client", None)
-        persistence = getattr(getattr(local, "collections", {}).get(collection), "storage", None)
-        connection = getattr(persistence, "storage", None)
-        if not isinstance(connection, sqlite3.Connection):
+    def _local_writes(self, collection: str, adding: int = 0) -> Iterator[None]:
+        """Local mode: the writes inside commit once, vectors stored as float32 (local_mode.one_commit)."""
+        if self.is_server:
             yield
             return
-        connection.execute("PRAGMA journal_mode=WAL")  # kept by the file; asking again costs nothing
-        connection.execute("PRAGMA synchronous=NORMAL")  # per connection
-        persistence.storage = _OneCommit(connection)  # type: ignore[union-attr]
-        try:
+        with one_commit(self.client, collection, adding):
             yield
-        finally:
-            persistence.storage = connection  # type: ignore[union-attr]
-            # What was applied in memory is stored, as qdrant-client would have (it stores point by point).
-            connection.commit()
 
     def _delete_points(self, collection: str, ids: Sequence[int | str], batch: int | None = None) -> None:
         """Delete points (in requests of `batch`, else in one) from the collection and its in-memory mirror."""
@@ -104,6 +66,8 @@ class Collections:
                 self.client.delete(collection, points_selector=models.PointIdsList(points=chunk))
         if (table := self._tables.get(collection)) is not None:
             table.delete(ids)
+        if not self.is_server:
+            reload_if_mostly_deleted(self.client, collection)
 
     def _table(self, collection: str) -> VectorTable:
         """The in-memory mirror of a local-mode collection, read from Qdrant the first time it is searched;
@@ -112,23 +76,56 @@ class Collections:
         if table is None:
             params = self.client.get_collection(collection).config.params.vectors
             table = VectorTable(int(params.size))  # type: ignore[union-attr]
-            # Exemplars outside their label's representatives are kept for re-choosing, never searched.
-            points = [point for point in self._scroll(collection, with_vectors=True)
-                      if (point.payload or {}).get("representative", True) is not False]
-            # A traffic window's mirror is kept oldest first (later writes append): the novelty sweep reads its
-            # newest creatives off the end. Other points carry no "seen" and keep their order.
-            points.sort(key=lambda point: float((point.payload or {}).get("seen", 0.0)))
-            if points:
-                table.upsert(
-                    [normal_point_id(point.id) for point in points],
-                    # Traffic points carry no label: their campaign's code stands in (0 for none).
-                    [int((point.payload or {}).get("label_id", point.id if isinstance(point.id, int)
-                                                   else campaign_code((point.payload or {}).get("campaign"))))
-                     for point in points],
-                    np.asarray([point.vector for point in points], dtype=np.float32),
-                )
+            ids, slots, seen, vectors = self._read_mirror(collection, table.dim)
+            if ids:
+                # A traffic window's mirror is kept oldest first (later writes append): the novelty sweep reads its
+                # newest creatives off the end. Other points carry no "seen" and keep their order.
+                order = np.argsort(np.asarray(seen), kind="stable")
+                table.upsert([ids[n] for n in order], [slots[n] for n in order], vectors[order])
             self._tables[collection] = table
         return table
+
+    def _read_mirror(self, collection: str, dim: int) -> tuple[list[Any], list[int], list[float], np.ndarray]:
+        """A local collection's searchable points for its mirror: ids, label slots, "seen" and float32 vectors.
+
+        Read from local mode's own arrays where they are the ones expected: a scroll hands every vector over as
+        Python floats in pydantic records, ~25 KB a point while a page is held, and sorts every id per page
+        (docs/benchmarks.md, "The embedded index as labelled data grows"). Otherwise scrolled."""
+        held = live_points(self.client, collection, dim)
+        if held is None:
+            return self._read_mirror_scrolled(collection, dim)
+        return self._mirror_rows(*held)
+
+    def _read_mirror_scrolled(self, collection: str, dim: int) -> tuple[list[Any], list[int], list[float], np.ndarray]:
+        points, vectors, page = [], [], []
+        for point in self._scroll(collection, with_vectors=True):
+            points.append((point.id, point.payload))
+            page.append(point.vector)
+            if len(page) == LOCAL_SCROLL_PAGE:  # Python floats a page at a time, not all at once
+                vectors.append(np.asarray(page, dtype=np.float32))
+                page = []
+        vectors.append(np.asarray(page, dtype=np.float32).reshape(-1, dim))
+        return self._mirror_rows(points, np.concatenate(vectors))
+
+    @staticmethod
+    def _mirror_rows(points: Sequence[tuple[Any, dict[str, Any] | None]], vectors: np.ndarray
+                     ) -> tuple[list[Any], list[int], list[float], np.ndarray]:
+        ids: list[Any] = []
+        slots: list[int] = []
+        seen: list[float] = []
+        kept: list[int] = []
+        for n, (pid, payload) in enumerate(points):
+            payload = payload or {}
+            # Exemplars outside their label's representatives are kept for re-choosing, never searched.
+            if payload.get("representative", True) is False:
+                continue
+            kept.append(n)
+            ids.append(normal_point_id(pid))
+            # Traffic points carry no label: their campaign's code stands in (0 for none).
+            slots.append(int(payload.get("label_id", pid if isinstance(pid, int)
+                                         else campaign_code(payload.get("campaign")))))
+            seen.append(float(payload.get("seen", 0.0)))
+        return ids, slots, seen, vectors[kept]
 
     def _scroll(self, collection: str, with_vectors: bool = False) -> Iterable[Any]:
         # Local mode sorts every point id and walks past the offset for each page, so a whole scroll costs

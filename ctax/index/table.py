@@ -33,13 +33,17 @@ FELLOW_CHUNK = 1024  # rows per product when a table's fellows are first worked 
 
 
 class VectorTable:
+    """Rows live in arrays with room to spare, grown by doubling: labelling appends every creative it labels to the
+    creatives collection's table, and copying the whole table per batch cost more per creative than the rest of the
+    labelling task at 100k creatives (docs/benchmarks.md, "The embedded index as labelled data grows")."""
+
     def __init__(self, dim: int) -> None:
         self.dim = dim
         self.stamp = next(_STAMPS)
         self.point_ids: list[Any] = []
-        self.label_ids = np.zeros(0, dtype=np.int64)
-        self.vectors = np.zeros((0, dim), dtype=np.float32)
-        self.written = np.zeros(0, dtype=np.int64)  # per row, the mark of the write that last set it (_WRITES)
+        self._label_ids = np.zeros(0, dtype=np.int64)
+        self._vectors = np.zeros((0, dim), dtype=np.float32)
+        self._written = np.zeros(0, dtype=np.int64)  # per row, the mark of the write that last set it (_WRITES)
         self.last_write = 0
         self._row: dict[Any, int] = {}
         # (level, per row: whether another row may sit at the level or above to it), kept in step by upsert once
@@ -54,6 +58,19 @@ class VectorTable:
         """Point id -> row: which points the table holds."""
         return self._row
 
+    @property
+    def vectors(self) -> np.ndarray:
+        """The rows' unit vectors (a view: rows written later are not in it)."""
+        return self._vectors[: len(self)]
+
+    @property
+    def label_ids(self) -> np.ndarray:
+        return self._label_ids[: len(self)]
+
+    @property
+    def written(self) -> np.ndarray:
+        return self._written[: len(self)]
+
     def upsert(self, point_ids: Sequence[Any], label_ids: Sequence[int], vectors: np.ndarray) -> None:
         vectors = normalise(np.asarray(vectors, dtype=np.float32).reshape(len(point_ids), self.dim))
         self.stamp = next(_STAMPS)
@@ -64,20 +81,34 @@ class VectorTable:
             if row is None:
                 new[point_id] = (int(label_id), vector)
             else:
-                self.vectors[row] = vector
-                self.label_ids[row] = int(label_id)
-                self.written[row] = mark
+                self._vectors[row] = vector
+                self._label_ids[row] = int(label_id)
+                self._written[row] = mark
         if new:
+            first = len(self)
+            self._make_room(first + len(new))
+            end = first + len(new)
+            self._label_ids[first:end] = [lab for lab, _ in new.values()]
+            self._vectors[first:end] = np.stack([vec for _, vec in new.values()])
+            self._written[first:end] = mark
             for offset, point_id in enumerate(new):
-                self._row[point_id] = len(self.point_ids) + offset
+                self._row[point_id] = first + offset
             self.point_ids += list(new)
-            self.label_ids = np.concatenate([self.label_ids, np.array([lab for lab, _ in new.values()], np.int64)])
-            self.vectors = np.concatenate([self.vectors, np.stack([vec for _, vec in new.values()])])
-            self.written = np.concatenate([self.written, np.full(len(new), mark, dtype=np.int64)])
         if self._social is not None:
             level, social = self._social
             social = np.concatenate([social, np.zeros(len(self) - len(social), dtype=bool)])
             self._social = (level, social | self._fellows_of([self._row[p] for p in dict.fromkeys(point_ids)], level))
+
+    def _make_room(self, rows: int) -> None:
+        if rows <= len(self._vectors):
+            return
+        capacity = max(rows, 2 * len(self._vectors), 64)
+        used = len(self)
+        for name in ("_vectors", "_label_ids", "_written"):
+            old = getattr(self, name)
+            grown = np.zeros((capacity, *old.shape[1:]), dtype=old.dtype)
+            grown[:used] = old[:used]
+            setattr(self, name, grown)
 
     def delete(self, point_ids: Iterable[Any]) -> None:
         drop = [self._row[p] for p in point_ids if p in self._row]
@@ -86,10 +117,8 @@ class VectorTable:
         self.stamp = next(_STAMPS)
         keep = np.ones(len(self.point_ids), dtype=bool)
         keep[drop] = False
+        self._label_ids, self._vectors, self._written = self.label_ids[keep], self.vectors[keep], self.written[keep]
         self.point_ids = [point_id for point_id, kept in zip(self.point_ids, keep, strict=True) if kept]
-        self.label_ids = self.label_ids[keep]
-        self.vectors = self.vectors[keep]
-        self.written = self.written[keep]
         if self._social is not None:
             self._social = (self._social[0], self._social[1][keep])
         self._row = {point_id: row for row, point_id in enumerate(self.point_ids)}
@@ -170,7 +199,7 @@ class VectorTable:
         if limit <= 0 or (len(self) if rows is None else len(rows)) == 0:
             return np.full((len(queries), 0), -np.inf)
         vectors, codes = (self.vectors, self.label_ids) if rows is None else (self.vectors[rows], self.label_ids[rows])
-        scores = normalise(np.asarray(queries, dtype=np.float32)) @ vectors.T
+        scores: np.ndarray = normalise(np.asarray(queries, dtype=np.float32)) @ vectors.T
         for n, code in enumerate(unlike):
             if code:
                 scores[n, codes == code] = -np.inf

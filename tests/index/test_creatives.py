@@ -89,3 +89,47 @@ def test_a_deleted_creative_is_forgotten_by_the_traffic_window_and_the_creatives
     index.client.close()
     again = LabelIndex(open_qdrant(None, path), "t")  # and on disk
     assert again.count_creatives("v") == 9 and again.traffic_window("v")[0] == names[3:]
+
+
+def test_local_mode_stores_float32_arrays_and_reopens_what_plain_qdrant_client_stored_beside_them(
+        tmp_path: Path) -> None:
+    import pickle
+    import sqlite3
+    import uuid
+
+    from qdrant_client import models
+
+    rng = np.random.default_rng(9)
+    path = tmp_path / "qdrant"
+    index = LabelIndex(open_qdrant(None, path), "t")
+    names = ids(30)
+    vectors = rng.normal(size=(30, DIM)).astype(np.float32)
+    index.upsert_creatives("v", names[:20], vectors[:20], [{"label_id": 2}] * 20)
+    collection = index.creatives_collection("v")
+    # As a store written before vectors were kept as arrays: qdrant-client's own lists of floats.
+    index.client.upsert(collection, [models.PointStruct(id=str(uuid.UUID(name)), vector=vector.tolist(),
+                                                        payload={"label_id": 5}) for name, vector
+                                     in zip(names[20:], vectors[20:], strict=True)])
+    index.delete_creatives("v", [names[0], names[25]])
+    names, vectors = names[1:25] + names[26:], np.concatenate([vectors[1:25], vectors[26:]])
+    index.client.close()
+
+    with sqlite3.connect(path / "collection" / collection / "storage.sqlite") as db:
+        stored = {str(point.id): point.vector for point in
+                  (pickle.loads(blob) for (blob,) in db.execute("SELECT point FROM points"))}
+    assert len(stored) == 28
+    ours = stored[str(uuid.UUID(names[5]))]
+    # Unpickled on every open: 384 Python floats a point held 22 KB of memory after it (docs/benchmarks.md).
+    assert isinstance(ours, dict) and ours[""].dtype == np.float32 and np.allclose(ours[""], vectors[5])
+    assert isinstance(stored[str(uuid.UUID(names[-1]))], list)
+
+    again = LabelIndex(open_qdrant(None, path), "t")
+    assert again.count_creatives("v") == 28
+    check_searches(again, names, vectors, np.random.default_rng(9))
+    # The mirror read from local mode's own arrays holds exactly what a scroll reads.
+    fast = again._read_mirror(collection, DIM)
+    scrolled = again._read_mirror_scrolled(collection, DIM)
+    assert fast[:3] == scrolled[:3] and np.array_equal(fast[3], scrolled[3])
+    assert sorted(fast[1]) == [2] * 19 + [5] * 9
+    again.is_server = True  # what a server is asked, evaluated by qdrant-client over the reopened store
+    check_searches(again, names, vectors, np.random.default_rng(9))

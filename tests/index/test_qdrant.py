@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 import uuid
@@ -293,3 +294,36 @@ def test_local_writes_are_kept_when_the_process_is_killed_without_closing(tmp_pa
     assert index.count_traffic("v1") == 64
     index.upsert_labels("v1", [4], np.ones((1, 4), dtype=np.float32), [{"path": "d"}])  # and it writes on
     assert index.nearest("v1", np.ones((1, 4), dtype=np.float32), 1)[0][0].label_id == 4
+
+
+def test_a_traffic_window_rolled_over_many_times_is_reloaded_and_keeps_its_creatives(tmp_path, monkeypatch) -> None:
+    from ctax.index import local_mode
+
+    monkeypatch.setattr(local_mode, "RELOAD_DEAD", 200)  # reloaded after 200 deleted points, not 10,000
+    rng = np.random.default_rng(4)
+    path = tmp_path / "qdrant"
+    index = LabelIndex(open_qdrant(None, path), "t")
+    index.ensure_version("v1", 8)
+    ids = [uuid.UUID(int=int(rng.integers(2**62)) << 64 | int(rng.integers(2**62))).hex for _ in range(1200)]
+    vectors = rng.normal(size=(1200, 8)).astype(np.float32)
+    name = index.traffic_collection("v1")
+    held = []
+    for start in range(0, 1200, 20):
+        index.record_traffic("v1", ids[start : start + 20], vectors[start : start + 20], window=50)
+        held.append(len(index.client._client.collections[name].ids_inv))
+    # Local mode keeps deleted points in memory (1,200 by the end without a reload); reloaded, it holds what is
+    # live and at most the deleted ones since the last reload.
+    assert any(after < before for before, after in itertools.pairwise(held))
+    assert max(held) < 300
+    window = ids[-index.count_traffic("v1"):]
+    assert index.traffic_window("v1")[0] == window and len(window) >= 50
+    query = vectors[-1:] * -1
+    mirror = index.traffic_neighbours("v1", query, 5)
+    index.is_server = True  # the same search asked of the reloaded collection itself
+    assert index.traffic_neighbours("v1", query, 5)[0].similarities == pytest.approx(mirror[0].similarities, abs=1e-5)
+    assert index.traffic_window("v1")[0] == window
+    index.is_server = False
+    index.client.close()
+    again = LabelIndex(open_qdrant(None, path), "t")
+    assert again.traffic_window("v1")[0] == window
+    again.client.close()

@@ -115,3 +115,26 @@ def test_best_scores_since_a_write_reads_only_the_rows_written_after_it_and_belo
     assert np.allclose(np.sort(table.best_scores(queries, 5, unlike, own), axis=1),
                        np.sort(table.best_scores(queries, 5, unlike, own, since=[0] * 6), axis=1))
     assert table.best_scores(queries, 5, unlike, own, since=[table.last_write] * 6).shape == (6, 0)
+
+
+def test_rows_added_one_batch_at_a_time_are_not_copied_each_time_and_read_back_as_written() -> None:
+    rng = np.random.default_rng(11)
+    table = VectorTable(4)
+    written = rng.normal(size=(1000, 4)).astype(np.float32)
+    buffers = set()
+    for n in range(1000):  # as labelling appends each batch to the creatives collection's table
+        table.upsert([f"c{n}"], [n % 5], written[n : n + 1])
+        buffers.add(table.vectors.__array_interface__["data"][0])
+    # Grown by doubling: a copy of the whole table per write made every batch cost more as creatives piled up.
+    assert len(buffers) <= 12
+    assert len(table) == 1000 and table.vectors.shape == (1000, 4) and table.label_ids.tolist() == [
+        n % 5 for n in range(1000)]
+    assert np.allclose(table.vectors, written / np.linalg.norm(written, axis=1, keepdims=True), atol=1e-6)
+    assert len(set(table.written.tolist())) == 1000  # each row carries the mark of its own write
+    table.upsert(["c3", "new"], [9, 8], written[:2])  # an update in place and an append in one call
+    table.delete([f"c{n}" for n in range(0, 1000, 2)])
+    assert len(table) == 501 and table.rows["c3"] == 1 and table.label_ids[1] == 9
+    hits = table.nearest(written[7:8], 1)[0]
+    assert hits[0][0] == "c7" and abs(hits[0][2] - 1.0) < 1e-5
+    table.upsert(["after"], [4], written[7:8])
+    assert table.rows["after"] == 501 and table.label_ids[-1] == 4 and len(table.written) == 502
