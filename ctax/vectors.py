@@ -8,4 +8,4 @@ import numpy as np
 def normalise(vectors: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (float32); zero rows stay zero."""
     norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
-    return (vectors / np.where(norms == 0, 1.0, norms)).astype(np.float32)
+    return (vectors / np.where(norms == 0, 1.0, norms)).astype(np.float32, copy=False)

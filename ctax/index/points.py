@@ -4,11 +4,14 @@ creatives (exemplars, traffic) by their id as a UUID, which Qdrant requires of s
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
+
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def point_id(creative_id: str) -> str:
@@ -35,7 +38,11 @@ def campaign_code(campaign: str | None) -> int:
 
 def normal_point_id(point_id: Any) -> int | str:
     """Qdrant point ids as this module writes them: label ids as ints, exemplar ids as canonical UUID text."""
-    return int(point_id) if isinstance(point_id, int) else str(uuid.UUID(str(point_id)))
+    if isinstance(point_id, int):
+        return int(point_id)
+    if isinstance(point_id, str) and _CANONICAL_UUID.fullmatch(point_id):  # as Qdrant hands them back: no parse
+        return point_id
+    return str(uuid.UUID(str(point_id)))
 
 
 @dataclass(frozen=True)
