@@ -39,18 +39,36 @@ class Collections:
             for field, schema in fields.items():
                 self.client.create_payload_index(name, field, schema)
 
-    def _write_points(self, collection: str, points: Sequence[models.PointStruct]) -> None:
-        """Upsert points in requests of UPSERT_BATCH (the in-memory mirror is the caller's to keep in step). The
-        one way this package writes points: in local mode each request is one SQLite transaction
-        (`_local_writes`)."""
-        for start in range(0, len(points), UPSERT_BATCH):
-            request = list(points[start : start + UPSERT_BATCH])
+    def _write_points(self, collection: str, ids: Sequence[int | str], vectors: np.ndarray,
+                      payloads: Sequence[dict[str, Any]]) -> None:
+        """Upsert points (ids[i], vectors[i], payloads[i]) in requests of UPSERT_BATCH (the in-memory mirror is the
+        caller's to keep in step). The one way this package writes points: in local mode each request is one
+        SQLite transaction (`_local_writes`).
+
+        A server is sent each vector as the list of floats its API carries. Local mode is handed it as a float32
+        row under its default vector name, in a point pydantic has not validated, and pickles it as that row:
+        - local mode validates every point itself before it applies any (id, vector size and NaN, payload:
+          `LocalCollection._validate_point`), and a pydantic point of 384 Python floats, turned back into an array
+          by local mode, cost a third of a local write (docs/benchmarks.md, "Local writes hand over arrays");
+        - local mode unpickles every point of every collection when it opens, and a list of floats came back as
+          384 float objects a point: 22 KB of worker memory per point after a restart, against 8 KB as arrays
+          (docs/benchmarks.md, "The embedded index as labelled data grows"). qdrant-client reads both forms."""
+        rows = np.asarray(vectors, dtype=np.float32).reshape(len(ids), -1)
+        for start in range(0, len(ids), UPSERT_BATCH):
+            end = start + UPSERT_BATCH
+            columns = zip(ids[start:end], rows[start:end], payloads[start:end], strict=True)
+            if self.is_server:
+                request = [models.PointStruct(id=pid, vector=row.tolist(), payload=payload)
+                           for pid, row, payload in columns]
+            else:
+                request = [models.PointStruct.model_construct(id=pid, vector={"": row}, payload=payload)
+                           for pid, row, payload in columns]
             with self._local_writes(collection, adding=len(request)):
                 self.client.upsert(collection, points=request, wait=True)
 
     @contextmanager
     def _local_writes(self, collection: str, adding: int = 0) -> Iterator[None]:
-        """Local mode: the writes inside commit once, vectors stored as float32 (local_mode.one_commit)."""
+        """Local mode: the writes inside commit once (local_mode.one_commit)."""
         if self.is_server:
             yield
             return

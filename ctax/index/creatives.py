@@ -47,9 +47,7 @@ class Creatives(Exemplars):
         payload_of: list[dict[str, Any]] = [{"label_id": int(p.get("label_id") or 0), "account_id": p.get("account_id"),
                        "created_at": float(p.get("created_at") or 0.0)} for p in given]
         ids = [point_id(cid) for cid in creative_ids]
-        # Points, not a models.Batch: local mode turns a Batch into points anyway, validating each on the way.
-        self._write_points(name, [models.PointStruct(id=pid, vector=vector, payload=payload) for pid, vector, payload
-                                  in zip(ids, vectors.tolist(), payload_of, strict=True)])
+        self._write_points(name, ids, vectors, payload_of)
         if (table := self._tables.get(name)) is not None:
             table.upsert(ids, [p["label_id"] for p in payload_of], vectors)
 

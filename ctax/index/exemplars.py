@@ -70,17 +70,14 @@ class Exemplars(Collections):
             return
         flags = [True] * len(creative_ids) if representative is None else [bool(f) for f in representative]
         extra = {} if budget is None else {"budget": int(budget)}
-        points = [
-            models.PointStruct(id=point_id(cid), vector=vector.tolist(),
-                               payload={"label_id": int(lid), "representative": flag, **extra})
-            for cid, lid, vector, flag in zip(creative_ids, label_ids, vectors, flags, strict=True)
-        ]
+        ids = [point_id(cid) for cid in creative_ids]
         name = self.exemplars_collection(version)
-        self._write_points(name, points)
+        self._write_points(name, ids, vectors, [{"label_id": int(lid), "representative": flag, **extra}
+                                                for lid, flag in zip(label_ids, flags, strict=True)])
         if (table := self._tables.get(name)) is not None:
             keep = [n for n, flag in enumerate(flags) if flag]
-            table.delete([points[n].id for n in range(len(points)) if not flags[n]])
-            table.upsert([points[n].id for n in keep], [int(label_ids[n]) for n in keep],
+            table.delete([ids[n] for n in range(len(ids)) if not flags[n]])
+            table.upsert([ids[n] for n in keep], [int(label_ids[n]) for n in keep],
                          np.asarray(vectors)[keep].reshape(len(keep), table.dim))
 
     def delete_exemplars(self, version: str, creative_ids: Iterable[str]) -> None:

@@ -1,5 +1,5 @@
 """What ctax does to qdrant-client's local mode (the embedded profile's index) beyond its public API, and why:
-each write request commits once and stores float32 arrays, the in-memory mirrors are read from its own arrays,
+each write request commits once with room for its bookkeeping, the in-memory mirrors are read from its own arrays,
 and a collection mostly made of deleted points is loaded again. Each step checks that the internals it touches
 are the ones expected, and otherwise leaves local mode to do as it does (slower, same result): a Qdrant server
 never comes here."""
@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
-from qdrant_client import QdrantClient, models
+from qdrant_client import QdrantClient
 
 # Local mode keeps a deleted point in memory until its collection is loaded again; one is reloaded once it holds
 # this many deleted points and more than it holds live ones, if it holds at most RELOAD_MAX_LIVE: a reload reads
@@ -43,28 +43,6 @@ class _OneCommit:
         return getattr(self._connection, name)
 
 
-class _FloatArrays:
-    """Stands in for a local-mode collection's persistence while one write request runs: each point's vector is
-    stored as a float32 array, not the list of Python floats qdrant-client pickles. Reopening a local index
-    unpickles every point, and a list of floats came back as 384 float objects a point: 22 KB of memory per point
-    after the open (a 50,000-creative collection: 1.2 GB, 3 s) against 8 KB as arrays (docs/benchmarks.md, "The
-    embedded index as labelled data grows"). qdrant-client reads both back (a vector stored under its default name,
-    as named vectors are)."""
-
-    def __init__(self, persistence: Any) -> None:
-        self._persistence = persistence
-
-    def persist(self, point: models.PointStruct) -> None:
-        vector = point.vector
-        if isinstance(vector, list) and vector and isinstance(vector[0], float | int):
-            point = models.PointStruct.model_construct(
-                id=point.id, vector={"": np.asarray(vector, dtype=np.float32)}, payload=point.payload)
-        self._persistence.persist(point)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._persistence, name)
-
-
 class _Appendable(np.ndarray):
     """A 1-D array with spare room after its end, for local mode's per-point bookkeeping while one write request
     runs: numpy.append of a scalar fills the room and returns the longer array over the same buffer, where numpy
@@ -72,16 +50,30 @@ class _Appendable(np.ndarray):
     to a collection of 1M cost ~1.3 ms, more than encoding it (docs/benchmarks.md, "The embedded index as labelled
     data grows"). Anything else, or an append the room or the dtype does not allow, is numpy's own. Appending
     to an array older than the newest would overwrite the newest's last element: local mode only ever appends to
-    the array it holds (`self.deleted = np.append(self.deleted, 0)`)."""
+    the array it holds (`self.deleted = np.append(self.deleted, 0)`); an append to an older array over the same
+    buffer is numpy's own too. The buffer and the newest length ride on the array itself: finding them from its
+    base on every append was a sixth of a local write (docs/benchmarks.md, "Local writes hand over arrays")."""
+
+    _room: np.ndarray | None = None  # the buffer this array starts; views numpy makes of it have none
+    _newest: list[int] | None = None  # the length of the newest array over that buffer, shared by all of them
 
     def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
-        if func is np.append and not kwargs and len(args) == 2 and args[0] is self and np.ndim(args[1]) == 0:
-            buffer, used = _owner(self), len(self)
-            if (buffer is not None and used < len(buffer)
-                    and np.result_type(self.dtype, np.asarray(args[1]).dtype) == self.dtype):
-                buffer[used] = args[1]
-                return buffer[: used + 1].view(_Appendable)
+        # Local mode appends Python ints (0 or 1), which an integer array takes in its own dtype, as numpy would.
+        if (func is np.append and len(args) == 2 and args[0] is self and not kwargs and type(args[1]) is int
+                and self._room is not None and self._newest is not None
+                and self._newest[0] == len(self) < len(self._room) and self.dtype.kind in "iu"):
+            used = len(self)
+            self._room[used] = args[1]
+            return _over(self._room, used + 1, self._newest)
         return super().__array_function__(func, types, args, kwargs)
+
+
+def _over(room: np.ndarray, used: int, newest: list[int] | None = None) -> _Appendable:
+    """The first `used` elements of `room` as the newest _Appendable over it."""
+    array = room[:used].view(_Appendable)
+    array._room, array._newest = room, newest if newest is not None else [used]
+    array._newest[0] = used
+    return array
 
 
 def _owner(array: np.ndarray) -> np.ndarray | None:
@@ -103,10 +95,10 @@ def _appendable(array: Any, adding: int) -> Any:
         return array
     buffer = _owner(array)
     if buffer is not None and len(buffer) - len(array) >= adding:
-        return buffer[: len(array)].view(_Appendable)
+        return _over(buffer, len(array))
     grown = np.zeros(max(2 * len(array), len(array) + adding, 64), dtype=np.append(array[:0], 0).dtype)
     grown[: len(array)] = array
-    return grown[: len(array)].view(_Appendable)
+    return _over(grown, len(array))
 
 
 def _local(client: QdrantClient) -> Any:
@@ -120,14 +112,14 @@ def _stored(client: QdrantClient, collection: str) -> Any:
 
 @contextmanager
 def one_commit(client: QdrantClient, collection: str, adding: int = 0) -> Iterator[None]:
-    """The writes inside commit once, in a WAL journal without an fsync per commit, each vector a float32 array.
+    """The writes inside commit once, in a WAL journal without an fsync per commit.
 
     Why by hand: qdrant-client's local mode stores each point in its own SQLite transaction in a rollback
     journal, an fsync per point; recording a batch's traffic cost ~1-5 ms per creative, more than a fast
     text encoder took to encode it (docs/benchmarks.md, "fixed cost"). WAL with synchronous=NORMAL is what
     our own SQLite database runs: a killed process loses no committed write, an OS crash or power cut may
     lose the last commits. Nothing here needs more: labels and exemplars are re-synced from the database by
-    diff, and the traffic window is evidence, not a record. Float32 arrays: see _FloatArrays. With `adding`
+    diff, and the traffic window is evidence, not a record. With `adding`
     (the points the request may add), local mode's per-point bookkeeping has room for them (_Appendable)."""
     stored = _stored(client, collection)
     persistence: Any = getattr(stored, "storage", None)
@@ -138,7 +130,6 @@ def one_commit(client: QdrantClient, collection: str, adding: int = 0) -> Iterat
     connection.execute("PRAGMA journal_mode=WAL")  # kept by the file; asking again costs nothing
     connection.execute("PRAGMA synchronous=NORMAL")  # per connection
     persistence.storage = _OneCommit(connection)
-    stored.storage = _FloatArrays(persistence)
     flags: Any = getattr(stored, "deleted_per_vector", None)
     roomy = bool(adding) and isinstance(flags, dict) and set(flags) == {""}
     if roomy:
@@ -146,7 +137,6 @@ def one_commit(client: QdrantClient, collection: str, adding: int = 0) -> Iterat
     try:
         yield
     finally:
-        stored.storage = persistence
         persistence.storage = connection
         if roomy:  # plain arrays again outside the request, over the same buffers
             stored.deleted, flags[""] = np.asarray(stored.deleted), np.asarray(flags[""])

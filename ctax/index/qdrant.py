@@ -98,11 +98,8 @@ class LabelIndex(Creatives):
     ) -> None:
         if not ids:
             return
-        points = [
-            models.PointStruct(id=int(label_id), vector=vector.tolist(), payload={"label_id": int(label_id), **p})
-            for label_id, vector, p in zip(ids, vectors, payloads, strict=True)
-        ]
-        self._write_points(self.labels_collection(version), points)
+        self._write_points(self.labels_collection(version), [int(label_id) for label_id in ids], vectors,
+                           [{"label_id": int(label_id), **p} for label_id, p in zip(ids, payloads, strict=True)])
         if (table := self._tables.get(self.labels_collection(version))) is not None:
             table.upsert([int(i) for i in ids], [int(i) for i in ids], vectors)
 
@@ -152,14 +149,10 @@ class LabelIndex(Creatives):
         seen = time.time()
         # Later rows of a batch arrived later: the order breaks ties in the window.
         named = list(campaigns) if campaigns is not None else [None] * len(creative_ids)
-        points = [
-            models.PointStruct(id=point_id(cid), vector=vector.tolist(), payload={
-                "seen": seen + n * 1e-6, **({"campaign": campaign} if campaign else {})})
-            for n, (cid, vector, campaign) in enumerate(zip(creative_ids, vectors, named, strict=True))
-        ]
-        self._write_points(name, points)
+        ids = [point_id(cid) for cid in creative_ids]
+        self._write_points(name, ids, vectors, [{"seen": seen + n * 1e-6, **({"campaign": c} if c else {})}
+                                                for n, c in enumerate(named)])
         if (table := self._tables.get(name)) is not None:
-            ids = [point.id for point in points]
             table.delete(ids)  # a creative labelled again arrived again: to the end, where the window is newest
             table.upsert(ids, [campaign_code(c) for c in named], vectors)
         if self.count_traffic(version) > window + max(window // 10, 1):
