@@ -10,7 +10,8 @@ local-mode collection with that many creatives (synthetic unit vectors of the Mi
 `LabelIndex.upsert_creatives` as the backfill does, 512 a request), builds the in-memory table a search builds, and
 then times what labelling does per batch once a search has run: `upsert_creatives` of --batch creatives with the
 table in step (write ms per creative, the median of --batches batches), and a search of the --batch nearest
-creatives per query (ms per query). A second, fresh child plays a restarted worker: it opens the folder and builds
+creatives per query (ms per query), and labelling's near-duplicate search (`near_duplicates_timed`). A second,
+fresh child plays a restarted worker: it opens the folder and builds
 the table, and reports the seconds each took, its RSS afterwards and its peak (VmHWM). Ratios are against the first
 size, measured in this run. With --traffic, a child labels that many creatives through a traffic window of
 --window from an empty index (`record_traffic`, as a worker since its start) and reports what local mode holds in
@@ -83,12 +84,49 @@ def fill_and_write(path: Path, size: int, batch: int, batches: int) -> dict[str,
         began = time.perf_counter()
         index.nearest_creatives(VERSION, _vectors(rng, batch), limit=10)
         searches.append((time.perf_counter() - began) * 1000 / batch)
+    near = near_duplicates_timed(index, rng, batch, batches)
     rss, peak = _memory_mb()
     stored = index.count_creatives(VERSION)
     index.client.close()
     return {"stored": stored, "fill_s": fill_s,
             "write_ms_per_creative": statistics.median(writes), "search_ms_per_query": statistics.median(searches),
-            "writer_rss_mb": rss, "writer_peak_rss_mb": peak}
+            "writer_rss_mb": rss, "writer_peak_rss_mb": peak, **near}
+
+
+def near_duplicates_timed(index: Any, rng: np.random.Generator, batch: int, batches: int) -> dict[str, Any]:
+    """Labelling's near-duplicate search per batch (labelling.duplicates.near_duplicates at the default 0.946):
+    half of each batch re-cuts of stored creatives (cosine 0.95-0.99 to one), half new creatives. Found: re-cuts
+    named as their stored creative; the exact search (nearest_creatives) on the same re-cuts, for reference."""
+    from ctax.index.points import point_id
+    from ctax.labelling.duplicates import near_duplicates
+
+    table = index._tables[index.creatives_collection(VERSION)]  # a bench may read the mirror
+    began = time.perf_counter()
+    near_duplicates(index, VERSION, _vectors(rng, 1), [str(uuid.uuid4())], 0.946)  # builds what the search reads first
+    first_s = time.perf_counter() - began
+    times, found, exact_found, planted = [], 0, 0, 0
+    for _ in range(batches):
+        rows = rng.choice(len(table), batch // 2, replace=False)
+        sources = [table.point_ids[r] for r in rows]
+        cosine = rng.uniform(0.95, 0.99, size=(len(rows), 1))
+        noise = _vectors(rng, len(rows))
+        noise -= (noise * table.vectors[rows]).sum(axis=1, keepdims=True) * table.vectors[rows]
+        noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+        recut = (cosine * table.vectors[rows] + np.sqrt(1 - cosine**2) * noise).astype(np.float32)
+        queries = np.concatenate([recut, _vectors(rng, batch - len(rows))])
+        ids = [str(uuid.uuid4()) for _ in range(batch)]
+        began = time.perf_counter()
+        roots = near_duplicates(index, VERSION, queries, ids, 0.946)
+        times.append((time.perf_counter() - began) * 1000 / batch)
+        planted += len(rows)
+        found += sum(root is not None and point_id(root) == source
+                     for root, source in zip(roots, sources, strict=False))  # the new half has no source
+        exact = index.nearest_creatives(VERSION, recut, 1)
+        exact_found += sum(bool(hit) and point_id(hit[0].creative_id) == source
+                           for hit, source in zip(exact, sources, strict=True))
+    return {"near_duplicate_ms_per_creative": statistics.median(times), "near_duplicate_first_s": first_s,
+            "near_duplicates_planted": planted, "near_duplicates_found": found,
+            "near_duplicates_exact_found": exact_found}
 
 
 def reopen(path: Path) -> dict[str, Any]:
@@ -205,14 +243,20 @@ def _print(rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
     first = rows[0]
-    table = Table("creatives", "fill s", "write ms/creative", "vs first", "search ms/query", "writer RSS MB",
-                  "reopen s", "table s", "reopened RSS MB", "reopen peak MB")
+    table = Table("creatives", "fill s", "write ms/creative", "vs first", "search ms/query", "near-dup ms/creative",
+                  "vs first", "near-dup first s", "re-cuts found / exact / planted", "writer RSS MB", "reopen s",
+                  "table s", "reopened RSS MB", "reopen peak MB")
     for row in rows:
         table.add_row(f"{row['creatives']:,}", f"{row['fill_s']:.0f}", f"{row['write_ms_per_creative']:.3f}",
                       f"{row['write_ms_per_creative'] / first['write_ms_per_creative']:.2f}",
-                      f"{row['search_ms_per_query']:.3f}", f"{row['writer_rss_mb']:.0f}", f"{row['open_s']:.1f}",
+                      f"{row['search_ms_per_query']:.3f}", f"{row['near_duplicate_ms_per_creative']:.3f}",
+                      f"{row['near_duplicate_ms_per_creative'] / first['near_duplicate_ms_per_creative']:.2f}",
+                      f"{row['near_duplicate_first_s']:.1f}",
+                      f"{row['near_duplicates_found']} / {row['near_duplicates_exact_found']} / "
+                      f"{row['near_duplicates_planted']}",
+                      f"{row['writer_rss_mb']:.0f}", f"{row['open_s']:.1f}",
                       f"{row['table_s']:.1f}", f"{row['reopen_rss_mb']:.0f}", f"{row['reopen_peak_rss_mb']:.0f}")
-    Console(width=200).print(table)
+    Console(width=240).print(table)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from qdrant_client import QdrantClient, models
 
+from ctax.index.cells import CELLS_FROM, Cells
 from ctax.index.local_mode import live_points, one_commit, reload_if_mostly_deleted
 from ctax.index.points import TrafficNeighbours, campaign_code, normal_point_id
 from ctax.index.table import VectorTable
@@ -175,6 +176,24 @@ class Collections:
             ]
         responses = self._server_nearest(collection, vectors, limit, skip, allowed, with_vector=False)
         return [[(p.id, float(p.score)) for p in points] for points in responses]
+
+    def _most_alike(self, collection: str, vectors: np.ndarray, skip: Sequence[str | None]
+                    ) -> list[tuple[Any, float] | None]:
+        """Per vector, the point most alike to it (never point `skip[i]`) and their cosine; None where none is. In
+        local mode a table of CELLS_FROM rows or more is read through its coarse cells (cells.py), built the first
+        time it is asked and again once more of what they hold is stale than live; a server reads its own index."""
+        if self.is_server or len(table := self._table(collection)) < CELLS_FROM:
+            return [row[0] if row else None for row in self._nearest_points(collection, vectors, 1, skip)]
+        if table.cells is None or table.cells.stale > len(table):
+            table.cells = Cells(table)
+        unit = normalise(np.asarray(vectors, dtype=np.float32))
+        found: list[tuple[Any, float] | None] = []
+        for query, own, points in zip(unit, skip, table.cells.candidates(unit), strict=True):
+            rows = [table.rows[point] for point in points if point != own and point in table.rows]
+            scores = table.vectors[rows] @ query  # the table's own cosines, not the cells' 8-bit ones
+            best = int(np.argmax(scores)) if rows else -1
+            found.append((table.point_ids[rows[best]], float(scores[best])) if rows else None)
+        return found
 
     def _nearest_vectors(
         self, collection: str, vectors: np.ndarray, limit: int, skip: Sequence[str | None], with_vectors: bool = True,

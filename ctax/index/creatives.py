@@ -105,6 +105,18 @@ class Creatives(Exemplars):
                 found[creative_id_of(point.id)] = np.asarray(point.vector, dtype=np.float32)
         return found
 
+    def most_alike_creatives(self, version: str, vectors: np.ndarray, exclude: Sequence[str | None]
+                             ) -> list[CreativeHit | None]:
+        """Per vector, the labelled creative most alike to it (never `exclude[i]`), None where there is none: the
+        search near-duplicate detection makes of every creative labelled, whose cost must not grow with the
+        creatives labelled (Collections._most_alike: coarse cells in local mode)."""
+        name = self.creatives_collection(version)
+        if len(vectors) == 0 or not self.client.collection_exists(name):
+            return [None] * len(vectors)
+        skip = [point_id(cid) if cid else None for cid in exclude]
+        return [None if hit is None else CreativeHit(creative_id_of(hit[0]), hit[1])
+                for hit in self._most_alike(name, vectors, skip)]
+
     def nearest_creatives(
         self, version: str, vectors: np.ndarray, limit: int,
         only: Sequence[Sequence[str] | None] | None = None, exclude: Sequence[str | None] | None = None,

@@ -49,6 +49,8 @@ class VectorTable:
         # (level, per row: whether another row may sit at the level or above to it), kept in step by upsert once
         # asked for (social). Deletes leave their fellows marked: a row marked without cause only costs a product.
         self._social: tuple[float, np.ndarray] | None = None
+        # Coarse cells over the rows (cells.Cells), told of every write and delete once a search has built them.
+        self.cells: Any = None
 
     def __len__(self) -> int:
         return len(self.point_ids)
@@ -98,6 +100,8 @@ class VectorTable:
             level, social = self._social
             social = np.concatenate([social, np.zeros(len(self) - len(social), dtype=bool)])
             self._social = (level, social | self._fellows_of([self._row[p] for p in dict.fromkeys(point_ids)], level))
+        if self.cells is not None:
+            self.cells.add(point_ids, vectors)
 
     def _make_room(self, rows: int) -> None:
         if rows <= len(self._vectors):
@@ -111,9 +115,12 @@ class VectorTable:
             setattr(self, name, grown)
 
     def delete(self, point_ids: Iterable[Any]) -> None:
+        point_ids = list(point_ids)
         drop = [self._row[p] for p in point_ids if p in self._row]
         if not drop:
             return
+        if self.cells is not None:
+            self.cells.forget(point_ids)
         self.stamp = next(_STAMPS)
         keep = np.ones(len(self.point_ids), dtype=bool)
         keep[drop] = False

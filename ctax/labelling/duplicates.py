@@ -75,15 +75,19 @@ def near_duplicates(
     be a member: the store resolves it to its root."""
     if threshold <= 0 or len(vectors) == 0:
         return [None] * len(creative_ids)
-    hits = index.nearest_creatives(version, vectors, 1, exclude=list(creative_ids))
+    hits = index.most_alike_creatives(version, vectors, list(creative_ids))
     unit = normalise(np.asarray(vectors, dtype=np.float32))
-    within = unit @ unit.T
+    # Per row, the earliest of the batch's earlier rows (another creative) most alike to it: a Python step per pair
+    # cost more than the search of the creatives collection (bench.creatives_growth).
+    names = np.asarray(list(creative_ids), dtype=object)
+    within = np.where(np.tril(names[:, None] != names[None, :], k=-1), unit @ unit.T, -np.inf)
+    earlier, alike = within.argmax(axis=1).tolist(), within.max(axis=1).tolist()
     found: list[str | None] = []
-    for n, row in enumerate(hits):
-        best, score = (row[0].creative_id, row[0].score) if row else (None, -1.0)
-        for m in range(n):
-            if creative_ids[m] != creative_ids[n] and within[n, m] > score:
-                best, score = found[m] or creative_ids[m], float(within[n, m])
+    for n, hit in enumerate(hits):
+        best, score = (hit.creative_id, hit.score) if hit else (None, -1.0)
+        if alike[n] > score:
+            m = earlier[n]
+            best, score = found[m] or creative_ids[m], alike[n]
         found.append(best if score >= threshold and best != creative_ids[n] else None)
     return found
 
