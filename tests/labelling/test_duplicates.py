@@ -8,7 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+import ctax.index.collections
 from ctax.index.connect import open_qdrant
 from ctax.index.qdrant import LabelIndex
 from ctax.labelling.duplicates import MIN_TEXT_WORDS, near_duplicates, normalised_text, represent_groups, text_key
@@ -47,6 +49,29 @@ def test_near_duplicates_are_found_in_the_collection_and_among_earlier_creatives
     assert near_duplicates(index, "v", batch[:1], ids[:1], 0.99) == ["a" * 32]
     assert near_duplicates(index, "v", labelled[1:], ["b" * 32], 0.99) == [None]
 
+
+
+def test_many_labelled_creatives_are_searched_through_cells_with_the_roots_the_exact_search_gives(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past CELLS_FROM labelled creatives the collection is read through coarse cells (index/cells.py)."""
+    rng = np.random.default_rng(4)
+    index = LabelIndex(open_qdrant(None, tmp_path / "qdrant"), "t")
+    centres = rng.normal(size=(30, 32))
+    labelled = (centres[rng.integers(0, 30, 3000)] + rng.normal(scale=0.5, size=(3000, 32))).astype(np.float32)
+    names = [f"{k:032x}" for k in range(3000)]
+    index.upsert_creatives("v", names, labelled)
+    sources = rng.choice(3000, 20, replace=False)
+    fresh = rng.normal(size=(10, 32)).astype(np.float32)
+    batch = np.concatenate([labelled[sources] + 0.02 * rng.normal(size=(20, 32)).astype(np.float32), fresh,
+                            fresh[:5] + 0.02 * rng.normal(size=(5, 32)).astype(np.float32)])
+    ids = [f"{k:032x}" for k in range(10_000, 10_035)]
+    roots = {}
+    for cells_from in (10**9, 600):  # exact, then through the cells
+        monkeypatch.setattr(ctax.index.collections, "CELLS_FROM", cells_from)
+        roots[cells_from] = near_duplicates(index, "v", batch, ids, 0.95)
+    assert index._tables[index.creatives_collection("v")].cells is not None
+    assert roots[600] == roots[10**9]
+    assert roots[600] == [names[s] for s in sources] + [None] * 10 + ids[20:25]
 
 
 def test_a_group_formed_within_the_batch_is_rooted_at_its_median_member_by_fit() -> None:
