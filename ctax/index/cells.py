@@ -13,10 +13,10 @@ exactly from the table, so a hit's cosine is the table's own. By a library (fais
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import faiss
 import numpy as np
 
 from ctax.index.table import VectorTable
@@ -25,16 +25,17 @@ CELLS_FROM = 5_000  # rows: below this the exact search costs no more than readi
 PROBE = 12  # cells read per query
 CANDIDATES = 8  # rows handed back per query, to be scored again exactly
 TRAIN_PER_CELL = 40  # sample rows per cell for the k-means (faiss warns below 39)
-# Cells are built on every core and searched on one: a batch's search is a few thousand codes per query, and
-# idle OpenMP threads spin where the worker's encoder wants the cores (as ONNX Runtime's did: engines.py).
-BUILD_THREADS = faiss.omp_get_max_threads()
 
 
 class Cells:
     """The cells of one table: built from its rows, then told of every row written to it or deleted from it."""
 
     def __init__(self, table: VectorTable, seed: int = 0) -> None:
-        faiss.omp_set_num_threads(BUILD_THREADS)
+        import faiss  # here, not at the top: 0.4 s and 15 MB for every process that imports the index
+
+        # Built on every core, searched on one: a batch's search is a few thousand codes per query, and idle
+        # OpenMP threads spin where the worker's encoder wants the cores (as ONNX Runtime's did: engines.py).
+        faiss.omp_set_num_threads(len(os.sched_getaffinity(0)))
         rows = len(table)
         self.dim = table.dim
         cells = int(np.clip(np.sqrt(rows), 16, 4096))
