@@ -56,7 +56,8 @@ console = Console(width=160)
 BACKENDS = ("torch", "onnx", "onnx-int8", "openvino", "openvino-int8")
 
 
-def settings_for(mode: str, work: Path, backend: str, batch_size: int, device: str, traffic_window: int = 0) -> Any:
+def settings_for(mode: str, work: Path, backend: str, batch_size: int, device: str, traffic_window: int = 0,
+                 **overrides: Any) -> Any:
     from ctax.config import Settings
 
     # Every backend labels the same payloads in one database: with near-duplicate groups on, the second backend's
@@ -68,7 +69,7 @@ def settings_for(mode: str, work: Path, backend: str, batch_size: int, device: s
         values["image_enabled"] = False
     else:
         values |= {"image_arch": "ViT-B-32", "image_pretrained": None, "image_projection": "random"}
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **(values | overrides))  # type: ignore[call-arg]
 
 
 def make_version(mode: str, work: Path, batch_size: int, device: str, payloads: list[Any],
@@ -151,13 +152,15 @@ def import_taxonomy(mode: str, work: Path, batch_size: int, device: str) -> None
 
 
 def end_to_end(mode: str, work: Path, backend: str, payloads: list[Any], batch_size: int, device: str,
-               traffic_window: int = 0, passes: Sequence[list[Any]] | None = None) -> tuple[float, float, bool]:
+               traffic_window: int = 0, passes: Sequence[list[Any]] | None = None, **overrides: Any,
+               ) -> tuple[float, float, bool]:
     """The payloads stored as creatives, then labelled by the labelling task's code a batch (a message) at a time:
     creatives/s pipelined (each batch finished on the runtime's finisher thread while the next is encoded,
     worker/finisher.py) and one after the other, each the faster of two passes taken in turns, and whether the
     worker's task pipelines with this backend (CTAX_LABEL_PIPELINE=auto: not torch on a CPU).
     `passes`: other payloads for each of the five passes (the warm-up first), so that the traffic window fills with
-    distinct creatives rather than copies of the same ones (bench.fixed_cost --distinct)."""
+    distinct creatives rather than copies of the same ones (bench.fixed_cost --distinct). `overrides`: settings
+    other than settings_for's (bench.fixed_cost --duplicate-groups)."""
     from sqlalchemy import func, select
 
     from ctax.creatives.intake import CreativeSubmission, create_creative
@@ -167,7 +170,7 @@ def end_to_end(mode: str, work: Path, backend: str, payloads: list[Any], batch_s
     from ctax.worker.runtime import Runtime
     from ctax.worker.tasks.label import run
 
-    rt = Runtime(settings_for(mode, work, backend, batch_size, device, traffic_window), [LABEL_QUEUE],
+    rt = Runtime(settings_for(mode, work, backend, batch_size, device, traffic_window, **overrides), [LABEL_QUEUE],
                  owns_index=True)
     rt.start()
     try:
@@ -300,6 +303,11 @@ def run_mode(mode: str, args: argparse.Namespace, work: Path, split_files: tuple
     if args.labelled and mode == "text":
         score = import_labelled_examples(work, args.batch_size, args.traffic_window, args.labelled,
                                          [text for batch in passes or [payloads] for text in batch], args.seed)
+    overrides = {"duplicate_groups": True} if args.duplicate_groups else {}
+    if args.creatives and mode == "text":
+        from bench import creatives_fill  # not at the top: it reads settings_for from here
+
+        creatives_fill.fill_in_child(work, args.batch_size, args.creatives, args.seed, overrides)
     rows, reference = [], None
     for backend in ["torch", *names]:
         console.print(f"{mode}: {backend}: raw towers on {n} creatives, messages of {args.batch_size}...")
@@ -309,7 +317,7 @@ def run_mode(mode: str, args: argparse.Namespace, work: Path, split_files: tuple
         cosine = float(np.min(np.sum(vectors * reference, axis=1)))
         console.print(f"{mode}: {backend}: end to end through the labelling task...")
         pipelined, serial, served = end_to_end(mode, work, backend, payloads, args.batch_size, args.device,
-                                               args.traffic_window, passes)
+                                               args.traffic_window, passes, **overrides)
         e2e = pipelined if served else serial
         # Raw again after end to end, the faster kept: both figures are then the best of passes spread over the
         # same minutes, so a shared machine's slow spell does not land on one side of the ratio only.
@@ -321,7 +329,8 @@ def run_mode(mode: str, args: argparse.Namespace, work: Path, split_files: tuple
                                "end_to_end_pipelined_per_s": round(pipelined, 2),
                                "end_to_end_serial_per_s": round(serial, 2),
                                "cosine_to_torch": round(cosine, 6), "traffic_window": args.traffic_window,
-                               "novelty_score_reads": score,
+                               "novelty_score_reads": score, "duplicate_groups": args.duplicate_groups,
+                               "creatives": args.creatives if mode == "text" else 0,
                                "top1": None, "novelty_auroc": None, "wrong_label_auroc": None,
                                **gpu_memory(args.device)}
         if mode == "text" and split_files is not None:
@@ -376,12 +385,21 @@ def main() -> None:
     parser.add_argument("--distinct", action="store_true",
                         help="text: end to end posts other ads in each of its five passes (the traffic window "
                              "then holds distinct creatives, not five copies of each; raw times the first pass's)")
+    parser.add_argument("--duplicate-groups", action="store_true",
+                        help="end to end with near-duplicate groups on, as the service runs (no payload may then be "
+                             "posted twice: needs --backends torch, --distinct and --modes text)")
+    parser.add_argument("--creatives", type=int, default=0,
+                        help="text: fill the version's creatives collection with this many labelled creatives first, "
+                             "as a worker's after months of traffic (bench/creatives_fill.py)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 128 texts, 32 images, no eval")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
     if args.labelled and not args.taxonomy:
         parser.error("--labelled needs --taxonomy (labelled ads name the Pitt labels)")
+    if args.duplicate_groups and (args.backends != "torch" or not args.distinct or "image" in args.modes.split(",")):
+        parser.error("--duplicate-groups needs --backends torch, --distinct and --modes text: a second backend's "
+                     "creatives, or a second pass of the same ads, would be exact copies, grouped unencoded")
     if args.quick:
         args.n_text, args.n_image, args.no_eval = 128, 32, True
     import torch

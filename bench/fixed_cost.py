@@ -29,6 +29,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench import backends as bench_backends
+from bench import creatives_fill
 from bench.throughput import texts
 
 console = Console(width=160)
@@ -66,7 +67,9 @@ PARTS = [
     ("ctax.store.leases", "", "claim_inputs", "claim (UPDATE ... RETURNING)"),
     ("ctax.labelling.batch", "LabellingWorker", "_read", "read the claimed rows"),
     ("ctax.labelling.labeller", "Labeller", "encode", "Labeller.encode (replayed)"),
+    ("ctax.labelling.duplicates", "", "exact_matches", "exact duplicates (database)"),
     ("ctax.labelling.labeller", "Labeller", "finish", "Labeller.finish"),
+    ("ctax.index.creatives", "Creatives", "most_alike_creatives", "  near-duplicate search"),
     ("ctax.labelling.labeller", "Labeller", "arrival_traffic", "  traffic search"),
     ("ctax.labelling.labeller", "Labeller", "decide", "  decide (label/exemplar search + trigger)"),
     ("ctax.labelling.labeller", "Labeller", "_keep_for_sweep", "  kept for the sweep (fits without traffic)"),
@@ -121,9 +124,15 @@ def main() -> None:
                         help="count each campaign once in the traffic as the version says, or always, or never")
     parser.add_argument("--labelled", type=int, default=0,
                         help="import this many labelled Pitt ads and calibrate on them (needs --taxonomy)")
+    parser.add_argument("--duplicate-groups", action="store_true",
+                        help="near-duplicate groups on, as the service runs them (bench.backends leaves them off)")
+    parser.add_argument("--creatives", type=int, default=0, help="fill the version's creatives collection with "
+                        "this many labelled creatives first (bench/creatives_fill.py)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
+    if args.duplicate_groups and not args.distinct:
+        parser.error("--duplicate-groups needs --distinct: the later passes' copies would be grouped unencoded")
 
     from ctax.embedding import space as space_module
     from ctax.embedding.space import CreativeContent
@@ -144,6 +153,10 @@ def main() -> None:
     if args.labelled:
         score = bench_backends.import_labelled_examples(work, args.batch_size, args.traffic_window, args.labelled,
                                                         payloads, args.seed)
+
+    overrides = {"duplicate_groups": args.duplicate_groups}
+    if args.creatives:
+        creatives_fill.fill_in_child(work, args.batch_size, args.creatives, args.seed, overrides)
 
     parts: dict[str, float] = defaultdict(float)
     for owner, name, label in timed_parts():
@@ -201,7 +214,10 @@ def main() -> None:
 
     label_task.run = run_after_warm_up  # type: ignore[assignment]
     bench_backends.end_to_end("text", work, args.backend, passes[0] if passes else payloads, args.batch_size, "cpu",
-                              args.traffic_window, passes)
+                              args.traffic_window, passes, **overrides)
+    memory = {line.split(":")[0]: float(line.split()[1]) / 1024
+              for line in Path("/proc/self/status").read_text().splitlines() if line.startswith(("VmRSS:", "VmHWM:"))}
+    rss_mb, peak_mb = memory["VmRSS"], memory["VmHWM"]
     # end_to_end labels the payloads five times and the last four are timed: every figure, the whole task's too,
     # is their mean (bench.backends reports the fastest pass instead)
     timed_n = 4 * args.n
@@ -216,11 +232,15 @@ def main() -> None:
                   "left as they were (no traffic could raise them, or their flag may not be raised)")
     console.print(f"backend {args.backend}, taxonomy {args.taxonomy}, traffic window {args.traffic_window}, "
                   f"campaigns counted once {once['on']}, labelled ads {args.labelled} (novelty score reads: {score}), "
-                  f"{timed_n} creatives timed; work folder {work}")
+                  f"{timed_n} creatives timed; near-duplicate groups {args.duplicate_groups}, creatives collection "
+                  f"filled with {args.creatives:,} first; RSS after {rss_mb:,.0f} MB (peak {peak_mb:,.0f} MB); "
+                  f"work folder {work}")
     if args.json:
         args.json.write_text(json.dumps({"backend": args.backend, "taxonomy": args.taxonomy,
                                          "traffic_window": args.traffic_window, "campaigns_once": once["on"],
                                          "labelled": args.labelled, "novelty_score_reads": score,
+                                         "duplicate_groups": args.duplicate_groups, "creatives": args.creatives,
+                                         "rss_mb": rss_mb, "peak_rss_mb": peak_mb,
                                          "ms_per_creative": figures, "swept": dict(swept)},
                                         indent=2))
 

@@ -182,18 +182,28 @@ class Collections:
         """Per vector, the point most alike to it (never point `skip[i]`) and their cosine; None where none is. In
         local mode a table of CELLS_FROM rows or more is read through its coarse cells (cells.py), built the first
         time it is asked and again once more of what they hold is stale than live; a server reads its own index."""
-        if self.is_server or len(table := self._table(collection)) < CELLS_FROM:
+        if (cells := self._cells(collection)) is None:
             return [row[0] if row else None for row in self._nearest_points(collection, vectors, 1, skip)]
-        if table.cells is None or table.cells.stale > len(table):
-            table.cells = Cells(table)
+        table = self._table(collection)
+        row_of = table.rows
         unit = normalise(np.asarray(vectors, dtype=np.float32))
         found: list[tuple[Any, float] | None] = []
-        for query, own, points in zip(unit, skip, table.cells.candidates(unit), strict=True):
-            rows = [table.rows[point] for point in points if point != own and point in table.rows]
-            scores = table.vectors[rows] @ query  # the table's own cosines, not the cells' 8-bit ones
+        for query, own, points in zip(unit, skip, cells.candidates(unit), strict=True):
+            rows = [row for point in points if point != own and (row := row_of.get(point)) is not None]
+            scores = table.vectors[rows] @ query  # the table's own cosines, not the cells' 4-bit codes' ones
             best = int(np.argmax(scores)) if rows else -1
             found.append((table.point_ids[rows[best]], float(scores[best])) if rows else None)
         return found
+
+    def _cells(self, collection: str) -> Cells | None:
+        """The coarse cells of a local collection's mirror of CELLS_FROM rows or more, built now where there are
+        none yet or more of what they hold is stale than live; None where the search is exact (a server, or a
+        smaller collection)."""
+        if self.is_server or len(table := self._table(collection)) < CELLS_FROM:
+            return None
+        if table.cells is None or table.cells.stale > len(table):
+            table.cells = Cells(table)
+        return table.cells
 
     def _nearest_vectors(
         self, collection: str, vectors: np.ndarray, limit: int, skip: Sequence[str | None], with_vectors: bool = True,

@@ -117,6 +117,13 @@ class Creatives(Exemplars):
         return [None if hit is None else CreativeHit(creative_id_of(hit[0]), hit[1])
                 for hit in self._most_alike(name, vectors, skip)]
 
+    def prepare_near_duplicates(self, version: str) -> None:
+        """Build now what most_alike_creatives reads (local mode: the collection's mirror and, past CELLS_FROM, its
+        cells), so that a restarted worker's first batch does not wait for it: ~30 s at 1M creatives here."""
+        name = self.creatives_collection(version)
+        if self.client.collection_exists(name):
+            self._cells(name)
+
     def nearest_creatives(
         self, version: str, vectors: np.ndarray, limit: int,
         only: Sequence[Sequence[str] | None] | None = None, exclude: Sequence[str | None] | None = None,

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from itertools import count
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ctax.vectors import normalise
+
+if TYPE_CHECKING:
+    from ctax.index.cells import Cells
 
 # Every table's contents, as they change, get a new stamp: what was computed from a table is still valid while
 # its stamp is (the novelty sweep keeps each creative's fit while the exemplars it was searched among stand).
@@ -50,7 +53,7 @@ class VectorTable:
         # asked for (social). Deletes leave their fellows marked: a row marked without cause only costs a product.
         self._social: tuple[float, np.ndarray] | None = None
         # Coarse cells over the rows (cells.Cells), told of every write and delete once a search has built them.
-        self.cells: Any = None
+        self.cells: Cells | None = None
 
     def __len__(self) -> int:
         return len(self.point_ids)

