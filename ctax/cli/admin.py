@@ -9,6 +9,7 @@ import typer
 
 from ctax.cli.common import console, database, fail, settings
 from ctax.enums import AccountKind, AccountStatus, JobState
+from ctax.jobs import RESENT_WHEN_LOST
 from ctax.settings_checks import account_quota, account_rate_limit
 from ctax.store import migrate, outbox
 from ctax.store.keys import (
@@ -196,13 +197,18 @@ def jobs(
 
     Index syncs, deletions' forgets, erasure steps, builds, training requests: one a line after a header, with its
     id, task, state, when it was queued, sent, started and ended (UTC), how often a worker started it, and why it
-    failed. Ended jobs are kept CTAX_OUTBOX_KEEP_DAYS (7)."""
+    failed. Ended jobs are kept CTAX_OUTBOX_KEEP_DAYS (7). Only jobs that are sent again when their worker is lost
+    (index syncs and builds, forgets, erasures) record when they started and ended; the others (the creatives
+    backfill, new-label discovery, training requests) show as "sent, not tracked" once sent: the worker's log says
+    how they went, and a training run its own status (`GET /v1/training/runs`)."""
     with database(settings()).read() as session:
         found = outbox.recent(session, state, task, limit)
         typer.echo("\t".join(JOB_COLUMNS))
         for job, named in found:
             error = " ".join((job.last_error or "").split())[:300]
-            typer.echo("\t".join([str(job.id), job.task, named, *map(_when, (job.created_at, job.sent_at,
+            shown = f"{named.value}, not tracked" if named == JobState.SENT and job.task not in RESENT_WHEN_LOST \
+                else named.value
+            typer.echo("\t".join([str(job.id), job.task, shown, *map(_when, (job.created_at, job.sent_at,
                                    job.started_at, job.done_at)), str(job.starts), error]))
 
 
