@@ -42,7 +42,7 @@ DIM = 384
 FILL_REQUEST = 512
 
 
-def _memory_mb() -> tuple[float, float]:
+def memory_mb() -> tuple[float, float]:
     """(RSS, peak RSS) of this process in MB."""
     status = Path("/proc/self/status").read_text()
     value = {line.split(":")[0]: float(line.split()[1]) / 1024 for line in status.splitlines()
@@ -85,7 +85,7 @@ def fill_and_write(path: Path, size: int, batch: int, batches: int) -> dict[str,
         index.nearest_creatives(VERSION, _vectors(rng, batch), limit=10)
         searches.append((time.perf_counter() - began) * 1000 / batch)
     near = near_duplicates_timed(index, rng, batch, batches)
-    rss, peak = _memory_mb()
+    rss, peak = memory_mb()
     stored = index.count_creatives(VERSION)
     index.client.close()
     return {"stored": stored, "fill_s": fill_s,
@@ -134,14 +134,14 @@ def reopen(path: Path) -> dict[str, Any]:
     from ctax.index.connect import open_qdrant
     from ctax.index.qdrant import LabelIndex
 
-    before, _ = _memory_mb()
+    before, _ = memory_mb()
     began = time.perf_counter()
     index = LabelIndex(open_qdrant(None, path))
     open_s = time.perf_counter() - began
     began = time.perf_counter()
     count = index.count_creatives(VERSION)  # local mode: the in-memory table answers, so this builds it
     table_s = time.perf_counter() - began
-    rss, peak = _memory_mb()
+    rss, peak = memory_mb()
     return {"reopened": count, "open_s": open_s, "table_s": table_s, "reopen_rss_mb": rss - before,
             "reopen_peak_rss_mb": peak - before}
 
@@ -153,7 +153,7 @@ def traffic(path: Path, labelled: int, window: int, batch: int) -> dict[str, Any
 
     rng = np.random.default_rng(labelled)
     index = LabelIndex(open_qdrant(None, path))
-    before, _ = _memory_mb()
+    before, _ = memory_mb()
     times = []
     for start in track(range(0, labelled, batch), description=f"labelling {labelled:,}",
                        console=Console(stderr=True)):
@@ -161,7 +161,7 @@ def traffic(path: Path, labelled: int, window: int, batch: int) -> dict[str, Any
         began = time.perf_counter()
         index.record_traffic(VERSION, ids, vectors, window)
         times.append((time.perf_counter() - began) * 1000 / len(ids))
-    rss, _ = _memory_mb()
+    rss, _ = memory_mb()
     # What local mode holds in memory for the window, deleted points included (qdrant-client's internals: a bench
     # may read them).
     held = len(index.client._client.collections[index.traffic_collection(VERSION)].ids_inv)  # type: ignore[attr-defined]

@@ -30,6 +30,7 @@ from rich.table import Table
 
 from bench import backends as bench_backends
 from bench import creatives_fill
+from bench.creatives_growth import memory_mb
 from bench.throughput import texts
 
 console = Console(width=160)
@@ -215,9 +216,7 @@ def main() -> None:
     label_task.run = run_after_warm_up  # type: ignore[assignment]
     bench_backends.end_to_end("text", work, args.backend, passes[0] if passes else payloads, args.batch_size, "cpu",
                               args.traffic_window, passes, **overrides)
-    memory = {line.split(":")[0]: float(line.split()[1]) / 1024
-              for line in Path("/proc/self/status").read_text().splitlines() if line.startswith(("VmRSS:", "VmHWM:"))}
-    rss_mb, peak_mb = memory["VmRSS"], memory["VmHWM"]
+    rss_mb, peak_mb = memory_mb()
     # end_to_end labels the payloads five times and the last four are timed: every figure, the whole task's too,
     # is their mean (bench.backends reports the fastest pass instead)
     timed_n = 4 * args.n
